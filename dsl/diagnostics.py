@@ -1,0 +1,101 @@
+"""Diagnostics as data, and their three renderings: full (rustc-like), concise (one line) and JSON.
+
+Every error a user sees, syntax or semantic, is one `Diagnostic`; `codes.py` holds each code's
+title and explanation (for `dfm explain` and the docs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from .ir import NO_SPAN, Span
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    message: str
+    span: Span = NO_SPAN
+    help: str | None = None
+    label: str | None = None  # printed after the caret
+    note: str | None = None
+    parameter: str | None = None
+    frame: int | None = None
+    path: str = field(default="<string>")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.span.start, 0 if self.is_error else 1, self.code)
+
+
+class DfmError(Exception):
+    """Raised by library entry points when a scene has errors; carries every diagnostic."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        first = diagnostics[0] if diagnostics else None
+        super().__init__(f"{first.code}: {first.message}" if first else "invalid scene")
+
+
+def error(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, span, **kw)
+
+
+def warning(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
+    return Diagnostic(code, Severity.WARNING, message, span, **kw)
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+def render_concise(d: Diagnostic) -> str:
+    return f"{d.path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: {d.message}"
+
+
+def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
+    """`path:line:col: error[CODE]: message`, the source line with a caret under the spot, help."""
+
+    def paint(text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    sev_color = "1;31" if d.is_error else "1;33"
+    head = f"{d.path}:{d.span.line}:{d.span.col}: {paint(f'{d.severity.value}[{d.code}]', sev_color)}: {d.message}"
+    out = [head]
+    lines = source.splitlines()
+    if 1 <= d.span.line <= len(lines):
+        text = lines[d.span.line - 1].expandtabs(1)
+        gutter = str(d.span.line)
+        pad = " " * len(gutter)
+        width = d.span.end_col - d.span.col if d.span.end_line == d.span.line else len(text) - d.span.col + 1
+        width = max(1, width)
+        caret = " " * (d.span.col - 1) + paint("^" * width, sev_color)
+        out.append(f"{pad} |")
+        out.append(f"{gutter} | {text}")
+        out.append(f"{pad} | {caret}" + (f" {d.label}" if d.label else ""))
+    if d.note:
+        out.append(f"note: {d.note}")
+    if d.help:
+        out.append(f"help: {d.help}")
+    return "\n".join(out)
+
+
+def to_json(d: Diagnostic) -> dict:
+    data = asdict(d)
+    data["severity"] = d.severity.value
+    data["span"] = asdict(d.span)
+    return data
+
+
+def render_json(diags: list[Diagnostic]) -> str:
+    return json.dumps([to_json(d) for d in diags], indent=2, ensure_ascii=False)

@@ -1,0 +1,172 @@
+"""The scene IR: frozen dataclasses, each with the source span it was parsed from.
+
+Spans never take part in equality (``field(compare=False)``), so a scene parsed from differently
+spaced text compares equal: the formatter's round-trip tests rely on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of the source: 1-based line/column, 0-based character offsets (end exclusive)."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    start: int
+    end: int
+
+    @staticmethod
+    def point(line: int, col: int, offset: int) -> Span:
+        return Span(line, col, line, col + 1, offset, offset + 1)
+
+    def cover(self, other: Span) -> Span:
+        """The smallest span holding both."""
+        first, last = (self, other) if self.start <= other.start else (other, self)
+        end = self if self.end >= other.end else other
+        return Span(first.line, first.col, end.end_line, end.end_col, first.start, max(last.end, end.end))
+
+
+NO_SPAN = Span(0, 0, 0, 0, 0, 0)
+
+
+def _span() -> Span:
+    return field(default=NO_SPAN, compare=False, repr=False)
+
+
+# ---- expressions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float
+    text: str  # as written: Deforum's number/expression distinction depends on it
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str  # "-", "+", "~"
+    operand: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str  # + - * / % ** & | == != < <= > >=
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+Expr = Union[Number, Variable, Call, Unary, Binary]
+
+
+# ---- statement values ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class String:
+    value: str  # escapes resolved
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A bare word that is not a valid expression name, e.g. ``2d``."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Time:
+    """A point or length in time: frames (``10``), seconds (``4s``) or beats (``8b``)."""
+
+    value: float
+    unit: str  # "f", "s" or "b"
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One keyframe: ``at:(value)`` and an optional curve for the segment that starts here."""
+
+    at: Time
+    value: Expr
+    curve: str | None = None
+    span: Span = _span()
+    curve_span: Span = _span()
+    value_text: str = field(default="", compare=False)  # source text inside the parentheses
+
+
+@dataclass(frozen=True, slots=True)
+class KeyList:
+    keys: tuple[Key, ...]
+    trailing_comma: bool = field(default=False, compare=False)
+    span: Span = _span()
+
+
+Value = Union[Number, Variable, Call, Unary, Binary, String, Size, Word, Time, KeyList]
+
+
+# ---- statements and the scene --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """``name value*`` or ``name keylist``; the compiler gives the name its meaning (the catalogue)."""
+
+    name: str
+    args: tuple[Value, ...]
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    text: str  # including the leading '#'
+    trailing: bool  # on the same line as code
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    statements: tuple[Statement, ...]
+    comments: tuple[Comment, ...] = field(default=(), compare=False)
+    source: str = field(default="", compare=False, repr=False)
+    path: str = field(default="<string>", compare=False)
+
+    @property
+    def version(self) -> Statement | None:
+        for st in self.statements:
+            if st.name == "dfm":
+                return st
+        return None
