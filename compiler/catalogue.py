@@ -1,0 +1,306 @@
+"""The parameter catalogue: every statement a scene may hold, defined once.
+
+One row per parameter: its name, Deforum aliases, kind (schedule / static setting / prompt), type,
+unit, default, valid range, choices and the modes that use it. The checker, the compiler, the
+formatter, the Deforum importer/exporter, the Parseq exporter and docs/language.md all read this
+table; adding a parameter is adding a row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Kind(str, Enum):
+    SCHEDULE = "schedule"  # a value per frame: a constant, an expression of t, or keyframes
+    SETTING = "setting"  # one value for the whole scene
+    PROMPT = "prompt"  # text keyed at frames
+
+
+MODES = ("none", "2d", "3d", "video", "interpolation")
+ALL = frozenset(MODES)
+ANIMATED = frozenset({"2d", "3d", "video", "interpolation"})
+MOTION = frozenset({"2d", "3d"})
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: Kind
+    type: str  # float | int | bool | enum | size | time | string | path | model | seed
+    default: object
+    doc: str
+    group: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False  # the minimum itself is not allowed
+    max_open: bool = False
+    multiple_of: int | None = None
+    choices: tuple[str, ...] = ()
+    choice_aliases: dict[str, str] = field(default_factory=dict)
+    modes: frozenset = ALL
+    aliases: tuple[str, ...] = ()
+    deforum: str | None = None  # the A1111-extension settings key
+    parseq: str | None = None  # Parseq's field name, for schedules Parseq can carry
+
+    def range_text(self) -> str:
+        if self.min is None and self.max is None:
+            return ""
+        lo = "" if self.min is None else ("(" if self.min_open else "[") + _fmt(self.min)
+        hi = "" if self.max is None else _fmt(self.max) + (")" if self.max_open else "]")
+        if self.min is None:
+            return f"≤ {hi[:-1]}" if not self.max_open else f"< {hi[:-1]}"
+        if self.max is None:
+            return f"> {_fmt(self.min)}" if self.min_open else f"≥ {_fmt(self.min)}"
+        return f"{lo} .. {hi}"
+
+    def in_range(self, v: float) -> bool:
+        if self.min is not None and (v < self.min or (self.min_open and v == self.min)):
+            return False
+        if self.max is not None and (v > self.max or (self.max_open and v == self.max)):
+            return False
+        return True
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(v)
+
+
+def _sched(name, default, doc, group, unit="", modes=ALL, aliases=(), deforum=None, parseq=None,
+           type="float", **kw) -> Param:
+    return Param(name, Kind.SCHEDULE, type, default, doc, group, unit=unit, modes=modes,
+                 aliases=(f"{name}_schedule", *aliases), deforum=deforum or name, parseq=parseq, **kw)
+
+
+def _set(name, type, default, doc, group, modes=ALL, aliases=(), deforum=None, **kw) -> Param:
+    return Param(name, Kind.SETTING, type, default, doc, group, modes=modes, aliases=aliases,
+                 deforum=deforum, **kw)
+
+
+# ---- samplers ------------------------------------------------------------------------------------
+
+SAMPLERS = (
+    "euler", "euler_a", "klms", "klms_karras", "heun", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras",
+    "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "ddim", "plms", "unipc",
+)
+SAMPLER_ALIASES = {
+    "euler_ancestral": "euler_a", "k_euler_a": "euler_a", "k_euler_ancestral": "euler_a", "k_euler": "euler",
+    "lms": "klms", "k_lms": "klms", "lms_karras": "klms_karras", "k_heun": "heun",
+    "dpm2_ancestral": "dpm2_a", "k_dpm_2": "dpm2", "k_dpm_2_a": "dpm2_a", "dpm_2": "dpm2", "dpm_2_a": "dpm2_a",
+    "dpm2_ancestral_karras": "dpm2_a_karras", "dpmpp2m": "dpmpp_2m", "k_dpmpp_2m": "dpmpp_2m",
+    "dpmpp_2m_karras_": "dpmpp_2m_karras", "uni_pc": "unipc", "pndm": "plms",
+}
+# Names users bring from Deforum/A1111 that have no faithful diffusers scheduler: an error, never a
+# silent substitute.
+UNSUPPORTED_SAMPLERS = {
+    "dpm_fast": "DPM fast has no diffusers scheduler",
+    "dpm_adaptive": "DPM adaptive has no diffusers scheduler (its step count is adaptive)",
+    "dpmpp_2s_a": "DPM++ 2S a has no diffusers scheduler",
+    "dpmpp_2s_a_karras": "DPM++ 2S a Karras has no diffusers scheduler",
+    "dpmpp_sde": "DPM++ SDE needs torchsde and seeds its noise outside the frame's generator",
+    "dpmpp_sde_karras": "DPM++ SDE Karras needs torchsde and seeds its noise outside the frame's generator",
+    "dpmpp_3m_sde": "DPM++ 3M SDE has no diffusers equivalent",
+    "lcm": "LCM needs an LCM-distilled model",
+}
+
+
+def normalise_choice(text: str) -> str:
+    """'DPM++ 2M Karras' -> 'dpmpp_2m_karras', 'Match Frame 0 LAB' -> 'match_frame_0_lab'."""
+    t = text.strip().lower().replace("++", "pp")
+    return re.sub(r"[^a-z0-9]+", "_", t).strip("_")
+
+
+SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate")
+
+# ---- the table -------------------------------------------------------------------------------------
+
+PARAMS: tuple[Param, ...] = (
+    # scene
+    _set("mode", "enum", "2d", "Animation mode: stills, 2D camera, 3D depth-warped camera, video input, "
+         "or prompt interpolation.", "scene", choices=MODES, aliases=("animation_mode",), deforum="animation_mode",
+         choice_aliases={"video_input": "video", "2d": "2d", "3d": "3d", "none": "none"}),
+    _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, aliases=("max_frames",),
+         deforum="max_frames"),
+    _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
+         "fps). Use either frames or duration.", "scene", min=0, min_open=True, unit="s"),
+    _set("fps", "float", 15, "Frames per second of the output video; converts seconds to frames.", "scene",
+         min=0, min_open=True, max=240, unit="frames/s", deforum="fps"),
+    _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`).", "scene",
+         min=0, min_open=True, max=1000, unit="beats/min"),
+    _set("size", "size", (512, 512), "Output width × height in pixels, each a multiple of 8.", "scene",
+         min=64, max=4096, multiple_of=8),
+    # generation
+    _set("model", "model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.x/2.x model: a "
+         "hub id, a local diffusers folder, or a .safetensors file; optionally followed by `sha256 \"<hex>\"`.",
+         "generation", aliases=("sd_model", "model_checkpoint")),
+    _set("sampler", "enum", "euler_a", "Sampler (diffusers scheduler). Deforum and A1111 names are accepted.",
+         "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, deforum="sampler"),
+    _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
+         "generation", min=0, max=2**32 - 1, deforum="seed"),
+    _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
+         "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1).",
+         "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior"),
+    _set("seed_iter_n", "int", 1, "For `iter`: the seed advances every N diffused frames.", "generation",
+         min=1, aliases=("seed_iter_N",), deforum="seed_iter_N"),
+    _set("cadence", "int", 1, "Diffuse every Nth frame; the frames between are warped and blended.",
+         "generation", min=1, max=50, modes=MOTION, aliases=("diffusion_cadence",), deforum="diffusion_cadence"),
+    _set("init_image", "path", None, "An image to start from: frame 0 becomes img2img from it.", "generation",
+         aliases=("init",), deforum="init_image"),
+    _set("init_strength", "float", None, "Strength for frame 0 from the init image; defaults to the strength "
+         "schedule at frame 0.", "generation", min=0, max=1),
+    _set("prompt_crossfade", "time", 0, "Blend the text embeddings over this many frames (or seconds) after "
+         "each prompt change instead of a hard cut.", "generation", min=0, modes=ANIMATED),
+    _set("images_per_prompt", "int", 1, "Stills mode: images rendered for each prompt.", "generation", min=1,
+         max=1000, modes=frozenset({"none"}), aliases=("n_samples", "n_batch")),
+    # motion and image
+    _set("border", "enum", "replicate", "How the 2D warp fills pixels that come from outside the frame.",
+         "motion", choices=("replicate", "wrap", "reflect", "zeros"), modes=frozenset({"2d"}), deforum="border"),
+    _set("perspective_flip", "bool", False, "Apply the perspective_flip_* schedules (2D pseudo-3D tilt).",
+         "motion", modes=frozenset({"2d"}), aliases=("enable_perspective_flip", "flip_2d_perspective"),
+         deforum="enable_perspective_flip"),
+    _set("color_coherence", "enum", "lab", "Match each frame's colour histogram to the first warped frame, in "
+         "this colour space.", "image", choices=("none", "rgb", "hsv", "lab"), modes=MOTION,
+         choice_aliases={"match_frame_0_lab": "lab", "match_frame_0_hsv": "hsv", "match_frame_0_rgb": "rgb"},
+         deforum="color_coherence"),
+    _set("color_force_grayscale", "bool", False, "Turn every frame to grey before diffusion.", "image",
+         modes=MOTION, deforum="color_force_grayscale"),
+    # 3D
+    _set("use_depth_warping", "bool", True, "3D: warp by a depth map (off: a flat plane).", "3d",
+         modes=frozenset({"3d"}), deforum="use_depth_warping"),
+    _set("depth_model", "string", "Intel/dpt-hybrid-midas", "3D: depth model (hub id or local folder): "
+         "DPT/MiDaS or Depth Anything.", "3d", modes=frozenset({"3d"}), aliases=("depth_algorithm",)),
+    _set("midas_weight", "float", 0.2, "3D: weight of the depth model against a flat plane.", "3d", min=0, max=1,
+         modes=frozenset({"3d"}), deforum="midas_weight"),
+    _set("padding_mode", "enum", "border", "3D: how the depth warp fills pixels from outside the frame.", "3d",
+         choices=("border", "reflection", "zeros"), modes=frozenset({"3d"}), deforum="padding_mode"),
+    _set("sampling_mode", "enum", "bicubic", "3D: resampling filter of the depth warp.", "3d",
+         choices=("bicubic", "bilinear", "nearest"), modes=frozenset({"3d"}), deforum="sampling_mode"),
+    _set("save_depth_maps", "bool", False, "3D: also write each depth map.", "3d", modes=frozenset({"3d"}),
+         deforum="save_depth_maps"),
+    # video input
+    _set("video_init_path", "path", None, "Video mode: the input video.", "video", modes=frozenset({"video"}),
+         aliases=("video_init", "video_input"), deforum="video_init_path"),
+    _set("extract_nth_frame", "int", 1, "Video mode: use every Nth input frame.", "video", min=1,
+         modes=frozenset({"video"}), deforum="extract_nth_frame"),
+    _set("extract_from_frame", "int", 0, "Video mode: first input frame used.", "video", min=0,
+         modes=frozenset({"video"}), deforum="extract_from_frame"),
+    _set("extract_to_frame", "int", -1, "Video mode: last input frame used (-1: the end).", "video", min=-1,
+         modes=frozenset({"video"}), deforum="extract_to_frame"),
+    _set("video_mask_path", "path", None, "Video mode: a mask video (white = keep the input).", "video",
+         modes=frozenset({"video"}), deforum="video_mask_path"),
+    # interpolation
+    _set("interpolate_key_frames", "bool", False, "Interpolation mode: place prompts at their key frames "
+         "instead of evenly.", "interpolation", modes=frozenset({"interpolation"}),
+         deforum="interpolate_key_frames"),
+    _set("interpolate_x_frames", "int", 4, "Interpolation mode: frames between two prompts.", "interpolation",
+         min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames"),
+    # output
+    _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output"),
+    _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output"),
+    _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51),
+    # prompts
+    Param("prompt", Kind.PROMPT, "string", None, "The positive prompt from a frame on: `prompt 4s \"a cat\"`. "
+          "Without a time it starts at frame 0. ` --neg ` inside splits off a negative part.", "prompts",
+          aliases=("positive",)),
+    Param("negative", Kind.PROMPT, "string", "", "The negative prompt from a frame on, keyed independently of "
+          "the positive prompts.", "prompts", aliases=("negative_prompt", "neg")),
+    # motion schedules
+    _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
+           modes=frozenset({"2d"}), parseq="angle"),
+    _sched("zoom", 1.0, "2D scale per frame (1.02 zooms in 2 % each frame).", "motion", "×/frame",
+           modes=frozenset({"2d"}), parseq="zoom", min=0, min_open=True),
+    _sched("translation_x", 0.0, "Move right per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
+           modes=MOTION, parseq="translation_x"),
+    _sched("translation_y", 0.0, "Move down per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
+           modes=MOTION, parseq="translation_y"),
+    _sched("translation_z", 0.0, "3D: move the camera forward per frame.", "motion", "units/frame",
+           modes=frozenset({"3d"}), parseq="translation_z"),
+    _sched("rotation_3d_x", 0.0, "3D: tilt per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
+           parseq="rotation_3d_x"),
+    _sched("rotation_3d_y", 0.0, "3D: pan per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
+           parseq="rotation_3d_y"),
+    _sched("rotation_3d_z", 0.0, "3D: roll per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
+           parseq="rotation_3d_z"),
+    _sched("transform_center_x", 0.5, "2D: rotation and zoom centre, as a fraction of the width.", "motion",
+           modes=frozenset({"2d"}), parseq="transform_center_x"),
+    _sched("transform_center_y", 0.5, "2D: rotation and zoom centre, as a fraction of the height.", "motion",
+           modes=frozenset({"2d"}), parseq="transform_center_y"),
+    _sched("perspective_flip_theta", 0.0, "2D perspective flip: rotation about z.", "motion", "degrees",
+           modes=frozenset({"2d"}), parseq="perspective_flip_theta"),
+    _sched("perspective_flip_phi", 0.0, "2D perspective flip: rotation about x.", "motion", "degrees",
+           modes=frozenset({"2d"}), parseq="perspective_flip_phi"),
+    _sched("perspective_flip_gamma", 0.0, "2D perspective flip: rotation about y.", "motion", "degrees",
+           modes=frozenset({"2d"}), parseq="perspective_flip_gamma"),
+    _sched("perspective_flip_fv", 53.0, "2D perspective flip: field of view.", "motion", "degrees",
+           modes=frozenset({"2d"}), parseq="perspective_flip_fv", min=0, max=180, min_open=True, max_open=True),
+    _sched("fov", 40.0, "3D: camera field of view.", "3d", "degrees", modes=frozenset({"3d"}), parseq="fov",
+           min=0, max=180, min_open=True, max_open=True),
+    _sched("near", 200.0, "3D: near plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
+           parseq="near", min=0, min_open=True),
+    _sched("far", 10000.0, "3D: far plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
+           parseq="far", min=0, min_open=True),
+    # generation schedules
+    _sched("strength", 0.65, "How much of the previous frame survives: 0 ignores it, 1 keeps it (0 steps).",
+           "generation", modes=frozenset({"2d", "3d", "video"}), parseq="strength", min=0, max=1),
+    _sched("noise", 0.02, "Gaussian noise added to the warped previous frame (std in [-1, 1] pixel units).",
+           "generation", modes=MOTION, parseq="noise", min=0, max=10),
+    _sched("contrast", 1.0, "Gain applied to the warped previous frame.", "generation", modes=MOTION,
+           parseq="contrast", min=0, max=10),
+    _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
+           parseq="scale", min=0, max=100),
+    _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
+           "generation", type="int", min=1, max=1000),
+    _sched("kernel", 5, "Unsharp mask: Gaussian kernel size (odd, or 0 to derive it from sigma).", "image",
+           type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99),
+    _sched("sigma", 1.0, "Unsharp mask: Gaussian sigma.", "image", modes=MOTION, aliases=("antiblur_sigma",),
+           parseq="antiblur_sigma", min=0, min_open=True, max=100),
+    _sched("amount", 0.0, "Unsharp mask: amount (0 turns it off).", "image", modes=MOTION,
+           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10),
+    _sched("threshold", 0.0, "Unsharp mask: pixels whose difference from the blur is below this (0..255) are "
+           "left unsharpened.", "image", modes=MOTION, aliases=("antiblur_threshold",),
+           parseq="antiblur_threshold", min=0, max=255),
+)
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+ALIASES: dict[str, str] = {}
+for _p in PARAMS:
+    ALIASES[_p.name] = _p.name
+    ALIASES[_p.name.lower()] = _p.name
+    for _a in _p.aliases:
+        ALIASES[_a] = _p.name
+        ALIASES[_a.lower()] = _p.name
+
+SCHEDULES = tuple(p for p in PARAMS if p.kind is Kind.SCHEDULE)
+SETTINGS = tuple(p for p in PARAMS if p.kind is Kind.SETTING)
+# statements that are not parameters
+VERSION_STATEMENT = "dfm"
+FORMAT_VERSION = 1
+
+
+def lookup(name: str) -> Param | None:
+    """The parameter a statement name (or alias) stands for."""
+    canon = ALIASES.get(name) or ALIASES.get(name.lower())
+    return BY_NAME.get(canon) if canon else None
+
+
+def resolve_choice(param: Param, text: str) -> str | None:
+    """The canonical choice for `text`, or None when it is not one."""
+    if text in param.choices:
+        return text
+    norm = normalise_choice(text)
+    if norm in param.choices:
+        return norm
+    return param.choice_aliases.get(norm)
+
+
+def did_you_mean(word: str, candidates, cutoff: float = 0.6) -> str | None:
+    matches = difflib.get_close_matches(word.lower(), list(candidates), n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+def all_names() -> list[str]:
+    return sorted({*ALIASES.values()})
