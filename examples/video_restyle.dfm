@@ -3,7 +3,7 @@
 # Video mode uses the frames of `video_init_path` as the init images: each output frame is
 # img2img from one input frame at `strength`, so the video's motion carries the animation.
 # There is no camera motion in this mode. Relative paths are relative to this file; the tiny
-# input.mp4 next to it is a 64x64 test clip, so replace it with your own footage.
+# input.mp4 next to it is a 4-second 64x64 test clip (60 frames); replace it with your footage.
 dfm 1
 
 mode              video
