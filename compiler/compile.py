@@ -1,0 +1,607 @@
+"""The IR → checked settings, resolved keyframes, per-frame values and the FrameTable.
+
+`compile_scene` is the whole compiler: it checks every statement against the parameter catalogue
+(collecting every diagnostic, never stopping at the first), resolves key times with fps/bpm,
+evaluates every schedule over all frames, validates each frame's value, and lowers the result to
+the FrameTable (`lower.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..dsl import ir
+from ..dsl.diagnostics import Diagnostic, error, warning
+from ..dsl.parser import grammar_parser, parse
+from . import catalogue as cat
+from .catalogue import Kind, Param
+from .expressions import check_expr, constant_value, environment, is_plain_number, uses_t
+from .frametable import FrameTable, Settings
+from .schedules import CURVES, ResolvedKey, evaluate_keys
+
+BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+@dataclass
+class CompileResult:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    settings: Settings | None = None
+    schedules: dict[str, list[ResolvedKey]] = field(default_factory=dict)
+    prompts: list[tuple[int, str]] = field(default_factory=list)
+    negatives: list[tuple[int, str]] = field(default_factory=list)
+    values: dict[str, np.ndarray] | None = None
+    table: FrameTable | None = None
+    scene: ir.Scene | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def compile_source(text: str, path: str = "<string>", *, base_dir: str | os.PathLike | None = None,
+                   schedules_only: bool = False, build_table: bool = True) -> CompileResult:
+    parsed = parse(text, path)
+    result = compile_scene(parsed.scene, base_dir=base_dir, schedules_only=schedules_only,
+                           build_table=build_table and not parsed.diagnostics)
+    result.diagnostics = sorted(parsed.diagnostics + result.diagnostics, key=Diagnostic.sort_key)
+    return result
+
+
+def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *, schedules_only: bool = False,
+                  build_table: bool = True) -> CompileResult:
+    if base_dir is None and scene.path not in ("<string>", "<stdin>", "<schedule>"):
+        base_dir = Path(scene.path).resolve().parent
+    c = _Compiler(scene, Path(base_dir) if base_dir else None)
+    c.run(schedules_only=schedules_only, build_table=build_table)
+    return c.result
+
+
+# ---- the compiler ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Setting:
+    value: object
+    statement: ir.Statement
+
+
+class _Compiler:
+    def __init__(self, scene: ir.Scene, base_dir: Path | None):
+        self.scene = scene
+        self.path = scene.path
+        self.base_dir = base_dir
+        self.result = CompileResult(scene=scene)
+        self.diags = self.result.diagnostics
+        self.settings: dict[str, _Setting] = {}
+        self.schedule_statements: dict[str, ir.Statement] = {}
+        self.prompt_statements: list[tuple[str, ir.Statement]] = []
+
+    # -- helpers
+    def err(self, code: str, message: str, span: ir.Span, **kw) -> None:
+        self.diags.append(error(code, message, span, path=self.path, **kw))
+
+    def warn(self, code: str, message: str, span: ir.Span, **kw) -> None:
+        self.diags.append(warning(code, message, span, path=self.path, **kw))
+
+    # -- pass 1: statements
+    def run(self, *, schedules_only: bool, build_table: bool) -> None:
+        self.check_version()
+        for st in self.scene.statements:
+            if st.name == cat.VERSION_STATEMENT:
+                continue
+            param = cat.lookup(st.name)
+            if param is None:
+                self.unknown_statement(st)
+            elif param.kind is Kind.SETTING:
+                self.setting(param, st)
+            elif param.kind is Kind.PROMPT:
+                self.prompt_statements.append((param.name, st))
+            else:
+                self.schedule_statement(param, st)
+        settings = self.resolve_settings()
+        if settings is None:
+            return
+        self.result.settings = Settings(settings)
+        frames = settings["frames"]
+        env = environment(frames, settings["fps"], settings["bpm"], settings["seed"])
+        self.env = env
+        self.resolve_prompts(settings)
+        keys = self.resolve_schedules(settings)
+        if not self.result.prompts and not schedules_only:
+            self.err("DFM305", "the scene has no prompt", self.scene.statements[0].span if self.scene.statements
+                     else ir.Span(1, 1, 1, 2, 0, 1), help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
+        values = self.evaluate(keys, frames, env)
+        self.result.values = values
+        if schedules_only or not build_table or self.result.errors:
+            return
+        from .lower import build_table as lower
+
+        self.result.table = lower(self.result, values, source=self.scene.source, path=self.path)
+
+    def check_version(self) -> None:
+        v = self.scene.version
+        if v is None:
+            span = self.scene.statements[0].span if self.scene.statements else ir.Span(1, 1, 1, 2, 0, 1)
+            self.warn("DFM020", "no version line", span, help=f"start the file with `dfm {cat.FORMAT_VERSION}`")
+            return
+        ok = len(v.args) == 1 and isinstance(v.args[0], ir.Number) and v.args[0].value == cat.FORMAT_VERSION
+        if not ok:
+            self.err("DFM020", f"this dfm reads format version {cat.FORMAT_VERSION}", v.span,
+                     help=f"write `dfm {cat.FORMAT_VERSION}`")
+        elif self.scene.statements[0] is not v:
+            self.warn("DFM020", "the version line should come first", v.span, help="move it to the top")
+
+    def unknown_statement(self, st: ir.Statement) -> None:
+        guess = cat.did_you_mean(st.name, cat.ALIASES)
+        self.err("DFM101", f"unknown parameter `{st.name}`", st.name_span,
+                 help=f"did you mean `{cat.ALIASES[guess]}`?" if guess else "see docs/language.md for every "
+                 "parameter")
+
+    # -- static settings
+    def setting(self, p: Param, st: ir.Statement) -> None:
+        if p.name in self.settings:
+            first = self.settings[p.name].statement
+            self.err("DFM106", f"`{p.name}` is set twice", st.span,
+                     note=f"first set on line {first.span.line}", help="keep one of them", parameter=p.name)
+        if p.name in ("seed",):
+            value = self.seed_setting(p, st)
+        elif p.type == "model":
+            value = self.model_setting(p, st)
+        else:
+            if len(st.args) != 1:
+                self.err("DFM105", f"`{p.name}` takes one value, got {len(st.args)}", st.span, parameter=p.name,
+                         help=f"write `{p.name} {self.example(p)}`")
+                return
+            value = self.convert(p, st.args[0])
+        if value is not None:
+            self.settings[p.name] = _Setting(value, st)
+        if p.modes != cat.ALL:
+            self.settings.setdefault("__modes_used", _Setting([], st)).value.append((p, st))
+
+    def example(self, p: Param) -> str:
+        if p.choices:
+            return p.choices[0] if p.default is None else str(p.default)
+        if p.type == "bool":
+            return "on"
+        if p.type == "size":
+            return "512x512"
+        if p.type in ("string", "path"):
+            return '"…"'
+        return str(p.default if p.default is not None else 1)
+
+    def convert(self, p: Param, v: ir.Value):
+        """A static value of parameter p, checked, or None after reporting why not."""
+        kind = p.type
+        if kind == "enum":
+            text = v.name if isinstance(v, ir.Variable) else v.text if isinstance(v, ir.Word) else \
+                v.value if isinstance(v, ir.String) else None
+            if text is None:
+                self.err("DFM103", f"`{p.name}` takes one of: {', '.join(p.choices)}", v.span, parameter=p.name,
+                         help=f"for example `{p.name} {p.choices[0]}`")
+                return None
+            choice = cat.resolve_choice(p, text)
+            if choice is None and p.name == "sampler":
+                norm = cat.normalise_choice(text)
+                if norm in cat.UNSUPPORTED_SAMPLERS:
+                    self.err("DFM107", f"sampler `{text}` is not supported: {cat.UNSUPPORTED_SAMPLERS[norm]}",
+                             v.span, parameter=p.name, help=f"choose one of: {', '.join(p.choices)}")
+                    return None
+            if choice is None:
+                guess = cat.did_you_mean(cat.normalise_choice(text), [*p.choices, *p.choice_aliases])
+                guess = cat.resolve_choice(p, guess) if guess else None
+                self.err("DFM102", f"unknown {p.name} `{text}`", v.span, parameter=p.name,
+                         help=(f"did you mean `{guess}`? " if guess else "") + f"choices: {', '.join(p.choices)}")
+            return choice
+        if kind == "bool":
+            text = v.name if isinstance(v, ir.Variable) else None
+            if isinstance(v, ir.Number) and v.value in (0, 1):
+                return bool(v.value)
+            if text is None or text.lower() not in BOOL_WORDS:
+                self.err("DFM103", f"`{p.name}` is on or off", v.span, parameter=p.name,
+                         help=f"write `{p.name} on` or `{p.name} off`")
+                return None
+            return BOOL_WORDS[text.lower()]
+        if kind == "size":
+            if not isinstance(v, ir.Size):
+                self.err("DFM103", f"`{p.name}` is a size like 512x512", v.span, parameter=p.name,
+                         help="write width x height, e.g. `size 768x512`")
+                return None
+            bad = [d for d in (v.width, v.height) if d % (p.multiple_of or 1) or not p.in_range(d)]
+            if bad:
+                fix = tuple(max(64, min(4096, (d // 8) * 8)) for d in (v.width, v.height))
+                self.err("DFM104", f"size {v.width}x{v.height}: each side must be a multiple of 8 in "
+                         f"{p.range_text()}", v.span, parameter=p.name, help=f"use {fix[0]}x{fix[1]}")
+                return None
+            return (v.width, v.height)
+        if kind in ("string", "path"):
+            if not isinstance(v, ir.String):
+                self.err("DFM103", f"`{p.name}` is a quoted string", v.span, parameter=p.name,
+                         help=f'write `{p.name} "…"`')
+                return None
+            if kind == "path":
+                return self.path_value(p, v)
+            return v.value
+        if kind == "time":
+            return self.time_value(p, v)
+        # int / float constants
+        if isinstance(v, (ir.String, ir.Size, ir.Word, ir.Time, ir.KeyList)):
+            what = "a keyframe list" if isinstance(v, ir.KeyList) else "a number is needed"
+            self.err("DFM103", f"`{p.name}` takes one number ({what} was given)", v.span, parameter=p.name,
+                     help=f"write `{p.name} {self.example(p)}`")
+            return None
+        probs = check_expr(v, self.path, p.name, allow_t=False)
+        if probs:
+            self.diags.extend(probs)
+            return None
+        x = constant_value(v, environment(1, 15, None, 0))
+        return self.number(p, x, v.span)
+
+    def number(self, p: Param, x: float, span: ir.Span):
+        if not math.isfinite(x):
+            self.err("DFM402", f"`{p.name}` is not a finite number", span, parameter=p.name)
+            return None
+        if p.type == "int" and not float(x).is_integer():
+            self.err("DFM103", f"`{p.name}` is a whole number, got {x:g}", span, parameter=p.name,
+                     help=f"use {math.floor(x)} or {math.ceil(x)}")
+            return None
+        if not p.in_range(x):
+            self.err("DFM104", f"`{p.name}` is {x:g}, outside {p.range_text()}", span, parameter=p.name,
+                     help=f"use a value in {p.range_text()}")
+            return None
+        return int(x) if p.type == "int" else float(x)
+
+    def time_value(self, p: Param, v: ir.Value):
+        if isinstance(v, ir.Time):
+            t = (v.value, v.unit)
+        elif isinstance(v, ir.Number):
+            t = (v.value, "f")
+        else:
+            self.err("DFM103", f"`{p.name}` is a time: frames (`24`), seconds (`2s`) or beats (`8b`)", v.span,
+                     parameter=p.name, help=f"write `{p.name} 2s`")
+            return None
+        if not p.in_range(t[0]):
+            self.err("DFM104", f"`{p.name}` is {v.text if isinstance(v, ir.Time) else v.value:}, outside "
+                     f"{p.range_text()}", v.span, parameter=p.name)
+            return None
+        return (t[0], t[1], v.span)
+
+    def path_value(self, p: Param, v: ir.String) -> str:
+        raw = os.path.expanduser(v.value)
+        full = Path(raw) if os.path.isabs(raw) or self.base_dir is None else self.base_dir / raw
+        if self.base_dir is not None and not full.exists() and p.name != "output_dir":
+            self.warn("DFM403", f"{p.name}: `{v.value}` does not exist (yet)", v.span, parameter=p.name,
+                      help="paths are relative to the scene file; `dfm render` needs it to exist")
+        return str(full)
+
+    def seed_setting(self, p: Param, st: ir.Statement):
+        args = list(st.args)
+        if not args or len(args) > 3:
+            self.err("DFM105", "`seed` takes a number, then optionally a behaviour and its N", st.span,
+                     parameter="seed", help="e.g. `seed 42`, `seed 42 fixed`, `seed 42 iter 2`")
+            return None
+        first = args[0]
+        if isinstance(first, ir.Variable) and first.name in cat.SEED_BEHAVIOURS and len(args) == 1:
+            self.err("DFM103", "`seed` starts with the seed number", first.span, parameter="seed",
+                     help=f"write `seed 42 {first.name}` (or `seed_behavior {first.name}`)")
+            return None
+        value = self.convert(p_int := Param("seed", Kind.SETTING, "int", 42, "", "", min=0, max=2**32 - 1),
+                             first)
+        del p_int
+        if len(args) >= 2:
+            beh = args[1]
+            name = beh.name if isinstance(beh, ir.Variable) else None
+            if name is None or name not in cat.SEED_BEHAVIOURS:
+                shown = name or "this"
+                guess = cat.did_you_mean(shown, cat.SEED_BEHAVIOURS) if name else None
+                self.err("DFM102", f"unknown seed behaviour `{shown}`", beh.span, parameter="seed",
+                         help=(f"did you mean `{guess}`? " if guess else "") +
+                         f"behaviours: {', '.join(cat.SEED_BEHAVIOURS)}")
+            else:
+                self.settings["seed_behavior"] = _Setting(name, st)
+        if len(args) == 3:
+            n = args[2]
+            if self.settings.get("seed_behavior") and self.settings["seed_behavior"].value != "iter":
+                self.err("DFM105", "only `iter` takes an N", n.span, parameter="seed",
+                         help="remove the number, or use `iter`")
+            else:
+                iv = self.convert(cat.BY_NAME["seed_iter_n"], n)
+                if iv is not None:
+                    self.settings["seed_iter_n"] = _Setting(iv, st)
+        return value
+
+    def model_setting(self, p: Param, st: ir.Statement):
+        args = list(st.args)
+        ok = args and isinstance(args[0], ir.String) and (
+            len(args) == 1 or (len(args) == 3 and isinstance(args[1], ir.Variable) and args[1].name == "sha256"
+                               and isinstance(args[2], ir.String)))
+        if not ok:
+            self.err("DFM105", "`model` takes a quoted model id or path, optionally followed by sha256 \"<hex>\"",
+                     st.span, parameter="model",
+                     help='e.g. `model "models/dreamshaper.safetensors" sha256 "9a1f…"`')
+            return None
+        if len(args) == 3:
+            digest = args[2].value
+            if not SHA256.match(digest):
+                self.err("DFM104", "sha256 must be 64 hexadecimal characters", args[2].span, parameter="model",
+                         help="copy it from `sha256sum FILE`")
+            else:
+                self.settings["model_sha256"] = _Setting(digest.lower(), st)
+        value = args[0].value
+        local = value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt", ".pt", ".bin"))
+        if local and self.base_dir is not None:
+            full = Path(os.path.expanduser(value))
+            full = full if full.is_absolute() else self.base_dir / full
+            if not full.exists():
+                self.warn("DFM403", f"model `{value}` does not exist", args[0].span, parameter="model",
+                          help="paths are relative to the scene file; or pass --model to dfm render")
+            return str(full)
+        return value
+
+    # -- schedules
+    def schedule_statement(self, p: Param, st: ir.Statement) -> None:
+        if p.name in self.schedule_statements:
+            first = self.schedule_statements[p.name]
+            self.err("DFM109", f"`{p.name}` is given twice", st.span, parameter=p.name,
+                     note=f"first given on line {first.span.line}", help="merge the keys into one statement")
+            return
+        if len(st.args) != 1:
+            self.err("DFM105", f"`{p.name}` takes one value or a keyframe list, got {len(st.args)} values",
+                     st.span, parameter=p.name, help=f"e.g. `{p.name} 0:({p.default}), 30:({p.default})`")
+            return
+        arg = st.args[0]
+        if isinstance(arg, ir.String):  # a Deforum schedule pasted with its quotes
+            reparsed = self.reparse_string(p, arg)
+            if reparsed is None:
+                return
+            st = ir.Statement(st.name, (reparsed,), st.span, st.name_span)
+            arg = reparsed
+        if isinstance(arg, (ir.Size, ir.Word, ir.Time)):
+            self.err("DFM103", f"`{p.name}` takes a number, an expression or keyframes", arg.span,
+                     parameter=p.name, help=f"e.g. `{p.name} {p.default}`")
+            return
+        exprs = [k.value for k in arg.keys] if isinstance(arg, ir.KeyList) else [arg]
+        for e in exprs:
+            self.diags.extend(check_expr(e, self.path, p.name))
+        self.schedule_statements[p.name] = st
+
+    def reparse_string(self, p: Param, s: ir.String):
+        from lark.exceptions import UnexpectedInput
+
+        try:
+            tree = grammar_parser().parse(f"{p.name} {s.value}")
+        except UnexpectedInput:
+            self.err("DFM103", f"`{p.name}`: the quoted text is not a schedule", s.span, parameter=p.name,
+                     help='drop the quotes and write keyframes: `0:(1), 10:(2)`')
+            return None
+        from ..dsl.parser import _Builder, _Lines
+
+        text = f"{p.name} {s.value}"
+        # positions inside the string are approximate: point every node at the string itself
+        value = _Builder(_Lines(text), 0, text).statement(tree).args
+        if len(value) != 1:
+            self.err("DFM103", f"`{p.name}`: the quoted text is not one schedule", s.span, parameter=p.name)
+            return None
+        return _respan(value[0], s.span)
+
+    def key_frame(self, t: ir.Time, settings: dict, p_name: str) -> int | None:
+        if t.unit == "f":
+            if not float(t.value).is_integer():
+                self.err("DFM103", f"frame `{t.text}` is not a whole number", t.span, parameter=p_name,
+                         help=f"use a whole frame, or seconds: `{t.text}s`")
+                return None
+            return int(t.value)
+        if t.unit == "s":
+            return int(math.floor(t.value * settings["fps"] + 0.5))
+        bpm = settings.get("bpm")
+        if not bpm:
+            self.err("DFM204", f"`{t.text}` is in beats but the scene sets no bpm", t.span, parameter=p_name,
+                     help="add `bpm 120` (your tempo)")
+            return None
+        return int(math.floor(t.value * 60.0 / bpm * settings["fps"] + 0.5))
+
+    def resolve_schedules(self, settings: dict) -> dict[str, list[ResolvedKey]]:
+        out: dict[str, list[ResolvedKey]] = {}
+        frames, mode = settings["frames"], settings["mode"]
+        for name, st in self.schedule_statements.items():
+            p = cat.BY_NAME[name]
+            if mode not in p.modes:
+                self.warn("DFM304", f"`{name}` has no effect in mode {mode}", st.name_span, parameter=name,
+                          help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")
+            arg = st.args[0]
+            if not isinstance(arg, ir.KeyList):
+                out[name] = [ResolvedKey(0, arg, "linear", is_plain_number(arg), arg.span)]
+                continue
+            keys: list[ResolvedKey] = []
+            seen: dict[int, ir.Key] = {}
+            for k in arg.keys:
+                f = self.key_frame(k.at, settings, name)
+                if f is None:
+                    continue
+                curve = k.curve or "linear"
+                if k.curve is not None and k.curve not in CURVES:
+                    guess = cat.did_you_mean(k.curve, CURVES)
+                    self.err("DFM306", f"unknown curve `{k.curve}`", k.curve_span, parameter=name,
+                             help=(f"did you mean `{guess}`? " if guess else "") + f"curves: {', '.join(CURVES)}")
+                    curve = "linear"
+                if f in seen:
+                    self.err("DFM301", f"`{name}` has two keys at frame {f}", k.span, parameter=name, frame=f,
+                             note=f"the other is on line {seen[f].span.line}", help="remove one of them")
+                    continue
+                if keys and f < keys[-1].frame:
+                    self.err("DFM302", f"`{name}`: key at frame {f} comes after a key at frame {keys[-1].frame}",
+                             k.at.span, parameter=name, frame=f, help="write keys in increasing frame order")
+                if f >= frames:
+                    self.warn("DFM303", f"`{name}`: key at frame {f} is past the last frame ({frames - 1}) and "
+                              "is ignored", k.at.span, parameter=name, frame=f,
+                              help=f"move it to frame {frames - 1} or raise `frames`")
+                number = is_plain_number(k.value)
+                if k.curve is not None and not number and k.curve in CURVES:
+                    self.warn("DFM306", f"the curve `{k.curve}` has no effect after an expression key",
+                              k.curve_span, parameter=name,
+                              help="expression keys are evaluated on every frame until the next key")
+                seen[f] = k
+                keys.append(ResolvedKey(f, k.value, curve, number, k.span, k.curve is not None))
+            keys.sort(key=lambda r: r.frame)
+            inside = [k for k in keys if k.frame < frames]
+            if inside and inside[0].frame > 0:
+                self.warn("DFM307", f"`{name}` has no key at frame 0; its first key's value holds before frame "
+                          f"{inside[0].frame}", inside[0].span, parameter=name,
+                          help=f"add a key `0:(…)` (Deforum would crash here)")
+            if keys and not inside:
+                self.err("DFM303", f"`{name}`: every key is past the last frame", arg.span, parameter=name,
+                         help=f"the scene has frames 0..{frames - 1}")
+            out[name] = keys
+        self.result.schedules = out
+        return out
+
+    # -- prompts
+    def resolve_prompts(self, settings: dict) -> None:
+        lists: dict[str, list[tuple[int, str, ir.Statement]]] = {"prompt": [], "negative": []}
+        for name, st in self.prompt_statements:
+            args = list(st.args)
+            if len(args) == 1 and isinstance(args[0], ir.String):
+                frame, text = 0, args[0].value
+            elif len(args) == 2 and isinstance(args[1], ir.String) and isinstance(args[0], (ir.Number, ir.Time)):
+                at = args[0] if isinstance(args[0], ir.Time) else ir.Time(args[0].value, "f", args[0].text,
+                                                                             args[0].span)
+                frame = self.key_frame(at, settings, name)
+                if frame is None:
+                    continue
+                text = args[1].value
+            else:
+                self.err("DFM105", f"`{name}` takes an optional time and a quoted text", st.span, parameter=name,
+                         help=f'e.g. `{name} 4s "a castle in the clouds"`')
+                continue
+            if any(f == frame for f, _, _ in lists[name]):
+                other = next(s for f, _, s in lists[name] if f == frame)
+                self.err("DFM301", f"two `{name}` statements at frame {frame}", st.span, parameter=name,
+                         frame=frame, note=f"the other is on line {other.span.line}", help="remove one of them")
+                continue
+            if frame >= settings["frames"] and settings["mode"] != "none":
+                self.warn("DFM303", f"`{name}` at frame {frame} is past the last frame ({settings['frames'] - 1})",
+                          st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
+            lists[name].append((frame, text, st))
+        for name in lists:
+            lists[name].sort(key=lambda x: x[0])
+        self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
+        self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
+
+    # -- settings with defaults
+    def resolve_settings(self) -> dict | None:
+        values: dict[str, object] = {}
+        for p in cat.SETTINGS:
+            s = self.settings.get(p.name)
+            values[p.name] = s.value if s is not None else p.default
+        values["model_sha256"] = self.settings["model_sha256"].value if "model_sha256" in self.settings else None
+        mode = values["mode"] or "2d"
+        values["mode"] = mode
+        if "frames" in self.settings and "duration" in self.settings:
+            self.err("DFM108", "both `frames` and `duration` are set", self.settings["duration"].statement.span,
+                     help="keep one: `frames 120` or `duration 8s`")
+        if "duration" in self.settings and values["duration"] is not None:
+            amount, unit, span = values["duration"]
+            if unit == "b" and not values["bpm"]:
+                self.err("DFM204", "`duration` is in beats but the scene sets no bpm", span,
+                         help="add `bpm 120` (your tempo)")
+                return None
+            seconds = amount if unit == "s" else amount * 60.0 / values["bpm"] if unit == "b" else None
+            values["frames"] = int(amount) if seconds is None else max(1, int(math.floor(seconds * values["fps"]
+                                                                                         + 0.5)))
+        values["duration"] = values["frames"] / values["fps"]
+        xf = values["prompt_crossfade"]
+        if isinstance(xf, tuple):
+            amount, unit, span = xf
+            if unit == "b" and not values["bpm"]:
+                self.err("DFM204", "`prompt_crossfade` is in beats but the scene sets no bpm", span,
+                         help="add `bpm 120`")
+                xf = 0
+            else:
+                xf = amount if unit == "f" else amount * values["fps"] * (1 if unit == "s" else 60.0 / values["bpm"])
+        values["prompt_crossfade"] = int(math.floor(float(xf or 0) + 0.5))
+        for p, st in self.settings.get("__modes_used", _Setting([], None)).value:
+            if mode not in p.modes:
+                self.warn("DFM304", f"`{p.name}` has no effect in mode {mode}", st.name_span, parameter=p.name,
+                          help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")
+        if mode == "video" and values["cadence"] != 1 and "cadence" in self.settings:
+            self.warn("DFM304", "cadence is always 1 in video mode", self.settings["cadence"].statement.span,
+                      parameter="cadence")
+        return values
+
+    # -- per-frame values
+    def evaluate(self, keys: dict[str, list[ResolvedKey]], frames: int, env: dict) -> dict[str, np.ndarray]:
+        values: dict[str, np.ndarray] = {}
+        for p in cat.SCHEDULES:
+            ks = [k for k in keys.get(p.name, []) if k.frame < frames]
+            if not ks:
+                values[p.name] = np.full(frames, float(p.default), dtype=np.float64)
+                continue
+            arr = evaluate_keys(ks, frames, env)
+            self.validate_frames(p, arr, ks)
+            values[p.name] = arr
+        return values
+
+    def validate_frames(self, p: Param, arr: np.ndarray, keys: list[ResolvedKey]) -> None:
+        bad = ~np.isfinite(arr)
+        code = "DFM402"
+        if not bad.any():
+            bad = ~np.array([True]) if (p.min is None and p.max is None) else _out_of_range(p, arr)
+            code = "DFM401"
+        if not bad.any():
+            return
+        f = int(np.argmax(bad))
+        key = next((k for k in reversed(keys) if k.frame <= f), keys[0])
+        v = arr[f]
+        if code == "DFM402":
+            self.err(code, f"`{p.name}` is {v} at frame {f}", key.span, parameter=p.name, frame=f,
+                     note="a division by zero, or a function outside its domain (log of a negative, sqrt…)",
+                     help="guard the expression, e.g. with `where` or `max`")
+        else:
+            self.err(code, f"`{p.name}` is {v:.6g} at frame {f}, outside {p.range_text()}", key.span,
+                     parameter=p.name, frame=f, note=f"{p.name} must stay in {p.range_text()} on every frame",
+                     help="scale or clamp the expression, e.g. `clamp(…, lo, hi)`")
+
+
+def _out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:
+    bad = np.zeros(arr.shape, dtype=bool)
+    if p.min is not None:
+        bad |= arr <= p.min if p.min_open else arr < p.min
+    if p.max is not None:
+        bad |= arr >= p.max if p.max_open else arr > p.max
+    return bad
+
+
+def _respan(node, span: ir.Span):
+    """The same value with every span replaced (for a schedule reparsed from inside a string)."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(node):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        val = getattr(node, f.name)
+        if f.name.endswith("span"):
+            changes[f.name] = span
+        elif isinstance(val, tuple):
+            changes[f.name] = tuple(_respan(x, span) for x in val)
+        elif dataclasses.is_dataclass(val):
+            changes[f.name] = _respan(val, span)
+    return dataclasses.replace(node, **changes)
+
+
+def source_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+__all__ = ["CompileResult", "compile_scene", "compile_source", "source_hash", "uses_t"]

@@ -1,0 +1,270 @@
+"""Lowering: checked settings + per-frame schedule values → the FrameTable the runtime executes.
+
+Each function here computes one family of columns from plain values: prompts (hard cuts, ``--neg``,
+crossfades), seeds (Deforum's ``next_seed`` per diffused frame), cadence (which frames are diffused and
+each tween's weights, closing the tail), effective steps (Deforum's float64 arithmetic).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import catalogue as cat
+from .frametable import FORMAT_VERSION, FrameTable
+
+if TYPE_CHECKING:
+    from .compile import CompileResult
+
+NEG_MARKER = "--neg"
+
+
+def split_neg(text: str) -> tuple[str, str]:
+    """Deforum's `positive --neg negative` convention."""
+    if NEG_MARKER not in text:
+        return text.strip(), ""
+    pos, neg = text.split(NEG_MARKER, 1)
+    return pos.strip(), neg.strip()
+
+
+def join_negatives(*parts: str) -> str:
+    return ", ".join(p for p in parts if p)
+
+
+def forward_fill(keys: list[tuple[int, str]], frames: int, default: str = "") -> np.ndarray:
+    """Text per frame: each key holds from its frame on; before the first key, the first text."""
+    out = np.empty(frames, dtype=object)
+    if not keys:
+        out[:] = default
+        return out
+    out[:] = keys[0][1]
+    for f, text in keys:
+        if f < frames:
+            out[f:] = text
+    return out
+
+
+def crossfade(texts: np.ndarray, frames_of_fade: int) -> tuple[np.ndarray, np.ndarray]:
+    """(text blended from, blend weight of the current text) per frame: after each change, the
+    embedding moves from the old text to the new one over `frames_of_fade` frames."""
+    n = len(texts)
+    source = texts.copy()
+    blend = np.ones(n, dtype=np.float64)
+    if frames_of_fade <= 0:
+        return source, blend
+    for f in range(1, n):
+        if texts[f] != texts[f - 1]:
+            old = texts[f - 1]
+            for j in range(frames_of_fade):
+                if f + j >= n or (j > 0 and texts[f + j] != texts[f]):
+                    break
+                source[f + j] = old
+                blend[f + j] = (j + 1) / (frames_of_fade + 1)
+    return source, blend
+
+
+def seed_sequence(start: int, behaviour: str, count: int, iter_n: int = 1) -> np.ndarray:
+    """The seed of each of `count` diffusions, advanced as Deforum's next_seed does after each one."""
+    seeds = np.empty(count, dtype=np.int64)
+    seed, internal = int(start), 0
+    for i in range(count):
+        seeds[i] = seed
+        if behaviour == "iter":
+            if internal % iter_n == 0:
+                seed += 1
+            internal += 1
+        elif behaviour in ("ladder", "alternate"):
+            step_up = 2 if behaviour == "ladder" else 1
+            seed, internal = (seed + step_up, 1) if internal == 0 else (seed - 1, 0)
+        elif behaviour == "random":
+            # Deforum seeds Python's RNG with the current seed before each frame, then draws the next one
+            seed = random.Random(seed).randint(0, 2**32 - 1)
+        seed %= 2**32
+    return seeds
+
+
+def cadence_plan(frames: int, cadence: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(diffused, tween, tween_from, tween_to) per frame.
+
+    Frames 0, c, 2c … are diffused. Frame j of the segment that starts at diffusion D_k shows
+    D_{k-c} fading out and D_k fading in with weight (j - k + 1) / c, as in Deforum. Deforum never
+    writes the last segment; dfm does, and compresses its weights so the final frame is D_last pure.
+    """
+    f = np.arange(frames)
+    diffused = f % cadence == 0
+    to = (f // cadence) * cadence
+    last = to[-1] if frames else 0
+    seg_len = np.where(to == last, frames - last, cadence)
+    tween = (f - to + 1) / seg_len
+    frm = np.where(to >= cadence, to - cadence, -1)
+    tween = np.where(frm < 0, 1.0, tween)
+    return diffused, tween.astype(np.float64), frm.astype(np.int64), to.astype(np.int64)
+
+
+def effective_steps(strength: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Deforum's t_enc = int((1.0 - strength) * steps), in float64 (0.8 × 50 → 9, not 10)."""
+    return np.trunc((1.0 - strength.astype(np.float64)) * steps.astype(np.float64)).astype(np.int64)
+
+
+def accumulated_camera(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The camera after each frame's increment (for previews and Parseq export)."""
+    return {
+        "cam_angle": np.cumsum(values["angle"]),
+        "cam_zoom": np.cumprod(values["zoom"]),
+        "cam_x": np.cumsum(values["translation_x"]),
+        "cam_y": np.cumsum(values["translation_y"]),
+        "cam_z": np.cumsum(values["translation_z"]),
+        "cam_rx": np.cumsum(values["rotation_3d_x"]),
+        "cam_ry": np.cumsum(values["rotation_3d_y"]),
+        "cam_rz": np.cumsum(values["rotation_3d_z"]),
+    }
+
+
+def _int_column(a: np.ndarray) -> np.ndarray:
+    return np.trunc(a).astype(np.int64)  # Deforum casts with int(): truncation
+
+
+def prompt_columns(result: CompileResult, frames: int) -> dict[str, np.ndarray]:
+    positives = [(f, split_neg(t)) for f, t in result.prompts]
+    pos = forward_fill([(f, p) for f, (p, _) in positives], frames)
+    inline_neg = forward_fill([(f, n) for f, (_, n) in positives], frames)
+    neg = forward_fill(result.negatives, frames)
+    neg = np.array([join_negatives(a, b) for a, b in zip(neg, inline_neg)], dtype=object)
+    return {"prompt": pos, "negative_prompt": neg}
+
+
+def build_table(result: CompileResult, values: dict[str, np.ndarray], *, source: str, path: str) -> FrameTable:
+    from .compile import source_hash
+
+    s = result.settings
+    mode = s.mode
+    if mode == "none":
+        cols = _stills(result, values)
+    elif mode == "interpolation":
+        cols = _interpolation(result, values)
+    else:
+        cols = _animation(result, values)
+    n = len(cols["frame"])
+    cols["time"] = cols["frame"] / float(s.fps)
+    order = ["frame", "time", *[p.name for p in cat.SCHEDULES], "prompt", "negative_prompt", "prompt_from",
+             "prompt_blend", "negative_prompt_from", "negative_blend", "seed", "diffused", "effective_steps",
+             "tween", "tween_from", "tween_to"]
+    ordered = {k: cols[k] for k in order}
+    ordered.update({k: v for k, v in cols.items() if k not in ordered})
+    assert all(len(v) == n for v in ordered.values())
+    settings = result.settings
+    return FrameTable(ordered, settings, source_hash=source_hash(source), source_path=path,
+                      format_version=FORMAT_VERSION)
+
+
+def _schedule_columns(values: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for p in cat.SCHEDULES:
+        col = values[p.name][rows]
+        out[p.name] = _int_column(col) if p.type == "int" else col.astype(np.float64)
+    return out
+
+
+def _animation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    s = result.settings
+    n = s.frames
+    frames = np.arange(n)
+    cols = _schedule_columns(values, frames)
+    cols["frame"] = frames.astype(np.int64)
+    cols.update(prompt_columns(result, n))
+    cols["prompt_from"], cols["prompt_blend"] = crossfade(cols["prompt"], s.prompt_crossfade)
+    cols["negative_prompt_from"], cols["negative_blend"] = crossfade(cols["negative_prompt"], s.prompt_crossfade)
+    cadence = 1 if s.mode == "video" else int(s.cadence)
+    diffused, tween, frm, to = cadence_plan(n, cadence)
+    seeds = seed_sequence(s.seed, s.seed_behavior, int(diffused.sum()), s.seed_iter_n)
+    # a tween shows the diffusion at tween_to: give it that diffusion's seed
+    diffusion_index = np.cumsum(diffused) - 1
+    cols["seed"] = seeds[diffusion_index[to]]
+    steps = cols["steps"]
+    eff = effective_steps(cols["strength"], steps)
+    if s.mode != "video":
+        if s.init_image:
+            init_strength = s.init_strength if s.init_strength is not None else cols["strength"][0]
+            eff[0] = effective_steps(np.array([init_strength]), steps[:1])[0]
+        else:
+            eff[0] = steps[0]  # txt2img: the full schedule
+    cols["effective_steps"] = np.where(diffused, eff, 0).astype(np.int64)
+    cols["diffused"], cols["tween"], cols["tween_from"], cols["tween_to"] = diffused, tween, frm, to
+    cols.update(accumulated_camera(values))
+    return cols
+
+
+def _stills(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One row per image: each prompt × images_per_prompt, seeds advancing per image."""
+    s = result.settings
+    per = int(s.images_per_prompt)
+    prompts = result.prompts
+    frames_of = [f for f, _ in prompts]
+    count = len(prompts) * per
+    neg_at = forward_fill(result.negatives, max(frames_of) + 1 if frames_of else 1)
+    rows = np.array([min(f, len(values["steps"]) - 1) for f in frames_of for _ in range(per)], dtype=np.int64)
+    cols = _schedule_columns(values, rows)
+    pos, negs = [], []
+    for f, text in prompts:
+        p, inline = split_neg(text)
+        for _ in range(per):
+            pos.append(p)
+            negs.append(join_negatives(neg_at[f], inline))
+    cols["frame"] = np.arange(count, dtype=np.int64)
+    cols["prompt"] = np.array(pos, dtype=object)
+    cols["negative_prompt"] = np.array(negs, dtype=object)
+    cols["prompt_from"], cols["prompt_blend"] = cols["prompt"].copy(), np.ones(count)
+    cols["negative_prompt_from"], cols["negative_blend"] = cols["negative_prompt"].copy(), np.ones(count)
+    cols["seed"] = seed_sequence(s.seed, s.seed_behavior, count, s.seed_iter_n)
+    cols["diffused"] = np.ones(count, dtype=bool)
+    cols["effective_steps"] = cols["steps"].copy()
+    cols["tween"] = np.ones(count)
+    cols["tween_from"] = np.full(count, -1, dtype=np.int64)
+    cols["tween_to"] = np.arange(count, dtype=np.int64)
+    return cols
+
+
+def _interpolation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every row a txt2img with the same seed; the embedding moves between consecutive prompts.
+
+    With interpolate_key_frames, rows are frames 0..last key and the blend follows the key frames;
+    otherwise interpolate_x_frames rows sit between each pair. Every pair is rendered (Deforum's
+    for/else bug renders only the last) and negatives are blended too (Deforum ignores them)."""
+    s = result.settings
+    pos_keys = [(f, split_neg(t)) for f, t in result.prompts]
+    neg_ff = forward_fill(result.negatives, max([f for f, _ in pos_keys] + [0]) + 1)
+    texts = [(f, p, join_negatives(neg_ff[f], n)) for f, (p, n) in pos_keys]
+    rows: list[tuple[int, int, float]] = []  # (index of from-prompt, index of to-prompt, blend)
+    if s.interpolate_key_frames:
+        for i in range(len(texts) - 1):
+            a, b = texts[i][0], texts[i + 1][0]
+            rows += [(i, i + 1, (f - a) / (b - a)) for f in range(a, b)]
+    else:
+        x = int(s.interpolate_x_frames)
+        for i in range(len(texts) - 1):
+            rows += [(i, i + 1, j / (x + 1)) for j in range(x + 1)]
+    last = len(texts) - 1
+    rows.append((last, last, 1.0))
+    count = len(rows)
+    frame_rows = np.minimum(np.arange(count), len(values["steps"]) - 1)
+    cols = _schedule_columns(values, frame_rows)
+    cols["frame"] = np.arange(count, dtype=np.int64)
+    frm = [texts[a] for a, _, _ in rows]
+    to = [texts[b] for _, b, _ in rows]
+    blend = np.array([w if a != b else 1.0 for a, b, w in rows], dtype=np.float64)
+    # the row's "current" prompt is the one it moves towards; blend 0 means the from-prompt alone
+    cols["prompt"] = np.array([t[1] for t in to], dtype=object)
+    cols["prompt_from"] = np.array([t[1] for t in frm], dtype=object)
+    cols["negative_prompt"] = np.array([t[2] for t in to], dtype=object)
+    cols["negative_prompt_from"] = np.array([t[2] for t in frm], dtype=object)
+    cols["prompt_blend"] = blend
+    cols["negative_blend"] = blend.copy()
+    cols["seed"] = np.full(count, int(s.seed), dtype=np.int64)
+    cols["diffused"] = np.ones(count, dtype=bool)
+    cols["effective_steps"] = cols["steps"].copy()
+    cols["tween"] = np.ones(count)
+    cols["tween_from"] = np.full(count, -1, dtype=np.int64)
+    cols["tween_to"] = np.arange(count, dtype=np.int64)
+    return cols

@@ -1,0 +1,55 @@
+"""The public Python API: each stage on its own, and the chain.
+
+    >>> table = dfm.api.compile_text(open("scene.dfm").read(), "scene.dfm")
+    >>> table["zoom"][:3]
+
+Nothing here imports torch: `render` loads the runtime lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .compiler.compile import CompileResult, compile_source
+from .compiler.frametable import FrameTable
+from .dsl import ir
+from .dsl.diagnostics import Diagnostic, DfmError
+from .dsl.parser import ParseResult
+from .dsl.parser import parse as _parse
+
+
+def parse(text: str, path: str = "<string>") -> ParseResult:
+    """Text → Scene IR plus syntax diagnostics."""
+    return _parse(text, path)
+
+
+def check_text(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> list[Diagnostic]:
+    """Every diagnostic of a scene (syntax, catalogue, keys, per-frame values), sorted by position."""
+    return compile_source(text, path, base_dir=base_dir, build_table=False).diagnostics
+
+
+def compile_result(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> CompileResult:
+    return compile_source(text, path, base_dir=base_dir)
+
+
+def compile_text(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> FrameTable:
+    """Text → FrameTable; raises DfmError carrying every diagnostic when the scene has errors."""
+    result = compile_source(text, path, base_dir=base_dir)
+    if result.errors or result.table is None:
+        raise DfmError(result.errors or result.diagnostics)
+    return result.table
+
+
+def compile_file(path: str | Path) -> FrameTable:
+    p = Path(path)
+    return compile_text(p.read_text(encoding="utf-8"), str(p))
+
+
+def render(table: FrameTable, out_dir: str | Path, **kwargs):
+    """Render a compiled table (see dfm.runtime.render.render for the options)."""
+    from .runtime.render import render as _render
+
+    return _render(table, Path(out_dir), **kwargs)
+
+
+__all__ = ["parse", "check_text", "compile_text", "compile_file", "compile_result", "render", "ir", "DfmError"]

@@ -1,0 +1,69 @@
+"""Every diagnostic code: a title and an explanation (shown by `dfm explain CODE` and docs/language.md)."""
+
+from __future__ import annotations
+
+CODES: dict[str, tuple[str, str]] = {
+    # syntax (dsl/)
+    "DFM001": ("syntax error", "The statement does not follow the grammar; the message says what was expected."),
+    "DFM002": ("unterminated string", "A string is opened and never closed on its line. Close it, or use "
+               "\"\"\"triple quotes\"\"\" for text over several lines."),
+    "DFM003": ("unclosed parenthesis", "A '(' is never closed before the statement ends."),
+    "DFM011": ("decimal comma", "A number is written with a comma as its decimal separator (`1,04`). In dfm, "
+               "as in Deforum, a comma separates keyframes or function arguments; write `1.04`."),
+    "DFM012": ("missing comma between keyframes", "Two keyframes follow each other without a comma, or a "
+               "keyframe stands on a line of its own: end the previous line with a comma."),
+    "DFM013": ("'^' is not an operator", "Powers are written `**` (as in Deforum and Python)."),
+    "DFM014": ("keyframe value without parentheses", "A keyframe is `frame:(value)`; the value goes in "
+               "parentheses."),
+    # statements (compiler/check)
+    "DFM020": ("missing or wrong version line", "A scene starts with `dfm 1`, the language version it is "
+               "written for."),
+    "DFM101": ("unknown parameter", "The statement's name is not a dfm parameter or setting, nor a Deforum "
+               "alias of one. The help line suggests the closest name."),
+    "DFM102": ("unknown value", "The value is not one of the parameter's choices (sampler, mode, border, "
+               "colour coherence, seed behaviour…)."),
+    "DFM103": ("wrong type", "The value has the wrong type for the parameter (a string where a number is "
+               "needed, a keyframe list for a static setting…)."),
+    "DFM104": ("out of range", "A constant value lies outside the parameter's valid range."),
+    "DFM105": ("wrong number of values", "The statement has too many or too few values."),
+    "DFM106": ("setting given twice", "A static setting appears more than once; the last one would win, "
+               "which is rarely what was meant."),
+    "DFM107": ("unsupported sampler", "The sampler exists in Deforum or A1111 but has no faithful diffusers "
+               "scheduler. dfm does not substitute another one silently; pick one of the listed samplers."),
+    "DFM108": ("conflicting settings", "Two settings say the same thing differently (frames and duration)."),
+    "DFM109": ("schedule given twice", "A schedule parameter appears in two statements; merge their keys into "
+               "one statement."),
+    # expressions
+    "DFM201": ("unknown function", "The expression calls a function dfm does not have."),
+    "DFM202": ("unknown variable", "The expression uses a name that is not a dfm variable or constant."),
+    "DFM203": ("wrong number of arguments", "A function is called with the wrong number of arguments."),
+    "DFM204": ("time unit needs a setting", "A time in beats needs `bpm`."),
+    # keys
+    "DFM301": ("duplicate keyframe", "Two keyframes of one schedule (or two prompts) fall on the same frame. "
+               "Deforum silently keeps the last; dfm asks you to remove one."),
+    "DFM302": ("keyframes out of order", "Keyframes must be in increasing frame order."),
+    "DFM303": ("keyframe past the last frame", "A keyframe lies at or past the frame count, so it never takes "
+               "effect (as in Deforum)."),
+    "DFM304": ("parameter unused in this mode", "The parameter has no effect in the scene's mode (for example "
+               "rotation_3d_x in 2D)."),
+    "DFM305": ("no prompt", "The scene has no `prompt` statement, so there is nothing to render."),
+    "DFM306": ("unknown curve", "The word after a keyframe names the interpolation of the segment that starts "
+               "there: linear, step, ease_in, ease_out, ease_in_out or cubic."),
+    "DFM307": ("key not at frame 0", "The first keyframe is after frame 0; its value holds before it (Deforum "
+               "would crash here)."),
+    # per-frame values (compiler/lower)
+    "DFM401": ("value out of range at a frame", "A schedule's value leaves the parameter's valid range at some "
+               "frame; the message names the first such frame and its value."),
+    "DFM402": ("not a number at a frame", "A schedule evaluates to NaN or infinity at some frame (a division "
+               "by zero, the log of a negative number…)."),
+    "DFM403": ("file not found", "A path in the scene does not exist (relative paths are relative to the scene "
+               "file)."),
+}
+
+
+def explain(code: str) -> str | None:
+    entry = CODES.get(code.upper())
+    if entry is None:
+        return None
+    title, text = entry
+    return f"{code.upper()}: {title}\n\n{text}"
