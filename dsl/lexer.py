@@ -131,7 +131,7 @@ class DfmLexer(RegexLexer):
         ],
         "escapes": [
             (r"\\.", String.Escape),
-            # Deforum's convention: ` --neg ` splits a prompt into its positive and negative parts
-            (r"(?<=\s)--neg(?=\s)", String.Interpol),
+            # Deforum's convention: `--neg` splits a prompt into its positive and negative parts
+            (r"--neg", String.Interpol),
         ],
     }

@@ -8,7 +8,7 @@ dfm 1
 mode      interpolation
 size      512x512
 fps       12
-frames    96
+frames    73                  # the last prompt (6 s = frame 72) + 1
 sampler   euler_a
 steps     25
 cfg_scale 7.5
