@@ -1,0 +1,33 @@
+# Two entry points: `make demo` (the main job) and `make test`. Each creates .venv and installs
+# what it needs; the venv is rebuilt only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+BIN := $(VENV)/bin
+DEMO ?= examples/robot_to_village.dfm
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dfm check $(DEMO)
+	$(BIN)/dfm compile $(DEMO) -o outputs/demo/table.csv
+	$(BIN)/dfm render $(DEMO) --out outputs/demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_check.py
+	$(BIN)/python benchmarks/bench_compile.py
+
+clean:
+	rm -rf $(VENV) outputs build *.egg-info

@@ -1,0 +1,346 @@
+"""The `dfm` command line: check, fmt, compile, plot, import, export, render, explain.
+
+Exit codes (as ruff): 0 clean; 1 errors found (or `fmt --check` would change a file); 2 bad usage
+or an internal error. Heavy modules (torch, diffusers, matplotlib) are imported only by the
+commands that need them, so `dfm check` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder; give .dfm files")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _color(stream) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _print_diagnostics(diags, sources: dict[str, str], fmt: str, stream) -> None:
+    from .dsl.diagnostics import render_concise, render_full, render_json
+
+    if fmt == "json":
+        print(render_json(diags), file=stream)
+        return
+    for d in diags:
+        text = render_concise(d) if fmt == "concise" else render_full(d, sources.get(d.path, ""), _color(stream))
+        print(text + ("" if fmt == "concise" else "\n"), file=stream)
+
+
+def _summary(diags, files: int) -> str:
+    e = sum(d.is_error for d in diags)
+    w = len(diags) - e
+    if not diags:
+        return f"ok: {files} file{'s' * (files != 1)} checked, no problems"
+    return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}"
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from .api import check_text
+
+    all_diags, sources = [], {}
+    for path in args.files:
+        text = _read(path)
+        sources[path] = text
+        all_diags += check_text(text, path)
+    _print_diagnostics(all_diags, sources, args.format, sys.stdout)
+    if args.format != "json":
+        print(_summary(all_diags, len(args.files)), file=sys.stderr)
+    failed = any(d.is_error for d in all_diags) or (args.strict and all_diags)
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _rename_map() -> dict[str, str]:
+    from .compiler import catalogue
+
+    return {alias: name for alias, name in catalogue.ALIASES.items()}
+
+
+def cmd_fmt(args) -> int:
+    from .dsl.formatter import format_source
+    from .files import write_atomic
+
+    rename = _rename_map()
+    changed, failed = [], False
+    for path in args.files:
+        text = _read(path)
+        try:
+            new = format_source(text, rename, path)
+        except ValueError as exc:
+            print(f"{exc}\nhelp: run `dfm check {path}` for the details", file=sys.stderr)
+            failed = True
+            continue
+        if path == "-":
+            sys.stdout.write(new)
+            continue
+        if new != text:
+            changed.append(path)
+            if args.diff:
+                sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True), path, path))
+            elif not args.check:
+                write_atomic(path, new)
+    if path != "-":
+        verb = "would reformat" if (args.check or args.diff) else "reformatted"
+        for p in changed:
+            print(f"{verb} {p}", file=sys.stderr)
+        print(f"{len(changed)} file{'s' * (len(changed) != 1)} {verb}, "
+              f"{len(args.files) - len(changed)} unchanged", file=sys.stderr)
+    if failed:
+        return EXIT_ERRORS
+    return EXIT_ERRORS if changed and (args.check or args.diff) else EXIT_OK
+
+
+def _compile(path: str):
+    """The compile result of a file; prints diagnostics and returns None on errors."""
+    from .api import compile_result
+
+    text = _read(path)
+    result = compile_result(text, path)
+    if result.diagnostics:
+        _print_diagnostics(result.diagnostics, {path: text}, "full", sys.stderr)
+    if result.errors or result.table is None:
+        print(_summary(result.diagnostics, 1), file=sys.stderr)
+        return None
+    return result
+
+
+def _emit(data: str, out: str | None) -> None:
+    from .files import write_atomic
+
+    if out in (None, "-"):
+        sys.stdout.write(data)
+    else:
+        write_atomic(out, data)
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_compile(args) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    table = result.table
+    if args.format == "csv":
+        data = table.to_csv()
+    elif args.format == "json":
+        data = json.dumps(table.to_json(), ensure_ascii=False, indent=1) + "\n"
+    else:
+        from .compiler.parseq import to_parseq_manifest
+
+        data = json.dumps(to_parseq_manifest(table), ensure_ascii=False, indent=2) + "\n"
+    _emit(data, args.output)
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    from .plot import plot_table
+
+    out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "plot.png"
+    params = [p.strip() for p in args.params.split(",") if p.strip()] if args.params else None
+    try:
+        plot_table(result.table, out, params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from .compiler.deforum import SettingsError, import_settings
+
+    text = _read(args.settings)
+    try:
+        result = import_settings(text)
+    except SettingsError as exc:
+        print(f"{args.settings}: error: {exc.message}", file=sys.stderr)
+        if getattr(exc, "help", None):
+            print(f"help: {exc.help}", file=sys.stderr)
+        return EXIT_ERRORS
+    for w in result.warnings:
+        print(f"{args.settings}: warning: {w}", file=sys.stderr)
+    out = args.output or (str(Path(args.settings).with_suffix(".dfm")) if args.settings != "-" else "-")
+    _emit(result.text, out)
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    from .compiler.deforum import export_settings
+
+    exported = export_settings(result)
+    settings, warnings = exported if isinstance(exported, tuple) else (exported, [])
+    for w in warnings:
+        print(f"{args.file}: warning: {w}", file=sys.stderr)
+    _emit(json.dumps(settings, ensure_ascii=False, indent=4) + "\n", args.output)
+    return EXIT_OK
+
+
+def cmd_render(args) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    out = Path(args.out) if args.out else (
+        Path(result.table.settings.output_dir) if result.table.settings.output_dir
+        else Path("outputs") / Path(args.file).stem)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from .runtime.errors import RenderError
+    from .runtime.render import render
+
+    progress = None if args.quiet else _progress_bar(len(result.table))
+    try:
+        report = render(result.table, out, scene_text=_read(args.file), scene_path=args.file, model=args.model,
+                        device=args.device, allow_pickle=args.allow_pickle, progress=progress)
+    except RenderError as exc:
+        if progress is not None:
+            progress.close()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.help:
+            print(f"help: {exc.help}", file=sys.stderr)
+        return EXIT_ERRORS
+    if progress is not None:
+        progress.close()
+    if not args.quiet:
+        print(f"wrote {report.frames} frames to {report.out_dir}" +
+              (f" and {report.video}" if report.video else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="frame", dynamic_ncols=True, desc="render")
+
+    class _Progress:
+        def __call__(self, done: int, total_: int) -> None:
+            bar.total = total_
+            bar.update(done - bar.n)
+
+        def close(self) -> None:
+            bar.close()
+
+    return _Progress()
+
+
+def cmd_explain(args) -> int:
+    from .dsl.codes import CODES, explain
+
+    text = explain(args.code)
+    if text is None:
+        raise UsageError(f"unknown code {args.code!r}; codes are {', '.join(sorted(CODES))}")
+    print(text)
+    return EXIT_OK
+
+
+# ---- parser ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dfm", description="Scene scripts (.dfm) to Stable Diffusion animations.")
+    ap.add_argument("--version", action="version", version=f"dfm {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="report every mistake in scenes, before any GPU work")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", choices=("full", "concise", "json"), default="full")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("fmt", help="rewrite scenes in the canonical layout")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
+    g.add_argument("--diff", action="store_true", help="print the changes instead of writing them")
+    p.set_defaults(func=cmd_fmt)
+
+    p = sub.add_parser("compile", help="print the per-frame table")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    p.add_argument("--format", choices=("csv", "json", "parseq"), default="csv")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("plot", help="draw the schedules that vary (PNG)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="PNG")
+    p.add_argument("--params", metavar="A,B", help="only these columns")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("import", help="Deforum settings file → .dfm")
+    p.add_argument("settings", metavar="SETTINGS")
+    p.add_argument("-o", "--output", metavar="SCENE")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help=".dfm → A1111 Deforum settings file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="SETTINGS")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("render", help="render frames, video.mp4, table.csv and manifest.json")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: outputs/<scene name>)")
+    p.add_argument("--model", metavar="M", help="hub id, diffusers folder or .safetensors; overrides the scene")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("explain", help="explain a diagnostic code, e.g. DFM011")
+    p.add_argument("code")
+    p.set_defaults(func=cmd_explain)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"dfm {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # an internal error: never a bare traceback for the user
+        if os.environ.get("DFM_DEBUG"):
+            raise
+        print(f"dfm {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in dfm; please report it with the scene (DFM_DEBUG=1 shows the traceback).",
+              file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,173 @@
+"""`dfm fmt`: the one canonical layout of a scene.
+
+Statements keep their order and their comments; values are aligned in a column per paragraph
+(statements not separated by a blank line); keyframes are written `0:(1), 10:(2)` and wrapped at
+`WIDTH` columns with continuation lines under the first value; expressions get canonical spacing and
+only the parentheses they need (number texts are kept verbatim: `1e-3` and `1.` mean something
+different from `0.001` and `1` to Deforum's schedule rules). Formatting is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import ir
+from .parser import parse
+
+WIDTH = 100
+VERSION_STATEMENT = "dfm"  # `dfm 1` stands apart: never aligned with the settings below it
+
+# binding strength; higher binds tighter
+_PREC = {"cmp": 1, "|": 2, "&": 3, "+": 4, "-": 4, "*": 5, "/": 5, "%": 5, "unary": 6, "**": 7}
+_CMP = {"==", "!=", "<", "<=", ">", ">="}
+
+
+def _prec(e: ir.Expr) -> int:
+    if isinstance(e, ir.Binary):
+        return _PREC["cmp"] if e.op in _CMP else _PREC[e.op]
+    if isinstance(e, ir.Unary):
+        return _PREC["unary"]
+    return 99
+
+
+def format_expr(e: ir.Expr) -> str:
+    """An expression in canonical form; also valid numexpr syntax for Deforum export."""
+    if isinstance(e, ir.Number):
+        return e.text
+    if isinstance(e, ir.Variable):
+        return e.name
+    if isinstance(e, ir.Call):
+        return f"{e.func}({', '.join(format_expr(a) for a in e.args)})"
+    if isinstance(e, ir.Unary):
+        inner = format_expr(e.operand)
+        if _prec(e.operand) < _PREC["unary"]:
+            inner = f"({inner})"
+        return f"{e.op}{inner}"
+    if isinstance(e, ir.Binary):
+        p = _prec(e)
+        left, right = format_expr(e.left), format_expr(e.right)
+        if e.op == "**":  # right-associative
+            if _prec(e.left) <= p:
+                left = f"({left})"
+            if _prec(e.right) < _PREC["unary"]:
+                right = f"({right})"
+            return f"{left}**{right}"
+        if _prec(e.left) < p or (p == _PREC["cmp"] and _prec(e.left) == p):
+            left = f"({left})"
+        if _prec(e.right) <= p:
+            right = f"({right})"
+        return f"{left} {e.op} {right}"
+    raise TypeError(f"not an expression: {e!r}")
+
+
+def format_string(s: str) -> str:
+    body = s.replace("\\", "\\\\")
+    if "\n" in s:
+        return '"""' + body.replace('"""', '\\"""') + '"""'
+    return '"' + body.replace('"', '\\"').replace("\t", "\\t") + '"'
+
+
+def format_key(k: ir.Key) -> str:
+    text = f"{k.at.text}:({format_expr(k.value)})"
+    return f"{text} {k.curve}" if k.curve else text
+
+
+def format_value(v: ir.Value) -> str:
+    if isinstance(v, ir.String):
+        return format_string(v.value)
+    if isinstance(v, ir.Size):
+        return f"{v.width}x{v.height}"
+    if isinstance(v, ir.Word):
+        return v.text
+    if isinstance(v, ir.Time):
+        return v.text
+    if isinstance(v, ir.KeyList):
+        return ", ".join(format_key(k) for k in v.keys)
+    return format_expr(v)
+
+
+def format_statement(st: ir.Statement, name_width: int = 0, rename: Mapping[str, str] | None = None) -> str:
+    name = (rename or {}).get(st.name, st.name)
+    head = name.ljust(name_width) + " " if st.args else name
+    if len(st.args) == 1 and isinstance(st.args[0], ir.KeyList):
+        keys = [format_key(k) for k in st.args[0].keys]
+        lines, cur = [], head
+        indent = " " * len(head)
+        for i, key in enumerate(keys):
+            piece = key + ("," if i < len(keys) - 1 else "")
+            if cur.strip() and cur != head and len(cur) + 1 + len(piece) > WIDTH:
+                lines.append(cur.rstrip())
+                cur = indent
+            cur += (piece if cur in (head, indent) else " " + piece)
+        lines.append(cur.rstrip())
+        return "\n".join(lines)
+    return head + " ".join(format_value(v) for v in st.args)
+
+
+def format_scene(scene: ir.Scene, rename: Mapping[str, str] | None = None) -> str:
+    """Canonical text of a parsed scene (its comments are kept)."""
+    source_lines = scene.source.splitlines()
+
+    def blank_between(a: int, b: int) -> bool:  # any empty line strictly between lines a and b
+        return any(not source_lines[i - 1].strip() for i in range(a + 1, b) if 0 < i <= len(source_lines))
+
+    # items in source order: ("st", statement, trailing comments) or ("c", comment)
+    trailing: dict[int, list[ir.Comment]] = {}
+    leading_inside: dict[int, list[ir.Comment]] = {}
+    items: list[tuple[int, int, str, object]] = []
+    stmts = list(scene.statements)
+    for c in scene.comments:
+        owner = next((i for i, st in enumerate(stmts) if st.span.line <= c.span.line <= st.span.end_line), None)
+        if owner is None:
+            items.append((c.span.line, c.span.line, "c", c))
+        elif c.span.line == stmts[owner].span.end_line and c.trailing:
+            trailing.setdefault(owner, []).append(c)
+        else:  # a comment inside a multi-line statement moves above it
+            leading_inside.setdefault(owner, []).append(c)
+    for i, st in enumerate(stmts):
+        first = min([st.span.line] + [c.span.line for c in leading_inside.get(i, [])])
+        last = max([st.span.end_line] + [c.span.line for c in trailing.get(i, [])])
+        items.append((first, last, "st", i))
+    items.sort(key=lambda x: (x[0], 0 if x[2] == "c" else 1))
+
+    # paragraphs: runs of items without a blank line between them
+    out: list[str] = []
+    para: list[tuple[int, int, str, object]] = []
+    prev_end = None
+
+    def flush() -> None:
+        if not para:
+            return
+        names = [(rename or {}).get(stmts[x[3]].name, stmts[x[3]].name) for x in para if x[2] == "st"
+                 and stmts[x[3]].args and stmts[x[3]].name != VERSION_STATEMENT]
+        width = max((len(n) for n in names), default=0)
+        for _, _, kind, obj in para:
+            if kind == "c":
+                out.append(obj.text)
+                continue
+            st = stmts[obj]
+            out.extend(c.text for c in leading_inside.get(obj, []))
+            text = format_statement(st, 0 if st.name == VERSION_STATEMENT else width, rename)
+            tails = trailing.get(obj, [])
+            if tails:
+                text += "  " + " ".join(c.text for c in tails)
+            out.append(text)
+        para.clear()
+
+    for item in items:
+        if prev_end is not None and blank_between(prev_end, item[0]):
+            flush()
+            out.append("")
+        para.append(item)
+        prev_end = item[1]
+    flush()
+    return "\n".join(out).rstrip() + "\n" if out else ""
+
+
+def format_source(text: str, rename: Mapping[str, str] | None = None, path: str = "<string>") -> str:
+    """Canonical text; raises ValueError when the text has syntax errors (nothing is ever dropped)."""
+    result = parse(text, path)
+    if result.diagnostics:
+        first = result.diagnostics[0]
+        raise ValueError(f"{path}:{first.span.line}:{first.span.col}: cannot format: {first.message}")
+    return format_scene(result.scene, rename)
