@@ -87,6 +87,7 @@ class _Compiler:
         self.settings: dict[str, _Setting] = {}
         self.schedule_statements: dict[str, ir.Statement] = {}
         self.prompt_statements: list[tuple[str, ir.Statement]] = []
+        self.unevaluable: set[str] = set()  # schedules whose expressions failed their checks
 
     # -- helpers
     def err(self, code: str, message: str, span: ir.Span, **kw) -> None:
@@ -372,9 +373,11 @@ class _Compiler:
                      parameter=p.name, help=f"e.g. `{p.name} {p.default}`")
             return
         exprs = [k.value for k in arg.keys] if isinstance(arg, ir.KeyList) else [arg]
-        for e in exprs:
-            self.diags.extend(check_expr(e, self.path, p.name))
+        problems = [d for e in exprs for d in check_expr(e, self.path, p.name)]
+        self.diags.extend(problems)
         self.schedule_statements[p.name] = st
+        if problems:
+            self.unevaluable.add(p.name)
 
     def reparse_string(self, p: Param, s: ir.String):
         from lark.exceptions import UnexpectedInput
@@ -416,6 +419,8 @@ class _Compiler:
         frames, mode = settings["frames"], settings["mode"]
         for name, st in self.schedule_statements.items():
             p = cat.BY_NAME[name]
+            if name in self.unevaluable:
+                continue
             if mode not in p.modes:
                 self.warn("DFM304", f"`{name}` has no effect in mode {mode}", st.name_span, parameter=name,
                           help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")

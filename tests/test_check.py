@@ -1,0 +1,173 @@
+"""`dfm check`: every class of mistake gets its code, its position and a fix."""
+
+import pytest
+
+from dfm.api import check_text
+from dfm.compiler import catalogue
+
+HEAD = 'dfm 1\nframes 100\nprompt 0 "a cat"\n'
+
+
+def diags(body: str, head: str = HEAD):
+    return check_text(head + body, "s.dfm")
+
+
+def codes(body: str, head: str = HEAD) -> list[str]:
+    return [d.code for d in diags(body, head)]
+
+
+def only(body: str, head: str = HEAD):
+    ds = diags(body, head)
+    assert len(ds) == 1, [(d.code, d.message) for d in ds]
+    return ds[0]
+
+
+def test_clean_scene_has_no_diagnostics():
+    assert diags("zoom 0:(1.0), 50:(1.04)\nstrength 0.65\nsampler euler_a\nmode 2d\n") == []
+
+
+def test_unknown_parameter_with_did_you_mean():
+    d = only("zooom 1.02\n")
+    assert d.code == "DFM101" and "`zoom`" in d.help and (d.span.line, d.span.col) == (4, 1)
+
+
+def test_deforum_aliases_are_accepted():
+    assert codes("zoom_schedule 0:(1.02)\nscale 7\nmax_frames 50\nstrength_schedule 0: (0.65)\n",
+                 head='dfm 1\nprompt 0 "x"\n') == []
+
+
+@pytest.mark.parametrize("body,code,word", [
+    ("sampler euler_ancestrl\n", "DFM102", "euler_a"),
+    ("mode 4d\n", "DFM102", "choices"),
+    ("border mirror\n", "DFM102", "choices"),
+    ("color_coherence labb\n", "DFM102", "lab"),
+    ("seed 42 iterate\n", "DFM102", "iter"),
+])
+def test_unknown_choice(body, code, word):
+    d = only(body)
+    assert d.code == code and word in d.help
+
+
+def test_deforum_and_a1111_sampler_names_map():
+    for name in ["Euler a", "euler_ancestral", "DPM++ 2M Karras", "klms", "LMS", "DDIM"]:
+        assert codes(f'sampler "{name}"\n') == [], name
+
+
+def test_unsupported_sampler_is_an_error_not_a_substitute():
+    d = only('sampler "DPM fast"\n')
+    assert d.code == "DFM107" and "no diffusers" in d.message
+
+
+@pytest.mark.parametrize("body,code", [
+    ("strength 1.5\n", "DFM401"),      # a schedule constant: checked per frame
+    ("cadence 0\n", "DFM104"),
+    ("frames 0\n", "DFM104"),
+    ("fov 180\n", "DFM401"),
+    ("fov 0:(0)\n", "DFM401"),
+    ("size 500x512\n", "DFM104"),
+    ("cadence 1.5\n", "DFM103"),
+    ('fps "fast"\n', "DFM103"),
+    ("size 512\n", "DFM103"),
+    ("mode 2d 3d\n", "DFM105"),
+    ("perspective_flip maybe\n", "DFM103"),
+])
+def test_wrong_type_or_out_of_range(body, code):
+    assert code in codes(body)
+
+
+def test_size_suggests_a_fix():
+    d = only("size 500x510\n")
+    assert "496x504" in d.help
+
+
+@pytest.mark.parametrize("body,code,name", [
+    ("zoom 0:(sinn(t))\n", "DFM201", "sin"),
+    ("zoom 0:(1 + tt)\n", "DFM202", "t"),
+    ("zoom 0:(where(t>1, 2))\n", "DFM203", None),
+    ("zoom 0:(pi2)\n", "DFM202", "pi"),
+    ("cadence t\n", "DFM202", None),
+])
+def test_expression_names_and_arity(body, code, name):
+    d = next(d for d in diags(body) if d.code == code)
+    if name:
+        assert f"`{name}`" in d.help
+
+
+def test_keys():
+    assert "DFM301" in codes("zoom 0:(1), 10:(2), 10:(3)\n")
+    assert "DFM302" in codes("zoom 0:(1), 20:(2), 10:(3)\n")
+    d = next(d for d in diags("zoom 0:(1), 200:(2)\n") if d.code == "DFM303")
+    assert not d.is_error and d.frame == 200
+    d = next(d for d in diags("zoom 10:(1)\n") if d.code == "DFM307")
+    assert not d.is_error
+    assert "DFM306" in codes("zoom 0:(1) bouncy, 10:(2)\n")
+
+
+def test_parameter_unused_in_mode_is_a_warning():
+    d = only("rotation_3d_x 0:(1)\n")
+    assert d.code == "DFM304" and not d.is_error and "3d" in d.help
+    assert codes("mode 3d\nrotation_3d_x 0:(1)\n") == []
+    assert codes("mode 3d\nborder wrap\n") == ["DFM304"]
+
+
+def test_no_prompt_is_an_error():
+    assert codes("zoom 1\n", head="dfm 1\n") == ["DFM305"]
+
+
+def test_missing_version_is_a_warning_wrong_version_an_error():
+    ds = check_text('prompt 0 "x"\n')
+    assert [(d.code, d.is_error) for d in ds] == [("DFM020", False)]
+    assert [(d.code, d.is_error) for d in check_text('dfm 2\nprompt 0 "x"\n')] == [("DFM020", True)]
+
+
+def test_setting_given_twice_and_schedule_given_twice():
+    assert "DFM106" in codes("fps 12\nfps 24\n")
+    assert "DFM109" in codes("zoom 1\nzoom 2\n")
+
+
+def test_frames_and_duration_conflict():
+    assert "DFM108" in codes("duration 5s\n")
+
+
+def test_beats_need_bpm():
+    assert "DFM204" in codes("zoom 0:(1), 8b:(2)\n")
+    assert codes("bpm 120\nzoom 0:(1), 8b:(2)\n") == []
+
+
+def test_per_frame_out_of_range_names_frame_and_value():
+    d = only("strength 0:(0.5), 40:(0.5) step, 50:(1.2)\n")
+    assert d.code == "DFM401" and d.frame == 50 and "1.2" in d.message and d.parameter == "strength"
+    assert (d.span.line, d.span.col) == (4, 34)  # the key that produced the value
+    d = only("strength 0:(0.5), 40:(1.2)\n")  # interpolation crosses 1 between the keys
+    assert d.frame == 29 and "1.0075" in d.message and (d.span.line, d.span.col) == (4, 10)
+
+
+def test_nan_or_infinity_at_a_frame():
+    d = only("zoom 0:(1 + 1/(t - 7))\n")
+    assert d.code == "DFM402" and d.frame == 7
+    d = only("translation_x 0:(log(5 - t))\n")
+    assert d.code == "DFM402" and d.frame == 5 and "-inf" in d.message
+
+
+def test_quoted_deforum_schedule_is_accepted():
+    assert codes('zoom "0:(1.02), 10:(1.0)"\n') == []
+
+
+def test_all_errors_reported_in_one_pass_and_sorted():
+    ds = diags("zoom 0:(1,04)\nfoo 1\nsampler bogus\nstrength 0:(2)\n")
+    assert [d.code for d in ds] == ["DFM011", "DFM101", "DFM102", "DFM401"]
+    assert [d.span.line for d in ds] == sorted(d.span.line for d in ds)
+
+
+def test_catalogue_names_are_unique_and_aliases_unambiguous():
+    names = [p.name for p in catalogue.PARAMS]
+    assert len(names) == len(set(names))
+    seen = {}
+    for p in catalogue.PARAMS:
+        for a in (p.name, *p.aliases):
+            assert seen.setdefault(a, p.name) == p.name, a
+
+
+def test_every_schedule_default_is_in_range():
+    for p in catalogue.SCHEDULES:
+        assert p.in_range(float(p.default)), p.name

@@ -1,0 +1,133 @@
+"""The grammar and parser: statements, values, spans, and every syntax error class."""
+
+import pytest
+
+from dfm.dsl import ir
+from dfm.dsl.parser import parse, split_statements
+
+
+def one(text: str) -> ir.Statement:
+    r = parse(text)
+    assert not r.diagnostics, r.diagnostics
+    assert len(r.scene.statements) == 1
+    return r.scene.statements[0]
+
+
+def codes(text: str) -> list[str]:
+    return [d.code for d in parse(text).diagnostics]
+
+
+def test_settings_values():
+    assert one("mode 2d").args == (ir.Word("2d"),)
+    assert one("size 512x768").args == (ir.Size(512, 768),)
+    assert one("duration 10s").args == (ir.Time(10.0, "s", "10s"),)
+    assert one('model "a/b" sha256 "ff"').args == (ir.String("a/b"), ir.Variable("sha256"), ir.String("ff"))
+    assert one("seed 42 iter 2").args == (ir.Number(42, "42"), ir.Variable("iter"), ir.Number(2, "2"))
+
+
+def test_deforum_schedule_strings_parse_unchanged():
+    for text in ["0:(1), 10:(-3)", "0: (0.65)", "0:(where(t>5, 1, 0))", "0:( 1)", "0:(1),10:(2)",
+                 "0:(1),  6:(2)", "0:(1.0025+0.002*sin(1.25*3.14*t/30))", "0:(t%15)", "04:(1)"]:
+        st = one(f"zoom {text}")
+        assert isinstance(st.args[0], ir.KeyList), text
+
+
+def test_keys_split_over_lines_and_trailing_comma():
+    st = one("angle 0:(1),\n      10:(-3),\n      20:(0),\n")
+    keys = st.args[0].keys
+    assert [k.at.value for k in keys] == [0, 10, 20]
+    assert st.args[0].trailing_comma
+
+
+def test_key_times_and_curves():
+    st = one("translation_x 0:(0), 4s:(3) ease_in_out, 8b:(0) step")
+    ks = st.args[0].keys
+    assert [(k.at.value, k.at.unit, k.curve) for k in ks] == [(0, "f", None), (4, "s", "ease_in_out"),
+                                                             (8, "b", "step")]
+
+
+def test_left_associative_and_power_right_associative():
+    e = one("x 10 - 5 - 2").args[0]
+    assert e == ir.Binary("-", ir.Binary("-", ir.Number(10, "10"), ir.Number(5, "5")), ir.Number(2, "2"))
+    p = one("x 2**3**2").args[0]
+    assert p == ir.Binary("**", ir.Number(2, "2"), ir.Binary("**", ir.Number(3, "3"), ir.Number(2, "2")))
+    neg = one("x -2**2").args[0]
+    assert isinstance(neg, ir.Unary) and isinstance(neg.operand, ir.Binary)
+
+
+def test_number_text_is_kept():
+    assert one("zoom 0:(1e-3)").args[0].keys[0].value == ir.Number(0.001, "1e-3")
+    assert one("zoom 0:(.5)").args[0].keys[0].value.text == ".5"
+
+
+def test_strings_escapes_and_multiline():
+    assert one(r'prompt 0 "a \"cat\"\n"').args[1].value == 'a "cat"\n'
+    st = one('prompt 0 """\n    first line\n    second\n"""')
+    assert st.args[1].value == "first line\nsecond"
+
+
+def test_spans_are_one_based_and_not_compared():
+    r = parse("dfm 1\n  zoom 0:(1.04)\n")
+    st = r.scene.statements[1]
+    assert (st.span.line, st.span.col) == (2, 3)
+    assert (st.name_span.line, st.name_span.col, st.name_span.end_col) == (2, 3, 7)
+    key = st.args[0].keys[0]
+    assert (key.value.span.line, key.value.span.col) == (2, 11)
+    assert parse("zoom   0:(1.04)").scene == parse("zoom 0:(1.04)").scene
+
+
+def test_comments_are_collected():
+    r = parse("# head\nzoom 1  # tail\n")
+    assert [(c.text, c.trailing) for c in r.scene.comments] == [("# head", False), ("# tail", True)]
+
+
+@pytest.mark.parametrize("text,code,col", [
+    ("zoom 0:(1,04)", "DFM011", 9),
+    ("cfg_scale 7,5", "DFM011", 11),
+    ("zoom 0:(1,5), 10:(2)", "DFM011", 9),
+    ("zoom 0:(1) 10:(2)", "DFM012", 12),
+    ("zoom 0:(1)\n10:(2)", "DFM012", 1),
+    ("zoom 0:(1", "DFM003", 8),
+    ("x 2^3", "DFM013", 4),
+    ('prompt 0 "open', "DFM002", 10),
+    ("zoom 0: 1.04", "DFM014", 9),
+    ("zoom 0:(1 +)", "DFM001", 12),
+    ("zoom @", "DFM001", 6),
+])
+def test_syntax_errors(text, code, col):
+    r = parse(text, "s.dfm")
+    assert [d.code for d in r.diagnostics] == [code]
+    d = r.diagnostics[0]
+    assert d.span.col == col, d
+    assert d.help and d.path == "s.dfm"
+
+
+def test_decimal_comma_message_names_the_number_and_fix():
+    d = parse("zoom 0:(1,04)").diagnostics[0]
+    assert "1,04" in d.message and d.help == "use a dot: 1.04"
+
+
+def test_commas_in_calls_and_between_keys_are_not_decimal_commas():
+    assert codes("x 0:(where(t>5,1,0)), 10:(min(1,5))") == []
+    assert codes("x 0:(1),10:(2)") == []
+
+
+def test_syntax_error_says_what_was_expected():
+    d = parse("zoom 0:(1 +)").diagnostics[0]
+    assert "expected" in (d.note or "") and "a number" in d.note
+
+
+def test_every_error_in_a_file_is_reported():
+    r = parse("zoom 0:(1,04)\nangle 0:(1\nfine 1\ncfg 7,5\n")
+    assert [d.code for d in r.diagnostics] == ["DFM011", "DFM003", "DFM011"]
+    assert [st.name for st in r.scene.statements] == ["fine"]
+
+
+def test_split_statements_keeps_unclosed_paren_to_its_line():
+    ranges, _ = split_statements("zoom 0:(1\nangle 2\n")
+    assert len(ranges) == 2
+
+
+def test_parse_never_raises_on_garbage():
+    for text in ["", "\n\n", "(((", ")", '"""', "0:(1)", "dfm", "\x00", "zoom 0:(" * 50]:
+        parse(text)
