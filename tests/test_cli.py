@@ -1,0 +1,113 @@
+"""The `dfm` command line: exit codes, output formats, atomic writes, start-up without torch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dfm.cli import main
+
+GOOD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1.0), 5:(1.05)\n'
+BAD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1,04)\nsampler eulr\n'
+WARN = 'dfm 1\nframes 6\nprompt 0 "a cat"\nrotation_3d_x 1\n'
+
+
+@pytest.fixture
+def scene(tmp_path):
+    def make(text: str, name: str = "s.dfm") -> str:
+        p = tmp_path / name
+        p.write_text(text)
+        return str(p)
+    return make
+
+
+def test_check_exit_codes(scene, capsys):
+    assert main(["check", scene(GOOD)]) == 0
+    assert main(["check", scene(BAD, "bad.dfm")]) == 1
+    out = capsys.readouterr().out
+    assert "bad.dfm:4:9: error[DFM011]" in out and "help: use a dot: 1.04" in out and "^^^^" in out
+    assert "error[DFM102]" in out  # every error, not only the first
+    assert main(["check", "/nonexistent.dfm"]) == 2
+
+
+def test_warnings_fail_only_under_strict(scene):
+    path = scene(WARN)
+    assert main(["check", path]) == 0
+    assert main(["check", "--strict", path]) == 1
+
+
+def test_check_json_for_editors(scene, capsys):
+    main(["check", "--format", "json", scene(BAD)])
+    data = json.loads(capsys.readouterr().out)
+    assert [d["code"] for d in data] == ["DFM011", "DFM102"]
+    assert data[0]["span"]["line"] == 4 and data[0]["severity"] == "error" and data[0]["help"]
+
+
+def test_check_concise(scene, capsys):
+    main(["check", "--format", "concise", scene(BAD)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("decimal comma in the number `1,04`")
+
+
+def test_fmt_check_and_write(scene, capsys):
+    path = scene("dfm 1\nzoom   1.02\n")
+    assert main(["fmt", "--check", path]) == 1
+    assert Path(path).read_text() == "dfm 1\nzoom   1.02\n"  # --check writes nothing
+    assert main(["fmt", "--diff", path]) == 1
+    assert "+zoom 1.02" in capsys.readouterr().out
+    assert main(["fmt", path]) == 0
+    assert Path(path).read_text() == "dfm 1\nzoom 1.02\n"
+    assert main(["fmt", "--check", path]) == 0
+    assert not list(Path(path).parent.glob(".*.tmp"))
+
+
+def test_fmt_refuses_broken_files(scene):
+    path = scene(BAD)
+    assert main(["fmt", path]) == 1
+    assert Path(path).read_text() == BAD
+
+
+def test_compile_formats(scene, tmp_path, capsys):
+    path = scene(GOOD)
+    assert main(["compile", path]) == 0
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0].startswith("frame,time,") and len(csv) == 7
+    out = tmp_path / "t.json"
+    assert main(["compile", path, "-o", str(out), "--format", "json"]) == 0
+    data = json.loads(out.read_text())
+    assert data["format_version"] == 1 and data["frames"] == 6 and data["columns"]["zoom"][-1] == 1.05
+    assert main(["compile", scene(BAD, "b.dfm")]) == 1
+
+
+def test_explain(capsys):
+    assert main(["explain", "DFM011"]) == 0
+    assert "decimal comma" in capsys.readouterr().out
+    assert main(["explain", "DFM999"]) == 2
+
+
+def test_no_command_is_a_usage_error():
+    assert main([]) == 2
+
+
+def test_usage_errors_do_not_traceback(scene, capsys):
+    folder = Path(scene(GOOD)).parent
+    assert main(["check", str(folder)]) == 2
+    binary = folder / "bin.dfm"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert main(["check", str(binary)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_check_does_not_import_torch(scene):
+    code = ("import sys; from dfm.cli import main; main(['check', sys.argv[1]]); "
+            "bad = [m for m in ('torch', 'diffusers', 'transformers', 'matplotlib', 'cv2') if m in sys.modules]; "
+            "print('HEAVY', bad)")
+    out = subprocess.run([sys.executable, "-c", code, scene(GOOD)], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+
+
+def test_python_dash_m_dfm(scene):
+    r = subprocess.run([sys.executable, "-m", "dfm", "check", scene(BAD)], capture_output=True, text=True)
+    assert r.returncode == 1 and "DFM011" in r.stdout
