@@ -1,0 +1,468 @@
+"""Finding and loading a Stable Diffusion 1.x/2.x model: a hub id, a diffusers folder or a single file.
+
+Only the components a render uses are loaded (tokenizer, text encoder, UNet, VAE; never a safety
+checker), each on first use. Everything is loaded with `local_files_only=True`; a hub id is first
+resolved to a local snapshot, so a missing model fails at once instead of retrying the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .device import Placement
+from .errors import RenderError
+from .hashing import verify_sha256
+
+CONFIGS = Path(__file__).parent / "configs"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# files a render needs from a hub repo: no safety checker, no fp16/ema variants, no .bin unless asked
+_HUB_PATTERNS = [
+    "model_index.json",
+    "scheduler/*.json",
+    "tokenizer/*",
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder/model.safetensors",
+]
+# where the CLIP tokenizer of each family may already sit in the local Hugging Face cache
+_TOKENIZER_CACHE = {
+    "sd15": [
+        ("openai/clip-vit-large-patch14", ""),
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer/"),
+        ("runwayml/stable-diffusion-v1-5", "tokenizer/"),
+        ("CompVis/stable-diffusion-v1-4", "tokenizer/"),
+    ],
+    "sd21": [
+        ("stabilityai/stable-diffusion-2-1", "tokenizer/"),
+        ("stabilityai/stable-diffusion-2-1-base", "tokenizer/"),
+        ("stabilityai/stable-diffusion-2", "tokenizer/"),
+    ],
+}
+FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x"}
+_LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from, resolved but not loaded."""
+
+    kind: str  # "folder" | "file" | "hub"
+    spec: str  # what the user wrote
+    path: Path | None  # the folder or file (for a hub id: None until its snapshot is found)
+
+    def describe(self) -> str:
+        return {"folder": "diffusers folder", "file": "checkpoint", "hub": "hub model"}[
+            self.kind
+        ] + f" {self.spec}"
+
+
+def resolve_source(spec: str, base_dirs: tuple[Path, ...] = ()) -> ModelSource:
+    """Decide what `spec` names: an existing file or folder (relative paths tried against `base_dirs`,
+    then the working directory), or else a hub id."""
+    raw = Path(spec).expanduser()
+    candidates = [raw] if raw.is_absolute() else [*(b / raw for b in base_dirs), raw]
+    for c in candidates:
+        if c.is_file():
+            return ModelSource("file", spec, c.resolve())
+        if c.is_dir():
+            if not (c / "model_index.json").is_file() and not (c / "unet").is_dir():
+                raise RenderError(
+                    f"model folder {c} is not a diffusers model (no model_index.json, no unet/)",
+                    "point --model at a folder saved by diffusers' save_pretrained, or a .safetensors file",
+                )
+            return ModelSource("folder", spec, c.resolve())
+    looks_like_file = raw.suffix.lower() in SINGLE_FILE_SUFFIXES
+    if looks_like_file or spec.startswith((".", "/", "~")) or "\\" in spec or not _HUB_ID.match(spec):
+        what = "model file" if looks_like_file else "model folder"
+        raise RenderError(f"{what} {spec} does not exist", f"check the path, or {_LOAD_HELP}")
+    return ModelSource("hub", spec, None)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
+    """The local snapshot folder of a hub model, downloading only when the hub is reachable and allowed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    patterns = _HUB_PATTERNS + (["*/*.bin"] if allow_pickle else [])
+    offline = _hub_offline()
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
+    except LocalEntryNotFoundError:
+        why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
+        raise RenderError(
+            f"model {repo_id} is not in the local Hugging Face cache and {why}",
+            f"download it once while online, or {_LOAD_HELP}",
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise RenderError(
+            f"could not fetch model {repo_id} from the hub: {_first_line(e)}",
+            f"check the id (owner/name) and your access to it, or {_LOAD_HELP}",
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence the libraries' own progress bars while loading (dfm reports progress through its
+    callback), and restore them afterwards."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
+
+
+# ---- single files --------------------------------------------------------------------------------------
+
+
+def detect_family(path: Path, allow_pickle: bool) -> str | None:
+    """sd15 / sd21 from the width of the UNet's cross-attention (768 or 1024), or None when unknown."""
+    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                keys = set(f.keys())
+                if any(k.startswith("conditioner.embedders.") for k in keys):
+                    raise RenderError(
+                        f"{path} is an SDXL checkpoint; dfm renders SD 1.x and 2.x models",
+                        "use an SD 1.5 or 2.1 model",
+                    )
+                if key not in keys:
+                    return None
+                shape = f.get_slice(key).get_shape()
+        except RenderError:
+            raise
+        except Exception as e:  # safetensors raises its own error types for a corrupt header
+            raise RenderError(
+                f"{path} is not a readable .safetensors file: {_first_line(e)}", "download the file again"
+            ) from None
+    else:
+        state = load_pickle_weights(path)
+        if key not in state:
+            return None
+        shape = list(state[key].shape)
+    return {768: "sd15", 1024: "sd21"}.get(int(shape[1]))
+
+
+def load_pickle_weights(path: Path) -> dict:
+    """A .ckpt's state dict, read with `weights_only=True` (tensors only, no code)."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # pickle errors come in many classes
+        raise RenderError(
+            f"{path} cannot be read as weights only: {_first_line(e)}",
+            "convert the checkpoint to .safetensors; dfm never runs code from a checkpoint",
+        ) from None
+    while isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (
+        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    )
+
+
+def _cached_tokenizer(family: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo, prefix in _TOKENIZER_CACHE.get(family, []):
+        vocab = try_to_load_from_cache(repo, prefix + "vocab.json")
+        merges = try_to_load_from_cache(repo, prefix + "merges.txt")
+        if isinstance(vocab, str) and isinstance(merges, str):
+            return Path(vocab).parent
+    return None
+
+
+def config_skeleton(path: Path, allow_pickle: bool, workdir: Path) -> Path:
+    """The config folder (model_index.json, component configs, tokenizer) for a single-file checkpoint.
+
+    In order: a diffusers config folder next to the file (its model_index.json); else dfm's shipped
+    skeleton for the detected family, with the tokenizer from a `tokenizer/` folder next to the file or
+    from the local Hugging Face cache. The tokenizer files (1.5 MB) are not shipped."""
+    here = path.parent
+    if (here / "model_index.json").is_file():
+        if not _has_tokenizer(here / "tokenizer"):
+            raise RenderError(
+                f"the config folder next to {path.name} has no tokenizer",
+                f"add tokenizer/vocab.json and tokenizer/merges.txt (or tokenizer.json) to {here}",
+            )
+        return here
+    family = detect_family(path, allow_pickle)
+    if family is None:
+        raise RenderError(
+            f"cannot tell which model family {path.name} is (not SD 1.x or 2.x by its weights)",
+            "put the model's diffusers config folder (model_index.json, */config.json, "
+            f"tokenizer/) next to the file in {here}",
+        )
+    tokenizer = here / "tokenizer" if _has_tokenizer(here / "tokenizer") else _cached_tokenizer(family)
+    if tokenizer is None:
+        repo = _TOKENIZER_CACHE[family][0][0]
+        raise RenderError(
+            f"{path.name} looks like {FAMILY_NAMES[family]} but its CLIP tokenizer files are missing: "
+            "a single-file checkpoint has no tokenizer and dfm does not ship the 1.5 MB vocabulary",
+            f"put vocab.json and merges.txt of {repo} in {here / 'tokenizer'}, or download {repo} into the "
+            "Hugging Face cache once while online",
+        )
+    skeleton = workdir / family
+    shutil.copytree(CONFIGS / family, skeleton)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"):
+        if (tokenizer / name).is_file():
+            shutil.copy2(tokenizer / name, skeleton / "tokenizer" / name)
+    return skeleton
+
+
+# ---- the loaded model -----------------------------------------------------------------------------------
+
+
+class StableDiffusion:
+    """A Stable Diffusion model whose components load on first use, placed on one device."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        placement: Placement,
+        *,
+        allow_pickle: bool = False,
+        sha256: str | None = None,
+    ) -> None:
+        self.source = source
+        self.placement = placement
+        self.allow_pickle = allow_pickle
+        self.sha256: str | None = None
+        self.text_encoder_calls = 0
+        self.unet_calls = 0
+        if source.kind == "file":
+            if source.path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+                raise RenderError(
+                    f"{source.path.name} is a pickle checkpoint, which can run code when loaded",
+                    "convert it to .safetensors, or pass --allow-pickle if you trust the file "
+                    "(it is then read with weights_only)",
+                )
+        if sha256:
+            if source.kind != "file":
+                raise RenderError(
+                    f"a sha256 was given for {source.describe()}, but only a single model file "
+                    "can be checked",
+                    "remove the sha256, or point the model at a .safetensors file",
+                )
+            self.sha256 = verify_sha256(source.path, sha256)
+        if source.kind == "hub":
+            self.folder = hub_snapshot(source.spec, allow_pickle)
+        elif source.kind == "folder":
+            self.folder = source.path
+
+    # -- loading --
+
+    @cached_property
+    def _single_file_pipeline(self):
+        """All components of a single-file checkpoint (diffusers converts the LDM keys in one pass)."""
+        from diffusers import StableDiffusionPipeline
+
+        path = self.source.path
+        with tempfile.TemporaryDirectory(prefix="dfm-config-") as tmp:
+            skeleton = config_skeleton(path, self.allow_pickle, Path(tmp))
+            try:
+                pipe = StableDiffusionPipeline.from_single_file(
+                    str(path),
+                    config=str(skeleton),
+                    local_files_only=True,
+                    safety_checker=None,
+                    feature_extractor=None,
+                    requires_safety_checker=False,
+                    torch_dtype=self.placement.dtype,
+                )
+            except RenderError:
+                raise
+            except Exception as e:  # diffusers raises ValueError/KeyError/OSError/RuntimeError here
+                raise RenderError(
+                    f"could not load {path.name} with the config in {skeleton.name}: {_first_line(e)}",
+                    "check that the checkpoint is an SD 1.x/2.x model and "
+                    "that the config folder next to it describes it",
+                ) from None
+        return pipe
+
+    def _component(self, name: str):
+        with quiet_loading():
+            if self.source.kind == "file":
+                module = getattr(self._single_file_pipeline, name)
+            else:
+                module = self._load_from_folder(name)
+        if isinstance(module, torch.nn.Module):
+            module = module.to(self.placement.device).eval().requires_grad_(False)
+        return module
+
+    def _load_from_folder(self, name: str):
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        folder = self.folder
+        if not (folder / name).is_dir():
+            raise RenderError(f"{self.source.describe()} has no {name}/ folder", _LOAD_HELP)
+        common = {"local_files_only": True}
+        safetensors = None if self.allow_pickle else True
+        try:
+            if name == "tokenizer":
+                return CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", **common)
+            if name == "text_encoder":
+                return CLIPTextModel.from_pretrained(
+                    str(folder),
+                    subfolder="text_encoder",
+                    dtype=self.placement.dtype,
+                    use_safetensors=safetensors,
+                    **common,
+                )
+            cls = {"unet": UNet2DConditionModel, "vae": AutoencoderKL}[name]
+            return cls.from_pretrained(
+                str(folder),
+                subfolder=name,
+                torch_dtype=self.placement.dtype,
+                use_safetensors=safetensors,
+                **common,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            pickle_only = (
+                not self.allow_pickle
+                and not any((folder / name).glob("*.safetensors"))
+                and any((folder / name).glob("*.bin"))
+            )
+            help = (
+                (
+                    "its weights are pickle files (.bin): pass --allow-pickle if you trust them, "
+                    "or convert them to .safetensors"
+                )
+                if pickle_only
+                else _LOAD_HELP
+            )
+            raise RenderError(
+                f"could not load the {name} of {self.source.describe()}: {_first_line(e)}", help
+            ) from None
+
+    @cached_property
+    def tokenizer(self):
+        tok = self._component("tokenizer")
+        vocab = int(getattr(self.text_encoder_config, "vocab_size", 0) or 0)
+        # transformers returns a 2-token tokenizer instead of raising when a hub tokenizer is missing
+        if len(tok) < 3 or (vocab and len(tok) < vocab // 2):
+            raise RenderError(
+                f"the tokenizer of {self.source.describe()} is broken: {len(tok)} tokens for a "
+                f"text encoder of {vocab}",
+                f"restore its tokenizer/ files, or {_LOAD_HELP}",
+            )
+        if tok.model_max_length > 1000:  # unset in the config: SD's text encoder takes 77 tokens
+            tok.model_max_length = 77
+        return tok
+
+    @cached_property
+    def text_encoder_config(self):
+        if self.source.kind == "file":
+            return self.text_encoder.config
+        from transformers import CLIPTextConfig
+
+        try:
+            return CLIPTextConfig.from_pretrained(
+                str(self.folder), subfolder="text_encoder", local_files_only=True
+            )
+        except (OSError, ValueError) as e:
+            raise RenderError(
+                f"could not read the text encoder config of {self.source.describe()}: {_first_line(e)}",
+                _LOAD_HELP,
+            ) from None
+
+    @cached_property
+    def text_encoder(self):
+        return self._component("text_encoder")
+
+    @cached_property
+    def unet(self):
+        return self._component("unet")
+
+    @cached_property
+    def vae(self):
+        return self._component("vae")
+
+    @cached_property
+    def scheduler_config(self) -> dict:
+        if self.source.kind == "file":
+            return dict(self._single_file_pipeline.scheduler.config)
+        path = self.folder / "scheduler" / "scheduler_config.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise RenderError(f"could not read {path}: {_first_line(e)}", _LOAD_HELP) from None
+
+    @property
+    def latent_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # -- running --
+
+    @torch.no_grad()
+    def encode_text(self, text: str) -> Tensor:
+        """CLIP hidden states (1, 77, D) of one prompt; long prompts are cut at the tokenizer's limit."""
+        ids = self.tokenizer(
+            text,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.placement.device)
+        self.text_encoder_calls += 1
+        return self.text_encoder(ids)[0].float()
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False).input_ids)
+
+    @torch.no_grad()
+    def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        self.unet_calls += 1
+        dtype = self.placement.dtype
+        return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype)).sample
+
+    @torch.no_grad()
+    def encode_image(self, frame: Tensor) -> Tensor:
+        """Latents of a [0, 1] frame: the posterior mean (no random draw), times the VAE's scaling factor."""
+        x = (frame * 2 - 1).to(self.placement.dtype)
+        return self.vae.encode(x).latent_dist.mode().float() * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.placement.dtype)).sample
+        return (x.float() / 2 + 0.5).clamp(0, 1)

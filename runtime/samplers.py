@@ -1,0 +1,137 @@
+"""Sampler names -> diffusers schedulers, and dfm's own denoising loop for one frame.
+
+diffusers' pipelines are not used: dfm runs exactly the FrameTable's `effective_steps`, keeps the frame
+when that is 0 (diffusers' img2img would return an empty batch), and takes every random draw from the
+frame's own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    cls: type
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    # whether `step()` draws noise and so needs the frame's generator (stated here, never guessed from
+    # the signature)
+    stochastic: bool = False
+
+
+_KARRAS = {"use_karras_sigmas": True}
+_SDE = {"algorithm_type": "sde-dpmsolver++"}
+
+# Canonical names of compiler/catalogue.py SAMPLERS. Every entry also gets timestep_spacing="linspace"
+# (see make_scheduler) so the sigmas span the whole 999..0 range as k-diffusion's do (Deforum, A1111).
+SAMPLERS: dict[str, SamplerSpec] = {
+    "euler": SamplerSpec(EulerDiscreteScheduler, stochastic=True),  # s_churn=0: draws but ignores noise
+    "euler_a": SamplerSpec(EulerAncestralDiscreteScheduler, stochastic=True),
+    "klms": SamplerSpec(LMSDiscreteScheduler),
+    "klms_karras": SamplerSpec(LMSDiscreteScheduler, _KARRAS),
+    "heun": SamplerSpec(HeunDiscreteScheduler),
+    "dpm2": SamplerSpec(KDPM2DiscreteScheduler),
+    "dpm2_karras": SamplerSpec(KDPM2DiscreteScheduler, _KARRAS),
+    "dpm2_a": SamplerSpec(KDPM2AncestralDiscreteScheduler, stochastic=True),
+    "dpm2_a_karras": SamplerSpec(KDPM2AncestralDiscreteScheduler, _KARRAS, stochastic=True),
+    "dpmpp_2m": SamplerSpec(DPMSolverMultistepScheduler),
+    "dpmpp_2m_karras": SamplerSpec(DPMSolverMultistepScheduler, _KARRAS),
+    "dpmpp_2m_sde": SamplerSpec(DPMSolverMultistepScheduler, _SDE, stochastic=True),
+    "dpmpp_2m_sde_karras": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_KARRAS}, stochastic=True),
+    "ddim": SamplerSpec(DDIMScheduler, stochastic=True),  # eta=0 by default, noise only with eta>0
+    "plms": SamplerSpec(PNDMScheduler, {"skip_prk_steps": True}),  # one warm-up UNet call per denoise
+    "unipc": SamplerSpec(UniPCMultistepScheduler),
+}
+
+# eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives
+EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def make_scheduler(name: str, base_config: Mapping):
+    """A fresh scheduler (schedulers keep per-denoise state) built from the model's own config."""
+    spec = SAMPLERS[name]
+    return spec.cls.from_config(base_config, timestep_spacing="linspace", **spec.kwargs)
+
+
+def frame_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of one diffusion: every random draw of a frame comes from its row's seed."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def img2img_timesteps(scheduler, steps: int, effective_steps: int, device: torch.device) -> Tensor:
+    """The last `effective_steps` steps of a `steps`-step schedule (Deforum: the last t_enc+1 sigmas)."""
+    scheduler.set_timesteps(steps, device=device)
+    n = max(0, min(int(effective_steps), int(steps)))
+    start = (steps - n) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):  # k-diffusion style schedulers index sigmas from here
+        scheduler.set_begin_index(start)
+    return scheduler.timesteps[start:]
+
+
+def cfg_eps(
+    eps_fn: EpsFn, latents: Tensor, t: Tensor, cond: Tensor, uncond: Tensor | None, cfg_scale: float
+) -> Tensor:
+    """Classifier-free guidance in one batched call; scale 1 is exactly the conditional prediction."""
+    if uncond is None:
+        return eps_fn(latents, t, cond)
+    eps_u, eps_c = eps_fn(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).chunk(2)
+    return eps_u + cfg_scale * (eps_c - eps_u)
+
+
+@torch.no_grad()
+def denoise(
+    eps_fn: EpsFn,
+    scheduler,
+    *,
+    cond: Tensor,
+    uncond: Tensor | None,
+    cfg_scale: float,
+    steps: int,
+    effective_steps: int,
+    generator: torch.Generator,
+    stochastic: bool,
+    init_latents: Tensor | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> Tensor:
+    """Sample one frame's latents.
+
+    txt2img (`init_latents` None): noise of `shape` through the full `steps`-step schedule.
+    img2img: `init_latents` noised to the first kept timestep, then `effective_steps` steps; 0 steps
+    returns the init unchanged (Deforum keeps the frame).
+    """
+    device = generator.device
+    if init_latents is None:
+        assert shape is not None
+        scheduler.set_timesteps(int(steps), device=device)
+        timesteps = scheduler.timesteps
+        latents = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        latents = latents * scheduler.init_noise_sigma
+    else:
+        timesteps = img2img_timesteps(scheduler, int(steps), int(effective_steps), device)
+        if int(effective_steps) < 1 or len(timesteps) == 0:
+            return init_latents
+        init = init_latents.float()
+        noise = torch.randn(init.shape, generator=generator, device=device, dtype=torch.float32)
+        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+    step_kw = {"generator": generator} if stochastic else {}
+    for t in timesteps:
+        x = scheduler.scale_model_input(latents, t)
+        eps = cfg_eps(eps_fn, x, t, cond, uncond, cfg_scale)
+        latents = scheduler.step(eps.float(), t, latents, **step_kw).prev_sample
+    return latents

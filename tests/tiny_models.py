@@ -1,0 +1,334 @@
+"""Tiny random Stable Diffusion models and hand-made FrameTables for the runtime tests.
+
+The model follows the shape of diffusers' own fast-test configuration (a UNet with block widths 4 and
+8); the tokenizer is written here (byte-level BPE, no download); the single-file form is made by our own
+diffusers -> original LDM key converter, the layout A1111/Civitai checkpoints use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# ---- tokenizer ---------------------------------------------------------------------------------------------
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes (GPT-2/CLIP's table), in byte order."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = iter(range(256, 512))
+    table = {b: chr(b) if b in printable else chr(next(extra)) for b in range(256)}
+    return [table[b] for b in range(256)]
+
+
+def write_tokenizer(folder: Path, words: tuple[str, ...] = ("a", "cat", "dog", "red", "blue")) -> Path:
+    """vocab.json + merges.txt of a tiny CLIP tokenizer: every byte, every byte ending a word, a few
+    merged words, and the two specials. Any text tokenizes without unknown tokens."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = byte_symbols()
+    vocab = symbols + [s + "</w>" for s in symbols]
+    merges = []
+    for word in words:
+        if len(word) < 2:
+            continue
+        left = word[0]
+        for k, ch in enumerate(word[1:], start=1):
+            right = ch + ("</w>" if k == len(word) - 1 else "")
+            merges.append(f"{left} {right}")
+            left += right
+            if left not in vocab:
+                vocab.append(left)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return folder
+
+
+# ---- the model -------------------------------------------------------------------------------------------
+
+
+def build_pipeline(workdir: Path):
+    """A tiny StableDiffusionPipeline (random weights, seeded), fully offline."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(write_tokenizer(workdir / "tok")), model_max_length=77)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        cross_attention_dim=8,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    torch.manual_seed(1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=[4, 8],
+        norm_num_groups=2,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    torch.manual_seed(2)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok),
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            layer_norm_eps=1e-5,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tok,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+
+
+# ---- diffusers -> LDM keys -----------------------------------------------------------------------------
+
+_RESNET_UNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+
+
+def unet_key_to_ldm(key: str, layers: int, has_up_attention: set[int]) -> str:
+    """One diffusers UNet key -> its original LDM name (SD 1.x layout, any depth)."""
+    per = layers + 1  # LDM numbers each level's resnets plus its down/up sampler consecutively
+    fixed = {
+        "time_embedding.linear_1": "time_embed.0",
+        "time_embedding.linear_2": "time_embed.2",
+        "conv_in": "input_blocks.0.0",
+        "conv_norm_out": "out.0",
+        "conv_out": "out.2",
+    }
+    head, _, param = key.rpartition(".")
+    if head in fixed:
+        return f"{fixed[head]}.{param}"
+
+    def resnet(rest: str) -> str:
+        first, _, tail = rest.partition(".")
+        return f"{_RESNET_UNET[first]}.{tail}"
+
+    if m := re.match(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        b, i, rest = int(m[1]), int(m[2]), m[3]
+        return f"input_blocks.{1 + b * per + i}.0.{resnet(rest)}"
+    if m := re.match(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
+        return f"input_blocks.{1 + int(m[1]) * per + int(m[2])}.1.{m[3]}"
+    if m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return f"input_blocks.{(int(m[1]) + 1) * per}.0.op.{m[2]}"
+    if m := re.match(r"mid_block\.resnets\.(\d)\.(.+)", key):
+        return f"middle_block.{2 * int(m[1])}.{resnet(m[2])}"
+    if m := re.match(r"mid_block\.attentions\.0\.(.+)", key):
+        return f"middle_block.1.{m[1]}"
+    if m := re.match(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"output_blocks.{int(m[1]) * per + int(m[2])}.0.{resnet(m[3])}"
+    if m := re.match(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
+        return f"output_blocks.{int(m[1]) * per + int(m[2])}.1.{m[3]}"
+    if m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        b = int(m[1])
+        slot = 2 if b in has_up_attention else 1  # the upsampler follows the attention when there is one
+        return f"output_blocks.{b * per + layers}.{slot}.conv.{m[2]}"
+    raise KeyError(f"no LDM name for UNet key {key}")
+
+
+def vae_key_to_ldm(key: str, levels: int) -> tuple[str, bool]:
+    """One diffusers VAE key -> (LDM name, whether the weight becomes a 1×1 conv)."""
+    key = key.replace("conv_norm_out", "norm_out")
+    if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(\w+(?:\.0)?)\.(weight|bias)", key):
+        names = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+        return f"{m[1]}.mid.attn_1.{names[m[2]]}.{m[3]}", m[2] != "group_norm" and m[3] == "weight"
+    key = re.sub(
+        r"(encoder|decoder)\.mid_block\.resnets\.(\d)", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}", key
+    )
+    key = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", key)
+    key = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", key)
+    # the decoder's levels are numbered from the bottom in LDM
+    key = re.sub(
+        r"decoder\.up_blocks\.(\d+)\.resnets\.", lambda m: f"decoder.up.{levels - 1 - int(m[1])}.block.", key
+    )
+    key = re.sub(
+        r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
+        lambda m: f"decoder.up.{levels - 1 - int(m[1])}.upsample.",
+        key,
+    )
+    return key.replace("conv_shortcut", "nin_shortcut"), False
+
+
+def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
+    """The whole pipeline as one original-layout state dict (model.diffusion_model., first_stage_model.,
+    cond_stage_model.transformer.text_model.)."""
+    out: dict[str, torch.Tensor] = {}
+    cfg = pipe.unet.config
+    up_attn = {b for b, t in enumerate(cfg.up_block_types) if t.startswith("CrossAttn")}
+    for k, v in pipe.unet.state_dict().items():
+        out["model.diffusion_model." + unet_key_to_ldm(k, cfg.layers_per_block, up_attn)] = v
+    levels = len(pipe.vae.config.block_out_channels)
+    for k, v in pipe.vae.state_dict().items():
+        name, as_conv = vae_key_to_ldm(k, levels)
+        out["first_stage_model." + name] = v[:, :, None, None] if as_conv else v
+    for k, v in pipe.text_encoder.state_dict().items():
+        # transformers >= 5.6 dropped the `text_model.` prefix that original checkpoints carry
+        out["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    assert len(out) == sum(len(m.state_dict()) for m in (pipe.unet, pipe.vae, pipe.text_encoder))
+    return {k: v.detach().contiguous().clone() for k, v in out.items()}
+
+
+def save_model_forms(root: Path) -> dict[str, Path]:
+    """Save the tiny model as a diffusers folder, a .safetensors and a .ckpt (each beside a config-only
+    skeleton), and a bare .safetensors with no config next to it."""
+    from safetensors.torch import save_file
+
+    pipe = build_pipeline(root / "build")
+    folder = root / "diffusers"
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    single = root / "single"
+    shutil.copytree(folder, single, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    state = pipeline_to_ldm(pipe)
+    save_file(state, str(single / "tiny.safetensors"))
+    torch.save({"state_dict": state}, str(single / "tiny.ckpt"))
+    bare = root / "bare"
+    bare.mkdir()
+    save_file(state, str(bare / "tiny.safetensors"))
+    return {
+        "folder": folder,
+        "safetensors": single / "tiny.safetensors",
+        "ckpt": single / "tiny.ckpt",
+        "bare": bare / "tiny.safetensors",
+        "pipe": pipe,
+    }
+
+
+# ---- hand-made FrameTables ------------------------------------------------------------------------------
+
+SCHEDULE_DEFAULTS = {
+    "angle": 0.0,
+    "zoom": 1.0,
+    "translation_x": 0.0,
+    "translation_y": 0.0,
+    "translation_z": 0.0,
+    "rotation_3d_x": 0.0,
+    "rotation_3d_y": 0.0,
+    "rotation_3d_z": 0.0,
+    "transform_center_x": 0.5,
+    "transform_center_y": 0.5,
+    "perspective_flip_theta": 0.0,
+    "perspective_flip_phi": 0.0,
+    "perspective_flip_gamma": 0.0,
+    "perspective_flip_fv": 53.0,
+    "fov": 40.0,
+    "near": 200.0,
+    "far": 10000.0,
+    "strength": 0.5,
+    "noise": 0.02,
+    "contrast": 1.0,
+    "cfg_scale": 7.0,
+    "steps": 4,
+    "kernel": 5,
+    "sigma": 1.0,
+    "amount": 0.0,
+    "threshold": 0.0,
+}
+SETTING_DEFAULTS = {
+    "mode": "2d",
+    "size": (64, 64),
+    "fps": 12.0,
+    "model": "",
+    "model_sha256": None,
+    "sampler": "euler",
+    "seed": 7,
+    "cadence": 1,
+    "border": "replicate",
+    "color_coherence": "none",
+    "color_force_grayscale": False,
+    "perspective_flip": False,
+    "init_image": None,
+    "images_per_prompt": 1,
+    "save_video": True,
+    "video_crf": 17,
+}
+
+
+def make_table(n: int, **overrides):
+    """A FrameTable of `n` rows as the compiler would make it: Deforum cadence (diffusions every
+    `cadence` frames, each tween blending the previous and newest diffusions), seeds iter from `seed`,
+    effective_steps = int((1 - strength) * steps) (frame 0: steps). Keyword arguments naming a column set it
+    (a scalar or a sequence); the others are settings."""
+    from dfm.compiler.frametable import FrameTable, Settings
+
+    settings = dict(SETTING_DEFAULTS)
+    cols: dict[str, np.ndarray] = {}
+    for k, v in SCHEDULE_DEFAULTS.items():
+        cols[k] = np.full(n, v, dtype=np.int64 if k in ("steps", "kernel") else np.float64)
+    text = {"prompt": "a red cat", "negative_prompt": "", "prompt_from": "", "negative_prompt_from": ""}
+    for k, v in text.items():
+        cols[k] = np.array([v] * n, dtype=object)
+    cols["prompt_blend"] = np.ones(n)
+    cols["negative_blend"] = np.ones(n)
+    for k, v in overrides.items():
+        if k in cols:
+            arr = (
+                np.asarray(v, dtype=cols[k].dtype)
+                if not isinstance(v, str)
+                else np.array([v] * n, dtype=object)
+            )
+            cols[k] = np.broadcast_to(arr, (n,)).copy()
+        else:
+            settings[k] = v
+    c = int(settings["cadence"]) if settings["mode"] == "2d" else 1
+    frame = np.arange(n)
+    diffused = frame % c == 0
+    seg = frame - frame % c
+    cols["frame"] = frame
+    cols["time"] = frame / float(settings["fps"])
+    cols["diffused"] = diffused
+    cols["tween_to"] = seg.astype(np.int64)
+    cols["tween_from"] = np.where(seg >= c, seg - c, -1).astype(np.int64)
+    cols["tween"] = np.where(cols["tween_from"] >= 0, (frame - seg + 1) / c, 1.0)
+    k = np.cumsum(diffused) - 1  # index of the diffusion each frame shows
+    cols["seed"] = (int(settings["seed"]) + k).astype(np.int64)
+    steps, strength = cols["steps"], cols["strength"]
+    pairs = zip(strength, steps, strict=True)
+    eff = np.array([int((1.0 - float(s)) * int(t)) for s, t in pairs], dtype=np.int64)
+    if settings["mode"] in ("none", "interpolation"):
+        eff = steps.copy()
+    elif not settings["init_image"]:
+        eff[0] = steps[0]
+    cols["effective_steps"] = np.where(diffused, eff, 0).astype(np.int64)
+    return FrameTable(cols, Settings(settings))
