@@ -114,11 +114,13 @@ class _Compiler:
         settings = self.resolve_settings()
         if settings is None:
             return
+        self.resolve_prompts(settings)
+        if settings["mode"] == "interpolation":
+            self.interpolation_frames(settings)
         self.result.settings = Settings(settings)
         frames = settings["frames"]
         env = environment(frames, settings["fps"], settings["bpm"], settings["seed"])
         self.env = env
-        self.resolve_prompts(settings)
         keys = self.resolve_schedules(settings)
         if not self.result.prompts and not schedules_only:
             self.err("DFM305", "the scene has no prompt", self.scene.statements[0].span if self.scene.statements
@@ -463,7 +465,7 @@ class _Compiler:
             if inside and inside[0].frame > 0:
                 self.warn("DFM307", f"`{name}` has no key at frame 0; its first key's value holds before frame "
                           f"{inside[0].frame}", inside[0].span, parameter=name,
-                          help=f"add a key `0:(…)` (Deforum would crash here)")
+                          help="add a key `0:(…)` (Deforum would crash here)")
             if keys and not inside:
                 self.err("DFM303", f"`{name}`: every key is past the last frame", arg.span, parameter=name,
                          help=f"the scene has frames 0..{frames - 1}")
@@ -502,6 +504,23 @@ class _Compiler:
             lists[name].sort(key=lambda x: x[0])
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
         self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
+
+    def interpolation_frames(self, settings: dict) -> None:
+        """In interpolation mode the prompts decide the frame count; `frames` may only agree."""
+        keys = [f for f, _ in self.result.prompts]
+        if not keys:
+            return
+        if settings["interpolate_key_frames"]:
+            count = max(keys) + 1
+        else:
+            count = (len(keys) - 1) * (settings["interpolate_x_frames"] + 1) + 1
+        given = self.settings.get("frames") or self.settings.get("duration")
+        if given is not None and settings["frames"] != count:
+            self.warn("DFM304", f"in interpolation mode the prompts make {count} frames; "
+                      f"`{given.statement.name}` is ignored", given.statement.span, parameter="frames",
+                      help=f"remove it, or set `frames {count}`")
+        settings["frames"] = count
+        settings["duration"] = count / settings["fps"]
 
     # -- settings with defaults
     def resolve_settings(self) -> dict | None:
@@ -567,6 +586,11 @@ class _Compiler:
             return
         f = int(np.argmax(bad))
         key = next((k for k in reversed(keys) if k.frame <= f), keys[0])
+        if code == "DFM402":  # blame the key whose own value is not finite, if one is
+            from .expressions import evaluate_frames
+
+            key = next((k for k in keys if not np.isfinite(evaluate_frames(k.value, self.env, k.frame,
+                                                                              k.frame + 1)[0])), key)
         v = arr[f]
         if code == "DFM402":
             self.err(code, f"`{p.name}` is {v} at frame {f}", key.span, parameter=p.name, frame=f,

@@ -113,7 +113,7 @@ class FrameTable:
         seen: dict[tuple[str, str], None] = {}
         for col, neg in (("prompt", "negative_prompt"), ("prompt_from", "negative_prompt_from")):
             if col in self.columns:
-                for p, n in zip(self.columns[col], self.columns[neg]):
+                for p, n in zip(self.columns[col], self.columns[neg], strict=True):
                     seen.setdefault((str(p), str(n)), None)
         return list(seen)
 

@@ -8,6 +8,7 @@ each tween's weights, closing the tail), effective steps (Deforum's float64 arit
 from __future__ import annotations
 
 import random
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,15 +19,15 @@ from .frametable import FORMAT_VERSION, FrameTable
 if TYPE_CHECKING:
     from .compile import CompileResult
 
-NEG_MARKER = "--neg"
+NEG_MARKER = re.compile(r"--neg(?![A-Za-z0-9_])")
 
 
 def split_neg(text: str) -> tuple[str, str]:
-    """Deforum's `positive --neg negative` convention."""
-    if NEG_MARKER not in text:
+    """Deforum's `positive --neg negative` convention (`--negative` is not the marker)."""
+    parts = NEG_MARKER.split(text, maxsplit=1)
+    if len(parts) == 1:
         return text.strip(), ""
-    pos, neg = text.split(NEG_MARKER, 1)
-    return pos.strip(), neg.strip()
+    return parts[0].strip(), parts[1].strip()
 
 
 def join_negatives(*parts: str) -> str:
@@ -131,7 +132,7 @@ def prompt_columns(result: CompileResult, frames: int) -> dict[str, np.ndarray]:
     pos = forward_fill([(f, p) for f, (p, _) in positives], frames)
     inline_neg = forward_fill([(f, n) for f, (_, n) in positives], frames)
     neg = forward_fill(result.negatives, frames)
-    neg = np.array([join_negatives(a, b) for a, b in zip(neg, inline_neg)], dtype=object)
+    neg = np.array([join_negatives(a, b) for a, b in zip(neg, inline_neg, strict=True)], dtype=object)
     return {"prompt": pos, "negative_prompt": neg}
 
 

@@ -79,8 +79,10 @@ def evaluate_keys(keys: list[ResolvedKey], frames: int, env: Mapping[str, float]
             # the same arithmetic as numpy.interp (what pandas' linear fill runs), for bit parity
             slope = (v1 - v0) / span
             out[k.frame:stop] = slope * np.arange(span, dtype=np.float64) + v0
+            out[k.frame] = v0  # exact at the key, even when the next anchor is infinite
         else:
             out[k.frame:stop] = v0 + (v1 - v0) * ease(k.curve, w)
+        out[k.frame] = v0
     return out
 
 

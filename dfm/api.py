@@ -13,7 +13,7 @@ from pathlib import Path
 from .compiler.compile import CompileResult, compile_source
 from .compiler.frametable import FrameTable
 from .dsl import ir
-from .dsl.diagnostics import Diagnostic, DfmError
+from .dsl.diagnostics import DfmError, Diagnostic
 from .dsl.parser import ParseResult
 from .dsl.parser import parse as _parse
 

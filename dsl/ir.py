@@ -7,7 +7,6 @@ spaced text compares equal: the formatter's round-trip tests rely on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ class Binary:
     span: Span = _span()
 
 
-Expr = Union[Number, Variable, Call, Unary, Binary]
+Expr = Number | Variable | Call | Unary | Binary
 
 
 # ---- statement values ----------------------------------------------------------------------------
@@ -134,7 +133,7 @@ class KeyList:
     span: Span = _span()
 
 
-Value = Union[Number, Variable, Call, Unary, Binary, String, Size, Word, Time, KeyList]
+Value = Number | Variable | Call | Unary | Binary | String | Size | Word | Time | KeyList
 
 
 # ---- statements and the scene --------------------------------------------------------------------

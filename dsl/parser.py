@@ -97,7 +97,8 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
                 if not cont:
                     statements.append((start, i))
                     start, depth = None, 0
-            last_sig, line_has_code = "", False
+            # last_sig survives blank and comment lines: a key list may have them between its keys
+            line_has_code = False
             i += 1
             continue
         if c in " \t\r\f":
@@ -336,7 +337,10 @@ def syntax_diagnostic(exc: UnexpectedInput, chunk: str, offset: int, lines: _Lin
                              help="end the previous line with a comma to continue its keyframes")
             return error("DFM001", f"a statement starts with a name, not {tok!r}", at(pos, tok.end_pos),
                          path=path, help="write `parameter value`, e.g. `zoom 1.02` or `prompt 0 \"a cat\"`")
-        return error("DFM001", f"unexpected {_WORDS.get(tok.type, repr(str(tok)))} {str(tok)!r}",
+        if tok.type == "COMPARE" and "COMPARE" not in expected:
+            return error("DFM001", f"comparisons cannot be chained: {str(tok)!r}", at(pos, tok.end_pos), path=path,
+                         help="combine two comparisons with `&`: `(a < b) & (b < c)`")
+        return error("DFM001", f"unexpected token {str(tok)!r}",
                      at(pos, max(tok.end_pos, pos + 1)), path=path,
                      note=f"expected {_expected_words(expected)}",
                      help="check the statement against docs/language.md")

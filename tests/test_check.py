@@ -1,9 +1,9 @@
 """`dfm check`: every class of mistake gets its code, its position and a fix."""
 
 import pytest
+from dfm.compiler import catalogue
 
 from dfm.api import check_text
-from dfm.compiler import catalogue
 
 HEAD = 'dfm 1\nframes 100\nprompt 0 "a cat"\n'
 

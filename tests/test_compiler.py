@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
-
-from dfm.api import compile_text
 from dfm.compiler.frametable import FrameTable
 from dfm.compiler.lower import cadence_plan, effective_steps, seed_sequence, split_neg
 from dfm.dsl.diagnostics import DfmError
+
+from dfm.api import compile_text
 
 
 def table(body: str, frames: int = 10) -> FrameTable:
