@@ -476,6 +476,7 @@ class _Compiler:
     # -- prompts
     def resolve_prompts(self, settings: dict) -> None:
         lists: dict[str, list[tuple[int, str, ir.Statement]]] = {"prompt": [], "negative": []}
+        seen: dict[str, dict[int, ir.Statement]] = {"prompt": {}, "negative": {}}
         for name, st in self.prompt_statements:
             args = list(st.args)
             if len(args) == 1 and isinstance(args[0], ir.String):
@@ -491,8 +492,8 @@ class _Compiler:
                 self.err("DFM105", f"`{name}` takes an optional time and a quoted text", st.span, parameter=name,
                          help=f'e.g. `{name} 4s "a castle in the clouds"`')
                 continue
-            if any(f == frame for f, _, _ in lists[name]):
-                other = next(s for f, _, s in lists[name] if f == frame)
+            other = seen[name].get(frame)
+            if other is not None:
                 self.err("DFM301", f"two `{name}` statements at frame {frame}", st.span, parameter=name,
                          frame=frame, note=f"the other is on line {other.span.line}", help="remove one of them")
                 continue
@@ -500,6 +501,7 @@ class _Compiler:
                 self.warn("DFM303", f"`{name}` at frame {frame} is past the last frame ({settings['frames'] - 1})",
                           st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
             lists[name].append((frame, text, st))
+            seen[name][frame] = st
         for name in lists:
             lists[name].sort(key=lambda x: x[0])
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
