@@ -487,7 +487,7 @@ class _Importer:
         for f, pos, inline in split:
             pos = " ".join(x for x in (common_pos, pos) if x)
             self.prompt_lines.append(f"prompt {f} {quote(pos)}")
-            if inline or common_neg:
+            if inline or common_neg or neg_key is None:  # a keyframe without --neg has no negative
                 negatives.append((f, " ".join(x for x in (inline, common_neg) if x)))
         if not split:
             self.prompt_lines.append('prompt 0 ""')
@@ -912,39 +912,39 @@ def deforum_expr(e: ir.Expr, env: Mapping[str, float]) -> tuple[str | None, str]
     """The expression in the A1111 extension's numexpr syntax, or (None, why not).
 
     Scene constants (pi, e, fps, bpm, s, max_frames) are written as their values; t and max_f stay."""
-    if isinstance(e, ir.Number):
-        return e.text, ""
-    if isinstance(e, ir.Variable):
-        if e.name in DEFORUM_VARIABLES:
-            return e.name, ""
-        return number_text(env[e.name]), ""
+    from ..dsl.formatter import format_expr
+
+    why = _not_deforum(e)
+    return (None, why) if why else (format_expr(_substitute(e, env)), "")
+
+
+def _not_deforum(e: ir.Expr) -> str:
+    """Why the A1111 extension cannot read this expression ("" when it can)."""
     if isinstance(e, ir.Unary):
-        if e.op not in "+-":
-            return None, f"the operator `{e.op}`"
-        inner, why = deforum_expr(e.operand, env)
-        if inner is None:
-            return None, why
-        return (f"{e.op}{inner}" if isinstance(e.operand, (ir.Number, ir.Variable, ir.Call))
-                else f"{e.op}({inner})"), ""
+        return f"the operator `{e.op}`" if e.op not in "+-" else _not_deforum(e.operand)
     if isinstance(e, ir.Binary):
         if e.op not in DEFORUM_OPERATORS:
-            return None, f"the operator `{e.op}`"
-        parts = []
-        for side in (e.left, e.right):
-            text, why = deforum_expr(side, env)
-            if text is None:
-                return None, why
-            parts.append(f"({text})" if isinstance(side, (ir.Binary, ir.Unary)) else text)
-        return f"{parts[0]}{e.op}{parts[1]}", ""
+            return f"the operator `{e.op}`"
+        return _not_deforum(e.left) or _not_deforum(e.right)
     if isinstance(e, ir.Call):
         if e.func not in DEFORUM_FUNCTIONS:
-            why = "a comma" if e.func in FUNCTIONS and FUNCTIONS[e.func][1] > 1 else "no such function in Deforum"
-            return None, f"`{e.func}` ({why})"
-        args = [deforum_expr(a, env) for a in e.args]
-        if any(a is None for a, _ in args):
-            return None, next(w for a, w in args if a is None)
-        return f"{e.func}({', '.join(a for a, _ in args)})", ""
-    return None, "an unknown node"
+            comma = e.func in FUNCTIONS and FUNCTIONS[e.func][1] > 1
+            return f"`{e.func}` ({'a comma, which the extension splits on' if comma else 'not in Deforum'})"
+        return next((w for w in map(_not_deforum, e.args) if w), "")
+    return ""
+
+
+def _substitute(e: ir.Expr, env: Mapping[str, float]) -> ir.Expr:
+    """The expression with every scene constant replaced by its value."""
+    if isinstance(e, ir.Variable) and e.name not in DEFORUM_VARIABLES:
+        return ir.Number(env[e.name], number_text(env[e.name]))
+    if isinstance(e, ir.Unary):
+        return ir.Unary(e.op, _substitute(e.operand, env))
+    if isinstance(e, ir.Binary):
+        return ir.Binary(e.op, _substitute(e.left, env), _substitute(e.right, env))
+    if isinstance(e, ir.Call):
+        return ir.Call(e.func, tuple(_substitute(a, env) for a in e.args))
+    return e
 
 
 def _number_key(e: ir.Expr) -> str:
