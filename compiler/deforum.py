@@ -831,10 +831,10 @@ class _Importer:
                                    and cat.lookup(k).name == name)
                 lines[line - 1] = f"# {lines[line - 1]}"
             text = "\n".join(lines)
-        return _format(text)
+        return format_dfm(text)
 
 
-def _format(text: str) -> str:
+def format_dfm(text: str) -> str:
     from ..dsl.formatter import format_source
 
     return format_source(text)
@@ -953,7 +953,7 @@ def _number_key(e: ir.Expr) -> str:
     return e.text
 
 
-def _per_frame(values: np.ndarray, start: int, stop: int) -> list[tuple[int, str]]:
+def number_keys(values: np.ndarray, start: int, stop: int) -> list[tuple[int, str]]:
     """Number keys reproducing values[start:stop] under linear interpolation (collinear frames dropped)."""
     seg = np.asarray(values[start:stop], dtype=np.float64)
     d2 = np.abs(seg[2:] - 2 * seg[1:-1] + seg[:-2])
@@ -989,14 +989,14 @@ def deforum_schedule(keys: list[ResolvedKey], values: np.ndarray, env: Mapping[s
                 if stop - 1 > k.frame:
                     out.append((stop - 1, text))
             else:
-                out += _per_frame(values, k.frame, stop)
+                out += number_keys(values, k.frame, stop)
                 reasons.append(f"the {k.curve} curve from frame {k.frame}")
             continue
         text, why = deforum_expr(k.value, env)
         if text is not None:
             out.append((k.frame, text))
         else:
-            out += _per_frame(values, k.frame, stop)
+            out += number_keys(values, k.frame, stop)
             reasons.append(f"{why} at frame {k.frame}")
     return ", ".join(f"{f}: ({v})" for f, v in out), reasons
 
@@ -1087,7 +1087,7 @@ class _Exporter:
                                                                              number_text(values[0])))]
             text, reasons = deforum_schedule(keys, values, env)
             if not self.same(text, values):
-                text = ", ".join(f"{f}: ({v})" for f, v in _per_frame(values, 0, len(values)))
+                text = ", ".join(f"{f}: ({v})" for f, v in number_keys(values, 0, len(values)))
                 reasons = ["values that did not read back exactly"]
             if reasons:
                 self.warnings.append(f"{p.name}: written as per-frame keys for {'; '.join(reasons)}")

@@ -1,0 +1,241 @@
+"""FrameTable ⇄ Parseq manifest (the `rendered_frames` JSON that Deforum's Parseq adapter reads).
+
+Deforum reads a manifest field as managed iff it is present in ``rendered_frames[0]``. With
+``parseq_use_deltas`` (its default) it takes the motion fields from ``X_delta``, the per-frame
+increment, and every other field from ``X``, the absolute value. dfm's motion columns already are
+per-frame increments, so the manifest writes them as ``X_delta`` unchanged and makes ``X`` the
+accumulated camera that Parseq's definition of a delta implies:
+
+- additive fields: ``X_t = X_{t-1} + d_t`` (a cumulative sum), ``X_0 = d_0``;
+- zoom: Parseq's ``zoom_delta = 1 + (Z_t - Z_{t-1})``, frame 0 the value itself, so
+  ``Z_t = Z_{t-1} + (z_t - 1)`` with ``Z_0 = z_0``: an additive accumulation, not a product.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from importlib import metadata
+
+import numpy as np
+
+from . import catalogue as cat
+from .catalogue import Param
+from .deforum import ImportResult, SettingsError, load_settings, number_text, quote
+from .frametable import FrameTable
+from .lower import split_neg
+
+# Deforum's parseq_adapter reads these from `X_delta` when parseq_use_deltas is on
+DELTA_FIELDS = frozenset({"angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x",
+                          "rotation_3d_y", "rotation_3d_z", "perspective_flip_theta", "perspective_flip_phi",
+                          "perspective_flip_gamma"})
+MULTIPLICATIVE = frozenset({"zoom"})  # a delta of 1 means "no change"
+DEFAULT_BPM = 120.0  # Parseq requires a bpm; Deforum ignores it
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dfm")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def parseq_fields(table: FrameTable) -> list[Param]:
+    """The catalogue schedules Parseq can carry that the table has, in catalogue order."""
+    return [p for p in cat.SCHEDULES if p.parseq and p.name in table.columns]
+
+
+def absolute_and_delta(field: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(X, X_delta) for one field, from the table's column."""
+    values = np.asarray(values, dtype=np.float64)
+    if field in DELTA_FIELDS:
+        if field in MULTIPLICATIVE:
+            return 1.0 + np.cumsum(values - 1.0), values
+        return np.cumsum(values), values
+    delta = np.diff(values, prepend=0.0)
+    return values, delta
+
+
+def _pc(values: np.ndarray) -> np.ndarray:
+    top = float(np.max(np.abs(values))) if len(values) else 0.0
+    return values * (100.0 / top) if top else np.zeros_like(values)
+
+
+def _scalars(values: np.ndarray, integer: bool) -> list:
+    return [int(v) for v in values] if integer else [float(v) for v in values]
+
+
+def deforum_prompt(positive: str, negative: str) -> str:
+    return f"{positive} --neg {negative}" if negative else positive
+
+
+def to_parseq_manifest(table: FrameTable, warnings: list[str] | None = None) -> dict:
+    """The table as a Parseq manifest; what Parseq cannot say is appended to `warnings`."""
+    s = table.settings
+    n = len(table)
+    fields = parseq_fields(table)
+    columns: dict[str, tuple[list, list, list]] = {}
+    meta: dict[str, dict] = {}
+    for p in fields:
+        integer = p.type == "int"
+        x, d = absolute_and_delta(p.parseq, table[p.name])
+        columns[p.parseq] = (_scalars(x, integer), _scalars(d, integer), [float(v) for v in _pc(x)])
+        meta[p.parseq] = {"min": float(np.min(x)), "max": float(np.max(x)), "isFlat": bool(np.all(x == x[0]))}
+    seeds = np.asarray(table["seed"], dtype=np.int64)
+    columns["seed"] = (_scalars(seeds, True), _scalars(np.diff(seeds, prepend=0), True),
+                       [float(v) for v in _pc(seeds.astype(np.float64))])
+    meta["seed"] = {"min": int(seeds.min()), "max": int(seeds.max()), "isFlat": bool(np.all(seeds == seeds[0]))}
+    frames = [_frame_row(i, table, columns) for i in range(n)]
+    if warnings is not None:
+        warnings += _manifest_warnings(table)
+    cadence = 1 if s.mode == "video" else int(s.cadence)
+    managed = [*columns]
+    return {
+        "meta": {"generated_by": "dfm", "version": _version(), "source": table.source_path,
+                 "source_hash": table.source_hash},
+        "options": {"output_fps": float(s.fps), "bpm": float(s.bpm or DEFAULT_BPM), "cadence": cadence},
+        "managedFields": managed,
+        "displayedFields": managed,
+        "rendered_frames": frames,
+        "rendered_frames_meta": meta,
+    }
+
+
+def _frame_row(i: int, table: FrameTable, columns: Mapping[str, tuple[list, list, list]]) -> dict:
+    row: dict = {"frame": i}
+    for name, (x, d, pc) in columns.items():
+        row[name] = x[i]
+        row[f"{name}_delta"] = d[i]
+        row[f"{name}_pc"] = pc[i]
+    row["deforum_prompt"] = deforum_prompt(str(table["prompt"][i]), str(table["negative_prompt"][i]))
+    row["subseed"] = row["seed"]  # Parseq: ceil(seed); dfm seeds are whole, so no seed travel
+    row["subseed_strength"] = 0
+    return row
+
+
+def _manifest_warnings(table: FrameTable) -> list[str]:
+    out = []
+    if "prompt_blend" in table.columns and np.any(np.asarray(table["prompt_blend"]) < 1.0):
+        out.append("prompt blends (crossfade or interpolation) are written as the prompt being blended towards: "
+                   "Deforum reads one prompt per frame from Parseq")
+    steps = np.asarray(table["steps"])
+    if np.any(steps != steps[0]):
+        out.append("steps change over the scene: Parseq has no steps field; set Deforum's steps schedule")
+    if table.settings.mode in ("none", "interpolation"):
+        out.append(f"mode {table.settings.mode}: Deforum uses Parseq manifests in 2D, 3D and video modes")
+    return out
+
+
+# ---- Parseq → .dfm --------------------------------------------------------------------------------------
+
+
+def from_parseq_manifest(data: Mapping | str | bytes, source: str = "manifest",
+                         use_deltas: bool = True) -> ImportResult:
+    """A Parseq manifest as a .dfm scene: one key per frame where the values change (collinear runs
+    collapse to their end keys), prompts from `deforum_prompt`, fps and cadence from `options`."""
+    from .deforum import format_dfm
+
+    data = load_settings(data)
+    frames = data.get("rendered_frames")
+    if not isinstance(frames, list) or not frames or not all(isinstance(f, Mapping) for f in frames):
+        raise SettingsError("not a Parseq manifest: it has no `rendered_frames` list",
+                            help="export the manifest from Parseq with its rendered frames")
+    frames = sorted(frames, key=lambda r: int(r.get("frame", 0)))
+    importer = _ParseqImporter(data, frames, use_deltas)
+    text = importer.text(source)
+    from .compile import compile_source
+
+    errors = [d for d in compile_source(text, build_table=False).diagnostics if d.is_error]
+    if errors:
+        raise SettingsError(f"the manifest gives values dfm rejects: {errors[0].message}",
+                            help="check the manifest's fields at the frame named")
+    fields = {k for k in frames[0]}
+    return ImportResult(format_dfm(text), importer.warnings, importer.mapped & fields, importer.warned & fields)
+
+
+class _ParseqImporter:
+    def __init__(self, data: Mapping, frames: list[Mapping], use_deltas: bool):
+        self.data, self.frames, self.use_deltas = data, frames, use_deltas
+        self.n = len(frames)
+        self.warnings: list[str] = []
+        self.mapped: set[str] = {"frame"}
+        self.warned: set[str] = set()
+        self.by_parseq = {p.parseq: p for p in cat.SCHEDULES if p.parseq}
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([float(r.get(name, math.nan)) for r in self.frames], dtype=np.float64)
+
+    def text(self, source: str) -> str:
+        options = self.data.get("options") or {}
+        mode = "3d" if any(f in self.frames[0] for f in ("translation_z", "rotation_3d_x", "rotation_3d_y",
+                                                        "rotation_3d_z", "fov")) else "2d"
+        self.warnings.append(f"mode {mode} guessed from the manifest's fields: Parseq does not record it")
+        lines = [f"# imported from {source} (Parseq) by `dfm import`", f"dfm {cat.FORMAT_VERSION}", "",
+                 f"mode {mode}", f"frames {self.n}"]
+        if options.get("output_fps"):
+            lines.append(f"fps {number_text(float(options['output_fps']))}")
+        if options.get("bpm"):
+            lines.append(f"bpm {number_text(float(options['bpm']))}")
+        if mode in cat.BY_NAME["cadence"].modes and options.get("cadence"):
+            lines.append(f"cadence {int(options['cadence'])}")
+        lines += self.seed() + [""] + self.prompts() + [""] + self.schedules()
+        self.unknown()
+        return "\n".join(lines) + "\n"
+
+    def seed(self) -> list[str]:
+        if "seed" not in self.frames[0]:
+            return []
+        seeds = self.column("seed")
+        self.mapped |= {"seed", "seed_delta", "seed_pc", "subseed", "subseed_strength"}
+        start = int(seeds[0])
+        if np.any(seeds % 1 != 0):
+            self.warnings.append("fractional Parseq seeds (subseed travel) are cut to whole seeds")
+        if np.all(seeds.astype(np.int64) == start):
+            return [f"seed {start} fixed"]
+        self.warnings.append("per-frame Parseq seeds have no dfm equivalent: the seed starts at "
+                             f"{start} and follows `iter`")
+        self.warned.add("seed")
+        return [f"seed {start} iter"]
+
+    def prompts(self) -> list[str]:
+        if "deforum_prompt" not in self.frames[0]:
+            self.warnings.append("the manifest has no prompts: an empty `prompt 0 \"\"` stands in")
+            return ['prompt 0 ""']
+        self.mapped.add("deforum_prompt")
+        lines, previous = [], None
+        for i, r in enumerate(self.frames):
+            text = str(r.get("deforum_prompt", ""))
+            if text == previous:
+                continue
+            previous = text
+            pos, neg = split_neg(text)
+            lines += [f"prompt {i} {quote(pos)}", f"negative {i} {quote(neg)}"]
+        return lines
+
+    def schedules(self) -> list[str]:
+        from .deforum import number_keys
+
+        lines = []
+        for name, p in self.by_parseq.items():
+            if name not in self.frames[0]:
+                continue
+            delta = self.use_deltas and name in DELTA_FIELDS and f"{name}_delta" in self.frames[0]
+            values = self.column(f"{name}_delta" if delta else name)
+            self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
+            keys = number_keys(values, 0, self.n)
+            lines.append(f"{p.name} " + ", ".join(f"{f}:({v})" for f, v in keys))
+        return lines
+
+    def unknown(self) -> None:
+        rest = sorted(k for k in self.frames[0] if k not in self.mapped and not k.endswith(("_delta", "_pc")))
+        if rest:
+            self.warned |= set(rest) | {f"{k}_delta" for k in rest} | {f"{k}_pc" for k in rest}
+            self.warnings.append(f"ignored {len(rest)} Parseq fields dfm has no schedule for: {', '.join(rest)}")
+
+
+def dumps(manifest: Mapping) -> str:
+    return json.dumps(manifest, indent=2, ensure_ascii=False)
+
+
+__all__ = ["to_parseq_manifest", "from_parseq_manifest", "absolute_and_delta", "DELTA_FIELDS", "dumps"]
