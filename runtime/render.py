@@ -265,7 +265,7 @@ class FrameRenderer:
                     steps=steps,
                     effective_steps=steps_run,
                     generator=gen,
-                    stochastic=spec.stochastic,
+                    takes_generator=spec.takes_generator,
                     init_latents=init_latents,
                     shape=shape,
                 )

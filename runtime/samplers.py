@@ -30,9 +30,9 @@ from torch import Tensor
 class SamplerSpec:
     cls: type
     kwargs: Mapping[str, object] = field(default_factory=dict)
-    # whether `step()` draws noise and so needs the frame's generator (stated here, never guessed from
-    # the signature)
-    stochastic: bool = False
+    # whether `step()` takes the frame's generator (for its noise draws, if any): stated here, never
+    # guessed from the signature at run time (a test checks this column against diffusers)
+    takes_generator: bool = False
 
 
 _KARRAS = {"use_karras_sigmas": True}
@@ -41,20 +41,20 @@ _SDE = {"algorithm_type": "sde-dpmsolver++"}
 # Canonical names of compiler/catalogue.py SAMPLERS. Every entry also gets timestep_spacing="linspace"
 # (see make_scheduler) so the sigmas span the whole 999..0 range as k-diffusion's do (Deforum, A1111).
 SAMPLERS: dict[str, SamplerSpec] = {
-    "euler": SamplerSpec(EulerDiscreteScheduler, stochastic=True),  # s_churn=0: draws but ignores noise
-    "euler_a": SamplerSpec(EulerAncestralDiscreteScheduler, stochastic=True),
+    "euler": SamplerSpec(EulerDiscreteScheduler, takes_generator=True),  # s_churn=0: draws but ignores noise
+    "euler_a": SamplerSpec(EulerAncestralDiscreteScheduler, takes_generator=True),
     "klms": SamplerSpec(LMSDiscreteScheduler),
     "klms_karras": SamplerSpec(LMSDiscreteScheduler, _KARRAS),
     "heun": SamplerSpec(HeunDiscreteScheduler),
     "dpm2": SamplerSpec(KDPM2DiscreteScheduler),
     "dpm2_karras": SamplerSpec(KDPM2DiscreteScheduler, _KARRAS),
-    "dpm2_a": SamplerSpec(KDPM2AncestralDiscreteScheduler, stochastic=True),
-    "dpm2_a_karras": SamplerSpec(KDPM2AncestralDiscreteScheduler, _KARRAS, stochastic=True),
-    "dpmpp_2m": SamplerSpec(DPMSolverMultistepScheduler),
-    "dpmpp_2m_karras": SamplerSpec(DPMSolverMultistepScheduler, _KARRAS),
-    "dpmpp_2m_sde": SamplerSpec(DPMSolverMultistepScheduler, _SDE, stochastic=True),
-    "dpmpp_2m_sde_karras": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_KARRAS}, stochastic=True),
-    "ddim": SamplerSpec(DDIMScheduler, stochastic=True),  # eta=0 by default, noise only with eta>0
+    "dpm2_a": SamplerSpec(KDPM2AncestralDiscreteScheduler, takes_generator=True),
+    "dpm2_a_karras": SamplerSpec(KDPM2AncestralDiscreteScheduler, _KARRAS, takes_generator=True),
+    "dpmpp_2m": SamplerSpec(DPMSolverMultistepScheduler, takes_generator=True),
+    "dpmpp_2m_karras": SamplerSpec(DPMSolverMultistepScheduler, _KARRAS, takes_generator=True),
+    "dpmpp_2m_sde": SamplerSpec(DPMSolverMultistepScheduler, _SDE, takes_generator=True),
+    "dpmpp_2m_sde_karras": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_KARRAS}, takes_generator=True),
+    "ddim": SamplerSpec(DDIMScheduler, takes_generator=True),  # eta=0 by default, noise only with eta>0
     "plms": SamplerSpec(PNDMScheduler, {"skip_prk_steps": True}),  # one warm-up UNet call per denoise
     "unipc": SamplerSpec(UniPCMultistepScheduler),
 }
@@ -105,7 +105,7 @@ def denoise(
     steps: int,
     effective_steps: int,
     generator: torch.Generator,
-    stochastic: bool,
+    takes_generator: bool,
     init_latents: Tensor | None = None,
     shape: tuple[int, ...] | None = None,
 ) -> Tensor:
@@ -129,7 +129,7 @@ def denoise(
         init = init_latents.float()
         noise = torch.randn(init.shape, generator=generator, device=device, dtype=torch.float32)
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
-    step_kw = {"generator": generator} if stochastic else {}
+    step_kw = {"generator": generator} if takes_generator else {}
     for t in timesteps:
         x = scheduler.scale_model_input(latents, t)
         eps = cfg_eps(eps_fn, x, t, cond, uncond, cfg_scale)

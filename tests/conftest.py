@@ -14,3 +14,19 @@ os.environ["DIFFUSERS_VERBOSITY"] = "error"
 os.environ["HF_HOME"] = os.path.join(_HOME, "hf")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")  # dfm's model-hash cache
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402 - after the environment above, on purpose
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """The tiny random SD model saved once per session: diffusers folder, .safetensors and .ckpt beside a
+    config skeleton, and a bare .safetensors with nothing next to it."""
+    from tiny_models import save_model_forms
+
+    return save_model_forms(tmp_path_factory.mktemp("models"))
+
+
+def pytest_configure(config):
+    # diffusers' schedulers trip numpy 2's copy-keyword deprecation; not ours to fix
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation:DeprecationWarning")
