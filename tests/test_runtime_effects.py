@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from dfm.runtime import effects
 
 
@@ -61,10 +60,16 @@ def test_histogram_matching_equals_numpy_reference_with_ties():
 @pytest.mark.parametrize("space", ["rgb", "hsv", "lab"])
 def test_color_coherence_equals_numpy_reference(space):
     src, ref = rand_image(5), rand_image(6) * 0.5 + 0.25
-    to_space = {"rgb": lambda x: x, "hsv": lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2HSV),
-                "lab": lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2Lab)}[space]
-    from_space = {"rgb": lambda x: x, "hsv": lambda x: cv2.cvtColor(x, cv2.COLOR_HSV2RGB),
-                  "lab": lambda x: cv2.cvtColor(x, cv2.COLOR_Lab2RGB)}[space]
+    to_space = {
+        "rgb": lambda x: x,
+        "hsv": lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2HSV),
+        "lab": lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2Lab),
+    }[space]
+    from_space = {
+        "rgb": lambda x: x,
+        "hsv": lambda x: cv2.cvtColor(x, cv2.COLOR_HSV2RGB),
+        "lab": lambda x: cv2.cvtColor(x, cv2.COLOR_Lab2RGB),
+    }[space]
     expected = from_space(np_match_histograms(to_space(src), to_space(ref)).astype(np.float32)).clip(0, 1)
     got = to_numpy(effects.color_coherence(to_tensor(src), to_tensor(ref), space))
     # the matching is exact; OpenCV's float Lab conversion is approximate (see test above)

@@ -5,12 +5,11 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from dfm.runtime import RenderError
 from dfm.runtime.device import pick_device
 from dfm.runtime.hashing import cached_sha256, sha256_file, verify_sha256
 from dfm.runtime.models import CONFIGS, StableDiffusion, resolve_source
+from safetensors.torch import save_file
 
 CPU = pick_device("cpu")
 
@@ -126,9 +125,12 @@ def test_explicit_devices():
             pick_device("cuda")
 
 
-@pytest.mark.parametrize("family,unet_params,vae_params,text_params", [
-    ("sd15", 859_520_964, 83_653_863, 123_060_480),
-])
+@pytest.mark.parametrize(
+    "family,unet_params,vae_params,text_params",
+    [
+        ("sd15", 859_520_964, 83_653_863, 123_060_480),
+    ],
+)
 def test_shipped_config_skeletons_describe_the_real_models(family, unet_params, vae_params, text_params):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel

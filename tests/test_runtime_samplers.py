@@ -5,7 +5,6 @@ import inspect
 
 import pytest
 import torch
-
 from dfm.compiler.catalogue import SAMPLERS as CATALOGUE_SAMPLERS
 from dfm.runtime import samplers
 
@@ -52,10 +51,19 @@ def test_sampler_runs_txt2img_and_img2img(name, unet_and_embeddings):
 
     def run(init=None, effective=4, seed=1):
         calls.clear()
-        out = samplers.denoise(eps, samplers.make_scheduler(name, config), cond=cond, uncond=uncond, cfg_scale=5.0,
-                               steps=4, effective_steps=effective, generator=torch.Generator().manual_seed(seed),
-                               takes_generator=samplers.SAMPLERS[name].takes_generator, init_latents=init,
-                               shape=(1, 4, 8, 8))
+        out = samplers.denoise(
+            eps,
+            samplers.make_scheduler(name, config),
+            cond=cond,
+            uncond=uncond,
+            cfg_scale=5.0,
+            steps=4,
+            effective_steps=effective,
+            generator=torch.Generator().manual_seed(seed),
+            takes_generator=samplers.SAMPLERS[name].takes_generator,
+            init_latents=init,
+            shape=(1, 4, 8, 8),
+        )
         return out, len(calls), set(calls)
 
     t2i, n_t2i, batch = run()
@@ -74,9 +82,18 @@ def test_sampler_runs_txt2img_and_img2img(name, unet_and_embeddings):
 def test_cfg_scale_one_skips_the_unconditional_batch(unet_and_embeddings):
     pipe, eps, cond, _, calls = unet_and_embeddings
     calls.clear()
-    samplers.denoise(eps, samplers.make_scheduler("euler", pipe.scheduler.config), cond=cond, uncond=None,
-                     cfg_scale=1.0, steps=3, effective_steps=3, generator=torch.Generator().manual_seed(0),
-                     takes_generator=True, shape=(1, 4, 8, 8))
+    samplers.denoise(
+        eps,
+        samplers.make_scheduler("euler", pipe.scheduler.config),
+        cond=cond,
+        uncond=None,
+        cfg_scale=1.0,
+        steps=3,
+        effective_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        takes_generator=True,
+        shape=(1, 4, 8, 8),
+    )
     assert calls == [1, 1, 1]
 
 
@@ -107,22 +124,56 @@ def test_same_latents_as_diffusers_pipelines(name, tiny_models):
         return pipe.unet(x, t, encoder_hidden_states=e).sample
 
     spec = samplers.SAMPLERS[name]
-    ours = samplers.denoise(eps, samplers.make_scheduler(name, pipe.scheduler.config), cond=cond, uncond=uncond,
-                            cfg_scale=6.0, steps=4, effective_steps=4, generator=torch.Generator().manual_seed(3),
-                            takes_generator=spec.takes_generator, shape=(1, 4, 8, 8))
-    theirs = t2i_pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=4, guidance_scale=6.0,
-                      height=16, width=16, generator=torch.Generator().manual_seed(3), output_type="latent").images
+    ours = samplers.denoise(
+        eps,
+        samplers.make_scheduler(name, pipe.scheduler.config),
+        cond=cond,
+        uncond=uncond,
+        cfg_scale=6.0,
+        steps=4,
+        effective_steps=4,
+        generator=torch.Generator().manual_seed(3),
+        takes_generator=spec.takes_generator,
+        shape=(1, 4, 8, 8),
+    )
+    theirs = t2i_pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        height=16,
+        width=16,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+    ).images
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
-    i2i_pipe = StableDiffusionImg2ImgPipeline(**{**components, "scheduler": samplers.make_scheduler(
-        name, pipe.scheduler.config)})
+    i2i_pipe = StableDiffusionImg2ImgPipeline(
+        **{**components, "scheduler": samplers.make_scheduler(name, pipe.scheduler.config)}
+    )
     i2i_pipe.set_progress_bar_config(disable=True)
     init = ours.detach().clone()
     # Deforum strength 0.5 of 4 steps runs 2 steps = diffusers strength 0.5
-    ours2 = samplers.denoise(eps, samplers.make_scheduler(name, pipe.scheduler.config), cond=cond, uncond=uncond,
-                             cfg_scale=6.0, steps=4, effective_steps=2, generator=torch.Generator().manual_seed(4),
-                             takes_generator=spec.takes_generator, init_latents=init)
-    theirs2 = i2i_pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, image=init, strength=0.5,
-                       num_inference_steps=4, guidance_scale=6.0, generator=torch.Generator().manual_seed(4),
-                       output_type="latent").images
+    ours2 = samplers.denoise(
+        eps,
+        samplers.make_scheduler(name, pipe.scheduler.config),
+        cond=cond,
+        uncond=uncond,
+        cfg_scale=6.0,
+        steps=4,
+        effective_steps=2,
+        generator=torch.Generator().manual_seed(4),
+        takes_generator=spec.takes_generator,
+        init_latents=init,
+    )
+    theirs2 = i2i_pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        image=init,
+        strength=0.5,
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        generator=torch.Generator().manual_seed(4),
+        output_type="latent",
+    ).images
     torch.testing.assert_close(ours2, theirs2, atol=1e-5, rtol=1e-5)

@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from dfm.runtime.warp import matrix_2d, perspective_flip, rotation_zoom, warp_2d, warp_matrix
 
 H, W = 48, 64
@@ -26,9 +25,18 @@ def to_numpy(t):
 
 
 def row(**kw):
-    base = {"angle": 0.0, "zoom": 1.0, "translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
-            "transform_center_y": 0.5, "perspective_flip_theta": 0.0, "perspective_flip_phi": 0.0,
-            "perspective_flip_gamma": 0.0, "perspective_flip_fv": 53.0}
+    base = {
+        "angle": 0.0,
+        "zoom": 1.0,
+        "translation_x": 0.0,
+        "translation_y": 0.0,
+        "transform_center_x": 0.5,
+        "transform_center_y": 0.5,
+        "perspective_flip_theta": 0.0,
+        "perspective_flip_phi": 0.0,
+        "perspective_flip_gamma": 0.0,
+        "perspective_flip_fv": 53.0,
+    }
     return {**base, **kw}
 
 
@@ -51,15 +59,32 @@ def test_flip_at_rest_is_identity():
     np.testing.assert_allclose(perspective_flip(W, H, 0.0, 0.0, 0.0, 53.0), np.eye(3), atol=1e-9)
 
 
-@pytest.mark.parametrize("border,cv_border", [("replicate", cv2.BORDER_REPLICATE), ("wrap", cv2.BORDER_WRAP),
-                                              ("reflect", cv2.BORDER_REFLECT), ("zeros", cv2.BORDER_CONSTANT)])
-@pytest.mark.parametrize("motion", [
-    dict(angle=15.0, zoom=1.1, translation_x=5.0, translation_y=-3.0),
-    dict(angle=-40.0, zoom=0.7, transform_center_x=0.3, transform_center_y=0.8),
-    dict(translation_x=20.0, translation_y=11.5),
-    dict(angle=5.0, zoom=1.05, translation_x=4.0, perspective_flip_theta=4.0, perspective_flip_phi=10.0,
-         perspective_flip_gamma=-8.0, perspective_flip_fv=60.0),
-])
+@pytest.mark.parametrize(
+    "border,cv_border",
+    [
+        ("replicate", cv2.BORDER_REPLICATE),
+        ("wrap", cv2.BORDER_WRAP),
+        ("reflect", cv2.BORDER_REFLECT),
+        ("zeros", cv2.BORDER_CONSTANT),
+    ],
+)
+@pytest.mark.parametrize(
+    "motion",
+    [
+        dict(angle=15.0, zoom=1.1, translation_x=5.0, translation_y=-3.0),
+        dict(angle=-40.0, zoom=0.7, transform_center_x=0.3, transform_center_y=0.8),
+        dict(translation_x=20.0, translation_y=11.5),
+        dict(
+            angle=5.0,
+            zoom=1.05,
+            translation_x=4.0,
+            perspective_flip_theta=4.0,
+            perspective_flip_phi=10.0,
+            perspective_flip_gamma=-8.0,
+            perspective_flip_fv=60.0,
+        ),
+    ],
+)
 def test_warp_matches_cv2_warp_perspective(border, cv_border, motion):
     img = smooth_image()
     r = row(**motion)
