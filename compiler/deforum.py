@@ -28,7 +28,7 @@ from ..dsl import ir
 from ..dsl.parser import parse
 from . import catalogue as cat
 from .catalogue import Kind, Param
-from .expressions import FUNCTIONS, constant_value, environment, is_plain_number
+from .expressions import FUNCTIONS, constant_value, environment
 from .lower import split_neg
 from .schedules import ResolvedKey, evaluate_schedule_text
 
@@ -81,6 +81,7 @@ RENAMED_KEYS = {
     "near_plane": "near_schedule",
     "far_plane": "far_schedule",
     "enable_schedule_samplers": "enable_sampler_scheduling",
+    "use_zoe_depth": "depth_algorithm",
 }
 REMOVED_KEYS = {"histogram_matching": "removed from Deforum (colour matching is `color_coherence`)"}
 
@@ -316,7 +317,6 @@ class _Importer:
         self.prompt_lines: list[str] = []
         self.unused_in_mode: list[str] = []
         self.inactive: list[str] = []
-        self.extras: dict[str, str] = {}
 
     # -- bookkeeping
     def has(self, key: str) -> bool:
@@ -325,12 +325,16 @@ class _Importer:
     def take(self, key: str) -> object:
         return self.data.pop(key, None)
 
+    def file_keys(self, keys: Iterable[str]) -> set[str]:
+        """The names these keys have in the file (before renames), for keys the file has."""
+        return {o for k in keys if (o := self.origin.get(k, k)) in self.original}
+
     def map(self, *keys: str) -> None:
-        self.mapped.update(self.origin.get(k, k) for k in keys)
+        self.mapped |= self.file_keys(keys)
 
     def warn(self, message: str, keys: Iterable[str] = ()) -> None:
         self.warnings.append(message)
-        self.warned.update(self.origin.get(k, k) for k in keys)
+        self.warned |= self.file_keys(keys)
 
     # -- the passes
     def run(self) -> ImportResult:
@@ -574,7 +578,7 @@ class _Importer:
                 self.settings["init_strength"] = number_text(min(1.0, max(0.0, float(strength))))
                 self.map("strength")
         elif image:
-            self.inactive.append("init_image (use_init is off)" if not use_init else "")
+            self.inactive.append("init_image (use_init is off)")
             self.warned.add("init_image")
         if strength is not None and not (use_init and image):
             self.map("strength")  # the init image's strength: no effect without one, in Deforum too
@@ -1164,5 +1168,5 @@ def _join_neg(pos: str, neg: str) -> str:
 
 
 __all__ = ["SettingsError", "ImportResult", "ExportResult", "import_settings", "export_settings",
-           "load_settings", "deforum_schedule", "deforum_expr", "split_deforum_keys", "A1111_SAMPLERS",
-           "is_plain_number"]
+           "load_settings", "deforum_schedule", "deforum_expr", "split_deforum_keys", "number_keys",
+           "A1111_SAMPLERS"]
