@@ -72,8 +72,10 @@ def _fmt(v: float) -> str:
 
 def _sched(name, default, doc, group, unit="", modes=ALL, aliases=(), deforum=None, parseq=None,
            type="float", **kw) -> Param:
+    # the A1111 extension keys motion schedules by their bare name and the others with `_schedule`
+    key = deforum or (name if group == "motion" else f"{name}_schedule")
     return Param(name, Kind.SCHEDULE, type, default, doc, group, unit=unit, modes=modes,
-                 aliases=(f"{name}_schedule", *aliases), deforum=deforum or name, parseq=parseq, **kw)
+                 aliases=(f"{name}_schedule", *aliases), deforum=key, parseq=parseq, **kw)
 
 
 def _set(name, type, default, doc, group, modes=ALL, aliases=(), deforum=None, **kw) -> Param:
@@ -240,9 +242,9 @@ PARAMS: tuple[Param, ...] = (
     _sched("fov", 40.0, "3D: camera field of view.", "3d", "degrees", modes=frozenset({"3d"}), parseq="fov",
            min=0, max=180, min_open=True, max_open=True),
     _sched("near", 200.0, "3D: near plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="near", min=0, min_open=True),
+           parseq="near", min=0, min_open=True, aliases=("near_plane",)),
     _sched("far", 10000.0, "3D: far plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="far", min=0, min_open=True),
+           parseq="far", min=0, min_open=True, aliases=("far_plane",)),
     # generation schedules
     _sched("strength", 0.65, "How much of the previous frame survives: 0 ignores it, 1 keeps it (0 steps).",
            "generation", modes=frozenset({"2d", "3d", "video"}), parseq="strength", min=0, max=1),

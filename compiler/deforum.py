@@ -906,10 +906,8 @@ NEUTRAL_SETTINGS: dict[str, object] = {
 
 
 def a1111_key(p: Param) -> str:
-    """The extension's settings key of a schedule: motion keys are bare, the others end in _schedule."""
-    if p.deforum and p.deforum.endswith("_schedule"):
-        return p.deforum
-    return p.name if p.group == "motion" else f"{p.name}_schedule"
+    """The extension's settings key of a schedule (the catalogue's `deforum` column)."""
+    return p.deforum or p.name
 
 
 def deforum_expr(e: ir.Expr, env: Mapping[str, float]) -> tuple[str | None, str]:
