@@ -159,7 +159,7 @@ FEATURES: tuple[Feature, ...] = (
             r"outdir|bit_depth_output|ffmpeg_.*|create_gif", "dfm always writes PNG frames and video.mp4",
             {"make_gif": _NONE, "delete_imgs": _NONE, "store_frames_in_ram": _NONE}),
     Feature("A1111 image option", r"show_info_on_ui|tiling|restore_faces|reroll_blank_frames|reroll_patience|"
-            r"motion_preview_mode", "not a dfm setting (use `dfm preview` for a motion dry run)",
+            r"motion_preview_mode", "not a dfm setting (`dfm plot` shows the motion schedules without rendering)",
             {"show_info_on_ui": (True, False), "tiling": _NONE, "restore_faces": _NONE,
              "motion_preview_mode": _NONE, "reroll_blank_frames": ("ignore",)}),
     Feature("notebook gradient guidance", r"mean_scale|var_scale|exposure_scale|exposure_target|"
