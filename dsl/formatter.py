@@ -15,6 +15,7 @@ from . import ir
 from .parser import parse
 
 WIDTH = 100
+COMMENT_COLUMN_LIMIT = 80  # beyond this, a trailing comment just follows its line
 VERSION_STATEMENT = "dfm"  # `dfm 1` stands apart: never aligned with the settings below it
 
 # binding strength; higher binds tighter
@@ -52,10 +53,14 @@ def format_expr(e: ir.Expr) -> str:
             if _prec(e.right) < _PREC["unary"]:
                 right = f"({right})"
             return f"{left}**{right}"
-        if _prec(e.left) < p or (p == _PREC["cmp"] and _prec(e.left) == p):
+        # `(t*bpm/60) % 1` keeps its parentheses: a modulo of a product reads ambiguously without them
+        mod_of_product = e.op == "%" and isinstance(e.left, ir.Binary) and e.left.op in ("*", "/")
+        if _prec(e.left) < p or (p == _PREC["cmp"] and _prec(e.left) == p) or mod_of_product:
             left = f"({left})"
         if _prec(e.right) <= p:
             right = f"({right})"
+        if p == _PREC["*"]:  # products written tight, sums spaced: 1 + 0.002*sin(2*pi*t/30)
+            return f"{left}{e.op}{right}"
         return f"{left} {e.op} {right}"
     raise TypeError(f"not an expression: {e!r}")
 
@@ -86,9 +91,13 @@ def format_value(v: ir.Value) -> str:
     return format_expr(v)
 
 
-def format_statement(st: ir.Statement, name_width: int = 0, rename: Mapping[str, str] | None = None) -> str:
+def format_statement(st: ir.Statement, name_width: int = 0, rename: Mapping[str, str] | None = None,
+                     first_arg_width: int = 0) -> str:
     name = (rename or {}).get(st.name, st.name)
     head = name.ljust(name_width) + " " if st.args else name
+    if len(st.args) >= 2 and first_arg_width:  # `prompt 0   "…"` under `prompt 100 "…"`
+        first = format_value(st.args[0]).ljust(first_arg_width)
+        return head + first + " " + " ".join(format_value(v) for v in st.args[1:])
     if len(st.args) == 1 and isinstance(st.args[0], ir.KeyList):
         keys = [format_key(k) for k in st.args[0].keys]
         lines, cur = [], head
@@ -138,19 +147,41 @@ def format_scene(scene: ir.Scene, rename: Mapping[str, str] | None = None) -> st
     def flush() -> None:
         if not para:
             return
-        names = [(rename or {}).get(stmts[x[3]].name, stmts[x[3]].name) for x in para if x[2] == "st"
-                 and stmts[x[3]].args and stmts[x[3]].name != VERSION_STATEMENT]
-        width = max((len(n) for n in names), default=0)
+        sts = [stmts[x[3]] for x in para if x[2] == "st"]
+        name_of = lambda st: (rename or {}).get(st.name, st.name)  # noqa: E731
+        width = max((len(name_of(st)) for st in sts if st.args and st.name != VERSION_STATEMENT), default=0)
+        arg_widths: dict[str, int] = {}
+        for st in sts:
+            if len(st.args) >= 2:
+                arg_widths[name_of(st)] = max(arg_widths.get(name_of(st), 0), len(format_value(st.args[0])))
+        rendered: list[tuple[str, object]] = []  # (text, owner) with owner None for a comment line
         for _, _, kind, obj in para:
             if kind == "c":
-                out.append(obj.text)
+                rendered.append((obj.text, None))
                 continue
             st = stmts[obj]
-            out.extend(c.text for c in leading_inside.get(obj, []))
-            text = format_statement(st, 0 if st.name == VERSION_STATEMENT else width, rename)
-            tails = trailing.get(obj, [])
-            if tails:
-                text += "  " + " ".join(c.text for c in tails)
+            rendered.extend((c.text, None) for c in leading_inside.get(obj, []))
+            text = format_statement(st, 0 if st.name == VERSION_STATEMENT else width, rename,
+                                    arg_widths.get(name_of(st), 0))
+            rendered.append((text, obj))
+        # trailing comments on consecutive lines line up in one column (gofmt's rule), unless that
+        # column would be too far right
+        runs: list[list[int]] = []
+        for i, (_, obj) in enumerate(rendered):
+            if obj is not None and trailing.get(obj):
+                if runs and runs[-1][-1] == i - 1:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+        column = {}
+        for run in runs:
+            col = max(len(rendered[i][0].splitlines()[-1]) for i in run) + 2
+            column.update({i: col for i in run})
+        for i, (text, obj) in enumerate(rendered):
+            if i in column:
+                last = len(text.splitlines()[-1])
+                pad = column[i] - last if column[i] <= COMMENT_COLUMN_LIMIT else 2
+                text += " " * pad + " ".join(c.text for c in trailing[obj])
             out.append(text)
         para.clear()
 

@@ -8,7 +8,7 @@ dfm 1
 mode      interpolation
 size      512x512
 fps       12
-frames    73                  # the last prompt (6 s = frame 72) + 1
+frames    73  # the last prompt (6 s = frame 72) + 1
 sampler   euler_a
 steps     25
 cfg_scale 7.5
@@ -16,7 +16,7 @@ seed      2024 fixed
 
 interpolate_key_frames on
 
-prompt 0  "a caterpillar on a leaf, macro photograph"
-prompt 3s "a chrysalis hanging from a twig, macro photograph"
-prompt 6s "a monarch butterfly with open wings, macro photograph"
-negative  "blurry, deformed"
+prompt   0  "a caterpillar on a leaf, macro photograph"
+prompt   3s "a chrysalis hanging from a twig, macro photograph"
+prompt   6s "a monarch butterfly with open wings, macro photograph"
+negative "blurry, deformed"

@@ -5,7 +5,7 @@ dfm 1
 mode              none
 size              512x512
 model             "stable-diffusion-v1-5/stable-diffusion-v1-5"
-sampler           dpmpp_2m_karras     # Deforum's "DPM++ 2M Karras" is accepted too
+sampler           dpmpp_2m_karras  # Deforum's "DPM++ 2M Karras" is accepted too
 steps             30
 cfg_scale         7
 images_per_prompt 4
@@ -19,12 +19,10 @@ seed 1234 iter
 # In this mode a prompt's key only orders the prompts.
 prompt 0 "a lighthouse on a cliff at dusk, oil painting"
 prompt 1 "a lighthouse on a cliff at dusk, watercolor"
-prompt 2 """
-    a lighthouse on a cliff at dusk,
-    pencil sketch, cross-hatching
-    """                              # a triple-quoted prompt: dedented, newlines kept
+prompt 2 """a lighthouse on a cliff at dusk,
+pencil sketch, cross-hatching"""  # a triple-quoted prompt: dedented, newlines kept
 
 # ` --neg ` inside a prompt splits off its negative part (Deforum's convention) ...
-prompt 3 "a lighthouse in a storm, dramatic light --neg people, boats"
+prompt   3 "a lighthouse in a storm, dramatic light --neg people, boats"
 # ... and `negative` sets the negative prompt for every prompt from its frame on.
 negative "blurry, low quality, watermark"

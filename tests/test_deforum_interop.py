@@ -293,7 +293,7 @@ def test_export_schedules(exported):
     s = exported.settings
     assert s["angle"] == "0: (1), 10: (-3)"
     assert s["translation_x"] == "0: (2), 9: (2), 10: (0), 60: (3)"  # step: a hold key; 4s: frame 60
-    assert s["zoom"] == "0: (1 + 0.01 * sin(2 * 3.141592653589793 * t / 30))"
+    assert s["zoom"] == "0: (1 + 0.01*sin(2*3.141592653589793*t/30))"
     assert s["noise_schedule"] == "0: (0.02)" and s["cfg_scale_schedule"] == "0: (7)"
     # an eased segment and a dfm-only function become number keys, each with a warning
     assert s["translation_y"].startswith("0: (0), 20: (4), 21: (3.9995), 22: (3.996), ")  # 4 - 4w³

@@ -38,6 +38,14 @@ def test_examples_exist():
     assert len(EXAMPLES) >= 5
 
 
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if not p.endswith("deforum_paste.dfm")],
+                         ids=lambda p: Path(p).name)
+def test_examples_are_canonical(path):
+    """Shipped examples are already `dfm fmt` output (deforum_paste.dfm shows Deforum's own layout)."""
+    text = Path(path).read_text()
+    assert format_source(text, _rename_map()) == text
+
+
 def test_identity_fixture_is_already_canonical():
     text = FIXTURE.read_text()
     assert format_source(text, _rename_map()) == text
@@ -48,7 +56,7 @@ def test_canonical_layout():
     assert format_source(src, _rename_map()) == (
         "dfm 1\n"
         "mode 2d\n"
-        "zoom 0:(1.0025 + 0.002 * sin(1.25 * 3.14 * t / 30)), 10:(1)\n"
+        "zoom 0:(1.0025 + 0.002*sin(1.25*3.14*t/30)), 10:(1)\n"
         "\n"
         'prompt 0 "a"\n'
     )
@@ -76,6 +84,7 @@ def test_long_keylists_wrap_and_reparse():
 @pytest.mark.parametrize("text", [
     "10 - (5 - 2)", "(10 - 5) - 2", "2**3**2", "(2**3)**2", "-2**2", "(-2)**2", "-(2 + 3)", "a * (b + c)",
     "(a < b) < c", "a < (b < c)", "~(a & b) | c", "where(t > 5, 1, 0) * 2", "1e-3 + 1. + .5", "t % 15 / 2",
+    "(t*bpm/60) % 1", "t % (2*3)", "a / (b*c)", "a - -b",
 ])
 def test_expressions_print_with_the_parentheses_they_need(text):
     e = parse(f"x {text}").scene.statements[0].args[0]
