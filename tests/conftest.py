@@ -22,11 +22,15 @@ import pytest  # noqa: E402 - after the environment above, on purpose
 def tiny_models(tmp_path_factory):
     """The tiny random SD model saved once per session: diffusers folder, .safetensors and .ckpt beside a
     config skeleton, and a bare .safetensors with nothing next to it."""
+    import torch
     from tiny_models import save_model_forms
 
+    # tiny tensors gain nothing from threads, and spinning worker threads crawl when the 2 cores are busy
+    torch.set_num_threads(1)
     return save_model_forms(tmp_path_factory.mktemp("models"))
 
 
 def pytest_configure(config):
     # diffusers' schedulers trip numpy 2's copy-keyword deprecation; not ours to fix
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:__array_wrap__ must accept:DeprecationWarning")
