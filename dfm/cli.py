@@ -231,6 +231,8 @@ def cmd_render(args) -> int:
         return EXIT_ERRORS
     if progress is not None:
         progress.close()
+    for w in report.warnings:
+        print(f"{args.file}: warning: {w}", file=sys.stderr)
     if not args.quiet:
         print(f"wrote {report.frames} frames to {report.out_dir}" +
               (f" and {report.video}" if report.video else ""), file=sys.stderr)
