@@ -240,17 +240,22 @@ def cmd_render(args) -> int:
 
 
 def _progress_bar(total: int):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="frame", dynamic_ncols=True, desc="render")
+    """A tqdm bar (frame, frames/s, ETA) that appears with the first frame, not while models load."""
 
     class _Progress:
+        bar = None
+
         def __call__(self, done: int, total_: int) -> None:
-            bar.total = total_
-            bar.update(done - bar.n)
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total_, unit="frame", dynamic_ncols=True, desc="render")
+            self.bar.total = total_
+            self.bar.update(done - self.bar.n)
 
         def close(self) -> None:
-            bar.close()
+            if self.bar is not None:
+                self.bar.close()
 
     return _Progress()
 
