@@ -197,6 +197,16 @@ def _animation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str
     return cols
 
 
+def _independent_txt2img_rows(cols: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """Every row a full txt2img of its own: no cadence, no previous frame."""
+    cols["diffused"] = np.ones(count, dtype=bool)
+    cols["effective_steps"] = cols["steps"].copy()
+    cols["tween"] = np.ones(count)
+    cols["tween_from"] = np.full(count, -1, dtype=np.int64)
+    cols["tween_to"] = np.arange(count, dtype=np.int64)
+    return cols
+
+
 def _stills(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One row per image: each prompt × images_per_prompt, seeds advancing per image."""
     s = result.settings
@@ -219,12 +229,7 @@ def _stills(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, n
     cols["prompt_from"], cols["prompt_blend"] = cols["prompt"].copy(), np.ones(count)
     cols["negative_prompt_from"], cols["negative_blend"] = cols["negative_prompt"].copy(), np.ones(count)
     cols["seed"] = seed_sequence(s.seed, s.seed_behavior, count, s.seed_iter_n)
-    cols["diffused"] = np.ones(count, dtype=bool)
-    cols["effective_steps"] = cols["steps"].copy()
-    cols["tween"] = np.ones(count)
-    cols["tween_from"] = np.full(count, -1, dtype=np.int64)
-    cols["tween_to"] = np.arange(count, dtype=np.int64)
-    return cols
+    return _independent_txt2img_rows(cols, count)
 
 
 def _interpolation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -263,9 +268,4 @@ def _interpolation(result: CompileResult, values: dict[str, np.ndarray]) -> dict
     cols["prompt_blend"] = blend
     cols["negative_blend"] = blend.copy()
     cols["seed"] = np.full(count, int(s.seed), dtype=np.int64)
-    cols["diffused"] = np.ones(count, dtype=bool)
-    cols["effective_steps"] = cols["steps"].copy()
-    cols["tween"] = np.ones(count)
-    cols["tween_from"] = np.full(count, -1, dtype=np.int64)
-    cols["tween_to"] = np.arange(count, dtype=np.int64)
-    return cols
+    return _independent_txt2img_rows(cols, count)
