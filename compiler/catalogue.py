@@ -20,6 +20,7 @@ class Kind(str, Enum):
     PROMPT = "prompt"  # text keyed at frames
 
 
+MAX_FRAMES = 1_000_000  # 9 hours at 30 fps; beyond this a scene is a typo, not a film
 MODES = ("none", "2d", "3d", "video", "interpolation")
 ALL = frozenset(MODES)
 ANIMATED = frozenset({"2d", "3d", "video", "interpolation"})
@@ -125,7 +126,7 @@ PARAMS: tuple[Param, ...] = (
     _set("mode", "enum", "2d", "Animation mode: stills, 2D camera, 3D depth-warped camera, video input, "
          "or prompt interpolation.", "scene", choices=MODES, aliases=("animation_mode",), deforum="animation_mode",
          choice_aliases={"video_input": "video", "2d": "2d", "3d": "3d", "none": "none"}),
-    _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, aliases=("max_frames",),
+    _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, max=MAX_FRAMES, aliases=("max_frames",),
          deforum="max_frames"),
     _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
          "fps). Use either frames or duration.", "scene", min=0, min_open=True, unit="s"),

@@ -260,7 +260,8 @@ class _Compiler:
                      help=f"use {math.floor(x)} or {math.ceil(x)}")
             return None
         if not p.in_range(x):
-            self.err("DFM104", f"`{p.name}` is {x:g}, outside {p.range_text()}", span, parameter=p.name,
+            shown = int(x) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+            self.err("DFM104", f"`{p.name}` is {shown}, outside {p.range_text()}", span, parameter=p.name,
                      help=f"use a value in {p.range_text()}")
             return None
         return int(x) if p.type == "int" else float(x)
@@ -545,6 +546,11 @@ class _Compiler:
             seconds = amount if unit == "s" else amount * 60.0 / values["bpm"] if unit == "b" else None
             values["frames"] = int(amount) if seconds is None else max(1, int(math.floor(seconds * values["fps"]
                                                                                          + 0.5)))
+        if values["frames"] > cat.MAX_FRAMES:
+            self.err("DFM104", f"`duration` makes {values['frames']} frames, more than {cat.MAX_FRAMES}",
+                     self.settings["duration"].statement.span, parameter="duration",
+                     help="shorten the duration or lower the fps")
+            return None
         values["duration"] = values["frames"] / values["fps"]
         xf = values["prompt_crossfade"]
         if isinstance(xf, tuple):
