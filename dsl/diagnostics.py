@@ -12,6 +12,8 @@ from enum import Enum
 
 from .ir import NO_SPAN, Span
 
+MAX_SHOWN = 100  # characters of a source line shown under a diagnostic
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -79,7 +81,14 @@ def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
         pad = " " * len(gutter)
         width = d.span.end_col - d.span.col if d.span.end_line == d.span.line else len(text) - d.span.col + 1
         width = max(1, width)
-        caret = " " * (d.span.col - 1) + paint("^" * width, sev_color)
+        col = d.span.col
+        if len(text) > MAX_SHOWN:  # show a window around the spot, not a whole generated line
+            start = max(0, min(col - 1 - MAX_SHOWN // 3, len(text) - MAX_SHOWN))
+            tail = "…" if start + MAX_SHOWN < len(text) else ""
+            text = ("…" if start else "") + text[start:start + MAX_SHOWN] + tail
+            col = col - start + (1 if start else 0)
+            width = min(width, len(text) - col + 1)
+        caret = " " * (col - 1) + paint("^" * max(1, width), sev_color)
         out.append(f"{pad} |")
         out.append(f"{gutter} | {text}")
         out.append(f"{pad} | {caret}" + (f" {d.label}" if d.label else ""))

@@ -21,6 +21,12 @@ from . import ir
 from .diagnostics import Diagnostic, error
 
 MAX_SYNTAX_ERRORS = 50
+MAX_EXPR_DEPTH = 200  # deeper expressions are refused: every later pass walks the tree recursively
+
+
+class _TooDeep(Exception):
+    def __init__(self, span: ir.Span):
+        self.span = span
 
 
 @lru_cache(maxsize=1)
@@ -214,28 +220,31 @@ class _Builder:
             value_text=value_text,
         )
 
-    def expr(self, node) -> ir.Expr:
+    def expr(self, node, depth: int = 0) -> ir.Expr:
         if isinstance(node, Token):  # only reachable through inlined single-token rules
             raise AssertionError(f"unexpected token {node!r}")
+        if depth > MAX_EXPR_DEPTH:
+            raise _TooDeep(self.span_of(node))
         kind, ch = node.data, node.children
         span = self.span_of(node)
+        d = depth + 1
         if kind == "number":
             return ir.Number(float(ch[0]), str(ch[0]), span)
         if kind == "variable":
             return ir.Variable(str(ch[0]), span)
         if kind == "call":
-            args = tuple(self.expr(a) for a in ch[1:] if a is not None)
+            args = tuple(self.expr(a, d) for a in ch[1:] if a is not None)
             return ir.Call(str(ch[0]), args, span, self.span_of(ch[0]))
         if kind == "unary":
-            return ir.Unary(str(ch[0]), self.expr(ch[1]), span)
+            return ir.Unary(str(ch[0]), self.expr(ch[1], d), span)
         if kind == "power":
-            return ir.Binary("**", self.expr(ch[0]), self.expr(ch[1]), span)
+            return ir.Binary("**", self.expr(ch[0], d), self.expr(ch[1], d), span)
         if kind in ("binary", "compare"):
-            return ir.Binary(str(ch[1]), self.expr(ch[0]), self.expr(ch[2]), span)
+            return ir.Binary(str(ch[1]), self.expr(ch[0], d), self.expr(ch[2], d), span)
         if kind == "bit_or":
-            return ir.Binary("|", self.expr(ch[0]), self.expr(ch[1]), span)
+            return ir.Binary("|", self.expr(ch[0], d), self.expr(ch[1], d), span)
         if kind == "bit_and":
-            return ir.Binary("&", self.expr(ch[0]), self.expr(ch[1]), span)
+            return ir.Binary("&", self.expr(ch[0], d), self.expr(ch[1], d), span)
         raise AssertionError(f"unknown expression node {kind}")
 
 
@@ -375,7 +384,11 @@ def parse(text: str, path: str = "<string>") -> ParseResult:
                 diags.append(syntax_diagnostic(exc, chunk, start, lines, path))
             continue
         builder = _Builder(lines, start, chunk)
-        statements.append(builder.statement(tree))
+        try:
+            statements.append(builder.statement(tree))
+        except _TooDeep as exc:
+            diags.append(error("DFM001", f"expression nested more than {MAX_EXPR_DEPTH} levels deep", exc.span,
+                               path=path, help="split it into keyframes, or simplify it"))
     comments = tuple(
         ir.Comment(text[a:b].rstrip(), trailing, lines.span(a, b)) for a, b, trailing in comment_ranges
     )

@@ -171,3 +171,8 @@ def test_catalogue_names_are_unique_and_aliases_unambiguous():
 def test_every_schedule_default_is_in_range():
     for p in catalogue.SCHEDULES:
         assert p.in_range(float(p.default)), p.name
+
+
+def test_frame_count_is_capped():
+    assert "DFM104" in codes("frames 1000000000\n", head='dfm 1\nprompt 0 "x"\n')
+    assert "DFM104" in codes("fps 60\nduration 100000s\n", head='dfm 1\nprompt 0 "x"\n')

@@ -130,3 +130,20 @@ def test_split_statements_keeps_unclosed_paren_to_its_line():
 def test_parse_never_raises_on_garbage():
     for text in ["", "\n\n", "(((", ")", '"""', "0:(1)", "dfm", "\x00", "zoom 0:(" * 50]:
         parse(text)
+
+
+def test_too_deep_expressions_are_an_error_not_a_crash():
+    r = parse("zoom " + "+".join(["1"] * 3000))
+    assert [d.code for d in r.diagnostics] == ["DFM001"] and "nested" in r.diagnostics[0].message
+
+
+def test_long_lines_are_shown_around_the_spot():
+    from dfm.dsl.diagnostics import render_full
+
+    text = "zoom " + "+".join(["1"] * 150) + " + 1,5"
+    d = parse(text).diagnostics[0]
+    shown = render_full(d, text).splitlines()
+    caret_line = next(line for line in shown if "^" in line)
+    source_line = shown[shown.index(caret_line) - 1]
+    assert len(source_line) < 110
+    assert source_line[caret_line.index("^"):].startswith("1,5")
