@@ -1,4 +1,4 @@
-"""The `dfm` command line: check, fmt, compile, plot, import, export, render, explain.
+"""The `dfm` command line: check, fmt, compile, plot, preview, import, export, render, explain.
 
 Exit codes (as ruff): 0 clean; 1 errors found (or `fmt --check` would change a file); 2 bad usage
 or an internal error. Heavy modules (torch, diffusers, matplotlib) are imported only by the
@@ -260,6 +260,23 @@ def _progress_bar(total: int):
     return _Progress()
 
 
+def cmd_preview(args) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    from .runtime.preview import render_preview
+
+    out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
+    progress = None if args.quiet else _progress_bar(len(result.table))
+    try:
+        path = render_preview(result.table, out, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_explain(args) -> int:
     from .dsl.codes import CODES, explain
 
@@ -321,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("preview", help="the camera motion over a test card, no model (seconds)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="MP4", help="default: outputs/<scene name>/preview.mp4")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("explain", help="explain a diagnostic code, e.g. DFM011")
     p.add_argument("code")
