@@ -1,9 +1,11 @@
 """The render loop: one FrameTable in, frames/, video.mp4, table.csv and manifest.json out.
 
-Per frame (Deforum's order): advance every live diffusion by this frame's warp; if the row is diffused,
-take the newest diffusion (warped through this frame) -> colour coherence -> contrast -> unsharp mask
--> noise -> img2img with the row's strength (`effective_steps`), cfg, seed and prompt; then write the
-row's blend of the older and newer diffusions (cadence). Rows are read, never recomputed.
+Per frame (Deforum's order): advance every live diffusion by this frame's warp (2D, or 3D with a depth
+map predicted from the newest diffusion); if the row is diffused, take its source -- the newest diffusion
+(warped through this frame) -> colour coherence -> contrast -> unsharp mask -> noise, or in video mode
+the row's input video frame -> img2img with the row's strength (`effective_steps`), cfg, seed and
+prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read, never
+recomputed.
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ import torch
 from torch import Tensor
 
 from . import effects, samplers
+from .depth import DepthEstimator, depth_image
 from .device import pick_device
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
 from .output import FrameWriter, VideoEncoder, package_versions, write_json, write_text_atomic
 from .timing import StageTimer
-from .warp import BORDERS, warp_2d
+from .video_input import VideoFrames, video_selection
+from .warp import BORDERS, PADDING_MODES, SAMPLING_MODES, warp_2d, warp_3d
 
-SUPPORTED_MODES = (
-    "none",
-    "2d",
-    "interpolation",
-)  # 3d and video: the loop has room, the sources do not exist yet
-# modes whose frames each start from pure noise; the others start from the previous frame
+SUPPORTED_MODES = ("none", "2d", "3d", "video", "interpolation")
+# modes whose frames each start from pure noise
 INDEPENDENT_MODES = ("none", "interpolation")
+# modes whose frames start from the previous frame moved by a camera
+CAMERA_MODES = ("2d", "3d")
 PIXEL_NOISE_SEED_OFFSET = 2**32  # the pixel noise of a frame gets its own stream, apart from the latent noise
 
 
@@ -49,6 +51,8 @@ class RenderReport:
     device: str = ""
     dtype: str = ""
     warnings: list[str] = field(default_factory=list)
+    depth_calls: int = 0  # depth model runs (3D)
+    depth_maps: int = 0  # depth/NNNNN.png written
 
 
 @dataclass
@@ -100,16 +104,12 @@ class PromptEmbeddings:
 
 
 def check_table(table) -> None:
-    """Refuse what this runtime cannot render, before loading anything."""
+    """Refuse what this runtime cannot render, before loading anything (in video mode this reads the
+    input video's frame count)."""
     s = table.settings
     mode = s.get("mode", "2d")
     if mode not in SUPPORTED_MODES:
-        what = {"3d": "3D mode (depth-warped camera)", "video": "video input mode"}.get(
-            mode, f"mode {mode!r}"
-        )
-        raise RenderError(
-            f"{what} is not supported by this runtime yet", "use mode 2d (or none / interpolation) for now"
-        )
+        raise RenderError(f"mode {mode!r} is not supported by this runtime", "use one of " + ", ".join(SUPPORTED_MODES))
     if len(table) == 0:
         raise RenderError("the scene has no frames", "set frames (or duration) to at least 1")
     sampler = s.get("sampler", "euler_a")
@@ -133,6 +133,32 @@ def check_table(table) -> None:
         raise RenderError(
             f"size {width}x{height} is not a multiple of 8", "use a size like 512x512 or 768x512"
         )
+    if mode == "3d":
+        for name, allowed in (("padding_mode", PADDING_MODES), ("sampling_mode", SAMPLING_MODES)):
+            if s.get(name, allowed[0]) not in allowed:
+                raise RenderError(f"{name} {s.get(name)!r} is not known", "use one of " + ", ".join(allowed))
+        if needs_depth(s) and not s.get("depth_model"):
+            raise RenderError("3D depth warping needs a depth model", 'set depth_model "Intel/dpt-hybrid-midas"')
+    if mode == "video":
+        video_selection(s, len(table))
+
+
+def needs_depth(settings) -> bool:
+    """Deforum loads a depth model in 3D for depth warping or for saving depth maps."""
+    return settings.get("mode", "2d") == "3d" and bool(
+        settings.get("use_depth_warping", True) or settings.get("save_depth_maps", False)
+    )
+
+
+def mode_warnings(settings) -> list[str]:
+    """Settings the scene sets that this mode does not use."""
+    mode = settings.get("mode", "2d")
+    out = []
+    if settings.get("save_depth_maps") and mode != "3d":
+        out.append(f"save_depth_maps applies to mode 3d only; no depth maps are written in mode {mode}")
+    if mode == "video" and settings.get("video_mask_path"):
+        out.append("video_mask_path is not supported yet and is ignored: every pixel follows the prompt")
+    return out
 
 
 def load_init_image(path: str, width: int, height: int, device: torch.device) -> Tensor:
@@ -171,7 +197,16 @@ def last_references(table) -> dict[int, int]:
 class FrameRenderer:
     """A render in progress: the model, the prompt cache, the state and the stage timer."""
 
-    def __init__(self, table, sd: StableDiffusion, timer: StageTimer) -> None:
+    def __init__(
+        self,
+        table,
+        sd: StableDiffusion,
+        timer: StageTimer,
+        *,
+        depth: DepthEstimator | None = None,
+        video: VideoFrames | None = None,
+        on_depth: Callable[[int, Tensor], None] | None = None,
+    ) -> None:
         s = table.settings
         self.table = table
         self.sd = sd
@@ -185,25 +220,53 @@ class FrameRenderer:
         self.color_space = s.get("color_coherence", "none") or "none"
         self.grayscale = bool(s.get("color_force_grayscale", False))
         self.init_image = s.get("init_image")
+        self.padding_mode = s.get("padding_mode", "border")
+        self.sampling_mode = s.get("sampling_mode", "bicubic")
+        self.depth_warping = bool(s.get("use_depth_warping", True))
+        self.depth = depth
+        self.video = video
+        self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
         self.prompts = PromptEmbeddings(sd.encode_text)
         self.state = RenderState()
         self.last_ref = last_references(table)
 
-    def warp(self, frame: Tensor, row: Mapping[str, object]) -> Tensor:
+    def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
         if self.mode == "2d":
             return warp_2d(frame, row, border=self.border, flip=self.flip)
+        if self.mode == "3d":
+            return warp_3d(
+                frame,
+                depth if self.depth_warping else None,
+                row,
+                padding_mode=self.padding_mode,
+                sampling_mode=self.sampling_mode,
+            )
         return frame  # modes without a camera
 
+    def predict_depth(self, i: int, image: Tensor) -> Tensor | None:
+        """Depth map of `image` for frame i (3D mode with a depth model), handed to `on_depth` as well."""
+        if self.depth is None:
+            return None
+        with self.timer("depth"):
+            depth = self.depth.predict(image)
+        if self.on_depth is not None:
+            self.on_depth(i, depth)
+        return depth
+
     def advance(self, i: int, row: Mapping[str, object]) -> None:
-        """Warp every live diffusion through frame i (Deforum's cadence advances both images each frame)."""
+        """Warp every live diffusion through frame i (Deforum's cadence advances both images each frame).
+
+        In 3D one depth map is predicted per frame, from the newest diffusion just before it is warped,
+        and used for every image warped at this frame (Deforum's tweens do the same with turbo_next)."""
         st = self.state
-        if self.mode in INDEPENDENT_MODES or i <= st.at:
+        if self.mode not in CAMERA_MODES or i <= st.at:
             st.at = max(st.at, i)
             return
+        live = [k for k in st.buffers if k < i]
+        depth = self.predict_depth(i, st.buffers[max(live)]) if live and self.mode == "3d" else None
         with self.timer("warp"):
-            for k in st.buffers:
-                if k < i:
-                    st.buffers[k] = self.warp(st.buffers[k], row)
+            for k in live:
+                st.buffers[k] = self.warp(st.buffers[k], row, depth)
         st.at = i
 
     def prepare_init(
@@ -234,7 +297,10 @@ class FrameRenderer:
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
         cfg = float(row["cfg_scale"])
         source = None
-        if self.mode not in INDEPENDENT_MODES:
+        if self.mode == "video":
+            with self.timer("video_input"):
+                source = self.video.frame(i)  # no warp, no effects: Deforum's video mode img2imgs the frame as is
+        elif self.mode in CAMERA_MODES:
             prev = self.state.newest(before=i)
             if prev is not None:
                 noise_gen = samplers.frame_generator(seed + PIXEL_NOISE_SEED_OFFSET, self.device)
@@ -282,6 +348,8 @@ class FrameRenderer:
         if bool(row["diffused"]):
             st.buffers[i] = self.diffuse(i, row)
         out = self.compose(i, row)
+        if i == 0 and self.mode == "3d" and self.on_depth is not None:
+            self.predict_depth(0, out)  # frame 0 warps nothing; its depth map is that of the frame itself
         newest = st.newest()
         for k in [k for k in st.buffers if k != newest and self.last_ref.get(k, -1) <= i]:
             del st.buffers[k]
@@ -334,23 +402,39 @@ def run_render(
     scene_path: str = "",
     progress: Callable[[int, int], None] | None = None,
     timer: StageTimer | None = None,
+    depth: DepthEstimator | None = None,
 ) -> RenderReport:
-    """Render `table` with an already resolved model (benchmarks and tests pass their own timer)."""
+    """Render `table` with an already resolved model (benchmarks and tests pass their own timer).
+
+    `depth` is the depth model for 3D; without one, the scene's `depth_model` is used when needed."""
     check_table(table)
     s = table.settings
     timer = timer or StageTimer(sd.placement.device)
+    if depth is None and needs_depth(s):
+        depth = depth_estimator(s, sd.placement, str(s["depth_model"]), scene_path, sd.allow_pickle)
+    elif not needs_depth(s):
+        depth = None
     out_dir = Path(out_dir)
     frames_dir = out_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     _clear_old_frames(frames_dir)
+    depth_dir = out_dir / "depth"
+    if depth_dir.is_dir():
+        _clear_old_frames(depth_dir)
     started = time.time()
     write_text_atomic(out_dir / "table.csv", table.to_csv())
 
     with timer("load"):
+        if depth is not None:
+            depth.load()
         for part in ("tokenizer", "text_encoder", "unet", "vae"):
             getattr(sd, part)
         _ = sd.scheduler_config
-    warnings = prompt_warnings(table, sd)
+    warnings = prompt_warnings(table, sd) + mode_warnings(s)
+    source = None
+    if s.get("mode") == "video":  # opened at the first frame; nothing is decoded before
+        path = Path(str(s["video_init_path"]))
+        source = VideoFrames(path, video_selection(s, len(table)), s.width, s.height, sd.placement.device)
 
     n = len(table)
     save_video = bool(s.get("save_video", True)) and s.get("mode", "2d") != "none"  # stills make no video
@@ -362,8 +446,20 @@ def run_render(
         else None
     )
     writer = FrameWriter(frames_dir, video)
-    renderer = FrameRenderer(table, sd, timer)
+    depth_writer = None
+    if depth is not None and s.get("save_depth_maps"):
+        depth_dir.mkdir(exist_ok=True)
+        depth_writer = FrameWriter(depth_dir)
+    renderer = FrameRenderer(
+        table,
+        sd,
+        timer,
+        depth=depth,
+        video=source,
+        on_depth=(lambda i, d: depth_writer.put(i, depth_image(d))) if depth_writer else None,
+    )
     unet0, text0 = sd.unet_calls, sd.text_encoder_calls
+    depth0 = depth.calls if depth is not None else 0
     try:
         with torch.inference_mode():
             for i in range(n):
@@ -373,11 +469,18 @@ def run_render(
                     progress(i + 1, n)
     except BaseException:
         writer.abort()
+        if depth_writer is not None:
+            depth_writer.abort()
         raise
+    finally:
+        if source is not None:
+            source.close()
     with timer("write_wait"):
         video_out = writer.close()
-    timer.add("write", writer.seconds)
-    timer.add("write_queue_wait", writer.wait_seconds)
+        if depth_writer is not None:
+            depth_writer.close()
+    timer.add("write", writer.seconds + (depth_writer.seconds if depth_writer else 0.0))
+    timer.add("write_queue_wait", writer.wait_seconds + (depth_writer.wait_seconds if depth_writer else 0.0))
 
     report = RenderReport(
         out_dir=out_dir,
@@ -389,9 +492,29 @@ def run_render(
         device=str(sd.placement.device),
         dtype=str(sd.placement.dtype).replace("torch.", ""),
         warnings=warnings,
+        depth_calls=(depth.calls - depth0) if depth is not None else 0,
+        depth_maps=depth_writer.written if depth_writer else 0,
     )
-    write_json(out_dir / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started))
+    m = manifest(table, sd, report, scene_text, scene_path, started)
+    if depth is not None:
+        m["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
+    write_json(out_dir / "manifest.json", m)
     return report
+
+
+def depth_estimator(settings, placement, spec: str, scene_path: str, allow_pickle: bool) -> DepthEstimator:
+    """The scene's depth model, its folder resolved now (a missing model fails before the SD model loads);
+    relative paths are tried against the scene's folder first."""
+    base_dirs = (Path(scene_path).resolve().parent,) if scene_path else ()
+    est = DepthEstimator(
+        spec,
+        placement,
+        midas_weight=float(settings.get("midas_weight", 1.0)),
+        base_dirs=base_dirs,
+        allow_pickle=allow_pickle,
+    )
+    _ = est.folder
+    return est
 
 
 def manifest(
@@ -428,6 +551,8 @@ def manifest(
         "video": report.video.name if report.video else None,
         "unet_calls": report.unet_calls,
         "text_encoder_calls": report.text_encoder_calls,
+        "depth_calls": report.depth_calls,
+        "depth_maps": report.depth_maps,
         "timings": report.timings,
         "warnings": report.warnings,
         "versions": package_versions(),
@@ -446,15 +571,21 @@ def render(
     device: str = "auto",
     allow_pickle: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    depth_model: str | None = None,
 ) -> RenderReport:
-    """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json).
+    """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json; depth/ with
+    save_depth_maps).
 
-    `model` overrides the scene's model (the scene's sha256 then no longer applies). Errors the user can
-    fix raise RenderError."""
+    `model` overrides the scene's model (the scene's sha256 then no longer applies), `depth_model` the
+    scene's depth model. Errors the user can fix raise RenderError."""
     check_table(table)
     s = table.settings
     placement = pick_device(device)
     timer = StageTimer(placement.device)
+    depth = None
+    if needs_depth(s):
+        spec = depth_model or str(s["depth_model"])
+        depth = depth_estimator(s, placement, spec, scene_path if depth_model is None else "", allow_pickle)
     scene_model = s.get("model")
     spec = model or scene_model
     if not spec:
@@ -466,7 +597,14 @@ def render(
             resolve_source(str(spec), base_dirs), placement, allow_pickle=allow_pickle, sha256=sha
         )
     return run_render(
-        table, sd, Path(out_dir), scene_text=scene_text, scene_path=scene_path, progress=progress, timer=timer
+        table,
+        sd,
+        Path(out_dir),
+        scene_text=scene_text,
+        scene_path=scene_path,
+        progress=progress,
+        timer=timer,
+        depth=depth,
     )
 
 

@@ -165,6 +165,102 @@ def warp_2d(
     return warp_matrix(frame, matrix_2d(row, w, h, flip), border)
 
 
-def warp_3d(frame: Tensor, row: Mapping[str, object], *, depth: Tensor | None = None, **_: object) -> Tensor:
-    """3D depth-warped camera: not implemented yet (the render loop refuses mode 3d before it gets here)."""
-    raise NotImplementedError("3D warping is not implemented yet")
+# ---- 3D: Deforum's transform_image_3d (pytorch3d FoV cameras, re-derived in plain torch) ------------------
+
+PADDING_MODES = ("border", "reflection", "zeros")
+SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
+TRANSLATION_SCALE = 1.0 / 200.0  # Deforum's: translation_* of 1 moves the camera 1/200 of the view's half-width
+DEPTH_MIN = 1e-2  # depths at or below 0 flip or explode the projection (Deforum does not guard); clamp here
+
+
+def rotation_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
+    """pytorch3d's euler_angles_to_matrix(radians(rx, ry, rz), "XYZ") = Rx·Ry·Rz (angles in degrees)."""
+    return _rot_x(rx)[:3, :3] @ _rot_y(ry)[:3, :3] @ _rot_z(rz)[:3, :3]
+
+
+def camera_3d(row: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """The new camera's pose for one frame: R (3×3) and T (3,), as Deforum builds them. The signs make
+    +translation_z fly forward, +translation_x move the content left and +translation_y move it down."""
+    r = rotation_xyz(float(row["rotation_3d_x"]), float(row["rotation_3d_y"]), float(row["rotation_3d_z"]))
+    t = np.array(
+        [
+            -float(row["translation_x"]) * TRANSLATION_SCALE,
+            float(row["translation_y"]) * TRANSLATION_SCALE,
+            -float(row["translation_z"]) * TRANSLATION_SCALE,
+        ]
+    )
+    return r, t
+
+
+def _project(points: Tensor, tan_half_fov: float, aspect: float) -> Tensor:
+    """FoVPerspectiveCameras' projection of view-space points (N, 3), x and y only: x / (tan·ar·z),
+    y / (tan·z). Its z row (the only place znear/zfar enter) is discarded by Deforum, so it is not computed."""
+    z = points[:, 2]
+    return torch.stack([points[:, 0] / (tan_half_fov * aspect * z), points[:, 1] / (tan_half_fov * z)], dim=1)
+
+
+def offsets_3d(depth: Tensor, rotation: np.ndarray, translation: np.ndarray, fov: float, aspect: float = 1.0) -> Tensor:
+    """Screen-space motion (H, W, 2) of every pixel when the camera moves by (rotation, translation).
+
+    The points are x = linspace(-1, 1, W), y = linspace(-1, 1, H), z = depth; the old camera sits at the
+    origin, the new one maps a point X (row vector) to X·R + T. The offset is the difference of the two
+    projections, in grid_sample's normalised units (xy_new − xy_old, as Deforum)."""
+    h, w = depth.shape
+    dev = depth.device
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1.0, 1.0, h, device=dev), torch.linspace(-1.0, 1.0, w, device=dev), indexing="ij"
+    )
+    z = depth.to(torch.float32).clamp_min(DEPTH_MIN)
+    pts = torch.stack([xs.flatten(), ys.flatten(), z.flatten()], dim=1)
+    r = torch.as_tensor(rotation, dtype=torch.float32, device=dev)
+    t = torch.as_tensor(translation, dtype=torch.float32, device=dev)
+    tan_half = math.tan(math.radians(fov) / 2)
+    moved = pts @ r + t
+    # a point the new camera sees behind itself has no image; push it far outside the grid so the padding
+    # mode fills it instead of a mirrored projection
+    behind = moved[:, 2] <= DEPTH_MIN
+    xy_new = _project(torch.where(behind[:, None], pts, moved), tan_half, aspect)
+    xy_new = torch.where(behind[:, None], torch.full_like(xy_new, 1e6), xy_new)
+    return (xy_new - _project(pts, tan_half, aspect)).reshape(h, w, 2)
+
+
+def is_still_3d(row: Mapping[str, object]) -> bool:
+    return all(
+        float(row[k]) == 0.0
+        for k in ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
+    )
+
+
+def warp_3d(
+    frame: Tensor,
+    depth: Tensor | None,
+    row: Mapping[str, object],
+    *,
+    padding_mode: str = "border",
+    sampling_mode: str = "bicubic",
+) -> Tensor:
+    """Deforum's 3D camera motion of one frame (transform_image_3d): every pixel at its depth (or at z = 1
+    without a depth map) is seen from a camera moved by the row's translation_* and rotation_3d_* with the
+    row's fov, aspect ratio 1 (as in Deforum 0.7.1); `near`/`far` cannot change the result.
+
+    `frame` is (N, 3, H, W) in [0, 1]; `depth` is (H, W) in Deforum's depth units. A camera that does not
+    move returns the frame itself: grid_sample at pixel centres is off by float rounding, which repeated
+    warps would accumulate."""
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, not {padding_mode!r}")
+    if sampling_mode not in SAMPLING_MODES:
+        raise ValueError(f"sampling_mode must be one of {SAMPLING_MODES}, not {sampling_mode!r}")
+    if is_still_3d(row):
+        return frame
+    n, _, h, w = frame.shape
+    if depth is None:
+        depth = torch.ones((h, w), device=frame.device)
+    elif depth.shape != (h, w):
+        raise ValueError(f"depth map is {tuple(depth.shape)}, the frame is {h}×{w}")
+    rotation, translation = camera_3d(row)
+    offset = offsets_3d(depth, rotation, translation, float(row["fov"]))
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=frame.device)
+    grid = F.affine_grid(identity, [1, 1, h, w], align_corners=False) - offset.unsqueeze(0)
+    grid = grid.to(frame.dtype).expand(n, -1, -1, -1)
+    out = F.grid_sample(frame, grid, mode=sampling_mode, padding_mode=padding_mode, align_corners=False)
+    return out.clamp(0.0, 1.0)  # bicubic overshoots; Deforum clamps to 0..255 as well

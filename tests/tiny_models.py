@@ -235,6 +235,107 @@ def save_model_forms(root: Path) -> dict[str, Path]:
     }
 
 
+# ---- depth models ------------------------------------------------------------------------------------------
+
+
+def _lively(model, seed: int):
+    """Re-draw every conv/linear weight with He-normal scale: the models' own init (std 0.02) gives depth
+    outputs around 1e-8, a flat map that would test nothing."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                mod.weight.normal_(0.0, (2.0 / mod.weight[0].numel()) ** 0.5, generator=gen)
+    return model
+
+
+def build_tiny_dpt():
+    """A random DPT with the architecture of Intel/dpt-large (MiDaS v3 DPT-Large, ViT backbone: square
+    inputs only in transformers), seeded."""
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(3)
+    config = DPTConfig(
+        image_size=32,
+        patch_size=16,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[16, 32, 32, 32],
+        fusion_hidden_size=32,
+        head_in_index=-1,
+        is_hybrid=False,
+    )
+    model = _lively(DPTForDepthEstimation(config), 3)
+    with torch.no_grad():
+        model.head.head[-2].weight.mul_(0.2)  # disparities of a few tens, the span MiDaS gives
+    return model.eval()
+
+
+def build_tiny_depth_anything():
+    """A random Depth Anything (Dinov2 backbone + DPT head, as depth-anything/Depth-Anything-V2-Small-hf),
+    seeded; takes any aspect ratio."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(4)
+    backbone = Dinov2Config(
+        image_size=32,
+        patch_size=14,
+        num_channels=3,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        out_indices=[1, 2],
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=8,
+        patch_size=14,
+        neck_hidden_sizes=[4, 8],
+        fusion_hidden_size=8,
+        depth_estimation_type="relative",
+    )
+    return _lively(DepthAnythingForDepthEstimation(config), 4).eval()
+
+
+def save_depth_models(root: Path) -> dict[str, Path]:
+    """The two tiny depth models saved as transformers folders (config.json, model.safetensors,
+    preprocessor_config.json) the way the hub ships them: DPT with a fixed 64×64 square input and mean/std
+    0.5 (the Intel/dpt-* processors at 384), Depth Anything keeping the aspect ratio at 56, multiples of 14,
+    ImageNet mean/std (its processor at 518)."""
+    from transformers import DPTImageProcessor
+
+    dpt = root / "dpt"
+    build_tiny_dpt().save_pretrained(str(dpt))
+    DPTImageProcessor(
+        do_resize=True,
+        size={"height": 64, "width": 64},
+        keep_aspect_ratio=False,
+        ensure_multiple_of=32,
+        do_normalize=True,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    ).save_pretrained(str(dpt))
+    anything = root / "depth_anything"
+    build_tiny_depth_anything().save_pretrained(str(anything))
+    DPTImageProcessor(
+        do_resize=True,
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(str(anything))
+    return {"dpt": dpt, "depth_anything": anything}
+
+
 # ---- hand-made FrameTables ------------------------------------------------------------------------------
 
 SCHEDULE_DEFAULTS = {
@@ -282,6 +383,17 @@ SETTING_DEFAULTS = {
     "images_per_prompt": 1,
     "save_video": True,
     "video_crf": 17,
+    "use_depth_warping": True,
+    "depth_model": "",
+    "midas_weight": 1.0,
+    "padding_mode": "border",
+    "sampling_mode": "bilinear",
+    "save_depth_maps": False,
+    "video_init_path": None,
+    "extract_nth_frame": 1,
+    "extract_from_frame": 0,
+    "extract_to_frame": -1,
+    "video_mask_path": None,
 }
 
 
@@ -311,7 +423,7 @@ def make_table(n: int, **overrides):
             cols[k] = np.broadcast_to(arr, (n,)).copy()
         else:
             settings[k] = v
-    c = int(settings["cadence"]) if settings["mode"] == "2d" else 1
+    c = int(settings["cadence"]) if settings["mode"] in ("2d", "3d") else 1
     frame = np.arange(n)
     diffused = frame % c == 0
     seg = frame - frame % c
@@ -328,7 +440,7 @@ def make_table(n: int, **overrides):
     eff = np.array([int((1.0 - float(s)) * int(t)) for s, t in pairs], dtype=np.int64)
     if settings["mode"] in ("none", "interpolation"):
         eff = steps.copy()
-    elif not settings["init_image"]:
+    elif not settings["init_image"] and settings["mode"] != "video":  # video frame 0 starts from its input
         eff[0] = steps[0]
     cols["effective_steps"] = np.where(diffused, eff, 0).astype(np.int64)
     return FrameTable(cols, Settings(settings))
