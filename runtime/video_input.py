@@ -77,9 +77,6 @@ def video_selection(settings, rows: int) -> Selection:
     path = Path(str(raw)).expanduser()
     if not path.is_file():
         raise RenderError(f"input video {path} does not exist", "check video_init_path")
-    total = count_frames(path)
-    if total < 1:
-        raise RenderError(f"input video {path} has no video frames", "check video_init_path")
     nth = int(settings.get("extract_nth_frame", 1) or 1)
     start = int(settings.get("extract_from_frame", 0) or 0)
     to = int(settings.get("extract_to_frame", -1))
@@ -87,6 +84,9 @@ def video_selection(settings, rows: int) -> Selection:
         raise RenderError(
             f"extract_to_frame {to} is before extract_from_frame {start}", "set extract_to_frame -1 for the end"
         )
+    total = count_frames(path)
+    if total < 1:
+        raise RenderError(f"input video {path} has no video frames", "check video_init_path")
     sel = select(total, start, nth, to)
     if sel.count < rows:
         raise RenderError(
@@ -105,6 +105,8 @@ def to_frame(rgb: np.ndarray, width: int, height: int, device: torch.device) -> 
     if (w, h) != (width, height):
         shrink = width * height < w * h
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
+    if not rgb.flags.writeable:  # a view of ffmpeg's bytes; torch wants memory it may own
+        rgb = rgb.copy()
     t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
     return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 

@@ -244,9 +244,8 @@ def test_progress_reports_and_warnings_for_long_prompts(tiny_models, tmp_path):
     assert report.warnings and "tokens" in report.warnings[0]
 
 
-@pytest.mark.parametrize("mode", ["3d", "video"])
-def test_unsupported_modes_fail_before_loading_anything(mode, tmp_path):
-    table = make_table(2, mode=mode, model=str(tmp_path / "no-such-model"))
+def test_unsupported_modes_fail_before_loading_anything(tmp_path):
+    table = make_table(2, mode="hybrid", model=str(tmp_path / "no-such-model"))  # 3d and video: test_runtime_3d/_video
     with pytest.raises(RenderError) as e:
         render(table, tmp_path / "out", device="cpu")
     assert "not supported" in e.value.message and not (tmp_path / "out").exists()
