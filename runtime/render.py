@@ -137,8 +137,6 @@ def check_table(table) -> None:
         for name, allowed in (("padding_mode", PADDING_MODES), ("sampling_mode", SAMPLING_MODES)):
             if s.get(name, allowed[0]) not in allowed:
                 raise RenderError(f"{name} {s.get(name)!r} is not known", "use one of " + ", ".join(allowed))
-        if needs_depth(s) and not s.get("depth_model"):
-            raise RenderError("3D depth warping needs a depth model", 'set depth_model "Intel/dpt-hybrid-midas"')
     if mode == "video":
         video_selection(s, len(table))
 
@@ -411,7 +409,7 @@ def run_render(
     s = table.settings
     timer = timer or StageTimer(sd.placement.device)
     if depth is None and needs_depth(s):
-        depth = depth_estimator(s, sd.placement, str(s["depth_model"]), scene_path, sd.allow_pickle)
+        depth = depth_estimator(s, sd.placement, s.get("depth_model"), scene_path, sd.allow_pickle)
     elif not needs_depth(s):
         depth = None
     out_dir = Path(out_dir)
@@ -502,9 +500,14 @@ def run_render(
     return report
 
 
-def depth_estimator(settings, placement, spec: str, scene_path: str, allow_pickle: bool) -> DepthEstimator:
+def depth_estimator(settings, placement, spec: str | None, scene_path: str, allow_pickle: bool) -> DepthEstimator:
     """The scene's depth model, its folder resolved now (a missing model fails before the SD model loads);
     relative paths are tried against the scene's folder first."""
+    if not spec:
+        raise RenderError(
+            "3D needs a depth model for use_depth_warping or save_depth_maps",
+            'set depth_model "Intel/dpt-hybrid-midas" (or a local folder), or use_depth_warping off',
+        )
     base_dirs = (Path(scene_path).resolve().parent,) if scene_path else ()
     est = DepthEstimator(
         spec,
@@ -584,7 +587,7 @@ def render(
     timer = StageTimer(placement.device)
     depth = None
     if needs_depth(s):
-        spec = depth_model or str(s["depth_model"])
+        spec = depth_model or s.get("depth_model")
         depth = depth_estimator(s, placement, spec, scene_path if depth_model is None else "", allow_pickle)
     scene_model = s.get("model")
     spec = model or scene_model

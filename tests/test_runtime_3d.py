@@ -2,6 +2,7 @@
 reference lists, the depth models (tiny DPT and Depth Anything saved and loaded like hub folders), depth
 once per frame from the newest image, and the flythrough example rendered end to end."""
 
+import json
 import math
 import re
 import time
@@ -412,10 +413,19 @@ def test_3d_render_with_depth_anything_is_deterministic_and_depth_changes_it(tin
     assert np.abs(last[0] - last[1]).max() > 5  # the depth map shapes the warp
 
 
-def test_3d_errors_before_loading(tmp_path, depth_models):
+def test_3d_errors_before_loading(tmp_path, depth_models, tiny_models):
     missing_depth = make_table(2, mode="3d", model=str(tmp_path / "no-model"), depth_model=str(tmp_path / "no-depth"))
     with pytest.raises(RenderError, match="depth model folder"):
         render(missing_depth, tmp_path / "out", device="cpu")
     bad = make_table(2, mode="3d", depth_model=str(depth_models["dpt"]), padding_mode="wrap")
     with pytest.raises(RenderError, match="padding_mode"):
         check_table(bad)
+    no_depth = make_table(2, mode="3d", model=str(tmp_path / "no-model"))
+    with pytest.raises(RenderError, match="needs a depth model"):
+        render(no_depth, tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+    # render(depth_model=...) overrides the scene's, as model= does
+    model, depth = str(tiny_models["folder"]), str(depth_models["dpt"])
+    ok = render(no_depth, tmp_path / "ok", model=model, depth_model=depth, device="cpu")
+    manifest = json.loads((tmp_path / "ok/manifest.json").read_text())
+    assert ok.depth_calls == 1 and manifest["depth_model"]["kind"] == "midas" and manifest["depth_calls"] == 1
