@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .output import VideoEncoder, to_uint8
-from .warp import matrix_2d, warp_matrix
+from .warp import matrix_2d, warp_3d, warp_matrix
 
 
 def motion_card(width: int, height: int) -> np.ndarray:
@@ -56,14 +56,17 @@ def preview_frames(table, device: str = "cpu") -> Iterator[np.ndarray]:
 
     The per-frame transforms are composed and the original card is warped once per frame, so the
     preview stays sharp however long the scene (warping the previous frame, as the renderer must,
-    would blur the card a little more on every frame)."""
+    would blur the card a little more on every frame). In 3D the card is a flat plane (no depth model
+    runs), warped frame after frame."""
     s = table.settings
     card = torch.from_numpy(motion_card(s.width, s.height)).permute(2, 0, 1)[None].to(device)
-    total = np.eye(3)
+    frame, total = card, np.eye(3)
     for i in range(len(table)):
         if i > 0 and s.mode == "2d":  # motion applies to the previous frame; frame 0 is the card itself
             total = matrix_2d(table.row(i), s.width, s.height, bool(s.perspective_flip)) @ total
-        frame = card if s.mode != "2d" else warp_matrix(card, total, s.border)
+            frame = warp_matrix(card, total, s.border)
+        elif i > 0 and s.mode == "3d":  # no depth model here: the card is a flat plane facing the camera
+            frame = warp_3d(frame, None, table.row(i), padding_mode=s.padding_mode, sampling_mode=s.sampling_mode)
         yield overlay(to_uint8(frame).cpu().numpy())
 
 

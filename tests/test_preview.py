@@ -32,7 +32,21 @@ def test_motion_accumulates_exactly_one_full_turn():
     assert np.abs(frames[1].astype(int) - frames[0]).mean() > 20
 
 
-def test_modes_without_a_2d_camera_show_the_card_still():
+def test_3d_camera_moves_a_flat_card_with_the_renderers_warp():
+    import torch
+    from dfm.runtime.warp import warp_3d
+
+    table = compile_text(scene("mode 3d\ntranslation_z 20\nrotation_3d_z 3\n", frames=3))
+    frames = list(preview_frames(table))
+    card = torch.from_numpy(motion_card(64, 64)).permute(2, 0, 1)[None]
+    for i in (1, 2):
+        card = warp_3d(card, None, table.row(i), padding_mode="border", sampling_mode="bicubic")
+    expected = overlay((card[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    assert (frames[2] == expected).all()
+    assert np.abs(frames[2].astype(int) - frames[0]).mean() > 5
+
+
+def test_modes_without_a_camera_show_the_card_still():
     frames = list(preview_frames(compile_text(scene("mode video\n"))))
     assert all((f == frames[0]).all() for f in frames)
 
