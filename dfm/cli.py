@@ -221,7 +221,8 @@ def cmd_render(args) -> int:
     progress = None if args.quiet else _progress_bar(len(result.table))
     try:
         report = render(result.table, out, scene_text=_read(args.file), scene_path=args.file, model=args.model,
-                        device=args.device, allow_pickle=args.allow_pickle, progress=progress)
+                        device=args.device, allow_pickle=args.allow_pickle, progress=progress,
+                        depth_model=args.depth_model)
     except RenderError as exc:
         if progress is not None:
             progress.close()
@@ -334,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--out", metavar="DIR", help="output folder (default: outputs/<scene name>)")
     p.add_argument("--model", metavar="M", help="hub id, diffusers folder or .safetensors; overrides the scene")
+    p.add_argument("--depth-model", metavar="M", help="3D: hub id or local folder of a depth model; overrides "
+                   "the scene's depth_model")
     p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
