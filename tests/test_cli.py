@@ -111,3 +111,22 @@ def test_check_does_not_import_torch(scene):
 def test_python_dash_m_dfm(scene):
     r = subprocess.run([sys.executable, "-m", "dfm", "check", scene(BAD)], capture_output=True, text=True)
     assert r.returncode == 1 and "DFM011" in r.stdout
+
+
+def test_render_through_the_command_line(tiny_models, tmp_path, capsys):
+    """dfm render with --model and --depth-model overrides: every frame, the video, no traceback."""
+    from tiny_models import save_depth_models
+
+    depth = save_depth_models(tmp_path / "depth")["dpt"]
+    scene_path = tmp_path / "fly.dfm"
+    scene_path.write_text('dfm 1\nmode 3d\nsize 64x64\nframes 3\nsteps 2\nprompt 0 "a cat"\n'
+                          'translation_z 2\nsave_depth_maps on\ndepth_model "missing-model"\n')
+    out = tmp_path / "out"
+    args = ["render", str(scene_path), "--out", str(out), "--model", str(tiny_models["folder"]), "--device", "cpu",
+            "--quiet"]
+    assert main(args) == 1  # the scene's depth model does not exist: a clear error, not a traceback
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert main(args + ["--depth-model", str(depth)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert len(list((out / "depth").iterdir())) == 3 and (out / "video.mp4").exists()
