@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .device import Placement
 from .errors import RenderError
-from .models import _HUB_ID, _first_line, _hub_offline, quiet_loading
+from .models import _HUB_ID, _first_line, fetch_snapshot, quiet_loading
 
 # MiDaS -> Deforum depth: depth = (MIDAS_OFFSET - d) / MIDAS_DIVISOR (helpers/depth.py in the notebook)
 MIDAS_OFFSET = 50.0
@@ -147,21 +147,7 @@ def resolve_depth_folder(spec: str, base_dirs: tuple[Path, ...] = (), allow_pick
 
 
 def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    offline = _hub_offline()
-    patterns = _HUB_PATTERNS + (["*.bin"] if allow_pickle else [])
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
-    except LocalEntryNotFoundError:
-        why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
-        raise RenderError(
-            f"depth model {repo_id} is not in the local Hugging Face cache and {why}",
-            f"download it once while online, or {_LOAD_HELP}",
-        ) from None
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        raise RenderError(f"could not fetch depth model {repo_id}: {_first_line(e)}", _LOAD_HELP) from None
+    return fetch_snapshot(repo_id, _HUB_PATTERNS + (["*.bin"] if allow_pickle else []), "depth model", _LOAD_HELP)
 
 
 def depth_kind(config) -> str:

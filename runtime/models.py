@@ -102,23 +102,27 @@ def _hub_offline() -> bool:
 
 def hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
     """The local snapshot folder of a hub model, downloading only when the hub is reachable and allowed."""
+    return fetch_snapshot(repo_id, _HUB_PATTERNS + (["*/*.bin"] if allow_pickle else []), "model", _LOAD_HELP)
+
+
+def fetch_snapshot(repo_id: str, patterns: list[str], what: str, load_help: str) -> Path:
+    """`snapshot_download` that fails at once with a RenderError instead of retrying or tracing back."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    patterns = _HUB_PATTERNS + (["*/*.bin"] if allow_pickle else [])
     offline = _hub_offline()
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
     except LocalEntryNotFoundError:
         why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
         raise RenderError(
-            f"model {repo_id} is not in the local Hugging Face cache and {why}",
-            f"download it once while online, or {_LOAD_HELP}",
+            f"{what} {repo_id} is not in the local Hugging Face cache and {why}",
+            f"download it once while online, or {load_help}",
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise RenderError(
-            f"could not fetch model {repo_id} from the hub: {_first_line(e)}",
-            f"check the id (owner/name) and your access to it, or {_LOAD_HELP}",
+            f"could not fetch {what} {repo_id} from the hub: {_first_line(e)}",
+            f"check the id (owner/name) and your access to it, or {load_help}",
         ) from None
 
 
