@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dfm.compiler import catalogue
 
 # ---- tokenizer ---------------------------------------------------------------------------------------------
 
@@ -338,62 +339,19 @@ def save_depth_models(root: Path) -> dict[str, Path]:
 
 # ---- hand-made FrameTables ------------------------------------------------------------------------------
 
-SCHEDULE_DEFAULTS = {
-    "angle": 0.0,
-    "zoom": 1.0,
-    "translation_x": 0.0,
-    "translation_y": 0.0,
-    "translation_z": 0.0,
-    "rotation_3d_x": 0.0,
-    "rotation_3d_y": 0.0,
-    "rotation_3d_z": 0.0,
-    "transform_center_x": 0.5,
-    "transform_center_y": 0.5,
-    "perspective_flip_theta": 0.0,
-    "perspective_flip_phi": 0.0,
-    "perspective_flip_gamma": 0.0,
-    "perspective_flip_fv": 53.0,
-    "fov": 40.0,
-    "near": 200.0,
-    "far": 10000.0,
-    "strength": 0.5,
-    "noise": 0.02,
-    "contrast": 1.0,
-    "cfg_scale": 7.0,
-    "steps": 4,
-    "kernel": 5,
-    "sigma": 1.0,
-    "amount": 0.0,
-    "threshold": 0.0,
-}
-SETTING_DEFAULTS = {
-    "mode": "2d",
+# the catalogue's defaults (one definition per fact), with what small, fast test renders want on top
+SCHEDULE_DEFAULTS = {p.name: p.default for p in catalogue.SCHEDULES} | {"strength": 0.5, "steps": 4}
+SETTING_DEFAULTS = {p.name: p.default for p in catalogue.SETTINGS} | {
     "size": (64, 64),
     "fps": 12.0,
     "model": "",
     "model_sha256": None,
     "sampler": "euler",
     "seed": 7,
-    "cadence": 1,
-    "border": "replicate",
     "color_coherence": "none",
-    "color_force_grayscale": False,
-    "perspective_flip": False,
-    "init_image": None,
-    "images_per_prompt": 1,
-    "save_video": True,
-    "video_crf": 17,
-    "use_depth_warping": True,
     "depth_model": "",
     "midas_weight": 1.0,
-    "padding_mode": "border",
     "sampling_mode": "bilinear",
-    "save_depth_maps": False,
-    "video_init_path": None,
-    "extract_nth_frame": 1,
-    "extract_from_frame": 0,
-    "extract_to_frame": -1,
-    "video_mask_path": None,
 }
 
 
