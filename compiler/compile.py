@@ -22,7 +22,7 @@ from ..dsl.diagnostics import Diagnostic, error, warning
 from ..dsl.parser import grammar_parser, parse
 from . import catalogue as cat
 from .catalogue import Kind, Param
-from .expressions import check_expr, constant_value, environment, is_plain_number, uses_t
+from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number, uses_t
 from .frametable import FrameTable, Settings
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 
@@ -588,15 +588,12 @@ class _Compiler:
         bad = ~np.isfinite(arr)
         code = "DFM402"
         if not bad.any():
-            bad = ~np.array([True]) if (p.min is None and p.max is None) else _out_of_range(p, arr)
-            code = "DFM401"
+            bad, code = _out_of_range(p, arr), "DFM401"
         if not bad.any():
             return
         f = int(np.argmax(bad))
         key = next((k for k in reversed(keys) if k.frame <= f), keys[0])
         if code == "DFM402":  # blame the key whose own value is not finite, if one is
-            from .expressions import evaluate_frames
-
             key = next((k for k in keys if not np.isfinite(evaluate_frames(k.value, self.env, k.frame,
                                                                               k.frame + 1)[0])), key)
         v = arr[f]
