@@ -255,7 +255,7 @@ class _Compiler:
         if not math.isfinite(x):
             self.err("DFM402", f"`{p.name}` is not a finite number", span, parameter=p.name)
             return None
-        if p.type == "int" and not float(x).is_integer():
+        if p.type in ("int", "seed") and not float(x).is_integer():
             self.err("DFM103", f"`{p.name}` is a whole number, got {x:g}", span, parameter=p.name,
                      help=f"use {math.floor(x)} or {math.ceil(x)}")
             return None
@@ -264,7 +264,7 @@ class _Compiler:
             self.err("DFM104", f"`{p.name}` is {shown}, outside {p.range_text()}", span, parameter=p.name,
                      help=f"use a value in {p.range_text()}")
             return None
-        return int(x) if p.type == "int" else float(x)
+        return int(x) if p.type in ("int", "seed") else float(x)
 
     def time_value(self, p: Param, v: ir.Value):
         if isinstance(v, ir.Time):
@@ -300,9 +300,7 @@ class _Compiler:
             self.err("DFM103", "`seed` starts with the seed number", first.span, parameter="seed",
                      help=f"write `seed 42 {first.name}` (or `seed_behavior {first.name}`)")
             return None
-        value = self.convert(p_int := Param("seed", Kind.SETTING, "int", 42, "", "", min=0, max=2**32 - 1),
-                             first)
-        del p_int
+        value = self.convert(p, first)
         if len(args) >= 2:
             beh = args[1]
             name = beh.name if isinstance(beh, ir.Variable) else None
