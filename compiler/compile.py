@@ -261,8 +261,11 @@ class _Compiler:
             return None
         if not p.in_range(x):
             shown = int(x) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+            fix = f"use a value in {p.range_text()}"
+            if p.name == "seed" and x == -1:  # Deforum's "pick one at random": never reproducible
+                fix = "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"
             self.err("DFM104", f"`{p.name}` is {shown}, outside {p.range_text()}", span, parameter=p.name,
-                     help=f"use a value in {p.range_text()}")
+                     help=fix)
             return None
         return int(x) if p.type in ("int", "seed") else float(x)
 

@@ -176,3 +176,8 @@ def test_every_schedule_default_is_in_range():
 def test_frame_count_is_capped():
     assert "DFM104" in codes("frames 1000000000\n", head='dfm 1\nprompt 0 "x"\n')
     assert "DFM104" in codes("fps 60\nduration 100000s\n", head='dfm 1\nprompt 0 "x"\n')
+
+
+def test_deforum_random_seed_minus_one_explains_itself():
+    d = only("seed -1\n")
+    assert d.code == "DFM104" and "reproducible" in d.help
