@@ -226,3 +226,17 @@ def test_tmlanguage_scopes_includes_and_regexes() -> None:
                 re.compile(r[key])
     functions = next(r["match"] for r in rules if r.get("name") == "support.function.dfm")
     assert all(re.search(functions, f"{f}(") for f in FUNCTIONS)
+
+
+def test_readme_scene_is_clean_and_canonical():
+    """The first thing a newcomer copies must check without a single diagnostic and be `dfm fmt` output."""
+    import re
+
+    from dfm.dsl.formatter import format_source
+
+    from dfm.cli import _rename_map
+
+    readme = (ROOT / "README.md").read_text()
+    scene = re.search(r"```dfm\n(.*?)```", readme, re.S).group(1)
+    assert check_text(scene, "README.md") == []
+    assert format_source(scene, _rename_map()) == scene
