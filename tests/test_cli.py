@@ -130,3 +130,65 @@ def test_render_through_the_command_line(tiny_models, tmp_path, capsys):
     assert main(args + ["--depth-model", str(depth)]) == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["00000.png", "00001.png", "00002.png"]
     assert len(list((out / "depth").iterdir())) == 3 and (out / "video.mp4").exists()
+
+
+SHARED_PEER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "peer"
+
+
+def test_export_then_import_round_trip_through_the_command_line(tmp_path, capsys):
+    scene_path = tmp_path / "s.dfm"
+    scene_path.write_text('dfm 1\nframes 12\nprompt 0 "a cat --neg dark"\nprompt 6 "a dog"\n'
+                          "zoom 0:(1.0), 6:(1.04) ease_in, 11:(1.0)\nstrength 0.6\ncadence 2\n")
+    settings = tmp_path / "settings.json"
+    assert main(["export", str(scene_path), "-o", str(settings)]) == 0
+    data = json.loads(settings.read_text())
+    assert data["max_frames"] == 12 and data["prompts"]["0"] == "a cat --neg dark"
+    assert "ease_in" in capsys.readouterr().err  # the approximated curve is warned about
+    back = tmp_path / "back.dfm"
+    assert main(["import", str(settings), "-o", str(back)]) == 0
+    from dfm.api import compile_text
+
+    a, b = compile_text(scene_path.read_text()), compile_text(back.read_text())
+    for col in ("zoom", "strength"):
+        assert list(a[col]) == pytest.approx(list(b[col]), abs=1e-9), col
+    for col in ("seed", "prompt", "negative_prompt", "diffused"):
+        assert list(a[col]) == list(b[col]), col
+
+
+def test_import_reports_bad_json_cleanly(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text('{"W": 512,, }')
+    assert main(["import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "help:" in err and "Traceback" not in err
+
+
+def test_compile_parseq_and_import_it_back(tmp_path):
+    scene_path = tmp_path / "s.dfm"
+    scene_path.write_text('dfm 1\nframes 8\nprompt 0 "a cat"\nangle 0:(0), 7:(7)\n')
+    manifest = tmp_path / "m.json"
+    assert main(["compile", str(scene_path), "--format", "parseq", "-o", str(manifest)]) == 0
+    frames = json.loads(manifest.read_text())["rendered_frames"]
+    assert len(frames) == 8 and frames[3]["angle_delta"] == pytest.approx(3.0)
+    back = tmp_path / "back.dfm"
+    assert main(["import", str(manifest), "-o", str(back)]) == 0  # recognised as a Parseq manifest
+    from dfm.api import compile_text
+
+    assert list(compile_text(back.read_text())["angle"]) == pytest.approx(list(range(8)))
+
+
+@pytest.mark.skipif(not SHARED_PEER.is_dir(), reason="shared/data/peer is not beside the checkout")
+def test_import_the_real_a1111_settings_file(tmp_path, capsys):
+    out = tmp_path / "a1111.dfm"
+    assert main(["import", str(SHARED_PEER / "a1111-default_settings.txt"), "-o", str(out)]) == 0
+    assert "ControlNet" in capsys.readouterr().err
+    assert main(["check", str(out)]) == 0
+
+
+def test_plot_command(tmp_path):
+    scene_path = tmp_path / "s.dfm"
+    scene_path.write_text('dfm 1\nframes 8\nprompt 0 "a cat"\nangle 0:(0), 7:(7)\n')
+    png = tmp_path / "p.png"
+    assert main(["plot", str(scene_path), "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(scene_path), "-o", str(png), "--params", "nope"]) == 2
