@@ -154,7 +154,10 @@ def cmd_compile(args) -> int:
     else:
         from .compiler.parseq import to_parseq_manifest
 
-        data = json.dumps(to_parseq_manifest(table), ensure_ascii=False, indent=2) + "\n"
+        warnings: list[str] = []
+        data = json.dumps(to_parseq_manifest(table, warnings), ensure_ascii=False, indent=2) + "\n"
+        for w in warnings:
+            print(f"{args.file}: warning: {w}", file=sys.stderr)
     _emit(data, args.output)
     return EXIT_OK
 
@@ -176,11 +179,14 @@ def cmd_plot(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .compiler.deforum import SettingsError, import_settings
+    from .compiler.deforum import SettingsError, import_settings, load_settings
+    from .compiler.parseq import from_parseq_manifest
 
     text = _read(args.settings)
     try:
-        result = import_settings(text)
+        data = load_settings(text)
+        is_parseq = "rendered_frames" in data  # a Parseq manifest rather than Deforum settings
+        result = (from_parseq_manifest if is_parseq else import_settings)(data, source=args.settings)
     except SettingsError as exc:
         print(f"{args.settings}: error: {exc.message}", file=sys.stderr)
         if getattr(exc, "help", None):
@@ -200,10 +206,9 @@ def cmd_export(args) -> int:
     from .compiler.deforum import export_settings
 
     exported = export_settings(result)
-    settings, warnings = exported if isinstance(exported, tuple) else (exported, [])
-    for w in warnings:
+    for w in exported.warnings:
         print(f"{args.file}: warning: {w}", file=sys.stderr)
-    _emit(json.dumps(settings, ensure_ascii=False, indent=4) + "\n", args.output)
+    _emit(exported.dumps() + "\n", args.output)
     return EXIT_OK
 
 
@@ -321,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="A,B", help="only these columns")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("import", help="Deforum settings file → .dfm")
+    p = sub.add_parser("import", help="Deforum settings file or Parseq manifest → .dfm")
     p.add_argument("settings", metavar="SETTINGS")
     p.add_argument("-o", "--output", metavar="SCENE")
     p.set_defaults(func=cmd_import)
