@@ -221,13 +221,22 @@ def cmd_render(args) -> int:
         else Path("outputs") / Path(args.file).stem)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from .runtime.errors import RenderError
-    from .runtime.render import render
+    from .runtime.render import RenderInterrupted, render
 
     progress = None if args.quiet else _progress_bar(len(result.table))
+
+    def on_resume(frame: int, total: int) -> None:
+        print(f"resuming at frame {frame} of {total} (--restart renders from frame 0)", file=sys.stderr)
+
     try:
         report = render(result.table, out, scene_text=_read(args.file), scene_path=args.file, model=args.model,
                         device=args.device, allow_pickle=args.allow_pickle, progress=progress,
-                        depth_model=args.depth_model)
+                        depth_model=args.depth_model, restart=args.restart, on_resume=on_resume)
+    except RenderInterrupted as exc:
+        if progress is not None:
+            progress.close()
+        print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
+        return 130
     except RenderError as exc:
         if progress is not None:
             progress.close()
@@ -344,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the scene's depth_model")
     p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
+    p.add_argument("--restart", action="store_true", help="render from frame 0 even if an interrupted render "
+                   "of the same scene left a checkpoint in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)
 

@@ -56,24 +56,28 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-class _HostCopy:
-    """A frame on its way to the CPU: on CUDA an async copy into pinned memory plus an event, so the
-    render thread never waits for the transfer."""
+class HostCopy:
+    """A tensor on its way to the CPU: on CUDA an async copy into pinned memory plus an event, so the
+    render thread never waits for the transfer. On the CPU it keeps a reference: the render loop never
+    modifies a tensor in place, so the reference stays the value it was."""
 
-    def __init__(self, frame_u8: Tensor) -> None:
-        if frame_u8.device.type == "cuda":
-            self._host = torch.empty(frame_u8.shape, dtype=torch.uint8, pin_memory=True)
-            self._host.copy_(frame_u8, non_blocking=True)
+    def __init__(self, tensor: Tensor) -> None:
+        if tensor.device.type == "cuda":
+            self._host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._host.copy_(tensor, non_blocking=True)
             self._event = torch.cuda.Event()
             self._event.record()
         else:
-            self._host = frame_u8.to("cpu")
+            self._host = tensor.to("cpu")
             self._event = None
 
-    def numpy(self) -> np.ndarray:
+    def tensor(self) -> Tensor:
         if self._event is not None:
             self._event.synchronize()
-        return self._host.numpy()
+        return self._host
+
+    def numpy(self) -> np.ndarray:
+        return self.tensor().numpy()
 
 
 class VideoEncoder:
@@ -128,8 +132,19 @@ class VideoEncoder:
         self._tmp.unlink(missing_ok=True)
 
 
+def read_png(path: Path) -> np.ndarray:
+    """A frame PNG back as (H, W, 3) uint8 RGB: the exact bytes `encode_png` was given."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RenderError(f"cannot read frame {path}", "render again with --restart")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 class FrameWriter:
-    """Background writer of frames (and the video stream) with a bounded queue."""
+    """Background writer of frames (and the video stream) with a bounded queue.
+
+    Besides frames, the queue takes tasks (`put_task`): functions run on the writer thread once every
+    item queued before them is written, which is how a checkpoint follows the PNG it counts on."""
 
     def __init__(
         self,
@@ -142,42 +157,85 @@ class FrameWriter:
         self.frames_dir = frames_dir
         self.video = video
         self.written = 0
-        self.seconds = 0.0  # time the writer thread spent (host copy wait, PNG, video)
+        self.seconds = 0.0  # time the writer thread spent (host copy wait, PNG, video, tasks)
         self.wait_seconds = 0.0  # time the render thread was blocked on a full queue
         self._on_written = on_written
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._queued = 0  # items put so far (render thread)
+        self._done = 0  # items finished or dropped so far (writer thread)
+        self._stopped = False
+        self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="dfm-frame-writer", daemon=True)
         self._thread.start()
 
     def put(self, index: int, frame: Tensor) -> None:
         """Queue frame `index` ((1, 3, H, W) float [0, 1] on any device); frames must come in order."""
+        self._enqueue((index, HostCopy(to_uint8(frame))))
+
+    def put_task(self, task: Callable[[], None]) -> None:
+        """Run `task` on the writer thread after everything queued so far (an error in it fails the
+        writer like a failed frame)."""
+        self._enqueue(task)
+
+    def replay_video(self, count: int) -> None:
+        """Feed frames 0..count-1 from their PNGs into the video (a resumed render's stream starts with
+        the frames an earlier run wrote; PNG is lossless, so the video gets the same uint8 frames)."""
+        if self.video is None or count <= 0:
+            return
+        video = self.video
+        self.put_task(lambda: [video.add(read_png(self.frames_dir / frame_name(i))) for i in range(count)])
+
+    @property
+    def queued(self) -> int:
+        """How many items were queued; `wait_done(queued)` waits for all of them."""
+        return self._queued
+
+    def wait_done(self, count: int) -> bool:
+        """Block until the first `count` queued items are finished; False if the writer failed or stopped
+        first (their files may then be missing)."""
+        with self._progress:
+            self._progress.wait_for(lambda: self._done >= count or self._stopped)
+            return self._done >= count and self._error is None
+
+    def _enqueue(self, item) -> None:
         self._raise_if_failed()
-        item = (index, _HostCopy(to_uint8(frame)))
         start = time.perf_counter()
         self._queue.put(item)
+        self._queued += 1
         self.wait_seconds += time.perf_counter() - start
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue  # drain after a failure so put() never blocks forever
-            index, host = item
-            try:
-                start = time.perf_counter()
-                rgb = host.numpy()
-                write_atomic(self.frames_dir / frame_name(index), encode_png(rgb))
-                if self.video is not None:
-                    self.video.add(rgb)
+        try:
+            while (item := self._queue.get()) is not None:
+                if self._error is None:  # after a failure, drain so put() never blocks forever
+                    self._process(item)
+                with self._progress:
+                    self._done += 1
+                    self._progress.notify_all()
+        finally:
+            with self._progress:
+                self._stopped = True
+                self._progress.notify_all()
+
+    def _process(self, item) -> None:
+        try:
+            start = time.perf_counter()
+            if callable(item):
+                item()
                 self.seconds += time.perf_counter() - start
-                self.written += 1
-                if self._on_written is not None:
-                    self._on_written(index)
-            except BaseException as e:  # noqa: BLE001 - re-raised on the render thread
-                self._error = e
+                return
+            index, host = item
+            rgb = host.numpy()
+            write_atomic(self.frames_dir / frame_name(index), encode_png(rgb))
+            if self.video is not None:
+                self.video.add(rgb)
+            self.seconds += time.perf_counter() - start
+            self.written += 1
+            if self._on_written is not None:
+                self._on_written(index)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the render thread
+            self._error = e
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -189,10 +247,13 @@ class FrameWriter:
                 ) from e
             raise e
 
-    def close(self) -> Path | None:
-        """Wait for every queued frame; finish the video. Returns the video path (or None)."""
+    def _join(self) -> None:
         self._queue.put(None)
         self._thread.join()
+
+    def close(self) -> Path | None:
+        """Wait for every queued frame; finish the video. Returns the video path (or None)."""
+        self._join()
         try:
             self._raise_if_failed()
         except BaseException:
@@ -206,11 +267,18 @@ class FrameWriter:
             return path
         return None
 
+    def flush(self) -> None:
+        """Stop after an interruption: write every queued frame and task (the checkpoints that follow
+        them included), drop the unfinished video. Writer errors are not raised: the caller is already
+        handling an exception."""
+        self._join()
+        if self.video is not None:
+            self.video.abort()
+
     def abort(self) -> None:
-        """Stop after an error elsewhere: drop the video, keep the frames written so far."""
+        """Stop after an error elsewhere: drop the queue and the video, keep the frames written so far."""
         self._error = self._error or RuntimeError("render aborted")
-        self._queue.put(None)
-        self._thread.join()
+        self._join()
         if self.video is not None:
             self.video.abort()
 

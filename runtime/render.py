@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import effects, samplers
+from . import effects, resume, samplers
 from .depth import DepthEstimator, depth_image
 from .device import pick_device
 from .errors import RenderError
@@ -53,6 +53,7 @@ class RenderReport:
     warnings: list[str] = field(default_factory=list)
     depth_calls: int = 0  # depth model runs (3D)
     depth_maps: int = 0  # depth/NNNNN.png written
+    resumed_at: int = 0  # the first frame this run rendered (> 0: continued from a checkpoint)
 
 
 @dataclass
@@ -385,10 +386,94 @@ def prompt_warnings(table, sd: StableDiffusion) -> list[str]:
     return out
 
 
-def _clear_old_frames(frames_dir: Path) -> None:
-    for p in frames_dir.iterdir():
-        if re.fullmatch(r"\d{5}\.png", p.name):
+def _clear_old_frames(folder: Path, start: int = 0) -> None:
+    """Remove frame files from `start` on: stale ones of an earlier render, or those a resume rewrites."""
+    for p in folder.iterdir():
+        if re.fullmatch(r"\d{5}\.png", p.name) and int(p.name[:5]) >= start:
             p.unlink()
+
+
+class RenderInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a render, raised once every finished frame and its checkpoint are on disk: the same
+    render resumes at `next_frame`."""
+
+    def __init__(self, next_frame: int, total: int) -> None:
+        super().__init__(f"interrupted at frame {next_frame} of {total}")
+        self.next_frame = next_frame
+        self.total = total
+
+
+@dataclass
+class _Start:
+    """Where a render begins: frame 0, or a checkpoint that may be continued."""
+
+    fingerprint: dict[str, str]
+    checkpoint: resume.Checkpoint | None
+    warnings: list[str]
+
+    @property
+    def frame(self) -> int:
+        return self.checkpoint.next_frame if self.checkpoint else 0
+
+
+def _find_start(table, sd, depth, out_dir: Path, folders: tuple[Path, ...], restart: bool) -> _Start:
+    fp = resume.fingerprint(table, sd, depth)
+    if restart:
+        resume.remove(out_dir)
+        return _Start(fp, None, [])
+    found, why = resume.load(out_dir, fp, len(table), folders)
+    if found is None:
+        resume.remove(out_dir)  # never continue, nor later mix in, the state of another scene
+    return _Start(fp, found, [why] if why else [])
+
+
+def _restore(renderer: FrameRenderer, checkpoint: resume.Checkpoint) -> None:
+    device = renderer.device
+    renderer.state = RenderState(
+        next_frame=checkpoint.next_frame,
+        at=checkpoint.at,
+        buffers={k: v.to(device) for k, v in checkpoint.buffers.items()},
+        color_ref=checkpoint.color_ref.to(device) if checkpoint.color_ref is not None else None,
+    )
+
+
+class _Checkpointer:
+    """Queues a checkpoint behind every written frame: the writer thread saves the state after frame i
+    once frame i's PNG (and depth map) is on disk, so a checkpoint never counts on a missing file."""
+
+    def __init__(self, out_dir: Path, fingerprint: dict[str, str], writer: FrameWriter,
+                 depth_writer: FrameWriter | None, total: int, start: int) -> None:
+        self.out_dir = out_dir
+        self.fingerprint = fingerprint
+        self.writer = writer
+        self.depth_writer = depth_writer
+        self.total = total
+        self.saved_next_frame = start  # where a resume would start now (set on the writer thread)
+
+    def after(self, state: RenderState) -> None:
+        if state.next_frame >= self.total:
+            return  # the last frame: success removes the checkpoint folder anyway
+        snap = resume.Snapshot(state, self.fingerprint)
+        depth_items = self.depth_writer.queued if self.depth_writer is not None else 0
+        self.writer.put_task(lambda: self._save(snap, depth_items))
+
+    def _save(self, snap: resume.Snapshot, depth_items: int) -> None:
+        if self.depth_writer is not None and not self.depth_writer.wait_done(depth_items):
+            return  # a depth map this checkpoint counts on was not written: keep the older one
+        snap.save(self.out_dir)
+        self.saved_next_frame = snap.next_frame
+
+
+def _render_frames(renderer: FrameRenderer, table, start: int, writer: FrameWriter,
+                   checkpointer: _Checkpointer, progress: Callable[[int, int], None] | None) -> None:
+    n = len(table)
+    with torch.inference_mode():
+        for i in range(start, n):
+            frame = renderer.frame(i, table.row(i))
+            writer.put(i, frame)
+            checkpointer.after(renderer.state)
+            if progress is not None:
+                progress(i + 1, n)
 
 
 def run_render(
@@ -401,10 +486,14 @@ def run_render(
     progress: Callable[[int, int], None] | None = None,
     timer: StageTimer | None = None,
     depth: DepthEstimator | None = None,
+    restart: bool = False,
+    on_resume: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Render `table` with an already resolved model (benchmarks and tests pass their own timer).
 
-    `depth` is the depth model for 3D; without one, the scene's `depth_model` is used when needed."""
+    `depth` is the depth model for 3D; without one, the scene's `depth_model` is used when needed.
+    A checkpoint in `out_dir` of the same render is continued (`on_resume(frame, total)` is told)
+    unless `restart`; Ctrl-C raises RenderInterrupted once the frames so far are safely written."""
     check_table(table)
     s = table.settings
     timer = timer or StageTimer(sd.placement.device)
@@ -415,12 +504,17 @@ def run_render(
     out_dir = Path(out_dir)
     frames_dir = out_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    _clear_old_frames(frames_dir)
     depth_dir = out_dir / "depth"
+    save_maps = depth is not None and bool(s.get("save_depth_maps"))
+    folders = (frames_dir, depth_dir) if save_maps else (frames_dir,)
+    begin = _find_start(table, sd, depth, out_dir, folders, restart)
+    _clear_old_frames(frames_dir, begin.frame)
     if depth_dir.is_dir():
-        _clear_old_frames(depth_dir)
+        _clear_old_frames(depth_dir, begin.frame)
     started = time.time()
     write_text_atomic(out_dir / "table.csv", table.to_csv())
+    if begin.checkpoint is not None and on_resume is not None:
+        on_resume(begin.frame, len(table))
 
     with timer("load"):
         if depth is not None:
@@ -428,7 +522,7 @@ def run_render(
         for part in ("tokenizer", "text_encoder", "unet", "vae"):
             getattr(sd, part)
         _ = sd.scheduler_config
-    warnings = prompt_warnings(table, sd) + mode_warnings(s)
+    warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
     source = None
     if s.get("mode") == "video":  # opened at the first frame; nothing is decoded before
         path = Path(str(s["video_init_path"]))
@@ -444,8 +538,9 @@ def run_render(
         else None
     )
     writer = FrameWriter(frames_dir, video)
+    writer.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
     depth_writer = None
-    if depth is not None and s.get("save_depth_maps"):
+    if save_maps:
         depth_dir.mkdir(exist_ok=True)
         depth_writer = FrameWriter(depth_dir)
     renderer = FrameRenderer(
@@ -456,19 +551,21 @@ def run_render(
         video=source,
         on_depth=(lambda i, d: depth_writer.put(i, depth_image(d))) if depth_writer else None,
     )
+    if begin.checkpoint is not None:
+        _restore(renderer, begin.checkpoint)
+    checkpointer = _Checkpointer(out_dir, begin.fingerprint, writer, depth_writer, n, begin.frame)
+    writers = [w for w in (depth_writer, writer) if w is not None]  # depth first: checkpoints wait on it
     unet0, text0 = sd.unet_calls, sd.text_encoder_calls
     depth0 = depth.calls if depth is not None else 0
     try:
-        with torch.inference_mode():
-            for i in range(n):
-                frame = renderer.frame(i, table.row(i))
-                writer.put(i, frame)
-                if progress is not None:
-                    progress(i + 1, n)
-    except BaseException:
-        writer.abort()
-        if depth_writer is not None:
-            depth_writer.abort()
+        _render_frames(renderer, table, begin.frame, writer, checkpointer, progress)
+    except BaseException as exc:
+        # the queued frames are good and the checkpoints behind them save work: write them (a writer
+        # that failed drops its queue instead), then leave the checkpoint for the next run
+        for w in writers:
+            w.flush()
+        if isinstance(exc, KeyboardInterrupt):
+            raise RenderInterrupted(checkpointer.saved_next_frame, n) from exc
         raise
     finally:
         if source is not None:
@@ -482,7 +579,7 @@ def run_render(
 
     report = RenderReport(
         out_dir=out_dir,
-        frames=writer.written,
+        frames=begin.frame + writer.written,
         video=video_out,
         timings=timer.report(),
         unet_calls=sd.unet_calls - unet0,
@@ -491,12 +588,14 @@ def run_render(
         dtype=str(sd.placement.dtype).replace("torch.", ""),
         warnings=warnings,
         depth_calls=(depth.calls - depth0) if depth is not None else 0,
-        depth_maps=depth_writer.written if depth_writer else 0,
+        depth_maps=(begin.frame if save_maps else 0) + (depth_writer.written if depth_writer else 0),
+        resumed_at=begin.frame,
     )
     m = manifest(table, sd, report, scene_text, scene_path, started)
     if depth is not None:
         m["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
     write_json(out_dir / "manifest.json", m)
+    resume.remove(out_dir)  # done: nothing is left to resume
     return report
 
 
@@ -556,6 +655,7 @@ def manifest(
         "text_encoder_calls": report.text_encoder_calls,
         "depth_calls": report.depth_calls,
         "depth_maps": report.depth_maps,
+        "resumed_at": report.resumed_at,
         "timings": report.timings,
         "warnings": report.warnings,
         "versions": package_versions(),
@@ -575,12 +675,18 @@ def render(
     allow_pickle: bool = False,
     progress: Callable[[int, int], None] | None = None,
     depth_model: str | None = None,
+    restart: bool = False,
+    on_resume: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json; depth/ with
     save_depth_maps).
 
     `model` overrides the scene's model (the scene's sha256 then no longer applies), `depth_model` the
-    scene's depth model. Errors the user can fix raise RenderError."""
+    scene's depth model. Errors the user can fix raise RenderError.
+
+    A render killed at any point continues to the same bytes: a checkpoint of the same render in
+    `out_dir/.dfm-state` is resumed (`on_resume(frame, total)` is told) unless `restart`; Ctrl-C
+    raises RenderInterrupted (a KeyboardInterrupt) saying where the next run starts."""
     check_table(table)
     s = table.settings
     placement = pick_device(device)
@@ -608,7 +714,9 @@ def render(
         progress=progress,
         timer=timer,
         depth=depth,
+        restart=restart,
+        on_resume=on_resume,
     )
 
 
-__all__ = ["RenderReport", "RenderState", "render", "run_render"]
+__all__ = ["RenderInterrupted", "RenderReport", "RenderState", "render", "run_render"]

@@ -1,0 +1,174 @@
+"""Exact resume: checkpoints of the render state, and the check that one may be continued.
+
+After frame i is written, the render state that frame i hands to frame i + 1 (the live diffusions
+warped through i, the colour reference, the indices) goes to `out_dir/.dfm-state/state.pt` with a
+fingerprint of everything the frames depend on. A later render of the same table with the same model,
+depth model, device, dtype and package versions continues from there; anything else starts over. No
+random state is saved: every draw comes from a generator seeded from its row.
+
+The file holds plain tensors, numbers and strings only, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .output import HostCopy, frame_name, package_versions
+
+STATE_DIR = ".dfm-state"
+STATE_FILE = "state.pt"
+FORMAT = 1
+# the packages whose arithmetic shapes the frames; another version may give other bytes
+VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-python-headless")
+
+
+def state_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / STATE_FILE
+
+
+def table_sha256(table) -> str:
+    """The table's columns and settings, exactly (JSON floats round-trip); not the scene's source text
+    or path, which a comment or a move changes without changing a frame."""
+    data = table.to_json()
+    key = {k: data[k] for k in ("format_version", "settings", "columns")}
+    text = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_stamp(path: object) -> str:
+    """An input file by path, size and mtime (hashing a long input video on every start would cost more
+    than the resume saves)."""
+    if not path:
+        return ""
+    p = Path(str(path)).expanduser()
+    try:
+        st = p.stat()
+    except OSError:
+        return str(p)
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprint(table, sd, depth=None) -> dict[str, str]:
+    """What must be equal for a checkpoint to continue into the same frames an uninterrupted render
+    would have written."""
+    src = sd.source
+    versions = package_versions()
+    s = table.settings
+    out = {
+        "table": table_sha256(table),
+        "model": f"{src.kind}:{src.spec}:{getattr(sd, 'folder', None) or ''}",
+        "model_file": _file_stamp(src.path) if src.kind == "file" else "",
+        "model_sha256": sd.sha256 or "",
+        "depth_model": f"{depth.spec}:{depth.folder}" if depth is not None else "",
+        "device": sd.placement.device.type,
+        "dtype": str(sd.placement.dtype),
+        "init_image": _file_stamp(s.get("init_image")),
+        "video_init_path": _file_stamp(s.get("video_init_path")) if s.get("mode") == "video" else "",
+    }
+    out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
+    return out
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the state after frame `next_frame - 1`, tensors on the CPU."""
+
+    next_frame: int
+    at: int
+    buffers: dict[int, Tensor]
+    color_ref: Tensor | None
+
+
+class Snapshot:
+    """The render state after one frame, taken on the render thread and saved on the writer thread."""
+
+    def __init__(self, state, fingerprint: dict[str, str]) -> None:
+        self.next_frame = int(state.next_frame)
+        self.at = int(state.at)
+        self.fingerprint = fingerprint
+        self._buffers = {int(k): HostCopy(v) for k, v in state.buffers.items()}
+        self._color_ref = HostCopy(state.color_ref) if state.color_ref is not None else None
+
+    def data(self) -> dict:
+        return {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "next_frame": self.next_frame,
+            "at": self.at,
+            "buffers": {k: v.tensor() for k, v in self._buffers.items()},
+            "color_ref": self._color_ref.tensor() if self._color_ref is not None else None,
+        }
+
+    def save(self, out_dir: Path) -> None:
+        """Write to a temporary name and rename: a kill leaves the previous checkpoint or this one."""
+        path = state_path(out_dir)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(self.data(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _parse(data: object, expected: dict[str, str], total: int) -> Checkpoint | str:
+    """The checkpoint in `data`, or why it cannot be continued."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return "it was written by another version of dfm"
+    found = data.get("fingerprint")
+    if not isinstance(found, dict):
+        return "it has no fingerprint"
+    changed = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if changed:
+        return "the scene or its setup changed (" + ", ".join(changed) + ")"
+    next_frame, buffers, ref = data.get("next_frame"), data.get("buffers"), data.get("color_ref")
+    if not isinstance(next_frame, int) or not 0 < next_frame <= total or not isinstance(buffers, dict):
+        return "its frame index is out of range"
+    if not all(isinstance(k, int) and isinstance(v, Tensor) for k, v in buffers.items()):
+        return "its buffers are damaged"
+    if ref is not None and not isinstance(ref, Tensor):
+        return "its colour reference is damaged"
+    return Checkpoint(next_frame, int(data.get("at", next_frame - 1)), buffers, ref)
+
+
+def load(out_dir: Path, expected: dict[str, str], total: int, folders: tuple[Path, ...]) -> tuple[
+    Checkpoint | None, str | None
+]:
+    """The checkpoint in `out_dir` if it may be continued, else (None, why not) - (None, None) when there
+    is none. Every frame before it must still be on disk in each of `folders`."""
+    path = state_path(out_dir)
+    if not path.is_file():
+        return None, None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a checkpoint we cannot use
+        return None, f"the checkpoint {path} is unreadable ({type(e).__name__}); rendering from frame 0"
+    found = _parse(data, expected, total)
+    if isinstance(found, str):
+        return None, f"the checkpoint in {path.parent} cannot be continued: {found}; rendering from frame 0"
+    for folder in folders:
+        missing = [i for i in range(found.next_frame) if not (folder / frame_name(i)).is_file()]
+        if missing:
+            return None, (
+                f"the checkpoint in {path.parent} counts on {folder / frame_name(missing[0])}, which is gone; "
+                "rendering from frame 0"
+            )
+    return found, None
+
+
+def remove(out_dir: Path) -> None:
+    shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+
+
+__all__ = ["Checkpoint", "Snapshot", "fingerprint", "load", "remove", "state_path", "table_sha256"]
