@@ -393,6 +393,16 @@ def _clear_old_frames(folder: Path, start: int = 0) -> None:
             p.unlink()
 
 
+def _clear_temp_files(out_dir: Path) -> None:
+    """Remove the temporary files a killed render leaves (`.NAME.XXXX.tmp`, `.video.tmp.mp4`): every
+    file is written under such a name and renamed, so none of them is a finished file."""
+    for folder in (out_dir, out_dir / "frames", out_dir / "depth", out_dir / resume.STATE_DIR):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.is_file() and re.fullmatch(r"\..+\.tmp(\.mp4)?", p.name):
+                    p.unlink()
+
+
 class RenderInterrupted(KeyboardInterrupt):
     """Ctrl-C during a render, raised once every finished frame and its checkpoint are on disk: the same
     render resumes at `next_frame`."""
@@ -507,6 +517,7 @@ def run_render(
     depth_dir = out_dir / "depth"
     save_maps = depth is not None and bool(s.get("save_depth_maps"))
     folders = (frames_dir, depth_dir) if save_maps else (frames_dir,)
+    _clear_temp_files(out_dir)
     begin = _find_start(table, sd, depth, out_dir, folders, restart)
     _clear_old_frames(frames_dir, begin.frame)
     if depth_dir.is_dir():

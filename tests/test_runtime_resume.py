@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +228,24 @@ def test_cli_resumes_and_says_so(scene2d, tiny_models, tmp_path, monkeypatch, ca
     assert "resuming at frame 6 of 10" in capsys.readouterr().err
     assert_same(out, want)
     assert main([*argv, "--restart"]) == 0 and "resuming" not in capsys.readouterr().err
+
+
+def test_a_killed_process_resumes_exactly(tiny_models, tmp_path):
+    """SIGKILL at an unknown point of a real `dfm render` (no flush, no clean-up), then resume."""
+    text = SCENE.replace("frames 10", "frames 24").replace("mode 2d\n", f'mode 2d\nmodel "{tiny_models["folder"]}"\n')
+    scene = tmp_path / "scene.dfm"
+    scene.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "dfm", "render", str(scene), "--out", str(out), "--device", "cpu", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("frames/*.png"))) < 6 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()  # killed mid-render, not finished
+    table = compile_text(text, "scene.dfm")
+    report = render(table, out, device="cpu")
+    assert 5 <= report.resumed_at < 24  # 6 PNGs on disk: the checkpoint after frame 4 was saved
+    render(table, tmp_path / "ref", device="cpu")
+    assert_same(out, outputs(tmp_path / "ref"))
