@@ -5,7 +5,8 @@ map predicted from the newest diffusion); if the row is diffused, take its sourc
 (warped through this frame) -> colour coherence -> contrast -> unsharp mask -> noise, or in video mode
 the row's input video frame -> img2img with the row's strength (`effective_steps`), cfg, seed and
 prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read, never
-recomputed.
+recomputed. Behind every written frame the writer saves the state for the next one (`resume.py`), so a
+killed render continues where it stopped.
 """
 
 from __future__ import annotations
