@@ -19,10 +19,10 @@ import numpy as np
 
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, warning
-from ..dsl.parser import grammar_parser, parse
+from ..dsl.parser import parse, parse_statement
 from . import catalogue as cat
 from .catalogue import Kind, Param
-from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number, uses_t
+from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
 from .frametable import FrameTable, Settings
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 
@@ -88,6 +88,7 @@ class _Compiler:
         self.schedule_statements: dict[str, ir.Statement] = {}
         self.prompt_statements: list[tuple[str, ir.Statement]] = []
         self.unevaluable: set[str] = set()  # schedules whose expressions failed their checks
+        self.mode_specific: list[tuple[Param, ir.Statement]] = []  # settings checked against the mode later
 
     # -- helpers
     def err(self, code: str, message: str, span: ir.Span, **kw) -> None:
@@ -171,7 +172,7 @@ class _Compiler:
         if value is not None:
             self.settings[p.name] = _Setting(value, st)
         if p.modes != cat.ALL:
-            self.settings.setdefault("__modes_used", _Setting([], st)).value.append((p, st))
+            self.mode_specific.append((p, st))
 
     def example(self, p: Param) -> str:
         if p.choices:
@@ -384,23 +385,13 @@ class _Compiler:
             self.unevaluable.add(p.name)
 
     def reparse_string(self, p: Param, s: ir.String):
-        from lark.exceptions import UnexpectedInput
-
-        try:
-            tree = grammar_parser().parse(f"{p.name} {s.value}")
-        except UnexpectedInput:
+        st = parse_statement(f"{p.name} {s.value}")
+        if st is None or len(st.args) != 1:
             self.err("DFM103", f"`{p.name}`: the quoted text is not a schedule", s.span, parameter=p.name,
                      help='drop the quotes and write keyframes: `0:(1), 10:(2)`')
             return None
-        from ..dsl.parser import _Builder, _Lines
-
-        text = f"{p.name} {s.value}"
         # positions inside the string are approximate: point every node at the string itself
-        value = _Builder(_Lines(text), 0, text).statement(tree).args
-        if len(value) != 1:
-            self.err("DFM103", f"`{p.name}`: the quoted text is not one schedule", s.span, parameter=p.name)
-            return None
-        return _respan(value[0], s.span)
+        return _respan(st.args[0], s.span)
 
     def key_frame(self, t: ir.Time, settings: dict, p_name: str) -> int | None:
         if t.unit == "f":
@@ -563,7 +554,7 @@ class _Compiler:
             else:
                 xf = amount if unit == "f" else amount * values["fps"] * (1 if unit == "s" else 60.0 / values["bpm"])
         values["prompt_crossfade"] = int(math.floor(float(xf or 0) + 0.5))
-        for p, st in self.settings.get("__modes_used", _Setting([], None)).value:
+        for p, st in self.mode_specific:
             if mode not in p.modes:
                 self.warn("DFM304", f"`{p.name}` has no effect in mode {mode}", st.name_span, parameter=p.name,
                           help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")
@@ -639,4 +630,4 @@ def source_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-__all__ = ["CompileResult", "compile_scene", "compile_source", "source_hash", "uses_t"]
+__all__ = ["CompileResult", "compile_scene", "compile_source", "source_hash"]

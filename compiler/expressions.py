@@ -142,18 +142,6 @@ def check_expr(expr: ir.Expr, path: str, parameter: str | None = None, allow_t: 
     return out
 
 
-def uses_t(expr: ir.Expr) -> bool:
-    if isinstance(expr, ir.Variable):
-        return expr.name == "t"
-    if isinstance(expr, ir.Call):
-        return any(uses_t(a) for a in expr.args)
-    if isinstance(expr, ir.Unary):
-        return uses_t(expr.operand)
-    if isinstance(expr, ir.Binary):
-        return uses_t(expr.left) or uses_t(expr.right)
-    return False
-
-
 def evaluate(expr: ir.Expr, env: Mapping[str, float | np.ndarray]) -> np.ndarray | float:
     """Evaluate a checked expression; `env["t"]` may be an array of frame indices."""
     with np.errstate(all="ignore"):

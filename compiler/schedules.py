@@ -94,9 +94,10 @@ def evaluate_schedule_text(text: str, frames: int, *, fps: float = 15.0, bpm: fl
     from .compile import compile_source
 
     src = f"dfm 1\nframes {frames}\nfps {fps!r}\nseed {seed}\n" + (f"bpm {bpm!r}\n" if bpm else "")
-    src += f'prompt 0 "x"\nnoise {text}\n'
+    # translation_x has no range, so any finite value is valid and only real errors remain
+    src += f'prompt 0 "x"\ntranslation_x {text}\n'
     result = compile_source(src, "<schedule>", schedules_only=True)
-    errors = [d for d in result.diagnostics if d.is_error and d.code not in ("DFM401",)]
+    errors = [d for d in result.diagnostics if d.is_error]
     if errors or result.values is None:
         raise DfmError(errors or result.diagnostics)
-    return result.values["noise"]
+    return result.values["translation_x"]

@@ -394,3 +394,12 @@ def parse(text: str, path: str = "<string>") -> ParseResult:
     )
     scene = ir.Scene(tuple(statements), comments, source=text, path=path)
     return ParseResult(scene, diags)
+
+
+def parse_statement(text: str) -> ir.Statement | None:
+    """One statement from a string (e.g. a Deforum schedule pasted inside quotes), or None if it does not
+    parse; spans are relative to `text`."""
+    result = parse(text)
+    if result.diagnostics or len(result.scene.statements) != 1:
+        return None
+    return result.scene.statements[0]
