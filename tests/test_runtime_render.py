@@ -10,29 +10,10 @@ import pytest
 import torch
 from dfm.runtime import RenderError, samplers
 from dfm.runtime.render import render
+from tiny_models import TINY_2D_SCENE as SCENE
 from tiny_models import make_table
 
 from dfm.api import compile_text
-
-SCENE = """dfm 1
-mode 2d
-size 64x64
-fps 12
-frames 10
-cadence 3
-steps 4
-strength 0.5
-seed 5
-sampler euler
-color_coherence lab
-prompt 0 "a cat"
-prompt 5 "a dog"
-negative "blurry"
-angle 0:(2)
-zoom 0:(1.02)
-translation_x 0:(1)
-amount 0:(0.2)
-"""
 
 
 def png(path):

@@ -337,7 +337,28 @@ def save_depth_models(root: Path) -> dict[str, Path]:
     return {"dpt": dpt, "depth_anything": anything}
 
 
-# ---- hand-made FrameTables ------------------------------------------------------------------------------
+# ---- scenes and hand-made FrameTables ------------------------------------------------------------------------------
+
+# a 10-frame 2D scene with cadence 3, colour coherence, two prompts and motion: the render tests' workhorse
+TINY_2D_SCENE = """dfm 1
+mode 2d
+size 64x64
+fps 12
+frames 10
+cadence 3
+steps 4
+strength 0.5
+seed 5
+sampler euler
+color_coherence lab
+prompt 0 "a cat"
+prompt 5 "a dog"
+negative "blurry"
+angle 0:(2)
+zoom 0:(1.02)
+translation_x 0:(1)
+amount 0:(0.2)
+"""
 
 # the catalogue's defaults (one definition per fact), with what small, fast test renders want on top
 SCHEDULE_DEFAULTS = {p.name: p.default for p in catalogue.SCHEDULES} | {"strength": 0.5, "steps": 4}
