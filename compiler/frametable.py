@@ -26,6 +26,7 @@ Columns (see docs/frametable.md for the full list):
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator, Mapping
@@ -150,6 +151,14 @@ class FrameTable:
         columns = {k: _array(k, v) for k, v in data["columns"].items()}
         return cls(columns, Settings(settings), data.get("source_hash", ""), data.get("source_path", ""),
                    data["format_version"], dict(data.get("meta", {})))
+
+    def content_hash(self) -> str:
+        """sha256 of what a render depends on: the columns and settings (not the source text or path,
+        which a comment or a move changes without changing a frame)."""
+        data = self.to_json()
+        key = {k: data[k] for k in ("format_version", "settings", "columns")}
+        text = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), ensure_ascii=False)

@@ -11,18 +11,15 @@ The file holds plain tensors, numbers and strings only, so it loads with `torch.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import io
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .output import HostCopy, frame_name, package_versions
+from .output import HostCopy, frame_name, package_versions, write_atomic
 
 STATE_DIR = ".dfm-state"
 STATE_FILE = "state.pt"
@@ -33,15 +30,6 @@ VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-pytho
 
 def state_path(out_dir: Path) -> Path:
     return Path(out_dir) / STATE_DIR / STATE_FILE
-
-
-def table_sha256(table) -> str:
-    """The table's columns and settings, exactly (JSON floats round-trip); not the scene's source text
-    or path, which a comment or a move changes without changing a frame."""
-    data = table.to_json()
-    key = {k: data[k] for k in ("format_version", "settings", "columns")}
-    text = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _file_stamp(path: object) -> str:
@@ -64,7 +52,7 @@ def fingerprint(table, sd, depth=None) -> dict[str, str]:
     versions = package_versions()
     s = table.settings
     out = {
-        "table": table_sha256(table),
+        "table": table.content_hash(),
         "model": f"{src.kind}:{src.spec}:{getattr(sd, 'folder', None) or ''}",
         "model_file": _file_stamp(src.path) if src.kind == "file" else "",
         "model_sha256": sd.sha256 or "",
@@ -112,14 +100,9 @@ class Snapshot:
         """Write to a temporary name and rename: a kill leaves the previous checkpoint or this one."""
         path = state_path(out_dir)
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.data(), f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        torch.save(self.data(), buffer)
+        write_atomic(path, buffer.getvalue())
 
 
 def _parse(data: object, expected: dict[str, str], total: int) -> Checkpoint | str:
@@ -171,4 +154,4 @@ def remove(out_dir: Path) -> None:
     shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
 
 
-__all__ = ["Checkpoint", "Snapshot", "fingerprint", "load", "remove", "state_path", "table_sha256"]
+__all__ = ["Checkpoint", "Snapshot", "fingerprint", "load", "remove", "state_path"]

@@ -195,3 +195,11 @@ def test_accumulated_camera():
 def test_large_scene_compiles():
     t = table('prompt 0 "x"\nzoom 0:(1 + 0.01*sin(t/10))\n', frames=100_000)
     assert len(t) == 100_000 and abs(t["zoom"][99_999] - (1 + 0.01 * np.sin(9999.9))) < 1e-12
+
+
+def test_content_hash_follows_the_frames_not_the_text():
+    a = compile_text('dfm 1\nframes 4\nprompt 0 "x"\nzoom 1.02\n')
+    b = compile_text('dfm 1\n# a comment\nframes   4\nprompt 0 "x"\nzoom 1.02  # same\n')
+    c = compile_text('dfm 1\nframes 4\nprompt 0 "x"\nzoom 1.03\n')
+    assert a.source_hash != b.source_hash
+    assert a.content_hash() == b.content_hash() != c.content_hash()

@@ -92,7 +92,7 @@ def test_ctrl_c_flushes_and_says_where_the_next_run_starts(scene2d, tiny_models,
     data = torch.load(resume.state_path(tmp_path), weights_only=True)  # plain tensors and numbers only
     assert data["next_frame"] == 5 and data["at"] == 4 and sorted(data["buffers"]) == [0, 3]  # mid-blend
     assert data["color_ref"].shape == (1, 3, 64, 64) and data["buffers"][0].dtype == torch.float32
-    assert data["fingerprint"]["table"] == resume.table_sha256(table)
+    assert data["fingerprint"]["table"] == table.content_hash()
     # interrupted twice, then to the end
     with pytest.raises(RenderInterrupted) as e:
         render2d(table, tmp_path, tiny_models, progress=stop_at(8, KeyboardInterrupt))
