@@ -223,29 +223,26 @@ def cmd_render(args) -> int:
     from .runtime.errors import RenderError
     from .runtime.render import RenderInterrupted, render
 
-    progress = None if args.quiet else _progress_bar(len(result.table))
-
     def on_resume(frame: int, total: int) -> None:
         print(f"resuming at frame {frame} of {total} (--restart renders from frame 0)", file=sys.stderr)
 
+    progress = _progress_bar(args.quiet)
     try:
-        report = render(result.table, out, scene_text=_read(args.file), scene_path=args.file, model=args.model,
-                        device=args.device, allow_pickle=args.allow_pickle, progress=progress,
-                        depth_model=args.depth_model, restart=args.restart, on_resume=on_resume)
+        report = render(result.table, out, scene_text=result.scene.source, scene_path=args.file,
+                        model=args.model, device=args.device, allow_pickle=args.allow_pickle,
+                        progress=progress, depth_model=args.depth_model, restart=args.restart,
+                        on_resume=on_resume)
     except RenderInterrupted as exc:
-        if progress is not None:
-            progress.close()
+        progress.close()
         print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
         return 130
     except RenderError as exc:
-        if progress is not None:
-            progress.close()
+        progress.close()
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.help:
             print(f"help: {exc.help}", file=sys.stderr)
         return EXIT_ERRORS
-    if progress is not None:
-        progress.close()
+    progress.close()
     for w in report.warnings:
         print(f"{args.file}: warning: {w}", file=sys.stderr)
     if not args.quiet:
@@ -254,13 +251,16 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
-def _progress_bar(total: int):
-    """A tqdm bar (frame, frames/s, ETA) that appears with the first frame, not while models load."""
+def _progress_bar(quiet: bool = False):
+    """A tqdm bar (frame, frames/s, ETA) that appears with the first frame, not while models load;
+    with `quiet`, one that draws nothing."""
 
     class _Progress:
         bar = None
 
         def __call__(self, done: int, total_: int) -> None:
+            if quiet:
+                return
             if self.bar is None:
                 from tqdm import tqdm
 
@@ -282,12 +282,11 @@ def cmd_preview(args) -> int:
     from .runtime.preview import render_preview
 
     out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
-    progress = None if args.quiet else _progress_bar(len(result.table))
+    progress = _progress_bar(args.quiet)
     try:
         path = render_preview(result.table, out, progress=progress)
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
