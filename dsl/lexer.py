@@ -132,6 +132,6 @@ class DfmLexer(RegexLexer):
         "escapes": [
             (r"\\.", String.Escape),
             # Deforum's convention: `--neg` splits a prompt into its positive and negative parts
-            (r"--neg", String.Interpol),
+            (r"--neg(?![A-Za-z0-9_])", String.Interpol),  # the marker lower.split_neg splits on
         ],
     }

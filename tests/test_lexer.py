@@ -140,3 +140,12 @@ def test_punctuation_in_keyframes() -> None:
 def test_registered_with_pygments() -> None:
     assert isinstance(get_lexer_by_name("dfm"), DfmLexer)
     assert isinstance(get_lexer_for_filename("scene.dfm"), DfmLexer)
+
+
+def test_neg_marker_is_highlighted_only_where_the_compiler_splits() -> None:
+    from dfm.compiler.lower import split_neg
+
+    for text, splits in (("a --neg b", True), ("a --negative b", False)):
+        toks = list(DfmLexer().get_tokens(f'prompt 0 "{text}"\n'))
+        assert ((String.Interpol, "--neg") in toks) is splits
+        assert (split_neg(text)[1] != "") is splits
