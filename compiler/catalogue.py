@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+
+from ..table import ColumnType
 
 
 class Kind(str, Enum):
@@ -43,10 +47,19 @@ class Param:
     multiple_of: int | None = None
     choices: tuple[str, ...] = ()
     choice_aliases: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # names users bring that have no faithful equivalent
     modes: frozenset = ALL
     aliases: tuple[str, ...] = ()
-    deforum: str | None = None  # the A1111-extension settings key
-    parseq: str | None = None  # Parseq's field name, for schedules Parseq can carry
+    deforum: str | None = None  # the A1111-extension settings key; None: Deforum has no such setting
+    parseq: str | None = None  # Parseq's field name, for schedules Parseq can carry; None: Parseq has none
+    # how exporters treat it: "value" (written under its key; with no key, an `unsupported` warning when
+    # the scene sets it) or "local" (about dfm's own render, e.g. output_dir: never exported, no warning)
+    export: str = "value"
+
+    @property
+    def column_type(self) -> ColumnType:
+        """The FrameTable type of this parameter's column (schedules) or value."""
+        return _COLUMN_TYPES.get(self.type, ColumnType.TEXT)
 
     def range_text(self) -> str:
         if self.min is None and self.max is None:
@@ -71,12 +84,14 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(v)
 
 
-def _sched(name, default, doc, group, unit="", modes=ALL, aliases=(), deforum=None, parseq=None,
+_COLUMN_TYPES = {"float": ColumnType.FLOAT, "int": ColumnType.INT, "bool": ColumnType.BOOL}
+
+
+def _sched(name, default, doc, group, unit="", modes=ALL, aliases=(), *, deforum: str | None, parseq: str | None,
            type="float", **kw) -> Param:
-    # the A1111 extension keys motion schedules by their bare name and the others with `_schedule`
-    key = deforum or (name if group == "motion" else f"{name}_schedule")
+    # every schedule row names its Deforum key and Parseq field, or None where that dialect has none
     return Param(name, Kind.SCHEDULE, type, default, doc, group, unit=unit, modes=modes,
-                 aliases=(f"{name}_schedule", *aliases), deforum=key, parseq=parseq, **kw)
+                 aliases=(f"{name}_schedule", *aliases), deforum=deforum, parseq=parseq, **kw)
 
 
 def _set(name, type, default, doc, group, modes=ALL, aliases=(), deforum=None, **kw) -> Param:
@@ -141,7 +156,8 @@ PARAMS: tuple[Param, ...] = (
          "hub id, a local diffusers folder, or a .safetensors file; optionally followed by `sha256 \"<hex>\"`.",
          "generation", aliases=("sd_model", "model_checkpoint")),
     _set("sampler", "enum", "euler_a", "Sampler (diffusers scheduler). Deforum and A1111 names are accepted.",
-         "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, deforum="sampler"),
+         "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, refused=UNSUPPORTED_SAMPLERS,
+         deforum="sampler"),
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
          "generation", min=0, max=2**32 - 1, deforum="seed"),
     _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
@@ -202,9 +218,11 @@ PARAMS: tuple[Param, ...] = (
     _set("interpolate_x_frames", "int", 4, "Interpolation mode: frames between two prompts.", "interpolation",
          min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames"),
     # output
-    _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output"),
+    _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output",
+         export="local"),
     _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output"),
-    _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51),
+    _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51,
+         export="local"),
     # prompts
     Param("prompt", Kind.PROMPT, "string", None, "The positive prompt from a frame on: `prompt 4s \"a cat\"`. "
           "Without a time it starts at frame 0. ` --neg ` inside splits off a negative part.", "prompts",
@@ -213,75 +231,111 @@ PARAMS: tuple[Param, ...] = (
           "the positive prompts.", "prompts", aliases=("negative_prompt", "neg")),
     # motion schedules
     _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
-           modes=frozenset({"2d"}), parseq="angle"),
+           modes=frozenset({"2d"}), parseq="angle", deforum="angle"),
     _sched("zoom", 1.0, "2D scale per frame (1.02 zooms in 2 % each frame).", "motion", "×/frame",
-           modes=frozenset({"2d"}), parseq="zoom", min=0, min_open=True),
+           modes=frozenset({"2d"}), parseq="zoom", min=0, min_open=True, deforum="zoom"),
     _sched("translation_x", 0.0, "Move right per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_x"),
+           modes=MOTION, parseq="translation_x", deforum="translation_x"),
     _sched("translation_y", 0.0, "Move down per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_y"),
+           modes=MOTION, parseq="translation_y", deforum="translation_y"),
     _sched("translation_z", 0.0, "3D: move the camera forward per frame.", "motion", "units/frame",
-           modes=frozenset({"3d"}), parseq="translation_z"),
+           modes=frozenset({"3d"}), parseq="translation_z", deforum="translation_z"),
     _sched("rotation_3d_x", 0.0, "3D: tilt per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_x"),
+           parseq="rotation_3d_x", deforum="rotation_3d_x"),
     _sched("rotation_3d_y", 0.0, "3D: pan per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_y"),
+           parseq="rotation_3d_y", deforum="rotation_3d_y"),
     _sched("rotation_3d_z", 0.0, "3D: roll per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_z"),
+           parseq="rotation_3d_z", deforum="rotation_3d_z"),
     _sched("transform_center_x", 0.5, "2D: rotation and zoom centre, as a fraction of the width.", "motion",
-           modes=frozenset({"2d"}), parseq="transform_center_x"),
+           modes=frozenset({"2d"}), parseq="transform_center_x", deforum="transform_center_x"),
     _sched("transform_center_y", 0.5, "2D: rotation and zoom centre, as a fraction of the height.", "motion",
-           modes=frozenset({"2d"}), parseq="transform_center_y"),
+           modes=frozenset({"2d"}), parseq="transform_center_y", deforum="transform_center_y"),
     _sched("perspective_flip_theta", 0.0, "2D perspective flip: rotation about z.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_theta"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_theta", deforum="perspective_flip_theta"),
     _sched("perspective_flip_phi", 0.0, "2D perspective flip: rotation about x.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_phi"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_phi", deforum="perspective_flip_phi"),
     _sched("perspective_flip_gamma", 0.0, "2D perspective flip: rotation about y.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_gamma"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_gamma", deforum="perspective_flip_gamma"),
     _sched("perspective_flip_fv", 53.0, "2D perspective flip: field of view.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_fv", min=0, max=180, min_open=True, max_open=True),
+           modes=frozenset({"2d"}), parseq="perspective_flip_fv", min=0, max=180, min_open=True, max_open=True,
+           deforum="perspective_flip_fv"),
     _sched("fov", 40.0, "3D: camera field of view.", "3d", "degrees", modes=frozenset({"3d"}), parseq="fov",
-           min=0, max=180, min_open=True, max_open=True),
+           min=0, max=180, min_open=True, max_open=True, deforum="fov_schedule"),
     _sched("near", 200.0, "3D: near plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="near", min=0, min_open=True, aliases=("near_plane",)),
+           parseq="near", min=0, min_open=True, aliases=("near_plane",), deforum="near_schedule"),
     _sched("far", 10000.0, "3D: far plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="far", min=0, min_open=True, aliases=("far_plane",)),
+           parseq="far", min=0, min_open=True, aliases=("far_plane",), deforum="far_schedule"),
     # generation schedules
     _sched("strength", 0.65, "How much of the previous frame survives: 0 ignores it, 1 keeps it (0 steps).",
-           "generation", modes=frozenset({"2d", "3d", "video"}), parseq="strength", min=0, max=1),
+           "generation", modes=frozenset({"2d", "3d", "video"}), parseq="strength", min=0, max=1,
+           deforum="strength_schedule"),
     _sched("noise", 0.02, "Gaussian noise added to the warped previous frame (std in [-1, 1] pixel units).",
-           "generation", modes=MOTION, parseq="noise", min=0, max=10),
+           "generation", modes=MOTION, parseq="noise", min=0, max=10, deforum="noise_schedule"),
     _sched("contrast", 1.0, "Gain applied to the warped previous frame.", "generation", modes=MOTION,
-           parseq="contrast", min=0, max=10),
+           parseq="contrast", min=0, max=10, deforum="contrast_schedule"),
     _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
-           parseq="scale", min=0, max=100),
+           parseq="scale", min=0, max=100, deforum="cfg_scale_schedule"),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
-           "generation", type="int", min=1, max=1000),
+           "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None),
     _sched("kernel", 5, "Unsharp mask: Gaussian kernel size (odd, or 0 to derive it from sigma).", "image",
-           type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99),
+           type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99,
+           deforum="kernel_schedule"),
     _sched("sigma", 1.0, "Unsharp mask: Gaussian sigma.", "image", modes=MOTION, aliases=("antiblur_sigma",),
-           parseq="antiblur_sigma", min=0, min_open=True, max=100),
+           parseq="antiblur_sigma", min=0, min_open=True, max=100, deforum="sigma_schedule"),
     _sched("amount", 0.0, "Unsharp mask: amount (0 turns it off).", "image", modes=MOTION,
-           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10),
+           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10, deforum="amount_schedule"),
     _sched("threshold", 0.0, "Unsharp mask: pixels whose difference from the blur is below this (0..255) are "
            "left unsharpened.", "image", modes=MOTION, aliases=("antiblur_threshold",),
-           parseq="antiblur_threshold", min=0, max=255),
+           parseq="antiblur_threshold", min=0, max=255, deforum="threshold_schedule"),
 )
 
-BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+BY_NAME: dict[str, Param] = {}
 ALIASES: dict[str, str] = {}
-for _p in PARAMS:
-    ALIASES[_p.name] = _p.name
-    ALIASES[_p.name.lower()] = _p.name
-    for _a in _p.aliases:
-        ALIASES[_a] = _p.name
-        ALIASES[_a.lower()] = _p.name
+SCHEDULES: tuple[Param, ...] = ()
+SETTINGS: tuple[Param, ...] = ()
 
-SCHEDULES = tuple(p for p in PARAMS if p.kind is Kind.SCHEDULE)
-SETTINGS = tuple(p for p in PARAMS if p.kind is Kind.SETTING)
+
+def _index() -> None:
+    """Rebuild the lookups from PARAMS (at import, and around `temporary`)."""
+    global SCHEDULES, SETTINGS
+    BY_NAME.clear()
+    ALIASES.clear()
+    for p in PARAMS:
+        BY_NAME[p.name] = p
+        for a in (p.name, *p.aliases):
+            ALIASES[a] = p.name
+            ALIASES[a.lower()] = p.name
+    SCHEDULES = tuple(p for p in PARAMS if p.kind is Kind.SCHEDULE)
+    SETTINGS = tuple(p for p in PARAMS if p.kind is Kind.SETTING)
+
+
+_index()
+
+
+@contextmanager
+def temporary(*params: Param) -> Iterator[None]:
+    """The catalogue with extra rows while the block runs: a test adds a parameter the way a developer
+    would and sees every stage pick it up. Readers go through this module's names (`cat.SCHEDULES`),
+    never copies taken at import."""
+    global PARAMS
+    saved = PARAMS
+    PARAMS = (*PARAMS, *params)
+    _index()
+    try:
+        yield
+    finally:
+        PARAMS = saved
+        _index()
+
+
 # statements that are not parameters
 VERSION_STATEMENT = "dfm"
 FORMAT_VERSION = 1
+
+
+def setting_defaults() -> dict[str, object]:
+    """Every static setting at its default, as the compiler resolves a scene that sets none."""
+    return {p.name: p.default for p in SETTINGS}
 
 
 def lookup(name: str) -> Param | None:

@@ -8,7 +8,6 @@ the FrameTable (`lower.py`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -20,11 +19,14 @@ import numpy as np
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, warning
 from ..dsl.parser import parse, parse_statement
+from ..table import FrameTable, Settings
 from . import catalogue as cat
 from .catalogue import Kind, Param
 from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
-from .frametable import FrameTable, Settings
+from .lower import build_table as lower_table
+from .lower import source_hash
 from .schedules import CURVES, ResolvedKey, evaluate_keys
+from .units import frames_of
 
 BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -66,6 +68,25 @@ def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *,
     c = _Compiler(scene, Path(base_dir) if base_dir else None)
     c.run(schedules_only=schedules_only, build_table=build_table)
     return c.result
+
+
+def schedule_values(text: str, frames: int, *, fps: float = 15.0, bpm: float | None = None, seed: int = 42,
+                    name: str = "translation_x") -> tuple[np.ndarray | None, list[Diagnostic]]:
+    """One schedule written as in a scene (`0:(1), 10:(2)` or `1.02`) evaluated over `frames` frames with
+    the compiler's own key resolution and checks, as parameter `name` (translation_x: no range, so only
+    real errors are reported). Returns (values or None, diagnostics)."""
+    st = parse_statement(f"{name} {text}")
+    if st is None:
+        return None, parse(f"{name} {text}", "<schedule>").diagnostics
+    c = _Compiler(ir.Scene((st,), path="<schedule>"), None)
+    settings = {**cat.setting_defaults(), "frames": frames, "fps": fps, "bpm": bpm, "seed": seed}
+    c.schedule_statement(cat.BY_NAME[name], st)
+    c.env = environment(frames, fps, bpm, seed)
+    keys = c.resolve_schedules(settings)
+    values = None if c.result.errors else c.evaluate(keys, frames, c.env)
+    if values is not None and c.result.errors:
+        values = None
+    return (values[name] if values is not None else None), c.diags
 
 
 # ---- the compiler ----------------------------------------------------------------------------------
@@ -130,9 +151,8 @@ class _Compiler:
         self.result.values = values
         if schedules_only or not build_table or self.result.errors:
             return
-        from .lower import build_table as lower
-
-        self.result.table = lower(self.result, values, source=self.scene.source, path=self.path)
+        self.result.table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
+                                        source=self.scene.source, path=self.path)
 
     def check_version(self) -> None:
         v = self.scene.version
@@ -159,10 +179,9 @@ class _Compiler:
             first = self.settings[p.name].statement
             self.err("DFM106", f"`{p.name}` is set twice", st.span,
                      note=f"first set on line {first.span.line}", help="keep one of them", parameter=p.name)
-        if p.name in ("seed",):
-            value = self.seed_setting(p, st)
-        elif p.type == "model":
-            value = self.model_setting(p, st)
+        whole = self.STATEMENT_CONVERTERS.get(p.type)  # types whose value is the whole statement
+        if whole is not None:
+            value = whole(self, p, st)
         else:
             if len(st.args) != 1:
                 self.err("DFM105", f"`{p.name}` takes one value, got {len(st.args)}", st.span, parameter=p.name,
@@ -187,59 +206,59 @@ class _Compiler:
 
     def convert(self, p: Param, v: ir.Value):
         """A static value of parameter p, checked, or None after reporting why not."""
-        kind = p.type
-        if kind == "enum":
-            text = v.name if isinstance(v, ir.Variable) else v.text if isinstance(v, ir.Word) else \
-                v.value if isinstance(v, ir.String) else None
-            if text is None:
-                self.err("DFM103", f"`{p.name}` takes one of: {', '.join(p.choices)}", v.span, parameter=p.name,
-                         help=f"for example `{p.name} {p.choices[0]}`")
-                return None
-            choice = cat.resolve_choice(p, text)
-            if choice is None and p.name == "sampler":
-                norm = cat.normalise_choice(text)
-                if norm in cat.UNSUPPORTED_SAMPLERS:
-                    self.err("DFM107", f"sampler `{text}` is not supported: {cat.UNSUPPORTED_SAMPLERS[norm]}",
-                             v.span, parameter=p.name, help=f"choose one of: {', '.join(p.choices)}")
-                    return None
-            if choice is None:
-                guess = cat.did_you_mean(cat.normalise_choice(text), [*p.choices, *p.choice_aliases])
-                guess = cat.resolve_choice(p, guess) if guess else None
-                self.err("DFM102", f"unknown {p.name} `{text}`", v.span, parameter=p.name,
-                         help=(f"did you mean `{guess}`? " if guess else "") + f"choices: {', '.join(p.choices)}")
-            return choice
-        if kind == "bool":
-            text = v.name if isinstance(v, ir.Variable) else None
-            if isinstance(v, ir.Number) and v.value in (0, 1):
-                return bool(v.value)
-            if text is None or text.lower() not in BOOL_WORDS:
-                self.err("DFM103", f"`{p.name}` is on or off", v.span, parameter=p.name,
-                         help=f"write `{p.name} on` or `{p.name} off`")
-                return None
-            return BOOL_WORDS[text.lower()]
-        if kind == "size":
-            if not isinstance(v, ir.Size):
-                self.err("DFM103", f"`{p.name}` is a size like 512x512", v.span, parameter=p.name,
-                         help="write width x height, e.g. `size 768x512`")
-                return None
-            bad = [d for d in (v.width, v.height) if d % (p.multiple_of or 1) or not p.in_range(d)]
-            if bad:
-                fix = tuple(max(64, min(4096, (d // 8) * 8)) for d in (v.width, v.height))
-                self.err("DFM104", f"size {v.width}x{v.height}: each side must be a multiple of 8 in "
-                         f"{p.range_text()}", v.span, parameter=p.name, help=f"use {fix[0]}x{fix[1]}")
-                return None
-            return (v.width, v.height)
-        if kind in ("string", "path"):
-            if not isinstance(v, ir.String):
-                self.err("DFM103", f"`{p.name}` is a quoted string", v.span, parameter=p.name,
-                         help=f'write `{p.name} "…"`')
-                return None
-            if kind == "path":
-                return self.path_value(p, v)
-            return v.value
-        if kind == "time":
-            return self.time_value(p, v)
-        # int / float constants
+        return self.CONVERTERS[p.type](self, p, v)
+
+    def enum_value(self, p: Param, v: ir.Value):
+        text = v.name if isinstance(v, ir.Variable) else v.text if isinstance(v, ir.Word) else \
+            v.value if isinstance(v, ir.String) else None
+        if text is None:
+            self.err("DFM103", f"`{p.name}` takes one of: {', '.join(p.choices)}", v.span, parameter=p.name,
+                     help=f"for example `{p.name} {p.choices[0]}`")
+            return None
+        choice = cat.resolve_choice(p, text)
+        norm = cat.normalise_choice(text)
+        if choice is None and norm in p.refused:
+            self.err("DFM107", f"{p.name} `{text}` is not supported: {p.refused[norm]}", v.span, parameter=p.name,
+                     help=f"choose one of: {', '.join(p.choices)}")
+            return None
+        if choice is None:
+            guess = cat.did_you_mean(norm, [*p.choices, *p.choice_aliases])
+            guess = cat.resolve_choice(p, guess) if guess else None
+            self.err("DFM102", f"unknown {p.name} `{text}`", v.span, parameter=p.name,
+                     help=(f"did you mean `{guess}`? " if guess else "") + f"choices: {', '.join(p.choices)}")
+        return choice
+
+    def bool_value(self, p: Param, v: ir.Value):
+        if isinstance(v, ir.Number) and v.value in (0, 1):
+            return bool(v.value)
+        text = v.name if isinstance(v, ir.Variable) else None
+        if text is None or text.lower() not in BOOL_WORDS:
+            self.err("DFM103", f"`{p.name}` is on or off", v.span, parameter=p.name,
+                     help=f"write `{p.name} on` or `{p.name} off`")
+            return None
+        return BOOL_WORDS[text.lower()]
+
+    def size_value(self, p: Param, v: ir.Value):
+        if not isinstance(v, ir.Size):
+            self.err("DFM103", f"`{p.name}` is a size like 512x512", v.span, parameter=p.name,
+                     help="write width x height, e.g. `size 768x512`")
+            return None
+        bad = [d for d in (v.width, v.height) if d % (p.multiple_of or 1) or not p.in_range(d)]
+        if bad:
+            fix = tuple(max(64, min(4096, (d // 8) * 8)) for d in (v.width, v.height))
+            self.err("DFM104", f"size {v.width}x{v.height}: each side must be a multiple of 8 in "
+                     f"{p.range_text()}", v.span, parameter=p.name, help=f"use {fix[0]}x{fix[1]}")
+            return None
+        return (v.width, v.height)
+
+    def string_value(self, p: Param, v: ir.Value):
+        if not isinstance(v, ir.String):
+            self.err("DFM103", f"`{p.name}` is a quoted string", v.span, parameter=p.name,
+                     help=f'write `{p.name} "…"`')
+            return None
+        return self.path_value(p, v) if p.type == "path" else v.value
+
+    def number_value(self, p: Param, v: ir.Value):
         if isinstance(v, (ir.String, ir.Size, ir.Word, ir.Time, ir.KeyList)):
             what = "a keyframe list" if isinstance(v, ir.KeyList) else "a number is needed"
             self.err("DFM103", f"`{p.name}` takes one number ({what} was given)", v.span, parameter=p.name,
@@ -394,20 +413,21 @@ class _Compiler:
         return _respan(st.args[0], s.span)
 
     def key_frame(self, t: ir.Time, settings: dict, p_name: str) -> int | None:
-        if t.unit == "f":
-            if not float(t.value).is_integer():
-                self.err("DFM103", f"frame `{t.text}` is not a whole number", t.span, parameter=p_name,
-                         help=f"use a whole frame, or seconds: `{t.text}s`")
-                return None
-            return int(t.value)
-        if t.unit == "s":
-            return int(math.floor(t.value * settings["fps"] + 0.5))
-        bpm = settings.get("bpm")
-        if not bpm:
-            self.err("DFM204", f"`{t.text}` is in beats but the scene sets no bpm", t.span, parameter=p_name,
+        if t.unit == "f" and not float(t.value).is_integer():
+            self.err("DFM103", f"frame `{t.text}` is not a whole number", t.span, parameter=p_name,
+                     help=f"use a whole frame, or seconds: `{t.text}s`")
+            return None
+        return self.frames(t.value, t.unit, t.span, settings, p_name, t.text)
+
+    def frames(self, amount: float, unit: str, span: ir.Span, settings: dict, p_name: str,
+               text: str | None = None) -> int | None:
+        """A time in frames, seconds or beats as a whole frame count, or None after DFM204 (no bpm)."""
+        if unit == "b" and not settings.get("bpm"):
+            shown = f"`{text}` is" if text else f"`{p_name}` is"
+            self.err("DFM204", f"{shown} in beats but the scene sets no bpm", span, parameter=p_name,
                      help="add `bpm 120` (your tempo)")
             return None
-        return int(math.floor(t.value * 60.0 / bpm * settings["fps"] + 0.5))
+        return frames_of(amount, unit, settings["fps"], settings.get("bpm"))
 
     def resolve_schedules(self, settings: dict) -> dict[str, list[ResolvedKey]]:
         out: dict[str, list[ResolvedKey]] = {}
@@ -531,13 +551,10 @@ class _Compiler:
                      help="keep one: `frames 120` or `duration 8s`")
         if "duration" in self.settings and values["duration"] is not None:
             amount, unit, span = values["duration"]
-            if unit == "b" and not values["bpm"]:
-                self.err("DFM204", "`duration` is in beats but the scene sets no bpm", span,
-                         help="add `bpm 120` (your tempo)")
+            frames = self.frames(amount, unit, span, values, "duration")
+            if frames is None:
                 return None
-            seconds = amount if unit == "s" else amount * 60.0 / values["bpm"] if unit == "b" else None
-            values["frames"] = int(amount) if seconds is None else max(1, int(math.floor(seconds * values["fps"]
-                                                                                         + 0.5)))
+            values["frames"] = max(1, frames)
         if values["frames"] > cat.MAX_FRAMES:
             self.err("DFM104", f"`duration` makes {values['frames']} frames, more than {cat.MAX_FRAMES}",
                      self.settings["duration"].statement.span, parameter="duration",
@@ -547,13 +564,8 @@ class _Compiler:
         xf = values["prompt_crossfade"]
         if isinstance(xf, tuple):
             amount, unit, span = xf
-            if unit == "b" and not values["bpm"]:
-                self.err("DFM204", "`prompt_crossfade` is in beats but the scene sets no bpm", span,
-                         help="add `bpm 120`")
-                xf = 0
-            else:
-                xf = amount if unit == "f" else amount * values["fps"] * (1 if unit == "s" else 60.0 / values["bpm"])
-        values["prompt_crossfade"] = int(math.floor(float(xf or 0) + 0.5))
+            xf = self.frames(amount, unit, span, values, "prompt_crossfade") or 0
+        values["prompt_crossfade"] = int(xf or 0)
         for p, st in self.mode_specific:
             if mode not in p.modes:
                 self.warn("DFM304", f"`{p.name}` has no effect in mode {mode}", st.name_span, parameter=p.name,
@@ -598,6 +610,12 @@ class _Compiler:
                      parameter=p.name, frame=f, note=f"{p.name} must stay in {p.range_text()} on every frame",
                      help="scale or clamp the expression, e.g. `clamp(…, lo, hi)`")
 
+    # parameter type -> the method that converts one value (CONVERTERS) or the whole statement
+    CONVERTERS = {"enum": enum_value, "bool": bool_value, "size": size_value, "string": string_value,
+                  "path": string_value, "time": time_value, "int": number_value, "float": number_value,
+                  "seed": number_value}
+    STATEMENT_CONVERTERS = {"seed": seed_setting, "model": model_setting}
+
 
 def _out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:
     bad = np.zeros(arr.shape, dtype=bool)
@@ -626,8 +644,4 @@ def _respan(node, span: ir.Span):
     return dataclasses.replace(node, **changes)
 
 
-def source_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-__all__ = ["CompileResult", "compile_scene", "compile_source", "source_hash"]
+__all__ = ["CompileResult", "compile_scene", "compile_source", "schedule_values", "source_hash"]

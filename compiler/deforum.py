@@ -30,7 +30,7 @@ from . import catalogue as cat
 from .catalogue import Kind, Param
 from .expressions import FUNCTIONS, constant_value, environment
 from .lower import split_neg
-from .schedules import ResolvedKey, evaluate_schedule_text
+from .schedules import ResolvedKey
 
 # ---- errors and results ----------------------------------------------------------------------------
 
@@ -1100,13 +1100,10 @@ class _Exporter:
 
     def same(self, text: str, values: np.ndarray) -> bool:
         """Read the string back with dfm's Deforum-exact evaluator: equal within 1e-9?"""
-        from ..dsl.diagnostics import DfmError
+        from .compile import schedule_values
 
-        try:
-            back = evaluate_schedule_text(text, len(values), fps=self.s.fps, bpm=self.s.bpm, seed=self.s.seed)
-        except DfmError:
-            return False
-        return bool(np.allclose(back, values, rtol=0, atol=1e-9))
+        back, _ = schedule_values(text, len(values), fps=self.s.fps, bpm=self.s.bpm, seed=self.s.seed)
+        return back is not None and bool(np.allclose(back, values, rtol=0, atol=1e-9))
 
     def settings(self) -> None:
         s = self.s

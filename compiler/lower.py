@@ -7,17 +7,16 @@ each tween's weights, closing the tail), effective steps (Deforum's float64 arit
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..table import FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
-from .frametable import FORMAT_VERSION, FrameTable
 
-if TYPE_CHECKING:
-    from .compile import CompileResult
+Keyed = list[tuple[int, str]]  # (frame, text) keys, sorted by frame
 
 NEG_MARKER = re.compile(r"--neg(?![A-Za-z0-9_])")
 
@@ -123,58 +122,63 @@ def accumulated_camera(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _int_column(a: np.ndarray) -> np.ndarray:
-    return np.trunc(a).astype(np.int64)  # Deforum casts with int(): truncation
+def source_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def prompt_columns(result: CompileResult, frames: int) -> dict[str, np.ndarray]:
-    positives = [(f, split_neg(t)) for f, t in result.prompts]
+def prompt_columns(prompts: Keyed, negatives: Keyed, frames: int) -> dict[str, np.ndarray]:
+    positives = [(f, split_neg(t)) for f, t in prompts]
     pos = forward_fill([(f, p) for f, (p, _) in positives], frames)
     inline_neg = forward_fill([(f, n) for f, (_, n) in positives], frames)
-    neg = forward_fill(result.negatives, frames)
+    neg = forward_fill(negatives, frames)
     neg = np.array([join_negatives(a, b) for a, b in zip(neg, inline_neg, strict=True)], dtype=object)
     return {"prompt": pos, "negative_prompt": neg}
 
 
-def build_table(result: CompileResult, values: dict[str, np.ndarray], *, source: str, path: str) -> FrameTable:
-    from .compile import source_hash
+COLUMN_ORDER = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from",
+                "negative_blend", "seed", "diffused", "effective_steps", "tween", "tween_from", "tween_to")
 
-    s = result.settings
-    mode = s.mode
+
+def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed, *,
+                source: str = "", path: str = "") -> FrameTable:
+    """The FrameTable of a scene from plain inputs: resolved settings, every schedule's per-frame values
+    (one array per catalogue schedule, `settings.frames` long) and the prompt keys."""
+    mode = settings.mode
     if mode == "none":
-        cols = _stills(result, values)
+        cols = _stills(settings, values, prompts, negatives)
     elif mode == "interpolation":
-        cols = _interpolation(result, values)
+        cols = _interpolation(settings, values, prompts, negatives)
     else:
-        cols = _animation(result, values)
-    n = len(cols["frame"])
-    cols["time"] = cols["frame"] / float(s.fps)
-    order = ["frame", "time", *[p.name for p in cat.SCHEDULES], "prompt", "negative_prompt", "prompt_from",
-             "prompt_blend", "negative_prompt_from", "negative_blend", "seed", "diffused", "effective_steps",
-             "tween", "tween_from", "tween_to"]
+        cols = _animation(settings, values, prompts, negatives)
+    cols["time"] = cols["frame"] / float(settings.fps)
+    order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
     ordered = {k: cols[k] for k in order}
     ordered.update({k: v for k, v in cols.items() if k not in ordered})
-    assert all(len(v) == n for v in ordered.values())
-    settings = result.settings
     return FrameTable(ordered, settings, source_hash=source_hash(source), source_path=path,
                       format_version=FORMAT_VERSION)
 
 
 def _schedule_columns(values: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each catalogue schedule at the given rows, typed by its row (Deforum casts with int(): truncation)."""
     out = {}
     for p in cat.SCHEDULES:
         col = values[p.name][rows]
-        out[p.name] = _int_column(col) if p.type == "int" else col.astype(np.float64)
+        t = p.column_type
+        if t is ColumnType.INT:
+            col = np.trunc(col)
+        elif t is ColumnType.BOOL:
+            col = col != 0
+        out[p.name] = t.array(col)
     return out
 
 
-def _animation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    s = result.settings
+def _animation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed
+               ) -> dict[str, np.ndarray]:
     n = s.frames
     frames = np.arange(n)
     cols = _schedule_columns(values, frames)
     cols["frame"] = frames.astype(np.int64)
-    cols.update(prompt_columns(result, n))
+    cols.update(prompt_columns(prompts, negatives, n))
     cols["prompt_from"], cols["prompt_blend"] = crossfade(cols["prompt"], s.prompt_crossfade)
     cols["negative_prompt_from"], cols["negative_blend"] = crossfade(cols["negative_prompt"], s.prompt_crossfade)
     cadence = 1 if s.mode == "video" else int(s.cadence)
@@ -207,14 +211,13 @@ def _independent_txt2img_rows(cols: dict[str, np.ndarray], count: int) -> dict[s
     return cols
 
 
-def _stills(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _stills(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed
+            ) -> dict[str, np.ndarray]:
     """One row per image: each prompt × images_per_prompt, seeds advancing per image."""
-    s = result.settings
     per = int(s.images_per_prompt)
-    prompts = result.prompts
     frames_of = [f for f, _ in prompts]
     count = len(prompts) * per
-    neg_at = forward_fill(result.negatives, max(frames_of) + 1 if frames_of else 1)
+    neg_at = forward_fill(negatives, max(frames_of) + 1 if frames_of else 1)
     rows = np.array([min(f, len(values["steps"]) - 1) for f in frames_of for _ in range(per)], dtype=np.int64)
     cols = _schedule_columns(values, rows)
     pos, negs = [], []
@@ -232,15 +235,15 @@ def _stills(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, n
     return _independent_txt2img_rows(cols, count)
 
 
-def _interpolation(result: CompileResult, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _interpolation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed
+                   ) -> dict[str, np.ndarray]:
     """Every row a txt2img with the same seed; the embedding moves between consecutive prompts.
 
     With interpolate_key_frames, rows are frames 0..last key and the blend follows the key frames;
     otherwise interpolate_x_frames rows sit between each pair. Every pair is rendered (Deforum's
     for/else bug renders only the last) and negatives are blended too (Deforum ignores them)."""
-    s = result.settings
-    pos_keys = [(f, split_neg(t)) for f, t in result.prompts]
-    neg_ff = forward_fill(result.negatives, max([f for f, _ in pos_keys] + [0]) + 1)
+    pos_keys = [(f, split_neg(t)) for f, t in prompts]
+    neg_ff = forward_fill(negatives, max([f for f, _ in pos_keys] + [0]) + 1)
     texts = [(f, p, join_negatives(neg_ff[f], n)) for f, (p, n) in pos_keys]
     rows: list[tuple[int, int, float]] = []  # (index of from-prompt, index of to-prompt, blend)
     if s.interpolate_key_frames:

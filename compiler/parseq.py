@@ -20,10 +20,10 @@ from importlib import metadata
 
 import numpy as np
 
+from ..table import FrameTable
 from . import catalogue as cat
 from .catalogue import Param
 from .deforum import ImportResult, SettingsError, load_settings, number_text, quote
-from .frametable import FrameTable
 from .lower import split_neg
 
 # Deforum's parseq_adapter reads these from `X_delta` when parseq_use_deltas is on

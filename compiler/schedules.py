@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dsl import ir
+from .expressions import evaluate_frames
 
 CURVES = ("linear", "step", "ease_in", "ease_out", "ease_in_out", "cubic")
 
@@ -49,8 +50,6 @@ def _catmull_rom(p0: float, p1: float, p2: float, p3: float, w: np.ndarray) -> n
 
 def evaluate_keys(keys: list[ResolvedKey], frames: int, env: Mapping[str, float]) -> np.ndarray:
     """One value per frame (float64) from keys already sorted by frame."""
-    from .expressions import evaluate_frames
-
     keys = [k for k in keys if 0 <= k.frame < frames]
     out = np.empty(frames, dtype=np.float64)
     if not keys:
@@ -84,20 +83,3 @@ def evaluate_keys(keys: list[ResolvedKey], frames: int, env: Mapping[str, float]
             out[k.frame:stop] = v0 + (v1 - v0) * ease(k.curve, w)
         out[k.frame] = v0
     return out
-
-
-def evaluate_schedule_text(text: str, frames: int, *, fps: float = 15.0, bpm: float | None = None,
-                           seed: int = 42) -> np.ndarray:
-    """Evaluate one schedule written as in a scene (`0:(1), 10:(2)` or `1.02`): a convenience for tests,
-    benchmarks and tools. Raises DfmError on a bad schedule."""
-    from ..dsl.diagnostics import DfmError
-    from .compile import compile_source
-
-    src = f"dfm 1\nframes {frames}\nfps {fps!r}\nseed {seed}\n" + (f"bpm {bpm!r}\n" if bpm else "")
-    # translation_x has no range, so any finite value is valid and only real errors remain
-    src += f'prompt 0 "x"\ntranslation_x {text}\n'
-    result = compile_source(src, "<schedule>", schedules_only=True)
-    errors = [d for d in result.diagnostics if d.is_error]
-    if errors or result.values is None:
-        raise DfmError(errors or result.diagnostics)
-    return result.values["translation_x"]

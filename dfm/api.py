@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .compiler.compile import CompileResult, compile_source
-from .compiler.frametable import FrameTable
+import numpy as np
+
+from .compiler.compile import CompileResult, compile_source, schedule_values
 from .dsl import ir
 from .dsl.diagnostics import DfmError, Diagnostic
 from .dsl.parser import ParseResult
 from .dsl.parser import parse as _parse
+from .table import FrameTable
 
 
 def parse(text: str, path: str = "<string>") -> ParseResult:
@@ -45,6 +47,17 @@ def compile_file(path: str | Path) -> FrameTable:
     return compile_text(p.read_text(encoding="utf-8"), str(p))
 
 
+def evaluate_schedule(text: str, frames: int, *, fps: float = 15.0, bpm: float | None = None,
+                      seed: int = 42) -> np.ndarray:
+    """One schedule written as in a scene (`0:(1), 10:(2)` or `1.02`), one float64 per frame; raises
+    DfmError on a bad schedule. For tools, tests and benchmarks."""
+    values, diagnostics = schedule_values(text, frames, fps=fps, bpm=bpm, seed=seed)
+    errors = [d for d in diagnostics if d.is_error]
+    if errors or values is None:
+        raise DfmError(errors or diagnostics)
+    return values
+
+
 def render(table: FrameTable, out_dir: str | Path, **kwargs):
     """Render a compiled table (see dfm.runtime.render.render for the options)."""
     from .runtime.render import render as _render
@@ -52,4 +65,5 @@ def render(table: FrameTable, out_dir: str | Path, **kwargs):
     return _render(table, Path(out_dir), **kwargs)
 
 
-__all__ = ["parse", "check_text", "compile_text", "compile_file", "compile_result", "render", "ir", "DfmError"]
+__all__ = ["parse", "check_text", "compile_text", "compile_file", "compile_result", "evaluate_schedule", "render", "ir",
+           "DfmError"]

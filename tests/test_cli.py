@@ -77,7 +77,7 @@ def test_compile_formats(scene, tmp_path, capsys):
     out = tmp_path / "t.json"
     assert main(["compile", path, "-o", str(out), "--format", "json"]) == 0
     data = json.loads(out.read_text())
-    assert data["format_version"] == 1 and data["frames"] == 6 and data["columns"]["zoom"][-1] == 1.05
+    assert data["format_version"] == 2 and data["frames"] == 6 and data["columns"]["zoom"][-1] == 1.05
     assert main(["compile", scene(BAD, "b.dfm")]) == 1
 
 

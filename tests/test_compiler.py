@@ -5,11 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from dfm.compiler.frametable import FrameTable
+from dfm.compiler import catalogue as cat
 from dfm.compiler.lower import cadence_plan, effective_steps, seed_sequence, split_neg
 from dfm.dsl.diagnostics import DfmError
 
 from dfm.api import compile_text
+from dfm.table import DERIVED_COLUMNS, FORMAT_VERSION, FrameTable, MissingSetting, TableError
 
 
 def table(body: str, frames: int = 10) -> FrameTable:
@@ -168,16 +169,40 @@ def test_csv_header_and_rows():
     assert rows[9]["zoom"] == "1.9" and rows[0]["prompt"] == 'a, "quoted"'
 
 
-def test_json_round_trip_and_format_version():
-    t = table('prompt 0 "a"\nzoom 0:(1), 9:(1.9)\n')
+def test_json_round_trip_keeps_every_type_the_settings_and_the_hash():
+    t = table('prompt 0 "a"\nzoom 0:(1), 9:(1.9)\nsteps 0:(20), 9:(30)\n')
     data = json.loads(json.dumps(t.to_json()))
-    assert data["format_version"] == 1 and len(data["source_hash"]) == 64 and data["settings"]["fps"] == 15
+    assert data["format_version"] == FORMAT_VERSION and len(data["source_hash"]) == 64
+    assert data["settings"]["fps"] == 15 and data["types"]["steps"] == "int"
     back = FrameTable.from_json(data)
+    assert back.types == t.types and back.settings == t.settings
     for k in t.names:
         assert list(back[k]) == list(t[k]), k
+    # an int schedule stays int through JSON, so the table's identity does too
+    assert back["steps"].dtype == np.int64 and back.content_hash() == t.content_hash()
     data["format_version"] = 99
-    with pytest.raises(ValueError, match="format_version"):
+    with pytest.raises(TableError, match="format_version"):
         FrameTable.from_json(data)
+
+
+def test_a_compiled_table_carries_every_catalogue_setting_frozen():
+    t = table('prompt 0 "a"\n')
+    assert {p.name for p in cat.SETTINGS} <= set(t.settings)
+    assert t.settings.color_coherence == cat.BY_NAME["color_coherence"].default
+    with pytest.raises(MissingSetting, match="no_such_setting"):
+        _ = t.settings.no_such_setting
+    with pytest.raises(AttributeError):
+        t.settings.fps = 30
+
+
+def test_column_types_follow_the_catalogue_and_the_contract():
+    t = table('prompt 0 "a"\n')
+    for p in cat.SCHEDULES:
+        assert t.types[p.name] is p.column_type, p.name
+    for name, kind in DERIVED_COLUMNS.items():
+        assert t.types[name] is kind, name
+    with pytest.raises(TableError, match="contract"):
+        FrameTable({**t.columns, "seed": t["seed"].astype(np.float64)}, t.settings)
 
 
 def test_compile_raises_with_every_diagnostic():

@@ -18,9 +18,10 @@ import re
 
 import numpy as np
 import pytest
-from dfm.compiler.schedules import evaluate_schedule_text
 from dfm.dsl.diagnostics import DfmError
 from numpy.testing import assert_allclose
+
+from dfm.api import evaluate_schedule as evaluate_schedule_text
 
 numexpr = pytest.importorskip("numexpr")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dfm.compiler.frametable import FrameTable, Settings
 
 from dfm.plot import build_figure, plot_table, varying_columns
+from dfm.table import FrameTable, Settings
 
 N = 40
 

@@ -381,7 +381,7 @@ def make_table(n: int, **overrides):
     `cadence` frames, each tween blending the previous and newest diffusions), seeds iter from `seed`,
     effective_steps = int((1 - strength) * steps) (frame 0: steps). Keyword arguments naming a column set it
     (a scalar or a sequence); the others are settings."""
-    from dfm.compiler.frametable import FrameTable, Settings
+    from dfm.table import FrameTable, Settings
 
     settings = dict(SETTING_DEFAULTS)
     cols: dict[str, np.ndarray] = {}

@@ -1,0 +1,300 @@
+"""The FrameTable: the typed contract between the compiler, which writes it, and the runtime, which reads it.
+
+Owned by neither stage (numpy only, no catalogue, no torch): `compiler/` builds a table, `runtime/`
+executes one, `dfm/` prints, plots and ships it. Row *i* holds everything the runtime does on frame *i*.
+
+- **Columns** are numpy arrays of one of four types (`ColumnType`): float64, int64, bool, or text
+  (object arrays of str). A table says each column's type itself; the JSON form records it, so a table
+  read back is the table that was written (an int schedule stays int, and so does `content_hash`).
+  The compiler types each schedule column from its catalogue row; the columns the compiler derives
+  (`frame`, `seed`, `diffused`, `tween` …) are declared here in `DERIVED_COLUMNS`, because they are the
+  contract itself, not parameters.
+- **Settings** are the scene's static settings, fully resolved (every catalogue setting present, defaults
+  filled in) and frozen. The runtime reads `settings.color_coherence`; it never supplies a default of
+  its own, so a table read from JSON renders exactly as the compiled one.
+
+docs/frametable.md lists every column.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+FORMAT_VERSION = 2
+
+
+class TableError(ValueError):
+    """A table that breaks the contract: what is wrong and how to fix it."""
+
+    def __init__(self, message: str, help: str = "recompile the scene with this dfm (`dfm compile`)"):
+        super().__init__(message)
+        self.message = message
+        self.help = help
+
+
+class MissingSetting(TableError, AttributeError):
+    """`settings.name` for a setting the table does not carry."""
+
+
+class ColumnType(str, Enum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    TEXT = "text"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(_DTYPES[self])
+
+    def array(self, values) -> np.ndarray:
+        """`values` as a column of this type (text: an object array of str)."""
+        if self is ColumnType.TEXT:
+            out = np.empty(len(values), dtype=object)
+            out[:] = [str(v) for v in values]
+            return out
+        return np.asarray(values, dtype=_DTYPES[self])
+
+
+_DTYPES = {ColumnType.FLOAT: np.float64, ColumnType.INT: np.int64, ColumnType.BOOL: np.bool_,
+           ColumnType.TEXT: object}
+
+
+def column_type(values: np.ndarray) -> ColumnType:
+    """The contract type of a column array; anything else (float32, int32, a nested array) is refused."""
+    dt = values.dtype
+    for t, want in _DTYPES.items():
+        if dt == np.dtype(want):
+            return t
+    raise TableError(f"a FrameTable column has dtype {dt}; columns are float64, int64, bool or text",
+                     "build the column with ColumnType.array")
+
+
+F, I, B, T = ColumnType.FLOAT, ColumnType.INT, ColumnType.BOOL, ColumnType.TEXT
+
+# The columns the compiler derives and the runtime reads besides the parameter schedules.
+DERIVED_COLUMNS: dict[str, ColumnType] = {
+    "frame": I,  # the frame index (stills: the image index)
+    "time": F,  # seconds: frame / fps
+    "prompt": T, "negative_prompt": T,  # the text in force
+    "prompt_from": T, "prompt_blend": F,  # embedding = lerp(E(prompt_from), E(prompt), prompt_blend)
+    "negative_prompt_from": T, "negative_blend": F,
+    "seed": I,  # the seed of the diffusion the frame shows
+    "diffused": B,  # denoised (else a cadence tween)
+    "effective_steps": I,  # denoising steps actually run
+    "tween": F, "tween_from": I, "tween_to": I,  # written = (1 - tween) D[tween_from] + tween D[tween_to]
+    "cam_angle": F, "cam_zoom": F, "cam_x": F, "cam_y": F, "cam_z": F,  # the accumulated camera
+    "cam_rx": F, "cam_ry": F, "cam_rz": F,
+}
+
+
+class Settings(Mapping):
+    """The scene's static settings by catalogue name, frozen, read as attributes: ``settings.fps``.
+
+    Every setting is present (the compiler fills in the defaults); reading one the table lacks raises
+    MissingSetting, never a silent default."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, object]):
+        object.__setattr__(self, "_values", {k: _frozen(v) for k, v in values.items()})
+
+    def __getitem__(self, key: str) -> object:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise MissingSetting(f"the table has no setting `{name}`") from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Settings are frozen: build a new one with Settings({**old, name: value})")
+
+    def __reduce__(self):
+        return (Settings, (self._values,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_json(), sort_keys=True, default=str))
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"
+
+    def replace(self, **changes: object) -> Settings:
+        return Settings({**self._values, **changes})
+
+    @property
+    def width(self) -> int:
+        return int(self.size[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.size[1])
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
+
+
+def _frozen(v: object) -> object:
+    return tuple(_frozen(x) for x in v) if isinstance(v, list | tuple) else v
+
+
+@dataclass
+class FrameTable:
+    columns: dict[str, np.ndarray]
+    settings: Settings
+    source_hash: str = ""
+    source_path: str = ""
+    format_version: int = FORMAT_VERSION
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lengths = {len(v) for v in self.columns.values()}
+        if len(lengths) > 1:
+            raise TableError(f"FrameTable columns differ in length: {sorted(lengths)}")
+        if not isinstance(self.settings, Settings):
+            self.settings = Settings(self.settings)
+        for name, values in self.columns.items():
+            got = column_type(values)
+            want = DERIVED_COLUMNS.get(name)
+            if want is not None and got is not want:
+                raise TableError(f"column `{name}` is {got.value}; the contract makes it {want.value}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def types(self) -> dict[str, ColumnType]:
+        return {k: column_type(v) for k, v in self.columns.items()}
+
+    def require(self, names) -> None:
+        """Raise TableError unless every column in `names` is present."""
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise TableError(f"the table has no column {', '.join(f'`{n}`' for n in missing)}")
+
+    def with_columns(self, **columns) -> FrameTable:
+        """A copy with some columns replaced (each cast to the type of the column it replaces)."""
+        cols = dict(self.columns)
+        for k, v in columns.items():
+            values = list(v) if isinstance(v, list | tuple | np.ndarray) else [v] * len(self)
+            if k in cols:
+                t = column_type(cols[k])
+            elif all(isinstance(x, str) for x in values):
+                t = T
+            else:
+                t = column_type(np.asarray(values))
+            cols[k] = t.array(values)
+        return FrameTable(cols, self.settings, self.source_hash, self.source_path, self.format_version,
+                          dict(self.meta))
+
+    def row(self, i: int) -> dict[str, object]:
+        """One frame's values as plain Python scalars."""
+        return {k: _scalar(v[i]) for k, v in self.columns.items()}
+
+    def rows(self) -> Iterator[dict[str, object]]:
+        for i in range(len(self)):
+            yield self.row(i)
+
+    def distinct_prompts(self) -> list[tuple[str, str]]:
+        """Every (positive, negative) text pair the render must encode, in first-use order."""
+        seen: dict[tuple[str, str], None] = {}
+        for col, neg in (("prompt", "negative_prompt"), ("prompt_from", "negative_prompt_from")):
+            if col in self.columns:
+                for p, n in zip(self.columns[col], self.columns[neg], strict=True):
+                    seen.setdefault((str(p), str(n)), None)
+        return list(seen)
+
+    # ---- serialisation -------------------------------------------------------------------------
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.names)
+        for i in range(len(self)):
+            w.writerow([_csv_cell(self.columns[k][i]) for k in self.names])
+        return buf.getvalue()
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "source_hash": self.source_hash,
+            "source_path": self.source_path,
+            "frames": len(self),
+            "settings": self.settings.to_json(),
+            "meta": self.meta,
+            "types": {k: t.value for k, t in self.types.items()},
+            "columns": {k: [_scalar(x) for x in v] for k, v in self.columns.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> FrameTable:
+        if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
+            found = data.get("format_version") if isinstance(data, Mapping) else None
+            raise TableError(f"table format_version {found!r} is not {FORMAT_VERSION}")
+        try:
+            types = {k: ColumnType(v) for k, v in data["types"].items()}
+            columns = {k: types[k].array(v) for k, v in data["columns"].items()}
+            settings = Settings(data["settings"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise TableError(f"the table JSON is malformed: {e}") from None
+        return cls(columns, settings, data.get("source_hash", ""), data.get("source_path", ""),
+                   data["format_version"], dict(data.get("meta", {})))
+
+    def content_hash(self) -> str:
+        """sha256 of what a render depends on: the columns, their types and the settings (not the source
+        text or path, which a comment or a move changes without changing a frame)."""
+        data = self.to_json()
+        key = {k: data[k] for k in ("format_version", "settings", "types", "columns")}
+        text = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+
+def _scalar(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _csv_cell(x: object) -> str:
+    x = _scalar(x)
+    if isinstance(x, bool):
+        return "1" if x else "0"
+    if isinstance(x, float):
+        return repr(x)
+    return str(x)
+
+
+__all__ = ["DERIVED_COLUMNS", "FORMAT_VERSION", "ColumnType", "FrameTable", "MissingSetting", "Settings",
+           "TableError", "column_type"]
