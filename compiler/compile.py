@@ -8,6 +8,7 @@ the FrameTable (`lower.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -628,8 +629,6 @@ def _out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:
 
 def _respan(node, span: ir.Span):
     """The same value with every span replaced (for a schedule reparsed from inside a string)."""
-    import dataclasses
-
     if not dataclasses.is_dataclass(node):
         return node
     changes = {}

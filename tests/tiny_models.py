@@ -360,13 +360,14 @@ translation_x 0:(1)
 amount 0:(0.2)
 """
 
-# the catalogue's defaults (one definition per fact), with what small, fast test renders want on top
-SCHEDULE_DEFAULTS = {p.name: p.default for p in catalogue.SCHEDULES} | {"strength": 0.5, "steps": 4}
-SETTING_DEFAULTS = {p.name: p.default for p in catalogue.SETTINGS} | {
+# What small, fast test renders want on top of the catalogue's defaults (one definition per fact): tiny
+# frames, few steps, a sampler without ancestral noise, and no colour matching or depth model unless a
+# test asks for one.
+TEST_SCHEDULES = {"strength": 0.5, "steps": 4}
+TEST_SETTINGS = {
     "size": (64, 64),
     "fps": 12.0,
     "model": "",
-    "model_sha256": None,
     "sampler": "euler",
     "seed": 7,
     "color_coherence": "none",
@@ -376,50 +377,27 @@ SETTING_DEFAULTS = {p.name: p.default for p in catalogue.SETTINGS} | {
 }
 
 
-def make_table(n: int, **overrides):
-    """A FrameTable of `n` rows as the compiler would make it: Deforum cadence (diffusions every
-    `cadence` frames, each tween blending the previous and newest diffusions), seeds iter from `seed`,
-    effective_steps = int((1 - strength) * steps) (frame 0: steps). Keyword arguments naming a column set it
-    (a scalar or a sequence); the others are settings."""
-    from dfm.table import FrameTable, Settings
+def make_table(n: int, prompt: str = "a red cat", **overrides):
+    """A FrameTable of `n` rows built by the compiler's own lowering (`compiler.lower.build_table`): the
+    catalogue's defaults, TEST_SCHEDULES/TEST_SETTINGS on top, then `overrides`. A keyword naming a
+    schedule sets its per-frame values (a scalar or a sequence); any other keyword is a setting. Stills
+    make `n` images of `prompt`; interpolation moves from `prompt` to "a blue dog" over `n` rows."""
+    from dfm.compiler.lower import build_table
 
-    settings = dict(SETTING_DEFAULTS)
-    cols: dict[str, np.ndarray] = {}
-    for k, v in SCHEDULE_DEFAULTS.items():
-        cols[k] = np.full(n, v, dtype=np.int64 if k in ("steps", "kernel") else np.float64)
-    text = {"prompt": "a red cat", "negative_prompt": "", "prompt_from": "", "negative_prompt_from": ""}
-    for k, v in text.items():
-        cols[k] = np.array([v] * n, dtype=object)
-    cols["prompt_blend"] = np.ones(n)
-    cols["negative_blend"] = np.ones(n)
-    for k, v in overrides.items():
-        if k in cols:
-            arr = (
-                np.asarray(v, dtype=cols[k].dtype)
-                if not isinstance(v, str)
-                else np.array([v] * n, dtype=object)
-            )
-            cols[k] = np.broadcast_to(arr, (n,)).copy()
+    from dfm.table import Settings
+
+    values = {p.name: np.full(n, float(p.default)) for p in catalogue.SCHEDULES}
+    settings = {**catalogue.setting_defaults(), "model_sha256": None, **TEST_SETTINGS}
+    for k, v in {**TEST_SCHEDULES, **overrides}.items():
+        if k in values:
+            values[k] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
         else:
             settings[k] = v
-    c = int(settings["cadence"]) if settings["mode"] in ("2d", "3d") else 1
-    frame = np.arange(n)
-    diffused = frame % c == 0
-    seg = frame - frame % c
-    cols["frame"] = frame
-    cols["time"] = frame / float(settings["fps"])
-    cols["diffused"] = diffused
-    cols["tween_to"] = seg.astype(np.int64)
-    cols["tween_from"] = np.where(seg >= c, seg - c, -1).astype(np.int64)
-    cols["tween"] = np.where(cols["tween_from"] >= 0, (frame - seg + 1) / c, 1.0)
-    k = np.cumsum(diffused) - 1  # index of the diffusion each frame shows
-    cols["seed"] = (int(settings["seed"]) + k).astype(np.int64)
-    steps, strength = cols["steps"], cols["strength"]
-    pairs = zip(strength, steps, strict=True)
-    eff = np.array([int((1.0 - float(s)) * int(t)) for s, t in pairs], dtype=np.int64)
-    if settings["mode"] in ("none", "interpolation"):
-        eff = steps.copy()
-    elif not settings["init_image"] and settings["mode"] != "video":  # video frame 0 starts from its input
-        eff[0] = steps[0]
-    cols["effective_steps"] = np.where(diffused, eff, 0).astype(np.int64)
-    return FrameTable(cols, Settings(settings))
+    prompts = [(0, prompt)]
+    if settings["mode"] == "none":
+        settings["images_per_prompt"] = n
+    elif settings["mode"] == "interpolation":
+        prompts.append((n - 1, "a blue dog"))
+        settings["interpolate_x_frames"] = n - 2
+    settings.update(frames=n, duration=n / settings["fps"], prompt_crossfade=0)
+    return build_table(Settings(settings), values, prompts, [])
