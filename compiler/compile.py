@@ -29,6 +29,10 @@ from .lower import source_hash
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
 
+# the table's accumulated camera columns and the motion schedule each one adds up
+ACCUMULATED = {"cam_angle": "angle", "cam_zoom": "zoom", "cam_x": "translation_x", "cam_y": "translation_y",
+               "cam_z": "translation_z", "cam_rx": "rotation_3d_x", "cam_ry": "rotation_3d_y",
+               "cam_rz": "rotation_3d_z"}
 BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -152,8 +156,11 @@ class _Compiler:
         self.result.values = values
         if schedules_only or not build_table or self.result.errors:
             return
-        self.result.table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
-                                        source=self.scene.source, path=self.path)
+        with np.errstate(all="ignore"):  # an overflow is reported below, never as a numpy warning
+            table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
+                                source=self.scene.source, path=self.path)
+        if self.check_finite(table):
+            self.result.table = table
 
     def check_version(self) -> None:
         v = self.scene.version
@@ -305,13 +312,30 @@ class _Compiler:
             return None
         return (t[0], t[1], v.span)
 
-    def path_value(self, p: Param, v: ir.String) -> str:
+    def path_value(self, p: Param, v: ir.String) -> str | None:
         raw = os.path.expanduser(v.value)
         full = Path(raw) if os.path.isabs(raw) or self.base_dir is None else self.base_dir / raw
-        if self.base_dir is not None and not full.exists() and p.name != "output_dir":
-            self.warn("DFM403", f"{p.name}: `{v.value}` does not exist (yet)", v.span, parameter=p.name,
-                      help="paths are relative to the scene file; `dfm render` needs it to exist")
+        if self.base_dir is not None and p.name != "output_dir":
+            found = self.exists(p.name, full, v)
+            if found is None:
+                return None
+            if not found:
+                self.warn("DFM403", f"{p.name}: `{v.value}` does not exist (yet)", v.span, parameter=p.name,
+                          help="paths are relative to the scene file; `dfm render` needs it to exist")
         return str(full)
+
+    def exists(self, name: str, path: Path, v: ir.String) -> bool | None:
+        """Whether `path` exists; None after a diagnostic when the OS cannot even tell (a name too long,
+        a NUL byte, a permission error)."""
+        try:
+            if "\0" in str(path):  # Path.exists() says False; opening it later would raise
+                raise ValueError("it holds a NUL character")
+            return path.exists()
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self.err("DFM403", f"{name}: the path `{v.value[:60]}{'…' if len(v.value) > 60 else ''}` cannot be "
+                     f"used: {why}", v.span, parameter=name, help="write the path of an existing file")
+            return None
 
     def seed_setting(self, p: Param, st: ir.Statement):
         args = list(st.args)
@@ -369,7 +393,10 @@ class _Compiler:
         if local and self.base_dir is not None:
             full = Path(os.path.expanduser(value))
             full = full if full.is_absolute() else self.base_dir / full
-            if not full.exists():
+            found = self.exists("model", full, args[0])
+            if found is None:
+                return None
+            if not found:
                 self.warn("DFM403", f"model `{value}` does not exist", args[0].span, parameter="model",
                           help="paths are relative to the scene file; or pass --model to dfm render")
             return str(full)
@@ -428,7 +455,15 @@ class _Compiler:
             self.err("DFM204", f"{shown} in beats but the scene sets no bpm", span, parameter=p_name,
                      help="add `bpm 120` (your tempo)")
             return None
-        return frames_of(amount, unit, settings["fps"], settings.get("bpm"))
+        frame = frames_of(amount, unit, settings["fps"], settings.get("bpm"))
+        if not 0 <= frame <= cat.MAX_FRAMES:
+            shown = text or f"{amount:g}"
+            shown = shown if len(shown) <= 24 else shown[:20] + "…"
+            count = f"{frame} frames" if abs(frame) < 2**62 else "more frames than any scene"
+            self.err("DFM104", f"`{p_name}`: `{shown}` is {count}, outside 0 .. {cat.MAX_FRAMES}", span,
+                     parameter=p_name, help=f"a scene has at most {cat.MAX_FRAMES} frames")
+            return None
+        return frame
 
     def resolve_schedules(self, settings: dict) -> dict[str, list[ResolvedKey]]:
         out: dict[str, list[ResolvedKey]] = {}
@@ -511,7 +546,8 @@ class _Compiler:
                 self.err("DFM301", f"two `{name}` statements at frame {frame}", st.span, parameter=name,
                          frame=frame, note=f"the other is on line {other.span.line}", help="remove one of them")
                 continue
-            if frame >= settings["frames"] and settings["mode"] != "none":
+            # stills take no frame count, and in interpolation mode the prompts make it
+            if frame >= settings["frames"] and settings["mode"] not in ("none", "interpolation"):
                 self.warn("DFM303", f"`{name}` at frame {frame} is past the last frame ({settings['frames'] - 1})",
                           st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
             lists[name].append((frame, text, st))
@@ -530,6 +566,11 @@ class _Compiler:
             count = max(keys) + 1
         else:
             count = (len(keys) - 1) * (settings["interpolate_x_frames"] + 1) + 1
+        if count > cat.MAX_FRAMES:
+            st = next(st for name, st in self.prompt_statements if name == "prompt")
+            self.err("DFM104", f"the prompts make {count} interpolation frames, more than {cat.MAX_FRAMES}",
+                     st.span, parameter="prompt", help="move the last prompt earlier or lower interpolate_x_frames")
+            count = 1
         given = self.settings.get("frames") or self.settings.get("duration")
         if given is not None and settings["frames"] != count:
             self.warn("DFM304", f"in interpolation mode the prompts make {count} frames; "
@@ -571,9 +612,6 @@ class _Compiler:
             if mode not in p.modes:
                 self.warn("DFM304", f"`{p.name}` has no effect in mode {mode}", st.name_span, parameter=p.name,
                           help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")
-        if mode == "video" and values["cadence"] != 1 and "cadence" in self.settings:
-            self.warn("DFM304", "cadence is always 1 in video mode", self.settings["cadence"].statement.span,
-                      parameter="cadence")
         return values
 
     # -- per-frame values
@@ -589,6 +627,23 @@ class _Compiler:
             values[p.name] = arr
         return values
 
+    def check_finite(self, table: FrameTable) -> bool:
+        """Every float the table holds is finite. The schedules were checked frame by frame; what remains
+        are the columns the lowering accumulates (the camera), blamed on the schedule they add up."""
+        ok = True
+        for name, source in ACCUMULATED.items():
+            col = table[name] if name in table else None
+            if col is None or np.isfinite(col).all():
+                continue
+            f = int(np.argmax(~np.isfinite(col)))
+            st = self.schedule_statements.get(source)
+            span = st.span if st is not None else self.scene.statements[0].span
+            self.err("DFM402", f"`{source}` adds up to an infinite camera (`{name}`) at frame {f}", span,
+                     parameter=source, frame=f, note="motion values are per-frame increments that accumulate",
+                     help=f"make `{source}` smaller or the scene shorter")
+            ok = False
+        return ok
+
     def validate_frames(self, p: Param, arr: np.ndarray, keys: list[ResolvedKey]) -> None:
         bad = ~np.isfinite(arr)
         code = "DFM402"
@@ -597,7 +652,13 @@ class _Compiler:
         if not bad.any():
             return
         f = int(np.argmax(bad))
-        key = next((k for k in reversed(keys) if k.frame <= f), keys[0])
+        i = next((i for i in range(len(keys) - 1, -1, -1) if keys[i].frame <= f), 0)
+        key = keys[i]
+        # between two number keys the value heads for the next key: if this key's own value is fine,
+        # the next one pulls the schedule out of range
+        if (code == "DFM401" and key.is_number and i + 1 < len(keys) and f > key.frame
+                and not _out_of_range(p, arr[key.frame:key.frame + 1]).any()):
+            key = keys[i + 1]
         if code == "DFM402":  # blame the key whose own value is not finite, if one is
             key = next((k for k in keys if not np.isfinite(evaluate_frames(k.value, self.env, k.frame,
                                                                               k.frame + 1)[0])), key)

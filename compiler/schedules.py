@@ -76,8 +76,12 @@ def evaluate_keys(keys: list[ResolvedKey], frames: int, env: Mapping[str, float]
             out[k.frame:stop] = _catmull_rom(p0, v0, v1, p3, w)
         elif k.curve == "linear":
             # the same arithmetic as numpy.interp (what pandas' linear fill runs), for bit parity
-            slope = (v1 - v0) / span
-            out[k.frame:stop] = slope * np.arange(span, dtype=np.float64) + v0
+            with np.errstate(over="ignore", invalid="ignore"):
+                slope = (v1 - v0) / span
+            if np.isfinite(slope) or not (np.isfinite(v0) and np.isfinite(v1)):
+                out[k.frame:stop] = slope * np.arange(span, dtype=np.float64) + v0
+            else:  # v1 - v0 overflows (keys near ±1.8e308): the same line, without the difference
+                out[k.frame:stop] = v0 * (1 - w) + v1 * w
             out[k.frame] = v0  # exact at the key, even when the next anchor is infinite
         else:
             out[k.frame:stop] = v0 + (v1 - v0) * ease(k.curve, w)

@@ -139,7 +139,8 @@ def test_per_frame_out_of_range_names_frame_and_value():
     assert d.code == "DFM401" and d.frame == 50 and "1.2" in d.message and d.parameter == "strength"
     assert (d.span.line, d.span.col) == (4, 34)  # the key that produced the value
     d = only("strength 0:(0.5), 40:(1.2)\n")  # interpolation crosses 1 between the keys
-    assert d.frame == 29 and "1.0075" in d.message and (d.span.line, d.span.col) == (4, 10)
+    # ... because of the key it heads for: that key is blamed, not the one in range before it
+    assert d.frame == 29 and "1.0075" in d.message and (d.span.line, d.span.col) == (4, 19)
 
 
 def test_nan_or_infinity_at_a_frame():
