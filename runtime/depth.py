@@ -210,7 +210,7 @@ class DepthEstimator:
         spec: str,
         placement: Placement,
         *,
-        midas_weight: float = 1.0,
+        midas_weight: float,  # the scene's: no default of the runtime's own
         base_dirs: tuple[Path, ...] = (),
         allow_pickle: bool = False,
     ) -> None:

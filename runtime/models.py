@@ -257,7 +257,8 @@ def config_skeleton(path: Path, allow_pickle: bool, workdir: Path) -> Path:
 
 
 class StableDiffusion:
-    """A Stable Diffusion model whose components load on first use, placed on one device."""
+    """A Stable Diffusion model whose components load on first use (or all at once with `load`), placed
+    on one device."""
 
     def __init__(
         self,
@@ -288,12 +289,18 @@ class StableDiffusion:
                     "remove the sha256, or point the model at a .safetensors file",
                 )
             self.sha256 = verify_sha256(source.path, sha256)
+        # the diffusers folder the components load from; None for a single file (one pipeline converts it)
+        self.folder: Path | None = None
         if source.kind == "hub":
             self.folder = hub_snapshot(source.spec, allow_pickle)
         elif source.kind == "folder":
             self.folder = source.path
 
     # -- loading --
+
+    def load(self) -> None:
+        """Load every component a render uses now (the render's load stage) instead of on first use."""
+        _ = self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler_config
 
     @cached_property
     def _single_file_pipeline(self):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..table import FrameTable
 from .output import VideoEncoder, to_uint8
 from .warp import matrix_2d, warp_3d, warp_matrix
 
@@ -51,7 +52,7 @@ def overlay(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def preview_frames(table, device: str = "cpu") -> Iterator[np.ndarray]:
+def preview_frames(table: FrameTable, device: str = "cpu") -> Iterator[np.ndarray]:
     """The card moved by each row's motion, as uint8 RGB frames with the reference overlay.
 
     The per-frame transforms are composed and the original card is warped once per frame, so the
@@ -70,7 +71,7 @@ def preview_frames(table, device: str = "cpu") -> Iterator[np.ndarray]:
         yield overlay(to_uint8(frame).cpu().numpy())
 
 
-def render_preview(table, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
+def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the preview video (H.264 at the scene's fps); returns its path."""
     s = table.settings
     out_path.parent.mkdir(parents=True, exist_ok=True)

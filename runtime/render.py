@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, resume, samplers
 from .depth import DepthEstimator, depth_image
-from .device import pick_device
+from .device import Placement, pick_device
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
 from .output import FrameWriter, VideoEncoder, package_versions, write_json, write_text_atomic
@@ -86,48 +87,84 @@ class PromptEmbeddings:
             self._cache[text] = self._encode(text)
         return self._cache[text]
 
-    def blended(self, text: str, from_text: object, blend: object) -> Tensor:
-        w = 1.0 if blend is None else float(blend)
+    def blended(self, text: str, from_text: str, blend: float) -> Tensor:
+        w = float(blend)
         if w >= 1.0 or not from_text or from_text == text:
             return self(text)
         return torch.lerp(self(str(from_text)), self(text), w)
 
     def for_row(self, row: Mapping[str, object], guided: bool) -> tuple[Tensor, Tensor | None]:
-        cond = self.blended(str(row["prompt"]), row.get("prompt_from"), row.get("prompt_blend"))
+        cond = self.blended(str(row["prompt"]), str(row["prompt_from"]), float(row["prompt_blend"]))
         if not guided:
             return cond, None
         uncond = self.blended(
-            str(row.get("negative_prompt") or ""), row.get("negative_prompt_from"), row.get("negative_blend")
+            str(row["negative_prompt"]), str(row["negative_prompt_from"]), float(row["negative_blend"])
         )
         return cond, uncond
 
 
 # ---- checks before any model loads --------------------------------------------------------------------
 
+# Every setting the runtime reads (the compiler resolves them all; model_sha256 is the compiler's own): a
+# table without one is refused before anything loads, never rendered with a default of the runtime's.
+SETTINGS_READ = (
+    "mode", "size", "fps", "model", "model_sha256", "sampler", "init_image", "border", "perspective_flip",
+    "color_coherence", "color_force_grayscale", "use_depth_warping", "depth_model", "midas_weight",
+    "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
+    "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf",
+)
+# the columns the frame loop reads in every mode, and those of the modes with a camera
+ROW_COLUMNS = (
+    "prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from", "negative_blend",
+    "seed", "diffused", "effective_steps", "steps", "cfg_scale", "tween", "tween_from", "tween_to",
+)
+_INIT_EFFECTS = ("contrast", "kernel", "sigma", "amount", "threshold", "noise")
+MODE_COLUMNS = {
+    "2d": (*_INIT_EFFECTS, "angle", "zoom", "translation_x", "translation_y", "transform_center_x",
+           "transform_center_y", "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma",
+           "perspective_flip_fv"),
+    "3d": (*_INIT_EFFECTS, "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+           "rotation_3d_z", "fov"),
+}
 
-def check_table(table) -> None:
+
+def check_table(table: FrameTable) -> None:
     """Refuse what this runtime cannot render, before loading anything (in video mode this reads the
-    input video's frame count)."""
+    input video's frame count). A table that breaks the contract is a RenderError too."""
+    try:
+        _check_contract(table)
+        _check_values(table)
+    except TableError as e:
+        raise RenderError(e.message, e.help) from None
+
+
+def _check_contract(table: FrameTable) -> None:
     s = table.settings
-    mode = s.get("mode", "2d")
+    missing = [name for name in SETTINGS_READ if name not in s]
+    if missing:
+        raise MissingSetting("the table has no setting " + ", ".join(f"`{name}`" for name in missing))
+    table.require((*ROW_COLUMNS, *MODE_COLUMNS.get(s.mode, ())))
+
+
+def _check_values(table: FrameTable) -> None:
+    s = table.settings
+    mode = s.mode
     if mode not in SUPPORTED_MODES:
         raise RenderError(f"mode {mode!r} is not supported by this runtime", "use one of " + ", ".join(SUPPORTED_MODES))
     if len(table) == 0:
         raise RenderError("the scene has no frames", "set frames (or duration) to at least 1")
-    sampler = s.get("sampler", "euler_a")
-    if sampler not in samplers.SAMPLERS:
+    if s.sampler not in samplers.SAMPLERS:
         raise RenderError(
-            f"sampler {sampler!r} is not available", "use one of " + ", ".join(samplers.SAMPLERS)
+            f"sampler {s.sampler!r} is not available", "use one of " + ", ".join(samplers.SAMPLERS)
         )
-    border = s.get("border", "replicate")
-    if border not in BORDERS:
-        raise RenderError(f"border {border!r} is not known", "use one of " + ", ".join(BORDERS))
-    if s.get("color_coherence", "none") not in effects.COLOR_SPACES:
+    if s.border not in BORDERS:
+        raise RenderError(f"border {s.border!r} is not known", "use one of " + ", ".join(BORDERS))
+    if s.color_coherence not in effects.COLOR_SPACES:
         raise RenderError(
-            f"color_coherence {s.get('color_coherence')!r} is not known",
+            f"color_coherence {s.color_coherence!r} is not known",
             "use one of " + ", ".join(effects.COLOR_SPACES),
         )
-    init = s.get("init_image")
+    init = s.init_image
     if init and not Path(str(init)).is_file():
         raise RenderError(f"init image {init} does not exist", "check the path of init_image")
     width, height = s.width, s.height
@@ -137,26 +174,24 @@ def check_table(table) -> None:
         )
     if mode == "3d":
         for name, allowed in (("padding_mode", PADDING_MODES), ("sampling_mode", SAMPLING_MODES)):
-            if s.get(name, allowed[0]) not in allowed:
-                raise RenderError(f"{name} {s.get(name)!r} is not known", "use one of " + ", ".join(allowed))
+            if s[name] not in allowed:
+                raise RenderError(f"{name} {s[name]!r} is not known", "use one of " + ", ".join(allowed))
     if mode == "video":
         video_selection(s, len(table))
 
 
-def needs_depth(settings) -> bool:
+def needs_depth(settings: Settings) -> bool:
     """Deforum loads a depth model in 3D for depth warping or for saving depth maps."""
-    return settings.get("mode", "2d") == "3d" and bool(
-        settings.get("use_depth_warping", True) or settings.get("save_depth_maps", False)
-    )
+    return settings.mode == "3d" and bool(settings.use_depth_warping or settings.save_depth_maps)
 
 
-def mode_warnings(settings) -> list[str]:
+def mode_warnings(settings: Settings) -> list[str]:
     """Settings the scene sets that this mode does not use."""
-    mode = settings.get("mode", "2d")
+    mode = settings.mode
     out = []
-    if settings.get("save_depth_maps") and mode != "3d":
+    if settings.save_depth_maps and mode != "3d":
         out.append(f"save_depth_maps applies to mode 3d only; no depth maps are written in mode {mode}")
-    if mode == "video" and settings.get("video_mask_path"):
+    if mode == "video" and settings.video_mask_path:
         out.append("video_mask_path is not supported yet and is ignored: every pixel follows the prompt")
     return out
 
@@ -175,17 +210,15 @@ def load_init_image(path: str, width: int, height: int, device: torch.device) ->
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(device)
 
 
-def last_references(table) -> dict[int, int]:
+def last_references(table: FrameTable) -> dict[int, int]:
     """For each diffusion frame, the last row that blends it (cadence) - after that its buffer can go."""
     last: dict[int, int] = {}
     cols = table.columns
-    n = len(table)
     for name in ("tween_from", "tween_to"):
-        if name in cols:
-            for i, k in enumerate(np.asarray(cols[name]).tolist()):
-                if k >= 0:
-                    last[int(k)] = max(last.get(int(k), -1), i)
-    for i in range(n):
+        for i, k in enumerate(np.asarray(cols[name]).tolist()):
+            if k >= 0:
+                last[int(k)] = max(last.get(int(k), -1), i)
+    for i in range(len(table)):
         if bool(cols["diffused"][i]):
             last.setdefault(i, i)
     return last
@@ -199,7 +232,7 @@ class FrameRenderer:
 
     def __init__(
         self,
-        table,
+        table: FrameTable,
         sd: StableDiffusion,
         timer: StageTimer,
         *,
@@ -212,17 +245,17 @@ class FrameRenderer:
         self.sd = sd
         self.timer = timer
         self.device = sd.placement.device
-        self.mode = s.get("mode", "2d")
+        self.mode = s.mode
         self.width, self.height = s.width, s.height
-        self.sampler = s.get("sampler", "euler_a")
-        self.border = s.get("border", "replicate")
-        self.flip = bool(s.get("perspective_flip", False))
-        self.color_space = s.get("color_coherence", "none") or "none"
-        self.grayscale = bool(s.get("color_force_grayscale", False))
-        self.init_image = s.get("init_image")
-        self.padding_mode = s.get("padding_mode", "border")
-        self.sampling_mode = s.get("sampling_mode", "bicubic")
-        self.depth_warping = bool(s.get("use_depth_warping", True))
+        self.sampler = s.sampler
+        self.border = s.border
+        self.flip = bool(s.perspective_flip)
+        self.color_space = s.color_coherence
+        self.grayscale = bool(s.color_force_grayscale)
+        self.init_image = s.init_image
+        self.padding_mode = s.padding_mode
+        self.sampling_mode = s.sampling_mode
+        self.depth_warping = bool(s.use_depth_warping)
         self.depth = depth
         self.video = video
         self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
@@ -359,9 +392,9 @@ class FrameRenderer:
     def compose(self, i: int, row: Mapping[str, object]) -> Tensor:
         """The written frame: (1 - tween)·older + tween·newer, or the newer alone."""
         st = self.state
-        to = int(row.get("tween_to", -1))
-        frm = int(row.get("tween_from", -1))
-        tween = float(row.get("tween", 1.0))
+        to = int(row["tween_to"])
+        frm = int(row["tween_from"])
+        tween = float(row["tween"])
         if to < 0:
             to = st.newest()
         if to is None or to not in st.buffers:
@@ -377,7 +410,7 @@ class FrameRenderer:
 # ---- the whole render -------------------------------------------------------------------------------------
 
 
-def prompt_warnings(table, sd: StableDiffusion) -> list[str]:
+def prompt_warnings(table: FrameTable, sd: StableDiffusion) -> list[str]:
     limit = sd.tokenizer.model_max_length
     out = []
     for text in sorted({t for pair in table.distinct_prompts() for t in pair if t}):
@@ -475,20 +508,178 @@ class _Checkpointer:
         self.saved_next_frame = snap.next_frame
 
 
-def _render_frames(renderer: FrameRenderer, table, start: int, writer: FrameWriter,
-                   checkpointer: _Checkpointer, progress: Callable[[int, int], None] | None) -> None:
+@dataclass(frozen=True)
+class _Output:
+    """Where a render's files go."""
+
+    root: Path
+    save_maps: bool  # depth/ gets one map per frame
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def depth(self) -> Path:
+        return self.root / "depth"
+
+    @property
+    def video(self) -> Path:
+        return self.root / "video.mp4"
+
+    @property
+    def resumable(self) -> tuple[Path, ...]:
+        """The folders whose frames a checkpoint counts on."""
+        return (self.frames, self.depth) if self.save_maps else (self.frames,)
+
+
+class _Writers:
+    """The background writers of a render: frames (feeding the video), depth maps, and the checkpoint
+    queued behind each frame."""
+
+    def __init__(self, table: FrameTable, out: _Output, begin: _Start) -> None:
+        s = table.settings
+        out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
+        video = None
+        if s.save_video and s.mode != "none":  # stills make no video
+            video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf))
+        self.frames = FrameWriter(out.frames, video)
+        self.frames.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
+        self.depth: FrameWriter | None = None
+        if out.save_maps:
+            out.depth.mkdir(exist_ok=True)
+            self.depth = FrameWriter(out.depth)
+        self.checkpoints = _Checkpointer(out.root, begin.fingerprint, self.frames, self.depth, len(table),
+                                         begin.frame)
+
+    @property
+    def on_depth(self) -> Callable[[int, Tensor], None] | None:
+        depth = self.depth
+        return (lambda i, d: depth.put(i, depth_image(d))) if depth is not None else None
+
+    def put(self, i: int, frame: Tensor, state: RenderState) -> None:
+        self.frames.put(i, frame)
+        self.checkpoints.after(state)
+
+    def flush(self) -> None:
+        """After an exception: write what is queued (depth first: the checkpoints wait on it)."""
+        for w in (self.depth, self.frames):
+            if w is not None:
+                w.flush()
+
+    def close(self, timer: StageTimer) -> Path | None:
+        """Wait for every frame, finish the video (returned, or None) and add the writers' times."""
+        frames, depth = self.frames, self.depth
+        with timer("write_wait"):
+            video = frames.close()
+            if depth is not None:
+                depth.close()
+        timer.add("write", frames.seconds + (depth.seconds if depth else 0.0))
+        timer.add("write_queue_wait", frames.wait_seconds + (depth.wait_seconds if depth else 0.0))
+        return video
+
+
+@dataclass(frozen=True)
+class _Calls:
+    """The model call counters at one moment (a report counts this render's calls only)."""
+
+    unet: int
+    text_encoder: int
+    depth: int
+
+    @classmethod
+    def of(cls, sd: StableDiffusion, depth: DepthEstimator | None) -> _Calls:
+        return cls(sd.unet_calls, sd.text_encoder_calls, depth.calls if depth is not None else 0)
+
+
+def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEstimator | None:
+    """The depth model of a render: `depth` where the mode uses one (then it must be given), else None."""
+    if not needs_depth(settings):
+        return None
+    if depth is None:
+        raise RenderError(
+            "this 3D render needs a depth model (use_depth_warping or save_depth_maps)",
+            "pass run_render a DepthEstimator (render() resolves the scene's depth_model)",
+        )
+    return depth
+
+
+def _prepare_output(table: FrameTable, sd: StableDiffusion, depth: DepthEstimator | None, out: _Output,
+                    restart: bool) -> _Start:
+    """Ready the output folder: no temporary files of a killed render, the start found (a checkpoint of
+    this render, else frame 0), no frame files from there on, table.csv written."""
+    out.frames.mkdir(parents=True, exist_ok=True)
+    _clear_temp_files(out.root)
+    begin = _find_start(table, sd, depth, out.root, out.resumable, restart)
+    _clear_old_frames(out.frames, begin.frame)
+    if out.depth.is_dir():
+        _clear_old_frames(out.depth, begin.frame)
+    write_text_atomic(out.root / "table.csv", table.to_csv())
+    return begin
+
+
+def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer) -> None:
+    with timer("load"):
+        if depth is not None:
+            depth.load()
+        sd.load()
+
+
+def _video_input(table: FrameTable, device: torch.device) -> VideoFrames | None:
+    """Video mode's input frames (opened at the first frame; nothing is decoded before)."""
+    s = table.settings
+    if s.mode != "video":
+        return None
+    path = Path(str(s.video_init_path)).expanduser()  # as video_selection reads it
+    return VideoFrames(path, video_selection(s, len(table)), s.width, s.height, device)
+
+
+def _frame_loop(renderer: FrameRenderer, table: FrameTable, start: int, writers: _Writers,
+                progress: Callable[[int, int], None] | None) -> None:
+    """Render rows `start`.. in order, each frame queued with the checkpoint behind it. On any exception
+    the queued frames are good and their checkpoints save work, so they are written (a writer that failed
+    drops its queue instead) and the checkpoint stays for the next run; Ctrl-C becomes RenderInterrupted."""
     n = len(table)
-    with torch.inference_mode():
-        for i in range(start, n):
-            frame = renderer.frame(i, table.row(i))
-            writer.put(i, frame)
-            checkpointer.after(renderer.state)
-            if progress is not None:
-                progress(i + 1, n)
+    try:
+        with torch.inference_mode():
+            for i in range(start, n):
+                frame = renderer.frame(i, table.row(i))
+                writers.put(i, frame, renderer.state)
+                if progress is not None:
+                    progress(i + 1, n)
+    except BaseException as exc:
+        writers.flush()
+        if isinstance(exc, KeyboardInterrupt):
+            raise RenderInterrupted(writers.checkpoints.saved_next_frame, n) from exc
+        raise
+    finally:
+        if renderer.video is not None:
+            renderer.video.close()
+
+
+def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: _Output, writers: _Writers, begin: _Start,
+            timer: StageTimer, before: _Calls, warnings: list[str]) -> RenderReport:
+    """Close the writers (the video is finished) and report what this run did."""
+    video = writers.close(timer)
+    after = _Calls.of(sd, depth)
+    return RenderReport(
+        out_dir=out.root,
+        frames=begin.frame + writers.frames.written,
+        video=video,
+        timings=timer.report(),
+        unet_calls=after.unet - before.unet,
+        text_encoder_calls=after.text_encoder - before.text_encoder,
+        device=str(sd.placement.device),
+        dtype=str(sd.placement.dtype).replace("torch.", ""),
+        warnings=warnings,
+        depth_calls=after.depth - before.depth,
+        depth_maps=(begin.frame if out.save_maps else 0) + (writers.depth.written if writers.depth else 0),
+        resumed_at=begin.frame,
+    )
 
 
 def run_render(
-    table,
+    table: FrameTable,
     sd: StableDiffusion,
     out_dir: Path,
     *,
@@ -500,130 +691,58 @@ def run_render(
     restart: bool = False,
     on_resume: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
-    """Render `table` with an already resolved model (benchmarks and tests pass their own timer).
+    """Render `table` with an already resolved model (render() resolves it; benchmarks and tests pass
+    their own, and their own timer).
 
-    `depth` is the depth model for 3D; without one, the scene's `depth_model` is used when needed.
-    A checkpoint in `out_dir` of the same render is continued (`on_resume(frame, total)` is told)
-    unless `restart`; Ctrl-C raises RenderInterrupted once the frames so far are safely written."""
+    `depth` is the depth model, required where the mode uses one (3D with use_depth_warping or
+    save_depth_maps) and ignored elsewhere. A checkpoint in `out_dir` of the same render is continued
+    (`on_resume(frame, total)` is told) unless `restart`; Ctrl-C raises RenderInterrupted once the frames
+    so far are safely written."""
     check_table(table)
     s = table.settings
+    depth = _depth_in_use(s, depth)
     timer = timer or StageTimer(sd.placement.device)
-    if depth is None and needs_depth(s):
-        depth = depth_estimator(s, sd.placement, s.get("depth_model"), scene_path, sd.allow_pickle)
-    elif not needs_depth(s):
-        depth = None
-    out_dir = Path(out_dir)
-    frames_dir = out_dir / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    depth_dir = out_dir / "depth"
-    save_maps = depth is not None and bool(s.get("save_depth_maps"))
-    folders = (frames_dir, depth_dir) if save_maps else (frames_dir,)
-    _clear_temp_files(out_dir)
-    begin = _find_start(table, sd, depth, out_dir, folders, restart)
-    _clear_old_frames(frames_dir, begin.frame)
-    if depth_dir.is_dir():
-        _clear_old_frames(depth_dir, begin.frame)
+    out = _Output(Path(out_dir), save_maps=depth is not None and bool(s.save_depth_maps))
+
+    begin = _prepare_output(table, sd, depth, out, restart)
     started = time.time()
-    write_text_atomic(out_dir / "table.csv", table.to_csv())
     if begin.checkpoint is not None and on_resume is not None:
         on_resume(begin.frame, len(table))
-
-    with timer("load"):
-        if depth is not None:
-            depth.load()
-        for part in ("tokenizer", "text_encoder", "unet", "vae"):
-            getattr(sd, part)
-        _ = sd.scheduler_config
+    _load_models(sd, depth, timer)
     warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
-    source = None
-    if s.get("mode") == "video":  # opened at the first frame; nothing is decoded before
-        path = Path(str(s["video_init_path"]))
-        source = VideoFrames(path, video_selection(s, len(table)), s.width, s.height, sd.placement.device)
 
-    n = len(table)
-    save_video = bool(s.get("save_video", True)) and s.get("mode", "2d") != "none"  # stills make no video
-    video_path = out_dir / "video.mp4"
-    video_path.unlink(missing_ok=True)  # a stale video would not match the new frames
-    video = (
-        VideoEncoder(video_path, s.width, s.height, float(s.get("fps", 15)), int(s.get("video_crf", 17)))
-        if save_video
-        else None
-    )
-    writer = FrameWriter(frames_dir, video)
-    writer.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
-    depth_writer = None
-    if save_maps:
-        depth_dir.mkdir(exist_ok=True)
-        depth_writer = FrameWriter(depth_dir)
-    renderer = FrameRenderer(
-        table,
-        sd,
-        timer,
-        depth=depth,
-        video=source,
-        on_depth=(lambda i, d: depth_writer.put(i, depth_image(d))) if depth_writer else None,
-    )
+    writers = _Writers(table, out, begin)
+    renderer = FrameRenderer(table, sd, timer, depth=depth, video=_video_input(table, sd.placement.device),
+                             on_depth=writers.on_depth)
     if begin.checkpoint is not None:
         _restore(renderer, begin.checkpoint)
-    checkpointer = _Checkpointer(out_dir, begin.fingerprint, writer, depth_writer, n, begin.frame)
-    writers = [w for w in (depth_writer, writer) if w is not None]  # depth first: checkpoints wait on it
-    unet0, text0 = sd.unet_calls, sd.text_encoder_calls
-    depth0 = depth.calls if depth is not None else 0
-    try:
-        _render_frames(renderer, table, begin.frame, writer, checkpointer, progress)
-    except BaseException as exc:
-        # the queued frames are good and the checkpoints behind them save work: write them (a writer
-        # that failed drops its queue instead), then leave the checkpoint for the next run
-        for w in writers:
-            w.flush()
-        if isinstance(exc, KeyboardInterrupt):
-            raise RenderInterrupted(checkpointer.saved_next_frame, n) from exc
-        raise
-    finally:
-        if source is not None:
-            source.close()
-    with timer("write_wait"):
-        video_out = writer.close()
-        if depth_writer is not None:
-            depth_writer.close()
-    timer.add("write", writer.seconds + (depth_writer.seconds if depth_writer else 0.0))
-    timer.add("write_queue_wait", writer.wait_seconds + (depth_writer.wait_seconds if depth_writer else 0.0))
+    before = _Calls.of(sd, depth)
+    _frame_loop(renderer, table, begin.frame, writers, progress)
 
-    report = RenderReport(
-        out_dir=out_dir,
-        frames=begin.frame + writer.written,
-        video=video_out,
-        timings=timer.report(),
-        unet_calls=sd.unet_calls - unet0,
-        text_encoder_calls=sd.text_encoder_calls - text0,
-        device=str(sd.placement.device),
-        dtype=str(sd.placement.dtype).replace("torch.", ""),
-        warnings=warnings,
-        depth_calls=(depth.calls - depth0) if depth is not None else 0,
-        depth_maps=(begin.frame if save_maps else 0) + (depth_writer.written if depth_writer else 0),
-        resumed_at=begin.frame,
-    )
-    m = manifest(table, sd, report, scene_text, scene_path, started)
-    if depth is not None:
-        m["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
-    write_json(out_dir / "manifest.json", m)
-    resume.remove(out_dir)  # done: nothing is left to resume
+    report = _finish(sd, depth, out, writers, begin, timer, before, warnings)
+    write_json(out.root / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started, depth))
+    resume.remove(out.root)  # done: nothing is left to resume
     return report
 
 
-def depth_estimator(settings, placement, spec: str | None, scene_path: str, allow_pickle: bool) -> DepthEstimator:
-    """The scene's depth model, its folder resolved now (a missing model fails before the SD model loads);
-    relative paths are tried against the scene's folder first."""
+def resolve_depth(settings: Settings, placement: Placement, *, override: str | None, scene_path: str,
+                  allow_pickle: bool) -> DepthEstimator | None:
+    """The depth model a render of these settings uses, its folder resolved now (a missing model fails
+    before the SD model loads); None where the mode uses none. `override` replaces the scene's
+    depth_model; the scene's own relative paths are tried against the scene's folder first."""
+    if not needs_depth(settings):
+        return None
+    spec = override or settings.depth_model
     if not spec:
         raise RenderError(
             "3D needs a depth model for use_depth_warping or save_depth_maps",
             'set depth_model "Intel/dpt-hybrid-midas" (or a local folder), or use_depth_warping off',
         )
-    base_dirs = (Path(scene_path).resolve().parent,) if scene_path else ()
+    base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
     est = DepthEstimator(
         spec,
         placement,
-        midas_weight=float(settings.get("midas_weight", 1.0)),
+        midas_weight=float(settings.midas_weight),
         base_dirs=base_dirs,
         allow_pickle=allow_pickle,
     )
@@ -631,12 +750,31 @@ def depth_estimator(settings, placement, spec: str | None, scene_path: str, allo
     return est
 
 
+def resolve_model(settings: Settings, placement: Placement, *, override: str | None, scene_path: str,
+                  allow_pickle: bool) -> StableDiffusion:
+    """The SD model of a render, found (not loaded): `override` replaces the scene's model, and the
+    scene's sha256 then no longer applies; the scene's own relative paths are tried against its folder."""
+    scene_model = settings.model
+    spec = override or scene_model
+    if not spec:
+        raise RenderError("no model given", "set `model` in the scene or pass --model")
+    sha = settings.model_sha256 if (override is None or override == scene_model) else None
+    base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
+    return StableDiffusion(resolve_source(str(spec), base_dirs), placement, allow_pickle=allow_pickle, sha256=sha)
+
+
 def manifest(
-    table, sd: StableDiffusion, report: RenderReport, scene_text: str, scene_path: str, started: float
+    table: FrameTable,
+    sd: StableDiffusion,
+    report: RenderReport,
+    scene_text: str,
+    scene_path: str,
+    started: float,
+    depth: DepthEstimator | None = None,
 ) -> dict:
     s = table.settings
     src = sd.source
-    return {
+    out = {
         "dfm_manifest": 1,
         "scene": {
             "path": scene_path,
@@ -652,13 +790,13 @@ def manifest(
         "model": {
             "spec": src.spec,
             "kind": src.kind,
-            "path": str(getattr(sd, "folder", None) or src.path or ""),
+            "path": str(sd.folder or src.path or ""),
             "sha256": sd.sha256,
         },
-        "mode": s.get("mode"),
+        "mode": s.mode,
         "size": [s.width, s.height],
-        "fps": s.get("fps"),
-        "sampler": s.get("sampler"),
+        "fps": s.fps,
+        "sampler": s.sampler,
         "device": report.device,
         "dtype": report.dtype,
         "frames": report.frames,
@@ -674,10 +812,13 @@ def manifest(
         "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if depth is not None:
+        out["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
+    return out
 
 
 def render(
-    table,
+    table: FrameTable,
     out_dir: Path,
     *,
     scene_text: str = "",
@@ -703,20 +844,9 @@ def render(
     s = table.settings
     placement = pick_device(device)
     timer = StageTimer(placement.device)
-    depth = None
-    if needs_depth(s):
-        spec = depth_model or s.get("depth_model")
-        depth = depth_estimator(s, placement, spec, scene_path if depth_model is None else "", allow_pickle)
-    scene_model = s.get("model")
-    spec = model or scene_model
-    if not spec:
-        raise RenderError("no model given", "set `model` in the scene or pass --model")
-    sha = s.get("model_sha256") if (model is None or model == scene_model) else None
-    base_dirs = (Path(scene_path).resolve().parent,) if scene_path and model is None else ()
+    depth = resolve_depth(s, placement, override=depth_model, scene_path=scene_path, allow_pickle=allow_pickle)
     with timer("load"):
-        sd = StableDiffusion(
-            resolve_source(str(spec), base_dirs), placement, allow_pickle=allow_pickle, sha256=sha
-        )
+        sd = resolve_model(s, placement, override=model, scene_path=scene_path, allow_pickle=allow_pickle)
     return run_render(
         table,
         sd,

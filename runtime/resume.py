@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..table import FrameTable
 from .output import HostCopy, frame_name, package_versions, write_atomic
 
 STATE_DIR = ".dfm-state"
@@ -45,7 +46,7 @@ def _file_stamp(path: object) -> str:
     return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def fingerprint(table, sd, depth=None) -> dict[str, str]:
+def fingerprint(table: FrameTable, sd, depth=None) -> dict[str, str]:
     """What must be equal for a checkpoint to continue into the same frames an uninterrupted render
     would have written."""
     src = sd.source
@@ -53,14 +54,14 @@ def fingerprint(table, sd, depth=None) -> dict[str, str]:
     s = table.settings
     out = {
         "table": table.content_hash(),
-        "model": f"{src.kind}:{src.spec}:{getattr(sd, 'folder', None) or ''}",
+        "model": f"{src.kind}:{src.spec}:{sd.folder or ''}",
         "model_file": _file_stamp(src.path) if src.kind == "file" else "",
         "model_sha256": sd.sha256 or "",
         "depth_model": f"{depth.spec}:{depth.folder}" if depth is not None else "",
         "device": sd.placement.device.type,
         "dtype": str(sd.placement.dtype),
-        "init_image": _file_stamp(s.get("init_image")),
-        "video_init_path": _file_stamp(s.get("video_init_path")) if s.get("mode") == "video" else "",
+        "init_image": _file_stamp(s.init_image),
+        "video_init_path": _file_stamp(s.video_init_path) if s.mode == "video" else "",
     }
     out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
     return out

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..table import Settings
 from .errors import RenderError
 
 
@@ -66,20 +67,18 @@ def _last_line(e: BaseException) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
-def video_selection(settings, rows: int) -> Selection:
+def video_selection(settings: Settings, rows: int) -> Selection:
     """Check the scene's input video before any model loads, and return the frames it uses.
 
     The table must not have more rows than the selection has frames (dfm refuses rather than rendering a
     shorter video; Deforum takes the frame count from the video instead)."""
-    raw = settings.get("video_init_path")
+    raw = settings.video_init_path
     if not raw:
         raise RenderError("video mode needs an input video", 'set video_init_path "clip.mp4" in the scene')
     path = Path(str(raw)).expanduser()
     if not path.is_file():
         raise RenderError(f"input video {path} does not exist", "check video_init_path")
-    nth = int(settings.get("extract_nth_frame", 1) or 1)
-    start = int(settings.get("extract_from_frame", 0) or 0)
-    to = int(settings.get("extract_to_frame", -1))
+    nth, start, to = int(settings.extract_nth_frame), int(settings.extract_from_frame), int(settings.extract_to_frame)
     if to >= 0 and to < start:
         raise RenderError(
             f"extract_to_frame {to} is before extract_from_frame {start}", "set extract_to_frame -1 for the end"

@@ -104,8 +104,8 @@ def matrix_2d(row: Mapping[str, object], width: int, height: int, flip: bool = F
     """One frame's 2D motion: translate (pixels), then rotate and zoom about the transform centre, then
     the optional perspective flip. Unlike Deforum, the flip keeps the translation (Deforum passes the
     translation matrix as numpy's `out` argument and so drops it)."""
-    cx = float(row.get("transform_center_x", 0.5)) * width
-    cy = float(row.get("transform_center_y", 0.5)) * height
+    cx = float(row["transform_center_x"]) * width
+    cy = float(row["transform_center_y"]) * height
     m = rotation_zoom(float(row["angle"]), float(row["zoom"]), cx, cy)
     m = m @ translation(float(row["translation_x"]), float(row["translation_y"]))
     if flip:

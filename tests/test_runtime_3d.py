@@ -247,7 +247,7 @@ def hf_reference(folder, frame):
 
 @pytest.mark.parametrize("kind", ["dpt", "depth_anything"])
 def test_depth_model_loads_and_matches_transformers_own_preprocessing(depth_models, kind):
-    est = DepthEstimator(str(depth_models[kind]), pick_device("cpu"))
+    est = DepthEstimator(str(depth_models[kind]), pick_device("cpu"), midas_weight=1.0)
     frame = smooth_frame()  # 64×96: not square
     raw = est.raw(frame)
     assert raw.shape == (64, 96) and raw.dtype == torch.float32 and est.calls == 1
@@ -262,9 +262,9 @@ def test_square_only_dpt_is_fed_a_square(depth_models):
     model = AutoModelForDepthEstimation.from_pretrained(str(depth_models["dpt"]))
     with pytest.raises(RuntimeError):  # why the estimator resizes to a square and back
         model(pixel_values=torch.zeros(1, 3, 64, 96))
-    est = DepthEstimator(str(depth_models["dpt"]), pick_device("cpu"))
+    est = DepthEstimator(str(depth_models["dpt"]), pick_device("cpu"), midas_weight=1.0)
     assert est.network_size(64, 96) == (64, 64)
-    anything = DepthEstimator(str(depth_models["depth_anything"]), pick_device("cpu"))
+    anything = DepthEstimator(str(depth_models["depth_anything"]), pick_device("cpu"), midas_weight=1.0)
     assert anything.network_size(64, 96) == (56, 84)  # keeps the aspect ratio, multiples of 14
 
 
@@ -276,10 +276,10 @@ def test_input_size_follows_the_dpt_processor_rule():
 
 def test_depth_units_and_midas_weight(depth_models):
     frame = smooth_frame()
-    dpt = DepthEstimator(str(depth_models["dpt"]), pick_device("cpu"))
+    dpt = DepthEstimator(str(depth_models["dpt"]), pick_device("cpu"), midas_weight=1.0)
     raw = dpt.raw(frame)
     assert torch.allclose(dpt.predict(frame), (50 - raw) / 19, atol=1e-6)  # MiDaS: Deforum's (50 - d) / 19
-    anything = DepthEstimator(str(depth_models["depth_anything"]), pick_device("cpu"))
+    anything = DepthEstimator(str(depth_models["depth_anything"]), pick_device("cpu"), midas_weight=1.0)
     d = anything.predict(frame)
     assert d.min().item() == pytest.approx(1.0, abs=1e-5) and d.max().item() == pytest.approx(50 / 19, abs=1e-5)
     # nearer (larger disparity) is smaller depth

@@ -39,6 +39,14 @@ def test_components_load_lazily(tiny_models):
     assert "text_encoder" in sd.__dict__ and "unet" not in sd.__dict__ and "vae" not in sd.__dict__
 
 
+def test_load_loads_every_component_and_folder_is_always_set(tiny_models):
+    sd = load(tiny_models["folder"])
+    assert sd.folder == tiny_models["folder"].resolve()
+    sd.load()
+    assert {"tokenizer", "text_encoder", "unet", "vae", "scheduler_config"} <= set(sd.__dict__)
+    assert load(tiny_models["safetensors"]).folder is None  # a single file loads through one pipeline
+
+
 def test_ckpt_refused_without_allow_pickle(tiny_models):
     with pytest.raises(RenderError) as e:
         load(tiny_models["ckpt"])
