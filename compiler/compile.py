@@ -24,8 +24,8 @@ from ..table import FrameTable, Settings
 from . import catalogue as cat
 from .catalogue import Kind, Param
 from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
+from .lower import accumulated_camera, source_hash
 from .lower import build_table as lower_table
-from .lower import source_hash
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
 
@@ -154,12 +154,16 @@ class _Compiler:
                      else ir.Span(1, 1, 1, 2, 0, 1), help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
         values = self.evaluate(keys, frames, env)
         self.result.values = values
-        if schedules_only or not build_table or self.result.errors:
+        if schedules_only:
             return
-        with np.errstate(all="ignore"):  # an overflow is reported below, never as a numpy warning
+        with np.errstate(all="ignore"):  # an overflow is reported as a diagnostic, never a numpy warning
+            camera = accumulated_camera(values)  # what check needs of the table: cheap, so check runs it too
+        if not self.check_finite(camera) or not build_table or self.result.errors:
+            return
+        with np.errstate(all="ignore"):
             table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
                                 source=self.scene.source, path=self.path)
-        if self.check_finite(table):
+        if self.check_finite(table.columns):
             self.result.table = table
 
     def check_version(self) -> None:
@@ -627,20 +631,28 @@ class _Compiler:
             values[p.name] = arr
         return values
 
-    def check_finite(self, table: FrameTable) -> bool:
-        """Every float the table holds is finite. The schedules were checked frame by frame; what remains
-        are the columns the lowering accumulates (the camera), blamed on the schedule they add up."""
+    def check_finite(self, columns: dict[str, np.ndarray]) -> bool:
+        """Every float column is finite. The schedules were checked frame by frame; what remains are the
+        columns the lowering accumulates (the camera), each blamed on the schedule it adds up."""
         ok = True
-        for name, source in ACCUMULATED.items():
-            col = table[name] if name in table else None
-            if col is None or np.isfinite(col).all():
+        reported = {d.parameter for d in self.result.errors}
+        for name, col in columns.items():
+            if col.dtype != np.float64 or np.isfinite(col).all():
+                continue
+            source = ACCUMULATED.get(name, name)
+            if source in reported:  # its schedule is already an error at the frame it breaks
+                ok = False
                 continue
             f = int(np.argmax(~np.isfinite(col)))
             st = self.schedule_statements.get(source)
             span = st.span if st is not None else self.scene.statements[0].span
-            self.err("DFM402", f"`{source}` adds up to an infinite camera (`{name}`) at frame {f}", span,
-                     parameter=source, frame=f, note="motion values are per-frame increments that accumulate",
-                     help=f"make `{source}` smaller or the scene shorter")
+            if name in ACCUMULATED:
+                self.err("DFM402", f"`{source}` adds up to an infinite camera (`{name}`) at frame {f}", span,
+                         parameter=source, frame=f, note="motion values are per-frame increments that accumulate",
+                         help=f"make `{source}` smaller or the scene shorter")
+            else:
+                self.err("DFM402", f"the table's `{name}` is not finite at frame {f}", span, parameter=source,
+                         frame=f, help="guard the expression that feeds it, e.g. with `where` or `clamp`")
             ok = False
         return ok
 

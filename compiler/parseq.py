@@ -9,6 +9,10 @@ accumulated camera that Parseq's definition of a delta implies:
 - additive fields: ``X_t = X_{t-1} + d_t`` (a cumulative sum), ``X_0 = d_0``;
 - zoom: Parseq's ``zoom_delta = 1 + (Z_t - Z_{t-1})``, frame 0 the value itself, so
   ``Z_t = Z_{t-1} + (z_t - 1)`` with ``Z_0 = z_0``: an additive accumulation, not a product.
+
+Parseq is a dialect like Deforum's settings (`interop.py`): its names are the catalogue's `parseq=`
+column; a schedule without one, or anything else a manifest cannot carry, goes through
+`Exporter.unsupported` and so into the warnings. The import builds IR statements (`scene_writer`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from importlib import metadata
 
 import numpy as np
 
+from ..dsl import ir
 from ..table import FrameTable
 from . import catalogue as cat
 from .catalogue import Param
-from .deforum import ImportResult, SettingsError, load_settings, number_text, quote
+from .interop import Exporter, ImportResult, SettingsError, load_settings, number_keys, number_text
 from .lower import split_neg
+from .scene_writer import SceneWriter, comment, number, statement, string, word
+from .scene_writer import key as make_key
+from .scene_writer import keys as key_list
 
 # Deforum's parseq_adapter reads these from `X_delta` when parseq_use_deltas is on
 DELTA_FIELDS = frozenset({"angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x",
@@ -44,6 +52,11 @@ def _version() -> str:
 def parseq_fields(table: FrameTable) -> list[Param]:
     """The catalogue schedules Parseq can carry that the table has, in catalogue order."""
     return [p for p in cat.SCHEDULES if p.parseq and p.name in table.columns]
+
+
+def parseq_less(table: FrameTable) -> list[Param]:
+    """The table's schedules that the scene's mode uses and Parseq has no field for."""
+    return [p for p in cat.SCHEDULES if not p.parseq and p.name in table.columns and table.settings.mode in p.modes]
 
 
 def absolute_and_delta(field: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,34 +85,68 @@ def deforum_prompt(positive: str, negative: str) -> str:
 
 def to_parseq_manifest(table: FrameTable, warnings: list[str] | None = None) -> dict:
     """The table as a Parseq manifest; what Parseq cannot say is appended to `warnings`."""
-    s = table.settings
-    n = len(table)
-    fields = parseq_fields(table)
-    columns: dict[str, tuple[list, list, list]] = {}
-    meta: dict[str, dict] = {}
-    for p in fields:
-        integer = p.type == "int"
-        x, d = absolute_and_delta(p.parseq, table[p.name])
-        columns[p.parseq] = (_scalars(x, integer), _scalars(d, integer), [float(v) for v in _pc(x)])
-        meta[p.parseq] = {"min": float(np.min(x)), "max": float(np.max(x)), "isFlat": bool(np.all(x == x[0]))}
-    seeds = np.asarray(table["seed"], dtype=np.int64)
-    columns["seed"] = (_scalars(seeds, True), _scalars(np.diff(seeds, prepend=0), True),
-                       [float(v) for v in _pc(seeds.astype(np.float64))])
-    meta["seed"] = {"min": int(seeds.min()), "max": int(seeds.max()), "isFlat": bool(np.all(seeds == seeds[0]))}
-    frames = [_frame_row(i, table, columns) for i in range(n)]
+    exporter = _ParseqExporter(table)
+    manifest = exporter.manifest()
     if warnings is not None:
-        warnings += _manifest_warnings(table)
-    cadence = 1 if s.mode == "video" else int(s.cadence)
-    managed = [*columns]
-    return {
-        "meta": {"generated_by": "dfm", "version": _version(), "source": table.source_path,
-                 "source_hash": table.source_hash},
-        "options": {"output_fps": float(s.fps), "bpm": float(s.bpm or DEFAULT_BPM), "cadence": cadence},
-        "managedFields": managed,
-        "displayedFields": managed,
-        "rendered_frames": frames,
-        "rendered_frames_meta": meta,
-    }
+        warnings += exporter.warnings
+    return manifest
+
+
+class _ParseqExporter(Exporter):
+    def __init__(self, table: FrameTable):
+        super().__init__()
+        self.table = table
+
+    def manifest(self) -> dict:
+        table = self.table
+        s = table.settings
+        n = len(table)
+        fields = parseq_fields(table)
+        columns: dict[str, tuple[list, list, list]] = {}
+        meta: dict[str, dict] = {}
+        for p in fields:
+            integer = p.type == "int"
+            x, d = absolute_and_delta(p.parseq, table[p.name])
+            columns[p.parseq] = (_scalars(x, integer), _scalars(d, integer), [float(v) for v in _pc(x)])
+            meta[p.parseq] = {"min": float(np.min(x)), "max": float(np.max(x)), "isFlat": bool(np.all(x == x[0]))}
+        seeds = np.asarray(table["seed"], dtype=np.int64)
+        columns["seed"] = (_scalars(seeds, True), _scalars(np.diff(seeds, prepend=0), True),
+                           [float(v) for v in _pc(seeds.astype(np.float64))])
+        meta["seed"] = {"min": int(seeds.min()), "max": int(seeds.max()), "isFlat": bool(np.all(seeds == seeds[0]))}
+        frames = [_frame_row(i, table, columns) for i in range(n)]
+        self.losses()
+        cadence = 1 if s.mode == "video" else int(s.cadence)
+        managed = [*columns]
+        return {
+            "meta": {"generated_by": "dfm", "version": _version(), "source": table.source_path,
+                     "source_hash": table.source_hash},
+            "options": {"output_fps": float(s.fps), "bpm": float(s.bpm or DEFAULT_BPM), "cadence": cadence},
+            "managedFields": managed,
+            "displayedFields": managed,
+            "rendered_frames": frames,
+            "rendered_frames_meta": meta,
+        }
+
+    def losses(self) -> None:
+        """What the manifest cannot carry, each through `unsupported`."""
+        table, mode = self.table, self.table.settings.mode
+        if "prompt_blend" in table.columns and np.any(np.asarray(table["prompt_blend"]) < 1.0):
+            self.unsupported("prompt_blend", "prompt blends (crossfade or interpolation) are written as the prompt "
+                             "being blended towards: Deforum reads one prompt per frame from Parseq")
+        for p in parseq_less(table):
+            values = np.asarray(table[p.name])
+            if p.export == "local" or (isinstance(p.default, (int, float)) and np.all(values == p.default)):
+                continue
+            if not p.deforum:
+                self.unsupported(p, "Parseq has no such field, and Deforum no such setting: left out")
+            elif np.all(values == values[0]):
+                self.unsupported(p, f"Parseq has no such field: Deforum uses its own `{p.deforum}` (set it to "
+                                 f"{number_text(values[0])})")
+            else:
+                self.unsupported(p, f"changes over the scene, and Parseq has no such field: set Deforum's "
+                                 f"`{p.deforum}`")
+        if mode in ("none", "interpolation"):
+            self.unsupported("mode", f"Deforum uses Parseq manifests in 2D, 3D and video modes, not in {mode}")
 
 
 def _frame_row(i: int, table: FrameTable, columns: Mapping[str, tuple[list, list, list]]) -> dict:
@@ -114,19 +161,6 @@ def _frame_row(i: int, table: FrameTable, columns: Mapping[str, tuple[list, list
     return row
 
 
-def _manifest_warnings(table: FrameTable) -> list[str]:
-    out = []
-    if "prompt_blend" in table.columns and np.any(np.asarray(table["prompt_blend"]) < 1.0):
-        out.append("prompt blends (crossfade or interpolation) are written as the prompt being blended towards: "
-                   "Deforum reads one prompt per frame from Parseq")
-    steps = np.asarray(table["steps"])
-    if np.any(steps != steps[0]):
-        out.append("steps change over the scene: Parseq has no steps field; set Deforum's steps schedule")
-    if table.settings.mode in ("none", "interpolation"):
-        out.append(f"mode {table.settings.mode}: Deforum uses Parseq manifests in 2D, 3D and video modes")
-    return out
-
-
 # ---- Parseq → .dfm --------------------------------------------------------------------------------------
 
 
@@ -134,8 +168,6 @@ def from_parseq_manifest(data: Mapping | str | bytes, source: str = "manifest",
                          use_deltas: bool = True) -> ImportResult:
     """A Parseq manifest as a .dfm scene: one key per frame where the values change (collinear runs
     collapse to their end keys), prompts from `deforum_prompt`, fps and cadence from `options`."""
-    from .deforum import format_dfm
-
     data = load_settings(data)
     frames = data.get("rendered_frames")
     if not isinstance(frames, list) or not frames or not all(isinstance(f, Mapping) for f in frames):
@@ -143,15 +175,13 @@ def from_parseq_manifest(data: Mapping | str | bytes, source: str = "manifest",
                             help="export the manifest from Parseq with its rendered frames")
     frames = sorted(frames, key=lambda r: int(r.get("frame", 0)))
     importer = _ParseqImporter(data, frames, use_deltas)
-    text = importer.text(source)
-    from .compile import compile_source
-
-    errors = [d for d in compile_source(text, build_table=False).diagnostics if d.is_error]
+    writer = importer.scene(source)
+    errors = writer.errors()
     if errors:
         raise SettingsError(f"the manifest gives values dfm rejects: {errors[0].message}",
                             help="check the manifest's fields at the frame named")
     fields = {k for k in frames[0]}
-    return ImportResult(format_dfm(text), importer.warnings, importer.mapped & fields, importer.warned & fields)
+    return ImportResult(writer.text(), importer.warnings, importer.mapped & fields, importer.warned & fields)
 
 
 class _ParseqImporter:
@@ -166,24 +196,28 @@ class _ParseqImporter:
     def column(self, name: str) -> np.ndarray:
         return np.array([float(r.get(name, math.nan)) for r in self.frames], dtype=np.float64)
 
-    def text(self, source: str) -> str:
+    def scene(self, source: str) -> SceneWriter:
         options = self.data.get("options") or {}
         mode = "3d" if any(f in self.frames[0] for f in ("translation_z", "rotation_3d_x", "rotation_3d_y",
                                                         "rotation_3d_z", "fov")) else "2d"
         self.warnings.append(f"mode {mode} guessed from the manifest's fields: Parseq does not record it")
-        lines = [f"# imported from {source} (Parseq) by `dfm import`", f"dfm {cat.FORMAT_VERSION}", "",
-                 f"mode {mode}", f"frames {self.n}"]
+        settings = [statement("mode", word(mode)), statement("frames", number(self.n))]
         if options.get("output_fps"):
-            lines.append(f"fps {number_text(float(options['output_fps']))}")
+            settings.append(statement("fps", number(float(options["output_fps"]))))
         if options.get("bpm"):
-            lines.append(f"bpm {number_text(float(options['bpm']))}")
+            settings.append(statement("bpm", number(float(options["bpm"]))))
         if mode in cat.BY_NAME["cadence"].modes and options.get("cadence"):
-            lines.append(f"cadence {int(options['cadence'])}")
-        lines += self.seed() + [""] + self.prompts() + [""] + self.schedules()
+            settings.append(statement("cadence", number(int(options["cadence"]))))
+        writer = SceneWriter()
+        writer.paragraph([comment(f"imported from {source} (Parseq) by `dfm import`"),
+                          statement(cat.VERSION_STATEMENT, number(cat.FORMAT_VERSION))])
+        writer.paragraph(settings + self.seed())
+        writer.paragraph(self.prompts())
+        writer.paragraph(self.schedules())
         self.unknown()
-        return "\n".join(lines) + "\n"
+        return writer
 
-    def seed(self) -> list[str]:
+    def seed(self) -> list[ir.Statement]:
         if "seed" not in self.frames[0]:
             return []
         seeds = self.column("seed")
@@ -192,16 +226,16 @@ class _ParseqImporter:
         if np.any(seeds % 1 != 0):
             self.warnings.append("fractional Parseq seeds (subseed travel) are cut to whole seeds")
         if np.all(seeds.astype(np.int64) == start):
-            return [f"seed {start} fixed"]
+            return [statement("seed", number(start), word("fixed"))]
         self.warnings.append("per-frame Parseq seeds have no dfm equivalent: the seed starts at "
                              f"{start} and follows `iter`")
         self.warned.add("seed")
-        return [f"seed {start} iter"]
+        return [statement("seed", number(start), word("iter"))]
 
-    def prompts(self) -> list[str]:
+    def prompts(self) -> list[ir.Statement]:
         if "deforum_prompt" not in self.frames[0]:
             self.warnings.append("the manifest has no prompts: an empty `prompt 0 \"\"` stands in")
-            return ['prompt 0 ""']
+            return [statement("prompt", number(0), string(""))]
         self.mapped.add("deforum_prompt")
         lines, previous = [], None
         for i, r in enumerate(self.frames):
@@ -210,12 +244,10 @@ class _ParseqImporter:
                 continue
             previous = text
             pos, neg = split_neg(text)
-            lines += [f"prompt {i} {quote(pos)}", f"negative {i} {quote(neg)}"]
+            lines += [statement("prompt", number(i), string(pos)), statement("negative", number(i), string(neg))]
         return lines
 
-    def schedules(self) -> list[str]:
-        from .deforum import number_keys
-
+    def schedules(self) -> list[ir.Statement]:
         lines = []
         for name, p in self.by_parseq.items():
             if name not in self.frames[0]:
@@ -223,8 +255,8 @@ class _ParseqImporter:
             delta = self.use_deltas and name in DELTA_FIELDS and f"{name}_delta" in self.frames[0]
             values = self.column(f"{name}_delta" if delta else name)
             self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
-            keys = number_keys(values, 0, self.n)
-            lines.append(f"{p.name} " + ", ".join(f"{f}:({v})" for f, v in keys))
+            keys = [make_key(f, number(float(v), v)) for f, v in number_keys(values, 0, self.n)]
+            lines.append(statement(p.name, key_list(keys)))
         return lines
 
     def unknown(self) -> None:

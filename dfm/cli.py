@@ -179,7 +179,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .compiler.deforum import SettingsError, import_settings, load_settings
+    from .compiler.deforum_import import import_settings
+    from .compiler.interop import SettingsError, load_settings
     from .compiler.parseq import from_parseq_manifest
 
     text = _read(args.settings)
@@ -203,7 +204,7 @@ def cmd_export(args) -> int:
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
-    from .compiler.deforum import export_settings
+    from .compiler.deforum_export import export_settings
 
     exported = export_settings(result)
     for w in exported.warnings:

@@ -132,9 +132,6 @@ def test_render_through_the_command_line(tiny_models, tmp_path, capsys):
     assert len(list((out / "depth").iterdir())) == 3 and (out / "video.mp4").exists()
 
 
-SHARED_PEER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "peer"
-
-
 def test_export_then_import_round_trip_through_the_command_line(tmp_path, capsys):
     scene_path = tmp_path / "s.dfm"
     scene_path.write_text('dfm 1\nframes 12\nprompt 0 "a cat --neg dark"\nprompt 6 "a dog"\n'
@@ -177,10 +174,14 @@ def test_compile_parseq_and_import_it_back(tmp_path):
     assert list(compile_text(back.read_text())["angle"]) == pytest.approx(list(range(8)))
 
 
-@pytest.mark.skipif(not SHARED_PEER.is_dir(), reason="shared/data/peer is not beside the checkout")
 def test_import_the_real_a1111_settings_file(tmp_path, capsys):
+    """A settings file with every key of the A1111 extension's default file (tests/deforum_files.py)."""
+    from deforum_files import a1111_settings
+
+    settings = tmp_path / "a1111-default_settings.txt"
+    settings.write_text(json.dumps(a1111_settings(), indent=4))
     out = tmp_path / "a1111.dfm"
-    assert main(["import", str(SHARED_PEER / "a1111-default_settings.txt"), "-o", str(out)]) == 0
+    assert main(["import", str(settings), "-o", str(out)]) == 0
     assert "ControlNet" in capsys.readouterr().err
     assert main(["check", str(out)]) == 0
 

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deforum_files import A1111_KEYS, a1111_sources
 from dfm.compiler import catalogue as cat
-from dfm.compiler.deforum import (
-    A1111_SAMPLERS,
-    SettingsError,
-    export_settings,
-    import_settings,
-)
+from dfm.compiler.deforum_export import export_settings
+from dfm.compiler.deforum_import import import_settings
+from dfm.compiler.deforum_names import A1111_SAMPLERS
+from dfm.compiler.interop import SettingsError
 
 from dfm.api import check_text, compile_result, compile_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER = ROOT.parent / "shared" / "data" / "peer"
-A1111_FILE = PEER / "a1111-default_settings.txt"
-needs_peer = pytest.mark.skipif(not A1111_FILE.exists(), reason="shared/data/peer is not present")
 
 
 def imported_table(data, **kw):
@@ -38,28 +33,32 @@ def warning_with(result, *words: str) -> str:
     return hits[0]
 
 
-# ---- the real A1111 settings file ---------------------------------------------------------------
+# ---- the A1111 extension's default settings file ---------------------------------------------------
+# Its keys come from tests/fixtures (a stand-in file has exactly those keys); the real file takes part too
+# when ../shared/data/peer is beside the checkout (tests/deforum_files.py).
 
 
-@pytest.fixture(scope="module")
-def a1111():
-    if not A1111_FILE.exists():
-        pytest.skip("shared/data/peer is not present")
-    data = json.loads(A1111_FILE.read_text())
-    return data, import_settings(data, "a1111-default_settings.txt")
+@pytest.fixture(scope="module", params=a1111_sources(), ids=lambda s: s.name)
+def a1111(request):
+    source = request.param
+    return source, import_settings(source.data, source.name)
 
 
-@needs_peer
+def test_the_fixture_holds_the_extensions_keys():
+    assert len(A1111_KEYS) == len(set(A1111_KEYS)) == 253
+    assert {"W", "H", "prompts", "cn_5_loopback_mode", "deforum_git_commit_id"} <= set(A1111_KEYS)
+
+
 def test_every_a1111_key_is_mapped_or_warned(a1111):
-    data, result = a1111
-    assert len(data) == 253
-    missing = set(data) - (result.mapped_keys | result.warned_keys)
+    source, result = a1111
+    assert list(source.data) == A1111_KEYS
+    missing = set(source.data) - (result.mapped_keys | result.warned_keys)
     assert missing == set()
+    assert not any("unknown" in w for w in result.warnings)  # dfm knows every key of the extension
 
 
-@needs_peer
 def test_a1111_default_file_imports_to_a_clean_scene(a1111):
-    _, result = a1111
+    source, result = a1111
     assert [d for d in check_text(result.text) if d.is_error] == []
     from dfm.dsl.formatter import format_source
 
@@ -71,36 +70,34 @@ def test_a1111_default_file_imports_to_a_clean_scene(a1111):
     assert np.all(table["translation_z"] == 1.75)
     assert np.all(table["noise"] == 0.065) and np.all(table["strength"] == 0.65)
     assert np.all(table["cfg_scale"] == 7) and np.all(table["steps"] == 25) and np.all(table["fov"] == 70)
-    assert table["prompt"][29] == "tiny cute swamp bunny, highly detailed, intricate, ultra hd, sharp photo, " \
-                                  "crepuscular rays, in focus, 4k, landscape"
-    assert table["prompt"][30].startswith("anthropomorphic clean cat")
-    assert table["prompt"][119] == "a beautiful durian, amazing award winning photography"
+    for frame, text in source.expect["prompts"].items():
+        assert table["prompt"][frame] == text
+    for frame, start in source.expect.get("prompt_starts", {}).items():
+        assert table["prompt"][frame].startswith(start)
     # the run file stores merged prompts: the common negative is not added a second time
-    assert table["negative_prompt"][0] == "nsfw, nude"
-    assert table["negative_prompt"][60] == "photo, realistic  nsfw, nude"
+    for frame, text in source.expect["negatives"].items():
+        assert table["negative_prompt"][frame] == text
 
 
-@needs_peer
 def test_a1111_default_file_warnings_are_grouped_and_specific(a1111):
-    _, result = a1111
+    source, result = a1111
     assert "ignored 85 ControlNet keys (cn_1_* … cn_5_*)" in warning_with(result, "ControlNet")
     warning_with(result, "seed -1", "fixed to")
     warning_with(result, "noise multiplier", "IN USE")  # on by default in the extension
     warning_with(result, "noise_type", "perlin")
-    warning_with(result, "revAnimated_v122.safetensors")
+    warning_with(result, source.expect["checkpoint"])
     warning_with(result, "not used in mode 3d", "zoom")
-    assert '# model "revAnimated_v122.safetensors"' in result.text
+    assert f'# model "{source.expect["checkpoint"]}"' in result.text
     # one line per group, not one per key
     assert len(result.warnings) < 40
 
 
-@needs_peer
 def test_seed_minus_one_is_fixed_deterministically(a1111):
-    data, result = a1111
-    again = import_settings(dict(data))
+    source, result = a1111
+    again = import_settings(dict(source.data))
     seed_line = [ln for ln in result.text.splitlines() if ln.startswith("seed")]
     assert seed_line == [ln for ln in again.text.splitlines() if ln.startswith("seed")]
-    changed = import_settings({**data, "batch_name": "another"})
+    changed = import_settings({**source.data, "batch_name": "another"})
     assert [ln for ln in changed.text.splitlines() if ln.startswith("seed")] != seed_line
 
 
@@ -303,10 +300,7 @@ def test_export_schedules(exported):
 
 
 def test_export_keys_are_a1111_keys(exported):
-    if not A1111_FILE.exists():
-        pytest.skip("shared/data/peer is not present")
-    known = set(json.loads(A1111_FILE.read_text()))
-    extra = set(exported.settings) - known
+    extra = set(exported.settings) - set(A1111_KEYS)
     assert extra <= {"animation_prompts_positive", "animation_prompts_negative", "dfm"}
 
 

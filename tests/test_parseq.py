@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dfm.compiler.deforum import SettingsError
+from deforum_files import parseq_sources
+from dfm.compiler.interop import SettingsError
 from dfm.compiler.parseq import from_parseq_manifest, to_parseq_manifest
 
 from dfm.api import check_text, compile_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER = ROOT.parent / "shared" / "data" / "peer"
-MANIFEST = PEER / "parseq-manifest.json"
-needs_peer = pytest.mark.skipif(not MANIFEST.exists(), reason="shared/data/peer is not present")
+# a manifest in Parseq's format (tests/deforum_files.py), and the real one when ../shared/data/peer is present
+MANIFESTS = parseq_sources()
 
 # Deforum's parseq adapter, written from the reference (§3.6), independent of dfm's code:
 # motion fields come from `X_delta` (parseq_use_deltas, the default), the rest from `X`.
@@ -120,9 +120,9 @@ def test_deltas_follow_parseq_semantics():
         assert np.allclose(d[1:], change, rtol=0, atol=1e-9), field
 
 
-@needs_peer
-def test_structure_matches_a_real_manifest():
-    real = json.loads(MANIFEST.read_text())
+@pytest.mark.parametrize("source", MANIFESTS, ids=lambda s: s.name)
+def test_structure_matches_a_real_manifest(source):
+    real = source.data
     ours = to_parseq_manifest(compile_text(SMALL))
     for key in ("meta", "options", "managedFields", "rendered_frames", "rendered_frames_meta"):
         assert type(ours[key]) is type(real[key]), key
@@ -143,17 +143,18 @@ def test_warnings_for_what_parseq_cannot_carry():
     assert any("prompt blends" in w for w in warnings)
 
 
-@needs_peer
-def test_import_a_real_manifest():
-    real = json.loads(MANIFEST.read_text())
-    result = from_parseq_manifest(real, "parseq-manifest.json")
+@pytest.mark.parametrize("source", MANIFESTS, ids=lambda s: s.name)
+def test_import_a_real_manifest(source):
+    real, expect = source.data, source.expect
+    result = from_parseq_manifest(real, source.name)
     assert [d for d in check_text(result.text) if d.is_error] == []
     table = compile_text(result.text)
-    assert len(table) == 11 and table.settings.fps == 60 and table.settings.cadence == 2
-    assert table["angle"][1] == pytest.approx(30.11087728614862)  # angle_delta of frame 1
-    assert table["angle"][10] == pytest.approx(25.065378423427127)
-    assert set(table["prompt"]) == {"Parseq prompt!"} and set(table["negative_prompt"]) == {"neg parseq prompt!"}
-    assert table["seed"][0] == 55
+    assert len(table) == expect["frames"] and table.settings.fps == expect["fps"]
+    assert table.settings.cadence == expect["cadence"]
+    for frame, value in expect["angle"].items():  # the angle_delta of that frame
+        assert table["angle"][frame] == pytest.approx(value)
+    assert set(table["prompt"]) == {expect["prompt"]} and set(table["negative_prompt"]) == {expect["negative"]}
+    assert table["seed"][0] == expect["seed"]
     assert any("fractional" in w for w in result.warnings)
     assert set(real["rendered_frames"][0]) <= result.mapped_keys | result.warned_keys
 

@@ -1,0 +1,640 @@
+"""Deforum settings → .dfm: the Deforum notebook's or the A1111 extension's settings file as a checked scene.
+
+`import_settings(data)` reads a settings file (JSON text or a mapping) and returns a canonical, checked
+`.dfm` text plus a warning for every key it could not carry exactly. Every key ends up in `mapped_keys`
+or `warned_keys`; nothing is dropped silently.
+
+The importer works in passes over the file's keys, each taking the keys it understands (`take`): the
+scene, seed, sampler, prompts, init image, gated schedules, Deforum's special settings, then every key
+the catalogue knows (`Param.deforum`, then dfm's names and aliases), then the feature groups dfm does not
+have (`deforum_names.FEATURES`), then whatever is left (unknown). It builds IR statements
+(`scene_writer`), never .dfm text: the formatter prints them, and any statement the compiler rejects
+becomes a comment with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from ..dsl import ir
+from ..dsl.parser import parse_statement
+from . import catalogue as cat
+from .catalogue import Kind, Param
+from .deforum_names import A1111_DEPTH, FEATURES, GATES, REMOVED_KEYS, RENAMED_KEYS, param_for_key
+from .deforum_schedules import frame_of, split_deforum_keys
+from .expressions import environment
+from .interop import ImportResult, load_settings
+from .lower import split_neg
+from .scene_writer import SceneWriter, comment, commented, expression, number, statement, string, word
+from .scene_writer import key as make_key
+from .scene_writer import keys as key_list
+
+
+def import_settings(data: Mapping | str | bytes, source: str = "settings") -> ImportResult:
+    """A Deforum settings file (notebook or A1111 extension) as a checked, canonical .dfm text."""
+    return _Importer(load_settings(data), source).run()
+
+
+class _Importer:
+    def __init__(self, data: dict, source: str):
+        self.source = source
+        self.original = data
+        self.data: dict = {}
+        self.origin: dict[str, str] = {}  # key used here -> key in the file
+        self.mapped: set[str] = set()
+        self.warned: set[str] = set()
+        self.warnings: list[str] = []
+        self.settings: dict[str, tuple[ir.Value, ...]] = {}  # dfm name -> the statement's values
+        self.schedules: dict[str, tuple[ir.Value, ...] | ir.Comment] = {}  # dfm name -> (keys or expression,)
+        self.comments: list[ir.Comment] = []  # after the settings
+        self.prompt_lines: list[ir.Statement] = []
+        self.unused_in_mode: list[str] = []
+        self.inactive: list[str] = []
+
+    # -- bookkeeping
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def take(self, key: str) -> object:
+        return self.data.pop(key, None)
+
+    def file_keys(self, keys: Iterable[str]) -> set[str]:
+        """The names these keys have in the file (before renames), for keys the file has."""
+        return {o for k in keys if (o := self.origin.get(k, k)) in self.original}
+
+    def map(self, *keys: str) -> None:
+        self.mapped |= self.file_keys(keys)
+
+    def warn(self, message: str, keys: Iterable[str] = ()) -> None:
+        self.warnings.append(message)
+        self.warned |= self.file_keys(keys)
+
+    # -- the passes
+    def run(self) -> ImportResult:
+        self.rename_deprecated()
+        self.scene_settings()
+        self.seed()
+        self.sampler()
+        self.prompts()
+        self.init()
+        self.steps()
+        self.gated_schedules()
+        self.special_settings()
+        self.dfm_extras()
+        self.catalogue_keys()
+        self.features()
+        self.unknown()
+        self.summaries()
+        writer = self.assemble()
+        writer.check(self.rejected)
+        return ImportResult(writer.text(), self.warnings, self.mapped, self.warned)
+
+    def rename_deprecated(self) -> None:
+        for key, value in self.original.items():
+            new = RENAMED_KEYS.get(key)
+            if key in REMOVED_KEYS:
+                self.warn(f"ignored `{key}`: {REMOVED_KEYS[key]}", [key])
+            elif new is not None and new in self.original:
+                self.warn(f"ignored the deprecated `{key}`: the file also has its new name `{new}`", [key])
+            elif new is not None:
+                self.data[new] = value
+                self.origin[new] = key
+            else:
+                self.data[key] = value
+
+    # scene: mode, frames, fps, size
+    def scene_settings(self) -> None:
+        mode_p = cat.BY_NAME["mode"]
+        raw_mode = self.take("animation_mode")
+        mode = cat.resolve_choice(mode_p, str(raw_mode)) if raw_mode is not None else None
+        if raw_mode is not None and mode is None:
+            self.warn(f"animation_mode `{raw_mode}` is not a dfm mode; using {mode_p.default}", ["animation_mode"])
+        elif raw_mode is not None:
+            self.map("animation_mode")
+        self.mode = mode or str(mode_p.default)
+        self.settings["mode"] = (word(self.mode),)
+        frames = self.number("max_frames", int)
+        self.frames = frames if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
+        if frames is not None:
+            self.settings["frames"] = (number(self.frames),)
+        fps = self.number("fps", float)
+        self.fps = fps if fps and fps > 0 else float(cat.BY_NAME["fps"].default)
+        if fps is not None:
+            self.settings["fps"] = (number(self.fps),)
+        self.size()
+
+    def number(self, key: str, kind: type) -> float | int | None:
+        if not self.has(key):
+            return None
+        raw = self.take(key)
+        try:
+            value = kind(float(raw))
+        except (TypeError, ValueError):
+            self.warn(f"`{key}` is {raw!r}, not a number: ignored", [key])
+            return None
+        self.map(key)
+        return value
+
+    def size(self) -> None:
+        if not (self.has("W") or self.has("H")):
+            return
+        p = cat.BY_NAME["size"]
+        w0, h0 = (self.number(k, int) for k in ("W", "H"))
+        w0, h0 = w0 or p.default[0], h0 or p.default[1]
+        w, h = (max(int(p.min), min(int(p.max), d - d % 8)) for d in (w0, h0))
+        if (w, h) != (w0, h0):
+            self.warn(f"size {w0}x{h0} changed to {w}x{h}: dfm needs multiples of 8 in {p.range_text()}",
+                      ["W", "H"])
+        self.settings["size"] = (ir.Size(w, h),)
+
+    def seed(self) -> None:
+        raw = self.take("seed") if self.has("seed") else None
+        behaviour = self.take("seed_behavior")
+        iter_n = self.take("seed_iter_N")
+        args: list[ir.Value] = [number(self.seed_value(raw))]
+        if behaviour is not None:
+            b = str(behaviour).lower()
+            if b in cat.SEED_BEHAVIOURS:
+                self.map("seed_behavior")
+            else:
+                self.warn(f"seed_behavior `{behaviour}` has no dfm equivalent (dfm has "
+                          f"{', '.join(cat.SEED_BEHAVIOURS)}); using iter", ["seed_behavior"])
+                b = "iter"
+            args.append(word(b))
+            if b == "iter" and iter_n is not None and int(float(iter_n)) > 1:
+                args.append(number(int(float(iter_n))))
+        if iter_n is not None:
+            self.map("seed_iter_N")
+        self.settings["seed"] = tuple(args)
+
+    def seed_value(self, raw: object) -> int:
+        try:
+            seed = int(float(raw)) if raw is not None else None
+        except (TypeError, ValueError):
+            seed = None
+            self.warn(f"seed {raw!r} is not a number", ["seed"])
+        if seed is None or seed < 0:
+            canon = json.dumps(self.original, sort_keys=True, default=str).encode()
+            fixed = int.from_bytes(hashlib.sha256(canon).digest()[:4], "big")
+            if raw is not None:
+                self.warn(f"seed {raw} (a random seed in Deforum) fixed to {fixed}, derived from the file, so the "
+                          "render is reproducible: change it to taste", ["seed"])
+            return fixed
+        if seed > 2**32 - 1:
+            self.warn(f"seed {seed} wrapped to {seed % 2**32} (dfm seeds are 32-bit)", ["seed"])
+            seed %= 2**32
+        else:
+            self.map("seed")
+        return seed
+
+    def sampler(self) -> None:
+        if not self.has("sampler"):
+            return
+        raw = self.take("sampler")
+        p = cat.BY_NAME["sampler"]
+        name = cat.resolve_choice(p, str(raw))
+        norm = cat.normalise_choice(str(raw))
+        if name is not None:
+            self.settings["sampler"] = (word(name),)
+            self.map("sampler")
+        elif norm in cat.UNSUPPORTED_SAMPLERS:
+            self.warn(f"sampler `{raw}` is not supported: {cat.UNSUPPORTED_SAMPLERS[norm]}; dfm's default "
+                      f"{p.default} is used (pick one of {', '.join(p.choices)})", ["sampler"])
+        else:
+            self.warn(f"sampler `{raw}` is unknown to dfm; dfm's default {p.default} is used", ["sampler"])
+
+    # prompts
+    def prompts(self) -> None:
+        env = environment(self.frames, self.fps, None, 0)
+        pos_key = self.prompt_source()
+        positives = self.keyed_texts(pos_key, env) if pos_key else []
+        neg_key = next((k for k in ("neg_prompts", "uncond_prompts") if self.has(k)), None)
+        negatives = self.keyed_texts(neg_key, env) if neg_key else []
+        common_pos = self.common("animation_prompts_positive", "positive_prompts")
+        common_neg = self.common("animation_prompts_negative", "negative_prompts").replace("--neg", "").strip()
+        split = [(f, *split_neg(t)) for f, t in positives]
+        if common_neg and split and all(n.endswith(common_neg) for _, _, n in split):
+            self.warn(f"the common negative prompt `{common_neg}` is already in every prompt (a Deforum run file "
+                      "stores merged prompts): not added again", [])
+            common_neg = ""
+        if common_pos and split and all(p.startswith(common_pos) for _, p, _ in split):
+            common_pos = ""
+        for f, pos, inline in split:
+            pos = " ".join(x for x in (common_pos, pos) if x)
+            self.prompt_lines.append(statement("prompt", number(f), string(pos)))
+            if inline or common_neg or neg_key is None:  # a keyframe without --neg has no negative
+                negatives.append((f, " ".join(x for x in (inline, common_neg) if x)))
+        if not split:
+            self.prompt_lines.append(statement("prompt", number(0), string("")))
+            self.warn("the file has no prompts: an empty `prompt 0 \"\"` stands in; write yours", [])
+        self.negative_lines(negatives)
+
+    def prompt_source(self) -> str | None:
+        present = [k for k in ("prompts", "animation_prompts", "cond_prompts") if self.has(k)]
+        if not present:
+            return None
+        chosen = present[0]
+        if "prompts" in present and "animation_prompts" in present:
+            chosen = "prompts" if self.mode == "none" else "animation_prompts"
+        for other in present:
+            if other != chosen:
+                self.warn(f"`{other}` not used: `{chosen}` holds the prompts of mode {self.mode}", [other])
+                self.take(other)
+        return chosen
+
+    def common(self, *keys: str) -> str:
+        text = ""
+        for k in keys:
+            if self.has(k):
+                value = self.take(k)
+                self.map(k)
+                text = text or str(value or "").strip()
+        return text
+
+    def keyed_texts(self, key: str, env: Mapping[str, float]) -> list[tuple[int, str]]:
+        raw = self.take(key)
+        self.map(key)
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip().startswith("{") else raw
+            except json.JSONDecodeError:
+                self.warn(f"`{key}` looks like JSON but is not valid: read as one prompt", [key])
+        if raw is None:
+            return []
+        if isinstance(raw, str):
+            return [(0, raw)]
+        if isinstance(raw, list):
+            return [(i, str(t)) for i, t in enumerate(raw)]
+        if not isinstance(raw, Mapping):
+            self.warn(f"`{key}` is neither text nor an object of frame: text; ignored", [key])
+            return []
+        out: dict[int, str] = {}
+        for k, text in raw.items():
+            f = frame_of(str(k), env)
+            if f is None or f < 0:
+                self.warn(f"{key}: key {k!r} is not a frame; that prompt is left out", [key])
+            elif f >= self.frames and self.mode != "none":
+                self.warn(f"{key}: key {k!r} is frame {f}, past the last frame {self.frames - 1}; left out "
+                          "(Deforum never shows it either)", [key])
+            else:
+                if f in out:
+                    self.warn(f"{key}: two prompts at frame {f}; the last one wins (as in Deforum)", [key])
+                out[f] = str(text)
+        return sorted(out.items())
+
+    def negative_lines(self, negatives: list[tuple[int, str]]) -> None:
+        by_frame = dict(sorted(negatives))
+        previous = None
+        lines = []
+        for f, text in by_frame.items():
+            if text != previous:
+                lines.append((f, text))
+            previous = text
+        if len(lines) == 1 and lines[0][0] == 0:
+            if lines[0][1]:
+                self.prompt_lines.append(statement("negative", string(lines[0][1])))
+            return
+        self.prompt_lines += [statement("negative", number(f), string(t)) for f, t in lines]
+
+    # init image and frame 0
+    def init(self) -> None:
+        """use_init + init_image + strength (the init's strength, not the schedule)."""
+        use_init = _truthy(self.take("use_init")) if self.has("use_init") else False
+        self.map("use_init")
+        image, strength = self.take("init_image"), self.take("strength")
+        if use_init and image:
+            self.settings["init_image"] = (string(str(image)),)
+            self.map("init_image")
+            if strength is not None:
+                self.settings["init_strength"] = (number(min(1.0, max(0.0, float(strength)))),)
+                self.map("strength")
+        elif image:
+            self.inactive.append("init_image (use_init is off)")
+            self.warned.add("init_image")
+        if strength is not None and not (use_init and image):
+            self.map("strength")  # the init image's strength: no effect without one, in Deforum too
+        if image is None and "init_image" in self.original:
+            self.map("init_image")
+        if self.has("strength_0_no_init"):
+            if _truthy(self.take("strength_0_no_init")) or use_init:
+                self.map("strength_0_no_init")
+            else:
+                self.warn("strength_0_no_init is off: dfm always renders frame 0 from noise when there is no "
+                          "init image", ["strength_0_no_init"])
+
+    def steps(self) -> None:
+        scheduled = _truthy(self.take("enable_steps_scheduling")) if self.has("enable_steps_scheduling") else False
+        self.map("enable_steps_scheduling")
+        if scheduled and self.has("steps_schedule"):
+            self.schedule("steps", "steps_schedule", self.take("steps_schedule"))
+            if self.has("steps"):
+                self.take("steps")
+                self.map("steps")  # overridden by the schedule, in Deforum too
+        elif self.has("steps"):
+            self.schedule("steps", "steps", self.take("steps"))
+
+    def gated_schedules(self) -> None:
+        """Keys whose switch is off: Deforum ignores them, so does the import (noted if not default)."""
+        for switch, on, keys in GATES:
+            value = self.data.get(switch, self.original.get(switch))
+            enabled = str(value).lower() == on if isinstance(on, str) else _truthy(value)
+            if enabled:
+                continue
+            for key in keys:
+                if not self.has(key):
+                    continue
+                raw = self.take(key)
+                p = param_for_key(key)
+                if p is not None and p.kind is Kind.SCHEDULE and _is_constant(raw, float(p.default)):
+                    self.map(key)
+                elif raw in (None, ""):
+                    self.map(key)
+                else:
+                    self.inactive.append(f"{key} ({switch} is {value if value is not None else 'unset'})")
+                    self.warned.add(self.origin.get(key, key))
+        for switch, _, _ in GATES:
+            if self.has(switch) and param_for_key(switch) is None:
+                self.take(switch)
+                self.map(switch)
+        if self.has("seed_schedule"):
+            self.take("seed_schedule")
+            self.warn("seed_behavior `schedule` is not supported: dfm has no seed schedule (the seeds follow "
+                      "`iter` from the start seed)", ["seed_schedule"])
+
+    def special_settings(self) -> None:
+        for key in ("sd_model_name", "model_checkpoint", "sd_model"):
+            if self.has(key):
+                name = str(self.take(key))
+                if "/" in name and not name.endswith((".ckpt", ".safetensors", ".pt", ".bin")):
+                    self.settings["model"] = (string(name),)
+                    self.map(key)
+                else:
+                    self.comments.append(commented(statement("model", string(name)),
+                                                   "the checkpoint the file was made with"))
+                    self.warn(f"{key} `{name}` is a checkpoint name, not a path: set `model` to the file or a "
+                              "hub id (left as a comment)", [key])
+        if self.has("depth_algorithm"):
+            algo = str(self.take("depth_algorithm"))
+            model = {v: k for k, v in A1111_DEPTH.items()}.get(algo)
+            if self.mode != "3d":
+                self.unused_in_mode.append("depth_algorithm")
+            elif model:
+                self.settings["depth_model"] = (string(model),)
+                self.map("depth_algorithm")
+            else:
+                self.warn(f"depth_algorithm `{algo}` has no dfm model; dfm's default "
+                          f"{cat.BY_NAME['depth_model'].default} is used", ["depth_algorithm"])
+        if self.has("skip_video_creation"):
+            self.settings["save_video"] = (word("off" if _truthy(self.take("skip_video_creation")) else "on"),)
+            self.map("skip_video_creation")
+        if self.has("noise_type"):
+            kind = str(self.take("noise_type"))
+            if kind.lower() == "uniform":
+                self.map("noise_type")
+            else:
+                self.warn(f"noise_type `{kind}` approximated by dfm's Gaussian noise (Deforum's 'uniform')",
+                          ["noise_type"])
+        if self.has("color_coherence"):
+            raw = self.take("color_coherence")
+            choice = cat.resolve_choice(cat.BY_NAME["color_coherence"], str(raw))
+            if self.mode not in cat.BY_NAME["color_coherence"].modes:
+                self.unused_in_mode.append("color_coherence")
+            elif choice is None:
+                self.settings["color_coherence"] = (word("lab"),)
+                self.warn(f"color_coherence `{raw}` has no dfm equivalent: approximated by lab (match the first "
+                          "frame)", ["color_coherence"])
+            else:
+                self.settings["color_coherence"] = (word(choice),)
+                self.map("color_coherence")
+
+    def dfm_extras(self) -> None:
+        """Settings dfm wrote for itself (see `export_settings`): copied back verbatim."""
+        if not self.has("dfm"):
+            return
+        extra = self.take("dfm")
+        self.map("dfm")
+        values = extra.get("settings", {}) if isinstance(extra, Mapping) else {}
+        for name, text in values.items():
+            p = cat.lookup(name)
+            st = parse_statement(f"{p.name} {text}") if p is not None else None
+            if p is None:
+                self.warn(f"dfm: unknown setting `{name}` ignored", ["dfm"])
+            elif st is None or not st.args:
+                self.comments.append(comment(f"{p.name} {text}   # not dfm syntax"))
+                self.warn(f"dfm: `{name}` = {text!r} is not dfm syntax: left as a comment", ["dfm"])
+            else:
+                (self.schedules if p.kind is Kind.SCHEDULE else self.settings)[p.name] = st.args
+
+    def catalogue_keys(self) -> None:
+        for key in list(self.data):
+            p = param_for_key(key)
+            if p is None or p.kind is Kind.PROMPT or key in ("prompt",):
+                continue
+            value = self.take(key)
+            if self.mode not in p.modes:
+                if not (p.kind is Kind.SCHEDULE and _is_constant(value, _default(p))):
+                    self.unused_in_mode.append(key)
+                else:
+                    self.map(key)
+                continue
+            if p.kind is Kind.SCHEDULE:
+                self.schedule(p.name, key, value)
+            else:
+                self.setting(p, key, value)
+
+    def setting(self, p: Param, key: str, value: object) -> None:
+        args = _setting_args(p, value)
+        if args is None:
+            self.warn(f"`{key}` = {value!r} is not a valid {p.name}; dfm's default is used", [key])
+            return
+        if p.name in self.settings and key != p.name:
+            self.warn(f"`{key}` repeats {p.name}; the first value is kept", [key])
+            return
+        self.settings[p.name] = args
+        self.map(key)
+
+    def schedule(self, name: str, key: str, value: object) -> None:
+        node = self.schedule_value(name, key, value)
+        if node is not None:
+            if name in self.schedules:
+                self.warn(f"`{key}` repeats {name}; the first schedule is kept", [key])
+                return
+            self.schedules[name] = (node,)
+            self.map(key)
+
+    def schedule_value(self, name: str, key: str, value: object) -> ir.Value | None:
+        """A Deforum schedule (a string of keys, or a notebook number) as a key list or an expression."""
+        if isinstance(value, bool) or value is None:
+            self.warn(f"`{key}` = {value!r} is not a schedule; left out", [key])
+            return None
+        if isinstance(value, (int, float)):
+            return number(value)
+        text = " ".join(str(value).split())
+        found = split_deforum_keys(text)
+        if not found:
+            expr = expression(text)
+            if expr is not None:
+                self.warn(f"`{key}` = {text!r} has no frame key (Deforum would fail on it): read as the constant "
+                          f"{text}", [key])
+                return expr
+            self.unreadable(name, key, text, f"`{key}` = {text!r} is not a schedule dfm can read")
+            return None
+        return self.rekey(name, key, text, found)
+
+    def rekey(self, name: str, key: str, text: str, found: list[tuple[str, str, str]]) -> ir.KeyList | None:
+        """The schedule with every key at a whole frame inside the scene (`"max_f-2"` -> 118)."""
+        env = environment(self.frames, self.fps, None, 0)
+        out = []
+        for frame_text, value, curve in found:
+            f = int(frame_text) if frame_text.isdigit() else frame_of(frame_text, env)
+            if f is None or f < 0:
+                self.warn(f"`{key}`: key {frame_text!r} is not a frame; that key is left out", [key])
+            elif f >= self.frames:
+                self.warn(f"`{key}`: key at frame {f} is past the last frame {self.frames - 1}; left out "
+                          "(Deforum ignores it too)", [key])
+            elif (expr := expression(value.strip())) is None:
+                note = f"the value at frame {f} is not a dfm expression"
+                self.schedules.setdefault(name, comment(f"{name} {text}   # {note}"))
+                self.warn(f"`{key}`: the value ({value.strip()}) at frame {f} is not a dfm expression: left as a "
+                          "comment", [key])
+                return None
+            else:
+                out.append(make_key(f, expr, curve))
+        if not out:
+            self.warn(f"`{key}`: no key inside the scene; dfm's default is used", [key])
+            return None
+        return key_list(out)
+
+    def unreadable(self, name: str, key: str, text: str, why: str) -> None:
+        """A schedule that is not one: kept as a comment after the settings."""
+        self.comments.append(comment(f"{name} {text}   # not readable as a schedule"))
+        self.warn(f"{why}: left as a comment", [key])
+
+    def features(self) -> None:
+        for feat in FEATURES:
+            keys = [k for k in self.data if re.fullmatch(feat.pattern, k)]
+            if not keys:
+                continue
+            rest, in_use = [], []
+            for k in keys:
+                value = self.take(k)
+                if k in feat.off and value in feat.off[k]:
+                    self.map(k)
+                else:
+                    rest.append(k)
+                    if k in feat.off:
+                        in_use.append(f"{k} = {value!r}")
+            if feat.label == "ControlNet":
+                in_use = [f"cn_{m.group(1)}" for k in keys if (m := re.fullmatch(r"cn_(\d+)_enabled", k))
+                          and _truthy(self.original.get(self.origin.get(k, k)))]
+            if not rest:
+                continue
+            noun = "key" if len(rest) == 1 else "keys"
+            note = (f" — IN USE in this file ({', '.join(in_use)}): the render will differ" if in_use
+                    else " (switched off in this file: nothing is lost)" if feat.off else "")
+            self.warn(f"ignored {len(rest)} {feat.label} {noun} ({_group_names(rest)}): {feat.reason}{note}", rest)
+
+    def unknown(self) -> None:
+        keys = sorted(self.data)
+        if keys:
+            noun = "key" if len(keys) == 1 else "keys"
+            self.warn(f"ignored {len(keys)} unknown {noun}: {', '.join(keys)}", keys)
+            self.data.clear()
+
+    def summaries(self) -> None:
+        if self.unused_in_mode:
+            keys = self.unused_in_mode
+            self.warn(f"left out {len(keys)} keys not used in mode {self.mode}: {', '.join(keys)}", keys)
+        if self.inactive:
+            self.warnings.append("left out (switched off in the file, so Deforum ignores them too): "
+                                 + "; ".join(self.inactive))
+
+    # -- the scene
+    def assemble(self) -> SceneWriter:
+        """Header, settings (in catalogue order) and comments, prompts, schedules: one paragraph each."""
+        writer = SceneWriter()
+        writer.paragraph([comment(f"imported from {self.source} by `dfm import`: review the warnings it printed"),
+                          statement(cat.VERSION_STATEMENT, number(cat.FORMAT_VERSION))])
+        writer.paragraph([statement(p.name, *self.settings[p.name]) for p in cat.SETTINGS if p.name in self.settings]
+                         + self.comments)
+        writer.paragraph(self.prompt_lines)
+        writer.paragraph([_item(p.name, self.schedules[p.name]) for p in cat.SCHEDULES if p.name in self.schedules])
+        return writer
+
+    def rejected(self, st: ir.Statement, why: str) -> None:
+        """A statement the compiler rejects (the writer leaves it as a comment): its keys become warned."""
+        name = st.name
+        self.warn(f"`{name}` could not be imported ({why}): left as a comment", [])
+
+        def stands_for(k: str) -> bool:
+            p = param_for_key(k)
+            return p is not None and p.name == name
+
+        self.mapped -= {k for k in self.mapped if stands_for(k)}
+        self.warned.update(k for k in self.original if stands_for(k))
+
+
+def _item(name: str, value: tuple[ir.Value, ...] | ir.Comment) -> ir.Statement | ir.Comment:
+    return value if isinstance(value, ir.Comment) else statement(name, *value)
+
+
+def _default(p: Param) -> float:
+    return float(p.default) if isinstance(p.default, (int, float)) else math.nan
+
+
+def _is_constant(raw: object, value: float) -> bool:
+    """Whether a Deforum schedule (or number) is the constant `value`."""
+    if isinstance(raw, bool):
+        return False
+    if isinstance(raw, (int, float)):
+        return float(raw) == value
+    keys = split_deforum_keys(str(raw)) if isinstance(raw, str) else None
+    if not keys:
+        return False
+    texts = {v.strip() for _, v, _ in keys}
+    try:
+        return len(texts) == 1 and float(texts.pop()) == value
+    except ValueError:
+        return False
+
+
+def _setting_args(p: Param, value: object) -> tuple[ir.Value, ...] | None:
+    """A static setting's Deforum value as the statement's values, or None if it is not one."""
+    try:
+        if p.type == "bool":
+            return (word("on" if _truthy(value) else "off"),)
+        if p.type == "enum":
+            choice = cat.resolve_choice(p, str(value))
+            return (word(choice),) if choice is not None else None
+        if p.type in ("path", "string", "model"):
+            return (string(str(value)),) if value not in (None, "") else None
+        if p.type in ("int", "float"):
+            x = float(value)
+            if p.type == "int":
+                x = float(int(x))
+            return (number(x),) if p.in_range(x) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _truthy(v: object) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes", "on")
+    return bool(v)
+
+
+def _group_names(keys: list[str]) -> str:
+    """'cn_1_* … cn_5_*' for numbered families, else the names (shortened when many)."""
+    units = sorted({m.group(1) for k in keys if (m := re.match(r"(cn_\d+)_", k))})
+    if units and len(units) == len({k.split("_", 2)[1] for k in keys if k.startswith("cn_")}) and len(units) > 1:
+        return f"{units[0]}_* … {units[-1]}_*"
+    if len(keys) <= 8:
+        return ", ".join(keys)
+    return ", ".join(keys[:5]) + f", … {keys[-1]}"
+
+
+__all__ = ["import_settings"]

@@ -1,0 +1,159 @@
+"""Deforum's own names: what the A1111 extension and the notebook call things that dfm calls otherwise.
+
+The parameter catalogue (`catalogue.py`) holds every dfm name with its Deforum key (`Param.deforum`);
+this module adds only what is Deforum's own and not a dfm parameter: the extension's labels for samplers,
+modes, colour spaces and depth models; keys Deforum renamed or removed; the switches that gate a
+schedule; the feature groups dfm does not have (`FEATURES`); what its schedule expressions may use; and
+the off switches an export writes. `deforum_import.py` and `deforum_export.py` read these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import catalogue as cat
+from .catalogue import Param
+
+# dfm sampler -> the A1111 label (normalise_choice of each label gives the dfm name back)
+A1111_SAMPLERS: dict[str, str] = {
+    "euler": "Euler", "euler_a": "Euler a", "klms": "LMS", "klms_karras": "LMS Karras", "heun": "Heun",
+    "dpm2": "DPM2", "dpm2_karras": "DPM2 Karras", "dpm2_a": "DPM2 a", "dpm2_a_karras": "DPM2 a Karras",
+    "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras", "ddim": "DDIM", "plms": "PLMS", "unipc": "UniPC",
+}
+A1111_MODES = {"none": "None", "2d": "2D", "3d": "3D", "video": "Video Input", "interpolation": "Interpolation"}
+A1111_COLOR = {"none": "None", "lab": "LAB", "hsv": "HSV", "rgb": "RGB"}
+A1111_DEPTH = {"Intel/dpt-hybrid-midas": "Midas-3-Hybrid"}  # dfm depth model -> depth_algorithm
+
+# Renamed keys (Deforum's deprecation map, plus notebook spellings the catalogue does not alias)
+RENAMED_KEYS = {
+    "flip_2d_perspective": "enable_perspective_flip",
+    "skip_video_for_run_all": "skip_video_creation",
+    "near_plane": "near_schedule",
+    "far_plane": "far_schedule",
+    "enable_schedule_samplers": "enable_sampler_scheduling",
+    "use_zoe_depth": "depth_algorithm",
+}
+REMOVED_KEYS = {"histogram_matching": "removed from Deforum (colour matching is `color_coherence`)"}
+
+# Switches that gate a schedule: (switch, value that enables it, gated keys)
+GATES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
+    ("enable_steps_scheduling", True, ("steps_schedule",)),
+    ("enable_perspective_flip", True, ("perspective_flip_theta", "perspective_flip_phi",
+                                       "perspective_flip_gamma", "perspective_flip_fv")),
+    ("use_mask_video", True, ("video_mask_path",)),
+    ("seed_behavior", "schedule", ("seed_schedule",)),
+)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A Deforum feature dfm does not have: its keys, why, and the values that mean "off"."""
+
+    label: str
+    pattern: str
+    reason: str
+    off: Mapping[str, tuple] = field(default_factory=dict)  # switch key -> values meaning "not in use"
+
+
+_NONE = ("None", "none", "", None, False, 0, "0")
+FEATURES: tuple[Feature, ...] = (
+    Feature("ControlNet", r"cn_\d+_.*", "dfm has no ControlNet yet"),
+    Feature("hybrid video", r"hybrid_.*", "dfm has no hybrid video compositing yet",
+            {"hybrid_composite": _NONE, "hybrid_motion": _NONE}),
+    Feature("mask", r"use_mask|use_alpha_as_mask|mask_file|invert_mask|mask_contrast_adjust|"
+            r"mask_brightness_adjust|overlay_mask|mask_overlay_blur|fill|full_res_mask|full_res_mask_padding|"
+            r"use_noise_mask|mask_schedule|noise_mask_schedule", "dfm has no inpainting masks yet",
+            {"use_mask": _NONE, "use_noise_mask": _NONE}),
+    Feature("guided-images (looper)", r"use_looper|init_images|image_strength_schedule|blendFactorMax|"
+            r"blendFactorSlope|tweening_frames_schedule|color_correction_factor",
+            "dfm has no guided-images looper", {"use_looper": _NONE}),
+    Feature("subseed", r"enable_subseed_scheduling|subseed_schedule|subseed_strength_schedule|"
+            r"seed_resize_from_w|seed_resize_from_h", "dfm has no variation seeds",
+            {"enable_subseed_scheduling": _NONE, "seed_resize_from_w": _NONE, "seed_resize_from_h": _NONE}),
+    Feature("sampler schedule", r"enable_sampler_scheduling|sampler_schedule",
+            "dfm uses one sampler for the whole scene", {"enable_sampler_scheduling": _NONE}),
+    Feature("checkpoint schedule", r"enable_checkpoint_scheduling|checkpoint_schedule",
+            "dfm uses one model for the whole scene", {"enable_checkpoint_scheduling": _NONE}),
+    Feature("CLIP skip", r"enable_clipskip_scheduling|clipskip_schedule", "dfm has no CLIP skip",
+            {"enable_clipskip_scheduling": _NONE}),
+    Feature("noise multiplier", r"enable_noise_multiplier_scheduling|noise_multiplier_schedule",
+            "dfm has no img2img initial-noise multiplier (A1111 option)",
+            {"enable_noise_multiplier_scheduling": _NONE}),
+    Feature("sampler eta", r"enable_ddim_eta_scheduling|ddim_eta_schedule|enable_ancestral_eta_scheduling|"
+            r"ancestral_eta_schedule|ddim_eta", "dfm uses each scheduler's own eta",
+            {"enable_ddim_eta_scheduling": _NONE, "enable_ancestral_eta_scheduling": _NONE}),
+    Feature("InstructPix2Pix", r"pix2pix_img_cfg_scale_schedule", "dfm has no InstructPix2Pix models"),
+    Feature("aspect ratio", r"aspect_ratio_schedule|aspect_ratio_use_old_formula",
+            "dfm's 3D warp uses the frame's own aspect ratio"),
+    Feature("optical flow", r"optical_flow_cadence|cadence_flow_factor_schedule|optical_flow_redo_generation|"
+            r"redo_flow_factor_schedule|diffusion_redo", "dfm has no optical-flow cadence or redo",
+            {"optical_flow_cadence": _NONE, "optical_flow_redo_generation": _NONE, "diffusion_redo": _NONE}),
+    Feature("perlin noise", r"perlin_octaves|perlin_persistence|perlin_w|perlin_h",
+            "dfm's noise is Gaussian (Deforum's 'uniform')"),
+    Feature("colour source", r"color_coherence_image_path|color_coherence_video_every_N_frames|"
+            r"legacy_colormatch", "dfm matches colours to the first frame only"),
+    Feature("video extraction", r"overwrite_extracted_frames|delete_input_frames",
+            "dfm decodes the input video itself"),
+    Feature("Parseq", r"parseq_manifest|parseq_use_deltas|parseq_non_schedule_overrides|"
+            r"fetched_parseq_manifest_summary", "import a Parseq manifest with `dfm import` on the manifest",
+            {"parseq_manifest": _NONE}),
+    Feature("resume", r"resume_from_timestring|resume_timestring", "dfm resumes a render by itself",
+            {"resume_from_timestring": _NONE}),
+    Feature("soundtrack", r"add_soundtrack|soundtrack_path", "dfm writes video without sound",
+            {"add_soundtrack": _NONE}),
+    Feature("upscaling", r"r_upscale_.*", "dfm has no upscaler", {"r_upscale_video": _NONE}),
+    Feature("frame interpolation", r"frame_interpolation_.*", "dfm has no FILM/RIFE interpolation",
+            {"frame_interpolation_engine": _NONE}),
+    Feature("output option", r"make_gif|delete_imgs|store_frames_in_ram|save_samples|save_settings|"
+            r"display_samples|save_sample_per_step|show_sample_per_step|filename_format|make_grid|grid_rows|"
+            r"outdir|bit_depth_output|ffmpeg_.*|create_gif", "dfm always writes PNG frames and video.mp4",
+            {"make_gif": _NONE, "delete_imgs": _NONE, "store_frames_in_ram": _NONE}),
+    Feature("A1111 image option", r"show_info_on_ui|tiling|restore_faces|reroll_blank_frames|reroll_patience|"
+            r"motion_preview_mode", "not a dfm setting (`dfm plot` shows the motion schedules without rendering)",
+            {"show_info_on_ui": (True, False), "tiling": _NONE, "restore_faces": _NONE,
+             "motion_preview_mode": _NONE, "reroll_blank_frames": ("ignore",)}),
+    Feature("notebook gradient guidance", r"mean_scale|var_scale|exposure_scale|exposure_target|"
+            r"colormatch_scale|colormatch_image|colormatch_n_colors|ignore_sat_weight|clip_name|clip_scale|"
+            r"aesthetics_scale|cutn|cut_pow|init_mse_scale|init_mse_image|blue_scale|gradient_wrt|"
+            r"gradient_add_to|decode_method|grad_threshold_type|clamp_grad_threshold|clamp_start|clamp_stop|"
+            r"grad_inject_timing|cond_uncond_sync|dynamic_threshold|static_threshold",
+            "dfm has no gradient guidance"),
+    Feature("notebook internal", r"precision|C|f|timestring|init_latent|init_sample|init_sample_raw|init_c|"
+            r"mask_sample|seed_internal|cond_prompt|uncond_prompt|prompt|prompt_weighting|"
+            r"normalize_prompt_weights|log_weighted_subprompts|add_init_noise|init_noise|"
+            r"override_settings_with_file|settings_file|custom_settings_file|models_path|configs_path|"
+            r"output_path|mount_google_drive|map_location|model_config|custom_config_path|"
+            r"custom_checkpoint_path|interpolate_x_frames_legacy", "internal to the notebook"),
+    Feature("provenance", r"batch_name|sd_model_hash|deforum_git_commit_id", "a record of the run, not a setting"),
+)
+
+
+# Deforum's numexpr functions; the A1111 extension splits schedules on every comma, so only
+# one-argument calls survive there.
+DEFORUM_FUNCTIONS = frozenset({"sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+                               "arcsinh", "arccosh", "arctanh", "log", "log10", "log1p", "exp", "expm1", "sqrt",
+                               "abs"})
+DEFORUM_VARIABLES = frozenset({"t", "max_f"})
+DEFORUM_OPERATORS = frozenset({"+", "-", "*", "/", "%", "**"})
+# Off switches written into every export, so that values left in the user's Deforum UI do not leak in.
+NEUTRAL_SETTINGS: dict[str, object] = {
+    "positive_prompts": "", "negative_prompts": "", "animation_prompts_positive": "",
+    "animation_prompts_negative": "", "noise_type": "uniform", "enable_subseed_scheduling": False,
+    "enable_sampler_scheduling": False, "enable_checkpoint_scheduling": False,
+    "enable_clipskip_scheduling": False, "enable_noise_multiplier_scheduling": False,
+    "enable_ddim_eta_scheduling": False, "enable_ancestral_eta_scheduling": False, "use_mask": False,
+    "use_noise_mask": False, "hybrid_composite": "None", "hybrid_motion": "None",
+    "optical_flow_cadence": "None", "optical_flow_redo_generation": "None", "diffusion_redo": "0",
+    "use_looper": False, "parseq_manifest": "", "resume_from_timestring": False,
+}
+
+
+def param_for_key(key: str) -> Param | None:
+    """The dfm parameter a Deforum settings key stands for: the catalogue's `deforum` column first, then the
+    names and aliases dfm itself accepts (the notebook's spellings, `near_plane`, `scale`, are aliases)."""
+    for p in cat.PARAMS:
+        if p.deforum == key:
+            return p
+    return cat.lookup(key)

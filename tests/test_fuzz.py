@@ -1,0 +1,102 @@
+"""Property-based fuzzing of check and compile (issue 8): any text ends in success or diagnostics.
+
+Two generators: mutations of the example scenes (characters and tokens inserted, deleted, replaced,
+lines duplicated or swapped) and scenes assembled from the grammar and the catalogue (random
+statements, values, keyframe lists, times, expressions). For every input: no exception from check or
+compile, what check accepts compiles, and every float of the table is finite. Derandomised, so CI
+runs the same cases every time; benchmarks/fuzz_campaign.py runs a longer random campaign.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from dfm.compiler import catalogue as cat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dfm.api import check_text, compile_result
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").glob("*.dfm"))]
+CASES = int(os.environ.get("DFM_FUZZ_CASES", "5000"))  # per generator: 2 generators ≥ 10,000 cases
+
+TOKENS = ["1e400", "-1e400", "9" * 40, "0", "-1", "1,04", ",", ":", "(", ")", "((", "))", "`", '"', "'", "\\",
+          "s", "b", "f", "0:(1)", "1e20:(2)", "1e9", "t", "max_f", "sin(", "where(t>1, 2, 3)", "x", "*", "/", "**",
+          "%", "^", "\n", "\t", " " * 50, "\ufeff", "\0", "é", "--neg", "#", "dfm 1", "mode interpolation",
+          "mode none", "mode video", "mode 3d", "interpolate_key_frames on", "prompt 1e9 \"z\"", "frames 0",
+          "frames 1000000", "duration 1e400", "bpm 0", "bpm 120", "size 64x64", "size 64x" + "9" * 60]
+NAMES = sorted({p.name for p in cat.PARAMS} | {a for p in cat.PARAMS for a in p.aliases})
+
+
+def mutate(text: str, edits: list[tuple[int, int, int, str]]) -> str:
+    for kind, pos, length, token in edits:
+        i = pos % (len(text) + 1)
+        if kind == 0:
+            text = text[:i] + token + text[i:]
+        elif kind == 1:
+            text = text[:i] + text[i + length:]
+        elif kind == 2:
+            text = text[:i] + token + text[i + length:]
+        else:
+            lines = text.split("\n")
+            j = pos % len(lines)
+            lines.insert(length % (len(lines) + 1), lines[j])
+            text = "\n".join(lines)
+    return text
+
+
+edit = st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 40),
+                 st.one_of(st.sampled_from(TOKENS), st.text(max_size=6)))
+mutants = st.builds(mutate, st.sampled_from(EXAMPLES), st.lists(edit, min_size=1, max_size=6))
+
+number = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=False).map(repr),
+                   st.sampled_from(["1e400", "0.5", "1.02", ".5", "-0"]))
+time = st.one_of(number, st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**4), st.sampled_from("sb")))
+expr = st.recursive(st.one_of(number, st.sampled_from(["t", "max_f", "pi", "fps", "bpm", "seed"])),
+                    lambda e: st.one_of(st.builds(lambda a, o, b: f"({a}{o}{b})", e, st.sampled_from(
+                        ["+", "-", "*", "/", "%", "**", ">", "=="]), e),
+                        st.builds(lambda f, a: f"{f}({a})", st.sampled_from(
+                            ["sin", "cos", "exp", "log", "sqrt", "abs", "floor", "tan"]), e)),
+                    max_leaves=6)
+keylist = st.lists(st.builds(lambda t, v, c: f"{t}:({v}){c}", time, expr, st.sampled_from(
+    ["", " step", " ease_in_out", " cubic", " bogus"])), min_size=1, max_size=4).map(", ".join)
+value = st.one_of(number, expr, keylist, st.sampled_from(["on", "off", "lab", "euler", "64x64", '"x"', "2s"]),
+                  st.builds(lambda a, b: f"{a}x{b}", st.integers(0, 5000), st.integers(0, 5000)))
+statement = st.one_of(st.builds(lambda n, v: f"{n} {v}", st.sampled_from(NAMES), value),
+                      st.builds(lambda t, s: f'prompt {t} "{s}"', time, st.text(max_size=12).map(
+                          lambda s: s.replace('"', "").replace("\\", "").replace("\n", " "))))
+scenes = st.lists(statement, max_size=10).map(lambda sts: "dfm 1\n" + "\n".join(sts) + "\n")
+
+
+def holds(text: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would leak to the user's terminal
+        diags = check_text(text)
+        result = compile_result(text)
+    check_errors = [d for d in diags if d.is_error]
+    assert [d.code for d in result.errors] == [d.code for d in check_errors], "check and compile disagree"
+    if not check_errors:
+        assert result.table is not None
+        for name, col in result.table.columns.items():
+            if col.dtype == np.float64:
+                assert np.isfinite(col).all(), name
+
+
+FUZZ = settings(max_examples=CASES, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@FUZZ
+@given(mutants)
+def test_mutated_examples_never_crash(text):
+    holds(text)
+
+
+@FUZZ
+@given(scenes)
+def test_generated_scenes_never_crash(text):
+    holds(text)
