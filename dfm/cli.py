@@ -66,14 +66,22 @@ def _summary(diags, files: int) -> str:
 def cmd_check(args) -> int:
     from .api import check_text
 
-    all_diags, sources = [], {}
+    all_diags, sources, unreadable = [], {}, []
     for path in args.files:
-        text = _read(path)
+        try:  # a missing file is reported after the others, which are still checked
+            text = _read(path)
+        except UsageError as exc:
+            unreadable.append(str(exc))
+            continue
         sources[path] = text
         all_diags += check_text(text, path)
     _print_diagnostics(all_diags, sources, args.format, sys.stdout)
     if args.format != "json":
-        print(_summary(all_diags, len(args.files)), file=sys.stderr)
+        print(_summary(all_diags, len(sources)), file=sys.stderr)
+    for why in unreadable:
+        print(f"dfm check: error: {why}", file=sys.stderr)
+    if unreadable:
+        return EXIT_USAGE
     failed = any(d.is_error for d in all_diags) or (args.strict and all_diags)
     return EXIT_ERRORS if failed else EXIT_OK
 
@@ -196,6 +204,9 @@ def cmd_import(args) -> int:
     for w in result.warnings:
         print(f"{args.settings}: warning: {w}", file=sys.stderr)
     out = args.output or (str(Path(args.settings).with_suffix(".dfm")) if args.settings != "-" else "-")
+    if out != "-" and Path(out).exists() and not args.force:
+        raise UsageError(f"{out} exists; importing again would replace your edits. Pass --force to replace it, "
+                         "or -o NEW.dfm")
     _emit(result.text, out)
     return EXIT_OK
 
@@ -338,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="Deforum settings file or Parseq manifest → .dfm")
     p.add_argument("settings", metavar="SETTINGS")
     p.add_argument("-o", "--output", metavar="SCENE")
+    p.add_argument("--force", action="store_true", help="replace an existing scene file")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help=".dfm → A1111 Deforum settings file")
@@ -386,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a read-only folder, a full disk: the user's to fix, not a bug
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"dfm {args.command}: error: cannot write or read{where}: {exc.strerror or exc}\n"
+              "help: check the folder's permissions and free space, or choose another path", file=sys.stderr)
+        return EXIT_ERRORS
     except Exception as exc:  # an internal error: never a bare traceback for the user
         if os.environ.get("DFM_DEBUG"):
             raise

@@ -193,3 +193,35 @@ def test_plot_command(tmp_path):
     assert main(["plot", str(scene_path), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", str(scene_path), "-o", str(png), "--params", "nope"]) == 2
+
+
+def test_import_never_overwrites_a_scene_without_force(tmp_path):
+    settings = tmp_path / "deforum.txt"
+    settings.write_text(json.dumps({"max_frames": 10, "prompts": {"0": "a cat"}}))
+    scene = tmp_path / "deforum.dfm"
+    scene.write_text("# my edits\n")
+    assert main(["import", str(settings)]) == 2
+    assert scene.read_text() == "# my edits\n"
+    assert main(["import", str(settings), "--force"]) == 0 and "a cat" in scene.read_text()
+
+
+def test_check_reports_every_readable_file_before_a_missing_one(tmp_path, capsys):
+    a, b = tmp_path / "a.dfm", tmp_path / "b.dfm"
+    a.write_text('dfm 1\nprompt 0 "x"\nzoom 0:(1,04)\n')
+    b.write_text('dfm 1\nprompt 0 "y"\nfoo 1\n')
+    assert main(["check", str(a), str(b), str(tmp_path / "missing.dfm"), "--format", "concise"]) == 2
+    out, err = capsys.readouterr()
+    assert "DFM011" in out and "DFM101" in out and "missing.dfm: no such file" in err
+
+
+def test_an_unwritable_output_is_a_user_error(tmp_path, capsys, monkeypatch):
+    scene = tmp_path / "s.dfm"
+    scene.write_text('dfm 1\nframes 4\nprompt 0 "x"\n')
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / "t.csv"))
+
+    monkeypatch.setattr("dfm.files.write_atomic", refuse)
+    assert main(["compile", str(scene), "-o", str(tmp_path / "ro" / "t.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "help:" in err and "internal error" not in err
