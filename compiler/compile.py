@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import media
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, warning
 from ..dsl.parser import parse, parse_statement
@@ -561,6 +562,41 @@ class _Compiler:
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
         self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
 
+    def video_frames(self, values: dict) -> bool:
+        """Video mode renders as many frames as the extraction gives (as Deforum does): the default frame
+        count; an explicit one may only be smaller. False after an error."""
+        raw = values["video_init_path"]
+        st = self.settings.get("video_init_path")
+        if not raw or st is None:
+            return True  # no video: the runtime says so before loading anything
+        path = Path(str(raw)).expanduser()
+        try:
+            if not path.is_file():
+                return True  # DFM403 has warned: the file may appear before the render
+            total = media.count_frames(path)
+        except media.MediaError as e:
+            self.err("DFM403", e.message, st.statement.span, parameter="video_init_path", help=e.help)
+            return False
+        except OSError:
+            return True  # reported by the path check
+        sel = media.select(total, values["extract_from_frame"], values["extract_nth_frame"],
+                           values["extract_to_frame"])
+        what = (f"from {values['extract_from_frame']}, every {values['extract_nth_frame']}"
+                + (f", to {values['extract_to_frame']}" if values["extract_to_frame"] >= 0 else ""))
+        if sel.count < 1:
+            self.err("DFM104", f"the input video gives no frames ({total} frames; {what})", st.statement.span,
+                     parameter="video_init_path", help="lower extract_from_frame")
+            return False
+        given = self.settings.get("frames") or self.settings.get("duration")
+        if given is None:
+            values["frames"] = sel.count
+        elif values["frames"] > sel.count:
+            self.err("DFM104", f"the input video gives {sel.count} frames ({total}; {what}) but the scene has "
+                     f"{values['frames']}", given.statement.span, parameter=given.statement.name,
+                     help=f"set `frames {sel.count}`, or remove it: video mode renders the whole extraction")
+            return False
+        return True
+
     def interpolation_frames(self, settings: dict) -> None:
         """In interpolation mode the prompts decide the frame count; `frames` may only agree."""
         keys = [f for f, _ in self.result.prompts]
@@ -605,6 +641,8 @@ class _Compiler:
             self.err("DFM104", f"`duration` makes {values['frames']} frames, more than {cat.MAX_FRAMES}",
                      self.settings["duration"].statement.span, parameter="duration",
                      help="shorten the duration or lower the fps")
+            return None
+        if mode == "video" and not self.video_frames(values):
             return None
         values["duration"] = values["frames"] / values["fps"]
         xf = values["prompt_crossfade"]

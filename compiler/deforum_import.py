@@ -53,6 +53,7 @@ class _Importer:
         self.comments: list[ir.Comment] = []  # after the settings
         self.prompt_lines: list[ir.Statement] = []
         self.unused_in_mode: list[str] = []
+        self.schedule_keys: dict[str, str] = {}  # dfm schedule name -> the file key it came from
         self.inactive: list[str] = []
 
     # -- bookkeeping
@@ -119,7 +120,7 @@ class _Importer:
         self.settings["mode"] = (word(self.mode),)
         frames = self.number("max_frames", int)
         self.frames = frames if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
-        if frames is not None:
+        if frames is not None and self.mode != "video":  # Deforum's video mode renders the whole extraction
             self.settings["frames"] = (number(self.frames),)
         fps = self.number("fps", float)
         self.fps = fps if fps and fps > 0 else float(cat.BY_NAME["fps"].default)
@@ -160,6 +161,9 @@ class _Importer:
             b = str(behaviour).lower()
             if b in cat.SEED_BEHAVIOURS:
                 self.map("seed_behavior")
+            elif b == "schedule" and self.has("seed_schedule"):  # warned once, with its seed_schedule
+                self.warned |= self.file_keys(["seed_behavior"])
+                b = "iter"
             else:
                 self.warn(f"seed_behavior `{behaviour}` has no dfm equivalent (dfm has "
                           f"{', '.join(cat.SEED_BEHAVIOURS)}); using iter", ["seed_behavior"])
@@ -363,7 +367,7 @@ class _Importer:
         if self.has("seed_schedule"):
             self.take("seed_schedule")
             self.warn("seed_behavior `schedule` is not supported: dfm has no seed schedule (the seeds follow "
-                      "`iter` from the start seed)", ["seed_schedule"])
+                      "`iter` from the start seed)", ["seed_schedule", "seed_behavior"])
 
     def special_settings(self) -> None:
         for key in ("sd_model_name", "model_checkpoint", "sd_model"):
@@ -459,12 +463,24 @@ class _Importer:
 
     def schedule(self, name: str, key: str, value: object) -> None:
         node = self.schedule_value(name, key, value)
-        if node is not None:
-            if name in self.schedules:
-                self.warn(f"`{key}` repeats {name}; the first schedule is kept", [key])
+        if node is None:
+            return
+        first = self.schedule_keys.get(name)
+        if first is not None:
+            if not self.outranks(name, key):
+                self.warn(f"`{key}` repeats {name}; `{first}` is used", [key])
                 return
-            self.schedules[name] = (node,)
-            self.map(key)
+            self.mapped -= self.file_keys([first])
+            self.warn(f"`{first}` repeats {name}; `{key}` is used", [first])
+        self.schedules[name] = (node,)
+        self.schedule_keys[name] = key
+        self.map(key)
+
+    def outranks(self, name: str, key: str) -> bool:
+        """Which of two keys for one schedule Deforum reads, whatever their order in the file: the
+        schedule key (`cfg_scale_schedule`) in animated modes, the flat one (`scale`) for stills."""
+        own = key == cat.BY_NAME[name].deforum
+        return own if self.mode in cat.ANIMATED else not own
 
     def schedule_value(self, name: str, key: str, value: object) -> ir.Value | None:
         """A Deforum schedule (a string of keys, or a notebook number) as a key list or an expression."""

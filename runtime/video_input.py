@@ -8,8 +8,6 @@ time as the render asks for them; only the current one is held, so a long video 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -17,54 +15,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import media
+from ..media import Selection, select
 from ..table import Settings
 from .errors import RenderError
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which source frames are used: range(start, stop, step) of the source frame indices."""
-
-    start: int
-    step: int
-    stop: int  # exclusive
-
-    @property
-    def count(self) -> int:
-        return len(range(self.start, self.stop, self.step))
-
-    def source_index(self, row: int) -> int:
-        return self.start + row * self.step
-
-
-def select(total: int, extract_from: int, extract_nth: int, extract_to: int) -> Selection:
-    """The selection for a video of `total` frames; extract_to -1 (or past the end) means the last frame."""
-    last = total - 1 if extract_to < 0 else min(int(extract_to), total - 1)
-    return Selection(max(0, int(extract_from)), max(1, int(extract_nth)), last + 1)
-
-
 def count_frames(path: Path) -> int:
-    """The number of frames in `path` (ffmpeg decodes the stream once; cached by path, size and mtime)."""
-    st = path.stat()
-    return _count_frames(str(path), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=16)
-def _count_frames(path: str, size: int, mtime_ns: int) -> int:
-    import imageio_ffmpeg
-
+    """The number of frames in `path`, or a RenderError saying why it cannot be read."""
     try:
-        frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
-    except (RuntimeError, OSError) as e:
-        raise RenderError(
-            f"cannot read video {path}: {_last_line(e)}", "use a video file ffmpeg can decode (mp4, mov, webm, …)"
-        ) from None
-    return int(frames)
-
-
-def _last_line(e: BaseException) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+        return media.count_frames(path)
+    except media.MediaError as e:
+        raise RenderError(e.message, e.help) from None
 
 
 def video_selection(settings: Settings, rows: int) -> Selection:

@@ -401,3 +401,31 @@ def test_generated_scenes_round_trip(seed):
 def test_round_trip_import_has_no_warnings_for_plain_scenes():
     back = round_trip(SCENE)
     assert back.warnings == []
+
+
+@pytest.mark.parametrize("order", ["scale first", "schedule first"])
+def test_the_cfg_schedule_wins_in_animated_modes_whatever_the_key_order(order):
+    pairs = [("scale", 5), ("cfg_scale_schedule", "0:(9)")]
+    data = dict(pairs if order == "scale first" else pairs[::-1])
+    result, table = imported_table({"animation_mode": "2D", "max_frames": 4, "prompts": {"0": "a"}, **data})
+    assert list(table["cfg_scale"]) == [9.0] * 4
+    assert "scale" in result.warned_keys and "cfg_scale_schedule" in result.mapped_keys
+    stills, still_table = imported_table({"animation_mode": "None", "prompts": {"0": "a"}, **data})
+    assert still_table["cfg_scale"][0] == 5.0
+
+
+def test_video_mode_takes_its_length_from_the_video_not_max_frames(tmp_path):
+    clip = Path(__file__).resolve().parents[1] / "examples" / "input.mp4"  # 60 frames
+    data = {"animation_mode": "Video Input", "max_frames": 1000, "video_init_path": str(clip),
+            "extract_nth_frame": 4, "prompts": {"0": "a"}}
+    result, table = imported_table(data)
+    assert "frames" not in result.text and len(table) == 15
+
+
+def test_a_seed_schedule_is_warned_about_once():
+    result = import_settings({"seed_behavior": "schedule", "seed_schedule": "0:(5), 3:(7)", "max_frames": 5,
+                              "prompts": {"0": "a"}})
+    assert len([w for w in result.warnings if "seed" in w]) == 1
+    assert {"seed_behavior", "seed_schedule"} <= result.warned_keys
+    alone = import_settings({"seed_behavior": "schedule", "max_frames": 5, "prompts": {"0": "a"}})
+    assert len([w for w in alone.warnings if "seed_behavior" in w]) == 1
