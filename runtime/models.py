@@ -56,6 +56,7 @@ _TOKENIZER_CACHE = {
 }
 FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x"}
 _LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
+FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 
 
 @dataclass(frozen=True)
@@ -133,17 +134,27 @@ def _first_line(e: BaseException) -> str:
 
 @contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Silence the libraries' own progress bars while loading (dfm reports progress through its
-    callback), and restore them afterwards."""
+    """Silence the libraries' own progress bars, log lines and warnings while loading ("modules kept in
+    float32: []", deprecation notes): dfm reports progress itself and turns real failures into one
+    RenderError each. Everything is restored afterwards."""
+    import warnings
+
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
 
     was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    levels = dlog.get_verbosity(), tlog.get_verbosity()
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
+        dlog.set_verbosity(levels[0])
+        tlog.set_verbosity(levels[1])
         if was[0]:
             dlog.enable_progress_bar()
         if was[1]:
@@ -300,7 +311,18 @@ class StableDiffusion:
 
     def load(self) -> None:
         """Load every component a render uses now (the render's load stage) instead of on first use."""
+        self.check_folder()
         _ = self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler_config
+
+    def check_folder(self) -> None:
+        """A diffusers folder has every component's subfolder, or one error names all that are missing
+        (a missing text_encoder/ would otherwise surface later as a "broken tokenizer")."""
+        if self.folder is None:
+            return
+        missing = [n for n in FOLDER_PARTS if not (self.folder / n).is_dir()]
+        if missing:
+            raise RenderError(f"{self.source.describe()} has no {', '.join(m + '/' for m in missing)} folder"
+                              + ("s" if len(missing) > 1 else ""), _LOAD_HELP)
 
     @cached_property
     def _single_file_pipeline(self):
@@ -407,6 +429,7 @@ class StableDiffusion:
             return self.text_encoder.config
         from transformers import CLIPTextConfig
 
+        self.check_folder()  # CLIPTextConfig answers a missing subfolder with a default config
         try:
             return CLIPTextConfig.from_pretrained(
                 str(self.folder), subfolder="text_encoder", local_files_only=True

@@ -161,3 +161,29 @@ def test_sd21_skeleton_builds():
     assert unet.config.cross_attention_dim == 1024
     sched = json.loads((CONFIGS / "sd21" / "scheduler" / "scheduler_config.json").read_text())
     assert sched["prediction_type"] == "v_prediction"
+
+
+@pytest.mark.parametrize("part", ["text_encoder", "unet", "scheduler"])
+def test_a_folder_missing_a_component_names_it(tiny_models, tmp_path, part):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models["folder"], folder)
+    shutil.rmtree(folder / part)
+    sd = StableDiffusion(resolve_source(str(folder)), pick_device("cpu"))
+    with pytest.raises(RenderError, match=f"no {part}/ folder") as e:
+        sd.load()
+    assert "tokenizer" not in str(e.value)  # not misread as a broken tokenizer
+
+
+def test_library_log_lines_and_warnings_are_quiet_while_loading(capsys):
+    import warnings
+
+    import transformers.utils.logging as tlog
+    from dfm.runtime.models import quiet_loading
+
+    before = tlog.get_verbosity()
+    with quiet_loading():
+        tlog.get_logger("transformers").warning("modules kept in float32: []")
+        warnings.warn("a library deprecation", FutureWarning, stacklevel=1)
+    assert "float32" not in capsys.readouterr().err and tlog.get_verbosity() == before
