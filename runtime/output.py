@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..files import file_mode, write_atomic
 from .errors import RenderError
 
 
@@ -33,20 +33,28 @@ def to_uint8(frame: Tensor) -> Tensor:
     return (frame[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a temporary file in the same folder, then rename: a killed render never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
+
+
+# PNG files end with an empty IEND chunk: a file cut short by a kill or a full disk does not
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_complete(path: Path) -> bool:
+    """Whether `path` is a whole PNG file (signature and end chunk; cheap: reads 8 + 12 bytes)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:
+        return False
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
@@ -83,10 +91,11 @@ class HostCopy:
 class VideoEncoder:
     """H.264 yuv420p mp4 through imageio-ffmpeg's bundled ffmpeg, written to a temp name and renamed."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int) -> None:
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int, mode: int | None = None) -> None:
         import imageio_ffmpeg
 
         self.path = path
+        self._mode = file_mode(path) if mode is None else mode  # an old video's mode, else the umask's
         self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         self._gen = imageio_ffmpeg.write_frames(
             str(self._tmp),
@@ -121,6 +130,7 @@ class VideoEncoder:
 
     def close(self) -> Path:
         self._gen.close()
+        os.chmod(self._tmp, self._mode)
         os.replace(self._tmp, self.path)
         return self.path
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..files import file_mode
 from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, resume, samplers
 from .depth import DepthEstimator, depth_image
@@ -420,21 +423,86 @@ def prompt_warnings(table: FrameTable, sd: StableDiffusion) -> list[str]:
     return out
 
 
-def _clear_old_frames(folder: Path, start: int = 0) -> None:
-    """Remove frame files from `start` on: stale ones of an earlier render, or those a resume rewrites."""
+def _clear_old_frames(folder: Path, start: int, owned: int) -> None:
+    """Remove the frame files dfm wrote from `start` on (below `owned`, the count its manifest or state
+    lists): stale ones of an earlier render, or those a resume rewrites. Other files stay."""
+    if not folder.is_dir():
+        return
     for p in folder.iterdir():
-        if re.fullmatch(r"\d{5}\.png", p.name) and int(p.name[:5]) >= start:
+        if re.fullmatch(_FRAME_PATTERN, p.name) and start <= int(p.name[:5]) < owned and p.is_file():
             p.unlink()
 
 
-def _clear_temp_files(out_dir: Path) -> None:
-    """Remove the temporary files a killed render leaves (`.NAME.XXXX.tmp`, `.video.tmp.mp4`): every
-    file is written under such a name and renamed, so none of them is a finished file."""
-    for folder in (out_dir, out_dir / "frames", out_dir / "depth", out_dir / resume.STATE_DIR):
+_FRAME_PATTERN = r"\d{5}\.png"
+_ROOT_FILES = ("table.csv", "manifest.json")
+VIDEO_TEMP = ".video.tmp.mp4"  # VideoEncoder's temporary name
+
+
+def _clear_temp_files(out: _Output) -> None:
+    """Remove the temporary files a killed render leaves: dfm writes every file under a temporary name of
+    its own (`.NAME.XXXXXXXX.tmp` of a name it writes, `.video.tmp.mp4`) and renames it, so none of them is
+    a finished file. Temporary files of other names are not dfm's and stay."""
+    for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
+                            (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
+                            (out.root / resume.STATE_DIR, "|".join(re.escape(n) for n in resume.STATE_FILES))):
         if folder.is_dir():
             for p in folder.iterdir():
-                if p.is_file() and re.fullmatch(r"\..+\.tmp(\.mp4)?", p.name):
+                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name == VIDEO_TEMP)
+                if ours and p.is_file():
                     p.unlink()
+
+
+def _dfm_manifest(root: Path) -> dict | None:
+    """The manifest of a finished dfm render in `root`, or None."""
+    try:
+        data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "dfm_manifest" in data else None
+
+
+def _owned_frames(root: Path) -> int:
+    """How many frame files (NNNNN.png from 0) dfm may have written in `root`: the count of its manifest,
+    of its record of a render in progress, or of its checkpoint, whichever is largest."""
+    found = _dfm_manifest(root)
+    listed = found.get("frames") if found else None
+    return max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
+
+
+def _unwritable(root: Path, e: OSError) -> RenderError:
+    return RenderError(
+        f"cannot write to the output folder {root}: {e.strerror or e}",
+        "choose a writable folder (--out), or check its permissions and free disk space",
+    )
+
+
+def _open_output(root: Path) -> bool:
+    """Check the output folder before anything loads, changing nothing in it: a folder (made now if it
+    does not exist), writable, and empty or a dfm render's. True if this call made it."""
+    if root.exists() and not root.is_dir():
+        raise RenderError(f"the output {root} is a file, not a folder", "choose a new or empty folder (--out)")
+    made = not root.exists()
+    if not made and any(root.iterdir()) and _dfm_manifest(root) is None and not (root / resume.STATE_DIR).is_dir():
+        raise RenderError(
+            f"the output folder {root} is not empty and holds no dfm render",
+            "choose an empty or new folder (--out): dfm writes over and removes only files of its own renders",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(root, e) from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        if made:
+            _remove_if_empty(root)
+        raise _unwritable(root, PermissionError(13, "permission denied"))
+    return made
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 class RenderInterrupted(KeyboardInterrupt):
@@ -461,14 +529,29 @@ class _Start:
 
 
 def _find_start(table, sd, depth, out_dir: Path, folders: tuple[Path, ...], restart: bool) -> _Start:
+    """Where this render begins; reads the folder, changes nothing (a checkpoint that is not continued
+    is removed later, in `_prepare_output`, once the models are loaded)."""
     fp = resume.fingerprint(table, sd, depth)
     if restart:
-        resume.remove(out_dir)
         return _Start(fp, None, [])
-    found, why = resume.load(out_dir, fp, len(table), folders)
-    if found is None:
-        resume.remove(out_dir)  # never continue, nor later mix in, the state of another scene
+    found, why = resume.load(out_dir, fp, len(table), folders, rebuild=lambda k: _fresh_state_at(table, k))
     return _Start(fp, found, [why] if why else [])
+
+
+def _fresh_state_at(table: FrameTable, k: int) -> resume.Checkpoint | None:
+    """The state before frame k where it can be built without the frames before it: in the modes whose
+    frames each start from noise, when every row from k on is diffused and blends no diffusion before k
+    (nothing is handed on, so the empty state is the state). None elsewhere."""
+    if table.settings.mode not in INDEPENDENT_MODES:
+        return None
+    cols = table.columns
+    for i in range(k, len(table)):
+        if not bool(cols["diffused"][i]):
+            return None
+        blended = [int(cols["tween_to"][i])] + ([int(cols["tween_from"][i])] if float(cols["tween"][i]) < 1.0 else [])
+        if any(0 <= j < k for j in blended):
+            return None
+    return resume.Checkpoint(next_frame=k, at=k - 1, buffers={}, color_ref=None)
 
 
 def _restore(renderer: FrameRenderer, checkpoint: resume.Checkpoint) -> None:
@@ -539,10 +622,11 @@ class _Writers:
 
     def __init__(self, table: FrameTable, out: _Output, begin: _Start) -> None:
         s = table.settings
+        mode = file_mode(out.video)  # a rewritten video keeps the mode of the one it replaces
         out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
         video = None
         if s.save_video and s.mode != "none":  # stills make no video
-            video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf))
+            video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), mode)
         self.frames = FrameWriter(out.frames, video)
         self.frames.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
         self.depth: FrameWriter | None = None
@@ -604,18 +688,26 @@ def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEsti
     return depth
 
 
-def _prepare_output(table: FrameTable, sd: StableDiffusion, depth: DepthEstimator | None, out: _Output,
-                    restart: bool) -> _Start:
-    """Ready the output folder: no temporary files of a killed render, the start found (a checkpoint of
-    this render, else frame 0), no frame files from there on, table.csv written."""
-    out.frames.mkdir(parents=True, exist_ok=True)
-    _clear_temp_files(out.root)
-    begin = _find_start(table, sd, depth, out.root, out.resumable, restart)
-    _clear_old_frames(out.frames, begin.frame)
-    if out.depth.is_dir():
-        _clear_old_frames(out.depth, begin.frame)
-    write_text_atomic(out.root / "table.csv", table.to_csv())
-    return begin
+def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
+    """Ready the output folder once the models are loaded, just before the first frame is written: the
+    frames dfm may write recorded first (so a kill from here on leaves a folder dfm knows as its own), then
+    the previous render's manifest, a checkpoint not continued, dfm's temporary files and dfm's frames
+    from the start on removed; table.csv written. Files dfm did not write stay."""
+    root = out.root
+    try:
+        owned = _owned_frames(root)
+        resume.write_owner(root, max(owned, len(table)))
+        if _dfm_manifest(root) is not None:
+            (root / "manifest.json").unlink()  # it describes frames about to be replaced
+        if begin.checkpoint is None:
+            resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
+        _clear_temp_files(out)
+        out.frames.mkdir(exist_ok=True)
+        _clear_old_frames(out.frames, begin.frame, owned)
+        _clear_old_frames(out.depth, begin.frame, owned)
+        write_text_atomic(root / "table.csv", table.to_csv())
+    except OSError as e:
+        raise _unwritable(root, e) from None
 
 
 def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer) -> None:
@@ -704,12 +796,21 @@ def run_render(
     timer = timer or StageTimer(sd.placement.device)
     out = _Output(Path(out_dir), save_maps=depth is not None and bool(s.save_depth_maps))
 
-    begin = _prepare_output(table, sd, depth, out, restart)
-    started = time.time()
-    if begin.checkpoint is not None and on_resume is not None:
-        on_resume(begin.frame, len(table))
-    _load_models(sd, depth, timer)
+    # nothing in the folder changes until the models are loaded: a render that fails before its first
+    # frame leaves the folder as it found it
+    made = _open_output(out.root)
+    try:
+        begin = _find_start(table, sd, depth, out.root, out.resumable, restart)
+        started = time.time()
+        if begin.checkpoint is not None and on_resume is not None:
+            on_resume(begin.frame, len(table))
+        _load_models(sd, depth, timer)
+    except BaseException:
+        if made:
+            _remove_if_empty(out.root)
+        raise
     warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
+    _prepare_output(table, out, begin)
 
     writers = _Writers(table, out, begin)
     renderer = FrameRenderer(table, sd, timer, depth=depth, video=_video_input(table, sd.placement.device),

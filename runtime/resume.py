@@ -12,7 +12,9 @@ The file holds plain tensors, numbers and strings only, so it loads with `torch.
 from __future__ import annotations
 
 import io
-import shutil
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,13 @@ import torch
 from torch import Tensor
 
 from ..table import FrameTable
-from .output import HostCopy, frame_name, package_versions, write_atomic
+from .output import HostCopy, frame_name, package_versions, png_complete, write_atomic
 
 STATE_DIR = ".dfm-state"
 STATE_FILE = "state.pt"
+# what dfm writes in the state folder: the checkpoint and the record of the frames a render may have written
+OWNER_FILE = "render.json"
+STATE_FILES = (STATE_FILE, OWNER_FILE)
 FORMAT = 1
 # the packages whose arithmetic shapes the frames; another version may give other bytes
 VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-python-headless")
@@ -126,11 +131,12 @@ def _parse(data: object, expected: dict[str, str], total: int) -> Checkpoint | s
     return Checkpoint(next_frame, int(data.get("at", next_frame - 1)), buffers, ref)
 
 
-def load(out_dir: Path, expected: dict[str, str], total: int, folders: tuple[Path, ...]) -> tuple[
-    Checkpoint | None, str | None
-]:
+def load(out_dir: Path, expected: dict[str, str], total: int, folders: tuple[Path, ...],
+         rebuild: Callable[[int], Checkpoint | None] | None = None) -> tuple[Checkpoint | None, str | None]:
     """The checkpoint in `out_dir` if it may be continued, else (None, why not) - (None, None) when there
-    is none. Every frame before it must still be on disk in each of `folders`."""
+    is none. Every frame before it must still be on disk, whole, in each of `folders`; where one is gone or
+    cut short, `rebuild(first bad frame)` may give the state before it (a render whose frames do not hand
+    anything on), returned with a warning; else the render starts over, with a warning."""
     path = state_path(out_dir)
     if not path.is_file():
         return None, None
@@ -141,18 +147,93 @@ def load(out_dir: Path, expected: dict[str, str], total: int, folders: tuple[Pat
     found = _parse(data, expected, total)
     if isinstance(found, str):
         return None, f"the checkpoint in {path.parent} cannot be continued: {found}; rendering from frame 0"
-    for folder in folders:
-        missing = [i for i in range(found.next_frame) if not (folder / frame_name(i)).is_file()]
-        if missing:
-            return None, (
-                f"the checkpoint in {path.parent} counts on {folder / frame_name(missing[0])}, which is gone; "
-                "rendering from frame 0"
-            )
-    return found, None
+    bad = _first_bad_frame(found.next_frame, folders)
+    if bad is None:
+        return found, None
+    index, frame, what = bad
+    rebuilt = rebuild(index) if rebuild is not None and index > 0 else None
+    if rebuilt is not None:
+        return rebuilt, f"{frame} {what}; rendering again from frame {index}"
+    return None, f"{frame} {what} and the render state before it was not kept; rendering again from frame 0"
+
+
+def _first_bad_frame(count: int, folders: tuple[Path, ...]) -> tuple[int, Path, str] | None:
+    """The first frame below `count` missing or cut short in any of `folders`: (index, path, what)."""
+    for i in range(count):
+        for folder in folders:
+            frame = folder / frame_name(i)
+            if not frame.is_file():
+                return i, frame, "is gone (the checkpoint counts on it)"
+            if not png_complete(frame):
+                return i, frame, "is damaged (cut short, perhaps by a kill or a full disk)"
+    return None
+
+
+def checkpoint_frames(out_dir: Path) -> int:
+    """How many frames the checkpoint in `out_dir` counts, whatever render it belongs to (0 without a
+    readable one): frames dfm wrote."""
+    path = state_path(out_dir)
+    if not path.is_file():
+        return 0
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint lists nothing
+        return 0
+    n = data.get("next_frame") if isinstance(data, dict) else None
+    return n if isinstance(n, int) and n > 0 else 0
+
+
+def owner_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / OWNER_FILE
+
+
+def write_owner(out_dir: Path, frames: int) -> None:
+    """Record, before the first file of a render is written or removed, that the folder holds a dfm render
+    and how many frame files it may have written (frames/ and depth/ NNNNN.png below `frames`)."""
+    write_atomic(owner_path(out_dir), json.dumps({"dfm_render": 1, "frames": int(frames)}) + "\n")
+
+
+def owned_frames(out_dir: Path) -> int:
+    """The frames the record of `write_owner` lists (0 without one)."""
+    try:
+        data = json.loads(owner_path(out_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    n = data.get("frames") if isinstance(data, dict) and data.get("dfm_render") == 1 else None
+    return n if isinstance(n, int) and n > 0 else 0
+
+
+def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
+    """Whether `name` is a temporary file of `dfm.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
+    (a regex pattern or names)."""
+    pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
+    return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
 
 
 def remove(out_dir: Path) -> None:
-    shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+    """Remove the state dfm wrote (checkpoint, record, their temporary files), and the folder if that
+    leaves it empty; anything else in it stays."""
+    folder = Path(out_dir) / STATE_DIR
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_file() and (p.name in STATE_FILES or is_temp_file(p.name, STATE_FILES)):
+            p.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something of the user's is in it
 
 
-__all__ = ["Checkpoint", "Snapshot", "fingerprint", "load", "remove", "state_path"]
+__all__ = [
+    "Checkpoint",
+    "Snapshot",
+    "checkpoint_frames",
+    "fingerprint",
+    "is_temp_file",
+    "load",
+    "owned_frames",
+    "remove",
+    "state_path",
+    "write_owner",
+]
