@@ -23,6 +23,7 @@ from ..dsl.diagnostics import Diagnostic, error, warning
 from ..dsl.parser import parse, parse_statement
 from ..table import FrameTable, Settings
 from . import catalogue as cat
+from . import deforum_names
 from .catalogue import Kind, Param
 from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
 from .lower import accumulated_camera, source_hash
@@ -181,6 +182,10 @@ class _Compiler:
             self.warn("DFM020", "the version line should come first", v.span, help="move it to the top")
 
     def unknown_statement(self, st: ir.Statement) -> None:
+        known = deforum_names.explain_key(st.name)  # a Deforum key dfm has no equivalent for
+        if known is not None:
+            self.err("DFM101", f"`{st.name}` is a Deforum key, not a dfm parameter", st.name_span, help=known)
+            return
         guess = cat.did_you_mean(st.name, cat.ALIASES)
         self.err("DFM101", f"unknown parameter `{st.name}`", st.name_span,
                  help=f"did you mean `{cat.ALIASES[guess]}`?" if guess else "see docs/language.md for every "

@@ -9,6 +9,7 @@ the off switches an export writes. `deforum_import.py` and `deforum_export.py` r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -148,6 +149,36 @@ NEUTRAL_SETTINGS: dict[str, object] = {
     "optical_flow_cadence": "None", "optical_flow_redo_generation": "None", "diffusion_redo": "0",
     "use_looper": False, "parseq_manifest": "", "resume_from_timestring": False,
 }
+
+
+# Deforum keys the importer reads into other statements: what a scene writes instead
+WRITTEN_AS = {
+    "W": "write `size WIDTHxHEIGHT`", "H": "write `size WIDTHxHEIGHT`",
+    "use_init": "an `init_image` statement is the switch", "strength_0_no_init": "frame 0 without an init image "
+    "is always txt2img in dfm", "prompts": 'write `prompt FRAME "text"` lines', "positive_prompts":
+    'write `prompt` lines (a common part goes into each one)', "negative_prompts": 'write `negative "text"`',
+    "enable_steps_scheduling": "a `steps` schedule is always used when the scene has one",
+    "seed_schedule": "dfm has no seed schedule: write `seed N iter` (or fixed, random, ladder, alternate)",
+    "noise_type": "dfm's noise is Gaussian (Deforum's `uniform`); there is no perlin noise",
+    "use_mask_video": "dfm has no mask video yet", "skip_video_creation": "write `save_video off`",
+    "sd_model_name": 'write `model "path/or/hub-id"`', "sd_model_hash": 'write `model "…" sha256 "…"`',
+}
+
+
+def explain_key(key: str) -> str | None:
+    """What dfm says of a Deforum key it has no parameter for (a feature it lacks, a renamed or removed
+    key), or None when the key is not Deforum's. `dfm check` and `dfm import` tell the user the same."""
+    if key in WRITTEN_AS:
+        return WRITTEN_AS[key]
+    if key in REMOVED_KEYS:
+        return f"Deforum's `{key}` was {REMOVED_KEYS[key]}"
+    renamed = RENAMED_KEYS.get(key)
+    if renamed is not None and param_for_key(renamed) is not None:
+        return f"Deforum renamed it `{renamed}`; dfm calls it `{param_for_key(renamed).name}`"
+    for feature in FEATURES:
+        if re.fullmatch(feature.pattern, key):
+            return f"it belongs to Deforum's {feature.label}: {feature.reason}"
+    return None
 
 
 def param_for_key(key: str) -> Param | None:

@@ -111,7 +111,7 @@ def check_expr(expr: ir.Expr, path: str, parameter: str | None = None, allow_t: 
                                      path=path, parameter=parameter,
                                      help="static settings take one value for the whole scene"))
                     return
-                guess = did_you_mean(e.name, names | set(FUNCTIONS))
+                guess = VARIABLE_HINTS.get(e.name) or did_you_mean(e.name, names | set(FUNCTIONS))
                 out.append(error("DFM202", f"unknown variable `{e.name}`", e.span, path=path, parameter=parameter,
                                  help=f"did you mean `{guess}`?" if guess else
                                  f"variables are {', '.join(sorted(names))}"))
@@ -166,6 +166,11 @@ def _eval(e: ir.Expr, env: Mapping[str, float | np.ndarray]):
         fn = FUNCTIONS[e.func][0]
         return fn(*(_eval(a, env) for a in e.args))
     raise TypeError(f"not an expression: {e!r}")
+
+
+# names users write for the variables dfm has (the frame index is `t`, as in Deforum)
+VARIABLE_HINTS = {"frame": "t", "frames": "max_f", "f": "t", "i": "t", "n": "t", "frame_idx": "t",
+                  "frame_index": "t", "frame_number": "t", "time": "t", "max_frames": "max_f", "total_frames": "max_f"}
 
 
 def evaluate_frames(expr: ir.Expr, env: Mapping[str, float], start: int, stop: int) -> np.ndarray:

@@ -182,3 +182,25 @@ def test_frame_count_is_capped():
 def test_deforum_random_seed_minus_one_explains_itself():
     d = only("seed -1\n")
     assert d.code == "DFM104" and "reproducible" in d.help
+
+
+def test_every_deforum_key_gets_a_precise_diagnostic():
+    import json
+    from pathlib import Path
+
+    from dfm.compiler.deforum_names import param_for_key
+
+    keys = json.loads((Path(__file__).parent / "fixtures" / "a1111_settings_keys.json").read_text())["keys"]
+    for key in keys:
+        if param_for_key(key) is not None:
+            continue  # a dfm parameter under its Deforum name
+        d = [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{key} 1\n') if d.code == "DFM101"]
+        assert d and "Deforum key" in d[0].message and "did you mean" not in (d[0].help or ""), key
+    for key, words in (("seed_schedule", "seed N iter"), ("subseed_strength_schedule", "variation seeds"),
+                       ("noise_type", "Gaussian")):
+        assert words in [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{key} 1\n') if d.code == "DFM101"][0].help
+
+
+def test_the_frame_variable_suggests_t():
+    d = [d for d in check_text('dfm 1\nprompt 0 "a"\nzoom 1 + 0.01*frame\n') if d.code == "DFM202"]
+    assert d and d[0].help == "did you mean `t`?"
