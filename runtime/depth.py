@@ -117,12 +117,25 @@ def blend_flat(depth: Tensor, midas_weight: float) -> Tensor:
     return w * depth + (1.0 - w) * depth.mean()
 
 
-def depth_image(depth: Tensor) -> Tensor:
-    """A depth map as a (1, 3, H, W) grey frame for depth/NNNNN.png: normalised per frame, far = white
-    (Deforum saves the depth value, not the disparity)."""
-    lo, hi = depth.min(), depth.max()
-    norm = (depth - lo) / (hi - lo) if float(hi - lo) > 0 else torch.zeros_like(depth)
-    return norm.clamp(0, 1).reshape(1, 1, *depth.shape).expand(1, 3, -1, -1)
+# The depth a 16-bit depth map's white stands for, per kind of model: the farthest a MiDaS or relative
+# map can be in Deforum units (disparity 0: 50/19), 100 m for metric models. One fixed scale for every
+# frame, so a compositor reads the same distance from the same value all through the render.
+DEPTH_MAP_MAX = {"midas": MIDAS_OFFSET / MIDAS_DIVISOR, "relative": MIDAS_OFFSET / MIDAS_DIVISOR, "metric": 100.0}
+DEPTH_MAP_UNITS = {"midas": "Deforum depth units", "relative": "Deforum depth units", "metric": "metres"}
+
+
+def depth_image(depth: Tensor, kind: str = "midas") -> Tensor:
+    """A depth map (H, W) as the uint16 values of depth/NNNNN.png, still on the device (int32: torch has
+    no uint16 arithmetic everywhere): value = depth / DEPTH_MAP_MAX[kind] · 65535, clipped; far = white
+    (Deforum saves the depth, not the disparity)."""
+    scaled = (depth.float() / DEPTH_MAP_MAX[kind]).clamp(0, 1) * 65535
+    return scaled.round().to(torch.int32)
+
+
+def depth_map_scale(kind: str) -> dict:
+    """How to read depth/NNNNN.png back, for the manifest."""
+    return {"format": "16-bit single-channel PNG", "depth": "value / 65535 * max", "max": DEPTH_MAP_MAX[kind],
+            "units": DEPTH_MAP_UNITS[kind], "far": "white"}
 
 
 # ---- finding and loading a model --------------------------------------------------------------------------
@@ -300,6 +313,7 @@ __all__ = [
     "DepthEstimator",
     "blend_flat",
     "depth_image",
+    "depth_map_scale",
     "input_size",
     "midas_to_depth",
     "relative_to_depth",

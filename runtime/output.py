@@ -57,8 +57,10 @@ def png_complete(path: Path) -> bool:
         return False
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+def encode_png(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB, or (H, W) grey (uint8 or uint16), as PNG bytes."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -183,6 +185,10 @@ class FrameWriter:
         """Queue frame `index` ((1, 3, H, W) float [0, 1] on any device); frames must come in order."""
         self._enqueue((index, HostCopy(to_uint8(frame))))
 
+    def put_depth(self, index: int, values: Tensor) -> None:
+        """Queue depth map `index`: (H, W) integers in 0..65535 (depth_image), written as 16-bit grey."""
+        self._enqueue((index, HostCopy(values)))
+
     def put_task(self, task: Callable[[], None]) -> None:
         """Run `task` on the writer thread after everything queued so far (an error in it fails the
         writer like a failed frame)."""
@@ -237,6 +243,8 @@ class FrameWriter:
                 return
             index, host = item
             rgb = host.numpy()
+            if rgb.dtype != np.uint8:  # a depth map's int32 values
+                rgb = rgb.astype(np.uint16)
             write_atomic(self.frames_dir / frame_name(index), encode_png(rgb))
             if self.video is not None:
                 self.video.add(rgb)

@@ -1,9 +1,14 @@
 """Motion preview: the scene's camera run over a test card with no model, in seconds.
 
-The same warp the renderer uses moves a test card frame after frame, so a user sees what the motion
-schedules do (drift, zoom speed, turns, perspective flips) before spending GPU time. A fixed frame
-outline and centre cross are drawn on top of every frame, unwarped, as the reference the card moves
-against.
+The renderer's motion maths (runtime/camera.py: the 2D matrices, the perspective flip, the 3D camera
+pose) moves a test card frame after frame, so a user sees what the motion schedules do (drift, zoom
+speed, turns, perspective flips) before spending GPU time. A fixed frame outline and centre cross are
+drawn on top of every frame, unwarped, as the reference the card moves against.
+
+The warp itself is OpenCV on the host (numpy and cv2 only: the preview never imports torch, so it starts
+in a fraction of a second). cv2's interpolation differs from the renderer's `grid_sample` by rounding and
+at the borders, so a preview frame can differ from the same warp on the device by a grey level or two;
+the motion is the same (tests/test_preview.py compares the two).
 """
 
 from __future__ import annotations
@@ -11,18 +16,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
-import torch
 
 from ..table import FrameTable
-from .output import VideoEncoder, to_uint8
-from .warp import matrix_2d, warp_3d, warp_matrix
+from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
+from .encoder import VideoEncoder
+
+# the renderer's border, padding and sampling modes as OpenCV flags (grid_sample's "reflection" with
+# align_corners=False mirrors about the pixel edges: cv2's BORDER_REFLECT, edge pixel repeated)
+CV2_BORDERS = {
+    "replicate": cv2.BORDER_REPLICATE,
+    "wrap": cv2.BORDER_WRAP,
+    "reflect": cv2.BORDER_REFLECT,
+    "zeros": cv2.BORDER_CONSTANT,
+}
+CV2_PADDING = {"border": cv2.BORDER_REPLICATE, "reflection": cv2.BORDER_REFLECT, "zeros": cv2.BORDER_CONSTANT}
+CV2_SAMPLING = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 
 
 def motion_card(width: int, height: int) -> np.ndarray:
     """An RGB float image in [0, 1]: colour quadrants, a grid every 32 px, circles and a diagonal."""
-    import cv2
-
     img = np.zeros((height, width, 3), np.float32)
     img[: height // 2, : width // 2] = (0.85, 0.35, 0.30)
     img[: height // 2, width // 2 :] = (0.30, 0.65, 0.35)
@@ -39,10 +53,13 @@ def motion_card(width: int, height: int) -> np.ndarray:
     return img
 
 
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float [0, 1] -> uint8, rounded (as the renderer's output.to_uint8)."""
+    return (np.clip(frame, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
 def overlay(frame: np.ndarray) -> np.ndarray:
     """The fixed reference drawn over a frame (uint8 RGB): an inset outline and the centre cross."""
-    import cv2
-
     out = frame.copy()
     h, w = out.shape[:2]
     m = max(2, min(w, h) // 10)
@@ -52,23 +69,51 @@ def overlay(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def preview_frames(table: FrameTable, device: str = "cpu") -> Iterator[np.ndarray]:
+def warp_card(card: np.ndarray, matrix: np.ndarray, border: str) -> np.ndarray:
+    """`card` (H, W, 3) through the forward pixel matrix, bilinear: what warp.warp_matrix does on the device.
+    An affine matrix (no perspective flip) takes cv2.warpAffine, the cheaper of the two."""
+    h, w = card.shape[:2]
+    mode = CV2_BORDERS[border]
+    if np.array_equal(matrix[2], (0.0, 0.0, 1.0)):
+        return cv2.warpAffine(card, matrix[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=mode)
+    return cv2.warpPerspective(card, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=mode)
+
+
+def warp_flat_3d(frame: np.ndarray, row, padding_mode: str, sampling_mode: str) -> np.ndarray:
+    """warp.warp_3d without a depth map (the card is the plane z = 1), on the host: float32 (H, W, 3)."""
+    if is_still_3d(row):
+        return frame
+    h, w = frame.shape[:2]
+    rotation, translation = camera_3d(row)
+    map_x, map_y = source_pixels(screen_offsets(np.ones((h, w)), rotation, translation, float(row["fov"])))
+    out = cv2.remap(frame, map_x, map_y, CV2_SAMPLING[sampling_mode], borderMode=CV2_PADDING[padding_mode])
+    return np.clip(out, 0.0, 1.0, out=out)  # bicubic overshoots; warp_3d clamps too
+
+
+def preview_frames(table: FrameTable) -> Iterator[np.ndarray]:
     """The card moved by each row's motion, as uint8 RGB frames with the reference overlay.
 
-    The per-frame transforms are composed and the original card is warped once per frame, so the
-    preview stays sharp however long the scene (warping the previous frame, as the renderer must,
-    would blur the card a little more on every frame). In 3D the card is a flat plane (no depth model
-    runs), warped frame after frame."""
+    In 2D the per-frame matrices are composed and the original card is warped once per frame, so the
+    preview stays sharp however long the scene (warping the previous frame, as the renderer must, would
+    blur the card a little more on every frame). In 3D the card is a flat plane (no depth model runs),
+    warped frame after frame as the renderer does. Modes without a camera show the card still."""
     s = table.settings
-    card = torch.from_numpy(motion_card(s.width, s.height)).permute(2, 0, 1)[None].to(device)
-    frame, total = card, np.eye(3)
+    card = motion_card(s.width, s.height)
+    card_u8 = to_uint8(card)
+    frame, frame_u8, total, flip = card, card_u8, np.eye(3), bool(s.perspective_flip)
     for i in range(len(table)):
-        if i > 0 and s.mode == "2d":  # motion applies to the previous frame; frame 0 is the card itself
-            total = matrix_2d(table.row(i), s.width, s.height, bool(s.perspective_flip)) @ total
-            frame = warp_matrix(card, total, s.border)
-        elif i > 0 and s.mode == "3d":  # no depth model here: the card is a flat plane facing the camera
-            frame = warp_3d(frame, None, table.row(i), padding_mode=s.padding_mode, sampling_mode=s.sampling_mode)
-        yield overlay(to_uint8(frame).cpu().numpy())
+        if i == 0 or s.mode not in ("2d", "3d"):  # motion applies to the previous frame; frame 0 is the card
+            yield overlay(card_u8)
+            continue
+        row = table.row(i)
+        if s.mode == "2d":
+            total = matrix_2d(row, s.width, s.height, flip) @ total
+            yield overlay(warp_card(card_u8, total, s.border))
+        else:
+            if not is_still_3d(row):  # a still camera leaves the frame as it is (warp_3d returns it)
+                frame = warp_flat_3d(frame, row, s.padding_mode, s.sampling_mode)
+                frame_u8 = to_uint8(frame)
+            yield overlay(frame_u8)
 
 
 def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> Path:

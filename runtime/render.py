@@ -28,7 +28,7 @@ from torch import Tensor
 from ..files import file_mode
 from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, resume, samplers
-from .depth import DepthEstimator, depth_image
+from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
@@ -620,8 +620,9 @@ class _Writers:
     """The background writers of a render: frames (feeding the video), depth maps, and the checkpoint
     queued behind each frame."""
 
-    def __init__(self, table: FrameTable, out: _Output, begin: _Start) -> None:
+    def __init__(self, table: FrameTable, out: _Output, begin: _Start, depth_kind: str = "midas") -> None:
         s = table.settings
+        self.depth_kind = depth_kind  # the depth model's kind sets the depth maps' scale
         mode = file_mode(out.video)  # a rewritten video keeps the mode of the one it replaces
         out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
         video = None
@@ -638,8 +639,8 @@ class _Writers:
 
     @property
     def on_depth(self) -> Callable[[int, Tensor], None] | None:
-        depth = self.depth
-        return (lambda i, d: depth.put(i, depth_image(d))) if depth is not None else None
+        depth, kind = self.depth, self.depth_kind
+        return (lambda i, d: depth.put_depth(i, depth_image(d, kind))) if depth is not None else None
 
     def put(self, i: int, frame: Tensor, state: RenderState) -> None:
         self.frames.put(i, frame)
@@ -812,7 +813,7 @@ def run_render(
     warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
     _prepare_output(table, out, begin)
 
-    writers = _Writers(table, out, begin)
+    writers = _Writers(table, out, begin, depth.kind if depth is not None else "midas")
     renderer = FrameRenderer(table, sd, timer, depth=depth, video=_video_input(table, sd.placement.device),
                              on_depth=writers.on_depth)
     if begin.checkpoint is not None:
@@ -915,6 +916,8 @@ def manifest(
     }
     if depth is not None:
         out["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
+        if report.depth_maps:
+            out["depth_map_scale"] = depth_map_scale(depth.kind)
     return out
 
 

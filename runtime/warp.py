@@ -1,8 +1,9 @@
 """Camera motion as pure functions of a frame tensor and one FrameTable row.
 
-Frames are float32 tensors (1, 3, H, W) in [0, 1] on the render device. The 3×3 matrices follow
-OpenCV's conventions (pixel centres at integer coordinates, forward maps from source to destination),
-so a matrix can be checked against `cv2.warpPerspective`; the warp itself is `grid_sample` on the device.
+Frames are float32 tensors (1, 3, H, W) in [0, 1] on the render device. The motion maths (the 2D
+matrices, the perspective flip, the 3D camera pose) live in runtime/camera.py, numpy only, shared with
+the motion preview; this module applies them with `grid_sample` on the device and re-exports camera's
+names, so `from .warp import matrix_2d` keeps working.
 """
 
 from __future__ import annotations
@@ -15,113 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BORDERS = ("replicate", "wrap", "reflect", "zeros")
-
-
-# ---- matrices (float64 numpy: a handful of scalars per frame) ------------------------------------------
-
-
-def translation(tx: float, ty: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
-def rotation_zoom(angle: float, zoom: float, cx: float, cy: float) -> np.ndarray:
-    """Rotate by `angle` degrees counter-clockwise (as seen on screen) and scale by `zoom` about (cx, cy).
-
-    Same matrix as cv2.getRotationMatrix2D, which Deforum uses."""
-    a = zoom * math.cos(math.radians(angle))
-    b = zoom * math.sin(math.radians(angle))
-    return np.array([[a, b, (1 - a) * cx - b * cy], [-b, a, b * cx + (1 - a) * cy], [0.0, 0.0, 1.0]])
-
-
-def _perspective_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The homography taking 4 points `src` to `dst` (what cv2.getPerspectiveTransform solves)."""
-    a = np.zeros((8, 8))
-    b = np.zeros(8)
-    for i, ((x, y), (u, v)) in enumerate(zip(src, dst, strict=True)):
-        a[2 * i] = [x, y, 1, 0, 0, 0, -u * x, -u * y]
-        a[2 * i + 1] = [0, 0, 0, x, y, 1, -v * x, -v * y]
-        b[2 * i], b[2 * i + 1] = u, v
-    h = np.linalg.solve(a, b)
-    return np.append(h, 1.0).reshape(3, 3)
-
-
-def perspective_flip(
-    width: int, height: int, theta: float, phi: float, gamma: float, fv: float
-) -> np.ndarray:
-    """Deforum's 2D perspective flip (its `warpMatrix` with scale 1, then the side-length shift).
-
-    The image is a plane facing a camera with field of view `fv`, rotated by phi (x axis), gamma (y axis)
-    and theta (z axis) in degrees; the matrix maps its corners to where the camera sees them."""
-    half = math.radians(fv / 2)
-    diag = math.hypot(width, height)
-    side = diag / math.cos(half)
-    h = diag / (2 * math.sin(half))
-    near, far = h - diag / 2, h + diag / 2
-    t = np.eye(4)
-    t[2, 3] = -h
-    p = np.zeros((4, 4))
-    p[0, 0] = p[1, 1] = 1 / math.tan(half)
-    p[2, 2] = -(far + near) / (far - near)
-    p[2, 3] = -(2 * far * near) / (far - near)
-    p[3, 2] = -1.0
-    r = _rot_x(phi) @ _rot_y(gamma) @ _rot_z(theta)
-    f = p @ t @ r
-    corners = np.array(
-        [
-            [-width / 2, height / 2, 0, 1],
-            [width / 2, height / 2, 0, 1],
-            [width / 2, -height / 2, 0, 1],
-            [-width / 2, -height / 2, 0, 1],
-        ]
-    )
-    proj = corners @ f.T
-    proj = proj[:, :2] / proj[:, 3:4]
-    src = corners[:, :2] + [width / 2, height / 2]
-    dst = (proj + 1) * side / 2
-    m = _perspective_from_points(src, dst)
-    # Deforum right-multiplies the shift that recentres the side×side canvas; at zero rotation the
-    # product is the identity
-    return m @ translation((width - side) / 2, (height - side) / 2)
-
-
-def _rot_x(deg: float) -> np.ndarray:
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
-
-
-def _rot_y(deg: float) -> np.ndarray:
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    return np.array([[c, 0, s, 0], [0, 1, 0, 0], [-s, 0, c, 0], [0, 0, 0, 1.0]])
-
-
-def _rot_z(deg: float) -> np.ndarray:
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-
-
-def matrix_2d(row: Mapping[str, object], width: int, height: int, flip: bool = False) -> np.ndarray:
-    """One frame's 2D motion: translate (pixels), then rotate and zoom about the transform centre, then
-    the optional perspective flip. Unlike Deforum, the flip keeps the translation (Deforum passes the
-    translation matrix as numpy's `out` argument and so drops it)."""
-    cx = float(row["transform_center_x"]) * width
-    cy = float(row["transform_center_y"]) * height
-    m = rotation_zoom(float(row["angle"]), float(row["zoom"]), cx, cy)
-    m = m @ translation(float(row["translation_x"]), float(row["translation_y"]))
-    if flip:
-        m = (
-            perspective_flip(
-                width,
-                height,
-                float(row["perspective_flip_theta"]),
-                float(row["perspective_flip_phi"]),
-                float(row["perspective_flip_gamma"]),
-                float(row["perspective_flip_fv"]),
-            )
-            @ m
-        )
-    return m
-
+from .camera import (  # noqa: F401 - re-exported: the renderer, the tests and the benchmarks import them from here
+    BORDERS,
+    DEPTH_MIN,
+    PADDING_MODES,
+    SAMPLING_MODES,
+    TRANSLATION_SCALE,
+    camera_3d,
+    is_still_3d,
+    matrix_2d,
+    perspective_flip,
+    rotation_xyz,
+    rotation_zoom,
+)
 
 # ---- applying a matrix ----------------------------------------------------------------------------------
 
@@ -167,30 +74,6 @@ def warp_2d(
 
 # ---- 3D: Deforum's transform_image_3d (pytorch3d FoV cameras, re-derived in plain torch) ------------------
 
-PADDING_MODES = ("border", "reflection", "zeros")
-SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
-TRANSLATION_SCALE = 1.0 / 200.0  # Deforum's: translation_* of 1 moves the camera 1/200 of the view's half-width
-DEPTH_MIN = 1e-2  # depths at or below 0 flip or explode the projection (Deforum does not guard); clamp here
-
-
-def rotation_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
-    """pytorch3d's euler_angles_to_matrix(radians(rx, ry, rz), "XYZ") = Rx·Ry·Rz (angles in degrees)."""
-    return _rot_x(rx)[:3, :3] @ _rot_y(ry)[:3, :3] @ _rot_z(rz)[:3, :3]
-
-
-def camera_3d(row: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """The new camera's pose for one frame: R (3×3) and T (3,), as Deforum builds them. The signs make
-    +translation_z fly forward, +translation_x move the content left and +translation_y move it down."""
-    r = rotation_xyz(float(row["rotation_3d_x"]), float(row["rotation_3d_y"]), float(row["rotation_3d_z"]))
-    t = np.array(
-        [
-            -float(row["translation_x"]) * TRANSLATION_SCALE,
-            float(row["translation_y"]) * TRANSLATION_SCALE,
-            -float(row["translation_z"]) * TRANSLATION_SCALE,
-        ]
-    )
-    return r, t
-
 
 def _project(points: Tensor, tan_half_fov: float, aspect: float) -> Tensor:
     """FoVPerspectiveCameras' projection of view-space points (N, 3), x and y only: x / (tan·ar·z),
@@ -204,7 +87,8 @@ def offsets_3d(depth: Tensor, rotation: np.ndarray, translation: np.ndarray, fov
 
     The points are x = linspace(-1, 1, W), y = linspace(-1, 1, H), z = depth; the old camera sits at the
     origin, the new one maps a point X (row vector) to X·R + T. The offset is the difference of the two
-    projections, in grid_sample's normalised units (xy_new − xy_old, as Deforum)."""
+    projections, in grid_sample's normalised units (xy_new − xy_old, as Deforum). camera.screen_offsets is
+    the same on the host in numpy (the motion preview's)."""
     h, w = depth.shape
     dev = depth.device
     ys, xs = torch.meshgrid(
@@ -222,13 +106,6 @@ def offsets_3d(depth: Tensor, rotation: np.ndarray, translation: np.ndarray, fov
     xy_new = _project(torch.where(behind[:, None], pts, moved), tan_half, aspect)
     xy_new = torch.where(behind[:, None], torch.full_like(xy_new, 1e6), xy_new)
     return (xy_new - _project(pts, tan_half, aspect)).reshape(h, w, 2)
-
-
-def is_still_3d(row: Mapping[str, object]) -> bool:
-    return all(
-        float(row[k]) == 0.0
-        for k in ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
-    )
 
 
 def warp_3d(

@@ -19,6 +19,7 @@ from dfm.runtime.depth import (
     DepthEstimator,
     blend_flat,
     depth_image,
+    depth_map_scale,
     input_size,
     midas_to_depth,
     relative_to_depth,
@@ -294,11 +295,13 @@ def test_depth_units_and_midas_weight(depth_models):
     assert torch.allclose(relative_to_depth(torch.tensor([2.0, 4.0, 6.0])), torch.tensor([50 / 19, 34.5 / 19, 1.0]))
 
 
-def test_depth_image_is_normalised_per_frame_far_white():
-    img = depth_image(torch.tensor([[1.0, 2.0], [3.0, 5.0]]))
-    assert img.shape == (1, 3, 2, 2)
-    assert img[0, 0].tolist() == [[0.0, 0.25], [0.5, 1.0]] and torch.equal(img[0, 0], img[0, 2])
-    assert depth_image(torch.full((2, 2), 3.0)).max() == 0  # a flat map does not divide by zero
+def test_depth_maps_are_16_bit_values_on_one_fixed_scale_far_white():
+    top = 50 / 19  # the farthest a MiDaS map can be in Deforum units
+    img = depth_image(torch.tensor([[0.0, top / 2], [top, 2 * top]]))
+    assert img.shape == (2, 2) and img.tolist() == [[0, 32768], [65535, 65535]]  # clipped past the scale
+    assert depth_image(torch.tensor([[1.0]]), "metric").item() == round(65535 / 100)
+    scale = depth_map_scale("midas")
+    assert scale["max"] == top and "16-bit" in scale["format"] and scale["far"] == "white"
 
 
 def test_depth_model_errors_are_render_errors(tmp_path, depth_models):
@@ -386,8 +389,9 @@ def test_flythrough_example_renders_in_3d_with_cadence(tiny_models, depth_models
     maps = sorted(p.name for p in (tmp_path / "depth").iterdir())
     assert maps == [f"{i:05d}.png" for i in range(8)]
     d = cv2.imread(str(tmp_path / "depth/00004.png"), cv2.IMREAD_UNCHANGED)
-    assert d.shape == (64, 64, 3) and d.min() == 0 and d.max() == 255  # normalised per frame
-    assert (d[..., 0] == d[..., 1]).all()
+    assert d.shape == (64, 64) and d.dtype == np.uint16 and d.max() > d.min()  # 16-bit grey, what compositors read
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["depth_map_scale"]["max"] == pytest.approx(50 / 19)
     assert "depth" in report.timings and (tmp_path / "video.mp4").is_file()
     # the camera moved: consecutive frames differ
     f1 = cv2.imread(str(tmp_path / "frames/00001.png")).astype(int)
