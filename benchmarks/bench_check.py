@@ -1,17 +1,25 @@
-"""`dfm check` on a generated 5,000-line scene: API time, CLI time with start-up, and heavy imports.
+"""`dfm check` on a generated 5,000-line scene: API time, CLI time with start-up, and heavy imports;
+then the time per KB of `parse` and `check_text` on hostile inputs from 1 KB to 1 MB.
 
     .venv/bin/python benchmarks/bench_check.py [--lines 5000] [--repeat 3] [--keep FILE]
+                                               [--sizes 1,10,100,1000] [--shapes NAME,...] [--scaling-only]
 
 Prints the best-of-N wall time of `dfm.api.check_text` and of `dfm check FILE` run as a subprocess
 (interpreter start-up and imports included), each against the target (< 1 s), and which heavy modules
 (torch, diffusers, transformers, matplotlib, cv2) a `dfm check` run has imported when it finishes:
 the checker must stay usable from an editor or a language server, so it must never load the runtime.
+
+The scaling table (`SHAPES`) generates each input shape at every size (KB) and prints milliseconds per
+KB for `dfm.dsl.parser.parse` and for `dfm.api.check_text`, and the ratio of the largest size's figure to
+the smallest's: about 1 means linear, a ratio growing with the size means a quadratic path. A shape whose
+run takes longer than `--give-up` seconds is not run at the larger sizes ("skipped").
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -56,6 +64,106 @@ def scene_text(lines: int) -> str:
             keys.append(f"    {10 * k}:({number if k % 2 == 0 else expression})")
         out.append(f"{name}" + ",\n".join(keys))
     return "\n".join(out) + "\n"
+
+
+# ---- scaling: hostile shapes at growing sizes -----------------------------------------------------------
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.dfm"))
+
+
+def _repeat_to(size: int, unit: str, head: str = "dfm 1\n", tail: str = "\n") -> str:
+    """`head`, as many whole `unit`s as fit in `size` characters, `tail`."""
+    return head + unit * max(0, (size - len(head) - len(tail)) // len(unit)) + tail
+
+
+def _keylist_line(size: int) -> str:
+    """One schedule on one line, keys every 10 frames alternating numbers and expressions."""
+    keys, total, i = [], 0, 0
+    while total < size - 60:
+        keys.append(f"{10 * i}:({'1.0' if i % 2 else '1.0025+0.002*sin(1.25*3.14*t/30)'})")
+        total += len(keys[-1]) + 2
+        i += 1
+    return f"dfm 1\nframes {10 * i}\nzoom " + ", ".join(keys) + "\n"
+
+
+def _mutated(size: int) -> str:
+    """Example scenes cut, spliced and sprinkled with stray characters, as a fuzzer would (seeded)."""
+    rng = random.Random(size)
+    texts = [p.read_text(encoding="utf-8") for p in EXAMPLES] or ["dfm 1\nzoom 0:(1), 10:(2)\n"]
+    out: list[str] = []
+    total = 0
+    while total < size:
+        text = rng.choice(texts)
+        a = rng.randrange(len(text))
+        piece = text[a:a + rng.randrange(1, 400)]
+        if rng.random() < 0.5:
+            k = rng.randrange(len(piece) + 1)
+            piece = piece[:k] + rng.choice(["(", ")", ",", ":", '"', "\n", " " * 50, "1" * 30, "\x00", "#"]) + piece[k:]
+        out.append(piece)
+        total += len(piece)
+    return "".join(out)[:size]
+
+
+SHAPES = {
+    # a realistic scene: settings, prompts, schedules one key per line
+    "scene": lambda size: scene_text(max(12, size // 39)),
+    # one Deforum schedule pasted on one line
+    "keylist line": _keylist_line,
+    # a comma, then a long run of spaces before the next key (the trailing-comma lookahead)
+    "spaces after comma": lambda size: _repeat_to(size, " ", "dfm 1\nzoom 0:(1),", "10:(2)\n"),
+    # a long run of digits, a space, a comma (the decimal-comma hint looks back for a number)
+    "digits before comma": lambda size: _repeat_to(size, "1", "dfm 1\nseed ", " ,5\n"),
+    # blank lines between the keys of one schedule (the continuation look-ahead)
+    "blank lines in keys": lambda size: _repeat_to(size, "\n", "dfm 1\nzoom 0:(1),", "  10:(2)\n"),
+    # one flat expression: refused by the expression bound, whatever its length
+    "flat expression": lambda size: _repeat_to(size, "1+", "dfm 1\nzoom ", "1\n"),
+    # many short lines with syntax errors (the error cap)
+    "error lines": lambda size: _repeat_to(size, "zoom 0:(1,04) @\n"),
+    # fuzz-like: examples cut and spliced with stray characters
+    "mutated examples": _mutated,
+}
+
+
+def _time_once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _best(fn, budget: float = 0.3, most: int = 5) -> float:
+    """Best of a few runs: as many as fit in `budget` seconds (at least one, at most `most`)."""
+    times = [_time_once(fn)]
+    while len(times) < most and sum(times) < budget:
+        times.append(_time_once(fn))
+    return min(times)
+
+
+def scaling(sizes_kb: list[int], shapes: list[str], give_up: float) -> None:
+    from dfm.dsl.parser import parse
+
+    from dfm.api import check_text
+
+    print(f"\nscaling: ms per KB at {', '.join(f'{k:,} KB' for k in sizes_kb)}; ratio = largest / smallest")
+    head = f"{'shape':<22}{'stage':<7}" + "".join(f"{f'{k:,} KB':>11}" for k in sizes_kb) + f"{'ratio':>8}"
+    print(head)
+    for name in shapes:
+        make = SHAPES[name]
+        texts = {k: make(k * 1024) for k in sizes_kb}
+        for stage, fn in (("parse", parse), ("check", check_text)):
+            per_kb: list[float | None] = []
+            slow = False
+            for k in sizes_kb:
+                if slow:
+                    per_kb.append(None)
+                    continue
+                text = texts[k]
+                took = _best(lambda: fn(text, "bench.dfm"))  # noqa: B023
+                per_kb.append(1000 * took / (len(text) / 1024))
+                slow = took > give_up
+            cells = "".join(f"{x:>11.3f}" if x is not None else f"{'skipped':>11}" for x in per_kb)
+            done = [x for x in per_kb if x is not None]
+            ratio = f"{done[-1] / done[0]:>7.1f}x" if len(done) > 1 and done[0] > 0 else f"{'-':>8}"
+            print(f"{name:<22}{stage:<7}{cells}{ratio}", flush=True)
 
 
 def best_of(repeat: int, fn) -> tuple[float, list[float]]:
@@ -114,7 +222,19 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="also write the generated scene here")
+    ap.add_argument("--sizes", default="1,10,100,1000", help="input sizes of the scaling table, in KB")
+    ap.add_argument("--shapes", default=",".join(SHAPES), help=f"shapes of the scaling table: {', '.join(SHAPES)}")
+    ap.add_argument("--give-up", type=float, default=20.0, help="skip a shape's larger sizes after a run this slow (s)")
+    ap.add_argument("--scaling-only", action="store_true", help="print only the scaling table")
     args = ap.parse_args()
+    sizes = [int(k) for k in args.sizes.split(",")]
+    shapes = [s.strip() for s in args.shapes.split(",")]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        ap.error(f"unknown shape {unknown[0]!r}; the shapes are: {', '.join(SHAPES)}")
+    if args.scaling_only:
+        scaling(sizes, shapes, args.give_up)
+        return 0
 
     from dfm.api import check_text
 
@@ -163,6 +283,7 @@ def main() -> int:
                        if line.startswith("import time:") and line.split("|")[1].strip().isdigit()
                        and not line.split("|")[2].startswith("  "))
         print(f"python -X importtime: top-level imports take {total_us / 1e6:.3f} s cumulative")
+    scaling(sizes, shapes, args.give_up)
     return 0
 
 

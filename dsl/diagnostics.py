@@ -7,10 +7,12 @@ title and explanation (for `dfm explain` and the docs).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from functools import lru_cache
 
-from .ir import NO_SPAN, Span
+from .ir import NO_SPAN, Span, source_lines
 
 MAX_SHOWN = 100  # characters of a source line shown under a diagnostic
 
@@ -60,9 +62,30 @@ def warning(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
 
 # ---- rendering -----------------------------------------------------------------------------------
 
+# what a terminal must not be sent raw from a source line: control characters (an escape sequence
+# could repaint the screen) and lone surrogates (not encodable, so printing them would raise)
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _showable(line: str) -> str:
+    """A source line as printed under a diagnostic: one character for one, so the caret stays aligned."""
+    return _UNSHOWABLE.sub("\ufffd", line.replace("\t", " "))
+
+
+def _encodable(text: str) -> str:
+    """`text` with any lone surrogate (a message may quote the source) written as its `\\udXXX` escape, so
+    that printing it or encoding it as UTF-8 never raises; in JSON that escape is the standard one."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+@lru_cache(maxsize=4)
+def _lines_of(source: str) -> tuple[str, ...]:
+    return tuple(source_lines(source))  # once per source, not once per diagnostic
+
 
 def render_concise(d: Diagnostic) -> str:
-    return f"{d.path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: {d.message}"
+    return _encodable(f"{d.path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: {d.message}")
 
 
 def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
@@ -74,9 +97,9 @@ def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
     sev_color = "1;31" if d.is_error else "1;33"
     head = f"{d.path}:{d.span.line}:{d.span.col}: {paint(f'{d.severity.value}[{d.code}]', sev_color)}: {d.message}"
     out = [head]
-    lines = source.splitlines()
+    lines = _lines_of(source)
     if 1 <= d.span.line <= len(lines):
-        text = lines[d.span.line - 1].expandtabs(1)
+        text = lines[d.span.line - 1]
         gutter = str(d.span.line)
         pad = " " * len(gutter)
         width = d.span.end_col - d.span.col if d.span.end_line == d.span.line else len(text) - d.span.col + 1
@@ -88,6 +111,7 @@ def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
             text = ("…" if start else "") + text[start:start + MAX_SHOWN] + tail
             col = col - start + (1 if start else 0)
             width = min(width, len(text) - col + 1)
+        text = _showable(text)
         caret = " " * (col - 1) + paint("^" * max(1, width), sev_color)
         out.append(f"{pad} |")
         out.append(f"{gutter} | {text}")
@@ -96,7 +120,7 @@ def render_full(d: Diagnostic, source: str, color: bool = False) -> str:
         out.append(f"note: {d.note}")
     if d.help:
         out.append(f"help: {d.help}")
-    return "\n".join(out)
+    return _encodable("\n".join(out))
 
 
 def to_json(d: Diagnostic) -> dict:
@@ -107,4 +131,4 @@ def to_json(d: Diagnostic) -> dict:
 
 
 def render_json(diags: list[Diagnostic]) -> str:
-    return json.dumps([to_json(d) for d in diags], indent=2, ensure_ascii=False)
+    return _encodable(json.dumps([to_json(d) for d in diags], indent=2, ensure_ascii=False))

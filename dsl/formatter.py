@@ -9,10 +9,11 @@ different from `0.001` and `1` to Deforum's schedule rules). Formatting is idemp
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from . import ir
-from .parser import parse
+from .parser import parse, string_value
 
 WIDTH = 100
 COMMENT_COLUMN_LIMIT = 80  # beyond this, a trailing comment just follows its line
@@ -65,11 +66,19 @@ def format_expr(e: ir.Expr) -> str:
     raise TypeError(f"not an expression: {e!r}")
 
 
+_TRIPLE = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""', re.S)  # the grammar's STRING, triple-quoted
+
+
 def format_string(s: str) -> str:
-    body = s.replace("\\", "\\\\")
+    """A string literal that reads back as `s`: triple-quoted when it holds a newline and that form reads
+    back unchanged (the parser dedents a triple-quoted body and drops a newline at either end), else
+    one line with escapes. A carriage return or NUL is always escaped: raw, a lone CR ends the line."""
+    body = s.replace("\\", "\\\\").replace("\r", "\\r").replace("\0", "\\0")
     if "\n" in s:
-        return '"""' + body.replace('"""', '\\"""') + '"""'
-    return '"' + body.replace('"', '\\"').replace("\t", "\\t") + '"'
+        triple = '"""' + body.replace('"""', '\\"""') + '"""'
+        if _TRIPLE.fullmatch(triple) and string_value(triple) == s:
+            return triple
+    return '"' + body.replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
 
 
 def format_key(k: ir.Key) -> str:
@@ -115,7 +124,7 @@ def format_statement(st: ir.Statement, name_width: int = 0, rename: Mapping[str,
 
 def format_scene(scene: ir.Scene, rename: Mapping[str, str] | None = None) -> str:
     """Canonical text of a parsed scene (its comments are kept)."""
-    source_lines = scene.source.splitlines()
+    source_lines = ir.source_lines(scene.source)  # the lines spans count, not str.splitlines'
 
     def blank_between(a: int, b: int) -> bool:  # any empty line strictly between lines a and b
         return any(not source_lines[i - 1].strip() for i in range(a + 1, b) if 0 < i <= len(source_lines))

@@ -6,7 +6,20 @@ spaced text compares equal: the formatter's round-trip tests rely on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+BOM = "\ufeff"  # a UTF-8 byte-order mark some editors put first; the parser ignores it
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines that `Span.line` counts: split at ``\\n``, ``\\r\\n`` and a lone ``\\r`` (Python's universal
+    newlines, which is how `dfm` reads a file), a leading byte-order mark left out. Unlike
+    `str.splitlines`, form feeds, ``\\x1c``-``\\x1e``, ``\\x85`` and ``\\u2028`` do not end a line."""
+    if text.startswith(BOM):
+        text = text[1:]
+    return _LINE_BREAK.split(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,13 +40,15 @@ CURVES: tuple[str, ...] = ("linear", "step", "ease_in", "ease_out", "ease_in_out
 BOOLEANS: tuple[str, ...] = ("on", "off")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-# Numbers as the grammar's NUMBER terminal: `1`, `1.`, `.5`, `1e-3`; never glued to a letter.
-_FLOAT = r"(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.])|\d+[eE][+-]?\d+(?![A-Za-z0-9_.])"
-_INT = r"\d+(?![A-Za-z0-9_.])"
-_TIME = r"(?:\d+\.\d+|\d+|\.\d+)[sb](?![A-Za-z0-9_.])"
+# Numbers as the grammar's NUMBER terminal: `1`, `1.`, `.5`, `1e-3`; never glued to a letter. Digits
+# are ASCII, as in the grammar (`\d` would take any script's digits).
+_D = "[0-9]"
+_FLOAT = rf"(?:{_D}+\.{_D}*|\.{_D}+)(?:[eE][+-]?{_D}+)?(?![A-Za-z0-9_.])|{_D}+[eE][+-]?{_D}+(?![A-Za-z0-9_.])"
+_INT = rf"{_D}+(?![A-Za-z0-9_.])"
+_TIME = rf"(?:{_D}+\.{_D}+|{_D}+|\.{_D}+)[sb](?![A-Za-z0-9_.])"
 # A statement goes on after a comma when the next line starts like a continuation (indented, or a
 # digit, a dot or a parenthesis), or is blank or a comment: the parser's rule, approximately.
-_CONTINUES = r"(?=[ \t\d.(),#\r\n])"
+_CONTINUES = r"(?=[ \t0-9.(),#\r\n])"
 
 
 class DfmLexer(RegexLexer):
@@ -91,12 +93,16 @@ class DfmLexer(RegexLexer):
             (r'"', String.Double, "double"),
             (r"'", String.Single, "single"),
             # a keyframe's time, in frames, seconds or beats: `10:`, `4s:`, `8b :`
-            (r"((?:\d+\.\d+|\d+|\.\d+)[sb]?)([ \t]*)(:)", bygroups(Name.Label, Whitespace, Punctuation)),
-            (r"\d+[xX]\d+(?![A-Za-z0-9_.])", Number),  # a size, 512x512
+            (rf"((?:{_D}+\.{_D}+|{_D}+|\.{_D}+)[sb]?)([ \t]*)(:)", bygroups(Name.Label, Whitespace, Punctuation)),
+            (rf"{_D}+[xX]{_D}+(?![A-Za-z0-9_.])", Number),  # a size, 512x512
             (_TIME, Number),  # 4s, 0.5s, 8b
             (_FLOAT, Number.Float),
             (_INT, Number.Integer),
-            (r"\d+[A-Za-z_][A-Za-z0-9_]*", Name.Constant),  # a word starting with a digit: 2d, 3d
+            (rf"{_D}+[A-Za-z_][A-Za-z0-9_]*", Name.Constant),  # a word starting with a digit: 2d, 3d
+            # digits and dots that are no number (`1..5`, `1.2.3`): one error token for the whole run. Without
+            # it each character would be an error of its own, every one tried against the rules above, each
+            # of which reads the rest of the run: quadratic in its length.
+            (r"[0-9.]+", Error),
             (words(FUNCTIONS, suffix=r"(?=[ \t]*\()"), Name.Function),
             (_NAME + r"(?=[ \t]*\()", Name),  # a call to a function dfm does not know: the checker says so
             (words(CONSTANTS, prefix=r"\b", suffix=r"\b"), Name.Constant),

@@ -3,30 +3,58 @@ and turns every syntax error into a `Diagnostic` with a tailored message where t
 known one (decimal comma, missing comma between keys, unclosed parenthesis, ``^`` for power…).
 
 Each statement is parsed on its own, so one mistake never hides the errors in later lines.
+
+`parse` never raises: any string, however long or strange (NUL bytes, lone surrogates, control
+characters, CR-only line breaks), comes back as a `ParseResult`. Every pass is linear in the length
+of the text, and the limits below refuse what would only waste time and memory, each with a
+diagnostic and a help line:
+
+- `MAX_SOURCE_LENGTH` characters in a scene and `MAX_STATEMENT_LENGTH` in one statement (backstops:
+  a real scene is a few KB, and a schedule of one key per frame for an hour of video about 1 MB);
+- `MAX_EXPR_NODES` operators and parentheses in one expression (a key's value, or a statement's
+  value), counted by a linear scan before Lark builds a tree;
+- `MAX_EXPR_DEPTH` levels of nesting in an expression;
+- `MAX_NUMBER_LENGTH` characters in a numeric literal (number, size, time, key frame), so that no
+  conversion ever meets Python's limit on integer digits. A float literal that overflows, `1e400`,
+  is kept as infinity and the compiler range-checks it.
+
+A UTF-8 byte-order mark before the first line is ignored (columns on line 1 count after it; offsets
+stay offsets into the text as given), and a lone ``\r`` ends a line, as in Python's universal
+newlines, which is how `dfm` reads a file (`ir.source_lines` splits the same way).
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
 import re
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ir
 from .diagnostics import Diagnostic, error
 
 MAX_SYNTAX_ERRORS = 50
 MAX_EXPR_DEPTH = 200  # deeper expressions are refused: every later pass walks the tree recursively
+MAX_EXPR_NODES = 10_000  # operators and parentheses in one expression; checked before Lark builds a tree
+MAX_NUMBER_LENGTH = 100  # characters in one numeric literal: a float has 17 significant digits
+MAX_STATEMENT_LENGTH = 2 * 1024 * 1024  # characters in one statement: Lark needs ~400 bytes a character
+MAX_SOURCE_LENGTH = 8 * 1024 * 1024  # characters in a scene
 
 
-class _TooDeep(Exception):
-    def __init__(self, span: ir.Span):
-        self.span = span
+class _Refused(Exception):
+    """A statement that parsed but is past one of the limits: it becomes this one diagnostic."""
+
+    def __init__(self, span: ir.Span, message: str, help: str):
+        super().__init__(message)
+        self.span, self.message, self.help = span, message, help
 
 
 @lru_cache(maxsize=1)
@@ -44,13 +72,25 @@ class ParseResult:
 # ---- positions -------------------------------------------------------------------------------
 
 
-class _Lines:
-    """Offset → (line, col) for one source text."""
+def _normalized(text: str) -> str:
+    """The text the passes below read: of the same length as `text`, so every offset is an offset into
+    `text` too; a lone ``\\r`` made a ``\\n`` and a leading byte-order mark a space."""
+    if "\r" in text:
+        text = re.sub(r"\r(?!\n)", "\n", text)
+    if text.startswith(ir.BOM):
+        text = " " + text[1:]
+    return text
 
-    def __init__(self, text: str):
-        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+class _Lines:
+    """Offset → (line, col) for one source text whose line breaks are ``\\n`` (see `_normalized`).
+    `first` is where line 1 starts: 1 after a byte-order mark, so its columns are the ones an editor shows."""
+
+    def __init__(self, text: str, first: int = 0):
+        self.starts = [first] + [m.end() for m in re.finditer("\n", text)]
 
     def span(self, start: int, end: int) -> ir.Span:
+        start = max(start, self.starts[0])
         line = bisect.bisect_right(self.starts, start)
         end_line = bisect.bisect_right(self.starts, max(start, end - 1)) if end > start else line
         end_col = (end - self.starts[end_line - 1]) + 1 if end > start else start - self.starts[line - 1] + 2
@@ -58,6 +98,9 @@ class _Lines:
 
 
 # ---- logical statements ------------------------------------------------------------------------
+
+
+_TRIPLE_BODY = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*')  # after the opening """, up to the closing one
 
 
 def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
@@ -76,18 +119,31 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
     last_sig = ""  # last significant character on the current line
     line_has_code = False
 
+    # (from, to): the lines from offset `from` up to offset `to` are blank or comments, and `to` is the
+    # start of the next code line (or n). Kept so that a run of blank lines is scanned once, not once
+    # per line: the look-ahead stays linear.
+    skipped = (-1, -1)
+
     def next_line_continues(pos: int) -> bool:
         # pos is just after a newline: skip blank and comment-only lines, look at the first code line
-        j = pos
-        while j < n:
-            k = text.find("\n", j)
-            k = n if k < 0 else k
-            stripped = text[j:k].strip()
-            if stripped and not stripped.startswith("#"):
-                first = text[j]
-                return first in " \t" or first.isdigit() or first in ".)(,"
-            j = k + 1
-        return False
+        nonlocal skipped
+        if skipped[0] <= pos <= skipped[1]:
+            j = skipped[1]
+        else:
+            j = pos
+            while j < n:
+                k = text.find("\n", j)
+                k = n if k < 0 else k
+                stripped = text[j:k].strip(" \t\f\r")
+                if stripped and not stripped.startswith("#"):
+                    break
+                j = k + 1
+            j = min(j, n)
+            skipped = (pos, j)
+        if j >= n:
+            return False
+        first = text[j]
+        return first in " \t" or "0" <= first <= "9" or first in ".)(,"
 
     while i < n:
         c = text[i]
@@ -114,21 +170,13 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
             start = i
         line_has_code = True
         if c in "\"'":
-            if text.startswith('"""', i):
-                k = i + 3
-                while True:
-                    k = text.find('"""', k)
-                    if k < 0:
-                        k = n - 3
-                        break
-                    if text[k - 1] != "\\":
-                        break
-                    k += 1
-                i = k + 3
+            if text.startswith('"""', i):  # read as the grammar's STRING reads it: `\\"""` is not the end
+                k = _TRIPLE_BODY.match(text, i + 3).end()
+                i = k + 3 if text.startswith('"""', k) else n
             else:
                 k = i + 1
-                while k < n and text[k] not in (c, "\n"):
-                    k += 2 if text[k] == "\\" else 1
+                while k < n and text[k] not in (c, "\n"):  # a backslash does not escape a newline
+                    k += 2 if text[k] == "\\" and k + 1 < n and text[k + 1] != "\n" else 1
                 i = k + 1 if k < n and text[k] == c else k
             last_sig = c
             continue
@@ -190,7 +238,7 @@ class _Builder:
                 return ir.String(string_value(str(tok)), self.span_of(tok))
             if kind == "size":
                 tok = node.children[0]
-                w, h = re.split("[xX]", str(tok))
+                w, h = re.split("[xX]", self.literal(tok))
                 return ir.Size(int(w), int(h), self.span_of(tok))
             if kind == "duration":
                 return self.time(node.children[0])
@@ -199,8 +247,17 @@ class _Builder:
                 return ir.Word(str(tok), self.span_of(tok))
         return self.expr(node)
 
-    def time(self, tok: Token) -> ir.Time:
+    def literal(self, tok: Token) -> str:
+        """A numeric literal's text, refused past MAX_NUMBER_LENGTH so that `int()` and `float()` of it
+        stay cheap and never raise (`int` refuses more than 4,300 digits)."""
         text = str(tok)
+        if len(text) > MAX_NUMBER_LENGTH:
+            raise _Refused(self.span_of(tok), f"a number {len(text):,} characters long (at most {MAX_NUMBER_LENGTH})",
+                           "no value needs that many digits: write it with fewer, or with an exponent (`1e30`)")
+        return text
+
+    def time(self, tok: Token) -> ir.Time:
+        text = self.literal(tok)
         if tok.type == "DURATION":
             return ir.Time(float(text[:-1]), text[-1], text, self.span_of(tok))
         return ir.Time(float(text), "f", text, self.span_of(tok))
@@ -224,12 +281,14 @@ class _Builder:
         if isinstance(node, Token):  # only reachable through inlined single-token rules
             raise AssertionError(f"unexpected token {node!r}")
         if depth > MAX_EXPR_DEPTH:
-            raise _TooDeep(self.span_of(node))
+            raise _Refused(self.span_of(node), f"expression nested more than {MAX_EXPR_DEPTH} levels deep",
+                           "split it into keyframes, or simplify it")
         kind, ch = node.data, node.children
         span = self.span_of(node)
         d = depth + 1
         if kind == "number":
-            return ir.Number(float(ch[0]), str(ch[0]), span)
+            text = self.literal(ch[0])
+            return ir.Number(float(text), text, span)
         if kind == "variable":
             return ir.Variable(str(ch[0]), span)
         if kind == "call":
@@ -281,13 +340,25 @@ def _expected_words(expected) -> str:
 
 
 def _number_before(chunk: str, pos: int) -> str:
-    m = re.search(r"[0-9.]+$", chunk[:pos])
-    return m.group(0) if m else ""
+    """The digits and dots just before `pos`; "" when there are none, or more than a number can have.
+    A backward scan, not `re.search("[0-9.]+$")`, which would try every start: quadratic on a long line."""
+    i = pos
+    while i > 0 and chunk[i - 1] in "0123456789." and pos - i <= MAX_NUMBER_LENGTH:
+        i -= 1
+    return chunk[i:pos] if pos - i <= MAX_NUMBER_LENGTH else ""
+
+
+_DIGITS = re.compile("[0-9]+")
 
 
 def _number_after(chunk: str, pos: int) -> str:
-    m = re.match(r"[0-9]+", chunk[pos:])
-    return m.group(0) if m else ""
+    m = _DIGITS.match(chunk, pos, pos + MAX_NUMBER_LENGTH + 1)
+    return m.group(0) if m and len(m.group(0)) <= MAX_NUMBER_LENGTH else ""
+
+
+def _shown(text: str, most: int = 40) -> str:
+    """A token's text as a message quotes it: a 1 MB string token must not make a 1 MB message."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _unclosed_paren(chunk: str) -> int | None:
@@ -339,17 +410,18 @@ def syntax_diagnostic(exc: UnexpectedInput, chunk: str, offset: int, lines: _Lin
                          help="separate keyframes with commas: `0:(1), 10:(2)`")
         if "LPAR" in expected and tok.type != "LPAR" and chunk[:pos].rstrip().endswith(":"):
             return error("DFM014", "a keyframe value must be in parentheses", at(pos, tok.end_pos), path=path,
-                         help=f"write `{_number_before(chunk, chunk[:pos].rstrip().rfind(':')) or '0'}:({tok})`")
+                         help=f"write `{_number_before(chunk, chunk[:pos].rstrip().rfind(':')) or '0'}:"
+                         f"({_shown(str(tok))})`")
         if pos == 0 or not chunk[:pos].strip():
             if tok.type in ("NUMBER", "DURATION"):
                 return error("DFM012", "a keyframe on a line of its own", at(pos, tok.end_pos), path=path,
                              help="end the previous line with a comma to continue its keyframes")
-            return error("DFM001", f"a statement starts with a name, not {tok!r}", at(pos, tok.end_pos),
+            return error("DFM001", f"a statement starts with a name, not {_shown(str(tok))!r}", at(pos, tok.end_pos),
                          path=path, help="write `parameter value`, e.g. `zoom 1.02` or `prompt 0 \"a cat\"`")
         if tok.type == "COMPARE" and "COMPARE" not in expected:
-            return error("DFM001", f"comparisons cannot be chained: {str(tok)!r}", at(pos, tok.end_pos), path=path,
-                         help="combine two comparisons with `&`: `(a < b) & (b < c)`")
-        return error("DFM001", f"unexpected token {str(tok)!r}",
+            return error("DFM001", f"comparisons cannot be chained: {_shown(str(tok))!r}", at(pos, tok.end_pos),
+                         path=path, help="combine two comparisons with `&`: `(a < b) & (b < c)`")
+        return error("DFM001", f"unexpected token {_shown(str(tok))!r}",
                      at(pos, max(tok.end_pos, pos + 1)), path=path,
                      note=f"expected {_expected_words(expected)}",
                      help="check the statement against docs/language.md")
@@ -365,34 +437,121 @@ def syntax_diagnostic(exc: UnexpectedInput, chunk: str, offset: int, lines: _Lin
                  help="complete the statement, e.g. `zoom 0:(1.0), 10:(1.04)`")
 
 
+# ---- limits checked before Lark builds a tree ---------------------------------------------------------
+
+# What the expression bound counts, and what it skips: strings (closed or not, as the grammar reads
+# them) and comments. Each alternative matches in one pass, so the scan is linear.
+_SCAN = re.compile(r"""
+      \"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*(?:\"\"\"|\\?\Z)    # a triple-quoted string, maybe unclosed
+    | "(?:[^"\\\n]|\\.)*"?                              # a string, maybe unclosed at the line's end
+    | '(?:[^'\\\n]|\\.)*'?
+    | \#[^\n]*                                         # a comment
+    | [(),]
+    | [-+*/%&|<>=!~^]+                                 # operators: each character counts
+""", re.VERBOSE)
+
+
+_BLANKS = re.compile(r"[ \t\f\r\n]*")
+_LEAD = re.compile(r"[ \t\f\r\n]*(?:[A-Za-z_][A-Za-z0-9_]*[ \t\f\r\n]*)?")
+
+
+def _expression_too_large(chunk: str) -> tuple[int, int] | None:
+    """(start, end) of the first expression with more than MAX_EXPR_NODES operators and parentheses, or
+    None. An expression is what lies between two commas outside parentheses (a key, or a statement's
+    value); a flat `1+1+…+1` of a megabyte would otherwise become a Lark tree of a gigabyte before the
+    depth limit refuses it."""
+    count, depth = 0, 0
+    first = _LEAD.match(chunk).end()  # where the current expression starts: after the statement's name
+    for m in _SCAN.finditer(chunk):
+        c = m.group()[0]
+        if c in "\"'#":
+            continue
+        if c == ",":
+            if depth == 0:
+                count, first = 0, _BLANKS.match(chunk, m.end()).end()
+            continue
+        if c == ")":
+            depth = max(0, depth - 1)
+            continue
+        if c == "(":
+            depth += 1
+        count += m.end() - m.start()
+        if count > MAX_EXPR_NODES:
+            return first, m.end()
+    return None
+
+
 # ---- entry point -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing allocates millions of objects and frees none, so every
+    collection it triggers would walk them all again for nothing. With it on, a 1 MB scene parses at
+    twice the time per KB of a 100 KB one; with it off, at the same. (Reference counting still frees
+    everything; the collector only looks for cycles, and resumes afterwards.)"""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def parse(text: str, path: str = "<string>") -> ParseResult:
     """Parse a whole scene. Never raises on bad input: errors come back as diagnostics."""
-    lines = _Lines(text)
+    with _no_cyclic_gc():
+        return _parse(text, path)
+
+
+def _parse(text: str, path: str) -> ParseResult:
+    source = text
+    text = _normalized(text)
+    lines = _Lines(text, 1 if source.startswith(ir.BOM) else 0)
+    if len(text) > MAX_SOURCE_LENGTH:
+        return ParseResult(ir.Scene((), (), source=source, path=path), [error(
+            "DFM001", f"the scene is {len(text):,} characters long (at most {MAX_SOURCE_LENGTH:,})",
+            lines.span(0, 1), path=path, help="a scene is a script of settings and schedules, not data: "
+            "split it, or generate the long schedules as expressions")])
     parser = grammar_parser()
     ranges, comment_ranges = split_statements(text)
     statements: list[ir.Statement] = []
     diags: list[Diagnostic] = []
+
+    def refuse(span: ir.Span, message: str, help: str) -> None:
+        if len(diags) < MAX_SYNTAX_ERRORS:
+            diags.append(error("DFM001", message, span, path=path, help=help))
+
     for start, end in ranges:
+        if end - start > MAX_STATEMENT_LENGTH:
+            refuse(lines.span(start, start + 1),
+                   f"a statement {end - start:,} characters long (at most {MAX_STATEMENT_LENGTH:,})",
+                   "write the schedule with fewer keys (values between keys are interpolated), or as an "
+                   "expression of `t`")
+            continue
         chunk = text[start:end]
+        large = _expression_too_large(chunk)
+        if large is not None:
+            refuse(lines.span(start + large[0], start + large[1]),
+                   f"expression with more than {MAX_EXPR_NODES:,} operators and parentheses",
+                   "split it into keyframes, or simplify it")
+            continue
         try:
             tree = parser.parse(chunk)
-        except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as exc:
+        except UnexpectedInput as exc:
             if len(diags) < MAX_SYNTAX_ERRORS:
                 diags.append(syntax_diagnostic(exc, chunk, start, lines, path))
             continue
         builder = _Builder(lines, start, chunk)
         try:
             statements.append(builder.statement(tree))
-        except _TooDeep as exc:
-            diags.append(error("DFM001", f"expression nested more than {MAX_EXPR_DEPTH} levels deep", exc.span,
-                               path=path, help="split it into keyframes, or simplify it"))
+        except _Refused as exc:
+            refuse(exc.span, exc.message, exc.help)
     comments = tuple(
         ir.Comment(text[a:b].rstrip(), trailing, lines.span(a, b)) for a, b, trailing in comment_ranges
     )
-    scene = ir.Scene(tuple(statements), comments, source=text, path=path)
+    scene = ir.Scene(tuple(statements), comments, source=source, path=path)
     return ParseResult(scene, diags)
 
 

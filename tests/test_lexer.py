@@ -149,3 +149,13 @@ def test_neg_marker_is_highlighted_only_where_the_compiler_splits() -> None:
         toks = list(DfmLexer().get_tokens(f'prompt 0 "{text}"\n'))
         assert ((String.Interpol, "--neg") in toks) is splits
         assert (split_neg(text)[1] != "") is splits
+
+
+def test_digits_and_dots_that_are_no_number_are_one_error_token() -> None:
+    # one error per character would try every rule at every character: quadratic in the run
+    toks = lex("zoom " + "1" * 50_000 + "..\n")
+    assert toks[1] == (Error, "1" * 50_000 + "..") and len(toks) == 2
+
+
+def test_digits_of_other_scripts_are_not_numbers() -> None:
+    assert (Error, "٣") in lex("zoom ٣\n")  # as in the grammar, which reads ASCII digits only

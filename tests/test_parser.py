@@ -147,3 +147,62 @@ def test_long_lines_are_shown_around_the_spot():
     source_line = shown[shown.index(caret_line) - 1]
     assert len(source_line) < 110
     assert source_line[caret_line.index("^"):].startswith("1,5")
+
+
+# ---- linear on long lines (issue 8): the right result, whatever the length ------------------------
+
+
+def test_a_long_run_of_blanks_after_a_comma_is_no_trailing_comma():
+    # the trailing-comma look-ahead once backtracked over every blank, for every blank: quadratic
+    st = one("zoom 0:(1)," + " \t\f" * 70_000 + "10:(2)")
+    assert [k.at.value for k in st.args[0].keys] == [0, 10] and not st.args[0].trailing_comma
+    st = one("zoom 0:(1), 10:(2)," + " " * 200_000 + "# the end")
+    assert st.args[0].trailing_comma
+
+
+def test_a_long_run_of_digits_before_a_comma():
+    # the decimal-comma hint once searched for `[0-9.]+$` from every start: quadratic
+    (d,) = parse("seed " + "1" * 200_000 + " ,5").diagnostics
+    assert d.code == "DFM001" and d.message == "unexpected token ','" and d.span.col == 200_007
+    (d,) = parse("seed " + "1" * 200_000 + ",5").diagnostics  # too long to be a decimal comma: no 200 KB hint
+    assert d.code == "DFM001" and len(d.message) < 100 and len(d.help) < 100
+    assert parse("zoom 0:(1" + "0" * 50 + ",5)").diagnostics[0].code == "DFM011"  # a long decimal still is one
+
+
+def test_many_blank_lines_between_keys():
+    # each blank line once looked ahead over all the blank lines after it: quadratic
+    r = parse("zoom 0:(1)," + "\n" * 100_000 + "  10:(2)\nangle 1\n")
+    assert not r.diagnostics
+    zoom, angle = r.scene.statements
+    assert [k.at.value for k in zoom.args[0].keys] == [0, 10] and zoom.span.end_line == 100_001
+    assert angle.span.line == 100_002
+
+
+def test_blank_and_comment_lines_then_a_new_statement_end_the_keys():
+    r = parse("zoom 0:(1),\n\n# a comment\n\nangle 1\n  \nstrength 0:(1),\n\n  # c\n  5:(2)\n")
+    assert not r.diagnostics
+    zoom, angle, strength = r.scene.statements  # `angle` at column 0 starts a statement: zoom's comma trails
+    assert zoom.args[0].trailing_comma and (zoom.span.line, zoom.span.end_line) == (1, 1)
+    assert angle.span.line == 5 and len(strength.args[0].keys) == 2 and strength.span.end_line == 10
+
+
+def test_a_long_token_is_not_quoted_whole_in_a_message():
+    big = '"' + "a" * 100_000 + '"'
+    for text in (f"zoom 0: {big}", f"zoom 1 + {big}", f"{big} 1"):
+        (d,) = parse(text).diagnostics
+        assert len(d.message) < 200 and len(d.help or "") < 200 and len(d.note or "") < 300, d
+
+
+def test_strings_end_where_the_grammar_ends_them():
+    # an escaped backslash before the closing quotes, a backslash before a newline
+    r = parse('prompt 0 """a\n\\\\"""\nzoom 1\n')
+    assert not r.diagnostics and [st.name for st in r.scene.statements] == ["prompt", "zoom"]
+    r = parse('prompt 0 "a\\\nzoom 1\n')
+    assert [d.code for d in r.diagnostics] == ["DFM002"] and [st.name for st in r.scene.statements] == ["zoom"]
+
+
+@pytest.mark.parametrize("text", ["\x00", "\ud800", "\ufeff\ufeff", "\r\r\r", "zoom 0:(\x00)", "\x1b[2J",
+                                  "zoom\u2028 1", "zoom 1\x85", "zoom 1e99999999999999", '"""\\'])
+def test_parse_never_raises_on_strange_characters(text):
+    r = parse(text)
+    assert all(d.help for d in r.diagnostics)
