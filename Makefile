@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 DEMO ?= examples/robot_to_village.dfm
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +29,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_render.py
+	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_gpu.py --cpu-smoke
+
+# SD1.5-sized random models at 512² fp16 against a naive diffusers loop (a CUDA GPU; no internet needed)
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

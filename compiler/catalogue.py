@@ -132,7 +132,8 @@ def normalise_choice(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", t).strip("_")
 
 
-SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate")
+SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
+SEEDED_MODES = frozenset({"2d", "3d", "video"})  # the modes whose diffusions can follow a seed_schedule
 
 # ---- the table -------------------------------------------------------------------------------------
 
@@ -161,7 +162,8 @@ PARAMS: tuple[Param, ...] = (
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
          "generation", min=0, max=2**32 - 1, deforum="seed"),
     _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
-         "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1).",
+         "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1), schedule "
+         "(the `seed_schedule`; 2D, 3D and video modes).",
          "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior"),
     _set("seed_iter_n", "int", 1, "For `iter`: the seed advances every N diffused frames.", "generation",
          min=1, aliases=("seed_iter_N",), deforum="seed_iter_N"),
@@ -277,6 +279,20 @@ PARAMS: tuple[Param, ...] = (
            parseq="scale", min=0, max=100, deforum="cfg_scale_schedule"),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
            "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None),
+    Param("seed_schedule", Kind.SCHEDULE, "int", 0, "With `seed_behavior schedule`: the seed of each diffused "
+          "frame (`s` is the start seed); −1 is a seed drawn from the start seed and the frame, the same on every "
+          "run (Deforum draws a new random one).", "generation", min=-1, max=2**32 - 1, modes=SEEDED_MODES,
+          deforum="seed_schedule", parseq=None),  # Parseq's `seed` field carries the table's seed column
+    _sched("subseed", 1, "Variation seed (A1111): the noise of this seed is slerped into the seed's noise by "
+           "subseed_strength.", "generation", type="int", min=0, max=2**32 - 1, deforum="subseed_schedule",
+           parseq="subseed"),
+    _sched("subseed_strength", 0.0, "How far each diffusion's starting noise moves from the seed's noise towards "
+           "the subseed's (A1111's slerp): 0 is the seed alone, 1 the subseed alone.", "generation", min=0, max=1,
+           deforum="subseed_strength_schedule", parseq="subseed_strength"),
+    _sched("clip_skip", 1, "CLIP skip: prompts are encoded with the text encoder's hidden state clip_skip layers "
+           "from its end, then its final layer norm (A1111's \"Clip skip\"; 1 is the last layer). SD 2.x models "
+           "ignore it, as in A1111.", "generation", type="int", min=1, max=12, aliases=("clipskip",
+           "clipskip_schedule"), deforum="clipskip_schedule", parseq="clipskip"),
     _sched("kernel", 5, "Unsharp mask: Gaussian kernel size (odd, or 0 to derive it from sigma).", "image",
            type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99,
            deforum="kernel_schedule"),

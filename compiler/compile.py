@@ -20,13 +20,13 @@ import numpy as np
 from .. import media
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, warning
-from ..dsl.parser import parse, parse_statement
+from ..dsl.parser import parse, parse_statement, unescape
 from ..table import FrameTable, Settings
 from . import catalogue as cat
-from . import deforum_names
+from . import deforum_names, prompt_syntax
 from .catalogue import Kind, Param
 from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
-from .lower import accumulated_camera, source_hash
+from .lower import NEG_MARKER, accumulated_camera, source_hash
 from .lower import build_table as lower_table
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
@@ -144,6 +144,7 @@ class _Compiler:
         if settings is None:
             return
         self.resolve_prompts(settings)
+        self.seed_schedule(settings)
         if settings["mode"] == "interpolation":
             self.interpolation_frames(settings)
         self.result.settings = Settings(settings)
@@ -562,10 +563,60 @@ class _Compiler:
                           st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
             lists[name].append((frame, text, st))
             seen[name][frame] = st
+            self.prompt_syntax(name, st.args[-1])
         for name in lists:
             lists[name].sort(key=lambda x: x[0])
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
         self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
+
+    def prompt_syntax(self, name: str, s: ir.String) -> None:
+        """A1111's attention syntax in a prompt text (DFM501), and the prompt syntax dfm does not implement
+        (DFM502), each pointed at in the string. A positive prompt's `--neg` part is a prompt of its own."""
+        text = s.value
+        marker = NEG_MARKER.search(text) if name == "prompt" else None
+        parts = [(text, 0)] if marker is None else [(text[:marker.start()], 0), (text[marker.end():], marker.end())]
+        for part, offset in parts:
+            for issue in prompt_syntax.check(part):
+                report = self.err if issue.error else self.warn
+                report(issue.code, issue.message, self.string_span(s, offset + issue.start, offset + issue.end),
+                       parameter=name, help=issue.help)
+
+    def string_span(self, s: ir.String, start: int, end: int) -> ir.Span:
+        """The source span of `s.value[start:end]`; the whole string where the source text does not map
+        character by character (triple quotes, a statement an importer built)."""
+        sp = s.span
+        raw = self.scene.source[sp.start:sp.end]
+        if len(raw) < 2 or raw[0] not in "\"'" or raw[-1] != raw[0] or raw.startswith('"""') or "\n" in raw:
+            return sp
+        where = _value_offsets(raw[1:-1], s.value)
+        if where is None or not 0 <= start < end <= len(where):
+            return sp
+        a, b = sp.start + 1 + where[start][0], sp.start + 1 + where[end - 1][1]
+        return ir.Span(sp.line, sp.col + a - sp.start, sp.line, sp.col + b - sp.start, a, b)
+
+    def seed_schedule(self, settings: dict) -> None:
+        """`seed_behavior schedule` takes its seeds from a `seed_schedule`; a seed_schedule with no behaviour
+        chosen implies it. Both need a mode whose diffusions follow the frames (2D, 3D, video)."""
+        st = self.schedule_statements.get("seed_schedule")
+        chosen = self.settings.get("seed_behavior")
+        in_mode = settings["mode"] in cat.SEEDED_MODES
+        if st is not None and chosen is None and in_mode:
+            settings["seed_behavior"] = "schedule"
+        elif st is not None and settings["seed_behavior"] != "schedule" and in_mode:
+            self.warn("DFM108", f"`seed_schedule` has no effect: seed_behavior is {settings['seed_behavior']}",
+                      st.name_span, parameter="seed_schedule",
+                      help="write `seed_behavior schedule`, or remove the seed_schedule")
+        if settings["seed_behavior"] != "schedule" or chosen is None:
+            return
+        if not in_mode:
+            self.warn("DFM304", f"seed_behavior schedule has no effect in mode {settings['mode']}: the seeds follow "
+                      "iter", chosen.statement.span, parameter="seed_behavior",
+                      help="use it in mode 2d, 3d or video")
+            settings["seed_behavior"] = "iter"
+        elif st is None:
+            self.err("DFM108", "seed_behavior schedule needs a `seed_schedule`", chosen.statement.span,
+                     parameter="seed_behavior",
+                     help="add one, e.g. `seed_schedule 0:(s), 30:(s + 30)`, or choose another behaviour")
 
     def video_frames(self, values: dict) -> bool:
         """Video mode renders as many frames as the extraction gives (as Deforum does): the default frame
@@ -741,6 +792,24 @@ def _out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:
     if p.max is not None:
         bad |= arr >= p.max if p.max_open else arr > p.max
     return bad
+
+
+def _value_offsets(body: str, value: str) -> list[tuple[int, int]] | None:
+    """For each character of a string's value, its [start, end) in the source text between the quotes
+    (an escape like `\\n` is two source characters for one); None if reading `body` does not give `value`."""
+    if unescape(body) != value:
+        return None
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            one = len(unescape(body[i:i + 2])) == 1  # an escape the parser resolves to one character
+            out += [(i, i + 2)] if one else [(i, i + 1), (i + 1, i + 2)]
+            i += 2
+        else:
+            out.append((i, i + 1))
+            i += 1
+    return out
 
 
 def _respan(node, span: ir.Span):

@@ -143,7 +143,12 @@ class _A1111Exporter(Exporter):
             if reasons:
                 self.unsupported(p, f"written as per-frame keys for {'; '.join(reasons)}", Level.REWRITTEN)
             self.out[p.deforum] = text
-        self.out["enable_steps_scheduling"] = True
+        # dfm's subseed, subseed_strength and clip_skip schedules are always in force (their defaults change
+        # nothing): switched on, so that values left in the Deforum UI or the webui do not leak in
+        self.out.update(enable_steps_scheduling=True, enable_subseed_scheduling=True, enable_clipskip_scheduling=True)
+        if self.s.seed_behavior == "schedule" and np.any(self.r.values["seed_schedule"] < 0):
+            self.unsupported("seed_schedule", "a seed of -1 is a new random seed on every Deforum run (dfm draws it "
+                             "from the start seed and the frame)")
         if self.mode in cat.BY_NAME["perspective_flip"].modes:
             self.out["enable_perspective_flip"] = bool(self.s.perspective_flip)
 

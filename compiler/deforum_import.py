@@ -24,7 +24,15 @@ from ..dsl import ir
 from ..dsl.parser import parse_statement
 from . import catalogue as cat
 from .catalogue import Kind, Param
-from .deforum_names import A1111_DEPTH, FEATURES, GATES, REMOVED_KEYS, RENAMED_KEYS, param_for_key
+from .deforum_names import (
+    A1111_DEPTH,
+    DEFAULT_SEED_SCHEDULE,
+    FEATURES,
+    GATES,
+    REMOVED_KEYS,
+    RENAMED_KEYS,
+    param_for_key,
+)
 from .deforum_schedules import frame_of, split_deforum_keys
 from .expressions import environment
 from .interop import ImportResult, load_settings
@@ -55,6 +63,7 @@ class _Importer:
         self.unused_in_mode: list[str] = []
         self.schedule_keys: dict[str, str] = {}  # dfm schedule name -> the file key it came from
         self.inactive: list[str] = []
+        self.seed_behaviour: str | None = None  # as imported
 
     # -- bookkeeping
     def has(self, key: str) -> bool:
@@ -87,6 +96,7 @@ class _Importer:
         self.special_settings()
         self.dfm_extras()
         self.catalogue_keys()
+        self.seed_schedule()
         self.features()
         self.unknown()
         self.summaries()
@@ -159,16 +169,18 @@ class _Importer:
         args: list[ir.Value] = [number(self.seed_value(raw))]
         if behaviour is not None:
             b = str(behaviour).lower()
-            if b in cat.SEED_BEHAVIOURS:
-                self.map("seed_behavior")
-            elif b == "schedule" and self.has("seed_schedule"):  # warned once, with its seed_schedule
-                self.warned |= self.file_keys(["seed_behavior"])
+            if b == "schedule" and self.mode not in cat.SEEDED_MODES:
+                self.warn(f"seed_behavior `schedule` is read in 2D, 3D and video modes, not in {self.mode}: "
+                          "using iter", ["seed_behavior"])
                 b = "iter"
+            elif b in cat.SEED_BEHAVIOURS:
+                self.map("seed_behavior")
             else:
                 self.warn(f"seed_behavior `{behaviour}` has no dfm equivalent (dfm has "
                           f"{', '.join(cat.SEED_BEHAVIOURS)}); using iter", ["seed_behavior"])
                 b = "iter"
             args.append(word(b))
+            self.seed_behaviour = b
             if b == "iter" and iter_n is not None and int(float(iter_n)) > 1:
                 args.append(number(int(float(iter_n))))
         if iter_n is not None:
@@ -364,10 +376,23 @@ class _Importer:
             if self.has(switch) and param_for_key(switch) is None:
                 self.take(switch)
                 self.map(switch)
-        if self.has("seed_schedule"):
-            self.take("seed_schedule")
-            self.warn("seed_behavior `schedule` is not supported: dfm has no seed schedule (the seeds follow "
-                      "`iter` from the start seed)", ["seed_schedule", "seed_behavior"])
+
+    def seed_schedule(self) -> None:
+        """`seed_behavior schedule`: the file's seed_schedule, or Deforum's default one written out; a seed of
+        −1 (a new random seed per run in Deforum) is one drawn from the start seed in dfm."""
+        if self.seed_behaviour != "schedule":
+            return
+        raw = self.original.get("seed_schedule")
+        if "seed_schedule" not in self.schedules and raw is None:
+            node = self.schedule_value("seed_schedule", "seed_behavior", DEFAULT_SEED_SCHEDULE)
+            if node is not None:
+                self.schedules["seed_schedule"] = (node,)
+                self.warn(f"seed_behavior `schedule` without a seed_schedule: Deforum's default one is written out "
+                          f"({DEFAULT_SEED_SCHEDULE}: the start seed on the first and last frames)", [])
+            raw = DEFAULT_SEED_SCHEDULE
+        if re.search(r"\(\s*-1\s*\)", str(raw)):
+            self.warn("seed_schedule: a seed of -1 is a new random seed on every Deforum run; dfm draws it from the "
+                      "start seed and the frame, the same on every run", ["seed_schedule"])
 
     def special_settings(self) -> None:
         for key in ("sd_model_name", "model_checkpoint", "sd_model"):

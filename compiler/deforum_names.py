@@ -45,7 +45,11 @@ GATES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
                                        "perspective_flip_gamma", "perspective_flip_fv")),
     ("use_mask_video", True, ("video_mask_path",)),
     ("seed_behavior", "schedule", ("seed_schedule",)),
+    ("enable_subseed_scheduling", True, ("subseed_schedule", "subseed_strength_schedule")),
+    ("enable_clipskip_scheduling", True, ("clipskip_schedule",)),
 )
+# what Deforum uses for `seed_behavior schedule` when the file has no seed_schedule
+DEFAULT_SEED_SCHEDULE = '0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)'
 
 
 @dataclass(frozen=True)
@@ -70,15 +74,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("guided-images (looper)", r"use_looper|init_images|image_strength_schedule|blendFactorMax|"
             r"blendFactorSlope|tweening_frames_schedule|color_correction_factor",
             "dfm has no guided-images looper", {"use_looper": _NONE}),
-    Feature("subseed", r"enable_subseed_scheduling|subseed_schedule|subseed_strength_schedule|"
-            r"seed_resize_from_w|seed_resize_from_h", "dfm has no variation seeds",
-            {"enable_subseed_scheduling": _NONE, "seed_resize_from_w": _NONE, "seed_resize_from_h": _NONE}),
+    Feature("seed resize", r"seed_resize_from_w|seed_resize_from_h", "dfm draws the noise at the frame's own size "
+            "(A1111's \"resize seed from\" is not implemented)",
+            {"seed_resize_from_w": (*_NONE, -1, "-1"), "seed_resize_from_h": (*_NONE, -1, "-1")}),
     Feature("sampler schedule", r"enable_sampler_scheduling|sampler_schedule",
             "dfm uses one sampler for the whole scene", {"enable_sampler_scheduling": _NONE}),
     Feature("checkpoint schedule", r"enable_checkpoint_scheduling|checkpoint_schedule",
             "dfm uses one model for the whole scene", {"enable_checkpoint_scheduling": _NONE}),
-    Feature("CLIP skip", r"enable_clipskip_scheduling|clipskip_schedule", "dfm has no CLIP skip",
-            {"enable_clipskip_scheduling": _NONE}),
     Feature("noise multiplier", r"enable_noise_multiplier_scheduling|noise_multiplier_schedule",
             "dfm has no img2img initial-noise multiplier (A1111 option)",
             {"enable_noise_multiplier_scheduling": _NONE}),
@@ -141,9 +143,9 @@ DEFORUM_OPERATORS = frozenset({"+", "-", "*", "/", "%", "**"})
 # Off switches written into every export, so that values left in the user's Deforum UI do not leak in.
 NEUTRAL_SETTINGS: dict[str, object] = {
     "positive_prompts": "", "negative_prompts": "", "animation_prompts_positive": "",
-    "animation_prompts_negative": "", "noise_type": "uniform", "enable_subseed_scheduling": False,
+    "animation_prompts_negative": "", "noise_type": "uniform",
     "enable_sampler_scheduling": False, "enable_checkpoint_scheduling": False,
-    "enable_clipskip_scheduling": False, "enable_noise_multiplier_scheduling": False,
+    "enable_noise_multiplier_scheduling": False,
     "enable_ddim_eta_scheduling": False, "enable_ancestral_eta_scheduling": False, "use_mask": False,
     "use_noise_mask": False, "hybrid_composite": "None", "hybrid_motion": "None",
     "optical_flow_cadence": "None", "optical_flow_redo_generation": "None", "diffusion_redo": "0",
@@ -158,7 +160,8 @@ WRITTEN_AS = {
     "is always txt2img in dfm", "prompts": 'write `prompt FRAME "text"` lines', "positive_prompts":
     'write `prompt` lines (a common part goes into each one)', "negative_prompts": 'write `negative "text"`',
     "enable_steps_scheduling": "a `steps` schedule is always used when the scene has one",
-    "seed_schedule": "dfm has no seed schedule: write `seed N iter` (or fixed, random, ladder, alternate)",
+    "enable_subseed_scheduling": "the `subseed` and `subseed_strength` schedules are always used (strength 0: "
+    "no variation)", "enable_clipskip_scheduling": "a `clip_skip` schedule is always used (1: no skip)",
     "noise_type": "dfm's noise is Gaussian (Deforum's `uniform`); there is no perlin noise",
     "use_mask_video": "dfm has no mask video yet", "skip_video_creation": "write `save_video off`",
     "sd_model_name": 'write `model "path/or/hub-id"`', "sd_model_hash": 'write `model "…" sha256 "…"`',

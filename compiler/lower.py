@@ -1,8 +1,9 @@
 """Lowering: checked settings + per-frame schedule values → the FrameTable the runtime executes.
 
 Each function here computes one family of columns from plain values: prompts (hard cuts, ``--neg``,
-crossfades), seeds (Deforum's ``next_seed`` per diffused frame), cadence (which frames are diffused and
-each tween's weights, closing the tail), effective steps (Deforum's float64 arithmetic).
+crossfades, the weighted pieces of each text), seeds (Deforum's ``next_seed`` per diffused frame, or its
+``seed_schedule``), cadence (which frames are diffused and each tween's weights, closing the tail),
+effective steps (Deforum's float64 arithmetic).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..table import FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
+from .prompt_syntax import pieces_json
 
 Keyed = list[tuple[int, str]]  # (frame, text) keys, sorted by frame
 
@@ -85,6 +87,21 @@ def seed_sequence(start: int, behaviour: str, count: int, iter_n: int = 1) -> np
     return seeds
 
 
+def scheduled_seeds(values: np.ndarray, start: int) -> np.ndarray:
+    """Deforum's seed_schedule: the (truncated) value at each frame is that frame's seed. A value of −1, a
+    new random seed on every run in Deforum, is a seed mixed from the start seed and the frame index
+    (splitmix64), so the render is the same on every run and no frame's seed depends on another's."""
+    seeds = np.asarray(values, dtype=np.int64).copy()
+    drawn = seeds < 0
+    if drawn.any():
+        z = (np.uint64(int(start) % 2**32) << np.uint64(32)) | np.flatnonzero(drawn).astype(np.uint64)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        seeds[drawn] = ((z ^ (z >> np.uint64(31))) >> np.uint64(32)).astype(np.int64)
+    return seeds
+
+
 def cadence_plan(frames: int, cadence: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(diffused, tween, tween_from, tween_to) per frame.
 
@@ -135,8 +152,25 @@ def prompt_columns(prompts: Keyed, negatives: Keyed, frames: int) -> dict[str, n
     return {"prompt": pos, "negative_prompt": neg}
 
 
+# the prompt text columns, each with its pieces column: the (text, weight) pieces the runtime encodes
+PROMPT_TEXT_COLUMNS = ("prompt", "negative_prompt", "prompt_from", "negative_prompt_from")
+PIECES_COLUMNS = tuple(f"{c}_pieces" for c in PROMPT_TEXT_COLUMNS)
 COLUMN_ORDER = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from",
-                "negative_blend", "seed", "diffused", "effective_steps", "tween", "tween_from", "tween_to")
+                "negative_blend", "seed", "diffused", "effective_steps", "tween", "tween_from", "tween_to",
+                *PIECES_COLUMNS)
+
+
+def pieces_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each prompt text column's pieces (`prompt_syntax.pieces_json`), parsed once per distinct text."""
+    parsed: dict[str, str] = {}
+    out = {}
+    for name in PROMPT_TEXT_COLUMNS:
+        texts = cols[name]
+        for t in set(texts.tolist()):
+            if t not in parsed:
+                parsed[t] = pieces_json(t)
+        out[f"{name}_pieces"] = ColumnType.TEXT.array([parsed[t] for t in texts.tolist()])
+    return out
 
 
 def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed, *,
@@ -151,6 +185,7 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     else:
         cols = _animation(settings, values, prompts, negatives)
     cols["time"] = cols["frame"] / float(settings.fps)
+    cols.update(pieces_columns(cols))
     order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
     ordered = {k: cols[k] for k in order}
     ordered.update({k: v for k, v in cols.items() if k not in ordered})
@@ -183,10 +218,12 @@ def _animation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negat
     cols["negative_prompt_from"], cols["negative_blend"] = crossfade(cols["negative_prompt"], s.prompt_crossfade)
     cadence = 1 if s.mode == "video" else int(s.cadence)
     diffused, tween, frm, to = cadence_plan(n, cadence)
-    seeds = seed_sequence(s.seed, s.seed_behavior, int(diffused.sum()), s.seed_iter_n)
     # a tween shows the diffusion at tween_to: give it that diffusion's seed
-    diffusion_index = np.cumsum(diffused) - 1
-    cols["seed"] = seeds[diffusion_index[to]]
+    if s.seed_behavior == "schedule":
+        cols["seed"] = scheduled_seeds(cols["seed_schedule"], s.seed)[to]
+    else:
+        seeds = seed_sequence(s.seed, s.seed_behavior, int(diffused.sum()), s.seed_iter_n)
+        cols["seed"] = seeds[(np.cumsum(diffused) - 1)[to]]
     steps = cols["steps"]
     eff = effective_steps(cols["strength"], steps)
     if s.mode != "video":

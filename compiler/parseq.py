@@ -135,6 +135,8 @@ class _ParseqExporter(Exporter):
                              "being blended towards: Deforum reads one prompt per frame from Parseq")
         for p in parseq_less(table):
             values = np.asarray(table[p.name])
+            if p.name == "seed_schedule":
+                continue  # its seeds travel as Parseq's `seed`, the table's seed column
             if p.export == "local" or (isinstance(p.default, (int, float)) and np.all(values == p.default)):
                 continue
             if not p.deforum:
@@ -145,6 +147,9 @@ class _ParseqExporter(Exporter):
             else:
                 self.unsupported(p, f"changes over the scene, and Parseq has no such field: set Deforum's "
                                  f"`{p.deforum}`")
+        if "clip_skip" in table.columns and np.any(np.asarray(table["clip_skip"]) != 1):
+            self.unsupported("clip_skip", "Deforum reads Parseq's `clipskip` only with enable_clipskip_scheduling on "
+                             "in its own settings")
         if mode in ("none", "interpolation"):
             self.unsupported("mode", f"Deforum uses Parseq manifests in 2D, 3D and video modes, not in {mode}")
 
@@ -156,8 +161,6 @@ def _frame_row(i: int, table: FrameTable, columns: Mapping[str, tuple[list, list
         row[f"{name}_delta"] = d[i]
         row[f"{name}_pc"] = pc[i]
     row["deforum_prompt"] = deforum_prompt(str(table["prompt"][i]), str(table["negative_prompt"][i]))
-    row["subseed"] = row["seed"]  # Parseq: ceil(seed); dfm seeds are whole, so no seed travel
-    row["subseed_strength"] = 0
     return row
 
 
@@ -192,6 +195,7 @@ class _ParseqImporter:
         self.mapped: set[str] = {"frame"}
         self.warned: set[str] = set()
         self.by_parseq = {p.parseq: p for p in cat.SCHEDULES if p.parseq}
+        self.seed_keys: list | None = None  # a seed_schedule, when the seeds change
 
     def column(self, name: str) -> np.ndarray:
         return np.array([float(r.get(name, math.nan)) for r in self.frames], dtype=np.float64)
@@ -218,19 +222,20 @@ class _ParseqImporter:
         return writer
 
     def seed(self) -> list[ir.Statement]:
+        """Deforum's seed is int() of Parseq's `seed`: one seed, or a seed_schedule (`self.seed_keys`). A
+        fractional seed is Parseq's seed travel, which its `subseed`/`subseed_strength` fields carry."""
         if "seed" not in self.frames[0]:
             return []
-        seeds = self.column("seed")
-        self.mapped |= {"seed", "seed_delta", "seed_pc", "subseed", "subseed_strength"}
+        raw = self.column("seed")
+        seeds = np.trunc(raw)
+        self.mapped |= {"seed", "seed_delta", "seed_pc"}
         start = int(seeds[0])
-        if np.any(seeds % 1 != 0):
-            self.warnings.append("fractional Parseq seeds (subseed travel) are cut to whole seeds")
-        if np.all(seeds.astype(np.int64) == start):
+        if np.any(raw % 1 != 0) and "subseed_strength" not in self.frames[0]:
+            self.warnings.append("fractional Parseq seeds without their subseed fields are cut to whole seeds")
+        if np.all(seeds == start):
             return [statement("seed", number(start), word("fixed"))]
-        self.warnings.append("per-frame Parseq seeds have no dfm equivalent: the seed starts at "
-                             f"{start} and follows `iter`")
-        self.warned.add("seed")
-        return [statement("seed", number(start), word("iter"))]
+        self.seed_keys = [make_key(f, number(float(v), v)) for f, v in number_keys(seeds, 0, self.n)]
+        return [statement("seed", number(start), word("schedule"))]
 
     def prompts(self) -> list[ir.Statement]:
         if "deforum_prompt" not in self.frames[0]:
@@ -248,16 +253,20 @@ class _ParseqImporter:
         return lines
 
     def schedules(self) -> list[ir.Statement]:
-        lines = []
+        lines = {"seed_schedule": statement("seed_schedule", key_list(self.seed_keys))} if self.seed_keys else {}
+        no_variation = "subseed_strength" in self.frames[0] and not np.any(self.column("subseed_strength"))
         for name, p in self.by_parseq.items():
             if name not in self.frames[0]:
+                continue
+            if no_variation and name in ("subseed", "subseed_strength"):  # strength 0: the subseed changes nothing
+                self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
                 continue
             delta = self.use_deltas and name in DELTA_FIELDS and f"{name}_delta" in self.frames[0]
             values = self.column(f"{name}_delta" if delta else name)
             self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
             keys = [make_key(f, number(float(v), v)) for f, v in number_keys(values, 0, self.n)]
-            lines.append(statement(p.name, key_list(keys)))
-        return lines
+            lines[p.name] = statement(p.name, key_list(keys))
+        return [lines[p.name] for p in cat.SCHEDULES if p.name in lines]
 
     def unknown(self) -> None:
         rest = sorted(k for k in self.frames[0] if k not in self.mapped and not k.endswith(("_delta", "_pc")))

@@ -1,4 +1,4 @@
-"""The `dfm` command line: check, fmt, compile, plot, preview, import, export, render, explain.
+"""The `dfm` command line: check, fmt, compile, diff, plot, preview, import, export, render, batch, lsp, explain.
 
 Exit codes (as ruff): 0 clean; 1 errors found (or `fmt --check` would change a file); 2 bad usage
 or an internal error. Heavy modules (torch, diffusers, matplotlib) are imported only by the
@@ -225,6 +225,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_render(args) -> int:
+    if args.watch:
+        from .watch import watch_render
+
+        return watch_render(args)
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
@@ -238,12 +242,19 @@ def cmd_render(args) -> int:
     def on_resume(frame: int, total: int) -> None:
         print(f"resuming at frame {frame} of {total} (--restart renders from frame 0)", file=sys.stderr)
 
+    def on_keep(message: str) -> None:  # an incremental re-render: what it keeps of the folder's render, and why
+        print(message, file=sys.stderr)
+
+    _check_ray_options(args)
     progress = _progress_bar(args.quiet)
     try:
-        report = render(result.table, out, scene_text=result.scene.source, scene_path=args.file,
-                        model=args.model, device=args.device, allow_pickle=args.allow_pickle,
-                        progress=progress, depth_model=args.depth_model, restart=args.restart,
-                        on_resume=on_resume)
+        if args.ray:  # the frames split across Ray workers (dfm/shard.py)
+            report = _render_on_ray(args, result, out, progress, on_resume, on_keep)
+        else:
+            report = render(result.table, out, scene_text=result.scene.source, scene_path=args.file,
+                            model=args.model, device=args.device, allow_pickle=args.allow_pickle,
+                            progress=progress, depth_model=args.depth_model, restart=args.restart,
+                            on_resume=on_resume, on_keep=on_keep)
     except RenderInterrupted as exc:
         progress.close()
         print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
@@ -261,6 +272,84 @@ def cmd_render(args) -> int:
         print(f"wrote {report.frames} frames to {report.out_dir}" +
               (f" and {report.video}" if report.video else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def _check_ray_options(args) -> None:
+    if not args.ray and (args.workers is not None or args.cpus_per_worker != 1):
+        raise UsageError("--workers and --cpus-per-worker apply with --ray only")
+
+
+def _cluster_usage(exc) -> UsageError:
+    return UsageError(exc.message + (f"\nhelp: {exc.help}" if exc.help else ""))
+
+
+def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
+    from .cluster import ClusterError, open_pool
+    from .shard import check_shardable, render_sharded
+
+    check_shardable(result.table)  # before Ray starts
+    try:
+        with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
+                       cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
+            return render_sharded(result.table, out, pool, scene_text=result.scene.source, scene_path=args.file,
+                                  model=args.model, restart=args.restart, progress=progress, on_resume=on_resume,
+                                  on_keep=on_keep)
+    except ClusterError as exc:
+        progress.close()
+        raise _cluster_usage(exc) from None
+
+
+def cmd_batch(args) -> int:
+    from .batch import BatchError, parse_vary, plan
+
+    if "-" in args.scenes:
+        raise UsageError("batch renders scene files; standard input has no name to render it under")
+    _check_ray_options(args)
+    scenes = [(path, _read(path)) for path in args.scenes]
+    out = Path(args.out)
+    try:
+        planned = plan(scenes, [parse_vary(v) for v in args.vary], out)
+    except BatchError as exc:
+        raise _cluster_usage(exc) from None
+    if planned.diagnostics:
+        _print_diagnostics(planned.diagnostics, planned.sources, "full", sys.stderr)
+    if planned.errors:
+        print(_summary(planned.diagnostics, len(scenes)) + "; nothing was rendered", file=sys.stderr)
+        return EXIT_ERRORS
+    if args.dry_run:
+        for job in planned.jobs:
+            print(f"{job.out_dir}\t{len(job.table)} frames\t{job.scene}")
+        return EXIT_OK
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from .batch import SUMMARY_FILE, BatchInterrupted, ProgressView, run_batch, summary_lines
+    from .cluster import ClusterError, open_pool
+
+    view = None
+    try:
+        with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
+                       cpus_per_worker=args.cpus_per_worker, limit=len(planned.jobs)) as pool:
+            if args.ray and not args.quiet:
+                print(f"batch: {len(planned.jobs)} scenes on {pool.shape.describe()}", file=sys.stderr)
+            view = ProgressView(planned.jobs, quiet=args.quiet)
+            results = run_batch(planned.jobs, pool, model=args.model, depth_model=args.depth_model,
+                                restart=args.restart, retries=args.retries, observer=view,
+                                summary=out / SUMMARY_FILE)
+    except ClusterError as exc:
+        raise _cluster_usage(exc) from None
+    except BatchInterrupted as exc:
+        finished = sum(r.status in ("done", "up to date") for r in exc.results)
+        print(f"\ninterrupted with {finished} of {len(planned.jobs)} scenes finished; run the same command again "
+              "to continue (each scene resumes where it stopped)", file=sys.stderr)
+        return 130
+    finally:
+        if view is not None:
+            view.close()
+    for r in results:
+        for w in (r.outcome.report.warnings if r.status == "done" else []):
+            print(f"{r.job.key}: warning: {w}", file=sys.stderr)
+    for line in summary_lines(results, out):
+        print(line, file=sys.stderr)
+    return EXIT_ERRORS if any(r.status != "done" and r.status != "up to date" for r in results) else EXIT_OK
 
 
 def _progress_bar(quiet: bool = False):
@@ -288,6 +377,10 @@ def _progress_bar(quiet: bool = False):
 
 
 def cmd_preview(args) -> int:
+    if args.watch:
+        from .watch import watch_preview
+
+        return watch_preview(args)
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
@@ -301,6 +394,18 @@ def cmd_preview(args) -> int:
         progress.close()
     print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from .diff import run_diff
+
+    return run_diff(args.old, args.new, args.format)
+
+
+def cmd_lsp(args) -> int:
+    from .lsp import serve
+
+    return serve(log_file=args.log_file)
 
 
 def cmd_explain(args) -> int:
@@ -368,18 +473,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="render from frame 0 even if an interrupted render "
                    "of the same scene left a checkpoint in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--watch", action="store_true", help="render, then again on each save of FILE, keeping the "
+                   "frames the edit cannot change (Ctrl-C stops)")
+    _ray_arguments(p, "split the frames across Ray workers (stills, interpolation, video input): ADDRESS "
+                   "(host:6379, ray://host:10001), auto (the cluster `ray start` runs here) or local")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("batch", help="render many scenes and sweeps of their values, here or on a Ray cluster")
+    p.add_argument("scenes", nargs="+", metavar="SCENE")
+    p.add_argument("--out", metavar="DIR", default="outputs", help="each scene renders into DIR/<scene name>/ "
+                   "(default: outputs)")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES", help="render every value: "
+                   "seed=1..8, strength=0.5,0.6 (values holding commas: separate them with |); several --vary "
+                   "render every combination, each into DIR/<scene name>/<name=value,...>/")
+    p.add_argument("--model", metavar="M", help="hub id, diffusers folder or .safetensors; overrides the scenes'")
+    p.add_argument("--depth-model", metavar="M", help="3D: a depth model; overrides the scenes' depth_model")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cpu; without --ray "
+                   "also cuda:1 or mps")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
+    p.add_argument("--restart", action="store_true", help="render every scene from frame 0, even those that are "
+                   "finished or have a checkpoint")
+    p.add_argument("--retries", type=int, default=1, metavar="N", help="with --ray: run a scene again (it resumes) "
+                   "when its worker dies, up to N times (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="check every scene and list the folders; render nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_arguments(p, "render on Ray workers, one per GPU: ADDRESS (host:6379, ray://host:10001), auto (the "
+                   "cluster `ray start` runs here) or local (start one on this machine)")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("preview", help="the camera motion over a test card, no model (seconds)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", metavar="MP4", help="default: outputs/<scene name>/preview.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--watch", action="store_true", help="preview again on each save of FILE (Ctrl-C stops)")
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("diff", help="what changed between two versions of a scene, and the first frame it changes")
+    p.add_argument("old", metavar="OLD", help="a scene file, or a git revision of one: HEAD:scene.dfm")
+    p.add_argument("new", metavar="NEW", help="a scene file, or a git revision of one")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("lsp", help="the language server for editors (LSP over stdin/stdout)")
+    p.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default; accepted because "
+                   "some clients pass it)")
+    p.add_argument("--log-file", metavar="FILE", help="write the server's log here")
+    p.set_defaults(func=cmd_lsp)
 
     p = sub.add_parser("explain", help="explain a diagnostic code, e.g. DFM011")
     p.add_argument("code")
     p.set_defaults(func=cmd_explain)
     return ap
+
+
+def _ray_arguments(p: argparse.ArgumentParser, ray_help: str) -> None:
+    p.add_argument("--ray", metavar="ADDRESS", help=ray_help + "; needs pip install 'dfm[ray]'")
+    p.add_argument("--workers", type=int, metavar="N", help="with --ray: N workers (default: one per GPU of the "
+                   "cluster, or one per --cpus-per-worker CPUs without GPUs)")
+    p.add_argument("--cpus-per-worker", type=int, default=1, metavar="N", help="with --ray on CPUs: the cores (torch "
+                   "threads) of each worker (default 1)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,6 +86,8 @@ DERIVED_COLUMNS: dict[str, ColumnType] = {
     "prompt": T, "negative_prompt": T,  # the text in force
     "prompt_from": T, "prompt_blend": F,  # embedding = lerp(E(prompt_from), E(prompt), prompt_blend)
     "negative_prompt_from": T, "negative_blend": F,
+    # each prompt text as the compiler parsed its attention syntax: JSON, [text, weight] pairs and "BREAK"
+    "prompt_pieces": T, "negative_prompt_pieces": T, "prompt_from_pieces": T, "negative_prompt_from_pieces": T,
     "seed": I,  # the seed of the diffusion the frame shows
     "diffused": B,  # denoised (else a cadence tween)
     "effective_steps": I,  # denoising steps actually run

@@ -30,7 +30,9 @@ CODES: dict[str, tuple[str, str]] = {
                "which is rarely what was meant."),
     "DFM107": ("unsupported sampler", "The sampler exists in Deforum or A1111 but has no faithful diffusers "
                "scheduler. dfm does not substitute another one silently; pick one of the listed samplers."),
-    "DFM108": ("conflicting settings", "Two settings say the same thing differently (frames and duration)."),
+    "DFM108": ("conflicting settings", "Two settings say the same thing differently (frames and duration), or "
+               "disagree: `seed_behavior schedule` without a `seed_schedule` (an error), a `seed_schedule` with "
+               "another seed behaviour (a warning: it is ignored, as in Deforum)."),
     "DFM109": ("schedule given twice", "A schedule parameter appears in two statements; merge their keys into "
                "one statement."),
     # expressions
@@ -58,6 +60,16 @@ CODES: dict[str, tuple[str, str]] = {
                "by zero, the log of a negative number…)."),
     "DFM403": ("file not found", "A path in the scene does not exist (relative paths are relative to the scene "
                "file)."),
+    # prompt texts (compiler/prompt_syntax)
+    "DFM501": ("prompt weight syntax", "A1111's attention syntax in a prompt is off: a `(` or `[` never closed "
+               "weighs everything after it (A1111 reads it so, and so does dfm), a `)` or `]` that closes nothing "
+               "is encoded as text, a lone backslash is dropped, and a weight that is not a number, `(word:1.2.3)`, is "
+               "an error. Write `\\(` for a literal bracket."),
+    "DFM502": ("prompt syntax dfm does not implement", "The prompt uses A1111 or Deforum syntax dfm does not "
+               "implement yet: composable prompts (`AND`), prompt editing (`[from:to:when]`), alternation "
+               "(`[a|b]`), Deforum's backtick expressions (`` `1+t/max_f` ``), or an extra-network tag "
+               "(`<lora:name:0.8>`). Tags are left out of the text (dfm renders without the network); everything "
+               "else is encoded as written, characters and all. The warning says which; rewrite the prompt."),
 }
 
 

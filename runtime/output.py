@@ -194,13 +194,14 @@ class FrameWriter:
         writer like a failed frame)."""
         self._enqueue(task)
 
-    def replay_video(self, count: int) -> None:
-        """Feed frames 0..count-1 from their PNGs into the video (a resumed render's stream starts with
-        the frames an earlier run wrote; PNG is lossless, so the video gets the same uint8 frames)."""
-        if self.video is None or count <= 0:
+    def replay_video(self, count: int, start: int = 0) -> None:
+        """Feed frames start..count-1 from their PNGs into the video (a resumed render's stream starts with
+        the frames an earlier run wrote, and an incremental one reads the frames it keeps; PNG is lossless,
+        so the video gets the same uint8 frames)."""
+        if self.video is None or count <= start:
             return
         video = self.video
-        self.put_task(lambda: [video.add(read_png(self.frames_dir / frame_name(i))) for i in range(count)])
+        self.put_task(lambda: [video.add(read_png(self.frames_dir / frame_name(i))) for i in range(start, count)])
 
     @property
     def queued(self) -> int:

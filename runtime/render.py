@@ -5,8 +5,10 @@ map predicted from the newest diffusion); if the row is diffused, take its sourc
 (warped through this frame) -> colour coherence -> contrast -> unsharp mask -> noise, or in video mode
 the row's input video frame -> img2img with the row's strength (`effective_steps`), cfg, seed and
 prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read, never
-recomputed. Behind every written frame the writer saves the state for the next one (`resume.py`), so a
-killed render continues where it stopped.
+recomputed, and each frame sees only the columns it reads (`dfm.changes.RowReads`). Behind every written
+frame the writer saves the state for the next one (`resume.py`), so a killed render continues where it
+stopped; and the latents of every diffusion, so a render of an edited scene into the same folder keeps
+the frames the edit cannot change (`dfm.changes.compare`) and restarts at the first one it can.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import changes
 from ..files import file_mode
 from ..table import FrameTable, MissingSetting, Settings, TableError
-from . import effects, resume, samplers
+from . import effects, incremental, resume, samplers
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
-from .output import FrameWriter, VideoEncoder, package_versions, write_json, write_text_atomic
+from .output import FrameWriter, HostCopy, VideoEncoder, package_versions, write_json, write_text_atomic
+from .prompts import COLUMNS as PROMPT_COLUMNS
+from .prompts import PromptEmbeddings, PromptEncoder, prompt_warnings
 from .timing import StageTimer
 from .video_input import VideoFrames, video_selection
 from .warp import BORDERS, PADDING_MODES, SAMPLING_MODES, warp_2d, warp_3d
@@ -41,7 +46,7 @@ SUPPORTED_MODES = ("none", "2d", "3d", "video", "interpolation")
 # modes whose frames each start from pure noise
 INDEPENDENT_MODES = ("none", "interpolation")
 # modes whose frames start from the previous frame moved by a camera
-CAMERA_MODES = ("2d", "3d")
+CAMERA_MODES = changes.CAMERA_MODES
 PIXEL_NOISE_SEED_OFFSET = 2**32  # the pixel noise of a frame gets its own stream, apart from the latent noise
 
 
@@ -58,7 +63,9 @@ class RenderReport:
     warnings: list[str] = field(default_factory=list)
     depth_calls: int = 0  # depth model runs (3D)
     depth_maps: int = 0  # depth/NNNNN.png written
-    resumed_at: int = 0  # the first frame this run rendered (> 0: continued from a checkpoint)
+    resumed_at: int = 0  # the first frame this run rendered (> 0: continued from a checkpoint, or frames kept)
+    kept_frames: int = 0  # frames of the previous render in the folder this run kept (incremental re-render)
+    kept: str = ""  # what it kept and why: "frames 0–59 kept: the first change is the prompt at frame 60"
 
 
 @dataclass
@@ -78,34 +85,6 @@ class RenderState:
         return max(keys) if keys else None
 
 
-class PromptEmbeddings:
-    """Text embeddings computed once per distinct text, blended per row as the table says."""
-
-    def __init__(self, encode: Callable[[str], Tensor]) -> None:
-        self._encode = encode
-        self._cache: dict[str, Tensor] = {}
-
-    def __call__(self, text: str) -> Tensor:
-        if text not in self._cache:
-            self._cache[text] = self._encode(text)
-        return self._cache[text]
-
-    def blended(self, text: str, from_text: str, blend: float) -> Tensor:
-        w = float(blend)
-        if w >= 1.0 or not from_text or from_text == text:
-            return self(text)
-        return torch.lerp(self(str(from_text)), self(text), w)
-
-    def for_row(self, row: Mapping[str, object], guided: bool) -> tuple[Tensor, Tensor | None]:
-        cond = self.blended(str(row["prompt"]), str(row["prompt_from"]), float(row["prompt_blend"]))
-        if not guided:
-            return cond, None
-        uncond = self.blended(
-            str(row["negative_prompt"]), str(row["negative_prompt_from"]), float(row["negative_blend"])
-        )
-        return cond, uncond
-
-
 # ---- checks before any model loads --------------------------------------------------------------------
 
 # Every setting the runtime reads (the compiler resolves them all; model_sha256 is the compiler's own): a
@@ -116,18 +95,12 @@ SETTINGS_READ = (
     "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
     "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf",
 )
-# the columns the frame loop reads in every mode, and those of the modes with a camera
-ROW_COLUMNS = (
-    "prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from", "negative_blend",
-    "seed", "diffused", "effective_steps", "steps", "cfg_scale", "tween", "tween_from", "tween_to",
-)
-_INIT_EFFECTS = ("contrast", "kernel", "sigma", "amount", "threshold", "noise")
+# the columns the frame loop reads in every mode, and those of the modes with a camera: dfm.changes lists them
+# with the rows that read them (one list for the loop and for the rule of what an edit changes)
+ROW_COLUMNS = (*changes.DIFFUSION, *changes.STRUCTURE, *PROMPT_COLUMNS, "subseed", "subseed_strength")
 MODE_COLUMNS = {
-    "2d": (*_INIT_EFFECTS, "angle", "zoom", "translation_x", "translation_y", "transform_center_x",
-           "transform_center_y", "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma",
-           "perspective_flip_fv"),
-    "3d": (*_INIT_EFFECTS, "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
-           "rotation_3d_z", "fov"),
+    "2d": (*changes.INIT_EFFECTS, *changes.MOTION["2d"], *changes.FLIP),
+    "3d": (*changes.INIT_EFFECTS, *changes.MOTION["3d"]),
 }
 
 
@@ -262,9 +235,14 @@ class FrameRenderer:
         self.depth = depth
         self.video = video
         self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
-        self.prompts = PromptEmbeddings(sd.encode_text)
+        self.prompts = PromptEmbeddings(PromptEncoder(sd))
         self.state = RenderState()
         self.last_ref = last_references(table)
+        # the latents of each diffusion are kept where later frames start from it (2D/3D): a restart at any
+        # frame replays the frames before it, decoding these instead of sampling again (`replay`)
+        self.keeps_latents = self.mode in CAMERA_MODES
+        self.new_latents: tuple[int, Tensor] | None = None  # the latents of the frame just rendered, to keep
+        self._replay: Callable[[int], Tensor] | None = None  # while replaying: the latents of diffusion i
 
     def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
         if self.mode == "2d":
@@ -328,10 +306,22 @@ class FrameRenderer:
 
     def diffuse(self, i: int, row: Mapping[str, object]) -> Tensor:
         """The image of diffused row i."""
+        steps_run = int(row["effective_steps"])
+        source = self.source(i, row, steps_run)
+        if source is not None and steps_run < 1:
+            image = source  # strength 1: keep the frame (no VAE round trip, no noise)
+        else:
+            latents = self.latents(i, row, source)
+            with self.timer("decode"):
+                image = self.sd.decode_latents(latents)
+        if self.grayscale:
+            image = effects.grayscale(image)
+        return image
+
+    def source(self, i: int, row: Mapping[str, object], steps_run: int) -> Tensor | None:
+        """What diffused row i starts from: its input video frame, the previous frame warped through i and
+        prepared (colour coherence, contrast, unsharp, noise), the init image, or None (txt2img)."""
         seed = int(row["seed"])
-        gen = samplers.frame_generator(seed, self.device)
-        steps, steps_run = int(row["steps"]), int(row["effective_steps"])
-        cfg = float(row["cfg_scale"])
         source = None
         if self.mode == "video":
             with self.timer("video_input"):
@@ -343,39 +333,61 @@ class FrameRenderer:
                 source = self.prepare_init(self.state.buffers[prev], row, noise_gen, steps_run)
             elif self.init_image:
                 source = load_init_image(str(self.init_image), self.width, self.height, self.device)
-        if source is not None and steps_run < 1:
-            image = source  # strength 1: keep the frame (no VAE round trip, no noise)
+        return source
+
+    def latents(self, i: int, row: Mapping[str, object], source: Tensor | None) -> Tensor:
+        """The final latents of diffused row i: sampled from `source` (or from noise), or, while
+        replaying, the ones the first render kept."""
+        if self._replay is not None:
+            return self._replay(i).to(self.device)
+        seed = int(row["seed"])
+        gen = samplers.frame_generator(seed, self.device)
+        steps, steps_run = int(row["steps"]), int(row["effective_steps"])
+        cfg = float(row["cfg_scale"])
+        with self.timer("text"):
+            cond, uncond = self.prompts.for_row(row, guided=cfg != 1.0)
+        scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
+        spec = samplers.SAMPLERS[self.sampler]
+        init_latents, shape = None, None
+        if source is None:
+            scale = self.sd.latent_scale
+            shape = (1, int(self.sd.unet.config.in_channels), self.height // scale, self.width // scale)
         else:
-            with self.timer("text"):
-                cond, uncond = self.prompts.for_row(row, guided=cfg != 1.0)
-            scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
-            spec = samplers.SAMPLERS[self.sampler]
-            init_latents, shape = None, None
-            if source is None:
-                scale = self.sd.latent_scale
-                shape = (1, int(self.sd.unet.config.in_channels), self.height // scale, self.width // scale)
-            else:
-                with self.timer("encode"):
-                    init_latents = self.sd.encode_image(source)
-            with self.timer("denoise"):
-                latents = samplers.denoise(
-                    self.sd.eps,
-                    scheduler,
-                    cond=cond,
-                    uncond=uncond,
-                    cfg_scale=cfg,
-                    steps=steps,
-                    effective_steps=steps_run,
-                    generator=gen,
-                    takes_generator=spec.takes_generator,
-                    init_latents=init_latents,
-                    shape=shape,
-                )
-            with self.timer("decode"):
-                image = self.sd.decode_latents(latents)
-        if self.grayscale:
-            image = effects.grayscale(image)
-        return image
+            with self.timer("encode"):
+                init_latents = self.sd.encode_image(source)
+        with self.timer("denoise"):
+            latents = samplers.denoise(
+                self.sd.eps,
+                scheduler,
+                cond=cond,
+                uncond=uncond,
+                cfg_scale=cfg,
+                steps=steps,
+                effective_steps=steps_run,
+                generator=gen,
+                takes_generator=spec.takes_generator,
+                init_latents=init_latents,
+                shape=shape,
+                subseed=int(row["subseed"]),
+                subseed_strength=float(row["subseed_strength"]),
+            )
+        if self.keeps_latents:
+            self.new_latents = (i, latents)
+        return latents
+
+    def replay(self, rows: Callable[[int], Mapping[str, object]], stop: int, latents: Callable[[int], Tensor]) -> None:
+        """Bring the state to the one after frame `stop - 1` without sampling: run frames 0..stop-1 again
+        (every warp, depth map, effect and blend, as the first render ran them), each diffusion decoded
+        from the latents the first render kept (`latents(i)`, on the CPU). Nothing is written; the
+        sampler and the text encoder do not run. `rows(i)` gives row i as the frame loop does."""
+        on_depth, self.on_depth = self.on_depth, None  # the depth maps of these frames are on disk
+        self._replay = latents
+        try:
+            for i in range(stop):
+                self.frame(i, rows(i))
+        finally:
+            self.on_depth, self._replay = on_depth, None
+            self.new_latents = None
 
     def frame(self, i: int, row: Mapping[str, object]) -> Tensor:
         """Advance the state by row i and return the frame to write."""
@@ -413,23 +425,15 @@ class FrameRenderer:
 # ---- the whole render -------------------------------------------------------------------------------------
 
 
-def prompt_warnings(table: FrameTable, sd: StableDiffusion) -> list[str]:
-    limit = sd.tokenizer.model_max_length
-    out = []
-    for text in sorted({t for pair in table.distinct_prompts() for t in pair if t}):
-        n = sd.token_count(text)
-        if n > limit:
-            out.append(f"prompt {text[:40]!r}… is {n} tokens; the text encoder reads the first {limit}")
-    return out
-
-
-def _clear_old_frames(folder: Path, start: int, owned: int) -> None:
-    """Remove the frame files dfm wrote from `start` on (below `owned`, the count its manifest or state
-    lists): stale ones of an earlier render, or those a resume rewrites. Other files stay."""
+def _clear_old_frames(folder: Path, kept: Callable[[int], bool], owned: int) -> None:
+    """Remove the frame files dfm wrote (below `owned`, the count its manifest or state lists) that this
+    render does not keep: stale ones of an earlier render, or those a resume or an incremental render
+    rewrites. Other files stay."""
     if not folder.is_dir():
         return
     for p in folder.iterdir():
-        if re.fullmatch(_FRAME_PATTERN, p.name) and start <= int(p.name[:5]) < owned and p.is_file():
+        if re.fullmatch(_FRAME_PATTERN, p.name) and int(p.name[:5]) < owned and not kept(int(p.name[:5])) \
+                and p.is_file():
             p.unlink()
 
 
@@ -444,7 +448,8 @@ def _clear_temp_files(out: _Output) -> None:
     a finished file. Temporary files of other names are not dfm's and stay."""
     for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
                             (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
-                            (out.root / resume.STATE_DIR, "|".join(re.escape(n) for n in resume.STATE_FILES))):
+                            (out.root / resume.STATE_DIR,
+                             "|".join(re.escape(n) for n in (*resume.STATE_FILES, resume.RECORD_FILE)))):
         if folder.is_dir():
             for p in folder.iterdir():
                 ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name == VIDEO_TEMP)
@@ -515,27 +520,70 @@ class RenderInterrupted(KeyboardInterrupt):
         self.total = total
 
 
+class RenderCancelled(RenderInterrupted):
+    """The caller's `cancel()` said stop (watch mode, when the scene changed): raised at the next frame
+    boundary once the frames so far and their checkpoint are on disk, like RenderInterrupted."""
+
+
 @dataclass
 class _Start:
-    """Where a render begins: frame 0, or a checkpoint that may be continued."""
+    """Where a render begins: which rows it renders, from what state, and what it keeps."""
 
     fingerprint: dict[str, str]
-    checkpoint: resume.Checkpoint | None
+    checkpoint: resume.Checkpoint | None  # the same render, interrupted: continued from its state
     warnings: list[str]
+    todo: np.ndarray  # one bool per row: this run renders it; the others are on disk and stay
+    latents: Callable[[int], Tensor] | None = None  # 2D/3D incremental: what the replay to `frame` decodes
+    kept: str = ""  # what an incremental render keeps and why
+    keep_video: bool = False  # nothing changes the video: the previous one stays
 
     @property
     def frame(self) -> int:
-        return self.checkpoint.next_frame if self.checkpoint else 0
+        """The first frame this run renders (the row count when it renders none)."""
+        hits = np.flatnonzero(self.todo)
+        return int(hits[0]) if len(hits) else len(self.todo)
+
+    @property
+    def kept_frames(self) -> int:
+        return int((~self.todo).sum())
+
+    @property
+    def replays(self) -> bool:
+        """The state at `frame` is rebuilt by replaying the frames before it (2D/3D incremental)."""
+        return self.checkpoint is None and self.latents is not None and 0 < self.frame < len(self.todo)
 
 
-def _find_start(table, sd, depth, out_dir: Path, folders: tuple[Path, ...], restart: bool) -> _Start:
+def _find_start(table, sd, depth, out: _Output, restart: bool) -> _Start:
     """Where this render begins; reads the folder, changes nothing (a checkpoint that is not continued
-    is removed later, in `_prepare_output`, once the models are loaded)."""
+    is removed later, in `_prepare_output`, once the models are loaded).
+
+    The same render, interrupted, continues from its checkpoint. Otherwise, where the folder holds the
+    frames of another table (the record of an earlier render), the frames the edit cannot change are kept
+    (`incremental.plan`). `restart` renders everything."""
     fp = resume.fingerprint(table, sd, depth)
+    n = len(table)
     if restart:
-        return _Start(fp, None, [])
-    found, why = resume.load(out_dir, fp, len(table), folders, rebuild=lambda k: _fresh_state_at(table, k))
-    return _Start(fp, found, [why] if why else [])
+        return _Start(fp, None, [], np.ones(n, dtype=bool))
+    found, why = resume.load(out.root, fp, n, out.resumable, rebuild=lambda k: _fresh_state_at(table, k))
+    record = resume.read_record(out.root)
+    if found is not None:
+        todo = np.arange(n) >= found.next_frame
+        if table.settings.mode not in CAMERA_MODES and record is not None and record.fingerprint == fp:
+            # frames an incremental render of this table kept, after the ones it has rendered
+            kept, _ = incremental.whole_frames(record.valid & todo, out.resumable, stop_at_first=False)
+            todo &= ~kept
+        return _Start(fp, found, [why] if why else [], todo)
+    if why and resume.checkpoint_info(out.root)[0] == fp:
+        # this very render's checkpoint, refused because a frame it counts on is damaged: start over, as
+        # a resume does (the record would keep the frames before the damaged one)
+        return _Start(fp, None, [why], np.ones(n, dtype=bool))
+    finished = _dfm_manifest(out.root) is not None
+    plan = incremental.plan(table, fp, record, out.root, out.resumable, finished)
+    if plan is None:
+        return _Start(fp, None, [why] if why else [], np.ones(n, dtype=bool))
+    # a checkpoint of the earlier table is not continued: say so only when nothing is kept either
+    warnings = [why] if why and plan.todo.all() else []
+    return _Start(fp, None, warnings, plan.todo, plan.latents, plan.message, plan.keep_video)
 
 
 def _fresh_state_at(table: FrameTable, k: int) -> resume.Checkpoint | None:
@@ -577,9 +625,12 @@ class _Checkpointer:
         self.total = total
         self.saved_next_frame = start  # where a resume would start now (set on the writer thread)
 
-    def after(self, state: RenderState) -> None:
+    def after(self, state: RenderState, latents: tuple[int, Tensor] | None = None) -> None:
+        if latents is not None:  # kept for a later incremental render, saved before the checkpoint
+            index, host = latents[0], HostCopy(latents[1])
+            self.writer.put_task(lambda: resume.save_latents(self.out_dir, index, host.tensor()))
         if state.next_frame >= self.total:
-            return  # the last frame: success removes the checkpoint folder anyway
+            return  # the last frame: success removes the checkpoint anyway
         snap = resume.Snapshot(state, self.fingerprint)
         depth_items = self.depth_writer.queued if self.depth_writer is not None else 0
         self.writer.put_task(lambda: self._save(snap, depth_items))
@@ -624,10 +675,12 @@ class _Writers:
         s = table.settings
         self.depth_kind = depth_kind  # the depth model's kind sets the depth maps' scale
         mode = file_mode(out.video)  # a rewritten video keeps the mode of the one it replaces
-        out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
         video = None
-        if s.save_video and s.mode != "none":  # stills make no video
-            video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), mode)
+        if not begin.keep_video:  # (it stays when neither its frames nor its settings change)
+            out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
+            if s.save_video and s.mode != "none":  # stills make no video
+                video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), mode)
+        self.kept_video = out.video if begin.keep_video and out.video.is_file() else None
         self.frames = FrameWriter(out.frames, video)
         self.frames.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
         self.depth: FrameWriter | None = None
@@ -642,9 +695,13 @@ class _Writers:
         depth, kind = self.depth, self.depth_kind
         return (lambda i, d: depth.put_depth(i, depth_image(d, kind))) if depth is not None else None
 
-    def put(self, i: int, frame: Tensor, state: RenderState) -> None:
+    def put(self, i: int, frame: Tensor, state: RenderState, latents: tuple[int, Tensor] | None = None) -> None:
         self.frames.put(i, frame)
-        self.checkpoints.after(state)
+        self.checkpoints.after(state, latents)
+
+    def keep(self, i: int) -> None:
+        """Frame i stays as it is on disk (incremental render of an independent mode): the video reads it."""
+        self.frames.replay_video(i + 1, start=i)
 
     def flush(self) -> None:
         """After an exception: write what is queued (depth first: the checkpoints wait on it)."""
@@ -656,7 +713,7 @@ class _Writers:
         """Wait for every frame, finish the video (returned, or None) and add the writers' times."""
         frames, depth = self.frames, self.depth
         with timer("write_wait"):
-            video = frames.close()
+            video = frames.close() or self.kept_video
             if depth is not None:
                 depth.close()
         timer.add("write", frames.seconds + (depth.seconds if depth else 0.0))
@@ -692,20 +749,31 @@ def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEsti
 def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
     """Ready the output folder once the models are loaded, just before the first frame is written: the
     frames dfm may write recorded first (so a kill from here on leaves a folder dfm knows as its own), then
-    the previous render's manifest, a checkpoint not continued, dfm's temporary files and dfm's frames
-    from the start on removed; table.csv written. Files dfm did not write stay."""
+    the record of which frames on disk are this table's (those kept), then the previous render's manifest,
+    a checkpoint not continued, dfm's temporary files, and dfm's frames and latents this render does not
+    keep removed; table.csv written. Files dfm did not write stay."""
     root = out.root
+    kept = ~begin.todo
+    n = len(table)
+
+    def keeps(i: int) -> bool:
+        return i < n and bool(kept[i])
+
     try:
         owned = _owned_frames(root)
-        resume.write_owner(root, max(owned, len(table)))
+        resume.write_owner(root, max(owned, n))
+        resume.write_record(root, table, begin.fingerprint, kept)
         if _dfm_manifest(root) is not None:
             (root / "manifest.json").unlink()  # it describes frames about to be replaced
         if begin.checkpoint is None:
             resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
         _clear_temp_files(out)
         out.frames.mkdir(exist_ok=True)
-        _clear_old_frames(out.frames, begin.frame, owned)
-        _clear_old_frames(out.depth, begin.frame, owned)
+        _clear_old_frames(out.frames, keeps, owned)
+        _clear_old_frames(out.depth, keeps, owned)
+        # the latents of the diffusions before the first frame rendered are this table's; later ones are not
+        start = begin.frame
+        resume.remove_latents(root, lambda i: i < start and table.settings.mode in CAMERA_MODES, owned)
         write_text_atomic(root / "table.csv", table.to_csv())
     except OSError as e:
         raise _unwritable(root, e) from None
@@ -727,23 +795,44 @@ def _video_input(table: FrameTable, device: torch.device) -> VideoFrames | None:
     return VideoFrames(path, video_selection(s, len(table)), s.width, s.height, device)
 
 
-def _frame_loop(renderer: FrameRenderer, table: FrameTable, start: int, writers: _Writers,
-                progress: Callable[[int, int], None] | None) -> None:
-    """Render rows `start`.. in order, each frame queued with the checkpoint behind it. On any exception
+def _frame_loop(renderer: FrameRenderer, table: FrameTable, begin: _Start, writers: _Writers,
+                progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None,
+                timer: StageTimer) -> None:
+    """Render the rows `begin` asks for, in order, each frame queued with the checkpoint behind it (a
+    kept frame is only read into the video); first, for an incremental render in 2D/3D, replay the
+    frames before the first one. Each frame gets the columns it reads and no others. On any exception
     the queued frames are good and their checkpoints save work, so they are written (a writer that failed
-    drops its queue instead) and the checkpoint stays for the next run; Ctrl-C becomes RenderInterrupted."""
+    drops its queue instead) and the checkpoint stays for the next run; Ctrl-C becomes RenderInterrupted,
+    `cancel()` turning true RenderCancelled (both at a frame boundary)."""
     n = len(table)
+    reads = changes.RowReads(table)
+
+    def row(i: int) -> dict[str, object]:
+        full = table.row(i)
+        return {k: full[k] for k in reads.at(i)}
+
+    start = begin.frame
     try:
         with torch.inference_mode():
+            if begin.replays:
+                with timer("replay"):
+                    renderer.replay(row, start, begin.latents)
             for i in range(start, n):
-                frame = renderer.frame(i, table.row(i))
-                writers.put(i, frame, renderer.state)
+                if not begin.todo[i]:
+                    writers.keep(i)
+                else:
+                    if cancel is not None and cancel():
+                        raise RenderCancelled(writers.checkpoints.saved_next_frame, n)
+                    frame = renderer.frame(i, row(i))
+                    latents, renderer.new_latents = renderer.new_latents, None
+                    writers.put(i, frame, renderer.state, latents)
                 if progress is not None:
                     progress(i + 1, n)
     except BaseException as exc:
         writers.flush()
         if isinstance(exc, KeyboardInterrupt):
-            raise RenderInterrupted(writers.checkpoints.saved_next_frame, n) from exc
+            kind = RenderCancelled if isinstance(exc, RenderCancelled) else RenderInterrupted
+            raise kind(writers.checkpoints.saved_next_frame, n) from exc
         raise
     finally:
         if renderer.video is not None:
@@ -757,7 +846,7 @@ def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: _Output, wri
     after = _Calls.of(sd, depth)
     return RenderReport(
         out_dir=out.root,
-        frames=begin.frame + writers.frames.written,
+        frames=begin.kept_frames + writers.frames.written,
         video=video,
         timings=timer.report(),
         unet_calls=after.unet - before.unet,
@@ -766,8 +855,10 @@ def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: _Output, wri
         dtype=str(sd.placement.dtype).replace("torch.", ""),
         warnings=warnings,
         depth_calls=after.depth - before.depth,
-        depth_maps=(begin.frame if out.save_maps else 0) + (writers.depth.written if writers.depth else 0),
+        depth_maps=(begin.kept_frames if out.save_maps else 0) + (writers.depth.written if writers.depth else 0),
         resumed_at=begin.frame,
+        kept_frames=begin.kept_frames if begin.checkpoint is None else 0,
+        kept=begin.kept,
     )
 
 
@@ -783,14 +874,18 @@ def run_render(
     depth: DepthEstimator | None = None,
     restart: bool = False,
     on_resume: Callable[[int, int], None] | None = None,
+    on_keep: Callable[[str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> RenderReport:
     """Render `table` with an already resolved model (render() resolves it; benchmarks and tests pass
     their own, and their own timer).
 
     `depth` is the depth model, required where the mode uses one (3D with use_depth_warping or
     save_depth_maps) and ignored elsewhere. A checkpoint in `out_dir` of the same render is continued
-    (`on_resume(frame, total)` is told) unless `restart`; Ctrl-C raises RenderInterrupted once the frames
-    so far are safely written."""
+    (`on_resume(frame, total)` is told) unless `restart`; a render of another table there keeps the
+    frames the difference cannot change (`on_keep(message)` is told what and why, before the first
+    frame). Ctrl-C raises RenderInterrupted once the frames so far are safely written; `cancel()`
+    returning true stops the same way at the next frame, raising RenderCancelled."""
     check_table(table)
     s = table.settings
     depth = _depth_in_use(s, depth)
@@ -801,11 +896,14 @@ def run_render(
     # frame leaves the folder as it found it
     made = _open_output(out.root)
     try:
-        begin = _find_start(table, sd, depth, out.root, out.resumable, restart)
+        begin = _find_start(table, sd, depth, out, restart)
         started = time.time()
         if begin.checkpoint is not None and on_resume is not None:
             on_resume(begin.frame, len(table))
-        _load_models(sd, depth, timer)
+        if begin.kept and on_keep is not None:
+            on_keep(begin.kept)
+        if begin.todo.any():  # with nothing to render, nothing needs the models
+            _load_models(sd, depth, timer)
     except BaseException:
         if made:
             _remove_if_empty(out.root)
@@ -819,11 +917,15 @@ def run_render(
     if begin.checkpoint is not None:
         _restore(renderer, begin.checkpoint)
     before = _Calls.of(sd, depth)
-    _frame_loop(renderer, table, begin.frame, writers, progress)
+    _frame_loop(renderer, table, begin, writers, progress, cancel, timer)
 
     report = _finish(sd, depth, out, writers, begin, timer, before, warnings)
-    write_json(out.root / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started, depth))
-    resume.remove(out.root)  # done: nothing is left to resume
+    try:
+        write_json(out.root / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started, depth))
+        resume.write_record(out.root, table, begin.fingerprint, np.ones(len(table), dtype=bool))  # all valid
+    except OSError as e:
+        raise _unwritable(out.root, e) from None
+    resume.remove(out.root)  # done: nothing is left to resume (the record and the latents stay)
     return report
 
 
@@ -908,6 +1010,8 @@ def manifest(
         "depth_calls": report.depth_calls,
         "depth_maps": report.depth_maps,
         "resumed_at": report.resumed_at,
+        "kept_frames": report.kept_frames,
+        "kept": report.kept,
         "timings": report.timings,
         "warnings": report.warnings,
         "versions": package_versions(),
@@ -934,6 +1038,9 @@ def render(
     depth_model: str | None = None,
     restart: bool = False,
     on_resume: Callable[[int, int], None] | None = None,
+    on_keep: Callable[[str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    models: dict | None = None,
 ) -> RenderReport:
     """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json; depth/ with
     save_depth_maps).
@@ -943,7 +1050,11 @@ def render(
 
     A render killed at any point continues to the same bytes: a checkpoint of the same render in
     `out_dir/.dfm-state` is resumed (`on_resume(frame, total)` is told) unless `restart`; Ctrl-C
-    raises RenderInterrupted (a KeyboardInterrupt) saying where the next run starts."""
+    raises RenderInterrupted (a KeyboardInterrupt) saying where the next run starts. A render of an
+    edited scene into the folder of an earlier one keeps every frame the edit cannot change and renders
+    from the first one it can (`on_keep(message)` says which and why), to the bytes of a full render.
+    `cancel()` true stops at the next frame (RenderCancelled). `models`, a dict the caller keeps between
+    renders (watch mode), holds the loaded models so that the next render of the same model reuses them."""
     check_table(table)
     s = table.settings
     placement = pick_device(device)
@@ -951,6 +1062,12 @@ def render(
     depth = resolve_depth(s, placement, override=depth_model, scene_path=scene_path, allow_pickle=allow_pickle)
     with timer("load"):
         sd = resolve_model(s, placement, override=model, scene_path=scene_path, allow_pickle=allow_pickle)
+    if models is not None:  # the same model resolved the same way: the one already loaded
+        sd = models.setdefault(("sd", sd.source, str(placement.device), str(placement.dtype), sd.sha256,
+                                allow_pickle), sd)
+        if depth is not None:
+            depth = models.setdefault(("depth", depth.spec, str(depth.folder), str(placement.device),
+                                       float(s.midas_weight)), depth)
     return run_render(
         table,
         sd,
@@ -962,7 +1079,9 @@ def render(
         depth=depth,
         restart=restart,
         on_resume=on_resume,
+        on_keep=on_keep,
+        cancel=cancel,
     )
 
 
-__all__ = ["RenderInterrupted", "RenderReport", "RenderState", "render", "run_render"]
+__all__ = ["RenderCancelled", "RenderInterrupted", "RenderReport", "RenderState", "render", "run_render"]

@@ -1,4 +1,5 @@
-"""Exact resume: checkpoints of the render state, and the check that one may be continued.
+"""Exact resume and incremental re-render: checkpoints of the render state, the record of the frames a
+folder holds, and the check that either may be continued.
 
 After frame i is written, the render state that frame i hands to frame i + 1 (the live diffusions
 warped through i, the colour reference, the indices) goes to `out_dir/.dfm-state/state.pt` with a
@@ -7,6 +8,18 @@ depth model, device, dtype and package versions continues from there; anything e
 random state is saved: every draw comes from a generator seeded from its row.
 
 The file holds plain tensors, numbers and strings only, so it loads with `torch.load(weights_only=True)`.
+
+For incremental re-render two more things stay after a render succeeds (the checkpoint does not):
+
+- `rendered.json`, the record: the table whose frames the folder holds, the fingerprint they were
+  rendered with, and which of them are valid (all after a finished render; during one, the frames it kept;
+  the checkpoint adds the frames rendered since). A later render compares its table with this one
+  (`dfm.changes.compare`) and keeps the frames the edit cannot change.
+- `latents/NNNNN.latents` (2D and 3D): the final latents of diffusion NNNNN, which the VAE decodes into
+  the image the next frames start from. A restart at frame k replays frames 0..k-1 without the sampler:
+  every warp, effect and blend again, each diffusion decoded from its latents, so the state at k is the
+  one the first render had. Each file is a small header and the tensor's exact bytes, byte-shuffled and
+  zlib-compressed (no pickle).
 """
 
 from __future__ import annotations
@@ -14,21 +27,27 @@ from __future__ import annotations
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..table import FrameTable
+from ..changes import ranges
+from ..table import FrameTable, TableError
 from .output import HostCopy, frame_name, package_versions, png_complete, write_atomic
 
 STATE_DIR = ".dfm-state"
 STATE_FILE = "state.pt"
 # what dfm writes in the state folder: the checkpoint and the record of the frames a render may have written
 OWNER_FILE = "render.json"
-STATE_FILES = (STATE_FILE, OWNER_FILE)
+STATE_FILES = (STATE_FILE, OWNER_FILE)  # removed when a render succeeds
+RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for incremental re-render
+LATENTS_DIR = "latents"  # kept: the latents of each diffusion (2D/3D), NNNNN.latents
+LATENTS_SUFFIX = ".latents"
 FORMAT = 1
 # the packages whose arithmetic shapes the frames; another version may give other bytes
 VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-python-headless")
@@ -169,18 +188,146 @@ def _first_bad_frame(count: int, folders: tuple[Path, ...]) -> tuple[int, Path, 
     return None
 
 
-def checkpoint_frames(out_dir: Path) -> int:
-    """How many frames the checkpoint in `out_dir` counts, whatever render it belongs to (0 without a
-    readable one): frames dfm wrote."""
+def checkpoint_info(out_dir: Path) -> tuple[dict[str, str] | None, int]:
+    """The fingerprint and the frame count of the checkpoint in `out_dir`, whatever render it belongs to
+    ((None, 0) without a readable one)."""
     path = state_path(out_dir)
     if not path.is_file():
-        return 0
+        return None, 0
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint lists nothing
-        return 0
-    n = data.get("next_frame") if isinstance(data, dict) else None
-    return n if isinstance(n, int) and n > 0 else 0
+        return None, 0
+    if not isinstance(data, dict):
+        return None, 0
+    n, fp = data.get("next_frame"), data.get("fingerprint")
+    return (fp if isinstance(fp, dict) else None), (n if isinstance(n, int) and n > 0 else 0)
+
+
+def checkpoint_frames(out_dir: Path) -> int:
+    """How many frames the checkpoint in `out_dir` counts, whatever render it belongs to (0 without a
+    readable one): frames dfm wrote."""
+    return checkpoint_info(out_dir)[1]
+
+
+# ---- the record of the frames a folder holds (incremental re-render) ----------------------------------------
+
+
+def record_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / RECORD_FILE
+
+
+@dataclass
+class Record:
+    """The frames a folder holds: those of `table`'s render with `fingerprint`, where `valid` (one bool per
+    row) is true."""
+
+    table: FrameTable
+    fingerprint: dict[str, str]
+    valid: np.ndarray
+
+
+def write_record(out_dir: Path, table: FrameTable, fingerprint: dict[str, str], valid: np.ndarray) -> None:
+    """Record which frames in `out_dir` are those of `table` (written atomically; the same inputs give the
+    same bytes)."""
+    data = {"dfm_rendered": 1, "fingerprint": fingerprint,
+            "valid": [list(r) for r in ranges(np.flatnonzero(valid))], "table": table.to_json()}
+    write_atomic(record_path(out_dir), json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def read_record(out_dir: Path) -> Record | None:
+    """The record in `out_dir`, or None (none, unreadable, or of another format)."""
+    try:
+        data = json.loads(record_path(out_dir).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("dfm_rendered") != 1 or not isinstance(data.get("fingerprint"), dict):
+            return None
+        table = FrameTable.from_json(data["table"])
+        valid = np.zeros(len(table), dtype=bool)
+        for a, b in data["valid"]:
+            valid[int(a): int(b) + 1] = True
+    except (OSError, ValueError, KeyError, TypeError, TableError):
+        return None
+    return Record(table, {str(k): str(v) for k, v in data["fingerprint"].items()}, valid)
+
+
+# ---- the latents of each diffusion ---------------------------------------------------------------------------
+
+_LATENTS_MAGIC = b"dfm-latents 1\n"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def latents_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / LATENTS_DIR
+
+
+def latents_path(out_dir: Path, index: int) -> Path:
+    return latents_dir(out_dir) / f"{index:05d}{LATENTS_SUFFIX}"
+
+
+def encode_latents(latents: Tensor) -> bytes:
+    """A CPU tensor as bytes: a header line, then its exact bytes shuffled (all first bytes of the
+    elements, then all second bytes, ...) and zlib-compressed. Lossless, and the same tensor gives the same
+    bytes."""
+    t = latents.detach().contiguous()
+    size = t.element_size()
+    raw = t.view(torch.uint8).numpy().reshape(-1, size).T.tobytes()
+    header = json.dumps({"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)})
+    return _LATENTS_MAGIC + header.encode("ascii") + b"\n" + zlib.compress(raw, 6)
+
+
+def decode_latents(data: bytes) -> Tensor:
+    """The tensor of `encode_latents` (ValueError if the bytes are not one)."""
+    if not data.startswith(_LATENTS_MAGIC):
+        raise ValueError("not a dfm latents file")
+    header, _, body = data[len(_LATENTS_MAGIC):].partition(b"\n")
+    meta = json.loads(header)
+    dtype, shape = _DTYPES[meta["dtype"]], tuple(int(x) for x in meta["shape"])
+    size = torch.empty((), dtype=dtype).element_size()
+    raw = np.frombuffer(zlib.decompress(body), dtype=np.uint8)
+    count = int(np.prod(shape)) if shape else 1
+    if raw.size != count * size:
+        raise ValueError("the latents file is cut short")
+    flat = np.ascontiguousarray(raw.reshape(size, count).T)
+    return torch.from_numpy(flat).view(dtype).reshape(shape).clone()
+
+
+def save_latents(out_dir: Path, index: int, latents: Tensor) -> None:
+    write_atomic(latents_path(out_dir, index), encode_latents(latents))
+
+
+def load_latents(out_dir: Path, index: int) -> Tensor | None:
+    """The latents of diffusion `index`, or None if there is no whole file of them."""
+    try:
+        return decode_latents(latents_path(out_dir, index).read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
+def latents_files(out_dir: Path) -> dict[int, Path]:
+    """The latents files dfm wrote in `out_dir`, by index (only names of dfm's form: NNNNN.latents)."""
+    folder = latents_dir(out_dir)
+    if not folder.is_dir():
+        return {}
+    return {int(p.name[:5]): p for p in folder.iterdir()
+            if re.fullmatch(r"\d{5}" + re.escape(LATENTS_SUFFIX), p.name) and p.is_file()}
+
+
+def remove_latents(out_dir: Path, keep: Callable[[int], bool], owned: int) -> None:
+    """Remove the latents files dfm wrote (below `owned`, the frame count its manifest or state lists) whose
+    index `keep` refuses, their temporary files, and the folder if that leaves it empty."""
+    folder = latents_dir(out_dir)
+    if not folder.is_dir():
+        return
+    for index, p in latents_files(out_dir).items():
+        if index < owned and not keep(index):
+            p.unlink(missing_ok=True)
+    for p in folder.iterdir():
+        if is_temp_file(p.name, r"\d{5}" + re.escape(LATENTS_SUFFIX)) and p.is_file():
+            p.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # latents stay in it (or something of the user's)
 
 
 def owner_path(out_dir: Path) -> Path:
@@ -211,13 +358,14 @@ def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
 
 
 def remove(out_dir: Path) -> None:
-    """Remove the state dfm wrote (checkpoint, record, their temporary files), and the folder if that
-    leaves it empty; anything else in it stays."""
+    """Remove the state of a render in progress dfm wrote (checkpoint, owner record, their temporary files,
+    and those of the record of frames), and the folder if that leaves it empty; the record of frames and
+    the latents stay, and so does anything else in it."""
     folder = Path(out_dir) / STATE_DIR
     if not folder.is_dir():
         return
     for p in folder.iterdir():
-        if p.is_file() and (p.name in STATE_FILES or is_temp_file(p.name, STATE_FILES)):
+        if p.is_file() and (p.name in STATE_FILES or is_temp_file(p.name, (*STATE_FILES, RECORD_FILE))):
             p.unlink(missing_ok=True)
     try:
         folder.rmdir()
@@ -227,8 +375,18 @@ def remove(out_dir: Path) -> None:
 
 __all__ = [
     "Checkpoint",
+    "Record",
     "Snapshot",
     "checkpoint_frames",
+    "checkpoint_info",
+    "decode_latents",
+    "encode_latents",
+    "latents_files",
+    "load_latents",
+    "read_record",
+    "remove_latents",
+    "save_latents",
+    "write_record",
     "fingerprint",
     "is_temp_file",
     "load",

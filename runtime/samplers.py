@@ -25,6 +25,8 @@ from diffusers import (
 )
 from torch import Tensor
 
+from .noise import initial_noise
+
 
 @dataclass(frozen=True)
 class SamplerSpec:
@@ -87,10 +89,14 @@ def img2img_timesteps(scheduler, steps: int, effective_steps: int, device: torch
 def cfg_eps(
     eps_fn: EpsFn, latents: Tensor, t: Tensor, cond: Tensor, uncond: Tensor | None, cfg_scale: float
 ) -> Tensor:
-    """Classifier-free guidance in one batched call; scale 1 is exactly the conditional prediction."""
+    """Classifier-free guidance in one batched call; scale 1 is exactly the conditional prediction. Prompts
+    of different lengths (long prompts are several 77-token chunks) take two calls, as in A1111."""
     if uncond is None:
         return eps_fn(latents, t, cond)
-    eps_u, eps_c = eps_fn(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).chunk(2)
+    if uncond.shape != cond.shape:
+        eps_u, eps_c = eps_fn(latents, t, uncond), eps_fn(latents, t, cond)
+    else:
+        eps_u, eps_c = eps_fn(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).chunk(2)
     return eps_u + cfg_scale * (eps_c - eps_u)
 
 
@@ -108,26 +114,29 @@ def denoise(
     takes_generator: bool,
     init_latents: Tensor | None = None,
     shape: tuple[int, ...] | None = None,
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
 ) -> Tensor:
     """Sample one frame's latents.
 
     txt2img (`init_latents` None): noise of `shape` through the full `steps`-step schedule.
     img2img: `init_latents` noised to the first kept timestep, then `effective_steps` steps; 0 steps
-    returns the init unchanged (Deforum keeps the frame).
+    returns the init unchanged (Deforum keeps the frame). The starting noise is the generator's, moved
+    towards the subseed's by `subseed_strength` (`noise.initial_noise`).
     """
     device = generator.device
     if init_latents is None:
         assert shape is not None
         scheduler.set_timesteps(int(steps), device=device)
         timesteps = scheduler.timesteps
-        latents = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        latents = initial_noise(shape, generator, subseed=subseed, subseed_strength=subseed_strength)
         latents = latents * scheduler.init_noise_sigma
     else:
         timesteps = img2img_timesteps(scheduler, int(steps), int(effective_steps), device)
         if int(effective_steps) < 1 or len(timesteps) == 0:
             return init_latents
         init = init_latents.float()
-        noise = torch.randn(init.shape, generator=generator, device=device, dtype=torch.float32)
+        noise = initial_noise(init.shape, generator, subseed=subseed, subseed_strength=subseed_strength)
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
     step_kw = {"generator": generator} if takes_generator else {}
     for t in timesteps:

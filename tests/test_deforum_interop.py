@@ -422,10 +422,12 @@ def test_video_mode_takes_its_length_from_the_video_not_max_frames(tmp_path):
     assert "frames" not in result.text and len(table) == 15
 
 
-def test_a_seed_schedule_is_warned_about_once():
+def test_a_seed_schedule_imports_and_its_default_is_written_out():
     result = import_settings({"seed_behavior": "schedule", "seed_schedule": "0:(5), 3:(7)", "max_frames": 5,
                               "prompts": {"0": "a"}})
-    assert len([w for w in result.warnings if "seed" in w]) == 1
-    assert {"seed_behavior", "seed_schedule"} <= result.warned_keys
+    assert result.warnings == [] and {"seed_behavior", "seed_schedule"} <= result.mapped_keys
+    assert list(compile_text(result.text)["seed"]) == [5, 5, 6, 7, 7]  # Deforum: int() of the linear schedule
     alone = import_settings({"seed_behavior": "schedule", "max_frames": 5, "prompts": {"0": "a"}})
+    assert 'seed_schedule 0:(s), 1:(-1), 2:(-1), 3:(s)' in alone.text  # "max_f-2", "max_f-1" with max_f = 4
     assert len([w for w in alone.warnings if "seed_behavior" in w]) == 1
+    assert any("-1" in w for w in alone.warnings)  # Deforum's -1 is random; dfm's is drawn from the start seed

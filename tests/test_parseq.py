@@ -31,9 +31,10 @@ DEFORUM_SERIES = {  # Parseq field -> Deforum series (dfm column)
     "contrast": "contrast", "scale": "cfg_scale", "seed": "seed", "fov": "fov", "near": "near", "far": "far",
     "antiblur_kernel": "kernel", "antiblur_sigma": "sigma", "antiblur_amount": "amount",
     "antiblur_threshold": "threshold", "transform_center_x": "transform_center_x",
-    "transform_center_y": "transform_center_y",
+    "transform_center_y": "transform_center_y", "subseed": "subseed", "subseed_strength": "subseed_strength",
+    "clipskip": "clip_skip",
 }
-NOT_FIELDS = {"frame", "deforum_prompt", "subseed", "subseed_strength"}
+NOT_FIELDS = {"frame", "deforum_prompt"}
 
 
 def deforum_reads(manifest: dict) -> dict[str, np.ndarray]:
@@ -102,7 +103,7 @@ def test_hand_checked_values():
     assert col("strength_delta") == pytest.approx([0.5, 0, 0])
     assert col("scale") == pytest.approx([7, 7, 7])
     assert col("seed") == [9, 9, 9] and col("seed_delta") == [9, 0, 0]
-    assert col("subseed") == [9, 9, 9] and col("subseed_strength") == [0, 0, 0]
+    assert col("subseed") == [1, 1, 1] and col("subseed_strength") == [0, 0, 0]  # the table's: no variation
     assert col("deforum_prompt") == ["a cat --neg dog"] * 3
     assert col("frame") == [0, 1, 2]
     assert m["options"] == {"output_fps": 10.0, "bpm": 120.0, "cadence": 1}
@@ -155,7 +156,12 @@ def test_import_a_real_manifest(source):
         assert table["angle"][frame] == pytest.approx(value)
     assert set(table["prompt"]) == {expect["prompt"]} and set(table["negative_prompt"]) == {expect["negative"]}
     assert table["seed"][0] == expect["seed"]
-    assert any("fractional" in w for w in result.warnings)
+    # Parseq's seed travel (a fractional seed: subseed ceil(seed), strength seed % 1) arrives as Deforum reads it
+    rows = real["rendered_frames"]
+    assert list(table["seed"]) == [int(r["seed"]) for r in rows] and table.settings.seed_behavior == "schedule"
+    assert list(table["subseed"]) == [r["subseed"] for r in rows]
+    assert np.allclose(table["subseed_strength"], [r["subseed_strength"] for r in rows], rtol=0, atol=1e-12)
+    assert not any("fractional" in w or "seed" in w for w in result.warnings)
     assert set(real["rendered_frames"][0]) <= result.mapped_keys | result.warned_keys
 
 

@@ -11,7 +11,7 @@ import torch
 from dfm.runtime import RenderError, samplers
 from dfm.runtime.render import render
 from tiny_models import TINY_2D_SCENE as SCENE
-from tiny_models import make_table
+from tiny_models import make_table, with_prompts
 
 from dfm.api import compile_text
 
@@ -179,7 +179,7 @@ def test_cadence_tweens_blend_the_two_diffusions(tiny_models, tmp_path):
 
 def test_stills_mode_renders_independent_images_without_video(tiny_models, tmp_path):
     table = make_table(3, mode="none", model=str(tiny_models["folder"]), seed=11)
-    table.columns["prompt"][:] = ["a cat", "a dog", "a cat"]
+    table = with_prompts(table, prompt=["a cat", "a dog", "a cat"])
     report = render(table, tmp_path, device="cpu")
     assert report.video is None and not (tmp_path / "video.mp4").exists()
     assert report.unet_calls == 3 * 4 and report.text_encoder_calls == 3  # 2 prompts + the empty negative
@@ -194,8 +194,7 @@ def test_stills_mode_renders_independent_images_without_video(tiny_models, tmp_p
 def test_interpolation_mode_blends_embeddings_with_a_fixed_seed(tiny_models, tmp_path):
     table = make_table(3, mode="interpolation", model=str(tiny_models["folder"]), seed=4)
     table.columns["seed"][:] = 4
-    table.columns["prompt"][:] = "a dog"
-    table.columns["prompt_from"][:] = "a cat"
+    table = with_prompts(table, prompt="a dog", prompt_from="a cat")
     table.columns["prompt_blend"][:] = [0.0, 0.5, 1.0]
     report = render(table, tmp_path, device="cpu")
     assert report.text_encoder_calls == 3  # cat, dog, "" (negative)

@@ -48,7 +48,8 @@ def assert_same(got: Path, want: dict[str, bytes]) -> None:
     files = outputs(got)
     assert sorted(files) == sorted(want)
     assert [name for name in want if files[name] != want[name]] == []
-    assert not (got / resume.STATE_DIR).exists()  # success removes the checkpoint
+    # success removes the checkpoint; the record of the frames and the latents stay (incremental re-render)
+    assert not resume.state_path(got).exists() and not resume.owner_path(got).exists()
     assert not [p for p in got.rglob(".*") if p.is_file()]  # no temporary file left anywhere
 
 

@@ -401,3 +401,16 @@ def make_table(n: int, prompt: str = "a red cat", **overrides):
         settings["interpolate_x_frames"] = n - 2
     settings.update(frames=n, duration=n / settings["fps"], prompt_crossfade=0)
     return build_table(Settings(settings), values, prompts, [])
+
+
+def with_prompts(table, **texts):
+    """`table` with prompt text columns replaced (`prompt=["a cat", "a dog"]`, or one text for every row),
+    each with the pieces column the compiler derives from it: the runtime encodes the pieces."""
+    from dfm.compiler.prompt_syntax import pieces_json
+
+    cols = {}
+    for name, values in texts.items():
+        values = [values] * len(table) if isinstance(values, str) else list(values)
+        cols[name] = values
+        cols[f"{name}_pieces"] = [pieces_json(v) for v in values]
+    return table.with_columns(**cols)

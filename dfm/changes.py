@@ -1,0 +1,322 @@
+"""Which frames an edit can change: the dependency rule that incremental re-render and `dfm diff` share.
+
+Numpy only, next to the table it reads (`dfm/table.py`): the runtime imports it without knowing the
+compiler, and `dfm diff` without loading torch. Two tables are compared column by column and setting by
+setting; the rule below turns their differences into the frames whose renders can differ.
+
+**What the renderer reads at row i** (`RowReads`; the render loop hands each frame only these columns, so
+the rule cannot miss a read):
+
+- every row: the cadence plan (`diffused`, `tween`, `tween_from`, `tween_to`) and any column this module
+  does not know (a new column counts as read everywhere until it is listed here);
+- a diffused row: what the diffusion uses (`DIFFUSION`: the prompts, their pieces and blends, `clip_skip`,
+  `seed`, `subseed`, `subseed_strength`, `steps`, `effective_steps`, `cfg_scale`);
+- in `2d` and `3d`, every row after the first: the mode's motion (`MOTION`; it warps the diffusions still
+  blended), and on a diffused row after the first the effects on the warped previous frame
+  (`INIT_EFFECTS`). Row 0 has no previous frame, so its motion and effects are never read;
+- never: `frame`, `time`, the accumulated camera `cam_*` (previews and exports), `strength` and
+  `seed_schedule` (the renderer reads `effective_steps` and `seed`, which the compiler derives from
+  them), `near` and `far` (they cannot change a 3D warp), the other mode's motion, and the
+  perspective-flip angles while `perspective_flip` is off.
+
+**What a frame depends on**:
+
+- in `2d` and `3d`: the values read at its own row and at every earlier row. Each diffusion starts from the
+  previous one warped through every frame since, and the colour reference is the first warped frame, so
+  a frame depends on the whole past. It depends on no later row: the diffusion at row N first shows at
+  frame N, as the newer half of its blend (Deforum's cadence indexing), and a tween blends only diffusions
+  at or before it. So the first row whose read values differ is the first frame that can change, and
+  every frame from it on can change;
+- in `none` (stills), `interpolation` and `video`: only the values read at its own row (each is a txt2img
+  from noise, or an img2img of its own input frame);
+- in every mode: the static settings the renderer reads. A change in one of them (model, size, sampler,
+  mode, border, colour coherence, ...) can change every frame. `UNREAD_SETTINGS` reach the frames only
+  through the columns (`seed`, `cadence`, `frames`, ...), which are compared themselves;
+  `VIDEO_SETTINGS` change the video file and no frame.
+
+Values are compared exactly (floats by their bits): a value that changes in the last digit counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .table import FrameTable
+
+CAMERA_MODES = ("2d", "3d")  # a frame starts from the previous one, moved by a camera
+
+# columns by when the renderer reads them
+STRUCTURE = ("diffused", "tween", "tween_from", "tween_to")  # every row: what the written frame blends
+DIFFUSION = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from", "negative_blend",
+             "prompt_pieces", "negative_prompt_pieces", "prompt_from_pieces", "negative_prompt_from_pieces",
+             "clip_skip", "seed", "subseed", "subseed_strength", "steps", "effective_steps",
+             "cfg_scale")  # diffused rows
+INIT_EFFECTS = ("contrast", "kernel", "sigma", "amount", "threshold", "noise")  # diffused rows after the first (2d/3d)
+MOTION = {  # rows after the first, in the camera modes
+    "2d": ("angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y"),
+    "3d": ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z",
+           "fov"),
+}
+# 2d, with perspective_flip on
+FLIP = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
+NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", "cam_angle", "cam_zoom", "cam_x", "cam_y",
+            "cam_z", "cam_rx", "cam_ry", "cam_rz")
+KNOWN = frozenset((*STRUCTURE, *DIFFUSION, *INIT_EFFECTS, *MOTION["2d"], *MOTION["3d"], *FLIP, *NOT_READ))
+
+# settings the renderer never reads: the compiler turned them into columns (or they are not about the render)
+UNREAD_SETTINGS = frozenset({
+    "frames", "duration", "bpm", "seed", "seed_behavior", "seed_iter_n", "cadence", "init_strength",
+    "prompt_crossfade", "images_per_prompt", "interpolate_key_frames", "interpolate_x_frames", "output_dir",
+})
+VIDEO_SETTINGS = frozenset({"fps", "save_video", "video_crf"})  # the video file only
+
+# when a column is read
+EVERY, DIFFUSED, NEVER = "every", "diffused", "never"
+AFTER_FIRST, DIFFUSED_AFTER_FIRST = "after_first", "diffused_after_first"
+
+
+class RowReads:
+    """The columns the renderer reads at each row of `table` (see the module docstring)."""
+
+    def __init__(self, table: FrameTable) -> None:
+        self.mode = str(table.settings.mode)
+        self.flip = bool(table.settings.perspective_flip) if "perspective_flip" in table.settings else True
+        self.diffused = np.asarray(table.columns["diffused"], dtype=bool) if "diffused" in table else \
+            np.ones(len(table), dtype=bool)
+        self.n = len(table)
+        groups: dict[str, list[str]] = {EVERY: [], DIFFUSED: [], AFTER_FIRST: [], DIFFUSED_AFTER_FIRST: []}
+        for name in table.names:
+            when = self.when(name)
+            if when != NEVER:
+                groups[when].append(name)
+        every, diffused = tuple(groups[EVERY]), tuple(groups[DIFFUSED])
+        later, effects = tuple(groups[AFTER_FIRST]), tuple(groups[DIFFUSED_AFTER_FIRST])
+        # (first row?, diffused?) -> the columns read
+        self._at = {(True, False): every, (True, True): every + diffused, (False, False): every + later,
+                    (False, True): every + diffused + later + effects}
+
+    def when(self, column: str) -> str:
+        if column in STRUCTURE:
+            return EVERY
+        if column in DIFFUSION:
+            return DIFFUSED
+        if self.mode in CAMERA_MODES:
+            if column in MOTION[self.mode] or (self.mode == "2d" and self.flip and column in FLIP):
+                return AFTER_FIRST
+            if column in INIT_EFFECTS:
+                return DIFFUSED_AFTER_FIRST
+        return NEVER if column in KNOWN else EVERY
+
+    def at(self, i: int) -> tuple[str, ...]:
+        """The columns read at row i."""
+        return self._at[(i == 0, bool(self.diffused[i]))]
+
+    def mask(self, column: str) -> np.ndarray:
+        """One bool per row: whether `column` is read there."""
+        when = self.when(column)
+        rows = np.arange(self.n)
+        return {
+            EVERY: np.ones(self.n, dtype=bool),
+            DIFFUSED: self.diffused.copy(),
+            AFTER_FIRST: rows >= 1,
+            DIFFUSED_AFTER_FIRST: self.diffused & (rows >= 1),
+            NEVER: np.zeros(self.n, dtype=bool),
+        }[when]
+
+
+def setting_effect(name: str) -> str:
+    """What a change of static setting `name` can change: "frames" (every frame), "video" (the video file
+    only) or "none" (nothing by itself: its effect, if any, is in the columns)."""
+    if name in UNREAD_SETTINGS:
+        return "none"
+    if name in VIDEO_SETTINGS:
+        return "video"
+    return "frames"
+
+
+@dataclass(frozen=True)
+class ColumnChange:
+    """A column whose values differ between two tables."""
+
+    column: str
+    rows: np.ndarray  # rows both tables have where the values differ
+    read: np.ndarray  # those of `rows` the renderer reads: the ones that can change a frame
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    name: str
+    old: object
+    new: object
+    effect: str  # "frames", "video" or "none" (setting_effect)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The differences between the table of a render (`old`) and a new one, and the frames of the new
+    table whose render can differ (`affected`)."""
+
+    old_frames: int
+    frames: int
+    mode: str
+    columns: tuple[ColumnChange, ...]
+    settings: tuple[SettingChange, ...]
+    affected: np.ndarray = field(repr=False)  # bool per row of the new table
+
+    @property
+    def first_frame(self) -> int | None:
+        """The first frame whose render can differ; None when none can."""
+        hits = np.flatnonzero(self.affected)
+        return int(hits[0]) if len(hits) else None
+
+    @property
+    def independent(self) -> bool:
+        """Frames depend on their own rows only (a change renders those frames, not everything after)."""
+        return self.mode not in CAMERA_MODES
+
+    @property
+    def affected_frames(self) -> np.ndarray:
+        return np.flatnonzero(self.affected)
+
+    @property
+    def every_frame(self) -> SettingChange | None:
+        """The first changed setting that touches every frame, if any."""
+        return next((s for s in self.settings if s.effect == "frames"), None)
+
+    @property
+    def video_settings(self) -> tuple[SettingChange, ...]:
+        return tuple(s for s in self.settings if s.effect == "video")
+
+    def first_change(self) -> str:
+        """What makes the first affected frame differ, in words: "the prompt at frame 60"."""
+        first = self.first_frame
+        if first is None:
+            return "nothing the frames read changed"
+        setting = self.every_frame
+        if setting is not None:
+            return f"the {setting.name} ({_show(setting.old)} → {_show(setting.new)}), which every frame depends on"
+        if first >= self.old_frames:
+            return f"the new frames from {self.old_frames} (the scene grew from {self.old_frames} to {self.frames})"
+        names = [c for c in self.columns if len(c.read) and int(c.read[0]) == first]
+        words: list[str] = []
+        for c in names:
+            word = column_words(c.column)
+            if word in words:
+                continue
+            words.append(word)
+        text = " and ".join(words)
+        start = min(int(c.rows[0]) for c in names)
+        if start < first:
+            return f"{text} from frame {start}, first read at frame {first}"
+        return f"{text} at frame {first}"
+
+    def summary(self) -> str:
+        """What a render of the new table into the old one's folder keeps and renders, and why:
+        "frames 0–59 kept: the first change is the prompt at frame 60"."""
+        n, first = self.frames, self.first_frame
+        if first is None:
+            return f"all {n} frames kept: {self.first_change()}"
+        if first == 0 and self.affected.all():
+            return f"all {n} frames rendered: the first change is {self.first_change()}"
+        if not self.independent:
+            return f"frames {span(0, first - 1)} kept: the first change is {self.first_change()}"
+        rendered = self.affected_frames
+        return (f"frames {ranges_text(rendered)} rendered, the other {n - len(rendered)} kept: the first change is "
+                f"{self.first_change()}")
+
+
+_WORDS = {
+    "prompt": "the prompt", "prompt_pieces": "the prompt", "prompt_from": "the prompt",
+    "prompt_from_pieces": "the prompt", "prompt_blend": "the prompt crossfade",
+    "negative_prompt": "the negative prompt", "negative_prompt_pieces": "the negative prompt",
+    "negative_prompt_from": "the negative prompt", "negative_prompt_from_pieces": "the negative prompt",
+    "negative_blend": "the negative prompt crossfade", "seed": "the seed", "subseed": "the subseed",
+    "effective_steps": "the steps run (strength, steps)", "diffused": "the cadence", "tween": "the cadence",
+    "tween_from": "the cadence", "tween_to": "the cadence",
+}
+
+
+def column_words(column: str) -> str:
+    return _WORDS.get(column, column)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    return "none" if value is None else str(value)
+
+
+def _differ(a: np.ndarray | None, b: np.ndarray | None, n: int) -> np.ndarray:
+    """One bool per row below n: the two columns' values differ there (floats compared by their bits)."""
+    if a is None or b is None or a.dtype != b.dtype:
+        return np.ones(n, dtype=bool)
+    a, b = a[:n], b[:n]
+    if a.dtype == np.float64:
+        return np.ascontiguousarray(a).view(np.uint64) != np.ascontiguousarray(b).view(np.uint64)
+    if a.dtype == object:
+        return np.fromiter((x != y for x, y in zip(a, b, strict=True)), dtype=bool, count=n)
+    return a != b
+
+
+def compare(old: FrameTable, new: FrameTable) -> Changes:
+    """The dependency rule: the frames of `new` whose render can differ from a render of `old` (see the
+    module docstring), with every changed column and setting."""
+    n_old, n_new = len(old), len(new)
+    common = min(n_old, n_new)
+    settings = [
+        SettingChange(name, old.settings.get(name), new.settings.get(name), setting_effect(name))
+        for name in sorted(set(old.settings) | set(new.settings))
+        if old.settings.get(name) != new.settings.get(name)
+    ]
+    if old.format_version != new.format_version:
+        settings.insert(0, SettingChange("format_version", old.format_version, new.format_version, "frames"))
+    reads_old, reads_new = RowReads(old), RowReads(new)
+    names = [*new.names, *(c for c in old.names if c not in new.columns)]
+    columns = []
+    for name in names:
+        diff = _differ(old.columns.get(name), new.columns.get(name), common)
+        if not diff.any():
+            continue
+        read = diff & (reads_old.mask(name)[:common] | reads_new.mask(name)[:common])
+        columns.append(ColumnChange(name, np.flatnonzero(diff), np.flatnonzero(read)))
+    affected = np.zeros(n_new, dtype=bool)
+    mode = str(new.settings.get("mode"))
+    if any(s.effect == "frames" for s in settings):
+        affected[:] = True
+    else:
+        for c in columns:
+            affected[c.read] = True
+        affected[common:] = True  # new frames
+        if mode in CAMERA_MODES and affected.any():
+            affected[int(np.argmax(affected)):] = True
+    return Changes(n_old, n_new, mode, tuple(columns), tuple(settings), affected)
+
+
+# ---- frame lists in words ------------------------------------------------------------------------------------
+
+
+def ranges(rows: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted rows as inclusive runs: [0, 1, 2, 5] -> [(0, 2), (5, 5)]."""
+    out: list[list[int]] = []
+    for r in sorted(int(x) for x in rows):
+        if out and r == out[-1][1] + 1:
+            out[-1][1] = r
+        elif not out or r > out[-1][1]:
+            out.append([r, r])
+    return [(a, b) for a, b in out]
+
+
+def span(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}–{b}"
+
+
+def ranges_text(rows: Sequence[int] | np.ndarray) -> str:
+    return ", ".join(span(a, b) for a, b in ranges(rows))
+
+
+__all__ = ["CAMERA_MODES", "DIFFUSION", "FLIP", "INIT_EFFECTS", "MOTION", "NOT_READ", "STRUCTURE", "UNREAD_SETTINGS",
+           "VIDEO_SETTINGS", "Changes", "ColumnChange", "RowReads", "SettingChange", "column_words", "compare",
+           "ranges", "ranges_text", "setting_effect", "span"]

@@ -1,0 +1,378 @@
+"""A render worker: loaded models kept between renders, and tasks handed to it as FrameTables.
+
+`dfm batch` and `dfm render --ray` run one `RenderWorker` in their own process, or one per GPU (or per
+CPU slot) as a Ray actor (`dfm/cluster.py`). The worker knows nothing of Ray and never parses: a task
+is a compiled FrameTable plus where its output goes, so what a worker renders is exactly what
+`render()` renders from the same table.
+
+* `render_scene` renders a whole scene with `run_render`, the model loaded once and reused for every
+  scene of the same model (a different model replaces it: one model per worker, so a GPU never holds
+  two). Output, resume and incremental behaviour are `run_render`'s own.
+* `render_rows` renders some rows of a scene whose frames do not depend on each other (stills,
+  interpolation, video input) and returns them as PNG bytes, for a driver that assembles the scene
+  (`dfm/shard.py`). Its frames are the bytes `run_render` writes for those rows.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import changes
+from ..table import FrameTable
+from . import resume
+from .depth import DepthEstimator
+from .device import Placement, pick_device
+from .errors import RenderError
+from .models import StableDiffusion
+from .output import encode_png, to_uint8
+from .prompts import prompt_warnings
+from .render import (
+    FrameRenderer,
+    RenderReport,
+    check_table,
+    manifest,
+    mode_warnings,
+    needs_depth,
+    resolve_depth,
+    resolve_model,
+    run_render,
+)
+from .timing import StageTimer
+from .video_input import VideoFrames, video_selection
+
+# modes that never carry anything from one frame to the next (video input: each row img2imgs its own
+# input frame; there is no warp, no colour coherence and no cadence in that mode)
+ROW_INDEPENDENT_MODES = ("none", "interpolation", "video")
+
+
+@dataclass(frozen=True)
+class SceneTask:
+    """One scene to render: its table (compiled on the driver) and where its output goes."""
+
+    key: str  # the job's name in a batch, e.g. "robot/seed=3"
+    table: FrameTable
+    out_dir: str
+    scene_text: str = ""  # for the manifest
+    scene_path: str = ""  # the scene file: relative model paths are tried against its folder
+    model: str | None = None  # --model: overrides the scene's model
+    depth_model: str | None = None
+    restart: bool = False
+
+
+@dataclass
+class SceneOutcome:
+    """What became of a task: a report, or the error a user can act on (`internal`: a bug)."""
+
+    key: str
+    worker: str
+    report: RenderReport | None = None
+    error: str = ""
+    help: str = ""
+    internal: bool = False
+    detail: str = ""  # the traceback of an internal error
+    loaded_model: bool = False  # this render loaded the SD model (False: it reused the worker's)
+    up_to_date: bool = False  # the folder already held this render: every frame was kept, none rendered
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.report is not None
+
+
+@dataclass(frozen=True)
+class ShardSetup:
+    """What a worker found when it opened a scene for row rendering (with the model loaded)."""
+
+    worker: str
+    fingerprint: dict[str, str] = field(default_factory=dict)  # resume's: the driver's checkpoints carry it
+    device: str = ""
+    dtype: str = ""
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""  # a RenderError's message and help (returned: an exception would lose its help on the way)
+    help: str = ""
+
+
+@dataclass
+class RowsResult:
+    """Rendered rows as PNG files (the bytes run_render writes), and what rendering them cost."""
+
+    frames: list[tuple[int, bytes]] = field(default_factory=list)
+    unet_calls: int = 0
+    text_encoder_calls: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    loaded_model: bool = False
+    fingerprint: dict[str, str] = field(default_factory=dict)  # in the first result of each worker
+    error: str = ""
+    help: str = ""
+    internal: bool = False
+
+
+def row_dependency(table: FrameTable) -> str | None:
+    """Why the frames of `table` cannot be rendered apart from one another, or None when each row is a
+    render of its own (then any subset of rows renders, on any worker, to the frames a whole render
+    writes for them)."""
+    mode = table.settings.mode
+    if mode not in ROW_INDEPENDENT_MODES:
+        return (f"in mode {mode} every frame starts from the previous one, moved by the camera, so frame i "
+                "cannot be rendered before frame i - 1")
+    cols = table.columns
+    for i in range(len(table)):
+        blended = [int(cols["tween_to"][i])]
+        if int(cols["tween_from"][i]) >= 0 and float(cols["tween"][i]) < 1.0:
+            blended.append(int(cols["tween_from"][i]))
+        if not bool(cols["diffused"][i]) or any(k not in (i, -1) for k in blended):
+            return f"frame {i} blends the diffusions of other frames (cadence), so it depends on them"
+    return None
+
+
+def _model_key(sd: StableDiffusion) -> tuple:
+    src = sd.source
+    return (src.kind, src.spec, str(src.path or ""), str(sd.folder or ""), sd.sha256, sd.allow_pickle)
+
+
+def _depth_key(depth: DepthEstimator) -> tuple:
+    return (depth.spec, str(depth.folder), depth.midas_weight, depth.allow_pickle)
+
+
+class _Rows:
+    """A scene opened for row rendering on this worker: one FrameRenderer kept across calls, so the
+    prompt embeddings are computed once per worker and video mode's input streams forward."""
+
+    def __init__(self, table: FrameTable, sd: StableDiffusion, timer: StageTimer) -> None:
+        s = table.settings
+        video = None
+        if s.mode == "video":
+            path = Path(str(s.video_init_path)).expanduser()
+            video = VideoFrames(path, video_selection(s, len(table)), s.width, s.height, sd.placement.device)
+        self.renderer = FrameRenderer(table, sd, timer, video=video)
+        self.timer = timer
+        self.table = table
+        self.reads = changes.RowReads(table)
+
+    def row(self, i: int) -> dict[str, object]:
+        """Row i with the columns the renderer reads there and no others, as run_render hands it over."""
+        full = self.table.row(i)
+        return {k: full[k] for k in self.reads.at(i)}
+
+    def close(self) -> None:
+        if self.renderer.video is not None:
+            self.renderer.video.close()
+
+
+class RenderWorker:
+    """Renders tasks with models it keeps loaded between them. `on_progress(key, resumed_at, done,
+    total)` is told of every frame when the worker runs in the driver's own process; a Ray driver asks
+    `progress()` instead."""
+
+    def __init__(
+        self,
+        device: str = "auto",
+        *,
+        allow_pickle: bool = False,
+        threads: int | None = None,
+        name: str = "local",
+        on_progress: Callable[[str, int, int, int], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.allow_pickle = allow_pickle
+        self.on_progress = on_progress
+        if threads:
+            torch.set_num_threads(int(threads))  # a CPU worker uses the cores it was given, no more
+        self.model_loads = 0  # SD models this worker loaded
+        self._placement: Placement | None = None
+        self._sd: tuple[tuple, StableDiffusion] | None = None
+        self._sd_loaded = False  # its weights are loaded (a render that keeps every frame loads nothing)
+        self._depth: tuple[tuple, DepthEstimator] | None = None
+        self._progress: dict[str, tuple[int, int, int]] = {}
+        self._rows: dict[str, _Rows] = {}
+
+    # -- models --
+
+    def placement(self) -> Placement:
+        if self._placement is None:
+            self._placement = pick_device(self.device)
+        return self._placement
+
+    def _model(self, task: SceneTask) -> tuple[StableDiffusion, bool]:
+        """The SD model of `task`: the worker's own when it is the same model, else a new one (not yet
+        loaded) that replaces it. True when it is new."""
+        found = resolve_model(task.table.settings, self.placement(), override=task.model,
+                              scene_path=task.scene_path, allow_pickle=self.allow_pickle)
+        key = _model_key(found)
+        if self._sd is not None and self._sd[0] == key:
+            return self._sd[1], False
+        self._drop_models()
+        self._sd = (key, found)
+        self._sd_loaded = False
+        return found, True
+
+    def _note_loaded(self, report: RenderReport) -> bool:
+        """Whether the render of `report` loaded the worker's model (a render that keeps every frame
+        loads none); counted in `model_loads`."""
+        if self._sd_loaded or report.kept_frames == report.frames:
+            return False
+        self._sd_loaded = True
+        self.model_loads += 1
+        return True
+
+    def _depth_model(self, task: SceneTask) -> DepthEstimator | None:
+        found = resolve_depth(task.table.settings, self.placement(), override=task.depth_model,
+                              scene_path=task.scene_path, allow_pickle=self.allow_pickle)
+        if found is None:
+            return None
+        key = _depth_key(found)
+        if self._depth is None or self._depth[0] != key:
+            self._depth = (key, found)
+        return self._depth[1]
+
+    def _drop_models(self) -> None:
+        """Free the models before another one loads (a GPU holds one model at a time)."""
+        if self._sd is None:
+            return
+        for rows in self._rows.values():
+            rows.close()
+        self._sd, self._rows = None, {}
+        gc.collect()
+        if self._placement is not None and self._placement.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- whole scenes --
+
+    def progress(self) -> dict[str, tuple[int, int, int]]:
+        """(resumed_at, frames done, frames) of each scene rendering now."""
+        return dict(self._progress)
+
+    def _report(self, key: str, resumed_at: int, done: int, total: int) -> None:
+        self._progress[key] = (resumed_at, done, total)
+        if self.on_progress is not None:
+            self.on_progress(key, resumed_at, done, total)
+
+    def render_scene(self, task: SceneTask) -> SceneOutcome:
+        """Render one scene into `task.out_dir` exactly as `render()` does (resuming a checkpoint of the
+        same render there unless `task.restart`). A RenderError or a bug is returned, not raised, so a
+        batch goes on with its other scenes; Ctrl-C (RenderInterrupted) is raised."""
+        start = time.perf_counter()
+        out = SceneOutcome(task.key, self.name)
+        resumed = [0]
+
+        def on_resume(frame: int, total: int) -> None:
+            resumed[0] = frame
+            self._report(task.key, frame, frame, total)
+
+        def progress(done: int, total: int) -> None:
+            self._report(task.key, resumed[0], done, total)
+
+        try:
+            table = task.table
+            check_table(table)  # before anything loads, as render() does
+            placement = self.placement()
+            timer = StageTimer(placement.device)
+            with timer("load"):
+                depth = self._depth_model(task)
+                sd, _ = self._model(task)
+            out.report = report = run_render(
+                table, sd, Path(task.out_dir), scene_text=task.scene_text, scene_path=task.scene_path,
+                progress=progress, timer=timer, depth=depth, restart=task.restart, on_resume=on_resume)
+            out.up_to_date = report.kept_frames == report.frames
+            out.loaded_model = self._note_loaded(report)
+        except RenderError as e:
+            out.error, out.help = e.message, e.help
+        except Exception as e:  # noqa: BLE001 - one scene's bug must not stop the batch; reported as one
+            out.error, out.internal, out.detail = f"{type(e).__name__}: {e}", True, traceback.format_exc()
+        finally:
+            self._progress.pop(task.key, None)
+            out.seconds = time.perf_counter() - start
+        return out
+
+    # -- rows of a scene whose frames are independent --
+
+    def open_rows(self, task: SceneTask) -> ShardSetup:
+        """Check `task`'s table, find its model (loaded by the first `render_rows`: a render that keeps
+        every frame loads none) and say what a driver needs before it renders rows: the resume
+        fingerprint, the device and the warnings `render()` would give (or the RenderError)."""
+        table = task.table
+        try:
+            check_table(table)
+            why = row_dependency(table)
+            if why is not None or needs_depth(table.settings):
+                raise RenderError(f"the frames of this scene cannot be rendered apart: {why or 'it uses depth'}",
+                                  "render it without --ray; `dfm batch --ray` renders many scenes in parallel")
+            sd, _ = self._model(task)  # resolved, not loaded: a render that keeps every frame needs no model
+            placement = self.placement()
+            warnings = prompt_warnings(table, sd) + mode_warnings(table.settings)
+        except RenderError as e:
+            return ShardSetup(self.name, error=e.message, help=e.help)
+        return ShardSetup(
+            self.name,
+            fingerprint=resume.fingerprint(table, sd, None),
+            device=str(placement.device),
+            dtype=str(placement.dtype).replace("torch.", ""),
+            warnings=warnings,
+        )
+
+    def ping(self) -> str:
+        """The worker's name, once it is up (a driver gives tasks only to workers that answered)."""
+        return self.name
+
+    def render_rows(self, task: SceneTask, rows: Sequence[int]) -> RowsResult:
+        """Render `rows` of `task` (rows of a table `row_dependency` accepts) and return their PNG bytes.
+        Errors come back in the result, as from render_scene."""
+        out = RowsResult()
+        try:
+            table = task.table
+            opened = self._rows.get(task.key)
+            if opened is None:
+                check_table(table)
+                if row_dependency(table) is not None:
+                    raise RenderError("the frames of this scene depend on each other", "render it without --ray")
+                timer = StageTimer(self.placement().device)
+                with timer("load"):
+                    sd, _ = self._model(task)
+                    sd.load()
+                if not self._sd_loaded:
+                    self._sd_loaded, out.loaded_model = True, True
+                    self.model_loads += 1
+                opened = self._rows[task.key] = _Rows(table, sd, timer)
+                out.fingerprint = resume.fingerprint(table, sd, None)
+            renderer, timer = opened.renderer, opened.timer
+            sd = renderer.sd
+            before = dict(timer.seconds)
+            unet, text = sd.unet_calls, sd.text_encoder_calls
+            with torch.inference_mode():
+                for i in rows:
+                    frame = renderer.frame(int(i), opened.row(int(i)))
+                    with timer("write"):
+                        rgb = to_uint8(frame).cpu().numpy()
+                        out.frames.append((int(i), encode_png(np.ascontiguousarray(rgb))))
+            out.unet_calls = sd.unet_calls - unet
+            out.text_encoder_calls = sd.text_encoder_calls - text
+            out.timings = {k: round(v - before.get(k, 0.0), 6) for k, v in timer.seconds.items()
+                           if v - before.get(k, 0.0) > 0}
+        except RenderError as e:
+            out.frames, out.error, out.help = [], e.message, e.help
+        except Exception as e:  # noqa: BLE001 - returned to the driver, which reports it as a bug
+            out.frames, out.error, out.internal = [], f"{type(e).__name__}: {e}\n{traceback.format_exc()}", True
+        return out
+
+    def rows_manifest(self, task: SceneTask, report: RenderReport, started: float) -> dict:
+        """The manifest.json of an assembled scene, as run_render writes it, from the driver's report."""
+        sd, _ = self._model(task)
+        return manifest(task.table, sd, report, task.scene_text, task.scene_path, started, None)
+
+    def close_rows(self, key: str) -> None:
+        opened = self._rows.pop(key, None)
+        if opened is not None:
+            opened.close()
+
+
+__all__ = ["ROW_INDEPENDENT_MODES", "RenderWorker", "RowsResult", "SceneOutcome", "SceneTask", "ShardSetup",
+           "row_dependency"]
