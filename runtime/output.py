@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..files import file_mode, write_atomic
+from ..files import write_atomic
+from .encoder import VideoEncoder  # noqa: F401 - re-exported: the video stream, shared with the preview
 from .errors import RenderError
 
 
@@ -88,60 +89,6 @@ class HostCopy:
 
     def numpy(self) -> np.ndarray:
         return self.tensor().numpy()
-
-
-class VideoEncoder:
-    """H.264 yuv420p mp4 through imageio-ffmpeg's bundled ffmpeg, written to a temp name and renamed."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int, mode: int | None = None) -> None:
-        import imageio_ffmpeg
-
-        self.path = path
-        self._mode = file_mode(path) if mode is None else mode  # an old video's mode, else the umask's
-        self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self._tmp),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p",
-            quality=None,
-            macro_block_size=2,
-            ffmpeg_log_level="error",
-            # bitexact + no metadata: the same frames give the same file
-            output_params=[
-                "-crf",
-                str(int(crf)),
-                "-preset",
-                "veryfast",
-                "-map_metadata",
-                "-1",
-                "-fflags",
-                "+bitexact",
-                "-flags:v",
-                "+bitexact",
-                "-movflags",
-                "+faststart",
-            ],
-        )
-        self._gen.send(None)
-
-    def add(self, rgb: np.ndarray) -> None:
-        self._gen.send(np.ascontiguousarray(rgb))
-
-    def close(self) -> Path:
-        self._gen.close()
-        os.chmod(self._tmp, self._mode)
-        os.replace(self._tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            self._gen.close()
-        except Exception:  # noqa: BLE001 - ffmpeg may already be gone; cleaning up is best effort
-            pass
-        self._tmp.unlink(missing_ok=True)
 
 
 def read_png(path: Path) -> np.ndarray:
