@@ -1,4 +1,8 @@
-"""Finding and loading a Stable Diffusion 1.x/2.x model: a hub id, a diffusers folder or a single file.
+"""Finding and loading a Stable Diffusion model (1.x, 2.x, SDXL): a hub id, a diffusers folder or a single file.
+
+The family is detected, never configured: an SDXL folder has a `text_encoder_2/` (or a UNet whose
+`addition_embed_type` is "text_time"); single files are told apart by their keys (SDXL single files
+are refused for now: load the diffusers folder).
 
 Only the components a render uses are loaded (tokenizer, text encoder, UNet, VAE; never a safety
 checker), each on first use. Everything is loaded with `local_files_only=True`; a hub id is first
@@ -39,6 +43,9 @@ _HUB_PATTERNS = [
     "unet/diffusion_pytorch_model.safetensors",
     "vae/diffusion_pytorch_model.safetensors",
     "text_encoder/model.safetensors",
+    "tokenizer_2/*",  # SDXL's second tokenizer and text encoder (absent from SD 1.x/2.x repos)
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.safetensors",
 ]
 # where the CLIP tokenizer of each family may already sit in the local Hugging Face cache
 _TOKENIZER_CACHE = {
@@ -54,9 +61,19 @@ _TOKENIZER_CACHE = {
         ("stabilityai/stable-diffusion-2", "tokenizer/"),
     ],
 }
-FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x"}
+FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x", "sdxl": "Stable Diffusion XL"}
 _LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
+SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
+# pipelines in a model_index.json that dfm cannot render, with the reason (checked before any weight is read)
+_UNSUPPORTED_PIPELINES = {
+    "StableDiffusion3Pipeline": "Stable Diffusion 3",
+    "FluxPipeline": "Flux",
+    "StableDiffusionXLInpaintPipeline": "an SDXL inpainting model",
+    "StableDiffusionInpaintPipeline": "an inpainting model",
+    "StableCascadePriorPipeline": "Stable Cascade",
+    "PixArtAlphaPipeline": "PixArt",
+}
 
 
 @dataclass(frozen=True)
@@ -175,8 +192,10 @@ def detect_family(path: Path, allow_pickle: bool) -> str | None:
                 keys = set(f.keys())
                 if any(k.startswith("conditioner.embedders.") for k in keys):
                     raise RenderError(
-                        f"{path} is an SDXL checkpoint; dfm renders SD 1.x and 2.x models",
-                        "use an SD 1.5 or 2.1 model",
+                        f"{path} is a single-file SDXL checkpoint; dfm loads SDXL from a diffusers folder only "
+                        "(single files: SD 1.x and 2.x)",
+                        "convert it once with diffusers: StableDiffusionXLPipeline.from_single_file(path)"
+                        ".save_pretrained(folder), and point --model at the folder",
                     )
                 if key not in keys:
                     return None
@@ -193,6 +212,36 @@ def detect_family(path: Path, allow_pickle: bool) -> str | None:
             return None
         shape = list(state[key].shape)
     return {768: "sd15", 1024: "sd21"}.get(int(shape[1]))
+
+
+def folder_family(folder: Path, what: str) -> str:
+    """The family of a diffusers folder from model_index.json and unet/config.json: "sdxl" when it has a
+    text_encoder_2/ or a UNet with addition_embed_type "text_time", else sd15/sd21 by the cross-attention
+    width. Unsupported pipelines (SD3, Flux, inpainting, an SDXL refiner alone) are a RenderError."""
+
+    def read(rel: str) -> dict:
+        try:
+            data = json.loads((folder / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    index, unet = read("model_index.json"), read("unet/config.json")
+    cls = str(index.get("_class_name", ""))
+    if cls in _UNSUPPORTED_PIPELINES or "transformer" in index:
+        name = _UNSUPPORTED_PIPELINES.get(cls, f"a transformer-based model ({cls or 'no UNet'})")
+        raise RenderError(f"{what} is {name}; dfm renders SD 1.x, 2.x and SDXL models", _LOAD_HELP)
+    if int(unet.get("in_channels", 4) or 4) != 4:
+        raise RenderError(f"{what} has a UNet of {unet['in_channels']} input channels (an inpainting or "
+                          "depth-conditioned model); dfm renders text-to-image models", _LOAD_HELP)
+    xl = (folder / "text_encoder_2").is_dir() or unet.get("addition_embed_type") == "text_time"
+    if xl:
+        if not (folder / "text_encoder").is_dir() and (folder / "text_encoder_2").is_dir():
+            raise RenderError(f"{what} is an SDXL refiner (one text encoder); dfm renders SDXL base models",
+                              "point --model at an SDXL base model")
+        return "sdxl"
+    width = unet.get("cross_attention_dim", 768)
+    return "sd21" if width == 1024 else "sd15"
 
 
 def load_pickle_weights(path: Path) -> dict:
@@ -313,16 +362,44 @@ class StableDiffusion:
         """Load every component a render uses now (the render's load stage) instead of on first use."""
         self.check_folder()
         _ = self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler_config
+        if self.family == "sdxl":
+            _ = self.tokenizer_2, self.text_encoder_2
+            self.check_sdxl()
+
+    def check_sdxl(self) -> None:
+        """The UNet's added-conditioning width is the pooled embedding plus six time ids, as SDXL's is."""
+        cfg = self.unet.config
+        pooled = int(self.text_encoder_2.config.projection_dim)
+        want = int(cfg.addition_time_embed_dim) * 6 + pooled
+        if int(cfg.projection_class_embeddings_input_dim) != want:
+            raise RenderError(
+                f"{self.source.describe()}: the UNet expects {cfg.projection_class_embeddings_input_dim} added "
+                f"features, but the pooled text embedding ({pooled}) and six time ids make {want}",
+                "use an SDXL base model (a refiner alone is not supported)",
+            )
+        width = int(self.text_encoder_config.hidden_size) + int(self.text_encoder_2.config.hidden_size)
+        if pooled > width:
+            raise RenderError(f"{self.source.describe()}: a pooled embedding of {pooled} is wider than the "
+                              f"text features ({width})", _LOAD_HELP)
 
     def check_folder(self) -> None:
         """A diffusers folder has every component's subfolder, or one error names all that are missing
         (a missing text_encoder/ would otherwise surface later as a "broken tokenizer")."""
         if self.folder is None:
             return
-        missing = [n for n in FOLDER_PARTS if not (self.folder / n).is_dir()]
+        parts = FOLDER_PARTS + (SDXL_PARTS if self.family == "sdxl" else ())
+        missing = [n for n in parts if not (self.folder / n).is_dir()]
         if missing:
             raise RenderError(f"{self.source.describe()} has no {', '.join(m + '/' for m in missing)} folder"
                               + ("s" if len(missing) > 1 else ""), _LOAD_HELP)
+
+    @cached_property
+    def family(self) -> str:
+        """"sd15", "sd21" or "sdxl", from the folder's model_index.json and UNet config (cheap: no weights
+        read); a pipeline dfm cannot render is a RenderError naming it."""
+        if self.folder is None:
+            return detect_family(self.source.path, self.allow_pickle) or "sd15"
+        return folder_family(self.folder, self.source.describe())
 
     @cached_property
     def _single_file_pipeline(self):
@@ -364,7 +441,7 @@ class StableDiffusion:
 
     def _load_from_folder(self, name: str):
         from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
         folder = self.folder
         if not (folder / name).is_dir():
@@ -372,12 +449,13 @@ class StableDiffusion:
         common = {"local_files_only": True}
         safetensors = None if self.allow_pickle else True
         try:
-            if name == "tokenizer":
-                return CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", **common)
-            if name == "text_encoder":
-                return CLIPTextModel.from_pretrained(
+            if name in ("tokenizer", "tokenizer_2"):
+                return CLIPTokenizer.from_pretrained(str(folder), subfolder=name, **common)
+            if name in ("text_encoder", "text_encoder_2"):
+                te_cls = CLIPTextModel if name == "text_encoder" else CLIPTextModelWithProjection
+                return te_cls.from_pretrained(
                     str(folder),
-                    subfolder="text_encoder",
+                    subfolder=name,
                     dtype=self.placement.dtype,
                     use_safetensors=safetensors,
                     **common,
@@ -386,7 +464,7 @@ class StableDiffusion:
             return cls.from_pretrained(
                 str(folder),
                 subfolder=name,
-                torch_dtype=self.placement.dtype,
+                torch_dtype=self.vae_dtype if name == "vae" else self.placement.dtype,
                 use_safetensors=safetensors,
                 **common,
             )
@@ -409,9 +487,34 @@ class StableDiffusion:
             ) from None
 
     @cached_property
+    def vae_dtype(self) -> torch.dtype:
+        """SDXL's VAE overflows in float16 (NaN/black frames): it is kept in float32 when its config asks
+        for that (`force_upcast`, true for SDXL's own VAE). An fp16-fixed VAE (madebyollin/sdxl-vae-fp16-fix,
+        whose config sets force_upcast false) runs in the placement's dtype. SD 1.x/2.x: the placement's."""
+        dtype = self.placement.dtype
+        if self.family != "sdxl" or dtype != torch.float16 or self.folder is None:
+            return dtype
+        try:
+            cfg = json.loads((self.folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return dtype
+        return torch.float32 if cfg.get("force_upcast", True) else dtype
+
+    @cached_property
     def tokenizer(self):
-        tok = self._component("tokenizer")
-        vocab = int(getattr(self.text_encoder_config, "vocab_size", 0) or 0)
+        return self._checked_tokenizer("tokenizer", self.text_encoder_config)
+
+    @cached_property
+    def tokenizer_2(self):
+        return self._checked_tokenizer("tokenizer_2", self.text_encoder_2.config)
+
+    @cached_property
+    def text_encoder_2(self):
+        return self._component("text_encoder_2")
+
+    def _checked_tokenizer(self, name: str, encoder_config):
+        tok = self._component(name)
+        vocab = int(getattr(encoder_config, "vocab_size", 0) or 0)
         # transformers returns a 2-token tokenizer instead of raising when a hub tokenizer is missing
         if len(tok) < 3 or (vocab and len(tok) < vocab // 2):
             raise RenderError(
@@ -486,17 +589,33 @@ class StableDiffusion:
 
     @torch.no_grad()
     def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        """The UNet's prediction. For SDXL `embeddings` carries the pooled embedding as its last row
+        (`prompts.PromptEncoder`), split off here with the time ids for the frame's size."""
         self.unet_calls += 1
         dtype = self.placement.dtype
-        return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype)).sample
+        if self.family != "sdxl":
+            return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype)).sample
+        hidden, added = self.sdxl_conditioning(embeddings, latents.shape[-2:])
+        added = {k: v.to(dtype) for k, v in added.items()}
+        return self.unet(latents.to(dtype), t, encoder_hidden_states=hidden.to(dtype), added_cond_kwargs=added).sample
+
+    def sdxl_conditioning(self, embeddings: Tensor, latent_hw) -> tuple[Tensor, dict[str, Tensor]]:
+        """(hidden states, added_cond_kwargs) from packed SDXL embeddings (B, 77·k + 1, D): the pooled
+        embedding of text encoder 2 and the time ids as diffusers' txt2img and img2img pipelines make them:
+        original size = target size = the frame's (height, width), crop (0, 0)."""
+        pooled_dim = int(self.text_encoder_2.config.projection_dim)
+        hidden, pooled = embeddings[:, :-1], embeddings[:, -1, :pooled_dim]
+        h, w = (int(n) * self.latent_scale for n in latent_hw)
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=embeddings.dtype, device=embeddings.device)
+        return hidden, {"text_embeds": pooled, "time_ids": time_ids.repeat(embeddings.shape[0], 1)}
 
     @torch.no_grad()
     def encode_image(self, frame: Tensor) -> Tensor:
         """Latents of a [0, 1] frame: the posterior mean (no random draw), times the VAE's scaling factor."""
-        x = (frame * 2 - 1).to(self.placement.dtype)
+        x = (frame * 2 - 1).to(self.vae.dtype)
         return self.vae.encode(x).latent_dist.mode().float() * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor) -> Tensor:
-        x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.placement.dtype)).sample
+        x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
         return (x.float() / 2 + 0.5).clamp(0, 1)

@@ -17,6 +17,14 @@ reads them as data and encodes them as A1111's `FrozenCLIPEmbedderWithCustomWord
   1), then the chunk is rescaled so that its mean is the mean before weighting. A chunk whose weights
   are all 1 is left untouched, so a plain prompt of up to 75 tokens is exactly the one-pass encoding.
 
+SDXL (two text encoders, as A1111's SDXL conditioner): each encoder tokenizes and chunks the prompt
+with its own tokenizer and reads the penultimate layer (no final layer norm; `clip_skip` does not apply,
+as in A1111); the weights and the mean rescaling apply per encoder; the two hidden states are joined on
+the feature axis (768 + 1280 = 2048). The pooled embedding is text encoder 2's projection of the first
+chunk, unweighted (A1111 and diffusers alike). It travels with the hidden states as one extra last row
+of the sequence (its first `projection_dim` features, zeros after), so caching, crossfades and guidance
+batches treat it as the rest; `models.StableDiffusion.eps` splits it off with the time ids.
+
 Prompts of different lengths meet in two places: classifier-free guidance (the sampler runs the two
 separately, as A1111 does) and crossfades, where the shorter is padded with the empty prompt's chunk
 (A1111's `pad_cond`) before the lerp.
@@ -121,8 +129,13 @@ class PromptEncoder:
     def __init__(self, sd) -> None:
         self.sd = sd
 
-    def chunks(self, pieces: str) -> list[Chunk]:
-        tok = self.sd.tokenizer
+    @property
+    def packs_pooled(self) -> bool:
+        """Whether the embeddings end with a pooled row (SDXL)."""
+        return getattr(self.sd, "family", "sd15") == "sdxl"
+
+    def chunks(self, pieces: str, tok=None) -> list[Chunk]:
+        tok = self.sd.tokenizer if tok is None else tok
         parts = read_pieces(pieces)
         texts = [p[0] for p in parts if p is not None]
         ids = iter(tok(texts, add_special_tokens=False, truncation=False, verbose=False).input_ids if texts else [])
@@ -133,27 +146,55 @@ class PromptEncoder:
 
     @torch.no_grad()
     def __call__(self, pieces: str, clip_skip: int = 1) -> Tensor:
-        """The hidden states (1, 77·chunks, D) of one prompt, in float32."""
+        """The hidden states (1, 77·chunks, D) of one prompt, in float32 (SDXL: plus the pooled row)."""
+        if self.packs_pooled:
+            return self.encode_sdxl(pieces)
         skip = int(clip_skip) if clip_skip_applies(self.sd.text_encoder_config) else 1
         return torch.cat([self.encode_chunk(c, skip) for c in self.chunks(pieces)], dim=1)
 
-    def encode_chunk(self, chunk: Chunk, clip_skip: int) -> Tensor:
+    def encode_sdxl(self, pieces: str) -> Tensor:
+        """(1, 77·chunks + 1, D1 + D2): both encoders' weighted penultimate layers side by side, then the
+        pooled row (see the module docstring)."""
+        sd = self.sd
+        per_encoder, pooled = [], None
+        for tok, encoder in ((sd.tokenizer, sd.text_encoder), (sd.tokenizer_2, sd.text_encoder_2)):
+            chunks = self.chunks(pieces, tok)
+            zs = []
+            for k, chunk in enumerate(chunks):
+                z, out = self.encode_chunk(chunk, 2, encoder, final_norm=False)
+                zs.append(z)
+                if k == 0 and encoder is sd.text_encoder_2:
+                    pooled = out.text_embeds.float()
+            per_encoder.append(torch.cat(zs, dim=1))
+        if per_encoder[0].shape[1] != per_encoder[1].shape[1]:
+            raise RenderError("the two SDXL tokenizers split a prompt into different chunk counts",
+                              "use a model whose tokenizer/ and tokenizer_2/ share one vocabulary")
+        hidden = torch.cat(per_encoder, dim=2)
+        row = torch.zeros(1, 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
+        row[0, 0, : pooled.shape[-1]] = pooled[0]
+        return torch.cat([hidden, row], dim=1)
+
+    def encode_chunk(self, chunk: Chunk, clip_skip: int, encoder=None, final_norm: bool = True):
         """One chunk's hidden states (1, 77, D), weighted: one text encoder call per chunk, as A1111 makes
-        (a batch of chunks would differ from them in the last bits)."""
+        (a batch of chunks would differ from them in the last bits). With an explicit `encoder` (SDXL)
+        returns (hidden states, the encoder's output)."""
         sd = self.sd
         ids = torch.tensor([chunk.tokens], dtype=torch.long, device=sd.placement.device)
-        encoder = sd.text_encoder
+        explicit = encoder is not None
+        encoder = sd.text_encoder if encoder is None else encoder
         sd.text_encoder_calls += 1
+        out = None
         if clip_skip > 1:
-            hidden = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-            z = _final_layer_norm(encoder)(hidden).float()
+            out = encoder(ids, output_hidden_states=True)
+            hidden = out.hidden_states[-clip_skip]
+            z = (_final_layer_norm(encoder)(hidden) if final_norm else hidden).float()
         else:
             z = encoder(ids)[0].float()
-        if all(w == 1.0 for w in chunk.weights):
-            return z
-        w = torch.tensor(chunk.weights, dtype=torch.float32, device=z.device)
-        weighted = z * w[None, :, None]
-        return weighted * (z.mean() / weighted.mean())
+        if not all(w == 1.0 for w in chunk.weights):
+            w = torch.tensor(chunk.weights, dtype=torch.float32, device=z.device)
+            weighted = z * w[None, :, None]
+            z = weighted * (z.mean() / weighted.mean())
+        return (z, out) if explicit else z
 
 
 def _final_layer_norm(encoder) -> torch.nn.Module:
@@ -182,7 +223,11 @@ class PromptEmbeddings:
         a, b = self(from_pieces, clip_skip), self(pieces, clip_skip)
         if a.shape != b.shape:  # prompts of different chunk counts: pad the shorter with the empty prompt
             empty = self(EMPTY_PIECES, clip_skip)
-            a, b = (_padded(x, max(a.shape[1], b.shape[1]), empty) for x in (a, b))
+            if getattr(self._encode, "packs_pooled", False):  # SDXL: pad before the pooled row, keep it last
+                length = max(a.shape[1], b.shape[1]) - 1
+                a, b = (torch.cat([_padded(x[:, :-1], length, empty[:, :-1]), x[:, -1:]], dim=1) for x in (a, b))
+            else:
+                a, b = (_padded(x, max(a.shape[1], b.shape[1]), empty) for x in (a, b))
         return torch.lerp(a, b, w)
 
     def for_row(self, row: Mapping[str, object], guided: bool) -> tuple[Tensor, Tensor | None]:
@@ -221,9 +266,17 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
         f = int(np.argmax(skips > layers))
         raise RenderError(f"clip_skip is {int(skips[f])} at frame {f}, but this model's text encoder has {layers} "
                           "layers", f"keep clip_skip in 1 .. {layers}")
-    if np.any(skips != 1) and not clip_skip_applies(config):
+    if np.any(skips != 1) and getattr(sd, "family", "sd15") == "sdxl":
+        out.append("clip_skip has no effect on an SDXL model (as in A1111): both text encoders are read at the "
+                   "penultimate layer")
+    elif np.any(skips != 1) and not clip_skip_applies(config):
         out.append("clip_skip has no effect on an SD 2.x model (as in A1111): its text encoder already ends at the "
                    "penultimate layer")
+    s = table.settings
+    if getattr(sd, "family", "sd15") == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
+        out.append(f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
+                   "1024x1024` (or another ~1 megapixel size) in the scene; dfm's default size is 512x512 for "
+                   "every model")
     encoder = PromptEncoder(sd)
     for text, pieces in _distinct(table):
         chunks = encoder.chunks(pieces)

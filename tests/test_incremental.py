@@ -13,6 +13,7 @@ import pytest
 from dfm.compiler import catalogue as cat
 from dfm.runtime import resume
 from dfm.runtime.render import SETTINGS_READ, render
+from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
 from dfm import changes
@@ -30,26 +31,6 @@ EDITS = {  # name -> (edited scene, the first frame that can differ: None for no
     "comment": (BASE.replace("fps 12\n", "fps 12   # twelve a second\n# a note\n"), None),
     "sampler": (BASE.replace("sampler euler", "sampler dpmpp_2m"), 0),
 }
-
-
-class Boom(RuntimeError):
-    pass
-
-
-def stop_at(k: int):
-    def progress(done: int, total: int) -> None:
-        if done == k:
-            raise Boom(f"stopped after {done} of {total}")
-
-    return progress
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.glob("frames/*")}
-    files |= {p.relative_to(out).as_posix(): p.read_bytes() for p in out.glob("depth/*")}
-    if (out / "video.mp4").exists():
-        files["video.mp4"] = (out / "video.mp4").read_bytes()
-    return files
 
 
 def differing(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:

@@ -15,24 +15,8 @@ from dfm.runtime import render as render_module
 from dfm.runtime import resume
 from dfm.runtime.errors import RenderError
 from dfm.runtime.render import render
+from render_outputs import Boom, snapshot, stop_at
 from tiny_models import make_table
-
-
-class Boom(RuntimeError):
-    pass
-
-
-def stop_at(k: int):
-    def progress(done: int, total: int) -> None:
-        if done == k:
-            raise Boom(f"stopped after {done} of {total}")
-
-    return progress
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    """Every file under `out`, by relative path."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def table2d(tiny_models, n: int = 6):

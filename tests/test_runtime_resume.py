@@ -15,33 +15,13 @@ import pytest
 import torch
 from dfm.runtime import resume
 from dfm.runtime.render import RenderInterrupted, render
+from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
 from dfm.api import compile_text
 from dfm.cli import main
 
 SCENE = TINY_2D_SCENE + "noise 0:(0.05)\n"
-
-
-class Boom(RuntimeError):
-    """A crash injected after frame k - 1 is handed to the writer."""
-
-
-def stop_at(k: int, exc: type[BaseException] = Boom):
-    def progress(done: int, total: int) -> None:
-        if done == k:
-            raise exc(f"stopped after {done} of {total}")
-
-    return progress
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    """Every file a render leaves that must be byte-identical: frames, depth maps, the video."""
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.glob("frames/*")}
-    files |= {p.relative_to(out).as_posix(): p.read_bytes() for p in out.glob("depth/*")}
-    if (out / "video.mp4").exists():
-        files["video.mp4"] = (out / "video.mp4").read_bytes()
-    return files
 
 
 def assert_same(got: Path, want: dict[str, bytes]) -> None:
