@@ -20,18 +20,14 @@ from enum import Enum
 
 import numpy as np
 
+from ..errors import UserError
 from .catalogue import Param
 
 # ---- errors and results ----------------------------------------------------------------------------
 
 
-class SettingsError(Exception):
+class SettingsError(UserError):
     """A settings file dfm cannot read at all (not JSON, not an object, not a manifest)."""
-
-    def __init__(self, message: str, help: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.help = help
 
 
 @dataclass

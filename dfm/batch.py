@@ -26,6 +26,7 @@ from .cluster import Queue, WorkerLost, run_queue
 from .compiler import catalogue
 from .dsl.diagnostics import Diagnostic
 from .dsl.formatter import format_string
+from .errors import UserError
 from .files import write_atomic
 from .table import FrameTable
 
@@ -33,13 +34,8 @@ MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=1..100000), not a 
 SUMMARY_FILE = "batch.json"
 
 
-class BatchError(Exception):
+class BatchError(UserError):
     """A batch that cannot be planned as asked (bad --vary, two scenes with one name): exit 2."""
-
-    def __init__(self, message: str, help: str = "") -> None:  # noqa: A002 - as RenderError
-        super().__init__(message)
-        self.message = message
-        self.help = help
 
 
 # ---- variations --------------------------------------------------------------------------------------------

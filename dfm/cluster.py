@@ -21,17 +21,14 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .errors import UserError
+
 RAY_INSTALL = "pip install 'dfm[ray]'"
 POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks the workers for progress
 
 
-class ClusterError(Exception):
+class ClusterError(UserError):
     """Ray is missing, the cluster cannot be reached, or no worker can start: a setup problem (exit 2)."""
-
-    def __init__(self, message: str, help: str = "") -> None:  # noqa: A002 - as RenderError
-        super().__init__(message)
-        self.message = message
-        self.help = help
 
 
 class WorkerLost(Exception):

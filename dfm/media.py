@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import UserError
 
-class MediaError(ValueError):
-    """A media file that cannot be read: what and how to fix it."""
 
-    def __init__(self, message: str, help: str):
-        super().__init__(message)
-        self.message = message
-        self.help = help
+class MediaError(UserError, ValueError):
+    """A media file that cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,16 @@ from enum import Enum
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT_VERSION = 2
 
 
-class TableError(ValueError):
-    """A table that breaks the contract: what is wrong and how to fix it."""
+class TableError(UserError, ValueError):
+    """A table that breaks the contract."""
 
     def __init__(self, message: str, help: str = "recompile the scene with this dfm (`dfm compile`)"):
-        super().__init__(message)
-        self.message = message
-        self.help = help
+        super().__init__(message, help)
 
 
 class MissingSetting(TableError, AttributeError):

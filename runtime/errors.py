@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import UserError
 
-class RenderError(Exception):
+
+class RenderError(UserError):
     """A render failed for a reason the user can act on (a missing model, a bad hash, ...)."""
-
-    def __init__(self, message: str, help: str = "") -> None:  # noqa: A002 - `help` is the contract's name
-        super().__init__(message)
-        self.message = message
-        self.help = help
-
-    def __str__(self) -> str:
-        return f"{self.message}\nhelp: {self.help}" if self.help else self.message

@@ -43,10 +43,21 @@ def test_each_stage_imports_only_what_comes_before_it(stage, forbidden):
     assert {m: b for m, b in bad.items() if b} == {}
 
 
+STDLIB = {"__future__", "csv", "hashlib", "io", "json", "collections", "dataclasses", "enum", "functools",
+          "pathlib", "os", "stat", "tempfile"}
+
+
 def test_the_table_contract_is_numpy_only():
     imps = imports(ROOT / "dfm" / "table.py", "dfm")
-    assert {i.split(".")[0] for i in imps} <= {"__future__", "csv", "hashlib", "io", "json", "collections",
-                                                "dataclasses", "enum", "numpy"}
+    assert {i for i in imps if i.startswith("dfm")} <= {"dfm.errors"}
+    assert {i.split(".")[0] for i in imps if not i.startswith("dfm")} <= STDLIB | {"numpy"}
+
+
+@pytest.mark.parametrize("module", ["errors", "files", "media"])
+def test_the_modules_both_stages_share_need_only_the_standard_library(module):
+    imps = imports(ROOT / "dfm" / f"{module}.py", "dfm")
+    outside = {i.split(".")[0] for i in imps if not i.startswith("dfm.errors")}
+    assert outside <= STDLIB | {"imageio_ffmpeg"}  # media reads videos through the bundled ffmpeg, lazily
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
