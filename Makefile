@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 DEMO ?= examples/robot_to_village.dfm
 
-.PHONY: demo test lint bench bench-gpu clean
+.PHONY: demo test lint bench bench-gpu bench-long clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_gpu.py --cpu-smoke
+	$(BIN)/python benchmarks/bench_lsp.py
+	$(BIN)/python benchmarks/bench_checkpoints.py
+
+# longer campaigns and scale-out figures (minutes each)
+bench-long: $(STAMP)
+	$(BIN)/python benchmarks/fuzz_campaign.py
+	$(BIN)/python benchmarks/bench_batch.py
 
 # SD1.5-sized random models at 512² fp16 against a naive diffusers loop (a CUDA GPU; no internet needed)
 bench-gpu: $(STAMP)
