@@ -22,6 +22,10 @@ A1111_SAMPLERS: dict[str, str] = {
     "dpm2": "DPM2", "dpm2_karras": "DPM2 Karras", "dpm2_a": "DPM2 a", "dpm2_a_karras": "DPM2 a Karras",
     "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "dpmpp_2m_sde": "DPM++ 2M SDE",
     "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras", "ddim": "DDIM", "plms": "PLMS", "unipc": "UniPC",
+    # few-step samplers: A1111's "LCM"; the trailing-spacing ones have no A1111 label of their own (A1111 sets the
+    # spacing as a separate schedule type), so they export under a dfm label that imports back to the same sampler
+    "lcm": "LCM", "euler_trailing": "Euler Trailing", "euler_a_trailing": "Euler a Trailing",
+    "dpmpp_2m_trailing": "DPM++ 2M Trailing", "dpmpp_2m_sde_trailing": "DPM++ 2M SDE Trailing",
 }
 A1111_MODES = {"none": "None", "2d": "2D", "3d": "3D", "video": "Video Input", "interpolation": "Interpolation"}
 A1111_COLOR = {"none": "None", "lab": "LAB", "hsv": "HSV", "rgb": "RGB"}

@@ -55,6 +55,11 @@ _TOKENIZER_CACHE = {
         ("runwayml/stable-diffusion-v1-5", "tokenizer/"),
         ("CompVis/stable-diffusion-v1-4", "tokenizer/"),
     ],
+    "sdxl": [
+        ("openai/clip-vit-large-patch14", ""),
+        ("stabilityai/stable-diffusion-xl-base-1.0", "tokenizer/"),
+        ("stabilityai/sdxl-turbo", "tokenizer/"),
+    ],
     "sd21": [
         ("stabilityai/stable-diffusion-2-1", "tokenizer/"),
         ("stabilityai/stable-diffusion-2-1-base", "tokenizer/"),
@@ -181,37 +186,46 @@ def quiet_loading() -> Iterator[None]:
 # ---- single files --------------------------------------------------------------------------------------
 
 
+_UNET_X = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+_XL_CLIP_L = "conditioner.embedders.0.transformer."
+_XL_OPEN_CLIP = "conditioner.embedders.1.model."
+_XL_REFINER = "conditioner.embedders.0.model."
+
+
 def detect_family(path: Path, allow_pickle: bool) -> str | None:
-    """sd15 / sd21 from the width of the UNet's cross-attention (768 or 1024), or None when unknown."""
-    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    """sd15 / sd21 from the width of the UNet's cross-attention (768 or 1024); sdxl from SDXL's two
+    embedders (`conditioner.embedders.0.transformer.*` CLIP ViT-L, `conditioner.embedders.1.model.*`
+    OpenCLIP ViT-bigG); None when unknown. Only keys and shapes are read. A refiner or an inpainting
+    UNet (9 input channels) is a RenderError naming it."""
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 
         try:
             with safe_open(str(path), framework="pt") as f:
-                keys = set(f.keys())
-                if any(k.startswith("conditioner.embedders.") for k in keys):
-                    raise RenderError(
-                        f"{path} is a single-file SDXL checkpoint; dfm loads SDXL from a diffusers folder only "
-                        "(single files: SD 1.x and 2.x)",
-                        "convert it once with diffusers: StableDiffusionXLPipeline.from_single_file(path)"
-                        ".save_pretrained(folder), and point --model at the folder",
-                    )
-                if key not in keys:
-                    return None
-                shape = f.get_slice(key).get_shape()
-        except RenderError:
-            raise
+                keys = list(f.keys())
+                shapes = {k: list(f.get_slice(k).get_shape()) for k in (_UNET_X, _UNET_IN) if k in set(keys)}
         except Exception as e:  # safetensors raises its own error types for a corrupt header
             raise RenderError(
                 f"{path} is not a readable .safetensors file: {_first_line(e)}", "download the file again"
             ) from None
     else:
         state = load_pickle_weights(path)
-        if key not in state:
-            return None
-        shape = list(state[key].shape)
-    return {768: "sd15", 1024: "sd21"}.get(int(shape[1]))
+        keys = list(state)
+        shapes = {k: list(state[k].shape) for k in (_UNET_X, _UNET_IN) if k in state}
+    if _UNET_IN in shapes and int(shapes[_UNET_IN][1]) != 4:
+        raise RenderError(f"{path.name} is an inpainting model (a UNet of {shapes[_UNET_IN][1]} input channels); "
+                          "dfm renders text-to-image models", "use a text-to-image checkpoint")
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        if any(k.startswith(_XL_REFINER) for k in keys):
+            raise RenderError(f"{path.name} is an SDXL refiner; dfm renders SDXL base models",
+                              "use an SDXL base checkpoint")
+        if any(k.startswith(_XL_OPEN_CLIP) for k in keys) and any(k.startswith(_XL_CLIP_L) for k in keys):
+            return "sdxl"
+        return None
+    if _UNET_X not in shapes:
+        return None
+    return {768: "sd15", 1024: "sd21"}.get(int(shapes[_UNET_X][1]))
 
 
 def folder_family(folder: Path, what: str) -> str:
@@ -275,7 +289,7 @@ def _cached_tokenizer(family: str) -> Path | None:
     return None
 
 
-def config_skeleton(path: Path, allow_pickle: bool, workdir: Path) -> Path:
+def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str | None = None) -> Path:
     """The config folder (model_index.json, component configs, tokenizer) for a single-file checkpoint.
 
     In order: a diffusers config folder next to the file (its model_index.json); else dfm's shipped
@@ -288,11 +302,16 @@ def config_skeleton(path: Path, allow_pickle: bool, workdir: Path) -> Path:
                 f"the config folder next to {path.name} has no tokenizer",
                 f"add tokenizer/vocab.json and tokenizer/merges.txt (or tokenizer.json) to {here}",
             )
+        if (here / "text_encoder_2").is_dir() and not _has_tokenizer(here / "tokenizer_2"):
+            raise RenderError(
+                f"the SDXL config folder next to {path.name} has no tokenizer_2",
+                f"add tokenizer_2/vocab.json and tokenizer_2/merges.txt (the same files as tokenizer/) to {here}",
+            )
         return here
-    family = detect_family(path, allow_pickle)
+    family = family or detect_family(path, allow_pickle)
     if family is None:
         raise RenderError(
-            f"cannot tell which model family {path.name} is (not SD 1.x or 2.x by its weights)",
+            f"cannot tell which model family {path.name} is (not SD 1.x, 2.x or SDXL by its weights)",
             "put the model's diffusers config folder (model_index.json, */config.json, "
             f"tokenizer/) next to the file in {here}",
         )
@@ -307,9 +326,11 @@ def config_skeleton(path: Path, allow_pickle: bool, workdir: Path) -> Path:
         )
     skeleton = workdir / family
     shutil.copytree(CONFIGS / family, skeleton)
-    for name in ("vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"):
-        if (tokenizer / name).is_file():
-            shutil.copy2(tokenizer / name, skeleton / "tokenizer" / name)
+    # SDXL's two tokenizers share CLIP's vocabulary (tokenizer_2 pads with "!": its shipped config says so)
+    for part in ("tokenizer", "tokenizer_2") if family == "sdxl" else ("tokenizer",):
+        for name in ("vocab.json", "merges.txt"):
+            if (tokenizer / name).is_file():
+                shutil.copy2(tokenizer / name, skeleton / part / name)
     return skeleton
 
 
@@ -398,33 +419,39 @@ class StableDiffusion:
         """"sd15", "sd21" or "sdxl", from the folder's model_index.json and UNet config (cheap: no weights
         read); a pipeline dfm cannot render is a RenderError naming it."""
         if self.folder is None:
+            here = self.source.path.parent
+            if (here / "model_index.json").is_file():  # the file's own config folder says
+                return folder_family(here, self.source.describe())
             return detect_family(self.source.path, self.allow_pickle) or "sd15"
         return folder_family(self.folder, self.source.describe())
 
     @cached_property
     def _single_file_pipeline(self):
         """All components of a single-file checkpoint (diffusers converts the LDM keys in one pass)."""
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = self.source.path
+        family = self.family
+        cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+        extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
         with tempfile.TemporaryDirectory(prefix="dfm-config-") as tmp:
-            skeleton = config_skeleton(path, self.allow_pickle, Path(tmp))
+            # SD 1.x/2.x: detected again there, so that an unknown file is still an error naming it
+            skeleton = config_skeleton(path, self.allow_pickle, Path(tmp), "sdxl" if family == "sdxl" else None)
             try:
-                pipe = StableDiffusionPipeline.from_single_file(
+                pipe = cls.from_single_file(
                     str(path),
                     config=str(skeleton),
                     local_files_only=True,
-                    safety_checker=None,
                     feature_extractor=None,
-                    requires_safety_checker=False,
                     torch_dtype=self.placement.dtype,
+                    **extra,
                 )
             except RenderError:
                 raise
             except Exception as e:  # diffusers raises ValueError/KeyError/OSError/RuntimeError here
                 raise RenderError(
                     f"could not load {path.name} with the config in {skeleton.name}: {_first_line(e)}",
-                    "check that the checkpoint is an SD 1.x/2.x model and "
+                    "check that the checkpoint is an SD 1.x/2.x or SDXL model and "
                     "that the config folder next to it describes it",
                 ) from None
         return pipe
@@ -437,6 +464,8 @@ class StableDiffusion:
                 module = self._load_from_folder(name)
         if isinstance(module, torch.nn.Module):
             module = module.to(self.placement.device).eval().requires_grad_(False)
+            if name == "vae" and module.dtype != self.vae_dtype:
+                module = module.to(self.vae_dtype)
         return module
 
     def _load_from_folder(self, name: str):
@@ -492,12 +521,13 @@ class StableDiffusion:
         for that (`force_upcast`, true for SDXL's own VAE). An fp16-fixed VAE (madebyollin/sdxl-vae-fp16-fix,
         whose config sets force_upcast false) runs in the placement's dtype. SD 1.x/2.x: the placement's."""
         dtype = self.placement.dtype
-        if self.family != "sdxl" or dtype != torch.float16 or self.folder is None:
+        if self.family != "sdxl" or dtype != torch.float16:
             return dtype
+        folder = self.folder or self.source.path.parent  # a single file: its config folder, if any
         try:
-            cfg = json.loads((self.folder / "vae" / "config.json").read_text(encoding="utf-8"))
+            cfg = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return dtype
+            return torch.float32  # the shipped skeleton's (SDXL's own VAE): force_upcast
         return torch.float32 if cfg.get("force_upcast", True) else dtype
 
     @cached_property

@@ -266,14 +266,15 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
         f = int(np.argmax(skips > layers))
         raise RenderError(f"clip_skip is {int(skips[f])} at frame {f}, but this model's text encoder has {layers} "
                           "layers", f"keep clip_skip in 1 .. {layers}")
-    if np.any(skips != 1) and getattr(sd, "family", "sd15") == "sdxl":
+    xl = sd.family == "sdxl"
+    if np.any(skips != 1) and xl:
         out.append("clip_skip has no effect on an SDXL model (as in A1111): both text encoders are read at the "
                    "penultimate layer")
     elif np.any(skips != 1) and not clip_skip_applies(config):
         out.append("clip_skip has no effect on an SD 2.x model (as in A1111): its text encoder already ends at the "
                    "penultimate layer")
     s = table.settings
-    if getattr(sd, "family", "sd15") == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
+    if xl and int(s.width) * int(s.height) < 768 * 768:
         out.append(f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
                    "1024x1024` (or another ~1 megapixel size) in the scene; dfm's default size is 512x512 for "
                    "every model")

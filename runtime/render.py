@@ -345,7 +345,7 @@ class FrameRenderer:
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
         cfg = float(row["cfg_scale"])
         with self.timer("text"):
-            cond, uncond = self.prompts.for_row(row, guided=cfg != 1.0)
+            cond, uncond = self.prompts.for_row(row, guided=cfg > 1.0)  # <= 1: conditional only (diffusers)
         scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
         spec = samplers.SAMPLERS[self.sampler]
         init_latents, shape = None, None

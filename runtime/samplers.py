@@ -19,6 +19,7 @@ from diffusers import (
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
     UniPCMultistepScheduler,
@@ -39,9 +40,14 @@ class SamplerSpec:
 
 _KARRAS = {"use_karras_sigmas": True}
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
+# few-step (turbo, Lightning, Hyper-SD) models are distilled on timesteps that end at 999: "trailing"
+# spacing starts every schedule there, which "linspace" does too but at 1..4 steps spaces the rest unlike
+# what those models saw (diffusers' SDXL-Turbo and Lightning recipes use trailing)
+_TRAILING = {"timestep_spacing": "trailing"}
 
-# Canonical names of compiler/catalogue.py SAMPLERS. Every entry also gets timestep_spacing="linspace"
-# (see make_scheduler) so the sigmas span the whole 999..0 range as k-diffusion's do (Deforum, A1111).
+# Canonical names of compiler/catalogue.py SAMPLERS. Every entry gets timestep_spacing="linspace"
+# (see make_scheduler) so the sigmas span the whole 999..0 range as k-diffusion's do (Deforum, A1111),
+# unless it names its own spacing (the *_trailing few-step samplers).
 SAMPLERS: dict[str, SamplerSpec] = {
     "euler": SamplerSpec(EulerDiscreteScheduler, takes_generator=True),  # s_churn=0: draws but ignores noise
     "euler_a": SamplerSpec(EulerAncestralDiscreteScheduler, takes_generator=True),
@@ -59,6 +65,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddim": SamplerSpec(DDIMScheduler, takes_generator=True),  # eta=0 by default, noise only with eta>0
     "plms": SamplerSpec(PNDMScheduler, {"skip_prk_steps": True}),  # one warm-up UNet call per denoise
     "unipc": SamplerSpec(UniPCMultistepScheduler),
+    # few-step samplers
+    "lcm": SamplerSpec(LCMScheduler, takes_generator=True),  # LCM-distilled UNets and LCM-LoRAs, 2..8 steps
+    "euler_trailing": SamplerSpec(EulerDiscreteScheduler, _TRAILING, takes_generator=True),
+    "euler_a_trailing": SamplerSpec(EulerAncestralDiscreteScheduler, _TRAILING, takes_generator=True),
+    "dpmpp_2m_trailing": SamplerSpec(DPMSolverMultistepScheduler, _TRAILING, takes_generator=True),
+    "dpmpp_2m_sde_trailing": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_TRAILING}, takes_generator=True),
 }
 
 # eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives
@@ -68,7 +80,7 @@ EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 def make_scheduler(name: str, base_config: Mapping):
     """A fresh scheduler (schedulers keep per-denoise state) built from the model's own config."""
     spec = SAMPLERS[name]
-    return spec.cls.from_config(base_config, timestep_spacing="linspace", **spec.kwargs)
+    return spec.cls.from_config(base_config, **{"timestep_spacing": "linspace", **spec.kwargs})
 
 
 def frame_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -89,7 +101,8 @@ def img2img_timesteps(scheduler, steps: int, effective_steps: int, device: torch
 def cfg_eps(
     eps_fn: EpsFn, latents: Tensor, t: Tensor, cond: Tensor, uncond: Tensor | None, cfg_scale: float
 ) -> Tensor:
-    """Classifier-free guidance in one batched call; scale 1 is exactly the conditional prediction. Prompts
+    """Classifier-free guidance in one batched call; `uncond` None (the loop passes None for a scale of 1 or
+    less, as diffusers does) is exactly the conditional prediction. Prompts
     of different lengths (long prompts are several 77-token chunks) take two calls, as in A1111."""
     if uncond is None:
         return eps_fn(latents, t, cond)
