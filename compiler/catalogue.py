@@ -104,6 +104,7 @@ def _set(name, type, default, doc, group, modes=ALL, aliases=(), deforum=None, *
 SAMPLERS = (
     "euler", "euler_a", "klms", "klms_karras", "heun", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras",
     "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "ddim", "plms", "unipc",
+    "lcm", "euler_trailing", "euler_a_trailing", "dpmpp_2m_trailing", "dpmpp_2m_sde_trailing",  # few-step models
 )
 SAMPLER_ALIASES = {
     "euler_ancestral": "euler_a", "k_euler_a": "euler_a", "k_euler_ancestral": "euler_a", "k_euler": "euler",
@@ -122,7 +123,6 @@ UNSUPPORTED_SAMPLERS = {
     "dpmpp_sde": "DPM++ SDE needs torchsde and seeds its noise outside the frame's generator",
     "dpmpp_sde_karras": "DPM++ SDE Karras needs torchsde and seeds its noise outside the frame's generator",
     "dpmpp_3m_sde": "DPM++ 3M SDE has no diffusers equivalent",
-    "lcm": "LCM needs an LCM-distilled model",
 }
 
 
@@ -145,11 +145,19 @@ PARAMS: tuple[Param, ...] = (
     _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, max=MAX_FRAMES, aliases=("max_frames",),
          deforum="max_frames"),
     _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
-         "fps). Use either frames or duration.", "scene", min=0, min_open=True, unit="s"),
+         "fps). Use either frames or duration. `duration auto` takes the `audio` track's length (from its "
+         "offset).", "scene", min=0, min_open=True, unit="s"),
     _set("fps", "float", 15, "Frames per second of the output video; converts seconds to frames.", "scene",
          min=0, min_open=True, max=240, unit="frames/s", deforum="fps"),
-    _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`).", "scene",
+    _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`). `bpm auto` detects it "
+         "from the `audio` track.", "scene",
          min=0, min_open=True, max=1000, unit="beats/min"),
+    _set("audio", "path", None, "A soundtrack (wav, flac, mp3, ogg, m4a), optionally `from 12s` into it: its "
+         "per-frame features (`onset`, `rms`, `beat`, `beat_phase`, `low`, `mid`, `high`) become expression "
+         "variables and table columns, `bpm auto` and `duration auto` read it, and video.mp4 carries it.",
+         "scene", aliases=("soundtrack", "soundtrack_path")),
+    _set("audio_offset", "float", 0.0, "Where in the audio track the scene starts (`audio \"song.mp3\" from 12s` "
+         "sets it).", "scene", min=0, unit="s"),
     _set("size", "size", (512, 512), "Output width × height in pixels, each a multiple of 8.", "scene",
          min=64, max=4096, multiple_of=8),
     # generation

@@ -19,13 +19,13 @@ import numpy as np
 
 from .. import media
 from ..dsl import ir
-from ..dsl.diagnostics import Diagnostic, error, warning
+from ..dsl.diagnostics import Diagnostic, error, note, warning
 from ..dsl.parser import parse, parse_statement, unescape
 from ..table import FrameTable, Settings
 from . import catalogue as cat
 from . import deforum_names, prompt_syntax
 from .catalogue import Kind, Param
-from .expressions import check_expr, constant_value, environment, evaluate_frames, is_plain_number
+from .expressions import AUDIO_VARIABLES, check_expr, constant_value, environment, evaluate_frames, is_plain_number
 from .lower import NEG_MARKER, accumulated_camera, source_hash
 from .lower import build_table as lower_table
 from .schedules import CURVES, ResolvedKey, evaluate_keys
@@ -117,6 +117,9 @@ class _Compiler:
         self.prompt_statements: list[tuple[str, ir.Statement]] = []
         self.unevaluable: set[str] = set()  # schedules whose expressions failed their checks
         self.mode_specific: list[tuple[Param, ir.Statement]] = []  # settings checked against the mode later
+        # the audio track's analysis (compiler/audio.py, imported only for a scene with `audio`)
+        self.has_audio = any(cat.ALIASES.get(st.name) == "audio" for st in scene.statements)
+        self.audio = None
 
     # -- helpers
     def err(self, code: str, message: str, span: ir.Span, **kw) -> None:
@@ -150,6 +153,8 @@ class _Compiler:
         self.result.settings = Settings(settings)
         frames = settings["frames"]
         env = environment(frames, settings["fps"], settings["bpm"], settings["seed"])
+        features = self.audio_features(settings)
+        env.update(features)
         self.env = env
         keys = self.resolve_schedules(settings)
         if not self.result.prompts and not schedules_only:
@@ -166,6 +171,8 @@ class _Compiler:
         with np.errstate(all="ignore"):
             table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
                                 source=self.scene.source, path=self.path)
+        if features and len(table) == frames:  # the features as columns, so compile and plot show them
+            table = table.with_columns(**{f"audio_{k}": v for k, v in features.items()})
         if self.check_finite(table.columns):
             self.result.table = table
 
@@ -198,7 +205,11 @@ class _Compiler:
             first = self.settings[p.name].statement
             self.err("DFM106", f"`{p.name}` is set twice", st.span,
                      note=f"first set on line {first.span.line}", help="keep one of them", parameter=p.name)
-        whole = self.STATEMENT_CONVERTERS.get(p.type)  # types whose value is the whole statement
+        if p.name in ("bpm", "duration") and len(st.args) == 1 and isinstance(st.args[0], ir.Variable) \
+                and st.args[0].name == "auto":  # read from the audio track in resolve_audio
+            self.settings[p.name] = _Setting("auto", st)
+            return
+        whole = self.NAMED_CONVERTERS.get(p.name) or self.STATEMENT_CONVERTERS.get(p.type)
         if whole is not None:
             value = whole(self, p, st)
         else:
@@ -348,6 +359,92 @@ class _Compiler:
                      f"used: {why}", v.span, parameter=name, help="write the path of an existing file")
             return None
 
+    def audio_setting(self, p: Param, st: ir.Statement):
+        """`audio "song.mp3"` or `audio "song.mp3" from 12s`: the path (relative to the scene), and the offset
+        into the track as the setting `audio_offset`. Whether the file exists is checked when it is read."""
+        args = list(st.args)
+        ok = args and isinstance(args[0], ir.String) and (
+            len(args) == 1 or (len(args) == 3 and isinstance(args[1], ir.Variable) and args[1].name == "from"))
+        if not ok:
+            self.err("DFM105", "`audio` takes a quoted path, optionally followed by `from` and a time", st.span,
+                     parameter="audio", help='e.g. `audio "song.mp3"` or `audio "song.mp3" from 12s`')
+            return None
+        if len(args) == 3:
+            at = args[2]
+            if not isinstance(at, (ir.Time, ir.Number)) or (isinstance(at, ir.Time) and at.unit != "s"):
+                self.err("DFM103", "`from` takes a time in seconds", at.span, parameter="audio",
+                         help="e.g. `from 12s` or `from 1.5s`")
+            elif at.value < 0:
+                self.err("DFM104", "`from` must be 0 s or later", at.span, parameter="audio")
+            else:
+                self.settings["audio_offset"] = _Setting(float(at.value), st)
+        raw = os.path.expanduser(args[0].value)
+        full = Path(raw) if os.path.isabs(raw) or self.base_dir is None else self.base_dir / raw
+        return str(full)
+
+    def resolve_audio(self, values: dict) -> bool:
+        """Read the audio track (from the cache when it was read before), and resolve `bpm auto` and
+        `duration auto` from it. False after an error that leaves the frame count unknown."""
+        autos = [n for n in ("bpm", "duration") if values.get(n) == "auto"]
+        raw = values.get("audio")
+        if raw is None:
+            for n in autos:
+                self.err("DFM205", f"`{n} auto` needs an audio track", self.settings[n].statement.span,
+                         parameter=n, help=f'add `audio "song.mp3"`, or write the {n}')
+            return not autos
+        st = self.settings["audio"].statement
+        where = st.args[0].span
+        path = Path(str(raw))
+        found = self.exists("audio", path, st.args[0])
+        if not found:
+            if found is not None:
+                self.err("DFM403", f"audio: `{st.args[0].value}` does not exist", where, parameter="audio",
+                         help="paths are relative to the scene file")
+            return not autos
+        from . import audio  # only a scene with `audio` pays for it
+
+        try:
+            track = audio.load(path)
+        except audio.AudioError as e:
+            self.err("DFM404", e.message, where, parameter="audio", help=e.help or None)
+            return not autos
+        offset = float(values.get("audio_offset") or 0.0)
+        if offset >= track.duration:
+            self.err("DFM404", f"audio starts at {offset:g} s, past the end of the track ({track.duration:.2f} s)",
+                     st.span, parameter="audio", help=f"use `from` a time before {track.duration:.2f}s")
+            return not autos
+        self.audio = track
+        name = path.name
+        if "bpm" in autos:
+            bst = self.settings["bpm"].statement
+            if not math.isfinite(track.tempo):
+                self.err("DFM404", f"bpm auto: no tempo found in `{name}`", bst.span, parameter="bpm",
+                         help="write the tempo: `bpm 120`")
+                return False
+            values["bpm"] = round(track.tempo, 2)
+            self.diags.append(note("DFM206", f"bpm auto: {values['bpm']:g} bpm detected in `{name}`", bst.span,
+                                   path=self.path, parameter="bpm", help=f"write `bpm {values['bpm']:g}` to fix it"))
+        if "duration" in autos:
+            dst = self.settings["duration"].statement
+            length = track.duration - offset
+            values["duration"] = (length, "s", dst.span)
+            self.diags.append(note("DFM206", f"duration auto: {length:.2f} s, the length of `{name}`"
+                                   + (f" from {offset:g} s" if offset else ""), dst.span, path=self.path,
+                                   parameter="duration"))
+        return True
+
+    def audio_features(self, settings: dict) -> dict[str, np.ndarray]:
+        """The audio track's features per frame (every name in AUDIO_VARIABLES), or none without audio. A
+        track that could not be read gives zeros, so the rest of the scene is still checked."""
+        if not self.has_audio:
+            return {}
+        frames = settings["frames"]
+        if self.audio is None:
+            return {k: np.zeros(frames) for k in AUDIO_VARIABLES}
+        from . import audio
+
+        return audio.frame_features(self.audio, frames, settings["fps"], float(settings["audio_offset"] or 0.0))
+
     def seed_setting(self, p: Param, st: ir.Statement):
         args = list(st.args)
         if not args or len(args) > 3:
@@ -436,7 +533,7 @@ class _Compiler:
                      parameter=p.name, help=f"e.g. `{p.name} {p.default}`")
             return
         exprs = [k.value for k in arg.keys] if isinstance(arg, ir.KeyList) else [arg]
-        problems = [d for e in exprs for d in check_expr(e, self.path, p.name)]
+        problems = [d for e in exprs for d in check_expr(e, self.path, p.name, audio=self.has_audio)]
         self.diags.extend(problems)
         self.schedule_statements[p.name] = st
         if problems:
@@ -684,6 +781,8 @@ class _Compiler:
         values["model_sha256"] = self.settings["model_sha256"].value if "model_sha256" in self.settings else None
         mode = values["mode"] or "2d"
         values["mode"] = mode
+        if not self.resolve_audio(values):
+            return None
         if "frames" in self.settings and "duration" in self.settings:
             self.err("DFM108", "both `frames` and `duration` are set", self.settings["duration"].statement.span,
                      help="keep one: `frames 120` or `duration 8s`")
@@ -783,6 +882,7 @@ class _Compiler:
                   "path": string_value, "time": time_value, "int": number_value, "float": number_value,
                   "seed": number_value}
     STATEMENT_CONVERTERS = {"seed": seed_setting, "model": model_setting}
+    NAMED_CONVERTERS = {"audio": audio_setting}  # parameters whose statement has a form of its own
 
 
 def _out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:

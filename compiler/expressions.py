@@ -67,6 +67,18 @@ VARIABLES: dict[str, str] = {
     "e": "Euler's number 2.71828…",
 }
 
+# The per-frame features of the scene's `audio` track (compiler/audio.py computes them; each also
+# becomes the table column `audio_<name>`). Using one in a scene without `audio` is DFM205.
+AUDIO_VARIABLES: dict[str, str] = {
+    "onset": "audio: onset strength in the frame (spectral flux, largest in the frame's window), 0..1",
+    "rms": "audio: loudness (RMS, mean over the frame's window), 0..1; silence is 0",
+    "beat": "audio: 1 on a frame that holds a detected beat, else 0",
+    "beat_phase": "audio: 0 on a beat frame, rising through the beat to just under 1",
+    "low": "audio: energy of 20–250 Hz (bass), 0..1",
+    "mid": "audio: energy of 250–4000 Hz, 0..1",
+    "high": "audio: energy above 4000 Hz, 0..1",
+}
+
 _BINARY: dict[str, Callable] = {
     "+": np.add,
     "-": np.subtract,
@@ -98,13 +110,27 @@ def environment(frames: int, fps: float, bpm: float | None, seed: int) -> dict[s
     }
 
 
-def check_expr(expr: ir.Expr, path: str, parameter: str | None = None, allow_t: bool = True) -> list[Diagnostic]:
-    """Unknown functions and variables, wrong argument counts: every one found, not just the first."""
+def check_expr(expr: ir.Expr, path: str, parameter: str | None = None, allow_t: bool = True,
+               audio: bool = False) -> list[Diagnostic]:
+    """Unknown functions and variables, wrong argument counts: every one found, not just the first.
+    `audio`: the scene has an `audio` track, so the audio variables may be used (per frame only)."""
     out: list[Diagnostic] = []
     names = set(VARIABLES) if allow_t else set(VARIABLES) - {"t"}
+    if allow_t and audio:
+        names |= set(AUDIO_VARIABLES)
 
     def walk(e: ir.Expr) -> None:
         if isinstance(e, ir.Variable):
+            if e.name in AUDIO_VARIABLES and e.name not in names:
+                if not allow_t:
+                    out.append(error("DFM202", f"`{e.name}` (an audio feature) varies per frame and cannot be "
+                                     "used in a static setting", e.span, path=path, parameter=parameter,
+                                     help="static settings take one value for the whole scene"))
+                else:
+                    out.append(error("DFM205", f"`{e.name}` is an audio feature but the scene has no `audio`",
+                                     e.span, path=path, parameter=parameter,
+                                     help='add `audio "song.mp3"` (the track the motion follows)'))
+                return
             if e.name not in names:
                 if e.name == "t" and not allow_t:
                     out.append(error("DFM202", "`t` (the frame) cannot be used in a static setting", e.span,
@@ -176,7 +202,9 @@ VARIABLE_HINTS = {"frame": "t", "frames": "max_f", "f": "t", "i": "t", "n": "t",
 def evaluate_frames(expr: ir.Expr, env: Mapping[str, float], start: int, stop: int) -> np.ndarray:
     """The expression on frames start..stop-1, as a float64 array."""
     t = np.arange(start, stop, dtype=np.float64)
-    value = evaluate(expr, {**env, "t": t})
+    # per-frame variables (the audio features) are arrays over all frames: this segment's part of each
+    scope = {k: v[start:stop] if isinstance(v, np.ndarray) else v for k, v in env.items()}
+    value = evaluate(expr, {**scope, "t": t})
     return np.broadcast_to(np.asarray(value, dtype=np.float64), t.shape).copy()
 
 

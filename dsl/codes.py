@@ -40,6 +40,10 @@ CODES: dict[str, tuple[str, str]] = {
     "DFM202": ("unknown variable", "The expression uses a name that is not a dfm variable or constant."),
     "DFM203": ("wrong number of arguments", "A function is called with the wrong number of arguments."),
     "DFM204": ("time unit needs a setting", "A time in beats needs `bpm`."),
+    "DFM205": ("needs an audio track", "An audio variable (`onset`, `rms`, `beat`, `beat_phase`, `low`, `mid`, "
+               "`high`), `bpm auto` or `duration auto` is used in a scene without an `audio` statement."),
+    "DFM206": ("detected from the audio", "A note, not a problem: the tempo `bpm auto` detected, or the length "
+               "`duration auto` took, from the `audio` track."),
     # keys
     "DFM301": ("duplicate keyframe", "Two keyframes of one schedule (or two prompts) fall on the same frame. "
                "Deforum silently keeps the last; dfm asks you to remove one."),
@@ -60,6 +64,9 @@ CODES: dict[str, tuple[str, str]] = {
                "by zero, the log of a negative number…)."),
     "DFM403": ("file not found", "A path in the scene does not exist (relative paths are relative to the scene "
                "file)."),
+    "DFM404": ("audio cannot be used", "The `audio` file cannot be decoded (not an audio file, or a format "
+               "ffmpeg does not read), holds no audio, starts past its end (`from`), or has no tempo that "
+               "`bpm auto` can detect."),
     # prompt texts (compiler/prompt_syntax)
     "DFM501": ("prompt weight syntax", "A1111's attention syntax in a prompt is off: a `(` or `[` never closed "
                "weighs everything after it (A1111 reads it so, and so does dfm), a `)` or `]` that closes nothing "

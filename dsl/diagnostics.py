@@ -20,6 +20,7 @@ MAX_SHOWN = 100  # characters of a source line shown under a diagnostic
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"  # what the compiler found out (a detected tempo): never a problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,10 @@ def error(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
 
 def warning(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
     return Diagnostic(code, Severity.WARNING, message, span, **kw)
+
+
+def note(code: str, message: str, span: Span = NO_SPAN, **kw) -> Diagnostic:
+    return Diagnostic(code, Severity.NOTE, message, span, **kw)
 
 
 # ---- rendering -----------------------------------------------------------------------------------

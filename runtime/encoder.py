@@ -8,6 +8,8 @@ this class; it is meant to import it from here.)
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,55 @@ import numpy as np
 from ..files import file_mode
 
 
-class VideoEncoder:
-    """H.264 yuv420p mp4 through imageio-ffmpeg's bundled ffmpeg, written to a temp name and renamed."""
+@dataclass(frozen=True)
+class Soundtrack:
+    """The audio a video carries: the scene's `audio` file from `offset` seconds, cut to `duration`."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int, mode: int | None = None) -> None:
+    path: str
+    offset: float
+    duration: float
+
+    @classmethod
+    def of(cls, audio: str | None, offset: float, frames: int, fps: float) -> Soundtrack | None:
+        """The soundtrack of a render from its table's settings `audio` and `audio_offset` (the caller reads
+        them, and lists them in SETTINGS_READ), or None when the scene has no audio."""
+        if not audio:
+            return None
+        return cls(str(audio), float(offset or 0.0), frames / float(fps))
+
+
+class AudioMuxError(RuntimeError):
+    """ffmpeg could not add the soundtrack; the video without it is kept."""
+
+
+def mux_audio(video: Path, track: Soundtrack, out: Path) -> Path:
+    """`video` with `track` added as AAC, the video stream copied (never re-encoded), into `out`. The runtime
+    only copies the audio stream: it never decodes it for features (the compiler did that)."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-i", str(video),
+           "-ss", f"{track.offset:.6f}", "-t", f"{track.duration:.6f}", "-i", track.path,
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "192k",
+           "-t", f"{track.duration:.6f}", "-map_metadata", "-1", "-fflags", "+bitexact", "-movflags", "+faststart",
+           "-f", "mp4", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        out.unlink(missing_ok=True)
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioMuxError(f"could not add the soundtrack {track.path}: {why[-1] if why else proc.returncode}")
+    return out
+
+
+class VideoEncoder:
+    """H.264 yuv420p mp4 through imageio-ffmpeg's bundled ffmpeg, written to a temp name and renamed.
+    With a `soundtrack`, close() adds it in one more ffmpeg pass (video copied, audio to AAC)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int, mode: int | None = None,
+                 soundtrack: Soundtrack | None = None) -> None:
         import imageio_ffmpeg
 
         self.path = path
+        self.soundtrack = soundtrack
         self._mode = file_mode(path) if mode is None else mode  # an old video's mode, else the umask's
         self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         self._gen = imageio_ffmpeg.write_frames(
@@ -57,6 +101,14 @@ class VideoEncoder:
 
     def close(self) -> Path:
         self._gen.close()
+        if self.soundtrack is not None:
+            muxed = self._tmp.with_name(f".{self.path.stem}.audio.tmp{self.path.suffix}")
+            try:
+                mux_audio(self._tmp, self.soundtrack, muxed)
+            except AudioMuxError:
+                self._tmp.unlink(missing_ok=True)
+                raise
+            os.replace(muxed, self._tmp)
         os.chmod(self._tmp, self._mode)
         os.replace(self._tmp, self.path)
         return self.path

@@ -1,0 +1,315 @@
+"""Audio analysis for `audio "song.mp3"`: decode, per-track features, tempo and beats, per-frame sampling.
+
+Imported only by a scene that has an `audio` statement, so `dfm check` of any other scene never loads it.
+
+- **Decoding** goes through the ffmpeg binary imageio-ffmpeg ships (`-f f32le -ac 1 -ar 22050`): mono
+  float PCM at 22,050 Hz, any format that ffmpeg reads (wav, flac, mp3, ogg, m4a …).
+- **Features** are computed on a grid of hops (`HOP` samples = 11.6 ms) from a short-time Fourier
+  transform (`N_FFT` samples, Hann window, frames centred on the hop):
+  `rms` (loudness of the samples around the hop), `onset` (spectral flux: the half-wave rectified rise of
+  the log-compressed magnitude spectrum, summed over bins), `low` / `mid` / `high` (the square root of the
+  spectral power in 20–250 Hz, 250–4000 Hz and 4000 Hz up). Each is normalised **per track**: divided by
+  its maximum over the whole file, so it lies in 0..1 and digital silence is 0.
+- **Tempo**: the autocorrelation of the onset envelope, weighted towards 120 bpm (a log-normal prior, one
+  octave wide), picks the beat period between 60 and 200 bpm; dynamic programming then places beats that
+  fall on onsets while keeping that period (Ellis 2007, "Beat tracking by dynamic programming"); each beat
+  is refined to the onset peak around it, and the tempo reported is the least-squares slope of beat time
+  against beat number.
+- **Cache**: the per-track analysis is stored by the sha256 of the file's bytes in
+  `$XDG_CACHE_HOME/dfm/audio` (else `~/.cache/dfm/audio`), so a second `dfm check` decodes nothing.
+- **Per frame** (`frame_features`): frame *i* covers the track time `[offset + i/fps, offset + (i+1)/fps)`.
+  `onset` is the largest hop value in that window (peaks are short), `rms`, `low`, `mid`, `high` the mean;
+  `beat` is 1 on the frame whose window holds a beat's time (at 120 bpm and 15 fps: every 7.5 frames, the
+  beat at 0.5 s on frame 7, at 1 s on frame 15); `beat_phase` is 0 on a beat frame and rises through the
+  beat to just under 1 (the frame's start time between the beat before it and the next). Past the end of
+  the track every feature is 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SR = 22050
+N_FFT = 1024
+HOP = 256
+VERSION = 1  # of the analysis: part of the cache key
+BANDS = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, SR / 2)}
+FEATURES = ("onset", "rms", "beat", "beat_phase", "low", "mid", "high")
+TEMPO_RANGE = (60.0, 200.0)
+# the spectral flux of an onset peaks while the sound enters the analysis window, about this much before
+# the sound itself (measured on clicks); beat times and the per-frame onset are shifted back by it
+ONSET_LAG = 0.011
+
+
+class AudioError(Exception):
+    """A track that cannot be used: what is wrong and how to fix it."""
+
+    def __init__(self, message: str, help: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.help = help
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One track's features on the hop grid (each normalised to 0..1) and its beats."""
+
+    duration: float  # seconds
+    onset: np.ndarray
+    rms: np.ndarray
+    low: np.ndarray
+    mid: np.ndarray
+    high: np.ndarray
+    beats: np.ndarray  # beat times, seconds
+    tempo: float  # bpm, NaN when no tempo was found
+
+    @property
+    def hop_seconds(self) -> float:
+        return HOP / SR
+
+
+# ---- decoding ------------------------------------------------------------------------------------
+
+
+def decode(path: str | os.PathLike) -> np.ndarray:
+    """The track as mono float32 samples at SR."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as e:
+        raise AudioError(f"no ffmpeg to decode audio: {e}", "pip install imageio-ffmpeg") from None
+    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-f", "f32le",
+           "-ac", "1", "-ar", str(SR), "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = why[-1] if why else f"ffmpeg exited with {proc.returncode}"
+        raise AudioError(f"`{Path(path).name}` cannot be decoded as audio: {reason}",
+                         "use a wav, flac, mp3, ogg or m4a file")
+    samples = np.frombuffer(proc.stdout, dtype="<f4")
+    if samples.size == 0:
+        raise AudioError(f"`{Path(path).name}` holds no audio", "use a file with an audio stream")
+    return samples
+
+
+# ---- features ------------------------------------------------------------------------------------
+
+
+def _frames(x: np.ndarray) -> np.ndarray:
+    """Centred, overlapping frames of N_FFT samples every HOP samples (zero-padded at both ends)."""
+    pad = np.pad(x.astype(np.float64), (N_FFT // 2, N_FFT // 2))
+    count = 1 + (len(pad) - N_FFT) // HOP
+    return np.lib.stride_tricks.as_strided(pad, shape=(count, N_FFT), strides=(pad.strides[0] * HOP,
+                                                                             pad.strides[0]))
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    peak = float(x.max()) if x.size else 0.0
+    return (x / peak if peak > 0 else np.zeros_like(x)).astype(np.float64)
+
+
+def analyse(samples: np.ndarray) -> Analysis:
+    """Every feature of a track on the hop grid, its beats and tempo."""
+    frames = _frames(samples)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    mag = np.abs(np.fft.rfft(frames * np.hanning(N_FFT), axis=1))
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / SR)
+    power = mag**2
+    bands = {name: np.sqrt(power[:, (freqs >= lo) & (freqs < hi) if hi < SR / 2 else (freqs >= lo)].sum(axis=1))
+             for name, (lo, hi) in BANDS.items()}
+    logmag = np.log1p(1000.0 * mag)
+    flux = np.zeros(len(mag))
+    flux[1:] = np.maximum(logmag[1:] - logmag[:-1], 0.0).sum(axis=1)
+    # a click's rise is split between neighbouring hops by where it falls: summed over three hops (35 ms)
+    # its peak no longer depends on that
+    onset = _normalised(np.convolve(flux, np.ones(3), mode="same"))
+    beats, tempo = track_beats(onset)
+    return Analysis(duration=len(samples) / SR, onset=onset, rms=_normalised(rms), low=_normalised(bands["low"]),
+                    mid=_normalised(bands["mid"]), high=_normalised(bands["high"]), beats=beats, tempo=tempo)
+
+
+def _period(onset: np.ndarray) -> float | None:
+    """The beat period in hops (fractional) from the onset envelope's autocorrelation, or None."""
+    # smoothed over a few hops, so that peaks a fraction of a hop apart still line up at the period's lag
+    kernel = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+    env = np.convolve(onset, kernel / kernel.sum(), mode="same")
+    env = env - env.mean()
+    if not np.any(env):
+        return None
+    n = len(env)
+    spec = np.fft.rfft(env, 2 * n)
+    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    hop_s = HOP / SR
+    lo = int(np.floor(60.0 / TEMPO_RANGE[1] / hop_s))
+    hi = min(n - 2, int(np.ceil(60.0 / TEMPO_RANGE[0] / hop_s)))
+    if hi <= lo + 1:
+        return None
+    lags = np.arange(lo, hi + 1)
+    bpm = 60.0 / (lags * hop_s)
+    weight = np.exp(-0.5 * (np.log2(bpm / 120.0)) ** 2)  # a log-normal prior, one octave wide
+    score = ac[lo:hi + 1] * weight
+    i = int(np.argmax(score))
+    if score[i] <= 0:
+        return None
+    lag = float(lags[i])
+    if 0 < i < len(score) - 1:  # parabolic refinement between hops
+        a, b, c = score[i - 1], score[i], score[i + 1]
+        d = a - 2 * b + c
+        if d < 0:
+            lag += 0.5 * (a - c) / d
+    return lag
+
+
+def track_beats(onset: np.ndarray, tightness: float = 100.0) -> tuple[np.ndarray, float]:
+    """Beat times (s) and tempo (bpm) by dynamic programming over the onset envelope (Ellis 2007)."""
+    period = _period(onset)
+    if period is None:
+        return np.zeros(0), float("nan")
+    n = len(onset)
+    score = onset.copy()
+    back = np.full(n, -1, dtype=np.int64)
+    lo, hi = max(1, int(round(period / 2))), int(round(2 * period))
+    offsets = np.arange(lo, hi + 1)
+    penalty = -tightness * np.log(offsets / period) ** 2
+    for i in range(lo, n):
+        prev = i - offsets
+        ok = prev >= 0
+        cand = score[prev[ok]] + penalty[ok]
+        j = int(np.argmax(cand))
+        if cand[j] > 0:
+            score[i] += cand[j]
+            back[i] = prev[ok][j]
+    # end on the best-scoring hop in the last period that sits on an onset
+    tail = np.arange(max(0, n - int(round(period))), n)
+    strong = tail[onset[tail] >= 0.5 * onset.max()] if onset.max() > 0 else tail
+    i = int(strong[np.argmax(score[strong])]) if strong.size else int(tail[np.argmax(score[tail])])
+    path = []
+    while i >= 0:
+        path.append(i)
+        i = int(back[i])
+    hops = np.array(path[::-1], dtype=np.float64)
+    hops = hops[onset[hops.astype(int)] > 0.1 * onset.max()] if onset.max() > 0 else hops
+    hops = np.array([_peak(onset, int(h)) for h in hops])
+    times = hops * HOP / SR + ONSET_LAG
+    if len(times) >= 2:
+        slope = np.polyfit(np.arange(len(times)), times, 1)[0]
+        tempo = 60.0 / slope if slope > 0 else float("nan")
+    else:
+        tempo = 60.0 / (period * HOP / SR)
+    return times, float(tempo)
+
+
+def _peak(x: np.ndarray, i: int) -> float:
+    """The hop position of the peak at i, refined between hops by a parabola."""
+    if 0 < i < len(x) - 1:
+        a, b, c = x[i - 1], x[i], x[i + 1]
+        d = a - 2 * b + c
+        if d < 0:
+            return i + float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
+    return float(i)
+
+
+# ---- cache ---------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dfm" / "audio"
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load(path: str | os.PathLike) -> Analysis:
+    """The analysis of the track at `path`, from the cache when its bytes were analysed before."""
+    try:
+        digest = file_hash(path)
+    except OSError as e:
+        raise AudioError(f"`{path}` cannot be read: {e.strerror or e}", "write the path of an audio file") from None
+    cached = cache_dir() / f"{digest}-v{VERSION}-{SR}.npz"
+    try:
+        with np.load(cached) as data:
+            return Analysis(duration=float(data["duration"]), onset=data["onset"], rms=data["rms"],
+                            low=data["low"], mid=data["mid"], high=data["high"], beats=data["beats"],
+                            tempo=float(data["tempo"]))
+    except (OSError, KeyError, ValueError):
+        pass
+    result = analyse(decode(path))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, duration=result.duration, onset=result.onset, rms=result.rms, low=result.low,
+                 mid=result.mid, high=result.high, beats=result.beats, tempo=result.tempo)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache only costs the next run a decode
+    return result
+
+
+# ---- per frame -----------------------------------------------------------------------------------
+
+
+def frame_features(a: Analysis, frames: int, fps: float, offset: float = 0.0) -> dict[str, np.ndarray]:
+    """Each feature per frame (float64, `frames` long), frame i covering [offset + i/fps, offset + (i+1)/fps)."""
+    start = offset + np.arange(frames) / fps
+    end = start + 1.0 / fps
+    n = len(a.onset)
+    hop_s = a.hop_seconds
+    inside = start < a.duration
+
+    def window(shift: float) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.clip(np.ceil((start - shift) / hop_s - 1e-9).astype(np.int64), 0, n)
+        hi = np.clip(np.ceil((end - shift) / hop_s - 1e-9).astype(np.int64), 0, n)
+        return lo, np.maximum(hi, np.minimum(lo + 1, n))  # a window shorter than a hop takes the next hop
+
+    out: dict[str, np.ndarray] = {}
+    for name in ("onset", "rms", "low", "mid", "high"):
+        x = np.asarray(getattr(a, name), dtype=np.float64)
+        lo, hi = window(ONSET_LAG if name == "onset" else 0.0)
+        col = np.zeros(frames)
+        use = inside & (lo < n)
+        if use.any():
+            if name == "onset":  # the largest value in the window: onsets are short
+                idx = np.flatnonzero(use)
+                col[idx] = [x[lo[i]:hi[i]].max() for i in idx]
+            else:  # the mean over the window
+                csum = np.concatenate([[0.0], np.cumsum(x)])
+                col[use] = (csum[hi[use]] - csum[lo[use]]) / (hi[use] - lo[use])
+        out[name] = col
+    beats = np.asarray(a.beats, dtype=np.float64)
+    beat = np.zeros(frames)
+    held = np.floor((beats - offset) * fps + 1e-9).astype(np.int64)
+    held = held[(beats >= offset) & (held >= 0) & (held < frames)]
+    beat[held] = 1.0
+    out["beat"] = beat
+    out["beat_phase"] = _phase(beats, start, end)
+    order = {k: out[k] for k in FEATURES}
+    return order
+
+
+def _phase(beats: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """0 on a frame that holds a beat, then the frame start's fraction of the way to the next beat."""
+    if len(beats) < 2:
+        return np.zeros(len(start))
+    first, last = beats[1] - beats[0], beats[-1] - beats[-2]
+    # extend the beats one period before and a run of periods after, so every frame has neighbours
+    span = max(0.0, float(end[-1] - beats[-1])) if len(end) else 0.0
+    after = beats[-1] + last * np.arange(1, int(span / last) + 3)
+    grid = np.concatenate([[beats[0] - first * k for k in range(int(max(0.0, beats[0] - start[0]) / first) + 2,
+                                                                 0, -1)], beats, after])
+    k = np.searchsorted(grid, end, side="left") - 1  # the last beat before the frame's end
+    k = np.clip(k, 0, len(grid) - 2)
+    prev, nxt = grid[k], grid[k + 1]
+    return np.clip((start - prev) / (nxt - prev), 0.0, 1.0 - 1e-9)

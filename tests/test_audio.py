@@ -1,0 +1,208 @@
+"""`audio`: per-frame features, `bpm auto`, `duration auto`, and their diagnostics, on audio made here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dfm.compiler import audio
+from dfm.compiler.compile import compile_source
+from dfm.dsl.formatter import format_source
+
+SR = 22050
+FPS = 15
+START = 0.25  # the first click: every click then sits a quarter frame inside its frame at 15 fps
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "dfm" / "audio"
+
+
+def click_track(bpm: float = 120.0, seconds: float = 8.0, start: float = START, silence: float = 0.0,
+                tones: bool = False) -> np.ndarray:
+    """Clicks (2 kHz, 9 ms) at `bpm` from `start`; then `silence` seconds of digital silence. With `tones`,
+    a 100 Hz tone under the first half and a 6 kHz tone under the second."""
+    x = np.zeros(int(SR * seconds))
+    burst = np.exp(-np.arange(200) / 40) * np.sin(2 * np.pi * 2000 * np.arange(200) / SR)
+    for t in np.arange(start, seconds - 0.01, 60.0 / bpm):
+        i = int(round(t * SR))
+        x[i:i + 200] += burst[:len(x) - i]
+    if tones:
+        half = len(x) // 2
+        n = np.arange(len(x)) / SR
+        x[:half] += 0.3 * np.sin(2 * np.pi * 100 * n[:half])
+        x[half:] += 0.3 * np.sin(2 * np.pi * 6000 * n[half:])
+    return np.concatenate([x, np.zeros(int(SR * silence))])
+
+
+def write_wav(path: Path, x: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def encode(wav: Path, suffix: str) -> Path:
+    import imageio_ffmpeg
+
+    out = wav.with_suffix(suffix)
+    codec = {".mp3": "libmp3lame", ".ogg": "libvorbis"}[suffix]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(wav), "-c:a", codec,
+                    str(out)], check=True)
+    return out
+
+
+def scene(track: str, *lines: str) -> str:
+    body = "\n".join(lines) or "frames 90"
+    return f'dfm 1\naudio "{track}"\nfps {FPS}\nprompt "a lighthouse"\n{body}\n'
+
+
+def click_frames(frames: int, offset: float = 0.0, start: float = START) -> list[int]:
+    times = np.arange(start, 60, 0.5) - offset
+    return [int(np.floor(t * FPS)) for t in times if 0 <= t and int(np.floor(t * FPS)) < frames]
+
+
+@pytest.fixture
+def clicks(tmp_path) -> Path:
+    return write_wav(tmp_path / "clicks.wav", click_track())
+
+
+def test_bpm_auto_detects_the_click_tempo_and_says_so(clicks):
+    r = compile_source(scene(clicks.name, "bpm auto", "frames 90"), base_dir=clicks.parent)
+    assert r.ok, r.diagnostics
+    assert abs(r.settings.bpm - 120) <= 1
+    notes = [d for d in r.diagnostics if d.code == "DFM206"]
+    assert len(notes) == 1 and not notes[0].is_error and notes[0].span.line == 5 and "bpm" in notes[0].message
+
+
+@pytest.mark.parametrize("bpm", [90, 128, 150])
+def test_tempo_detection_other_tempi(bpm):
+    assert abs(audio.analyse(click_track(bpm)).tempo - bpm) <= 1
+
+
+def test_beat_is_one_on_the_frames_that_hold_clicks(clicks):
+    r = compile_source(scene(clicks.name, "frames 90", "zoom 1 + 0.1*beat"), base_dir=clicks.parent)
+    assert r.ok, r.diagnostics
+    beat = r.table["audio_beat"]
+    # clicks at 0.25 s + 0.5 s k: every 7.5 frames, on frame floor(time × fps) = 3, 11, 18, 26, …
+    assert np.flatnonzero(beat).tolist() == click_frames(90) == [3, 11, 18, 26, 33, 41, 48, 56, 63, 71, 78, 86]
+    np.testing.assert_allclose(r.table["zoom"], 1 + 0.1 * beat)
+    phase = r.table["audio_beat_phase"]
+    assert (phase[beat == 1] == 0).all() and (phase >= 0).all() and (phase < 1).all()
+    assert phase[4] < phase[5] < phase[10]  # rising through the beat
+
+
+def test_onset_peaks_on_the_click_frames(clicks):
+    r = compile_source(scene(clicks.name, "frames 90"), base_dir=clicks.parent)
+    onset = r.table["audio_onset"]
+    assert onset.min() >= 0 and onset.max() <= 1
+    on = click_frames(90)
+    assert (onset[on] > 0.9).all()
+    for f in on:
+        assert onset[f] > onset[f - 1] and onset[f] > onset[f + 1]
+    # elsewhere it is quiet (a click a quarter frame from a frame boundary spills a little across it)
+    off = np.setdiff1d(np.arange(90), [g for f in on for g in (f - 1, f, f + 1)])
+    assert (onset[off] < 0.1).all()
+
+
+def test_rms_of_silence_is_zero_and_the_bands_follow_the_tones(tmp_path):
+    track = write_wav(tmp_path / "mix.wav", click_track(seconds=4, tones=True, silence=2))
+    r = compile_source(scene(track.name, "duration auto"), base_dir=tmp_path)
+    assert r.ok, r.diagnostics
+    t = r.table
+    assert len(t) == 6 * FPS  # duration auto: the track's 6 s
+    assert (t["audio_rms"][5 * FPS:] == 0).all() and (t["audio_onset"][5 * FPS:] == 0).all()
+    assert (t["audio_rms"][:4 * FPS] > 0.1).all()
+    first, second = slice(FPS // 2, int(1.5 * FPS)), slice(int(2.5 * FPS), int(3.5 * FPS))
+    assert t["audio_low"][first].mean() > 0.5 > t["audio_low"][second].mean()
+    assert t["audio_high"][second].mean() > 0.5 > t["audio_high"][first].mean()
+    for name in audio.FEATURES:
+        col = t[f"audio_{name}"]
+        assert col.dtype == np.float64 and col.min() >= 0 and col.max() <= 1
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".ogg"])
+def test_compressed_formats_decode(clicks, suffix):
+    track = encode(clicks, suffix)
+    r = compile_source(scene(track.name, "bpm auto", "frames 60"), base_dir=clicks.parent)
+    assert r.ok, r.diagnostics
+    assert abs(r.settings.bpm - 120) <= 1
+    assert np.flatnonzero(r.table["audio_beat"]).tolist() == click_frames(60)
+
+
+def test_from_offsets_into_the_track(clicks):
+    r = compile_source(scene(clicks.name, "duration auto").replace(f'"{clicks.name}"', f'"{clicks.name}" from 2s'),
+                       base_dir=clicks.parent)
+    assert r.ok, r.diagnostics
+    assert r.settings.audio_offset == 2.0 and len(r.table) == 6 * FPS
+    assert np.flatnonzero(r.table["audio_beat"]).tolist() == click_frames(6 * FPS, offset=2.0)
+
+
+def test_the_analysis_is_cached_by_content(clicks, cache, monkeypatch):
+    first = audio.load(clicks)
+    assert len(list(cache.glob("*.npz"))) == 1
+    monkeypatch.setattr(audio, "decode", lambda path: pytest.fail("decoded again"))
+    copy = clicks.with_name("copy.wav")
+    copy.write_bytes(clicks.read_bytes())  # same bytes, another name: the same cache entry
+    again = audio.load(copy)
+    assert again.tempo == first.tempo and np.array_equal(again.beats, first.beats)
+
+
+def test_missing_and_undecodable_audio_are_diagnostics(tmp_path):
+    r = compile_source(scene("nope.mp3"), base_dir=tmp_path)
+    assert [(d.code, d.span.line, d.span.col) for d in r.errors] == [("DFM403", 2, 7)]
+    (tmp_path / "junk.mp3").write_text("not audio")
+    r = compile_source(scene("junk.mp3", "bpm auto", "frames 10"), base_dir=tmp_path)
+    assert [d.code for d in r.errors] == ["DFM404"] and "cannot be decoded" in r.errors[0].message
+    r = compile_source('dfm 1\nprompt "x"\naudio 3\nzoom 1 + onset\n')  # a broken statement: the rest is checked
+    assert [d.code for d in r.errors] == ["DFM105"]
+
+
+def test_audio_names_without_audio_are_errors_at_the_name():
+    r = compile_source('dfm 1\nprompt "x"\nzoom 1 + 0.1*onset\nbpm auto\nduration auto\n')
+    found = sorted((d.code, d.span.line, d.span.col) for d in r.errors)
+    assert found == [("DFM205", 3, 14), ("DFM205", 4, 1), ("DFM205", 5, 1)]
+    r = compile_source('dfm 1\nprompt "x"\naudio "a.wav"\ncadence 1 + beat\n')
+    assert "DFM202" in [d.code for d in r.errors]  # per frame only: never a static setting
+
+
+def test_audio_statements_format_as_written():
+    text = 'dfm 1\naudio "song.mp3" from 12s\nbpm auto\nduration auto\nzoom 1 + 0.08*onset\n'
+    out = format_source(text)
+    assert format_source(out) == out
+    assert [" ".join(line.split()) for line in out.splitlines()] == text.splitlines()
+
+
+def test_check_of_a_scene_without_audio_imports_no_audio_code():
+    code = ("import sys\nfrom dfm.api import check_text\n"
+            "check_text('dfm 1\\nprompt \"x\"\\nzoom 1 + 0.1*sin(t)\\n', 'x.dfm')\n"
+            "print('dfm.compiler.audio' in sys.modules, 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_video_carries_the_soundtrack_from_the_offset_cut_to_the_scene(clicks, tmp_path):
+    import imageio_ffmpeg
+    from dfm.runtime.encoder import Soundtrack, VideoEncoder
+
+    track = Soundtrack.of(str(clicks), 1.0, 2 * FPS, FPS)
+    assert track == Soundtrack(str(clicks), 1.0, 2.0)
+    assert Soundtrack.of(None, 0.0, 30, FPS) is None
+    video = VideoEncoder(tmp_path / "video.mp4", 64, 64, FPS, 23, soundtrack=track)
+    for i in range(2 * FPS):
+        video.add(np.full((64, 64, 3), i * 8, dtype=np.uint8))
+    out = video.close()
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 2 * FPS
+    assert not list(tmp_path.glob(".*tmp*"))
+    heard = audio.decode(out)
+    assert abs(len(heard) / SR - 2.0) < 0.05  # cut to the scene's length
+    beats = audio.analyse(heard).beats  # the clicks at 1.25 s, 1.75 s … of the track, from 1 s on
+    np.testing.assert_allclose(beats[:3], [0.25, 0.75, 1.25], atol=0.03)
