@@ -43,6 +43,7 @@ CONVERTERS: dict[str, Callable[[object], dict | None]] = {
     "save_video": lambda v: {"skip_video_creation": not v},
     "video_mask_path": lambda v: {"use_mask_video": True, "video_mask_path": v},
     "depth_model": lambda v: {"depth_algorithm": A1111_DEPTH[v]} if v in A1111_DEPTH else None,
+    "audio": lambda v: {"add_soundtrack": "File", "soundtrack_path": v},
 }
 
 

@@ -94,6 +94,7 @@ class _Importer:
         self.steps()
         self.gated_schedules()
         self.special_settings()
+        self.soundtrack()
         self.dfm_extras()
         self.catalogue_keys()
         self.seed_schedule()
@@ -554,6 +555,25 @@ class _Importer:
         """A schedule that is not one: kept as a comment after the settings."""
         self.comments.append(comment(f"{name} {text}   # not readable as a schedule"))
         self.warn(f"{why}: left as a comment", [key])
+
+    def soundtrack(self) -> None:
+        """Deforum's soundtrack: `add_soundtrack` "File" with `soundtrack_path` is dfm's `audio` (its features
+        become usable in expressions too); "None" adds nothing; "Init Video" is the input video's sound."""
+        keys = [k for k in ("add_soundtrack", "soundtrack_path") if self.has(k)]
+        mode = str(self.take("add_soundtrack")) if "add_soundtrack" in keys else None
+        path = self.take("soundtrack_path") if "soundtrack_path" in keys else None
+        if mode == "File" and path:
+            if str(path).startswith(("http://", "https://")):
+                self.warn(f"soundtrack_path is a URL ({path}): dfm reads a local file; download it and write "
+                          '`audio "song.mp3"`', keys)
+                return
+            self.settings["audio"] = (string(str(path)),)
+            self.map(*keys)
+        elif mode == "Init Video" and self.original.get("video_init_path"):
+            self.settings["audio"] = (string(str(self.original["video_init_path"])),)  # ffmpeg reads its sound
+            self.map(*keys)
+        else:  # no soundtrack asked for
+            self.map(*keys)
 
     def features(self) -> None:
         for feat in FEATURES:

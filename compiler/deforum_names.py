@@ -108,8 +108,6 @@ FEATURES: tuple[Feature, ...] = (
             {"parseq_manifest": _NONE}),
     Feature("resume", r"resume_from_timestring|resume_timestring", "dfm resumes a render by itself",
             {"resume_from_timestring": _NONE}),
-    Feature("soundtrack", r"add_soundtrack|soundtrack_path", "dfm writes video without sound",
-            {"add_soundtrack": _NONE}),
     Feature("upscaling", r"r_upscale_.*", "dfm has no upscaler", {"r_upscale_video": _NONE}),
     Feature("frame interpolation", r"frame_interpolation_.*", "dfm has no FILM/RIFE interpolation",
             {"frame_interpolation_engine": _NONE}),
@@ -168,7 +166,8 @@ WRITTEN_AS = {
     "no variation)", "enable_clipskip_scheduling": "a `clip_skip` schedule is always used (1: no skip)",
     "noise_type": "dfm's noise is Gaussian (Deforum's `uniform`); there is no perlin noise",
     "use_mask_video": "dfm has no mask video yet", "skip_video_creation": "write `save_video off`",
-    "sd_model_name": 'write `model "path/or/hub-id"`', "sd_model_hash": 'write `model "…" sha256 "…"`',
+    "sd_model_name": 'write `model "path/or/hub-id"`',
+    "add_soundtrack": 'write `audio "song.mp3"` (its "File")', "sd_model_hash": 'write `model "…" sha256 "…"`',
 }
 
 

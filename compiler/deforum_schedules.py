@@ -18,7 +18,7 @@ import numpy as np
 from ..dsl import ir
 from ..dsl.formatter import format_expr
 from .deforum_names import DEFORUM_FUNCTIONS, DEFORUM_OPERATORS, DEFORUM_VARIABLES
-from .expressions import FUNCTIONS, constant_value
+from .expressions import AUDIO_VARIABLES, FUNCTIONS, constant_value
 from .interop import number_keys, number_text
 from .scene_writer import expression
 from .schedules import ResolvedKey
@@ -121,6 +121,8 @@ def _not_deforum(e: ir.Expr) -> str:
             comma = e.func in FUNCTIONS and FUNCTIONS[e.func][1] > 1
             return f"`{e.func}` ({'a comma, which the extension splits on' if comma else 'not in Deforum'})"
         return next((w for w in map(_not_deforum, e.args) if w), "")
+    if isinstance(e, ir.Variable) and e.name in AUDIO_VARIABLES:
+        return f"`{e.name}` (an audio feature: Deforum has none)"
     return ""
 
 

@@ -71,7 +71,7 @@ UNREAD_SETTINGS = frozenset({
     "frames", "duration", "bpm", "seed", "seed_behavior", "seed_iter_n", "cadence", "init_strength",
     "prompt_crossfade", "images_per_prompt", "interpolate_key_frames", "interpolate_x_frames", "output_dir",
 })
-VIDEO_SETTINGS = frozenset({"fps", "save_video", "video_crf"})  # the video file only
+VIDEO_SETTINGS = frozenset({"fps", "save_video", "video_crf", "audio", "audio_offset"})  # the video file only
 
 # when a column is read
 EVERY, DIFFUSED, NEVER = "every", "diffused", "never"

@@ -53,11 +53,15 @@ def _print_diagnostics(diags, sources: dict[str, str], fmt: str, stream) -> None
 
 
 def _summary(diags, files: int) -> str:
+    from .dsl.diagnostics import Severity
+
     e = sum(d.is_error for d in diags)
-    w = len(diags) - e
-    if not diags:
-        return f"ok: {files} file{'s' * (files != 1)} checked, no problems"
-    return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}"
+    w = sum(d.severity is Severity.WARNING for d in diags)
+    notes = len(diags) - e - w  # what the compiler found out (a detected tempo): not problems
+    also = f" ({notes} note{'s' * (notes != 1)})" if notes else ""
+    if not e and not w:
+        return f"ok: {files} file{'s' * (files != 1)} checked, no problems{also}"
+    return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}{also}"
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -82,7 +86,7 @@ def cmd_check(args) -> int:
         print(f"dfm check: error: {why}", file=sys.stderr)
     if unreadable:
         return EXIT_USAGE
-    failed = any(d.is_error for d in all_diags) or (args.strict and all_diags)
+    failed = any(d.is_error for d in all_diags) or (args.strict and any(d.is_warning for d in all_diags))
     return EXIT_ERRORS if failed else EXIT_OK
 
 
@@ -124,6 +128,11 @@ def cmd_fmt(args) -> int:
     if failed:
         return EXIT_ERRORS
     return EXIT_ERRORS if changed and (args.check or args.diff) else EXIT_OK
+
+
+def scene_table(result, args):
+    """The table to render: the compiled one, silent with --no-audio."""
+    return result.table.with_settings(audio=None) if getattr(args, "no_audio", False) else result.table
 
 
 def _compile(path: str):
@@ -251,7 +260,7 @@ def cmd_render(args) -> int:
         if args.ray:  # the frames split across Ray workers (dfm/shard.py)
             report = _render_on_ray(args, result, out, progress, on_resume, on_keep)
         else:
-            report = render(result.table, out, scene_text=result.scene.source, scene_path=args.file,
+            report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
                             progress=progress, depth_model=args.depth_model, restart=args.restart,
                             on_resume=on_resume, on_keep=on_keep)
@@ -291,9 +300,9 @@ def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
     try:
         with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
                        cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
-            return render_sharded(result.table, out, pool, scene_text=result.scene.source, scene_path=args.file,
-                                  model=args.model, restart=args.restart, progress=progress, on_resume=on_resume,
-                                  on_keep=on_keep)
+            return render_sharded(scene_table(result, args), out, pool, scene_text=result.scene.source,
+                                  scene_path=args.file, model=args.model, restart=args.restart, progress=progress,
+                                  on_resume=on_resume, on_keep=on_keep)
     except ClusterError as exc:
         progress.close()
         raise _cluster_usage(exc) from None
@@ -389,7 +398,7 @@ def cmd_preview(args) -> int:
     out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
     progress = _progress_bar(args.quiet)
     try:
-        path = render_preview(result.table, out, progress=progress)
+        path = render_preview(scene_table(result, args), out, progress=progress)
     finally:
         progress.close()
     print(f"wrote {path}", file=sys.stderr)
@@ -473,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="render from frame 0 even if an interrupted render "
                    "of the same scene left a checkpoint in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-audio", action="store_true", help="video.mp4 without the scene's soundtrack")
     p.add_argument("--watch", action="store_true", help="render, then again on each save of FILE, keeping the "
                    "frames the edit cannot change (Ctrl-C stops)")
     _ray_arguments(p, "split the frames across Ray workers (stills, interpolation, video input): ADDRESS "
@@ -505,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", metavar="MP4", help="default: outputs/<scene name>/preview.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-audio", action="store_true", help="the preview without the scene's soundtrack")
     p.add_argument("--watch", action="store_true", help="preview again on each save of FILE (Ctrl-C stops)")
     p.set_defaults(func=cmd_preview)
 

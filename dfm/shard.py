@@ -78,6 +78,7 @@ def render_sharded(
     command resumes)."""
     from .runtime import resume
     from .runtime.actor import SceneTask
+    from .runtime.encoder import Soundtrack
     from .runtime.errors import RenderError
     from .runtime.output import VideoEncoder, frame_name, read_png, write_json
     from .runtime.render import RenderInterrupted, RenderReport, RenderState
@@ -168,7 +169,8 @@ def render_sharded(
     s = table.settings
     if video is None and s.save_video and s.mode != "none":  # stills make no video
         t0 = time.perf_counter()
-        encoder = VideoEncoder(root / "video.mp4", s.width, s.height, float(s.fps), int(s.video_crf), video_mode)
+        encoder = VideoEncoder(root / "video.mp4", s.width, s.height, float(s.fps), int(s.video_crf), video_mode,
+                               soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
         try:
             for i in range(n):
                 encoder.add(read_png(frames_dir / frame_name(i)))

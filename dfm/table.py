@@ -218,6 +218,11 @@ class FrameTable:
         return FrameTable(cols, self.settings, self.source_hash, self.source_path, self.format_version,
                           dict(self.meta))
 
+    def with_settings(self, **changes: object) -> FrameTable:
+        """A copy with some settings replaced (e.g. `audio=None` for a silent video)."""
+        return FrameTable(dict(self.columns), self.settings.replace(**changes), self.source_hash, self.source_path,
+                          self.format_version, dict(self.meta))
+
     def row(self, i: int) -> dict[str, object]:
         """One frame's values as plain Python scalars."""
         return {k: _scalar(v[i]) for k, v in self.columns.items()}

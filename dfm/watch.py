@@ -157,7 +157,7 @@ def _expected(exc: BaseException) -> bool:
 def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm render FILE --watch`: each job renders into the output folder, keeping what
     the edit cannot change; the models stay loaded between renders."""
-    from .cli import _progress_bar
+    from .cli import _progress_bar, scene_table
 
     models: dict = {}
     first = [True]
@@ -172,7 +172,7 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
         restart, first[0] = args.restart and first[0], False  # --restart: the first render only
         progress = _progress_bar(args.quiet)
         try:
-            report = render(result.table, out, scene_text=result.scene.source, scene_path=args.file,
+            report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
                             progress=progress, depth_model=args.depth_model, restart=restart,
                             on_keep=echo, cancel=cancel.is_set, models=models)
@@ -220,7 +220,7 @@ class _PreviewCancelled(Exception):
 def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm preview FILE --watch`: each job writes the preview again (a preview in flight
     stops at its next frame)."""
-    from .cli import _progress_bar
+    from .cli import _progress_bar, scene_table
 
     def job(result, cancel: Cancel):
         from .runtime.preview import render_preview
@@ -234,7 +234,7 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
                 raise _PreviewCancelled
 
         try:
-            path = render_preview(result.table, out, progress=progress)
+            path = render_preview(scene_table(result, args), out, progress=progress)
         except _PreviewCancelled:
             bar.close()
             if cancel.reason != "interrupted":

@@ -40,6 +40,10 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    @property
+    def is_warning(self) -> bool:
+        return self.severity is Severity.WARNING
+
     def sort_key(self) -> tuple:
         return (self.path, self.span.start, 0 if self.is_error else 1, self.code)
 

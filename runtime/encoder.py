@@ -66,6 +66,7 @@ class VideoEncoder:
 
         self.path = path
         self.soundtrack = soundtrack
+        self.warning = ""  # set by close() when the soundtrack could not be added
         self._mode = file_mode(path) if mode is None else mode  # an old video's mode, else the umask's
         self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         self._gen = imageio_ffmpeg.write_frames(
@@ -105,10 +106,9 @@ class VideoEncoder:
             muxed = self._tmp.with_name(f".{self.path.stem}.audio.tmp{self.path.suffix}")
             try:
                 mux_audio(self._tmp, self.soundtrack, muxed)
-            except AudioMuxError:
-                self._tmp.unlink(missing_ok=True)
-                raise
-            os.replace(muxed, self._tmp)
+                os.replace(muxed, self._tmp)
+            except AudioMuxError as e:  # every frame is written: keep the silent video, say why
+                self.warning = f"{e}; video.mp4 has no sound"
         os.chmod(self._tmp, self._mode)
         os.replace(self._tmp, self.path)
         return self.path

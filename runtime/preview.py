@@ -21,7 +21,7 @@ import numpy as np
 
 from ..table import FrameTable
 from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
-from .encoder import VideoEncoder
+from .encoder import Soundtrack, VideoEncoder
 
 # the renderer's border, padding and sampling modes as OpenCV flags (grid_sample's "reflection" with
 # align_corners=False mirrors about the pixel edges: cv2's BORDER_REFLECT, edge pixel repeated)
@@ -120,7 +120,8 @@ def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int
     """Write the preview video (H.264 at the scene's fps); returns its path."""
     s = table.settings
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    video = VideoEncoder(out_path, s.width, s.height, float(s.fps), 23)
+    video = VideoEncoder(out_path, s.width, s.height, float(s.fps), 23,
+                         soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
     try:
         for i, frame in enumerate(preview_frames(table)):
             video.add(frame)

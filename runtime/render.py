@@ -33,6 +33,7 @@ from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, incremental, resume, samplers
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
+from .encoder import Soundtrack
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
 from .output import FrameWriter, HostCopy, VideoEncoder, package_versions, write_json, write_text_atomic
@@ -93,7 +94,7 @@ SETTINGS_READ = (
     "mode", "size", "fps", "model", "model_sha256", "sampler", "init_image", "border", "perspective_flip",
     "color_coherence", "color_force_grayscale", "use_depth_warping", "depth_model", "midas_weight",
     "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
-    "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf",
+    "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf", "audio", "audio_offset",
 )
 # the columns the frame loop reads in every mode, and those of the modes with a camera: dfm.changes lists them
 # with the rows that read them (one list for the loop and for the rule of what an edit changes)
@@ -679,7 +680,8 @@ class _Writers:
         if not begin.keep_video:  # (it stays when neither its frames nor its settings change)
             out.video.unlink(missing_ok=True)  # a stale video would not match the new frames
             if s.save_video and s.mode != "none":  # stills make no video
-                video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), mode)
+                video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), mode,
+                                     soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
         self.kept_video = out.video if begin.keep_video and out.video.is_file() else None
         self.frames = FrameWriter(out.frames, video)
         self.frames.replay_video(begin.frame)  # the stream cannot be appended to: it restarts from the PNGs
@@ -843,6 +845,9 @@ def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: _Output, wri
             timer: StageTimer, before: _Calls, warnings: list[str]) -> RenderReport:
     """Close the writers (the video is finished) and report what this run did."""
     video = writers.close(timer)
+    encoder = writers.frames.video
+    if encoder is not None and encoder.warning:
+        warnings = [*warnings, encoder.warning]
     after = _Calls.of(sd, depth)
     return RenderReport(
         out_dir=out.root,

@@ -206,3 +206,23 @@ def test_video_carries_the_soundtrack_from_the_offset_cut_to_the_scene(clicks, t
     assert abs(len(heard) / SR - 2.0) < 0.05  # cut to the scene's length
     beats = audio.analyse(heard).beats  # the clicks at 1.25 s, 1.75 s … of the track, from 1 s on
     np.testing.assert_allclose(beats[:3], [0.25, 0.75, 1.25], atol=0.03)
+
+
+def test_preview_and_render_videos_carry_the_track_unless_no_audio(clicks, tiny_models, tmp_path):
+    import imageio_ffmpeg
+
+    from dfm.cli import main
+
+    path = tmp_path / "music.dfm"
+    path.write_text(scene(str(clicks), "frames 30", "size 64x64", "steps 2", "zoom 1 + 0.05*onset"))
+    assert main(["preview", str(path), "-o", str(tmp_path / "p.mp4"), "--quiet"]) == 0
+    heard = audio.decode(tmp_path / "p.mp4")
+    assert abs(len(heard) / SR - 30 / FPS) < 0.05  # an audio stream of the scene's length
+    assert main(["preview", str(path), "-o", str(tmp_path / "silent.mp4"), "--quiet", "--no-audio"]) == 0
+    with pytest.raises(audio.AudioError):
+        audio.decode(tmp_path / "silent.mp4")
+    assert main(["render", str(path), "--out", str(tmp_path / "r"), "--model", str(tiny_models["folder"]),
+                 "--device", "cpu", "--quiet"]) == 0
+    video = tmp_path / "r" / "video.mp4"
+    assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 30
+    assert abs(len(audio.decode(video)) / SR - 30 / FPS) < 0.05

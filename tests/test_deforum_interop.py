@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -431,3 +432,17 @@ def test_a_seed_schedule_imports_and_its_default_is_written_out():
     assert 'seed_schedule 0:(s), 1:(-1), 2:(-1), 3:(s)' in alone.text  # "max_f-2", "max_f-1" with max_f = 4
     assert len([w for w in alone.warnings if "seed_behavior" in w]) == 1
     assert any("-1" in w for w in alone.warnings)  # Deforum's -1 is random; dfm's is drawn from the start seed
+
+
+def test_the_soundtrack_imports_to_audio_and_exports_back():
+    track = Path(__file__).resolve().parents[1] / "examples" / "music_video.mp3"
+    base = {"animation_mode": "2D", "max_frames": 4, "prompts": {"0": "a"}}
+    result = import_settings({**base, "add_soundtrack": "File", "soundtrack_path": str(track)})
+    assert re.search(rf'^audio +"{re.escape(str(track))}"$', result.text, re.M)
+    assert {"add_soundtrack", "soundtrack_path"} <= result.mapped_keys
+    off = import_settings({**base, "add_soundtrack": "None", "soundtrack_path": "https://x/y.mp3"})
+    assert "audio" not in off.text and not [w for w in off.warnings if "soundtrack" in w]
+    url = import_settings({**base, "add_soundtrack": "File", "soundtrack_path": "https://x/y.mp3"})
+    assert "audio" not in url.text and [w for w in url.warnings if "URL" in w]
+    exported = export_settings(compile_result(f'dfm 1\nframes 4\naudio "{track}"\nprompt 0 "a"\n')).settings
+    assert exported["add_soundtrack"] == "File" and exported["soundtrack_path"] == str(track)

@@ -67,6 +67,10 @@ class Analysis:
         return self.result.settings if self.result is not None else None
 
 
+
+_SEVERITY = {Severity.ERROR: lsp.DiagnosticSeverity.Error, Severity.WARNING: lsp.DiagnosticSeverity.Warning,
+             Severity.NOTE: lsp.DiagnosticSeverity.Information}  # a note (a detected tempo) is no problem
+
 def analyse(text: str, path: str = "<string>", base_dir: str | Path | None = None, revision: int = 0) -> Analysis:
     """Compile without building the FrameTable: the diagnostics are exactly `dfm.api.check_text`'s
     (which is this same call), and the settings, resolved keys and per-frame values come with them."""
@@ -116,7 +120,7 @@ def to_lsp_diagnostic(d: Diagnostic, index: LineIndex, uri: str) -> lsp.Diagnost
             location=lsp.Location(uri, index.range(start, index.line_end(line))), message=d.note)]
     return lsp.Diagnostic(
         range=index.span_range(d.span), message=message, code=d.code, source=SOURCE,
-        severity=lsp.DiagnosticSeverity.Error if d.severity is Severity.ERROR else lsp.DiagnosticSeverity.Warning,
+        severity=_SEVERITY[d.severity],
         related_information=related,
         tags=[lsp.DiagnosticTag.Unnecessary] if d.code in UNNECESSARY and not d.is_error else None)
 
