@@ -8,7 +8,6 @@ the FrameTable (`lower.py`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -546,14 +545,34 @@ class _Compiler:
                      help='drop the quotes and write keyframes: `0:(1), 10:(2)`')
             return None
         # positions inside the string are approximate: point every node at the string itself
-        return _respan(st.args[0], s.span)
+        return ir.respan(st.args[0], s.span)
 
     def key_frame(self, t: ir.Time, settings: dict, p_name: str) -> int | None:
+        if t.unit == "x":
+            return self.expression_frame(t, settings, p_name)
         if t.unit == "f" and not float(t.value).is_integer():
             self.err("DFM103", f"frame `{t.text}` is not a whole number", t.span, parameter=p_name,
                      help=f"use a whole frame, or seconds: `{t.text}s`")
             return None
         return self.frames(t.value, t.unit, t.span, settings, p_name, t.text)
+
+    def expression_frame(self, t: ir.Time, settings: dict, p_name: str) -> int | None:
+        """Deforum's quoted key (`"max_f-2":(1)`): an expression of the scene's constants, evaluated and
+        truncated with int() as the extension does."""
+        if "t" in ir.variables(t.expr):
+            self.err("DFM202", f"`{p_name}`: the key {t.text} depends on `t`; a key's frame is one number",
+                     t.span, parameter=p_name, help='use the scene constants, e.g. "max_f-2" or "max_f/2"')
+            return None
+        problems = check_expr(t.expr, self.path, p_name, allow_t=False)
+        if problems:
+            self.diags.extend(problems)
+            return None
+        env = environment(settings["frames"], settings["fps"], settings.get("bpm"), settings["seed"])
+        x = constant_value(t.expr, env)
+        if not math.isfinite(x):
+            self.err("DFM402", f"`{p_name}`: the key {t.text} is not a finite frame", t.span, parameter=p_name)
+            return None
+        return self.frames(math.trunc(x), "f", t.span, settings, p_name, t.text)
 
     def frames(self, amount: float, unit: str, span: ir.Span, settings: dict, p_name: str,
                text: str | None = None) -> int | None:
@@ -910,22 +929,6 @@ def _value_offsets(body: str, value: str) -> list[tuple[int, int]] | None:
             out.append((i, i + 1))
             i += 1
     return out
-
-
-def _respan(node, span: ir.Span):
-    """The same value with every span replaced (for a schedule reparsed from inside a string)."""
-    if not dataclasses.is_dataclass(node):
-        return node
-    changes = {}
-    for f in dataclasses.fields(node):
-        val = getattr(node, f.name)
-        if f.name.endswith("span"):
-            changes[f.name] = span
-        elif isinstance(val, tuple):
-            changes[f.name] = tuple(_respan(x, span) for x in val)
-        elif dataclasses.is_dataclass(val):
-            changes[f.name] = _respan(val, span)
-    return dataclasses.replace(node, **changes)
 
 
 __all__ = ["CompileResult", "compile_scene", "compile_source", "schedule_values", "source_hash"]

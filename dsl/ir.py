@@ -6,6 +6,7 @@ spaced text compares equal: the formatter's round-trip tests rely on it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class Binary:
 
 
 Expr = Number | Variable | Call | Unary | Binary
+EXPR_NODES = (Number, Variable, Call, Unary, Binary)
 
 
 # ---- statement values ----------------------------------------------------------------------------
@@ -122,9 +124,10 @@ class Time:
     """A point or length in time: frames (``10``), seconds (``4s``) or beats (``8b``)."""
 
     value: float
-    unit: str  # "f", "s" or "b"
+    unit: str  # "f", "s" or "b"; "x": a frame given by an expression (Deforum's quoted key `"max_f-2"`)
     text: str
     span: Span = _span()
+    expr: Expr | None = None  # unit "x": the expression, evaluated by the compiler
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +185,33 @@ class Scene:
             if st.name == "dfm":
                 return st
         return None
+
+
+def respan(node, span: Span):
+    """The same value with every span replaced (for a schedule reparsed from inside a string)."""
+    if not dataclasses.is_dataclass(node):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        val = getattr(node, f.name)
+        if f.name.endswith("span"):
+            changes[f.name] = span
+        elif isinstance(val, tuple):
+            changes[f.name] = tuple(respan(x, span) for x in val)
+        elif dataclasses.is_dataclass(val):
+            changes[f.name] = respan(val, span)
+    return dataclasses.replace(node, **changes)
+
+
+def variables(node) -> set[str]:
+    """The names of the variables an expression reads."""
+    if isinstance(node, Variable):
+        return {node.name}
+    if dataclasses.is_dataclass(node):
+        out: set[str] = set()
+        for f in dataclasses.fields(node):
+            val = getattr(node, f.name)
+            for x in val if isinstance(val, tuple) else (val,):
+                out |= variables(x)
+        return out
+    return set()

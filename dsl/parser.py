@@ -257,6 +257,13 @@ class _Builder:
         return text
 
     def time(self, tok: Token) -> ir.Time:
+        if tok.type == "STRING":  # Deforum's quoted frame: an expression of scene constants such as max_f
+            inner = string_value(str(tok))
+            st = parse_statement(f"key {inner}")
+            if st is None or len(st.args) != 1 or not isinstance(st.args[0], ir.EXPR_NODES):
+                raise _Refused(self.span_of(tok), f"the quoted key {str(tok)[:40]} is not an expression",
+                               'write a frame (`10`), a time (`4s`) or an expression of max_f (`"max_f-2"`)')
+            return ir.Time(float("nan"), "x", str(tok), self.span_of(tok), ir.respan(st.args[0], self.span_of(tok)))
         text = self.literal(tok)
         if tok.type == "DURATION":
             return ir.Time(float(text[:-1]), text[-1], text, self.span_of(tok))

@@ -204,3 +204,20 @@ def test_every_deforum_key_gets_a_precise_diagnostic():
 def test_the_frame_variable_suggests_t():
     d = [d for d in check_text('dfm 1\nprompt 0 "a"\nzoom 1 + 0.01*frame\n') if d.code == "DFM202"]
     assert d and d[0].help == "did you mean `t`?"
+
+
+def test_deforum_quoted_expression_keys_parse_and_compile_as_deforum_evaluates_them():
+    from dfm.dsl.formatter import format_source
+
+    from dfm.api import compile_result
+
+    src = 'dfm 1\nframes 10\nprompt 0 "a"\nseed_schedule 0:(5), "max_f-2":(-1), "max_f-1":(7)\n' \
+          'zoom 0:(1), "max_f/2":(2)\n'
+    r = compile_result(src)
+    assert r.errors == [] and list(r.table["zoom"][:5]) == [1.0, 1.25, 1.5, 1.75, 2.0]  # int(9/2) = frame 4
+    assert r.table["seed"][8] == 7 and r.table["seed"][0] == 5
+    assert '"max_f-2":(-1)' in format_source(src) and format_source(format_source(src)) == format_source(src)
+    bad = [d for d in check_text('dfm 1\nprompt 0 "a"\nzoom 0:(1), "t+1":(2)\n') if d.is_error]
+    assert bad[0].code == "DFM202" and "max_f" in bad[0].help
+    junk = [d for d in check_text('dfm 1\nprompt 0 "a"\nzoom 0:(1), "1,5":(2)\n') if d.is_error]
+    assert junk[0].code == "DFM001" and "quoted key" in junk[0].message
