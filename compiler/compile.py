@@ -63,8 +63,26 @@ def compile_source(text: str, path: str = "<string>", *, base_dir: str | os.Path
     parsed = parse(text, path)
     result = compile_scene(parsed.scene, base_dir=base_dir, schedules_only=schedules_only,
                            build_table=build_table and not parsed.diagnostics)
-    result.diagnostics = sorted(parsed.diagnostics + result.diagnostics, key=Diagnostic.sort_key)
+    syntax = [_deforum_key_instead(d, text) for d in parsed.diagnostics]
+    result.diagnostics = sorted(syntax + result.diagnostics, key=Diagnostic.sort_key)
     return result
+
+
+def _deforum_key_instead(d: Diagnostic, text: str) -> Diagnostic:
+    """A syntax error in the statement of a Deforum key dfm has no parameter for (`sampler_schedule
+    0:("Euler a")`) says that, not what the grammar expected: fixing the syntax would not help."""
+    lines = ir.source_lines(text)
+    if d.code != "DFM001" or not 1 <= d.span.line <= len(lines):
+        return d
+    line = lines[d.span.line - 1]
+    name = line.lstrip().split(" ", 1)[0].split("\t", 1)[0]
+    known = deforum_names.explain_key(name) if name and cat.lookup(name) is None else None
+    if known is None:
+        return d
+    col = line.index(name)
+    at = d.span.start - (d.span.col - 1) + col  # the line's offset, then the name's
+    span = ir.Span(d.span.line, col + 1, d.span.line, col + 1 + len(name), at, at + len(name))
+    return error("DFM101", f"`{name}` is a Deforum key, not a dfm parameter", span, path=d.path, help=known)
 
 
 def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *, schedules_only: bool = False,

@@ -221,3 +221,10 @@ def test_deforum_quoted_expression_keys_parse_and_compile_as_deforum_evaluates_t
     assert bad[0].code == "DFM202" and "max_f" in bad[0].help
     junk = [d for d in check_text('dfm 1\nprompt 0 "a"\nzoom 0:(1), "1,5":(2)\n') if d.is_error]
     assert junk[0].code == "DFM001" and "quoted key" in junk[0].message
+
+
+def test_a_deforum_only_key_with_deforum_syntax_says_what_it_is():
+    src = 'dfm 1\nprompt 0 "a"\nsampler_schedule 0:("Euler a")\n'
+    d = check_text(src)
+    assert [x.code for x in d] == ["DFM101"] and "sampler" in d[0].help
+    assert src[d[0].span.start:d[0].span.end] == "sampler_schedule"
