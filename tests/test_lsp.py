@@ -401,3 +401,18 @@ def test_vscode_extension_starts_the_server():
     node = shutil.which("node")
     if node:
         subprocess.run([node, "--check", str(VSCODE / "extension.js")], check=True, timeout=60)
+
+
+def test_audio_features_complete_and_hover_in_a_scene_with_audio():
+    clip = Path(__file__).resolve().parents[1] / "examples" / "music_video.mp3"
+    text = f'dfm 1\naudio "{clip}"\nprompt 0 "a"\nzoom 1 + 0.1*ons\n'
+    an = features.analyse(text)
+    line = text.split("\n").index("zoom 1 + 0.1*ons")
+    items = features.completion(an, text, LineIndex(text), lsp.Position(line, len("zoom 1 + 0.1*ons")))
+    assert "onset" in {i.label for i in items}
+    plain = "dfm 1\nprompt 0 \"a\"\nzoom 1 + 0.1*ons\n"
+    items = features.completion(features.analyse(plain), plain, LineIndex(plain), lsp.Position(2, 16))
+    assert "onset" not in {i.label for i in items}  # no audio: no audio variables
+    hovered = text.replace("0.1*ons", "0.1*onset")
+    h = features.hover(features.analyse(hovered), LineIndex(hovered), hovered.index("onset") + 1)
+    assert h is not None and "onset" in h.contents.value

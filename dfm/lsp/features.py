@@ -21,7 +21,7 @@ from lsprotocol import types as lsp
 from ..compiler import catalogue as cat
 from ..compiler.catalogue import Kind, Param
 from ..compiler.compile import CompileResult, compile_source
-from ..compiler.expressions import FUNCTIONS, VARIABLES, environment, is_plain_number
+from ..compiler.expressions import AUDIO_VARIABLES, FUNCTIONS, VARIABLES, environment, is_plain_number
 from ..compiler.schedules import CURVES
 from ..compiler.units import frames_of
 from ..dsl import ir
@@ -70,6 +70,9 @@ class Analysis:
 
 _SEVERITY = {Severity.ERROR: lsp.DiagnosticSeverity.Error, Severity.WARNING: lsp.DiagnosticSeverity.Warning,
              Severity.NOTE: lsp.DiagnosticSeverity.Information}  # a note (a detected tempo) is no problem
+
+
+ALL_VARIABLES = {**VARIABLES, **AUDIO_VARIABLES}  # what hover explains
 
 def analyse(text: str, path: str = "<string>", base_dir: str | Path | None = None, revision: int = 0) -> Analysis:
     """Compile without building the FrameTable: the diagnostics are exactly `dfm.api.check_text`'s
@@ -368,7 +371,7 @@ def _key_markdown(p: Param, key: ir.Key, an: Analysis) -> str | None:
 
 
 def _variable_markdown(name: str, an: Analysis) -> str:
-    text = f"**{name}** — {VARIABLES[name]}"
+    text = f"**{name}** — {ALL_VARIABLES[name]}"
     s = an.settings
     if s is not None and name != "t":
         env = environment(s["frames"], s["fps"], s["bpm"], s["seed"])
@@ -402,7 +405,7 @@ def hover(an: Analysis, index: LineIndex, offset: int) -> lsp.Hover | None:
     for node in reversed(chain):
         if isinstance(node, ir.Call) and _contains(node.name_span, offset) and node.func in FUNCTIONS:
             return _hover(_function_markdown(node.func), index, node.name_span)
-        if isinstance(node, ir.Variable) and node.name in VARIABLES and p is not None:
+        if isinstance(node, ir.Variable) and node.name in ALL_VARIABLES and p is not None:
             return _hover(_variable_markdown(node.name, an), index, node.span)
         if isinstance(node, ir.Key) and p is not None:
             text = _key_markdown(p, node, an)
@@ -670,6 +673,9 @@ def completion(an: Analysis | None, text: str, index: LineIndex, position: lsp.P
             shown = f"\n\nIn this scene: `{_show(value)}`" if value is not None and not math.isnan(value) else ""
             kind = lsp.CompletionItemKind.Constant if name in ("pi", "e") else lsp.CompletionItemKind.Variable
             add(name, kind, meaning, f"**{name}** — {meaning}{shown}", sort="0")
+        if settings is not None and settings.get("audio"):  # the track's features, in a scene with `audio`
+            for name, meaning in AUDIO_VARIABLES.items():
+                add(name, lsp.CompletionItemKind.Variable, meaning, f"**{name}** — {meaning}", sort="0")
         if ctx.kind == "schedule_value" and ctx.param is not None and snippets:
             v = _show(ctx.param.default)
             add("keyframes …", lsp.CompletionItemKind.Snippet, "a keyframe list", f"0:({v}), 4s:({v})",
