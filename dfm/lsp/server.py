@@ -217,28 +217,34 @@ def completion(ls: DfmLanguageServer, params: lsp.CompletionParams) -> lsp.Compl
     return lsp.CompletionList(is_incomplete=False, items=items)
 
 
-async def hover(ls: DfmLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    from . import features
-
-    doc = ls.document(params.text_document.uri)
+async def _analysed(ls: DfmLanguageServer, uri: str):
+    """(document, its analysis) once the compile of its current text is done; None when the document is
+    unknown or its text changed while it was compiled (the editor asks again)."""
+    doc = ls.document(uri)
     if doc is None:
         return None
     an = await ls.analysis(doc)
+    return (doc, an) if an.revision == doc.revision else None
+
+
+async def hover(ls: DfmLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
+    from . import features
+
+    found = await _analysed(ls, params.text_document.uri)
+    if found is None:
+        return None
+    doc, an = found
     index = doc.index(ls.encoding)
-    if an.revision != doc.revision:
-        return None  # the text changed while it was compiled; the editor asks again
     return features.hover(an, index, index.offset(params.position))
 
 
 async def inlay_hint(ls: DfmLanguageServer, params: lsp.InlayHintParams) -> list[lsp.InlayHint] | None:
     from . import features
 
-    doc = ls.document(params.text_document.uri)
-    if doc is None:
+    found = await _analysed(ls, params.text_document.uri)
+    if found is None:
         return None
-    an = await ls.analysis(doc)
-    if an.revision != doc.revision:
-        return None
+    doc, an = found
     index = doc.index(ls.encoding)
     return features.inlay_hints(an, index, index.offset(params.range.start), index.offset(params.range.end))
 
@@ -246,12 +252,10 @@ async def inlay_hint(ls: DfmLanguageServer, params: lsp.InlayHintParams) -> list
 async def document_symbol(ls: DfmLanguageServer, params: lsp.DocumentSymbolParams):
     from . import features
 
-    doc = ls.document(params.text_document.uri)
-    if doc is None:
+    found = await _analysed(ls, params.text_document.uri)
+    if found is None:
         return None
-    an = await ls.analysis(doc)
-    if an.revision != doc.revision:
-        return None
+    doc, an = found
     symbols = features.document_symbols(an, doc.index(ls.encoding))
     return symbols if ls.hierarchical_symbols else features.flat_symbols(symbols, doc.uri)
 
@@ -259,12 +263,10 @@ async def document_symbol(ls: DfmLanguageServer, params: lsp.DocumentSymbolParam
 async def code_action(ls: DfmLanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
     from . import features
 
-    doc = ls.document(params.text_document.uri)
-    if doc is None:
+    found = await _analysed(ls, params.text_document.uri)
+    if found is None:
         return None
-    an = await ls.analysis(doc)
-    if an.revision != doc.revision:
-        return None
+    doc, an = found
     only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
     return features.code_actions(an, doc.index(ls.encoding), doc.uri, params.range, only)
 
