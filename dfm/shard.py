@@ -80,6 +80,7 @@ def render_sharded(
     from .runtime.actor import SceneTask
     from .runtime.encoder import Soundtrack
     from .runtime.errors import RenderError
+    from .runtime.outdir import open_output, remove_if_empty
     from .runtime.output import VideoEncoder, frame_name, read_png, write_json
     from .runtime.render import RenderInterrupted, RenderReport, RenderState
 
@@ -89,7 +90,7 @@ def render_sharded(
     task = SceneTask(f"shard-{uuid.uuid4().hex[:8]}", table, str(root), scene_text=scene_text,
                      scene_path=scene_path, model=model)
     shared = pool.share(task)
-    made = _open_output(root, RenderError)
+    made = open_output(root)
     try:
         setup = pool.result(pool.call(_first_worker(pool), "open_rows", shared))
         if setup.error:
@@ -103,7 +104,7 @@ def render_sharded(
             on_keep(begin.kept)
     except BaseException:
         if made:
-            _remove_if_empty(root)
+            remove_if_empty(root)
         raise
     video_mode = _prepare_output(root, table, fp, begin, unwritable=RenderError)
 
@@ -214,6 +215,7 @@ def _find_start(table: FrameTable, fp: dict[str, str], root: Path, restart: bool
     interrupted, continues from its checkpoint and keeps the frames its record lists; a render of
     another table keeps the frames the edit cannot change (`incremental.plan`); `restart` renders all."""
     from .runtime import incremental, resume
+    from .runtime.outdir import dfm_manifest
 
     n = len(table)
     if restart:
@@ -228,7 +230,7 @@ def _find_start(table: FrameTable, fp: dict[str, str], root: Path, restart: bool
             kept, _ = incremental.whole_frames(record.valid & todo, folders, stop_at_first=False)
             todo &= ~kept
         return _Start(todo, True, warnings)
-    plan = incremental.plan(table, fp, record, root, folders, _dfm_manifest(root) is not None)
+    plan = incremental.plan(table, fp, record, root, folders, dfm_manifest(root) is not None)
     if plan is None:
         return _Start(np.ones(n, dtype=bool), False, warnings)
     return _Start(plan.todo, False, warnings if plan.todo.all() else [], plan.message, plan.keep_video)
@@ -261,61 +263,18 @@ def _check_agrees(want: dict[str, str], found: dict[str, str], worker: str, erro
 # ---- the output folder, readied as run_render readies it ------------------------------------------------
 
 
-def _dfm_manifest(root: Path) -> dict | None:
-    import json
-
-    try:
-        data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "dfm_manifest" in data else None
-
-
-def _open_output(root: Path, error: type) -> bool:
-    """The folder checks `render()` makes before anything loads, changing nothing in the folder: it is a
-    folder (made now if new), writable, and empty or a dfm render's. True if this call made it."""
-    import os
-
-    from .runtime import resume
-
-    if root.exists() and not root.is_dir():
-        raise error(f"the output {root} is a file, not a folder", "choose a new or empty folder (--out)")
-    made = not root.exists()
-    if not made and any(root.iterdir()) and _dfm_manifest(root) is None and not (root / resume.STATE_DIR).is_dir():
-        raise error(f"the output folder {root} is not empty and holds no dfm render",
-                    "choose an empty or new folder (--out): dfm writes over and removes only files of its own renders")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise error(f"cannot write to the output folder {root}: {e.strerror or e}",
-                    "choose a writable folder (--out), or check its permissions and free disk space") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        if made:
-            _remove_if_empty(root)
-        raise error(f"cannot write to the output folder {root}: permission denied",
-                    "choose a writable folder (--out), or check its permissions")
-    return made
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
 def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _Start, *, unwritable: type) -> int:
     """Ready the folder as run_render does: record the frames dfm may write, then which frames on disk are
     this table's (those kept); remove the previous render's manifest, a checkpoint not continued, dfm's
     temporary files, its frames and latents not kept and the video unless it stays; write table.csv.
     Files dfm did not write stay. Returns the mode a new video gets (the old one's)."""
     from .runtime import resume
+    from .runtime.outdir import dfm_manifest, owned_frames
 
     n = len(table)
     kept = ~begin.todo
-    found = _dfm_manifest(root)
-    listed = found.get("frames") if found else None
-    owned = max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
+    found = dfm_manifest(root)
+    owned = owned_frames(root)
     try:
         resume.write_owner(root, max(owned, n))
         resume.write_record(root, table, fp, kept)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +34,7 @@ from .device import Placement, pick_device
 from .encoder import Soundtrack
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
+from .outdir import dfm_manifest, open_output, owned_frames, remove_if_empty, unwritable
 from .output import FrameWriter, HostCopy, VideoEncoder, package_versions, write_json, write_text_atomic
 from .prompts import COLUMNS as PROMPT_COLUMNS
 from .prompts import PromptEmbeddings, PromptEncoder, prompt_warnings
@@ -458,59 +457,6 @@ def _clear_temp_files(out: _Output) -> None:
                     p.unlink()
 
 
-def _dfm_manifest(root: Path) -> dict | None:
-    """The manifest of a finished dfm render in `root`, or None."""
-    try:
-        data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "dfm_manifest" in data else None
-
-
-def _owned_frames(root: Path) -> int:
-    """How many frame files (NNNNN.png from 0) dfm may have written in `root`: the count of its manifest,
-    of its record of a render in progress, or of its checkpoint, whichever is largest."""
-    found = _dfm_manifest(root)
-    listed = found.get("frames") if found else None
-    return max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
-
-
-def _unwritable(root: Path, e: OSError) -> RenderError:
-    return RenderError(
-        f"cannot write to the output folder {root}: {e.strerror or e}",
-        "choose a writable folder (--out), or check its permissions and free disk space",
-    )
-
-
-def _open_output(root: Path) -> bool:
-    """Check the output folder before anything loads, changing nothing in it: a folder (made now if it
-    does not exist), writable, and empty or a dfm render's. True if this call made it."""
-    if root.exists() and not root.is_dir():
-        raise RenderError(f"the output {root} is a file, not a folder", "choose a new or empty folder (--out)")
-    made = not root.exists()
-    if not made and any(root.iterdir()) and _dfm_manifest(root) is None and not (root / resume.STATE_DIR).is_dir():
-        raise RenderError(
-            f"the output folder {root} is not empty and holds no dfm render",
-            "choose an empty or new folder (--out): dfm writes over and removes only files of its own renders",
-        )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _unwritable(root, e) from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        if made:
-            _remove_if_empty(root)
-        raise _unwritable(root, PermissionError(13, "permission denied"))
-    return made
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
 class RenderInterrupted(KeyboardInterrupt):
     """Ctrl-C during a render, raised once every finished frame and its checkpoint are on disk: the same
     render resumes at `next_frame`."""
@@ -578,7 +524,7 @@ def _find_start(table, sd, depth, out: _Output, restart: bool) -> _Start:
         # this very render's checkpoint, refused because a frame it counts on is damaged: start over, as
         # a resume does (the record would keep the frames before the damaged one)
         return _Start(fp, None, [why], np.ones(n, dtype=bool))
-    finished = _dfm_manifest(out.root) is not None
+    finished = dfm_manifest(out.root) is not None
     plan = incremental.plan(table, fp, record, out.root, out.resumable, finished)
     if plan is None:
         return _Start(fp, None, [why] if why else [], np.ones(n, dtype=bool))
@@ -762,10 +708,10 @@ def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
         return i < n and bool(kept[i])
 
     try:
-        owned = _owned_frames(root)
+        owned = owned_frames(root)
         resume.write_owner(root, max(owned, n))
         resume.write_record(root, table, begin.fingerprint, kept)
-        if _dfm_manifest(root) is not None:
+        if dfm_manifest(root) is not None:
             (root / "manifest.json").unlink()  # it describes frames about to be replaced
         if begin.checkpoint is None:
             resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
@@ -778,7 +724,7 @@ def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
         resume.remove_latents(root, lambda i: i < start and table.settings.mode in CAMERA_MODES, owned)
         write_text_atomic(root / "table.csv", table.to_csv())
     except OSError as e:
-        raise _unwritable(root, e) from None
+        raise unwritable(root, e) from None
 
 
 def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer) -> None:
@@ -899,7 +845,7 @@ def run_render(
 
     # nothing in the folder changes until the models are loaded: a render that fails before its first
     # frame leaves the folder as it found it
-    made = _open_output(out.root)
+    made = open_output(out.root)
     try:
         begin = _find_start(table, sd, depth, out, restart)
         started = time.time()
@@ -911,7 +857,7 @@ def run_render(
             _load_models(sd, depth, timer)
     except BaseException:
         if made:
-            _remove_if_empty(out.root)
+            remove_if_empty(out.root)
         raise
     warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
     _prepare_output(table, out, begin)
@@ -929,7 +875,7 @@ def run_render(
         write_json(out.root / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started, depth))
         resume.write_record(out.root, table, begin.fingerprint, np.ones(len(table), dtype=bool))  # all valid
     except OSError as e:
-        raise _unwritable(out.root, e) from None
+        raise unwritable(out.root, e) from None
     resume.remove(out.root)  # done: nothing is left to resume (the record and the latents stay)
     return report
 

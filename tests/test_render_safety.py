@@ -11,7 +11,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from dfm.runtime import render as render_module
 from dfm.runtime import resume
 from dfm.runtime.errors import RenderError
 from dfm.runtime.render import render
@@ -158,7 +157,7 @@ def _read_only(out: Path, monkeypatch) -> None:
     if os.access(out, os.W_OK):  # root: chmod does not stop writes, so the OS's answer is simulated
         real = os.access
         monkeypatch.setattr(
-            render_module.os, "access", lambda p, mode, **kw: False if Path(p) == out else real(p, mode, **kw)
+            os, "access", lambda p, mode, **kw: False if Path(p) == out else real(p, mode, **kw)
         )
 
 

@@ -1,0 +1,68 @@
+"""The output folder of a render: whose it is, what dfm may delete in it, whether it can be written.
+
+dfm writes over and removes only files of its own renders: a folder is dfm's when it holds a finished
+render's manifest or the state of one in progress; the frames dfm owns are those its manifest, its record
+or its checkpoint counts. Shared by the local render and the sharded one (dfm/shard.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import resume
+from .errors import RenderError
+
+
+def unwritable(root: Path, e: OSError) -> RenderError:
+    return RenderError(
+        f"cannot write to the output folder {root}: {e.strerror or e}",
+        "choose a writable folder (--out), or check its permissions and free disk space",
+    )
+
+
+def dfm_manifest(root: Path) -> dict | None:
+    """The manifest of a finished dfm render in `root`, or None."""
+    try:
+        data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "dfm_manifest" in data else None
+
+
+def owned_frames(root: Path) -> int:
+    """How many frame files (NNNNN.png from 0) dfm may have written in `root`: the count of its manifest,
+    of its record of a render in progress, or of its checkpoint, whichever is largest."""
+    found = dfm_manifest(root)
+    listed = found.get("frames") if found else None
+    return max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
+
+
+def open_output(root: Path) -> bool:
+    """Check the output folder before anything loads, changing nothing in it: a folder (made now if it
+    does not exist), writable, and empty or a dfm render's. True if this call made it."""
+    if root.exists() and not root.is_dir():
+        raise RenderError(f"the output {root} is a file, not a folder", "choose a new or empty folder (--out)")
+    made = not root.exists()
+    if not made and any(root.iterdir()) and dfm_manifest(root) is None and not (root / resume.STATE_DIR).is_dir():
+        raise RenderError(
+            f"the output folder {root} is not empty and holds no dfm render",
+            "choose an empty or new folder (--out): dfm writes over and removes only files of its own renders",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(root, e) from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        if made:
+            remove_if_empty(root)
+        raise unwritable(root, PermissionError(13, "permission denied"))
+    return made
+
+
+def remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
