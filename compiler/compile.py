@@ -393,6 +393,10 @@ class _Compiler:
                          help="e.g. `from 12s` or `from 1.5s`")
             elif at.value < 0:
                 self.err("DFM104", "`from` must be 0 s or later", at.span, parameter="audio")
+            elif "audio_offset" in self.settings:
+                first = self.settings["audio_offset"].statement
+                self.err("DFM106", "`audio_offset` is set twice", at.span, parameter="audio_offset",
+                         note=f"first set on line {first.span.line}", help="keep one of them")
             else:
                 self.settings["audio_offset"] = _Setting(float(at.value), st)
         raw = os.path.expanduser(args[0].value)

@@ -226,3 +226,11 @@ def test_preview_and_render_videos_carry_the_track_unless_no_audio(clicks, tiny_
     video = tmp_path / "r" / "video.mp4"
     assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 30
     assert abs(len(audio.decode(video)) / SR - 30 / FPS) < 0.05
+
+
+def test_an_offset_given_twice_is_an_error(clicks):
+    from dfm.api import check_text
+
+    for body in (f'audio "{clicks}" from 1s\naudio_offset 2', f'audio_offset 2\naudio "{clicks}" from 1s'):
+        d = [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{body}\n') if d.is_error]
+        assert [x.code for x in d] == ["DFM106"] and "audio_offset" in d[0].message
