@@ -19,21 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
+import torch
+from dfm.runtime.render import render
+from tiny_models import save_model_forms
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builder
-
-import torch  # noqa: E402
-from dfm.runtime.render import render  # noqa: E402
-from tiny_models import save_model_forms  # noqa: E402
-
-from dfm.api import compile_text  # noqa: E402
-from dfm.batch import plan, run_batch  # noqa: E402
-from dfm.cluster import LocalPool, RayPool  # noqa: E402
-from dfm.shard import render_sharded  # noqa: E402
+from dfm.api import compile_text
+from dfm.batch import plan, run_batch
+from dfm.cluster import LocalPool, RayPool
+from dfm.shard import render_sharded
 
 SCENE = """dfm 1
 mode 2d

@@ -21,24 +21,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builder and the table helper
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from dfm.runtime import resume  # noqa: E402
-from dfm.runtime.render import RenderState, render  # noqa: E402
-from tiny_models import make_table, save_model_forms  # noqa: E402
+import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
+import numpy as np
+import torch
+from dfm.runtime import resume
+from dfm.runtime.render import RenderState, render
+from tiny_models import make_table, save_model_forms
 
 
 def kb(n: float) -> str:

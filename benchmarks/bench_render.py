@@ -11,28 +11,20 @@ Not a test.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builder and the table helper
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from dfm.runtime.device import pick_device  # noqa: E402
-from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source  # noqa: E402
-from dfm.runtime.render import run_render  # noqa: E402
-from dfm.runtime.timing import StageTimer  # noqa: E402
-from dfm.runtime.warp import matrix_2d  # noqa: E402
-from tiny_models import make_table, save_model_forms  # noqa: E402
+import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
+import cv2
+import numpy as np
+import torch
+from dfm.runtime.device import pick_device
+from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source
+from dfm.runtime.render import run_render
+from dfm.runtime.timing import StageTimer
+from dfm.runtime.warp import matrix_2d
+from tiny_models import make_table, save_model_forms
 
 
 def bench_dfm(table, model_dir: Path, out: Path, device: str):

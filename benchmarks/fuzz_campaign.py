@@ -6,6 +6,7 @@ rather than derandomised, for many more cases. Prints cases, failures and cases 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -39,6 +40,8 @@ def campaign(name: str, strategy, cases: int) -> None:
 
 
 if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    ap = argparse.ArgumentParser(description="A long random fuzz campaign of check and compile (tests/test_fuzz.py).")
+    ap.add_argument("cases", nargs="?", type=int, default=50_000, help="cases per generator (default 50,000)")
+    n = ap.parse_args().cases
     campaign("mutated examples", mutants, n)
     campaign("generated scenes", scenes, n)
