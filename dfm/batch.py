@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import json
+import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ SUMMARY_FILE = "batch.json"
 
 class BatchError(UserError):
     """A batch that cannot be planned as asked (bad --vary, two scenes with one name): exit 2."""
+
+    exit_code = 2
 
 
 # ---- variations --------------------------------------------------------------------------------------------
@@ -77,7 +81,7 @@ def parse_vary(spec: str) -> Variation:
         values = [v.strip() for v in text.split("|" if "|" in text else ",")]
     if not text or any(not v for v in values):
         raise BatchError(f"--vary {spec!r} has an empty value", "separate values with commas: strength=0.5,0.6")
-    twice = sorted({v for v in values if values.count(v) > 1})
+    twice = sorted(v for v, n in Counter(values).items() if n > 1)
     if twice:
         raise BatchError(f"--vary {name}: {', '.join(twice)} is given twice", "give each value once")
     return Variation(param.name, tuple(values))
@@ -169,9 +173,10 @@ def plan(scenes: Sequence[tuple[str, str]], variations: Sequence[Variation], out
             raise BatchError(f"{stems[stem]} and {path} would both render into {out / stem}",
                              "rename one of them, or render them in separate batches (--out)")
         stems[stem] = path
+    count = math.prod(len(v.values) for v in variations) * len(stems)  # before the combinations exist
+    if count > MAX_JOBS:
+        raise BatchError(f"the batch would render {count} scenes", f"at most {MAX_JOBS} at once")
     combos = list(itertools.product(*[[(v.name, x) for x in v.values] for v in variations]))
-    if len(combos) * len(stems) > MAX_JOBS:
-        raise BatchError(f"the batch would render {len(combos) * len(stems)} scenes", f"at most {MAX_JOBS} at once")
     jobs: list[Job] = []
     diagnostics: list[Diagnostic] = []
     sources: dict[str, str] = {}
@@ -314,6 +319,20 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def check_summary(path: Path) -> None:
+    """A BatchError when `path` (OUT/batch.json) is a file of the user's, not an earlier batch's summary:
+    the batch would replace it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and "dfm_batch" in data):
+        raise BatchError(f"{path} exists and is not a dfm batch summary; the batch would replace it",
+                         "choose another output folder (--out), or move the file")
+
+
 def write_summary(path: Path, results: Sequence[SceneResult], started: str) -> None:
     """batch.json: every scene of the batch, its folder, status and what it cost (or why it failed)."""
     scenes = []
@@ -422,5 +441,5 @@ def summary_lines(results: Sequence[SceneResult], out: Path) -> list[str]:
 
 
 __all__ = ["BatchError", "BatchInterrupted", "BatchObserver", "Job", "Plan", "ProgressView", "SceneResult",
-           "Variation", "parse_vary", "plan", "run_batch", "summary_lines", "vary_text", "variation_label",
-           "write_summary"]
+           "Variation", "check_summary", "parse_vary", "plan", "run_batch", "summary_lines", "vary_text",
+           "variation_label", "write_summary"]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import UserError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -130,6 +131,19 @@ def cmd_fmt(args) -> int:
     return EXIT_ERRORS if changed and (args.check or args.diff) else EXIT_OK
 
 
+def render_out(args, table) -> Path:
+    """The folder `dfm render` writes: --out, else the scene's output_dir, else outputs/<scene name>/."""
+    if args.out:
+        return Path(args.out)
+    s = table.settings
+    return Path(s.output_dir) if s.output_dir else Path("outputs") / Path(args.file).stem
+
+
+def preview_out(args) -> Path:
+    """The file `dfm preview` writes: -o, else outputs/<scene name>/preview.mp4."""
+    return Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
+
+
 def scene_table(result, args):
     """The table to render: the compiled one, silent with --no-audio."""
     return result.table.with_settings(audio=None) if getattr(args, "no_audio", False) else result.table
@@ -149,12 +163,15 @@ def _compile(path: str):
     return result
 
 
-def _emit(data: str, out: str | None) -> None:
+def _emit(data: str, out: str | None, source: str | None = None) -> None:
+    """`data` to stdout or the file `out`; never over `source`, the scene it was made from."""
     from .files import write_atomic
 
     if out in (None, "-"):
         sys.stdout.write(data)
     else:
+        if source not in (None, "-") and Path(out).exists() and Path(out).samefile(source):
+            raise UsageError(f"-o {out} is the scene itself; writing there would replace it. Choose another file")
         write_atomic(out, data)
         print(f"wrote {out}", file=sys.stderr)
 
@@ -175,7 +192,7 @@ def cmd_compile(args) -> int:
         data = json.dumps(to_parseq_manifest(table, warnings), ensure_ascii=False, indent=2) + "\n"
         for w in warnings:
             print(f"{args.file}: warning: {w}", file=sys.stderr)
-    _emit(data, args.output)
+    _emit(data, args.output, args.file)
     return EXIT_OK
 
 
@@ -216,7 +233,7 @@ def cmd_import(args) -> int:
     if out != "-" and Path(out).exists() and not args.force:
         raise UsageError(f"{out} exists; importing again would replace your edits. Pass --force to replace it, "
                          "or -o NEW.dfm")
-    _emit(result.text, out)
+    _emit(result.text, out, args.settings)
     return EXIT_OK
 
 
@@ -229,7 +246,7 @@ def cmd_export(args) -> int:
     exported = export_settings(result)
     for w in exported.warnings:
         print(f"{args.file}: warning: {w}", file=sys.stderr)
-    _emit(exported.dumps() + "\n", args.output)
+    _emit(exported.dumps() + "\n", args.output, args.file)
     return EXIT_OK
 
 
@@ -241,11 +258,8 @@ def cmd_render(args) -> int:
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
-    out = Path(args.out) if args.out else (
-        Path(result.table.settings.output_dir) if result.table.settings.output_dir
-        else Path("outputs") / Path(args.file).stem)
+    out = render_out(args, result.table)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from .runtime.errors import RenderError
     from .runtime.render import RenderInterrupted, render
 
     def on_resume(frame: int, total: int) -> None:
@@ -268,13 +282,8 @@ def cmd_render(args) -> int:
         progress.close()
         print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
         return 130
-    except RenderError as exc:
+    finally:  # a RenderError (any UserError) is printed by main()
         progress.close()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.help:
-            print(f"help: {exc.help}", file=sys.stderr)
-        return EXIT_ERRORS
-    progress.close()
     for w in report.warnings:
         print(f"{args.file}: warning: {w}", file=sys.stderr)
     if not args.quiet:
@@ -288,50 +297,42 @@ def _check_ray_options(args) -> None:
         raise UsageError("--workers and --cpus-per-worker apply with --ray only")
 
 
-def _cluster_usage(exc) -> UsageError:
-    return UsageError(exc.message + (f"\nhelp: {exc.help}" if exc.help else ""))
-
-
 def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
-    from .cluster import ClusterError, open_pool
+    from .cluster import open_pool
     from .shard import check_shardable, render_sharded
 
     check_shardable(result.table)  # before Ray starts
-    try:
-        with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
-                       cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
-            return render_sharded(scene_table(result, args), out, pool, scene_text=result.scene.source,
-                                  scene_path=args.file, model=args.model, restart=args.restart, progress=progress,
-                                  on_resume=on_resume, on_keep=on_keep)
-    except ClusterError as exc:
-        progress.close()
-        raise _cluster_usage(exc) from None
+    with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
+                   cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
+        return render_sharded(scene_table(result, args), out, pool, scene_text=result.scene.source,
+                              scene_path=args.file, model=args.model, restart=args.restart, progress=progress,
+                              on_resume=on_resume, on_keep=on_keep)
 
 
 def cmd_batch(args) -> int:
-    from .batch import BatchError, parse_vary, plan
+    from .batch import parse_vary, plan
 
     if "-" in args.scenes:
         raise UsageError("batch renders scene files; standard input has no name to render it under")
     _check_ray_options(args)
     scenes = [(path, _read(path)) for path in args.scenes]
     out = Path(args.out)
-    try:
-        planned = plan(scenes, [parse_vary(v) for v in args.vary], out)
-    except BatchError as exc:
-        raise _cluster_usage(exc) from None
+    planned = plan(scenes, [parse_vary(v) for v in args.vary], out)
     if planned.diagnostics:
         _print_diagnostics(planned.diagnostics, planned.sources, "full", sys.stderr)
     if planned.errors:
         print(_summary(planned.diagnostics, len(scenes)) + "; nothing was rendered", file=sys.stderr)
         return EXIT_ERRORS
+    from .batch import SUMMARY_FILE, check_summary
+
+    check_summary(out / SUMMARY_FILE)
     if args.dry_run:
         for job in planned.jobs:
             print(f"{job.out_dir}\t{len(job.table)} frames\t{job.scene}")
         return EXIT_OK
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from .batch import SUMMARY_FILE, BatchInterrupted, ProgressView, run_batch, summary_lines
-    from .cluster import ClusterError, open_pool
+    from .batch import BatchInterrupted, ProgressView, run_batch, summary_lines
+    from .cluster import open_pool
 
     view = None
     try:
@@ -343,8 +344,6 @@ def cmd_batch(args) -> int:
             results = run_batch(planned.jobs, pool, model=args.model, depth_model=args.depth_model,
                                 restart=args.restart, retries=args.retries, observer=view,
                                 summary=out / SUMMARY_FILE)
-    except ClusterError as exc:
-        raise _cluster_usage(exc) from None
     except BatchInterrupted as exc:
         finished = sum(r.status in ("done", "up to date") for r in exc.results)
         print(f"\ninterrupted with {finished} of {len(planned.jobs)} scenes finished; run the same command again "
@@ -381,6 +380,7 @@ def _progress_bar(quiet: bool = False):
         def close(self) -> None:
             if self.bar is not None:
                 self.bar.close()
+                self.bar = None
 
     return _Progress()
 
@@ -395,7 +395,7 @@ def cmd_preview(args) -> int:
         return EXIT_ERRORS
     from .runtime.preview import render_preview
 
-    out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
+    out = preview_out(args)
     progress = _progress_bar(args.quiet)
     try:
         path = render_preview(scene_table(result, args), out, progress=progress)
@@ -556,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dfm {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except UserError as exc:  # every stage's error a user can fix (RenderError, ClusterError, BatchError, ...)
+        print(f"dfm {args.command}: error: {exc.message}" + (f"\nhelp: {exc.help}" if exc.help else ""),
+              file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_ERRORS)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,8 @@ POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks th
 class ClusterError(UserError):
     """Ray is missing, the cluster cannot be reached, or no worker can start: a setup problem (exit 2)."""
 
+    exit_code = 2
+
 
 class WorkerLost(Exception):
     """The worker running a task died before it answered."""

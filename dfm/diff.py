@@ -23,8 +23,10 @@ import numpy as np
 from . import changes
 from .compiler import catalogue as cat
 from .compiler.catalogue import Kind
+from .compiler.compile import ACCUMULATED
 from .compiler.units import frames_of
 from .dsl import ir
+from .errors import UserError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -32,8 +34,7 @@ PROMPT_TEXT = ("prompt", "prompt_from", "prompt_blend", "prompt_pieces", "prompt
 NEGATIVE_TEXT = ("negative_prompt", "negative_prompt_from", "negative_blend", "negative_prompt_pieces",
                  "negative_prompt_from_pieces")
 # the derived columns each parameter feeds, besides its own column
-_CAMERA = {"angle": "cam_angle", "zoom": "cam_zoom", "translation_x": "cam_x", "translation_y": "cam_y",
-           "translation_z": "cam_z", "rotation_3d_x": "cam_rx", "rotation_3d_y": "cam_ry", "rotation_3d_z": "cam_rz"}
+_CAMERA = {schedule: column for column, schedule in ACCUMULATED.items()}  # angle -> cam_angle, ...
 FEEDS: dict[str, tuple[str, ...]] = {
     **{k: (k, v) for k, v in _CAMERA.items()},
     "strength": ("strength", "effective_steps"),
@@ -51,8 +52,10 @@ EVERY_COLUMN = frozenset({"mode", "frames", "duration", "fps", "bpm", "images_pe
                           "interpolate_x_frames"})
 
 
-class DiffError(Exception):
-    pass
+class DiffError(UserError):
+    """A version that cannot be read (no such file, git cannot show it): exit 2."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -296,17 +299,13 @@ def format_text(d: SceneDiff) -> str:
 
 
 def run_diff(old_spec: str, new_spec: str, fmt: str = "text") -> int:
-    """The `dfm diff` command: 0 when both versions compile (whatever changed), 1 when one has errors, 2
-    when one cannot be read."""
+    """The `dfm diff` command: 0 when both versions compile (whatever changed), 1 when one has errors;
+    raises DiffError when one cannot be read."""
     from .api import compile_result
     from .dsl.diagnostics import render_full
 
     results = []
-    try:
-        versions = [load_version(old_spec), load_version(new_spec)]
-    except DiffError as exc:
-        print(f"dfm diff: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    versions = [load_version(old_spec), load_version(new_spec)]  # a DiffError: main() prints it, exit 2
     for v in versions:
         result = compile_result(v.text, v.label, base_dir=v.base_dir)
         if result.errors or result.table is None:

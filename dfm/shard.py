@@ -19,7 +19,6 @@ same bytes come out) and writes table.csv and manifest.json.
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +36,6 @@ LOST_RETRIES = 2  # a chunk whose worker died runs again this many times
 RECORD_SECONDS = 2.0  # how often the record of the frames on disk is rewritten while frames arrive
 # fingerprint entries every worker must agree on: the frames of workers that differ here would differ
 MUST_AGREE = ("table", "device", "dtype")
-_FRAME = r"\d{5}\.png"
 
 
 def chunks(rows: list[int], workers: int, most: int = CHUNK_MAX) -> list[list[int]]:
@@ -106,7 +104,7 @@ def render_sharded(
         if made:
             remove_if_empty(root)
         raise
-    video_mode = _prepare_output(root, table, fp, begin, unwritable=RenderError)
+    video_mode = _prepare_output(root, table, fp, begin)
 
     frames_dir = root / "frames"
     on_disk = ~begin.todo  # kept frames, then every frame written
@@ -263,48 +261,37 @@ def _check_agrees(want: dict[str, str], found: dict[str, str], worker: str, erro
 # ---- the output folder, readied as run_render readies it ------------------------------------------------
 
 
-def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _Start, *, unwritable: type) -> int:
-    """Ready the folder as run_render does: record the frames dfm may write, then which frames on disk are
-    this table's (those kept); remove the previous render's manifest, a checkpoint not continued, dfm's
+def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _Start) -> int:
+    """Ready the folder as run_render does, with its own rules for what dfm may delete (runtime/render.py's
+    _clear_temp_files and _clear_old_frames): record the frames dfm may write, then which frames on disk
+    are this table's (those kept); remove the previous render's manifest, a checkpoint not continued, dfm's
     temporary files, its frames and latents not kept and the video unless it stays; write table.csv.
     Files dfm did not write stay. Returns the mode a new video gets (the old one's)."""
     from .runtime import resume
-    from .runtime.outdir import dfm_manifest, owned_frames
+    from .runtime.outdir import dfm_manifest, owned_frames, unwritable
+    from .runtime.render import _clear_old_frames, _clear_temp_files, _Output
 
     n = len(table)
     kept = ~begin.todo
-    found = dfm_manifest(root)
-    owned = owned_frames(root)
+    out = _Output(root, False)
     try:
+        owned = owned_frames(root)
         resume.write_owner(root, max(owned, n))
         resume.write_record(root, table, fp, kept)
-        if found is not None:
+        if dfm_manifest(root) is not None:
             (root / "manifest.json").unlink()
         if not begin.checkpoint:
             resume.state_path(root).unlink(missing_ok=True)
-        frames = root / "frames"
-        state_files = "|".join(re.escape(name) for name in (*resume.STATE_FILES, resume.RECORD_FILE))
-        for folder, targets in ((root, r"table\.csv|manifest\.json"), (frames, _FRAME),
-                                (root / resume.STATE_DIR, state_files)):
-            if folder.is_dir():
-                for p in folder.iterdir():
-                    ours = resume.is_temp_file(p.name, targets) or (folder == root and p.name == ".video.tmp.mp4")
-                    if ours and p.is_file():
-                        p.unlink()
-        frames.mkdir(exist_ok=True)
-        for p in frames.iterdir():
-            if re.fullmatch(_FRAME, p.name) and int(p.name[:5]) < owned and p.is_file() \
-                    and not (int(p.name[:5]) < n and kept[int(p.name[:5])]):
-                p.unlink()
+        _clear_temp_files(out)
+        out.frames.mkdir(exist_ok=True)
+        _clear_old_frames(out.frames, lambda i: i < n and bool(kept[i]), owned)
         resume.remove_latents(root, lambda i: False, owned)  # these modes keep none
-        video = root / "video.mp4"
-        mode = file_mode(video)
+        mode = file_mode(out.video)
         if not begin.keep_video:
-            video.unlink(missing_ok=True)
+            out.video.unlink(missing_ok=True)
         write_atomic(root / "table.csv", table.to_csv())
     except OSError as e:
-        raise unwritable(f"cannot write to the output folder {root}: {e.strerror or e}",
-                         "choose a writable folder (--out), or check its permissions and free disk space") from None
+        raise unwritable(root, e) from None
     return mode
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-
 class Cancel(threading.Event):
     """Set when the job in flight must stop at its next frame; `reason` says why ("the scene changed",
     or "interrupted" for Ctrl-C)."""
@@ -157,7 +156,7 @@ def _expected(exc: BaseException) -> bool:
 def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm render FILE --watch`: each job renders into the output folder, keeping what
     the edit cannot change; the models stay loaded between renders."""
-    from .cli import _progress_bar, scene_table
+    from .cli import _progress_bar, render_out, scene_table
 
     models: dict = {}
     first = [True]
@@ -166,9 +165,7 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
         from .runtime.errors import RenderError
         from .runtime.render import RenderCancelled, render
 
-        s = result.table.settings
-        out = Path(args.out) if args.out else (Path(s.output_dir) if s.output_dir
-                                              else Path("outputs") / Path(args.file).stem)
+        out = render_out(args, result.table)
         restart, first[0] = args.restart and first[0], False  # --restart: the first render only
         progress = _progress_bar(args.quiet)
         try:
@@ -220,12 +217,12 @@ class _PreviewCancelled(Exception):
 def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm preview FILE --watch`: each job writes the preview again (a preview in flight
     stops at its next frame)."""
-    from .cli import _progress_bar, scene_table
+    from .cli import _progress_bar, preview_out, scene_table
 
     def job(result, cancel: Cancel):
         from .runtime.preview import render_preview
 
-        out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
+        out = preview_out(args)
         bar = _progress_bar(args.quiet)
 
         def progress(done: int, total: int) -> None:

@@ -179,6 +179,15 @@ def test_plan_lays_out_a_sweep_and_checks_every_variation(scenes, tmp_path):
         plan([("a/x.dfm", ""), ("b/x.dfm", "")], [], tmp_path)
 
 
+def test_a_sweep_too_large_is_refused_before_its_combinations_are_made(tmp_path):
+    values = tuple(str(i) for i in range(batch.MAX_JOBS))
+    big = [batch.Variation(name, values) for name in ("seed", "steps", "cfg_scale")]
+    start = time.monotonic()  # 10**12 combinations: listing them first would never finish
+    with pytest.raises(BatchError, match="would render 1000000000000 scenes"):
+        plan([("a.dfm", "")], big, tmp_path)
+    assert time.monotonic() - start < 5
+
+
 # ---- batches in this process ---------------------------------------------------------------------------------
 
 
@@ -422,3 +431,14 @@ def test_a_worker_killed_mid_scene_leaves_a_scene_the_rerun_completes(ray_pool, 
     [again] = run_batch(jobs, ray_pool)
     assert again.status == "done" and again.outcome.report.resumed_at > 0
     assert_same_output(jobs[0].out_dir, local(scenes["long"], tmp_path / "ref"))
+
+
+def test_a_batch_never_replaces_a_batch_json_of_the_users(scenes, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "batch.json").write_text('{"my": "notes"}')
+    assert main(["batch", scenes["anim"], "--out", str(out), "--dry-run"]) == 2
+    assert (out / "batch.json").read_text() == '{"my": "notes"}'
+    assert "not a dfm batch summary" in capsys.readouterr().err
+    (out / "batch.json").write_text('{"dfm_batch": 1, "scenes": []}')  # an earlier batch's: rewritten
+    assert main(["batch", scenes["anim"], "--out", str(out), "--dry-run"]) == 0

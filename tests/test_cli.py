@@ -225,3 +225,31 @@ def test_an_unwritable_output_is_a_user_error(tmp_path, capsys, monkeypatch):
     assert main(["compile", str(scene), "-o", str(tmp_path / "ro" / "t.csv")]) == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "help:" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("command", [["compile", "--format", "csv"], ["export"]])
+def test_o_never_writes_over_the_scene_itself(scene, capsys, command):
+    path = scene(GOOD)
+    assert main([command[0], path, *command[1:], "-o", path]) == 2
+    assert Path(path).read_text() == GOOD
+    assert "is the scene itself" in capsys.readouterr().err
+
+
+def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch):
+    from dfm.runtime.errors import RenderError
+
+    from dfm.errors import UserError
+
+    def fail(args):
+        raise RenderError("the model is not there", "pass --model")
+
+    monkeypatch.setattr("dfm.cli.cmd_check", fail)
+    assert main(["check", scene(GOOD)]) == 1
+    err = capsys.readouterr().err
+    assert "dfm check: error: the model is not there\nhelp: pass --model" in err and "internal error" not in err
+
+    class Setup(UserError):
+        exit_code = 2
+
+    monkeypatch.setattr("dfm.cli.cmd_check", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
+    assert main(["check", scene(GOOD)]) == 2

@@ -416,3 +416,17 @@ def test_audio_features_complete_and_hover_in_a_scene_with_audio():
     hovered = text.replace("0.1*ons", "0.1*onset")
     h = features.hover(features.analyse(hovered), LineIndex(hovered), hovered.index("onset") + 1)
     assert h is not None and "onset" in h.contents.value
+
+
+def test_the_client_refuses_a_content_length_it_should_not_allocate():
+    from dfm.lsp.client import LspError
+
+    liar = "import sys, time; sys.stdout.buffer.write(b'Content-Length: 99999999999\\r\\n\\r\\n'); " \
+           "sys.stdout.flush(); time.sleep(30)"
+    c = StdioClient([sys.executable, "-c", liar], timeout=20).start()
+    try:
+        with pytest.raises(LspError, match="Content-Length 99999999999"):
+            c.request("initialize", {})
+    finally:
+        c._proc.kill()
+        c._proc.wait()

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+MAX_MESSAGE_BYTES = 64 << 20  # a larger Content-Length is a broken stream: never allocate it
+
 
 class LspError(RuntimeError):
     pass
@@ -36,6 +38,7 @@ class StdioClient:
         self._next_id = 0
         self._responses: dict[int, dict] = {}
         self.notifications: list[dict] = []
+        self.broken = ""  # why the reader stopped reading a stream it cannot frame
         self._cond = threading.Condition()
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -99,6 +102,11 @@ class StdioClient:
                     length = int(value)
             if length is None:
                 continue
+            if not 0 <= length <= MAX_MESSAGE_BYTES:  # a broken stream, not a message: stop reading it
+                with self._cond:
+                    self.broken = f"the server sent Content-Length {length} (at most {MAX_MESSAGE_BYTES})"
+                    self._cond.notify_all()
+                return
             message = json.loads(out.read(length))
             if "id" in message and "method" in message:  # a request from the server
                 self._send({"jsonrpc": "2.0", "id": message["id"], "result": None})
@@ -121,16 +129,8 @@ class StdioClient:
         self._next_id += 1
         rid = self._next_id
         self._send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        deadline = time.monotonic() + (timeout or self.timeout)
         with self._cond:
-            while rid not in self._responses:
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise LspError(f"the server exited ({self._proc.returncode}) during {method}: "
-                                   f"{self.stderr.decode(errors='replace')[-2000:]}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no answer to {method} within {timeout or self.timeout} s")
-                self._cond.wait(min(left, 0.5))
+            self._wait(lambda: rid in self._responses, timeout, f"during {method}", f"no answer to {method}")
             response = self._responses.pop(rid)
         if "error" in response:
             raise LspError(f"{method}: {response['error']}")
@@ -142,19 +142,30 @@ class StdioClient:
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float | None = None, *,
                  after: int = 0) -> dict:
         """The first notification from index `after` on that satisfies `predicate`."""
-        deadline = time.monotonic() + (timeout or self.timeout)
+        found: list[dict] = []
+
+        def match() -> bool:
+            found[:] = [n for n in self.notifications[after:] if predicate(n)][:1]
+            return bool(found)
+
         with self._cond:
-            while True:
-                for n in self.notifications[after:]:
-                    if predicate(n):
-                        return n
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise LspError(f"the server exited ({self._proc.returncode}): "
-                                   f"{self.stderr.decode(errors='replace')[-2000:]}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no matching notification within {timeout or self.timeout} s")
-                self._cond.wait(min(left, 0.5))
+            self._wait(match, timeout, "", "no matching notification")
+        return found[0]
+
+    def _wait(self, ready: Callable[[], bool], timeout: float | None, during: str, what: str) -> None:
+        """Wait (holding `_cond`) until `ready()`; LspError if the server exits first, TimeoutError after
+        `timeout` (default: the client's)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not ready():
+            if self.broken:
+                raise LspError(self.broken)
+            if self._proc is not None and self._proc.poll() is not None:
+                raise LspError(f"the server exited ({self._proc.returncode}){' ' + during if during else ''}: "
+                               f"{self.stderr.decode(errors='replace')[-2000:]}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{what} within {timeout or self.timeout} s")
+            self._cond.wait(min(left, 0.5))
 
     # -- LSP conveniences
     def initialize(self, capabilities: dict | None = None, root_uri: str | None = None) -> dict:

@@ -67,12 +67,12 @@ class Analysis:
         return self.result.settings if self.result is not None else None
 
 
-
 _SEVERITY = {Severity.ERROR: lsp.DiagnosticSeverity.Error, Severity.WARNING: lsp.DiagnosticSeverity.Warning,
              Severity.NOTE: lsp.DiagnosticSeverity.Information}  # a note (a detected tempo) is no problem
 
 
 ALL_VARIABLES = {**VARIABLES, **AUDIO_VARIABLES}  # what hover explains
+
 
 def analyse(text: str, path: str = "<string>", base_dir: str | Path | None = None, revision: int = 0) -> Analysis:
     """Compile without building the FrameTable: the diagnostics are exactly `dfm.api.check_text`'s
