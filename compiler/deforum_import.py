@@ -143,11 +143,11 @@ class _Importer:
         if not self.has(key):
             return None
         raw = self.take(key)
-        try:
-            value = kind(float(raw))
-        except (TypeError, ValueError):
+        x = _finite(raw)
+        if x is None:
             self.warn(f"`{key}` is {raw!r}, not a number: ignored", [key])
             return None
+        value = kind(x)
         self.map(key)
         return value
 
@@ -182,17 +182,19 @@ class _Importer:
                 b = "iter"
             args.append(word(b))
             self.seed_behaviour = b
-            if b == "iter" and iter_n is not None and int(float(iter_n)) > 1:
-                args.append(number(int(float(iter_n))))
-        if iter_n is not None:
+            n = _finite(iter_n)
+            if b == "iter" and n is not None and int(n) > 1:
+                args.append(number(int(n)))
+        if iter_n is not None and _finite(iter_n) is None:
+            self.warn(f"seed_iter_N {iter_n!r} is not a number: ignored", ["seed_iter_N"])
+        elif iter_n is not None:
             self.map("seed_iter_N")
         self.settings["seed"] = tuple(args)
 
     def seed_value(self, raw: object) -> int:
-        try:
-            seed = int(float(raw)) if raw is not None else None
-        except (TypeError, ValueError):
-            seed = None
+        x = _finite(raw)
+        seed = int(x) if x is not None else None
+        if raw is not None and x is None:
             self.warn(f"seed {raw!r} is not a number", ["seed"])
         if seed is None or seed < 0:
             canon = json.dumps(self.original, sort_keys=True, default=str).encode()
@@ -326,9 +328,12 @@ class _Importer:
         if use_init and image:
             self.settings["init_image"] = (string(str(image)),)
             self.map("init_image")
-            if strength is not None:
-                self.settings["init_strength"] = (number(min(1.0, max(0.0, float(strength)))),)
+            if _finite(strength) is not None:
+                self.settings["init_strength"] = (number(min(1.0, max(0.0, _finite(strength)))),)
                 self.map("strength")
+            elif strength is not None:
+                self.warn(f"`strength` is {strength!r}, not a number: dfm's default init strength is used",
+                          ["strength"])
         elif image:
             self.inactive.append("init_image (use_init is off)")
             self.warned.add("init_image")
@@ -446,8 +451,11 @@ class _Importer:
         if not self.has("dfm"):
             return
         extra = self.take("dfm")
-        self.map("dfm")
         values = extra.get("settings", {}) if isinstance(extra, Mapping) else {}
+        if not isinstance(values, Mapping):
+            self.warn("dfm: `settings` is not an object; ignored", ["dfm"])
+            return
+        self.map("dfm")
         for name, text in values.items():
             p = cat.lookup(name)
             st = parse_statement(f"{p.name} {text}") if p is not None else None
@@ -680,6 +688,17 @@ def _setting_args(p: Param, value: object) -> tuple[ir.Value, ...] | None:
             return (number(x),) if p.in_range(x) else None
     except (TypeError, ValueError):
         return None
+
+
+def _finite(raw: object) -> float | None:
+    """A settings value as a finite number (`12`, `"12.5"`), or None (text, None, a list, inf, nan)."""
+    if isinstance(raw, bool):
+        return float(raw)
+    try:
+        x = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _truthy(v: object) -> bool:

@@ -176,7 +176,12 @@ def from_parseq_manifest(data: Mapping | str | bytes, source: str = "manifest",
     if not isinstance(frames, list) or not frames or not all(isinstance(f, Mapping) for f in frames):
         raise SettingsError("not a Parseq manifest: it has no `rendered_frames` list",
                             help="export the manifest from Parseq with its rendered frames")
-    frames = sorted(frames, key=lambda r: int(r.get("frame", 0)))
+    if len(frames) > cat.MAX_FRAMES:
+        raise SettingsError(f"the manifest has {len(frames):,} rendered frames (dfm renders at most "
+                            f"{cat.MAX_FRAMES:,})", help="render a shorter stretch of it in Parseq")
+    frames = sorted(frames, key=lambda r: _manifest_number(r.get("frame", 0), "frame", r))
+    if not isinstance(data.get("options") or {}, Mapping):
+        raise SettingsError("the manifest's `options` is not an object", help="export the manifest from Parseq again")
     importer = _ParseqImporter(data, frames, use_deltas)
     writer = importer.scene(source)
     errors = writer.errors()
@@ -198,20 +203,24 @@ class _ParseqImporter:
         self.seed_keys: list | None = None  # a seed_schedule, when the seeds change
 
     def column(self, name: str) -> np.ndarray:
-        return np.array([float(r.get(name, math.nan)) for r in self.frames], dtype=np.float64)
+        return np.array([_manifest_number(r.get(name, math.nan), name, r) for r in self.frames], dtype=np.float64)
+
+    def option(self, name: str) -> float | None:
+        """A number from the manifest's `options`, or None when it is absent or zero."""
+        value = (self.data.get("options") or {}).get(name)
+        return _manifest_number(value, name, None) if value else None
 
     def scene(self, source: str) -> SceneWriter:
-        options = self.data.get("options") or {}
         mode = "3d" if any(f in self.frames[0] for f in ("translation_z", "rotation_3d_x", "rotation_3d_y",
                                                         "rotation_3d_z", "fov")) else "2d"
         self.warnings.append(f"mode {mode} guessed from the manifest's fields: Parseq does not record it")
         settings = [statement("mode", word(mode)), statement("frames", number(self.n))]
-        if options.get("output_fps"):
-            settings.append(statement("fps", number(float(options["output_fps"]))))
-        if options.get("bpm"):
-            settings.append(statement("bpm", number(float(options["bpm"]))))
-        if mode in cat.BY_NAME["cadence"].modes and options.get("cadence"):
-            settings.append(statement("cadence", number(int(options["cadence"]))))
+        if fps := self.option("output_fps"):
+            settings.append(statement("fps", number(fps)))
+        if bpm := self.option("bpm"):
+            settings.append(statement("bpm", number(bpm)))
+        if mode in cat.BY_NAME["cadence"].modes and (cadence := self.option("cadence")):
+            settings.append(statement("cadence", number(int(cadence))))
         writer = SceneWriter()
         writer.paragraph([comment(f"imported from {source} (Parseq) by `dfm import`"),
                           statement(cat.VERSION_STATEMENT, number(cat.FORMAT_VERSION))])
@@ -227,6 +236,9 @@ class _ParseqImporter:
         if "seed" not in self.frames[0]:
             return []
         raw = self.column("seed")
+        if np.any(np.isnan(raw)):
+            raise SettingsError(f"the manifest's `seed` is missing from frame {int(np.argmax(np.isnan(raw)))} on",
+                                help="Deforum reads a field as managed only when every frame has it")
         seeds = np.trunc(raw)
         self.mapped |= {"seed", "seed_delta", "seed_pc"}
         start = int(seeds[0])
@@ -273,6 +285,19 @@ class _ParseqImporter:
         if rest:
             self.warned |= set(rest) | {f"{k}_delta" for k in rest} | {f"{k}_pc" for k in rest}
             self.warnings.append(f"ignored {len(rest)} Parseq fields dfm has no schedule for: {', '.join(rest)}")
+
+
+def _manifest_number(value: object, name: str, row: Mapping | None) -> float:
+    """A manifest's number (NaN stays NaN: a field missing from a frame), or SettingsError naming where."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        x = None
+    if x is None or isinstance(value, bool) or math.isinf(x):
+        where = f"frame {row.get('frame', '?')!r}" if row is not None else "options"
+        raise SettingsError(f"the manifest's `{name}` at {where} is {value!r}, not a number",
+                            help="check the manifest's fields at the frame named")
+    return x
 
 
 def dumps(manifest: Mapping) -> str:

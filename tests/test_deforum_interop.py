@@ -446,3 +446,18 @@ def test_the_soundtrack_imports_to_audio_and_exports_back():
     assert "audio" not in url.text and [w for w in url.warnings if "URL" in w]
     exported = export_settings(compile_result(f'dfm 1\nframes 4\naudio "{track}"\nprompt 0 "a"\n')).settings
     assert exported["add_soundtrack"] == "File" and exported["soundtrack_path"] == str(track)
+
+
+@pytest.mark.parametrize("settings, warned", [
+    ({"max_frames": "1e999"}, "max_frames"),
+    ({"fps": "inf"}, "fps"),
+    ({"seed": "inf"}, "seed"),
+    ({"seed_behavior": "iter", "seed_iter_N": "abc"}, "seed_iter_N"),
+    ({"use_init": True, "init_image": "a.png", "strength": "abc"}, "strength"),
+    ({"dfm": {"settings": ["fps 12"]}}, "dfm"),
+])
+def test_a_value_of_the_wrong_type_is_a_warning_not_a_crash(settings, warned):
+    result = import_settings({"prompts": {"0": "a cat"}, **settings})
+    assert warned in result.warned_keys
+    assert warned not in result.mapped_keys
+    assert [d for d in check_text(result.text) if d.is_error] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,25 @@ def test_not_a_manifest():
         from_parseq_manifest({"meta": {}})
     with pytest.raises(SettingsError, match="JSON"):
         from_parseq_manifest("{not json")
+
+
+@pytest.mark.parametrize("manifest, match", [
+    ({"rendered_frames": [{"frame": "a", "zoom": 1}]}, "`frame` at frame 'a'"),
+    ({"rendered_frames": [{"frame": 0, "zoom": "x"}]}, "`zoom` at frame 0 is 'x'"),
+    ({"rendered_frames": [{"frame": 0, "zoom": None}]}, "`zoom` at frame 0 is None"),
+    ({"rendered_frames": [{"frame": 0, "seed": 1e309}]}, "`seed` at frame 0 is inf"),
+    ({"rendered_frames": [{"frame": 0, "seed": 1}, {"frame": 1}]}, "`seed` is missing from frame 1"),
+    ({"rendered_frames": [{"frame": 0, "zoom": 1}], "options": {"output_fps": "abc"}}, "`output_fps` at options"),
+    ({"rendered_frames": [{"frame": 0, "zoom": 1}], "options": [1]}, "`options` is not an object"),
+])
+def test_a_malformed_manifest_is_a_settings_error_not_a_crash(manifest, match):
+    with pytest.raises(SettingsError, match=re.escape(match)):
+        from_parseq_manifest(manifest)
+
+
+def test_a_manifest_longer_than_dfm_renders_is_refused_before_it_is_read(monkeypatch):
+    from dfm.compiler import catalogue as cat
+
+    monkeypatch.setattr(cat, "MAX_FRAMES", 10)
+    with pytest.raises(SettingsError, match="11 rendered frames"):
+        from_parseq_manifest({"rendered_frames": [{"frame": i, "zoom": 1} for i in range(11)]})
