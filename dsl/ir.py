@@ -38,12 +38,6 @@ class Span:
     def point(line: int, col: int, offset: int) -> Span:
         return Span(line, col, line, col + 1, offset, offset + 1)
 
-    def cover(self, other: Span) -> Span:
-        """The smallest span holding both."""
-        first, last = (self, other) if self.start <= other.start else (other, self)
-        end = self if self.end >= other.end else other
-        return Span(first.line, first.col, end.end_line, end.end_col, first.start, max(last.end, end.end))
-
 
 NO_SPAN = Span(0, 0, 0, 0, 0, 0)
 
