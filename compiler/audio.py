@@ -42,6 +42,8 @@ VERSION = 1  # of the analysis: part of the cache key
 BANDS = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, SR / 2)}
 FEATURES = ("onset", "rms", "beat", "beat_phase", "low", "mid", "high")
 TEMPO_RANGE = (60.0, 200.0)
+MAX_SECONDS = 2 * 3600  # the longest track read: its samples alone are 635 MB at SR
+CHUNK_HOPS = 4096  # the analysis runs this many hops at a time, so its memory does not grow with the track
 # the spectral flux of an onset peaks while the sound enters the analysis window, about this much before
 # the sound itself (measured on clicks); beat times and the per-frame onset are shifted back by it
 ONSET_LAG = 0.011
@@ -77,8 +79,9 @@ class Analysis:
 # ---- decoding ------------------------------------------------------------------------------------
 
 
-def decode(path: str | os.PathLike) -> np.ndarray:
-    """The track as mono float32 samples at SR."""
+def decode(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """The track as mono float32 samples at SR; AudioError for one longer than `max_seconds` (ffmpeg stops
+    decoding just past it, so a 10-hour file costs no more than a 2-hour one)."""
     try:
         import imageio_ffmpeg
 
@@ -86,7 +89,7 @@ def decode(path: str | os.PathLike) -> np.ndarray:
     except (ImportError, RuntimeError) as e:
         raise AudioError(f"no ffmpeg to decode audio: {e}", "pip install imageio-ffmpeg") from None
     cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-f", "f32le",
-           "-ac", "1", "-ar", str(SR), "-"]
+           "-ac", "1", "-ar", str(SR), "-t", str(max_seconds + 1), "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -96,18 +99,29 @@ def decode(path: str | os.PathLike) -> np.ndarray:
     samples = np.frombuffer(proc.stdout, dtype="<f4")
     if samples.size == 0:
         raise AudioError(f"`{Path(path).name}` holds no audio", "use a file with an audio stream")
+    if samples.size > max_seconds * SR:
+        raise AudioError(f"`{Path(path).name}` is longer than {max_seconds / 3600:g} h, the longest track dfm reads",
+                         "trim it to the part the scene uses (`ffmpeg -ss START -t LENGTH`)")
     return samples
 
 
 # ---- features ------------------------------------------------------------------------------------
 
 
-def _frames(x: np.ndarray) -> np.ndarray:
-    """Centred, overlapping frames of N_FFT samples every HOP samples (zero-padded at both ends)."""
-    pad = np.pad(x.astype(np.float64), (N_FFT // 2, N_FFT // 2))
-    count = 1 + (len(pad) - N_FFT) // HOP
-    return np.lib.stride_tricks.as_strided(pad, shape=(count, N_FFT), strides=(pad.strides[0] * HOP,
-                                                                             pad.strides[0]))
+def _hop_count(samples: int) -> int:
+    """How many centred frames of N_FFT samples, one every HOP, a track of `samples` samples has."""
+    return 1 + (samples + 2 * (N_FFT // 2) - N_FFT) // HOP
+
+
+def _frames(x: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Centred, overlapping frames lo..hi of N_FFT samples every HOP samples (zero-padded at both ends)."""
+    hi = _hop_count(len(x)) if hi is None else hi
+    first = lo * HOP - N_FFT // 2  # the sample frame lo starts at, in the unpadded track
+    last = (hi - 1) * HOP - N_FFT // 2 + N_FFT
+    seg = x[max(0, first):min(len(x), last)].astype(np.float64)
+    pad = np.pad(seg, (max(0, -first), max(0, last - len(x))))
+    return np.lib.stride_tricks.as_strided(pad, shape=(hi - lo, N_FFT), strides=(pad.strides[0] * HOP,
+                                                                               pad.strides[0]))
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -116,17 +130,26 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 def analyse(samples: np.ndarray) -> Analysis:
-    """Every feature of a track on the hop grid, its beats and tempo."""
-    frames = _frames(samples)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
-    mag = np.abs(np.fft.rfft(frames * np.hanning(N_FFT), axis=1))
+    """Every feature of a track on the hop grid, its beats and tempo (CHUNK_HOPS hops at a time)."""
+    count = _hop_count(len(samples))
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / SR)
-    power = mag**2
-    bands = {name: np.sqrt(power[:, (freqs >= lo) & (freqs < hi) if hi < SR / 2 else (freqs >= lo)].sum(axis=1))
-             for name, (lo, hi) in BANDS.items()}
-    logmag = np.log1p(1000.0 * mag)
-    flux = np.zeros(len(mag))
-    flux[1:] = np.maximum(logmag[1:] - logmag[:-1], 0.0).sum(axis=1)
+    masks = {name: (freqs >= lo) & (freqs < hi) if hi < SR / 2 else (freqs >= lo) for name, (lo, hi) in BANDS.items()}
+    window = np.hanning(N_FFT)
+    rms, flux = np.empty(count), np.zeros(count)
+    bands = {name: np.empty(count) for name in BANDS}
+    before = None  # the previous chunk's last log magnitude: the flux of a chunk's first hop needs it
+    for lo in range(0, count, CHUNK_HOPS):
+        hi = min(count, lo + CHUNK_HOPS)
+        frames = _frames(samples, lo, hi)
+        rms[lo:hi] = np.sqrt(np.mean(frames**2, axis=1))
+        mag = np.abs(np.fft.rfft(frames * window, axis=1))
+        power = mag**2
+        for name, mask in masks.items():
+            bands[name][lo:hi] = np.sqrt(power[:, mask].sum(axis=1))
+        logmag = np.log1p(1000.0 * mag)
+        cur, prev = (logmag[1:], logmag[:-1]) if before is None else (logmag, np.vstack([before, logmag[:-1]]))
+        flux[hi - len(cur):hi] = np.maximum(cur - prev, 0.0).sum(axis=1)
+        before = logmag[-1:]
     # a click's rise is split between neighbouring hops by where it falls: summed over three hops (35 ms)
     # its peak no longer depends on that
     onset = _normalised(np.convolve(flux, np.ones(3), mode="same"))

@@ -234,3 +234,20 @@ def test_an_offset_given_twice_is_an_error(clicks):
     for body in (f'audio "{clicks}" from 1s\naudio_offset 2', f'audio_offset 2\naudio "{clicks}" from 1s'):
         d = [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{body}\n') if d.is_error]
         assert [x.code for x in d] == ["DFM106"] and "audio_offset" in d[0].message
+
+
+def test_a_track_longer_than_the_limit_is_refused_without_decoding_all_of_it(tmp_path):
+    wav = write_wav(tmp_path / "long.wav", click_track(seconds=8.0))
+    with pytest.raises(audio.AudioError, match="longer than"):
+        audio.decode(wav, max_seconds=3.0)
+    assert abs(len(audio.decode(wav, max_seconds=8.5)) / SR - 8.0) < 0.01
+
+
+def test_the_analysis_in_chunks_is_the_analysis_in_one_piece(monkeypatch):
+    x = click_track(seconds=6.0)
+    whole = audio.analyse(x)
+    monkeypatch.setattr(audio, "CHUNK_HOPS", 7)  # chunk edges everywhere, some mid-click
+    chunked = audio.analyse(x)
+    for name in ("onset", "rms", "low", "mid", "high", "beats"):
+        assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name
+    assert whole.tempo == chunked.tempo
