@@ -25,15 +25,12 @@ from . import catalogue as cat
 from . import deforum_names, prompt_syntax
 from .catalogue import Kind, Param
 from .expressions import AUDIO_VARIABLES, check_expr, constant_value, environment, evaluate_frames, is_plain_number
+from .lower import CAMERA as ACCUMULATED
 from .lower import NEG_MARKER, accumulated_camera, source_hash
 from .lower import build_table as lower_table
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
 
-# the table's accumulated camera columns and the motion schedule each one adds up
-ACCUMULATED = {"cam_angle": "angle", "cam_zoom": "zoom", "cam_x": "translation_x", "cam_y": "translation_y",
-               "cam_z": "translation_z", "cam_rx": "rotation_3d_x", "cam_ry": "rotation_3d_y",
-               "cam_rz": "rotation_3d_z"}
 BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -59,10 +56,9 @@ class CompileResult:
 
 
 def compile_source(text: str, path: str = "<string>", *, base_dir: str | os.PathLike | None = None,
-                   schedules_only: bool = False, build_table: bool = True) -> CompileResult:
+                   build_table: bool = True) -> CompileResult:
     parsed = parse(text, path)
-    result = compile_scene(parsed.scene, base_dir=base_dir, schedules_only=schedules_only,
-                           build_table=build_table and not parsed.diagnostics)
+    result = compile_scene(parsed.scene, base_dir=base_dir, build_table=build_table and not parsed.diagnostics)
     syntax = [_deforum_key_instead(d, text) for d in parsed.diagnostics]
     result.diagnostics = sorted(syntax + result.diagnostics, key=Diagnostic.sort_key)
     return result
@@ -85,12 +81,12 @@ def _deforum_key_instead(d: Diagnostic, text: str) -> Diagnostic:
     return error("DFM101", f"`{name}` is a Deforum key, not a dfm parameter", span, path=d.path, help=known)
 
 
-def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *, schedules_only: bool = False,
+def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *,
                   build_table: bool = True) -> CompileResult:
     if base_dir is None and scene.path not in ("<string>", "<stdin>", "<schedule>"):
         base_dir = Path(scene.path).resolve().parent
     c = _Compiler(scene, Path(base_dir) if base_dir else None)
-    c.run(schedules_only=schedules_only, build_table=build_table)
+    c.run(build_table=build_table)
     return c.result
 
 
@@ -146,7 +142,7 @@ class _Compiler:
         self.diags.append(warning(code, message, span, path=self.path, **kw))
 
     # -- pass 1: statements
-    def run(self, *, schedules_only: bool, build_table: bool) -> None:
+    def run(self, *, build_table: bool) -> None:
         self.check_version()
         for st in self.scene.statements:
             if st.name == cat.VERSION_STATEMENT:
@@ -174,13 +170,11 @@ class _Compiler:
         env.update(features)
         self.env = env
         keys = self.resolve_schedules(settings)
-        if not self.result.prompts and not schedules_only:
+        if not self.result.prompts:
             self.err("DFM305", "the scene has no prompt", self.scene.statements[0].span if self.scene.statements
                      else ir.Span(1, 1, 1, 2, 0, 1), help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
         values = self.evaluate(keys, frames, env)
         self.result.values = values
-        if schedules_only:
-            return
         with np.errstate(all="ignore"):  # an overflow is reported as a diagnostic, never a numpy warning
             camera = accumulated_camera(values)  # what check needs of the table: cheap, so check runs it too
         if not self.check_finite(camera) or not build_table or self.result.errors:

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from ..table import FORMAT_VERSION, ColumnType, FrameTable, Settings
+from ..table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
 from .prompt_syntax import pieces_json
 
@@ -125,18 +125,14 @@ def effective_steps(strength: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return np.trunc((1.0 - strength.astype(np.float64)) * steps.astype(np.float64)).astype(np.int64)
 
 
+# each accumulated camera column and the motion schedule it adds up (zoom multiplies)
+CAMERA = dict(zip(CAMERA_COLUMNS, ("angle", "zoom", "translation_x", "translation_y", "translation_z",
+                                   "rotation_3d_x", "rotation_3d_y", "rotation_3d_z"), strict=True))
+
+
 def accumulated_camera(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The camera after each frame's increment (for previews and Parseq export)."""
-    return {
-        "cam_angle": np.cumsum(values["angle"]),
-        "cam_zoom": np.cumprod(values["zoom"]),
-        "cam_x": np.cumsum(values["translation_x"]),
-        "cam_y": np.cumsum(values["translation_y"]),
-        "cam_z": np.cumsum(values["translation_z"]),
-        "cam_rx": np.cumsum(values["rotation_3d_x"]),
-        "cam_ry": np.cumsum(values["rotation_3d_y"]),
-        "cam_rz": np.cumsum(values["rotation_3d_z"]),
-    }
+    return {col: (np.cumprod if name == "zoom" else np.cumsum)(values[name]) for col, name in CAMERA.items()}
 
 
 def source_hash(text: str) -> str:

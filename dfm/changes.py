@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .table import FrameTable
+from .table import CAMERA_COLUMNS, FrameTable
 
 CAMERA_MODES = ("2d", "3d")  # a frame starts from the previous one, moved by a camera
 
@@ -62,8 +62,7 @@ MOTION = {  # rows after the first, in the camera modes
 }
 # 2d, with perspective_flip on
 FLIP = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
-NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", "cam_angle", "cam_zoom", "cam_x", "cam_y",
-            "cam_z", "cam_rx", "cam_ry", "cam_rz")
+NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", *CAMERA_COLUMNS)
 KNOWN = frozenset((*STRUCTURE, *DIFFUSION, *INIT_EFFECTS, *MOTION["2d"], *MOTION["3d"], *FLIP, *NOT_READ))
 
 # settings the renderer never reads: the compiler turned them into columns (or they are not about the render)

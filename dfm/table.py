@@ -79,6 +79,9 @@ def column_type(values: np.ndarray) -> ColumnType:
 
 F, I, B, T = ColumnType.FLOAT, ColumnType.INT, ColumnType.BOOL, ColumnType.TEXT
 
+# the accumulated camera after each frame's increment (previews and exports; the renderer never reads it)
+CAMERA_COLUMNS = ("cam_angle", "cam_zoom", "cam_x", "cam_y", "cam_z", "cam_rx", "cam_ry", "cam_rz")
+
 # The columns the compiler derives and the runtime reads besides the parameter schedules.
 DERIVED_COLUMNS: dict[str, ColumnType] = {
     "frame": I,  # the frame index (stills: the image index)
@@ -92,8 +95,7 @@ DERIVED_COLUMNS: dict[str, ColumnType] = {
     "diffused": B,  # denoised (else a cadence tween)
     "effective_steps": I,  # denoising steps actually run
     "tween": F, "tween_from": I, "tween_to": I,  # written = (1 - tween) D[tween_from] + tween D[tween_to]
-    "cam_angle": F, "cam_zoom": F, "cam_x": F, "cam_y": F, "cam_z": F,  # the accumulated camera
-    "cam_rx": F, "cam_ry": F, "cam_rz": F,
+    **dict.fromkeys(CAMERA_COLUMNS, F),
 }
 
 
@@ -303,5 +305,5 @@ def _csv_cell(x: object) -> str:
     return str(x)
 
 
-__all__ = ["DERIVED_COLUMNS", "FORMAT_VERSION", "ColumnType", "FrameTable", "MissingSetting", "Settings",
-           "TableError", "column_type"]
+__all__ = ["CAMERA_COLUMNS", "DERIVED_COLUMNS", "FORMAT_VERSION", "ColumnType", "FrameTable", "MissingSetting",
+           "Settings", "TableError", "column_type"]
