@@ -1,8 +1,7 @@
 """video.mp4: H.264 through imageio-ffmpeg's bundled ffmpeg (numpy frames in, no torch).
 
 Kept apart from runtime/output.py (the render's writer thread, which moves tensors and so imports torch)
-so that `dfm preview` can write its video without importing torch. (output.py still carries a copy of
-this class; it is meant to import it from here.)
+so that `dfm preview` can write its video without importing torch; output.py imports it from here.
 """
 
 from __future__ import annotations
@@ -56,6 +55,12 @@ def mux_audio(video: Path, track: Soundtrack, out: Path) -> Path:
     return out
 
 
+def temp_paths(path: Path) -> tuple[Path, Path]:
+    """The temporary files of a VideoEncoder writing `path`: the stream, and the stream with its soundtrack
+    (a render cleans up those a killed one left)."""
+    return path.with_name(f".{path.stem}.tmp{path.suffix}"), path.with_name(f".{path.stem}.audio.tmp{path.suffix}")
+
+
 class VideoEncoder:
     """H.264 yuv420p mp4 through imageio-ffmpeg's bundled ffmpeg, written to a temp name and renamed.
     With a `soundtrack`, close() adds it in one more ffmpeg pass (video copied, audio to AAC)."""
@@ -68,7 +73,7 @@ class VideoEncoder:
         self.soundtrack = soundtrack
         self.warning = ""  # set by close() when the soundtrack could not be added
         self._mode = file_mode(path) if mode is None else mode  # an old video's mode, else the umask's
-        self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self._tmp, self._muxed = temp_paths(path)
         self._gen = imageio_ffmpeg.write_frames(
             str(self._tmp),
             (width, height),
@@ -103,10 +108,9 @@ class VideoEncoder:
     def close(self) -> Path:
         self._gen.close()
         if self.soundtrack is not None:
-            muxed = self._tmp.with_name(f".{self.path.stem}.audio.tmp{self.path.suffix}")
             try:
-                mux_audio(self._tmp, self.soundtrack, muxed)
-                os.replace(muxed, self._tmp)
+                mux_audio(self._tmp, self.soundtrack, self._muxed)
+                os.replace(self._muxed, self._tmp)
             except AudioMuxError as e:  # every frame is written: keep the silent video, say why
                 self.warning = f"{e}; video.mp4 has no sound"
         os.chmod(self._tmp, self._mode)

@@ -614,9 +614,6 @@ class StableDiffusion:
         self.text_encoder_calls += 1
         return self.text_encoder(ids)[0].float()
 
-    def token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False).input_ids)
-
     @torch.no_grad()
     def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         """The UNet's prediction. For SDXL `embeddings` carries the pooled embedding as its last row

@@ -31,11 +31,11 @@ from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, incremental, resume, samplers
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
-from .encoder import Soundtrack
+from .encoder import Soundtrack, VideoEncoder, temp_paths
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
 from .outdir import dfm_manifest, open_output, owned_frames, remove_if_empty, unwritable
-from .output import FrameWriter, HostCopy, VideoEncoder, package_versions, write_json, write_text_atomic
+from .output import FrameWriter, HostCopy, package_versions, write_json, write_text_atomic
 from .prompts import COLUMNS as PROMPT_COLUMNS
 from .prompts import PromptEmbeddings, PromptEncoder, prompt_warnings
 from .timing import StageTimer
@@ -243,6 +243,7 @@ class FrameRenderer:
         self.keeps_latents = self.mode in CAMERA_MODES
         self.new_latents: tuple[int, Tensor] | None = None  # the latents of the frame just rendered, to keep
         self._replay: Callable[[int], Tensor] | None = None  # while replaying: the latents of diffusion i
+        self._last_depth: tuple[Tensor, Tensor] | None = None  # (image, its depth map): see predict_depth
 
     def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
         if self.mode == "2d":
@@ -258,11 +259,19 @@ class FrameRenderer:
         return frame  # modes without a camera
 
     def predict_depth(self, i: int, image: Tensor) -> Tensor | None:
-        """Depth map of `image` for frame i (3D mode with a depth model), handed to `on_depth` as well."""
+        """Depth map of `image` for frame i (3D mode with a depth model), handed to `on_depth` as well.
+
+        The last prediction is kept by the image's identity (the loop never changes a tensor in place):
+        frame 0's own map, saved with the depth maps, is that of diffusion 0, which frame 1 warps next."""
         if self.depth is None:
             return None
-        with self.timer("depth"):
-            depth = self.depth.predict(image)
+        last = self._last_depth
+        if last is not None and last[0] is image:
+            depth = last[1]
+        else:
+            with self.timer("depth"):
+                depth = self.depth.predict(image)
+            self._last_depth = (image, depth)
         if self.on_depth is not None:
             self.on_depth(i, depth)
         return depth
@@ -439,20 +448,20 @@ def _clear_old_frames(folder: Path, kept: Callable[[int], bool], owned: int) -> 
 
 _FRAME_PATTERN = r"\d{5}\.png"
 _ROOT_FILES = ("table.csv", "manifest.json")
-VIDEO_TEMP = ".video.tmp.mp4"  # VideoEncoder's temporary name
 
 
 def _clear_temp_files(out: _Output) -> None:
     """Remove the temporary files a killed render leaves: dfm writes every file under a temporary name of
-    its own (`.NAME.XXXXXXXX.tmp` of a name it writes, `.video.tmp.mp4`) and renames it, so none of them is
-    a finished file. Temporary files of other names are not dfm's and stay."""
+    its own (`.NAME.XXXXXXXX.tmp` of a name it writes, the video's `encoder.temp_paths`) and renames it, so
+    none of them is a finished file. Temporary files of other names are not dfm's and stay."""
+    video_temps = {p.name for p in temp_paths(out.video)}
     for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
                             (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
                             (out.root / resume.STATE_DIR,
                              "|".join(re.escape(n) for n in (*resume.STATE_FILES, resume.RECORD_FILE)))):
         if folder.is_dir():
             for p in folder.iterdir():
-                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name == VIDEO_TEMP)
+                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name in video_temps)
                 if ours and p.is_file():
                     p.unlink()
 

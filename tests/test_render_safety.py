@@ -85,7 +85,8 @@ def test_a_rerender_with_fewer_frames_removes_only_dfm_s_frames(finished, tiny_m
     for name, data in foreign.items():
         (out / name).parent.mkdir(exist_ok=True)
         (out / name).write_bytes(data)
-    killed = {"frames/.00002.png.ab_cd123.tmp": b"half", ".manifest.json.zz9yy8xx.tmp": b"half", ".video.tmp.mp4": b"x"}
+    killed = {"frames/.00002.png.ab_cd123.tmp": b"half", ".manifest.json.zz9yy8xx.tmp": b"half", ".video.tmp.mp4": b"x",
+              ".video.audio.tmp.mp4": b"x"}  # the video and its soundtrack pass (encoder.temp_paths)
     for name, data in killed.items():
         (out / name).write_bytes(data)
     table = table2d(tiny_models, 3)

@@ -384,10 +384,12 @@ def test_flythrough_example_renders_in_3d_with_cadence(tiny_models, depth_models
     frames = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert frames == [f"{i:05d}.png" for i in range(8)] and report.frames == 8
     assert report.unet_calls == int(table["effective_steps"].sum())
-    # one depth map per warped frame (1-7) plus frame 0's own, each written as depth/NNNNN.png
-    assert report.depth_calls == 8 and report.depth_maps == 8
+    # one depth map per warped frame (1-7) plus frame 0's own, each written as depth/NNNNN.png; frame 0's is
+    # that of diffusion 0, which frame 1 warps: predicted once
+    assert report.depth_calls == 7 and report.depth_maps == 8
     maps = sorted(p.name for p in (tmp_path / "depth").iterdir())
     assert maps == [f"{i:05d}.png" for i in range(8)]
+    assert (tmp_path / "depth/00000.png").read_bytes() == (tmp_path / "depth/00001.png").read_bytes()
     d = cv2.imread(str(tmp_path / "depth/00004.png"), cv2.IMREAD_UNCHANGED)
     assert d.shape == (64, 64) and d.dtype == np.uint16 and d.max() > d.min()  # 16-bit grey, what compositors read
     manifest = json.loads((tmp_path / "manifest.json").read_text())
