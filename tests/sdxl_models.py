@@ -8,25 +8,18 @@ import shutil
 from pathlib import Path
 
 import torch
-from tiny_models import unet_key_to_ldm, vae_key_to_ldm, write_tokenizer
+from tiny_models import TINY_UNET, tiny_vae, unet_key_to_ldm, vae_key_to_ldm, write_tokenizer
 
 
 def build_sdxl_pipeline(workdir: Path):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(str(write_tokenizer(workdir / "tok")), model_max_length=77)
     tok2 = CLIPTokenizer.from_pretrained(str(write_tokenizer(workdir / "tok2")), model_max_length=77)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        norm_num_groups=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **TINY_UNET,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -35,17 +28,7 @@ def build_sdxl_pipeline(workdir: Path):
         projection_class_embeddings_input_dim=8 * 6 + 16,  # six time ids of 8 + the pooled embedding (16)
         cross_attention_dim=20,  # 8 (encoder 1) + 12 (encoder 2); the widths differ, as SDXL's (768, 1280) do
     )
-    torch.manual_seed(1)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=[4, 8],
-        norm_num_groups=2,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        scaling_factor=0.13025,
-    )
+    vae = tiny_vae(scaling_factor=0.13025)
 
     def clip(cls, seed, width, **extra):
         torch.manual_seed(seed)

@@ -53,26 +53,25 @@ def write_tokenizer(folder: Path, words: tuple[str, ...] = ("a", "cat", "dog", "
 # ---- the model -------------------------------------------------------------------------------------------
 
 
-def build_pipeline(workdir: Path):
-    """A tiny StableDiffusionPipeline (random weights, seeded), fully offline."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+# the UNet shape of both tiny models (SD 1.x here, SDXL in sdxl_models.py); each adds its own conditioning
+TINY_UNET = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(4, 8),
+    layers_per_block=1,
+    norm_num_groups=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+)
 
-    tok = CLIPTokenizer.from_pretrained(str(write_tokenizer(workdir / "tok")), model_max_length=77)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        norm_num_groups=2,
-        cross_attention_dim=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    )
+
+def tiny_vae(**config):
+    """The tiny VAE of both tiny models (seeded), with `config` on top (SDXL's scaling_factor)."""
+    from diffusers import AutoencoderKL
+
     torch.manual_seed(1)
-    vae = AutoencoderKL(
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -80,7 +79,19 @@ def build_pipeline(workdir: Path):
         norm_num_groups=2,
         down_block_types=["DownEncoderBlock2D"] * 2,
         up_block_types=["UpDecoderBlock2D"] * 2,
+        **config,
     )
+
+
+def build_pipeline(workdir: Path):
+    """A tiny StableDiffusionPipeline (random weights, seeded), fully offline."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(write_tokenizer(workdir / "tok")), model_max_length=77)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**TINY_UNET, cross_attention_dim=8)
+    vae = tiny_vae()
     torch.manual_seed(2)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
