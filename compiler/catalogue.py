@@ -47,7 +47,10 @@ class Param:
     multiple_of: int | None = None
     choices: tuple[str, ...] = ()
     choice_aliases: dict[str, str] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)  # names users bring that have no faithful equivalent
+    # choices (normalised) or values (as written) users bring that have no faithful equivalent -> why, for the help
+    refused: dict[str, str] = field(default_factory=dict)
+    auto: bool = False  # `NAME auto` reads the value from the scene's audio track
+    must_exist: bool = True  # a path the render reads (warned about when missing); False for outputs
     modes: frozenset = ALL
     aliases: tuple[str, ...] = ()
     deforum: str | None = None  # the A1111-extension settings key; None: Deforum has no such setting
@@ -146,12 +149,12 @@ PARAMS: tuple[Param, ...] = (
          deforum="max_frames"),
     _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
          "fps). Use either frames or duration. `duration auto` takes the `audio` track's length (from its "
-         "offset).", "scene", min=0, min_open=True, unit="s"),
+         "offset).", "scene", min=0, min_open=True, unit="s", auto=True),
     _set("fps", "float", 15, "Frames per second of the output video; converts seconds to frames.", "scene",
          min=0, min_open=True, max=240, unit="frames/s", deforum="fps"),
     _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`). `bpm auto` detects it "
          "from the `audio` track.", "scene",
-         min=0, min_open=True, max=1000, unit="beats/min"),
+         min=0, min_open=True, max=1000, unit="beats/min", auto=True),
     _set("audio", "path", None, "A soundtrack (wav, flac, mp3, ogg, m4a), optionally `from 12s` into it: its "
          "per-frame features (`onset`, `rms`, `beat`, `beat_phase`, `low`, `mid`, `high`) become expression "
          "variables and table columns, `bpm auto` and `duration auto` read it, and video.mp4 carries it.",
@@ -168,7 +171,8 @@ PARAMS: tuple[Param, ...] = (
          "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, refused=UNSUPPORTED_SAMPLERS,
          deforum="sampler"),
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
-         "generation", min=0, max=2**32 - 1, deforum="seed"),
+         "generation", min=0, max=2**32 - 1, deforum="seed",
+         refused={"-1": "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"}),
     _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
          "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1), schedule "
          "(the `seed_schedule`; 2D, 3D and video modes).",
@@ -229,7 +233,7 @@ PARAMS: tuple[Param, ...] = (
          min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames"),
     # output
     _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output",
-         export="local"),
+         export="local", must_exist=False),
     _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output"),
     _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51,
          export="local"),

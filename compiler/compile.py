@@ -104,8 +104,6 @@ def schedule_values(text: str, frames: int, *, fps: float = 15.0, bpm: float | N
     c.env = environment(frames, fps, bpm, seed)
     keys = c.resolve_schedules(settings)
     values = None if c.result.errors else c.evaluate(keys, frames, c.env)
-    if values is not None and c.result.errors:
-        values = None
     return (values[name] if values is not None else None), c.diags
 
 
@@ -216,7 +214,7 @@ class _Compiler:
             first = self.settings[p.name].statement
             self.err("DFM106", f"`{p.name}` is set twice", st.span,
                      note=f"first set on line {first.span.line}", help="keep one of them", parameter=p.name)
-        if p.name in ("bpm", "duration") and len(st.args) == 1 and isinstance(st.args[0], ir.Variable) \
+        if p.auto and len(st.args) == 1 and isinstance(st.args[0], ir.Variable) \
                 and st.args[0].name == "auto":  # read from the audio track in resolve_audio
             self.settings[p.name] = _Setting("auto", st)
             return
@@ -322,9 +320,7 @@ class _Compiler:
             return None
         if not p.in_range(x):
             shown = int(x) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
-            fix = f"use a value in {p.range_text()}"
-            if p.name == "seed" and x == -1:  # Deforum's "pick one at random": never reproducible
-                fix = "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"
+            fix = p.refused.get(str(shown), f"use a value in {p.range_text()}")
             self.err("DFM104", f"`{p.name}` is {shown}, outside {p.range_text()}", span, parameter=p.name,
                      help=fix)
             return None
@@ -348,7 +344,7 @@ class _Compiler:
     def path_value(self, p: Param, v: ir.String) -> str | None:
         raw = os.path.expanduser(v.value)
         full = Path(raw) if os.path.isabs(raw) or self.base_dir is None else self.base_dir / raw
-        if self.base_dir is not None and p.name != "output_dir":
+        if self.base_dir is not None and p.must_exist:
             found = self.exists(p.name, full, v)
             if found is None:
                 return None
@@ -400,7 +396,7 @@ class _Compiler:
     def resolve_audio(self, values: dict) -> bool:
         """Read the audio track (from the cache when it was read before), and resolve `bpm auto` and
         `duration auto` from it. False after an error that leaves the frame count unknown."""
-        autos = [n for n in ("bpm", "duration") if values.get(n) == "auto"]
+        autos = [p.name for p in cat.SETTINGS if p.auto and values.get(p.name) == "auto"]
         raw = values.get("audio")
         if raw is None:
             for n in autos:

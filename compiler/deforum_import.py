@@ -130,7 +130,7 @@ class _Importer:
         self.mode = mode or str(mode_p.default)
         self.settings["mode"] = (word(self.mode),)
         frames = self.number("max_frames", int)
-        self.frames = frames if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
+        self.frames = min(frames, cat.MAX_FRAMES) if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
         if frames is not None and self.mode != "video":  # Deforum's video mode renders the whole extraction
             self.settings["frames"] = (number(self.frames),)
         fps = self.number("fps", float)
