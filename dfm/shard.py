@@ -263,17 +263,16 @@ def _check_agrees(want: dict[str, str], found: dict[str, str], worker: str, erro
 
 def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _Start) -> int:
     """Ready the folder as run_render does, with its own rules for what dfm may delete (runtime/render.py's
-    _clear_temp_files and _clear_old_frames): record the frames dfm may write, then which frames on disk
+    clear_temp_files and clear_old_frames): record the frames dfm may write, then which frames on disk
     are this table's (those kept); remove the previous render's manifest, a checkpoint not continued, dfm's
     temporary files, its frames and latents not kept and the video unless it stays; write table.csv.
     Files dfm did not write stay. Returns the mode a new video gets (the old one's)."""
     from .runtime import resume
-    from .runtime.outdir import dfm_manifest, owned_frames, unwritable
-    from .runtime.render import _clear_old_frames, _clear_temp_files, _Output
+    from .runtime.outdir import Output, clear_old_frames, clear_temp_files, dfm_manifest, owned_frames, unwritable
 
     n = len(table)
     kept = ~begin.todo
-    out = _Output(root, False)
+    out = Output(root, False)
     try:
         owned = owned_frames(root)
         resume.write_owner(root, max(owned, n))
@@ -282,9 +281,9 @@ def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _S
             (root / "manifest.json").unlink()
         if not begin.checkpoint:
             resume.state_path(root).unlink(missing_ok=True)
-        _clear_temp_files(out)
+        clear_temp_files(out)
         out.frames.mkdir(exist_ok=True)
-        _clear_old_frames(out.frames, lambda i: i < n and bool(kept[i]), owned)
+        clear_old_frames(out.frames, lambda i: i < n and bool(kept[i]), owned)
         resume.remove_latents(root, lambda i: False, owned)  # these modes keep none
         mode = file_mode(out.video)
         if not begin.keep_video:

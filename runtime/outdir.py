@@ -2,16 +2,21 @@
 
 dfm writes over and removes only files of its own renders: a folder is dfm's when it holds a finished
 render's manifest or the state of one in progress; the frames dfm owns are those its manifest, its record
-or its checkpoint counts. Shared by the local render and the sharded one (dfm/shard.py).
+or its checkpoint counts. The folder layout (`Output`) and these rules are shared by the local render
+and the sharded one (dfm/shard.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import resume
+from .encoder import temp_paths
 from .errors import RenderError
 
 
@@ -66,3 +71,60 @@ def remove_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a render's files go."""
+
+    root: Path
+    save_maps: bool  # depth/ gets one map per frame
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def depth(self) -> Path:
+        return self.root / "depth"
+
+    @property
+    def video(self) -> Path:
+        return self.root / "video.mp4"
+
+    @property
+    def resumable(self) -> tuple[Path, ...]:
+        """The folders whose frames a checkpoint counts on."""
+        return (self.frames, self.depth) if self.save_maps else (self.frames,)
+
+
+def clear_old_frames(folder: Path, kept: Callable[[int], bool], owned: int) -> None:
+    """Remove the frame files dfm wrote (below `owned`, the count its manifest or state lists) that this
+    render does not keep: stale ones of an earlier render, or those a resume or an incremental render
+    rewrites. Other files stay."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if re.fullmatch(_FRAME_PATTERN, p.name) and int(p.name[:5]) < owned and not kept(int(p.name[:5])) \
+                and p.is_file():
+            p.unlink()
+
+
+_FRAME_PATTERN = r"\d{5}\.png"
+_ROOT_FILES = ("table.csv", "manifest.json")
+
+
+def clear_temp_files(out: Output) -> None:
+    """Remove the temporary files a killed render leaves: dfm writes every file under a temporary name of
+    its own (`.NAME.XXXXXXXX.tmp` of a name it writes, the video's `encoder.temp_paths`) and renames it, so
+    none of them is a finished file. Temporary files of other names are not dfm's and stay."""
+    video_temps = {p.name for p in temp_paths(out.video)}
+    for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
+                            (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
+                            (out.root / resume.STATE_DIR,
+                             "|".join(re.escape(n) for n in (*resume.STATE_FILES, resume.RECORD_FILE)))):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name in video_temps)
+                if ours and p.is_file():
+                    p.unlink()

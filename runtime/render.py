@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,10 +30,19 @@ from ..table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, incremental, resume, samplers
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
-from .encoder import Soundtrack, VideoEncoder, temp_paths
+from .encoder import Soundtrack, VideoEncoder
 from .errors import RenderError
 from .models import StableDiffusion, resolve_source
-from .outdir import dfm_manifest, open_output, owned_frames, remove_if_empty, unwritable
+from .outdir import (
+    Output,
+    clear_old_frames,
+    clear_temp_files,
+    dfm_manifest,
+    open_output,
+    owned_frames,
+    remove_if_empty,
+    unwritable,
+)
 from .output import FrameWriter, HostCopy, package_versions, write_json, write_text_atomic
 from .prompts import COLUMNS as PROMPT_COLUMNS
 from .prompts import PromptEmbeddings, PromptEncoder, prompt_warnings
@@ -434,38 +442,6 @@ class FrameRenderer:
 # ---- the whole render -------------------------------------------------------------------------------------
 
 
-def _clear_old_frames(folder: Path, kept: Callable[[int], bool], owned: int) -> None:
-    """Remove the frame files dfm wrote (below `owned`, the count its manifest or state lists) that this
-    render does not keep: stale ones of an earlier render, or those a resume or an incremental render
-    rewrites. Other files stay."""
-    if not folder.is_dir():
-        return
-    for p in folder.iterdir():
-        if re.fullmatch(_FRAME_PATTERN, p.name) and int(p.name[:5]) < owned and not kept(int(p.name[:5])) \
-                and p.is_file():
-            p.unlink()
-
-
-_FRAME_PATTERN = r"\d{5}\.png"
-_ROOT_FILES = ("table.csv", "manifest.json")
-
-
-def _clear_temp_files(out: _Output) -> None:
-    """Remove the temporary files a killed render leaves: dfm writes every file under a temporary name of
-    its own (`.NAME.XXXXXXXX.tmp` of a name it writes, the video's `encoder.temp_paths`) and renames it, so
-    none of them is a finished file. Temporary files of other names are not dfm's and stay."""
-    video_temps = {p.name for p in temp_paths(out.video)}
-    for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
-                            (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
-                            (out.root / resume.STATE_DIR,
-                             "|".join(re.escape(n) for n in (*resume.STATE_FILES, resume.RECORD_FILE)))):
-        if folder.is_dir():
-            for p in folder.iterdir():
-                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name in video_temps)
-                if ours and p.is_file():
-                    p.unlink()
-
-
 class RenderInterrupted(KeyboardInterrupt):
     """Ctrl-C during a render, raised once every finished frame and its checkpoint are on disk: the same
     render resumes at `next_frame`."""
@@ -509,7 +485,7 @@ class _Start:
         return self.checkpoint is None and self.latents is not None and 0 < self.frame < len(self.todo)
 
 
-def _find_start(table, sd, depth, out: _Output, restart: bool) -> _Start:
+def _find_start(table, sd, depth, out: Output, restart: bool) -> _Start:
     """Where this render begins; reads the folder, changes nothing (a checkpoint that is not continued
     is removed later, in `_prepare_output`, once the models are loaded).
 
@@ -598,36 +574,11 @@ class _Checkpointer:
         self.saved_next_frame = snap.next_frame
 
 
-@dataclass(frozen=True)
-class _Output:
-    """Where a render's files go."""
-
-    root: Path
-    save_maps: bool  # depth/ gets one map per frame
-
-    @property
-    def frames(self) -> Path:
-        return self.root / "frames"
-
-    @property
-    def depth(self) -> Path:
-        return self.root / "depth"
-
-    @property
-    def video(self) -> Path:
-        return self.root / "video.mp4"
-
-    @property
-    def resumable(self) -> tuple[Path, ...]:
-        """The folders whose frames a checkpoint counts on."""
-        return (self.frames, self.depth) if self.save_maps else (self.frames,)
-
-
 class _Writers:
     """The background writers of a render: frames (feeding the video), depth maps, and the checkpoint
     queued behind each frame."""
 
-    def __init__(self, table: FrameTable, out: _Output, begin: _Start, depth_kind: str = "midas") -> None:
+    def __init__(self, table: FrameTable, out: Output, begin: _Start, depth_kind: str = "midas") -> None:
         s = table.settings
         self.depth_kind = depth_kind  # the depth model's kind sets the depth maps' scale
         mode = file_mode(out.video)  # a rewritten video keeps the mode of the one it replaces
@@ -703,7 +654,7 @@ def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEsti
     return depth
 
 
-def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
+def _prepare_output(table: FrameTable, out: Output, begin: _Start) -> None:
     """Ready the output folder once the models are loaded, just before the first frame is written: the
     frames dfm may write recorded first (so a kill from here on leaves a folder dfm knows as its own), then
     the record of which frames on disk are this table's (those kept), then the previous render's manifest,
@@ -724,10 +675,10 @@ def _prepare_output(table: FrameTable, out: _Output, begin: _Start) -> None:
             (root / "manifest.json").unlink()  # it describes frames about to be replaced
         if begin.checkpoint is None:
             resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
-        _clear_temp_files(out)
+        clear_temp_files(out)
         out.frames.mkdir(exist_ok=True)
-        _clear_old_frames(out.frames, keeps, owned)
-        _clear_old_frames(out.depth, keeps, owned)
+        clear_old_frames(out.frames, keeps, owned)
+        clear_old_frames(out.depth, keeps, owned)
         # the latents of the diffusions before the first frame rendered are this table's; later ones are not
         start = begin.frame
         resume.remove_latents(root, lambda i: i < start and table.settings.mode in CAMERA_MODES, owned)
@@ -796,7 +747,7 @@ def _frame_loop(renderer: FrameRenderer, table: FrameTable, begin: _Start, write
             renderer.video.close()
 
 
-def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: _Output, writers: _Writers, begin: _Start,
+def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: Output, writers: _Writers, begin: _Start,
             timer: StageTimer, before: _Calls, warnings: list[str]) -> RenderReport:
     """Close the writers (the video is finished) and report what this run did."""
     video = writers.close(timer)
@@ -850,7 +801,7 @@ def run_render(
     s = table.settings
     depth = _depth_in_use(s, depth)
     timer = timer or StageTimer(sd.placement.device)
-    out = _Output(Path(out_dir), save_maps=depth is not None and bool(s.save_depth_maps))
+    out = Output(Path(out_dir), save_maps=depth is not None and bool(s.save_depth_maps))
 
     # nothing in the folder changes until the models are loaded: a render that fails before its first
     # frame leaves the folder as it found it
