@@ -58,6 +58,9 @@ class Param:
     # how exporters treat it: "value" (written under its key; with no key, an `unsupported` warning when
     # the scene sets it) or "local" (about dfm's own render, e.g. output_dir: never exported, no warning)
     export: str = "value"
+    # Deforum's Parseq adapter reads this field's per-frame change `X_delta` (parseq_use_deltas): "add", or
+    # "multiply" for zoom (a delta of 1 is no change); None: it reads the value itself
+    parseq_delta: str | None = None
 
     @property
     def column_type(self) -> ColumnType:
@@ -245,31 +248,33 @@ PARAMS: tuple[Param, ...] = (
           "the positive prompts.", "prompts", aliases=("negative_prompt", "neg")),
     # motion schedules
     _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
-           modes=frozenset({"2d"}), parseq="angle", deforum="angle"),
+           modes=frozenset({"2d"}), parseq="angle", parseq_delta="add", deforum="angle"),
     _sched("zoom", 1.0, "2D scale per frame (1.02 zooms in 2 % each frame).", "motion", "×/frame",
-           modes=frozenset({"2d"}), parseq="zoom", min=0, min_open=True, deforum="zoom"),
+           modes=frozenset({"2d"}), parseq="zoom", parseq_delta="multiply", min=0, min_open=True, deforum="zoom"),
     _sched("translation_x", 0.0, "Move right per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_x", deforum="translation_x"),
+           modes=MOTION, parseq="translation_x", parseq_delta="add", deforum="translation_x"),
     _sched("translation_y", 0.0, "Move down per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_y", deforum="translation_y"),
+           modes=MOTION, parseq="translation_y", parseq_delta="add", deforum="translation_y"),
     _sched("translation_z", 0.0, "3D: move the camera forward per frame.", "motion", "units/frame",
-           modes=frozenset({"3d"}), parseq="translation_z", deforum="translation_z"),
+           modes=frozenset({"3d"}), parseq="translation_z", parseq_delta="add", deforum="translation_z"),
     _sched("rotation_3d_x", 0.0, "3D: tilt per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_x", deforum="rotation_3d_x"),
+           parseq="rotation_3d_x", parseq_delta="add", deforum="rotation_3d_x"),
     _sched("rotation_3d_y", 0.0, "3D: pan per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_y", deforum="rotation_3d_y"),
+           parseq="rotation_3d_y", parseq_delta="add", deforum="rotation_3d_y"),
     _sched("rotation_3d_z", 0.0, "3D: roll per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_z", deforum="rotation_3d_z"),
+           parseq="rotation_3d_z", parseq_delta="add", deforum="rotation_3d_z"),
     _sched("transform_center_x", 0.5, "2D: rotation and zoom centre, as a fraction of the width.", "motion",
            modes=frozenset({"2d"}), parseq="transform_center_x", deforum="transform_center_x"),
     _sched("transform_center_y", 0.5, "2D: rotation and zoom centre, as a fraction of the height.", "motion",
            modes=frozenset({"2d"}), parseq="transform_center_y", deforum="transform_center_y"),
     _sched("perspective_flip_theta", 0.0, "2D perspective flip: rotation about z.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_theta", deforum="perspective_flip_theta"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_theta", parseq_delta="add",
+           deforum="perspective_flip_theta"),
     _sched("perspective_flip_phi", 0.0, "2D perspective flip: rotation about x.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_phi", deforum="perspective_flip_phi"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_phi", parseq_delta="add", deforum="perspective_flip_phi"),
     _sched("perspective_flip_gamma", 0.0, "2D perspective flip: rotation about y.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_gamma", deforum="perspective_flip_gamma"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_gamma", parseq_delta="add",
+           deforum="perspective_flip_gamma"),
     _sched("perspective_flip_fv", 53.0, "2D perspective flip: field of view.", "motion", "degrees",
            modes=frozenset({"2d"}), parseq="perspective_flip_fv", min=0, max=180, min_open=True, max_open=True,
            deforum="perspective_flip_fv"),

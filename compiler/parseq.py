@@ -34,11 +34,12 @@ from .scene_writer import SceneWriter, comment, number, statement, string, word
 from .scene_writer import key as make_key
 from .scene_writer import keys as key_list
 
-# Deforum's parseq_adapter reads these from `X_delta` when parseq_use_deltas is on
-DELTA_FIELDS = frozenset({"angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x",
-                          "rotation_3d_y", "rotation_3d_z", "perspective_flip_theta", "perspective_flip_phi",
-                          "perspective_flip_gamma"})
-MULTIPLICATIVE = frozenset({"zoom"})  # a delta of 1 means "no change"
+
+def delta_fields() -> dict[str, str]:
+    """Parseq field -> how Deforum's parseq_adapter reads its `X_delta` ("add"/"multiply"), from the catalogue."""
+    return {p.parseq: p.parseq_delta for p in cat.SCHEDULES if p.parseq and p.parseq_delta}
+
+
 DEFAULT_BPM = 120.0  # Parseq requires a bpm; Deforum ignores it
 
 
@@ -62,8 +63,9 @@ def parseq_less(table: FrameTable) -> list[Param]:
 def absolute_and_delta(field: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(X, X_delta) for one field, from the table's column."""
     values = np.asarray(values, dtype=np.float64)
-    if field in DELTA_FIELDS:
-        if field in MULTIPLICATIVE:
+    kind = delta_fields().get(field)
+    if kind is not None:
+        if kind == "multiply":
             return 1.0 + np.cumsum(values - 1.0), values
         return np.cumsum(values), values
     delta = np.diff(values, prepend=0.0)
@@ -273,7 +275,7 @@ class _ParseqImporter:
             if no_variation and name in ("subseed", "subseed_strength"):  # strength 0: the subseed changes nothing
                 self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
                 continue
-            delta = self.use_deltas and name in DELTA_FIELDS and f"{name}_delta" in self.frames[0]
+            delta = self.use_deltas and name in delta_fields() and f"{name}_delta" in self.frames[0]
             values = self.column(f"{name}_delta" if delta else name)
             self.mapped |= {name, f"{name}_delta", f"{name}_pc"}
             keys = [make_key(f, number(float(v), v)) for f, v in number_keys(values, 0, self.n)]
@@ -304,4 +306,4 @@ def dumps(manifest: Mapping) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False)
 
 
-__all__ = ["to_parseq_manifest", "from_parseq_manifest", "absolute_and_delta", "DELTA_FIELDS", "dumps"]
+__all__ = ["to_parseq_manifest", "from_parseq_manifest", "absolute_and_delta", "delta_fields", "dumps"]

@@ -202,3 +202,9 @@ def test_a_manifest_longer_than_dfm_renders_is_refused_before_it_is_read(monkeyp
     monkeypatch.setattr(cat, "MAX_FRAMES", 10)
     with pytest.raises(SettingsError, match="11 rendered frames"):
         from_parseq_manifest({"rendered_frames": [{"frame": i, "zoom": 1} for i in range(11)]})
+
+
+def test_the_catalogues_delta_fields_are_the_ones_deforums_adapter_reads():
+    from dfm.compiler.parseq import delta_fields
+
+    assert set(delta_fields()) == DEFORUM_DELTA_FIELDS and delta_fields()["zoom"] == "multiply"
