@@ -1,4 +1,4 @@
-"""A1111's prompt syntax, read once by the compiler: attention weights as pieces, and what dfm lacks.
+"""A1111's prompt syntax, read once by the compiler: attention weights, AND, prompt editing, backticks.
 
 A prompt's text stays in the FrameTable as the user wrote it; next to it the table carries the pieces
 the runtime encodes (`pieces_json`): JSON, a list of ``[text, weight]`` pairs and ``"BREAK"`` markers,
@@ -19,9 +19,21 @@ so the runtime never reads the syntax itself.
 - Neighbouring pieces of equal weight merge into one (A1111 tokenizes each piece on its own).
 
 Extra-network tags (``<lora:name:0.8>``, ``<hypernet:…>``) are removed from the text CLIP sees, as
-A1111 removes them; dfm does not load the network, and `check` says so (DFM502). Composable prompts
-(``AND``), prompt editing (``[a:b:0.5]``), alternation (``[a|b]``) and Deforum's backtick expressions
-are not implemented: `check` warns (DFM502) and their characters are encoded as written.
+A1111 removes them. ``<lora:…>`` and ``<lyco:…>`` are loaded (compiler/networks.py reads them and checks
+their files); any other kind is not, and `check` says so (DFM502).
+
+What a positive prompt means per frame and per sampler step (`table_pieces`, docs/frametable.md has the
+JSON forms):
+
+- Deforum's backtick expressions (`` `cos(t)` ``) are dfm expressions the compiler evaluates per frame;
+  the number replaces the backticks before anything else reads the text (`substitute`), as Deforum does.
+- ``AND`` splits a positive prompt into A1111's composable sub-prompts, each with an optional trailing
+  ``:weight`` (`split_and`, A1111's ``get_multicond_prompt_list``). Negatives are never split (A1111 has no
+  ``AND`` there: the word is text).
+- Each sub-prompt's prompt editing ``[from:to:when]`` / ``[to:when]`` / ``[from::when]`` and alternation
+  ``[a|b]`` make a schedule over the sampler steps (`schedule`, A1111's
+  ``get_learned_conditioning_prompt_schedules`` without hires fix): ``when`` with a ``.`` is a fraction of
+  the steps, else a step; ``min(steps, int(v))``.
 """
 
 from __future__ import annotations
@@ -29,6 +41,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..dsl import ir
+from ..dsl.parser import parse_statement
 
 ROUND = 1.1  # ( )
 SQUARE = 1 / 1.1  # [ ]
@@ -40,9 +58,9 @@ _ATTENTION = re.compile(r"""
 """, re.X)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 _EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")  # A1111's re_extra_net
-_AND = re.compile(r"\bAND\b")  # A1111's composable-prompt separator
+LOADED_NETWORKS = ("lora", "lyco")  # the extra-network kinds dfm loads (compiler/networks.py)
+AND = re.compile(r"\bAND\b")  # A1111's composable-prompt separator
 _BACKTICKS = re.compile(r"`[^`]*`")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # lark's SIGNED_NUMBER
 
 Piece = tuple[str, float]
 
@@ -72,8 +90,19 @@ def pieces_json(text: str) -> str:
 
 def check(text: str) -> list[Issue]:
     """Every problem `text` has as a prompt, in order of position."""
-    issues = _attention(text)[1] + _unsupported(text)
+    # a backtick expression is a number by the time A1111 reads the text: check the text with each one
+    # as a number of the same length, so that `cos(t)` is no bracket pair and offsets stay offsets
+    plain = _numbers_for_backticks(text) if "`" in text else text
+    issues = _attention(plain)[1] + _unsupported(text)
     return sorted(issues, key=lambda i: (i.start, i.code))
+
+
+def _numbers_for_backticks(text: str) -> str:
+    out, last = [], 0
+    for start, end, _ in backticks(text):
+        out += [text[last:start], "1" + " " * (end - start - 1)]
+        last = end
+    return "".join(out) + text[last:]
 
 
 def _attention(text: str) -> tuple[list[Piece | str], list[Issue]]:
@@ -151,49 +180,329 @@ def _unsupported(text: str) -> list[Issue]:
     out = []
     for m in _EXTRA_NETWORK.finditer(text):
         kind = m.group(1)
+        if kind in LOADED_NETWORKS:
+            continue  # compiler/networks.py resolves and checks these
         out.append(Issue("DFM502", False, f"`<{kind}:…>` is not implemented: the tag is left out of the prompt "
-                         f"and dfm renders without the {'LoRA' if kind in ('lora', 'lyco') else kind}",
-                         m.start(), m.end(), "remove the tag (dfm does not load extra networks yet)"))
-    for m in _AND.finditer(text):
-        out.append(Issue("DFM502", False, "composable prompts (`AND`) are not implemented: the whole text, `AND` "
-                         "included, is encoded as one prompt", m.start(), m.end(),
-                         "write one prompt, or blend prompts over time with `prompt_crossfade`"))
-    for m in _BACKTICKS.finditer(text):
-        out.append(Issue("DFM502", False, "Deforum's backtick expressions are not evaluated: the text between the "
-                         "backticks is encoded as written", m.start(), m.end(),
-                         "write the weight as a number, e.g. `(cat:1.2)`"))
-    out += _editing(text)
+                         f"and dfm renders without the {kind}", m.start(), m.end(),
+                         "remove the tag; dfm loads LoRAs (`<lora:…>`, `lora \"file\"`) but no other extra network"))
     return out
 
 
-def _editing(text: str) -> list[Issue]:
-    """A1111's prompt editing `[a:b:when]` (also `[a:when]`, `[a::when]`) and alternation `[a|b]`."""
+def check_composition(text: str, negative: bool) -> list[Issue]:
+    """What `AND`, backticks and the editing brackets of a prompt text mean that a user may not expect:
+    `AND` in a negative is text; too many sub-prompts; an unclosed backtick. Offsets into `text`."""
     out = []
-    stack: list[list] = []  # per open bracket: [kind, offset, offset of the last ':' at its level, saw '|']
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c in "([":
-            stack.append([c, i, -1, False])
-        elif c in ")]" and stack and stack[-1][0] == ("(" if c == ")" else "["):
-            kind, start, colon, pipe = stack.pop()
-            if kind == "[" and pipe:
-                out.append(Issue("DFM502", False, "alternation `[a|b]` is not implemented: the text inside is "
-                                 "encoded as written, `|` included", start, i + 1,
-                                 "write one of the alternatives"))
-            elif kind == "[" and colon >= 0 and _NUMBER.fullmatch(text[colon + 1:i].strip()):
-                out.append(Issue("DFM502", False, "prompt editing `[from:to:when]` is not implemented: the text "
-                                 "inside is encoded as written, colons included", start, i + 1,
-                                 "write the text of one part, or key a new prompt at the frame it should change"))
-        elif c == ":" and stack:
-            stack[-1][2] = i
-        elif c == "|" and stack:
-            stack[-1][3] = True
-        i += 1
+    if negative:
+        for m in AND.finditer(text):
+            out.append(Issue("DFM502", False, "A1111 has no `AND` in negative prompts: the whole text, `AND` "
+                             "included, is encoded as one prompt", m.start(), m.end(),
+                             "write one negative prompt, or lower the weight of a term: `(grainy:0.5)`"))
+    else:
+        parts = AND.split(text)
+        if len(parts) > MAX_PARTS:
+            at = [m for m in AND.finditer(text)][MAX_PARTS - 1]
+            out.append(Issue("DFM503", True, f"{len(parts)} sub-prompts joined with `AND` (at most {MAX_PARTS}): "
+                             "each one is one more UNet pass per step", at.start(), at.end(),
+                             "merge sub-prompts, or blend prompts over time with `prompt_crossfade`"))
+    ticks = [i for i, c in enumerate(text) if c == "`"]
+    if len(ticks) % 2:
+        at = ticks[-1]
+        out.append(Issue("DFM503", False, "a backtick that is never closed is encoded as text", at, at + 1,
+                         "close the expression with a second backtick: `` `1+t/max_f` ``"))
     return out
 
 
-__all__ = ["BREAK", "Issue", "check", "pieces", "pieces_json"]
+# ---- Deforum's backtick expressions ------------------------------------------------------------------------------
+
+
+def backticks(text: str) -> list[tuple[int, int, str]]:
+    """Each `` `expression` `` in `text`: (start, end of the backticked span, the expression's text)."""
+    return [(m.start(), m.end(), m.group(0)[1:-1]) for m in _BACKTICKS.finditer(text)]
+
+
+@lru_cache(maxsize=4096)
+def backtick_expression(source: str) -> ir.Expr | None:
+    """The dfm expression between a pair of backticks, or None when it is not one (`check_backtick` says
+    why). Deforum evaluates it with numexpr after replacing every letter `t` by the frame number, so
+    `sqrt(t)` breaks there; dfm parses it, so `t` is the frame wherever it stands as a name."""
+    if not source.strip() or "\n" in source:
+        return None
+    st = parse_statement(f"weight ({source})")
+    if st is None or len(st.args) != 1 or not isinstance(st.args[0], ir.EXPR_NODES):
+        return None
+    return st.args[0]
+
+
+def format_number(x: float) -> str:
+    """A weight as the text that replaces its backticks: the shortest decimal that reads back as `x`, never
+    in exponent form (A1111's weight patterns take no exponent: Deforum's `1e-05` would be text)."""
+    shown = repr(float(x))  # the shortest round-trip decimal: what numpy prints too, and 20x faster
+    return shown if "e" not in shown else np.format_float_positional(float(x), trim="-")
+
+
+def substitute(text: str, values: list[float]) -> str:
+    """`text` with its i-th backtick span replaced by `values[i]` (Deforum's prepare_prompt, without its
+    textual `t` replacement: the expression was evaluated as an expression)."""
+    out, last = [], 0
+    for (start, end, _), v in zip(backticks(text), values, strict=True):
+        out += [text[last:start], format_number(v)]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+# ---- AND: A1111's composable prompts -----------------------------------------------------------------------------
+
+# sub-prompts of one prompt, as many as the runtime renders: each is one more conditional UNet pass per step
+MAX_PARTS = 32
+_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*\Z")  # A1111's re_weight, its optional tail
+
+
+def split_and(text: str) -> list[tuple[str, float]]:
+    """A1111's get_multicond_prompt_list for one prompt: (text, weight) per `AND` sub-prompt. A trailing
+    `:number` is the weight (default 1); the text keeps its leading blanks and loses its trailing ones."""
+    out = []
+    for sub in AND.split(text):
+        m = _WEIGHT.search(sub)
+        out.append((sub[:m.start()], float(m.group(1))) if m else (sub.rstrip(), 1.0))
+    return out
+
+
+# ---- prompt editing and alternation: A1111's schedules -------------------------------------------------------------
+
+MAX_NESTING = 100  # brackets inside brackets: deeper, the whole text is read as written (no recursion error)
+# lark's SIGNED_NUMBER (A1111's `when`), with the blanks A1111's grammar allows around it, and the `]`
+_WHEN = re.compile(r"\s*([+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))\s*]")
+_PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+")  # A1111's `plain` (a backslash escapes one character)
+
+
+@dataclass(frozen=True)
+class _Edit:
+    before: tuple | None  # None: `[to:when]`
+    after: tuple
+    when: str  # as written; `schedule` turns it into a step
+
+
+@dataclass(frozen=True)
+class _Alternate:
+    options: tuple[tuple, ...]
+
+
+class _Reader:
+    """A1111's schedule grammar (modules/prompt_parser.py `schedule_parser`) read by recursive descent.
+
+    A bracket group is prompt editing, alternation or emphasis only if everything inside it is well
+    formed; a group that is not is literal text, which A1111's grammar allows at the top level only (so a
+    group inside an ill-formed group is text too). A `|` outside an alternation, or a backslash before a
+    line break or at the end, makes A1111's parse fail: then the whole text is its own one-step schedule.
+    A1111 parses with lark's Earley parser, which is cubic in the text (a 1,700-character prompt of
+    brackets takes a minute); this reader is linear: each position is read at most once (`memo`)."""
+
+    def __init__(self, text: str):
+        self.text, self.memo, self.too_deep = text, {}, False
+
+    def top(self) -> tuple | None:
+        """The text as items, or None when A1111's parse fails (or the nesting is past MAX_NESTING)."""
+        text, out, i = self.text, [], 0
+        while i < len(text):
+            c = text[i]
+            if c in "([":
+                got = self.group(i, 0)
+                if got is not None:
+                    out.append(got[0])
+                    i = got[1]
+                    continue
+                out.append(c)
+                i += 1
+            elif c in "]):":
+                out.append(c)
+                i += 1
+            else:
+                m = _PLAIN.match(text, i)
+                if m is None:  # `|`, or a backslash that escapes nothing
+                    return None
+                out.append(m.group(0))
+                i = m.end()
+        return None if self.too_deep else tuple(out)
+
+    def seq(self, i: int, depth: int) -> tuple[tuple, int] | None:
+        """A1111's `prompt`: well-formed items up to the first `]`, `)`, `:` or `|` (or the end)."""
+        key = ("seq", i)
+        if key in self.memo:
+            return self.memo[key]
+        text, out, j, res = self.text, [], i, None
+        while True:
+            if j >= len(text) or text[j] in "]):|":
+                res = (tuple(out), j)
+                break
+            if text[j] in "([":
+                got = self.group(j, depth)
+                if got is None:
+                    break
+                out.append(got[0])
+                j = got[1]
+                continue
+            m = _PLAIN.match(text, j)
+            if m is None:
+                break
+            out.append(m.group(0))
+            j = m.end()
+        self.memo[key] = res
+        return res
+
+    def group(self, i: int, depth: int) -> tuple[object, int] | None:
+        """The bracket group at `i` and the offset after it, or None when it is not well formed."""
+        key = ("group", i)
+        if key in self.memo:
+            return self.memo[key]
+        if depth >= MAX_NESTING:
+            self.too_deep = True
+            return None
+        res = (self.round if self.text[i] == "(" else self.square)(i, depth + 1)
+        self.memo[key] = res
+        return res
+
+    def round(self, i: int, depth: int):
+        text = self.text
+        first = self.seq(i + 1, depth)
+        if first is None or first[1] >= len(text):
+            return None
+        inner, j = first
+        if text[j] == ")":
+            return ("(", *inner, ")"), j + 1
+        if text[j] == ":":
+            second = self.seq(j + 1, depth)
+            if second is not None and second[1] < len(text) and text[second[1]] == ")":
+                return ("(", *inner, ":", *second[0], ")"), second[1] + 1
+        return None
+
+    def square(self, i: int, depth: int):
+        text = self.text
+        first = self.seq(i + 1, depth)
+        if first is None or first[1] >= len(text):
+            return None
+        inner, j = first
+        if text[j] == "]":
+            return ("[", *inner, "]"), j + 1
+        if text[j] == "|":
+            options = [inner]
+            while j < len(text) and text[j] == "|":
+                nxt = self.seq(j + 1, depth)
+                if nxt is None:
+                    return None
+                options.append(nxt[0])
+                j = nxt[1]
+            if j < len(text) and text[j] == "]":
+                return _Alternate(tuple(options)), j + 1
+            return None
+        if text[j] != ":":
+            return None
+        when = _WHEN.match(text, j + 1)  # `[to:when]`
+        if when is not None:
+            return _Edit(None, inner, when.group(1)), when.end()
+        second = self.seq(j + 1, depth)
+        if second is None or second[1] >= len(text) or text[second[1]] != ":":
+            return None
+        when = _WHEN.match(text, second[1] + 1)
+        if when is None:
+            return None
+        return _Edit(inner, second[0], when.group(1)), when.end()
+
+
+def _steps_of(node, steps: int, whens: dict, out: set[int]) -> None:
+    if isinstance(node, str):
+        return
+    if isinstance(node, _Edit):
+        v = float(node.when)
+        step = min(steps, int(v * steps if "." in node.when else v))
+        whens[id(node)] = step
+        if step >= 1:
+            out.add(step)
+        for part in (node.before or (), node.after):
+            for x in part:
+                _steps_of(x, steps, whens, out)
+    elif isinstance(node, _Alternate):
+        out.update(range(1, steps + 1))
+        for option in node.options:
+            for x in option:
+                _steps_of(x, steps, whens, out)
+    else:
+        for x in node:
+            _steps_of(x, steps, whens, out)
+
+
+def _text_at(node, step: int, whens: dict, out: list[str]) -> None:
+    if isinstance(node, str):
+        out.append(node)
+    elif isinstance(node, _Edit):
+        for x in (node.before or ()) if step <= whens[id(node)] else node.after:
+            _text_at(x, step, whens, out)
+    elif isinstance(node, _Alternate):
+        for x in node.options[(step - 1) % len(node.options)]:
+            _text_at(x, step, whens, out)
+    else:
+        for x in node:
+            _text_at(x, step, whens, out)
+
+
+def schedule(text: str, steps: int) -> list[tuple[int, str]]:
+    """A1111's prompt schedule of one (sub-)prompt for `steps` sampler steps: ``[(end_step, text), …]``,
+    end steps ascending, the last one `steps`. Sampler step s (counted from 0) uses the first entry whose
+    end step is >= s."""
+    steps = int(steps)
+    if "[" not in text:  # no editing, no alternation: nothing to read (and plain prompts stay fast)
+        return [(steps, text)]
+    tree = _Reader(text).top()
+    if tree is None:
+        return [(steps, text)]
+    whens: dict[int, int] = {}
+    ends = {steps}
+    _steps_of(tree, steps, whens, ends)
+    out = []
+    for end in sorted(ends):
+        buf: list[str] = []
+        _text_at(tree, end, whens, buf)
+        out.append((end, "".join(buf)))
+    return out
+
+
+# ---- the table's value ------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def _pieces_list(text: str) -> list:
+    """`pieces` as the JSON lists of the composite form, cached across rows: a weight expression changes
+    a part's weight on every frame, rarely its text. (Read only: json.dumps never changes it.)"""
+    return [p if p == BREAK else [p[0], p[1]] for p in pieces(text)]
+
+
+def table_pieces(text: str, steps: int, negative: bool = False) -> str:
+    """The `*_pieces` value of a prompt text (backticks already substituted) on a row of `steps` steps:
+    the simple form (`pieces_json`) when the text is one sub-prompt of weight 1 without editing or
+    alternation, else the composite JSON object {"parts": [{"weight", "schedule"}, …]}."""
+    parts = [(text, 1.0)] if negative else split_and(text)
+    if len(parts) == 1 and parts[0][1] == 1.0:
+        only = schedule(parts[0][0], steps)
+        if len(only) == 1:
+            return pieces_json(only[0][1])
+    obj = {"parts": [{"weight": w, "schedule": [[end, _pieces_list(t)] for end, t in schedule(sub, steps)]}
+                     for sub, w in parts]}
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_composite(value: str) -> bool:
+    """Whether a `*_pieces` value is the composite form (a JSON object, not a list)."""
+    return value.startswith("{")
+
+
+def conditional_parts(value: str) -> tuple[int, bool]:
+    """(conditional passes per step, whether any part's weight is not 1) of a `*_pieces` value."""
+    if not is_composite(value):
+        return 1, False
+    parts = json.loads(value)["parts"]
+    return len(parts), len(parts) != 1 or any(p["weight"] != 1 for p in parts)
+
+
+__all__ = ["BREAK", "MAX_PARTS", "Issue", "backtick_expression", "backticks", "check", "check_composition",
+           "conditional_parts", "format_number", "is_composite", "pieces", "pieces_json", "schedule", "split_and",
+           "substitute", "table_pieces"]

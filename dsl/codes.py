@@ -44,6 +44,11 @@ CODES: dict[str, tuple[str, str]] = {
                "`high`), `bpm auto` or `duration auto` is used in a scene without an `audio` statement."),
     "DFM206": ("detected from the audio", "A note, not a problem: the tempo `bpm auto` detected, or the length "
                "`duration auto` took, from the `audio` track."),
+    "DFM207": ("defaults from the model family", "A note, not a problem: the scene's model is of a family "
+               "trained for other settings than dfm's defaults (SDXL at 1024x1024; SDXL-Turbo and SD-Turbo at "
+               "512x512 with cfg_scale 0, 4 steps and a trailing sampler; LCM with 4 steps and the lcm sampler), "
+               "and the scene sets none of them, so the family's are used. The note lists them; set any in the "
+               "scene to choose your own."),
     # keys
     "DFM301": ("duplicate keyframe", "Two keyframes of one schedule (or two prompts) fall on the same frame. "
                "Deforum silently keeps the last; dfm asks you to remove one."),
@@ -67,16 +72,29 @@ CODES: dict[str, tuple[str, str]] = {
     "DFM404": ("audio cannot be used", "The `audio` file cannot be decoded (not an audio file, or a format "
                "ffmpeg does not read), holds no audio, starts past its end (`from`), or has no tempo that "
                "`bpm auto` can detect."),
+    "DFM405": ("model cannot be rendered", "The scene's `model` is of a family dfm does not render (Stable "
+               "Diffusion 3, Flux, an inpainting UNet, an SDXL refiner alone) or its file cannot be read. A warning "
+               "at check time, since `dfm render --model` may replace it; the render refuses it."),
+    "DFM406": ("a frame runs no steps", "With few steps, Deforum's int((1 - strength) × steps) rounds to 0 for a "
+               "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
+               "frame and is not diffused. The warning names the first such frame and the strength that would run "
+               "one step; raise `steps` or lower `strength`."),
     # prompt texts (compiler/prompt_syntax)
     "DFM501": ("prompt weight syntax", "A1111's attention syntax in a prompt is off: a `(` or `[` never closed "
                "weighs everything after it (A1111 reads it so, and so does dfm), a `)` or `]` that closes nothing "
                "is encoded as text, a lone backslash is dropped, and a weight that is not a number, `(word:1.2.3)`, is "
                "an error. Write `\\(` for a literal bracket."),
     "DFM502": ("prompt syntax dfm does not implement", "The prompt uses A1111 or Deforum syntax dfm does not "
-               "implement yet: composable prompts (`AND`), prompt editing (`[from:to:when]`), alternation "
-               "(`[a|b]`), Deforum's backtick expressions (`` `1+t/max_f` ``), or an extra-network tag "
-               "(`<lora:name:0.8>`). Tags are left out of the text (dfm renders without the network); everything "
-               "else is encoded as written, characters and all. The warning says which; rewrite the prompt."),
+               "implement yet, such as an extra-network tag other than a LoRA (`<hypernet:name:0.8>`), or "
+               "syntax that means nothing where it stands (`AND` in a negative prompt: A1111 has no `AND` "
+               "there, the word is encoded as text). Tags are left out of the text (dfm renders without the "
+               "network); everything else is encoded as written, characters and all. The warning says which; "
+               "rewrite the prompt."),
+    "DFM503": ("composable prompt", "A composable prompt or a backtick expression is off: a backtick "
+               "expression that is not a dfm expression (or uses an unknown name), more sub-prompts than dfm "
+               "renders in one prompt (each is one more UNet pass per step), an `AND` inside a sub-prompt of the "
+               "native form (`\"a\" weight 1 and \"b\"`: the `and` between strings joins them), the native form "
+               "in a `negative` (A1111 has no `AND` there), or a backtick never closed (then it is text)."),
 }
 
 

@@ -97,7 +97,15 @@ def format_value(v: ir.Value) -> str:
         return v.text
     if isinstance(v, ir.KeyList):
         return ", ".join(format_key(k) for k in v.keys)
+    if isinstance(v, ir.Composite):
+        return " and ".join(format_prompt_part(p) for p in v.parts)
     return format_expr(v)
+
+
+def format_prompt_part(p: ir.PromptPart) -> str:
+    """`"apple" weight cos(t)`: the string, and the weight only when one was written."""
+    text = format_string(p.text.value)
+    return text if p.weight is None else f"{text} weight {format_expr(p.weight)}"
 
 
 def format_statement(st: ir.Statement, name_width: int = 0, rename: Mapping[str, str] | None = None,

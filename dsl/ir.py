@@ -143,7 +143,24 @@ class KeyList:
     span: Span = _span()
 
 
-Value = Number | Variable | Call | Unary | Binary | String | Size | Word | Time | KeyList
+@dataclass(frozen=True, slots=True)
+class PromptPart:
+    """One sub-prompt of the native composable form: ``"apple" weight cos(t)``; no weight means 1."""
+
+    text: String
+    weight: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """Sub-prompts joined with ``and`` (A1111's ``AND``): ``"apple" weight cos(t) and "snow"``."""
+
+    parts: tuple[PromptPart, ...]
+    span: Span = _span()
+
+
+Value = Number | Variable | Call | Unary | Binary | String | Size | Word | Time | KeyList | Composite
 
 
 # ---- statements and the scene --------------------------------------------------------------------

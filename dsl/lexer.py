@@ -103,6 +103,9 @@ class DfmLexer(RegexLexer):
             # it each character would be an error of its own, every one tried against the rules above, each
             # of which reads the rest of the run: quadratic in its length.
             (r"[0-9.]+", Error),
+            # the native composable prompt: `weight` right after a string, `and` right before one
+            (r"""(?:(?<=" )|(?<=' )|(?<="\t)|(?<='\t))weight\b""", Keyword),
+            (r"""\band\b(?=[ \t]*["'])""", Keyword),
             (words(FUNCTIONS, suffix=r"(?=[ \t]*\()"), Name.Function),
             (_NAME + r"(?=[ \t]*\()", Name),  # a call to a function dfm does not know: the checker says so
             (words(CONSTANTS, prefix=r"\b", suffix=r"\b"), Name.Constant),

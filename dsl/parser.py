@@ -245,7 +245,15 @@ class _Builder:
             if kind == "word":
                 tok = node.children[0]
                 return ir.Word(str(tok), self.span_of(tok))
+            if kind == "composite":
+                return ir.Composite(tuple(self.prompt_part(p) for p in node.children), self.span_of(node))
         return self.expr(node)
+
+    def prompt_part(self, node: Tree) -> ir.PromptPart:
+        tok = node.children[0]
+        text = ir.String(string_value(str(tok)), self.span_of(tok))
+        weight = self.expr(node.children[1]) if node.data == "weighted" else None
+        return ir.PromptPart(text, weight, self.span_of(node))
 
     def literal(self, tok: Token) -> str:
         """A numeric literal's text, refused past MAX_NUMBER_LENGTH so that `int()` and `float()` of it
@@ -335,6 +343,8 @@ _WORDS = {
     "VBAR": "'|'",
     "AMPERSAND": "'&'",
     "__ANON_0": "'**'",
+    "_AND": "`and`",
+    "_WEIGHT": "`weight`",
     "$END": "the end of the statement",
 }
 

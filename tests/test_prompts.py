@@ -86,12 +86,15 @@ def test_pieces_json_is_the_tables_form():
     ("(a:1.2.3)", [("DFM501", True, "1.2.3")]),  # A1111 fails on it; one error, not a second for the bracket
     ("\\(fine\\) (ok) [ok] (ok:2) \\\\", []),
     ("C:\\path", [("DFM501", False, "\\")]),  # a lone backslash is dropped
-    ("a AND b :0.5", [("DFM502", False, "AND")]),
-    ("[dog:cat:0.5]", [("DFM502", False, "[dog:cat:0.5]")]),
-    ("[dog::10]", [("DFM502", False, "[dog::10]")]),
-    ("[a|b|c]", [("DFM502", False, "[a|b|c]")]),
-    ("(cat:`1+t/max_f`)", [("DFM502", False, "`1+t/max_f`")]),
-    ("a <lora:grain:0.8>", [("DFM502", False, "<lora:grain:0.8>")]),
+    # implemented (tests/test_prompt_composition.py): no warning
+    ("a AND b :0.5", []),
+    ("[dog:cat:0.5]", []),
+    ("[dog::10]", []),
+    ("[a|b|c]", []),
+    ("(cat:`1+t/max_f`)", []),
+    ("apple:`where(cos(t)>=0, cos(t), 0)`", []),  # the brackets inside backticks are no attention syntax
+    ("a <lora:grain:0.8>", []),  # LoRA tags are compiler/networks.py's: loaded, their files checked there
+    ("a <hypernet:grain:0.8>", [("DFM502", False, "<hypernet:grain:0.8>")]),
     ("[a:b]", []),  # a plain ÷1.1 group with a colon in it: not prompt editing
     ("\\[a|b\\]", []),  # escaped: literal brackets
 ])
@@ -113,7 +116,7 @@ def test_diagnostics_point_into_the_string():
     (d,) = diags('prompt 0 "a \\"quoted\\" (cat"\n')
     assert d.code == "DFM501" and not d.is_error and d.parameter == "prompt"
     assert (d.span.line, d.span.col, d.span.end_col) == (3, 24, 25)  # the '(' after the escaped quotes
-    (d,) = diags('negative "blurry AND grainy"\n')
+    (d,) = diags('negative "blurry AND grainy"\n')  # A1111 has no AND in negatives: it stays text, with a word
     assert d.code == "DFM502" and d.parameter == "negative" and (d.span.col, d.span.end_col) == (18, 21)
 
 
@@ -134,8 +137,9 @@ def test_a_bad_weight_is_an_error_that_stops_compile():
 
 
 def test_unsupported_syntax_is_never_silent():
-    ds = diags('prompt 0 "a AND b"\nprompt 3 "[a:b:0.5] <lora:x:1>"\nnegative "[a|b]"\n')
-    assert [d.code for d in ds] == ["DFM502"] * 4
+    # AND, editing and alternation are implemented; AND in a negative is text, and says so
+    ds = diags('prompt 0 "a AND b"\nprompt 3 "[a:b:0.5]"\nnegative "[a|b] AND c"\n')
+    assert [(d.code, d.parameter, d.span.line) for d in ds] == [("DFM502", "negative", 5)]
 
 
 # ---- the table ----------------------------------------------------------------------------------------------

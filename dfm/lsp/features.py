@@ -480,7 +480,8 @@ def document_symbols(an: Analysis, index: LineIndex) -> list[lsp.DocumentSymbol]
             continue
         rng, sel = index.span_range(st.span), index.span_range(st.name_span)
         if p.kind is Kind.PROMPT:
-            text = next((a.value for a in st.args if isinstance(a, ir.String)), "")
+            text = next((a.value if isinstance(a, ir.String) else " and ".join(p.text.value for p in a.parts)
+                         for a in st.args if isinstance(a, ir.String | ir.Composite)), "")
             at = st.args[0] if len(st.args) > 1 and isinstance(st.args[0], (ir.Time, ir.Number)) else None
             t = at if isinstance(at, ir.Time) or at is None else ir.Time(at.value, "f", at.text, at.span)
             frame = _frame_of(t, settings) if t is not None else 0
@@ -660,6 +661,9 @@ def completion(an: Analysis | None, text: str, index: LineIndex, position: lsp.P
             add("prompt …", lsp.CompletionItemKind.Snippet, "a prompt from a frame on",
                 'prompt 4s "a castle in the clouds"', snippet='prompt ${1:0} "${2:a lighthouse on a cliff at dawn}"',
                 sort="2", filter_text="prompt")
+            add("prompt … weight … and …", lsp.CompletionItemKind.Snippet, "a composable prompt: weighted sub-prompts",
+                'prompt 0 "apple" weight cos(t) and "snow"',
+                snippet='prompt ${1:0} "${2:apple}" weight ${3:cos(t)} and "${4:snow}"', sort="2", filter_text="prompt")
             add("keyframes …", lsp.CompletionItemKind.Snippet, "a schedule as a keyframe list",
                 "zoom 0:(1), 4s:(1.02) ease_in_out", snippet="${1:zoom} 0:(${2:1}), ${3:4s}:(${4:1.02})",
                 sort="2", filter_text="keyframes")
