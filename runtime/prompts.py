@@ -28,13 +28,22 @@ batches treat it as the rest; `models.StableDiffusion.eps` splits it off with th
 Prompts of different lengths meet in two places: classifier-free guidance (the sampler runs the two
 separately, as A1111 does) and crossfades, where the shorter is padded with the empty prompt's chunk
 (A1111's `pad_cond`) before the lerp.
+
+Composable prompts and prompt editing (the table format: docs/frametable.md): a pieces value is either
+the list above (a plain prompt) or an object `{"parts": [{"weight": W, "schedule": [[END, PIECES], ...]},
+...]}`: A1111's `AND` sub-prompts, each with its weight for this frame and the pieces in force up to each
+sampler step END (prompt editing, alternation). `RowConditioning` turns a row into the conditioning of
+each sampler step (`samplers.StepCond`): the parts with their weights, and the negative embedding when
+the step is guided. Every text is encoded once per (pieces, clip skip), whichever part or step uses it.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -42,11 +51,17 @@ from torch import Tensor
 
 from ..table import FrameTable
 from .errors import RenderError
+from .samplers import SAMPLERS, StepCond
 
 CHUNK_TOKENS = 75  # tokens per chunk between BOS and EOS
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack default
 EMPTY_PIECES = '[["",1.0]]'  # the pieces of an empty prompt
 BREAK = "BREAK"
+MAX_PARTS = 32  # AND sub-prompts of one prompt: each costs one more UNet batch item per step
+# entries of one part's schedule: strictly ascending steps 0 .. steps × 2 (catalogue max 1000 steps; a
+# second-order sampler's schedule spans twice its steps, as A1111's does)
+MAX_SCHEDULE = 2001
+RECOMPILE = "recompile the scene with this dfm (`dfm compile`)"
 # (text column, pieces column) of every prompt the loop encodes
 PROMPT_COLUMNS = (("prompt", "prompt_pieces"), ("negative_prompt", "negative_prompt_pieces"),
                   ("prompt_from", "prompt_from_pieces"), ("negative_prompt_from", "negative_prompt_from_pieces"))
@@ -74,9 +89,104 @@ def read_pieces(text: str) -> list[Piece]:
             else:
                 raise ValueError(p)
     except (ValueError, TypeError) as e:
-        raise RenderError(f"a prompt's pieces are malformed in the table: {text[:60]!r} ({e})",
-                          "recompile the scene with this dfm (`dfm compile`)") from None
+        raise RenderError(f"a prompt's pieces are malformed in the table: {text[:60]!r} ({e})", RECOMPILE) from None
     return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One AND sub-prompt of a row: its weight and the pieces in force up to each step (END, pieces)."""
+
+    weight: float
+    schedule: tuple[tuple[int, str], ...]
+
+    def at(self, step: int) -> str:
+        """The pieces at sampler step `step` (A1111's `reconstruct_cond_batch`: the first entry whose END is
+        at or after the step; past the last entry, the last one)."""
+        k = bisect_left(self.ends, step)  # ends ascend strictly: a binary search, not a scan per step
+        return self.schedule[min(k, len(self.schedule) - 1)][1]
+
+    @cached_property
+    def ends(self) -> list[int]:
+        return [end for end, _ in self.schedule]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A pieces column's value read: its parts, and whether it was written as a composite object."""
+
+    parts: tuple[Part, ...]
+    composite: bool
+
+    @property
+    def guides(self) -> bool:
+        """Whether it needs the unconditional pass whatever the cfg scale (several parts, or a weight != 1)."""
+        return self.composite and (len(self.parts) > 1 or any(p.weight != 1.0 for p in self.parts))
+
+    @property
+    def texts(self) -> list[str]:
+        """Every pieces value it encodes, once each, in order."""
+        return list(dict.fromkeys(pieces for part in self.parts for _, pieces in part.schedule))
+
+
+def schedule_multiplier(sampler: str) -> int:
+    """Prompt-schedule steps per sampler step: the scheduler's order (2 for Heun and DPM2, which A1111
+    marks `second_order` and schedules over steps × 2, one step per UNet evaluation), else 1."""
+    spec = SAMPLERS.get(sampler)
+    return int(spec.cls.order) if spec is not None else 1
+
+
+# every multiplier a sampler of this runtime has: a row alone does not say its sampler (the table does)
+_MULTIPLIERS = tuple(sorted({int(spec.cls.order) for spec in SAMPLERS.values()}))
+
+
+def read_prompt(value: str, steps: int | tuple[int, ...] | None = None) -> Prompt:
+    """A pieces column's value in either form (a plain list, or the composite object) as a Prompt; a
+    malformed one is a RenderError. With `steps` (the row's schedule steps: its `steps` × the sampler's
+    `schedule_multiplier`), each schedule must end at that step; a tuple accepts any of its values."""
+    ends = None if steps is None else tuple(int(n) for n in (steps if isinstance(steps, tuple) else (steps,)))
+    if not value.lstrip().startswith("{"):
+        # a plain prompt: the value itself is the pieces (read when encoded), in force at every step
+        return Prompt((Part(1.0, ((max(max(ends or (0,)), 0), value),)),), composite=False)
+    try:
+        data = json.loads(value)
+        if not isinstance(data, dict) or set(data) != {"parts"} or not isinstance(data["parts"], list):
+            raise ValueError('an object with one key, "parts", a list')
+        if not data["parts"]:
+            raise ValueError("0 parts")
+        if len(data["parts"]) <= MAX_PARTS:
+            parts = tuple(_read_part(p, ends) for p in data["parts"])
+    except (ValueError, TypeError, RenderError) as e:
+        why = e.message if isinstance(e, RenderError) else str(e)
+        raise RenderError(f"a composite prompt is malformed in the table: {value[:60]!r} ({why})", RECOMPILE) from None
+    if len(data["parts"]) > MAX_PARTS:  # a real prompt, not a broken table: each part is UNet work per step
+        raise RenderError(f"a prompt has {len(data['parts'])} AND parts; the runtime renders at most {MAX_PARTS}",
+                          f"split it into at most {MAX_PARTS} sub-prompts (each costs one more UNet pass per step)")
+    return Prompt(parts, composite=True)
+
+
+def _read_part(data: object, ends: tuple[int, ...] | None) -> Part:
+    if not isinstance(data, dict) or set(data) != {"weight", "schedule"}:
+        raise ValueError('a part is an object with "weight" and "schedule"')
+    weight, schedule = data["weight"], data["schedule"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight):
+        raise ValueError(f"a part's weight is {weight!r}, not a number")
+    if not isinstance(schedule, list) or not 1 <= len(schedule) <= MAX_SCHEDULE:
+        raise ValueError(f"a part's schedule is a list of 1 to {MAX_SCHEDULE} [END, PIECES] entries")
+    entries: list[tuple[int, str]] = []
+    for entry in schedule:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+                and not isinstance(entry[0], bool) and isinstance(entry[1], list)):
+            raise ValueError(f"a schedule entry is {str(entry)[:40]}, not [END step, pieces list]")
+        if entries and entry[0] <= entries[-1][0]:
+            raise ValueError(f"schedule steps {entries[-1][0]}, {entry[0]} are not strictly ascending")
+        pieces = json.dumps(entry[1], ensure_ascii=False, separators=(",", ":"))  # the plain form's own spelling
+        read_pieces(pieces)
+        entries.append((entry[0], pieces))
+    if ends is not None and entries[-1][0] not in ends:
+        raise ValueError(f"a schedule ends at step {entries[-1][0]}, but the row's schedule has "
+                         f"{' or '.join(map(str, ends))} steps")
+    return Part(float(weight), tuple(entries))
 
 
 def make_chunks(tokenized: Sequence[tuple[Sequence[int], float] | None], *, bos: int, eos: int, pad: int,
@@ -209,6 +319,7 @@ class PromptEmbeddings:
     def __init__(self, encode: Callable[[str, int], Tensor]) -> None:
         self._encode = encode
         self._cache: dict[tuple[str, int], Tensor] = {}
+        self._prompts: dict[tuple[str, int | None], Prompt] = {}
 
     def __call__(self, pieces: str, clip_skip: int = 1) -> Tensor:
         key = (pieces, int(clip_skip))
@@ -230,15 +341,97 @@ class PromptEmbeddings:
                 a, b = (_padded(x, max(a.shape[1], b.shape[1]), empty) for x in (a, b))
         return torch.lerp(a, b, w)
 
-    def for_row(self, row: Mapping[str, object], guided: bool) -> tuple[Tensor, Tensor | None]:
-        skip = int(row["clip_skip"])
-        cond = self.blended(str(row["prompt_pieces"]), str(row["prompt_from_pieces"]), float(row["prompt_blend"]),
-                            skip, bool(str(row["prompt_from"])))
-        if not guided:
-            return cond, None
-        uncond = self.blended(str(row["negative_prompt_pieces"]), str(row["negative_prompt_from_pieces"]),
-                              float(row["negative_blend"]), skip, bool(str(row["negative_prompt_from"])))
-        return cond, uncond
+    def prompt(self, value: str, steps: int | tuple[int, ...] | None = None) -> Prompt:
+        """A pieces value read (once per distinct value and step count)."""
+        key = (value, steps)
+        if key not in self._prompts:
+            self._prompts[key] = read_prompt(value, steps)
+        return self._prompts[key]
+
+    def conditioning(self, row: Mapping[str, object], cfg_scale: float, *,
+                     guidance_embedded: bool = False) -> RowConditioning:
+        """The per-step conditioning of one diffused row (see RowConditioning)."""
+        return RowConditioning(self, row, cfg_scale, guidance_embedded=guidance_embedded)
+
+
+class RowConditioning:
+    """The conditioning of each sampler step of one row, as the table format says:
+
+    - Guidance: the unconditional pass runs when `cfg_scale > 1`, or when the positive prompt (while
+      crossfading, either side) is composite with several parts or a weight != 1; never for a
+      guidance-embedded model (the UNet takes the scale itself), whose parts' weights are then scaled to
+      sum to 1 (a blend of predictions: there is no unconditional one to guide away from).
+    - Crossfade (`prompt_blend` b < 1 with a `prompt_from`): two plain prompts are one lerped embedding, as
+      ever; otherwise the parts of `prompt_from` with their weights × (1 - b) join those of `prompt` × b.
+    - The negative is one embedding per step: lerp(E(negative_from at s), E(negative at s), negative_blend).
+
+    Every text of the row is encoded when this is made (the "text" stage); a step only looks them up. A
+    step's StepCond is built once per distinct set of texts in force, so a prompt without editing builds
+    one for the whole denoise."""
+
+    def __init__(self, embeddings: PromptEmbeddings, row: Mapping[str, object], cfg_scale: float, *,
+                 guidance_embedded: bool = False) -> None:
+        self.e = embeddings
+        self.skip = int(row["clip_skip"])
+        # the strict check of each schedule's end against the sampler is `_distinct`'s, before the first frame
+        steps = tuple(int(row["steps"]) * m for m in _MULTIPLIERS)
+        self.blend = float(row["prompt_blend"])
+        pos = embeddings.prompt(str(row["prompt_pieces"]), steps)
+        crossfading = bool(str(row["prompt_from"])) and self.blend < 1.0
+        frm = embeddings.prompt(str(row["prompt_from_pieces"]), steps) if crossfading else None
+        # both sides plain (or no crossfade of a plain prompt): today's one lerped embedding
+        self.lerped = not pos.composite and (frm is None or not frm.composite)
+        sides = [(pos, 1.0)] if frm is None else [(frm, 1.0 - self.blend), (pos, self.blend)]
+        self.parts = [(part, side_w * part.weight) for side, side_w in sides for part in side.parts]
+        guides = pos.guides or (frm is not None and frm.guides)
+        self.guided = not guidance_embedded and (float(cfg_scale) > 1.0 or guides)
+        if guidance_embedded and not self.lerped:
+            total = sum(w for _, w in self.parts)
+            if total > 0 and total != 1.0:
+                self.parts = [(part, w / total) for part, w in self.parts]
+        self.neg = self.neg_from = None
+        self.neg_blend = float(row["negative_blend"])
+        if self.guided:
+            self.neg = self._negative(row, "negative_prompt_pieces", steps)
+            if bool(str(row["negative_prompt_from"])) and self.neg_blend < 1.0:
+                self.neg_from = self._negative(row, "negative_prompt_from_pieces", steps)
+        self._steps: dict[tuple[str, ...], StepCond] = {}
+        for prompt in (pos, frm, self.neg, self.neg_from):  # encode every text now, not inside the sampler
+            for pieces in (prompt.texts if prompt is not None else []):
+                embeddings(pieces, self.skip)
+
+    def _negative(self, row: Mapping[str, object], column: str, steps: tuple[int, ...]) -> Prompt:
+        prompt = self.e.prompt(str(row[column]), steps)
+        _check_negative(prompt, column)
+        return prompt
+
+    @property
+    def parts_per_step(self) -> int:
+        """Conditional UNet batch items per step."""
+        return 1 if self.lerped else len(self.parts)
+
+    @property
+    def evals_per_step(self) -> int:
+        """UNet batch items per step: the parts, and the unconditional pass when guided."""
+        return self.parts_per_step + int(self.guided)
+
+    def __call__(self, step: int) -> StepCond:
+        texts = tuple(part.at(step) for part, _ in self.parts)
+        negs: tuple[str, ...] = ()
+        if self.neg is not None:
+            negs = (self.neg.parts[0].at(step),) + (() if self.neg_from is None else (self.neg_from.parts[0].at(step),))
+        key = texts + ("",) + negs
+        if key not in self._steps:
+            if self.lerped:  # texts: (prompt,) or (prompt_from, prompt)
+                cond = self.e.blended(texts[-1], texts[0], self.blend, self.skip, len(texts) > 1)
+                parts: tuple[tuple[float, Tensor], ...] = ((1.0, cond),)
+            else:
+                parts = tuple((w, self.e(pieces, self.skip)) for (_, w), pieces in zip(self.parts, texts, strict=True))
+            uncond = None
+            if negs:
+                uncond = self.e.blended(negs[0], negs[-1], self.neg_blend, self.skip, len(negs) > 1)
+            self._steps[key] = StepCond(parts, uncond)
+        return self._steps[key]
 
 
 def _padded(z: Tensor, length: int, empty: Tensor) -> Tensor:
@@ -247,12 +440,27 @@ def _padded(z: Tensor, length: int, empty: Tensor) -> Tensor:
 
 
 def _distinct(table: FrameTable) -> Iterator[tuple[str, str]]:
-    """Every (text, pieces) pair of the table's prompts, once each, in first-use order."""
+    """Every (text, pieces) pair of the table's prompts, once each, in first-use order; each pieces value
+    read against its rows' schedule steps (steps × `schedule_multiplier`) on the way (a malformed one, or a
+    negative of several parts, is a RenderError before the first frame rather than in the middle of the render)."""
     seen: dict[tuple[str, str], None] = {}
+    checked: set[tuple[str, int]] = set()
+    multiplier = schedule_multiplier(str(getattr(table.settings, "sampler", "")))
+    steps = [int(n) * multiplier for n in table["steps"].tolist()]
     for text_col, pieces_col in PROMPT_COLUMNS:
-        for pair in zip(table[text_col].tolist(), table[pieces_col].tolist(), strict=True):
-            seen.setdefault((str(pair[0]), str(pair[1])), None)
+        for text, value, n in zip(table[text_col].tolist(), table[pieces_col].tolist(), steps, strict=True):
+            if (str(value), n) not in checked:
+                checked.add((str(value), n))
+                _check_negative(read_prompt(str(value), n), pieces_col)
+            seen.setdefault((str(text), str(value)), None)
     return iter(seen)
+
+
+def _check_negative(prompt: Prompt, column: str) -> None:
+    if column.startswith("negative") and prompt.composite and (len(prompt.parts) != 1 or prompt.parts[0].weight != 1.0):
+        raise RenderError(f"the table's `{column}` has {len(prompt.parts)} parts (weights "
+                          f"{', '.join(str(p.weight) for p in prompt.parts)}): a negative prompt is one part of "
+                          "weight 1 (A1111 has no AND in negatives)", RECOMPILE)
 
 
 def prompt_warnings(table: FrameTable, sd) -> list[str]:
@@ -273,19 +481,16 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
     elif np.any(skips != 1) and not clip_skip_applies(config):
         out.append("clip_skip has no effect on an SD 2.x model (as in A1111): its text encoder already ends at the "
                    "penultimate layer")
-    s = table.settings
-    if xl and int(s.width) * int(s.height) < 768 * 768:
-        out.append(f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
-                   "1024x1024` (or another ~1 megapixel size) in the scene; dfm's default size is 512x512 for "
-                   "every model")
+    # (SDXL below 768x768: runtime/models.py family_warnings, with the other model-family warnings)
     encoder = PromptEncoder(sd)
-    for text, pieces in _distinct(table):
-        chunks = encoder.chunks(pieces)
-        if len(chunks) > 1:
-            out.append(f"prompt {text[:40]!r}… is {len(chunks)} chunks of {CHUNK_TOKENS} tokens: CLIP reads 77 "
+    for text, value in _distinct(table):
+        chunks = max(len(encoder.chunks(pieces)) for pieces in read_prompt(value).texts)  # every AND part, each edit
+        if chunks > 1:
+            out.append(f"prompt {text[:40]!r}… is {chunks} chunks of {CHUNK_TOKENS} tokens: CLIP reads 77 "
                        "tokens at a time, so each chunk is encoded on its own and the embeddings are joined (as "
                        "A1111 does)")
     return out
 
 
-__all__ = ["COLUMNS", "Chunk", "PromptEmbeddings", "PromptEncoder", "make_chunks", "prompt_warnings", "read_pieces"]
+__all__ = ["COLUMNS", "Chunk", "Part", "Prompt", "PromptEmbeddings", "PromptEncoder", "RowConditioning", "make_chunks",
+           "prompt_warnings", "read_pieces", "read_prompt", "schedule_multiplier"]

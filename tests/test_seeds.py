@@ -230,9 +230,14 @@ def test_deforum_import_of_variation_seeds_and_clip_skip():
     assert any("switched off" in w and "clipskip_schedule" in w for w in off.warnings)
 
 
-def test_seed_resize_is_warned_when_in_use():
-    result = import_settings({"max_frames": 4, "prompts": {"0": "a"}, "seed_resize_from_w": 768})
-    assert any("seed resize" in w and "IN USE" in w for w in result.warnings)
+def test_seed_resize_imports_and_exports_with_a1111s_keys():
+    base = {"max_frames": 4, "prompts": {"0": "a"}}
+    result = import_settings({**base, "seed_resize_from_w": 770, "seed_resize_from_h": 512})
+    assert result.warnings == [] and "seed_resize_from 768x512" in result.text  # A1111 floors to latents (// 8)
+    exported = export_settings(compile_result(result.text)).settings
+    assert (exported["seed_resize_from_w"], exported["seed_resize_from_h"]) == (768, 512)
+    one = import_settings({**base, "seed_resize_from_w": 768})  # A1111 needs both above 0
+    assert "seed_resize_from" not in one.text and any("only one of seed_resize_from_w" in w for w in one.warnings)
 
 
 def test_parseq_carries_the_seeds_subseeds_and_clip_skip():
