@@ -10,7 +10,10 @@ the rule cannot miss a read):
 - every row: the cadence plan (`diffused`, `tween`, `tween_from`, `tween_to`) and any column this module
   does not know (a new column counts as read everywhere until it is listed here);
 - a diffused row: what the diffusion uses (`DIFFUSION`: the prompts, their pieces and blends, `clip_skip`,
-  `seed`, `subseed`, `subseed_strength`, `steps`, `effective_steps`, `cfg_scale`);
+  `seed`, `subseed`, `subseed_strength`, `steps`, `effective_steps`, `cfg_scale`, `lora_weights`). The LoRA
+  files themselves are the settings `lora` and `embedding` (a change renders every frame), and their contents
+  are in the render's fingerprint. Weights that become, or stop being, the same on every row change every
+  frame too: the runtime fuses constant LoRAs into the UNet, which gives other bits (`lora_fused`);
 - in `2d` and `3d`, every row after the first: the mode's motion (`MOTION`; it warps the diffusions still
   blended), and on a diffused row after the first the effects on the warped previous frame
   (`INIT_EFFECTS`). Row 0 has no previous frame, so its motion and effects are never read;
@@ -39,6 +42,7 @@ Values are compared exactly (floats by their bits): a value that changes in the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,7 +57,7 @@ STRUCTURE = ("diffused", "tween", "tween_from", "tween_to")  # every row: what t
 DIFFUSION = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from", "negative_blend",
              "prompt_pieces", "negative_prompt_pieces", "prompt_from_pieces", "negative_prompt_from_pieces",
              "clip_skip", "seed", "subseed", "subseed_strength", "steps", "effective_steps",
-             "cfg_scale")  # diffused rows
+             "cfg_scale", "lora_weights")  # diffused rows
 INIT_EFFECTS = ("contrast", "kernel", "sigma", "amount", "threshold", "noise")  # diffused rows after the first (2d/3d)
 MOTION = {  # rows after the first, in the camera modes
     "2d": ("angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y"),
@@ -62,7 +66,8 @@ MOTION = {  # rows after the first, in the camera modes
 }
 # 2d, with perspective_flip on
 FLIP = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
-NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", *CAMERA_COLUMNS)
+# unet_evals: a count of the work the other columns imply, for the user and the benchmark; never an input
+NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", "unet_evals", *CAMERA_COLUMNS)
 KNOWN = frozenset((*STRUCTURE, *DIFFUSION, *INIT_EFFECTS, *MOTION["2d"], *MOTION["3d"], *FLIP, *NOT_READ))
 
 # settings the renderer never reads: the compiler turned them into columns (or they are not about the render)
@@ -124,6 +129,21 @@ class RowReads:
             DIFFUSED_AFTER_FIRST: self.diffused & (rows >= 1),
             NEVER: np.zeros(self.n, dtype=bool),
         }[when]
+
+
+def lora_fused(table: FrameTable) -> bool:
+    """Whether the runtime fuses the table's LoRAs into the UNet (runtime/networks.py): its `lora_weights`
+    are the same on every row and weigh some LoRA's UNet. A table that changes this renders every frame
+    again, even where its weights are those of the other."""
+    if "lora_weights" not in table or not table.settings.get("lora"):
+        return False
+    cells = set(map(str, table.columns["lora_weights"].tolist()))
+    if len(cells) != 1:
+        return False
+    try:
+        return any(float(pair[0]) != 0 for pair in json.loads(next(iter(cells))))
+    except (ValueError, TypeError, IndexError):
+        return False  # malformed: the runtime refuses it
 
 
 def setting_effect(name: str) -> str:
@@ -234,7 +254,7 @@ _WORDS = {
     "negative_prompt_from": "the negative prompt", "negative_prompt_from_pieces": "the negative prompt",
     "negative_blend": "the negative prompt crossfade", "seed": "the seed", "subseed": "the subseed",
     "effective_steps": "the steps run (strength, steps)", "diffused": "the cadence", "tween": "the cadence",
-    "tween_from": "the cadence", "tween_to": "the cadence",
+    "tween_from": "the cadence", "tween_to": "the cadence", "lora_weights": "the LoRA weights",
 }
 
 
@@ -272,6 +292,8 @@ def compare(old: FrameTable, new: FrameTable) -> Changes:
     ]
     if old.format_version != new.format_version:
         settings.insert(0, SettingChange("format_version", old.format_version, new.format_version, "frames"))
+    if lora_fused(old) != lora_fused(new):  # fused weights give other bits than the same weights apart
+        settings.append(SettingChange("LoRA fusing", lora_fused(old), lora_fused(new), "frames"))
     reads_old, reads_new = RowReads(old), RowReads(new)
     names = [*new.names, *(c for c in old.names if c not in new.columns)]
     columns = []
@@ -318,4 +340,4 @@ def ranges_text(rows: Sequence[int] | np.ndarray) -> str:
 
 __all__ = ["CAMERA_MODES", "DIFFUSION", "FLIP", "INIT_EFFECTS", "MOTION", "NOT_READ", "STRUCTURE", "UNREAD_SETTINGS",
            "VIDEO_SETTINGS", "Changes", "ColumnChange", "RowReads", "SettingChange", "column_words", "compare",
-           "ranges", "ranges_text", "setting_effect", "span"]
+           "lora_fused", "ranges", "ranges_text", "setting_effect", "span"]
