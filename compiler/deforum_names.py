@@ -26,7 +26,71 @@ A1111_SAMPLERS: dict[str, str] = {
     # spacing as a separate schedule type), so they export under a dfm label that imports back to the same sampler
     "lcm": "LCM", "euler_trailing": "Euler Trailing", "euler_a_trailing": "Euler a Trailing",
     "dpmpp_2m_trailing": "DPM++ 2M Trailing", "dpmpp_2m_sde_trailing": "DPM++ 2M SDE Trailing",
+    # A1111 1.9+ reads a label ending in a schedule type's name as that sampler with that schedule
+    "euler_karras": "Euler Karras", "euler_exponential": "Euler Exponential", "heun_karras": "Heun Karras",
+    "dpmpp_2m_exponential": "DPM++ 2M Exponential", "dpmpp_2m_sde_exponential": "DPM++ 2M SDE Exponential",
 }
+# A1111 1.9+'s separate "Schedule type" (its `scheduler` field; modules/sd_schedulers.py) -> the suffix of the dfm
+# sampler that has that schedule. "uniform" is the sampler's plain schedule (k-diffusion's get_sigmas: what dfm's
+# plain samplers reproduce with timestep_spacing "linspace").
+SCHEDULE_TYPES = {"uniform": "", "karras": "_karras", "exponential": "_exponential", "sgm_uniform": "_trailing",
+                  "sgmuniform": "_trailing", "simple": "_trailing"}
+# schedule types matched only approximately: imported with a warning
+APPROXIMATE_SCHEDULES = {
+    "sgm_uniform": "SGM Uniform spaces the timesteps evenly from 999 as diffusers' \"trailing\" does, but "
+                   "keeps them fractional (diffusers rounds them to integers)",
+    "sgmuniform": "SGM Uniform spaces the timesteps evenly from 999 as diffusers' \"trailing\" does, but "
+                  "keeps them fractional (diffusers rounds them to integers)",
+    "simple": "Simple takes every (1000/steps)th timestep from 999 down, as \"trailing\" does, rounding "
+              "differently when 1000 is not a multiple of the steps",
+}
+# A1111 1.9+'s "Automatic" schedule type is the sampler's own default (modules/sd_samplers_kdiffusion.py options)
+AUTOMATIC_SCHEDULE = {"dpmpp_2m": "karras", "dpmpp_sde": "karras", "dpmpp_2m_sde": "exponential",
+                      "dpmpp_2s_a": "karras", "dpmpp_3m_sde": "exponential"}
+# A1111 samplers with no exact diffusers scheduler that the importer maps to the nearest one, with a warning (a
+# scene's own `sampler` refuses them: DFM107)
+APPROXIMATE_SAMPLERS = {
+    "dpmpp_sde": ("dpmpp_2m_sde", "DPM++ SDE is a second-order single-step SDE solver (two UNet calls a step, "
+                  "Brownian-tree noise); dpmpp_2m_sde is the multistep DPM++ SDE diffusers has (one call a step)"),
+    "dpmpp_sde_karras": ("dpmpp_2m_sde_karras", "DPM++ SDE Karras is a second-order single-step SDE solver (two "
+                         "UNet calls a step, Brownian-tree noise); dpmpp_2m_sde_karras is the multistep DPM++ SDE "
+                         "diffusers has, with the same Karras sigmas (one call a step)"),
+}
+
+
+def a1111_sampler(sampler: str, schedule: str | None = None) -> tuple[str | None, str | None]:
+    """The dfm sampler for an A1111/Deforum sampler label ("DPM++ 2M Karras", "Euler a") and, from A1111
+    1.9+, its separate schedule type ("Karras", "Automatic"…), with a warning when the match is only
+    approximate; (None, why) when dfm has none. A label ending in a schedule type's name is that sampler
+    with that schedule, as A1111 reads it, unless a schedule type other than Automatic is given."""
+    p = cat.BY_NAME["sampler"]
+    norm = cat.normalise_choice(sampler)
+    sched = cat.normalise_choice(schedule) if schedule else None
+    in_label = None
+    for suffix in sorted(SCHEDULE_TYPES, key=len, reverse=True):  # "sgm_uniform" before "uniform"
+        if norm.endswith("_" + suffix):
+            norm, in_label = norm[: -len(suffix) - 1], suffix
+            break
+    if sched and sched != "automatic":  # an explicit schedule type wins over the label's
+        if sched not in SCHEDULE_TYPES:
+            return None, f"dfm has no sampler with A1111's schedule type `{schedule}`"
+    elif in_label:
+        sched = in_label
+    elif sched == "automatic" and norm in AUTOMATIC_SCHEDULE:
+        sched = AUTOMATIC_SCHEDULE[norm]  # a 1.9+ file: "DPM++ 2M" with Automatic is DPM++ 2M Karras
+    else:
+        sched = None
+    candidate = norm + (SCHEDULE_TYPES[sched] if sched else "")
+    warning = APPROXIMATE_SCHEDULES.get(sched or "")
+    if candidate in APPROXIMATE_SAMPLERS:
+        candidate, warning = APPROXIMATE_SAMPLERS[candidate]
+    name = cat.resolve_choice(p, candidate)
+    if name is None:
+        if candidate in cat.UNSUPPORTED_SAMPLERS:
+            return None, cat.UNSUPPORTED_SAMPLERS[candidate]
+        label = sampler + (f" with schedule type {schedule}" if schedule else "")
+        return None, f"dfm has no sampler `{label}`"
+    return name, warning
 A1111_MODES = {"none": "None", "2d": "2D", "3d": "3D", "video": "Video Input", "interpolation": "Interpolation"}
 A1111_COLOR = {"none": "None", "lab": "LAB", "hsv": "HSV", "rgb": "RGB"}
 A1111_DEPTH = {"Intel/dpt-hybrid-midas": "Midas-3-Hybrid"}  # dfm depth model -> depth_algorithm
@@ -78,9 +142,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("guided-images (looper)", r"use_looper|init_images|image_strength_schedule|blendFactorMax|"
             r"blendFactorSlope|tweening_frames_schedule|color_correction_factor",
             "dfm has no guided-images looper", {"use_looper": _NONE}),
-    Feature("seed resize", r"seed_resize_from_w|seed_resize_from_h", "dfm draws the noise at the frame's own size "
-            "(A1111's \"resize seed from\" is not implemented)",
-            {"seed_resize_from_w": (*_NONE, -1, "-1"), "seed_resize_from_h": (*_NONE, -1, "-1")}),
     Feature("sampler schedule", r"enable_sampler_scheduling|sampler_schedule",
             "dfm uses one sampler for the whole scene", {"enable_sampler_scheduling": _NONE}),
     Feature("checkpoint schedule", r"enable_checkpoint_scheduling|checkpoint_schedule",
@@ -158,6 +219,8 @@ NEUTRAL_SETTINGS: dict[str, object] = {
 # Deforum keys the importer reads into other statements: what a scene writes instead
 WRITTEN_AS = {
     "W": "write `size WIDTHxHEIGHT`", "H": "write `size WIDTHxHEIGHT`",
+    "seed_resize_from_w": "write `seed_resize_from WIDTHxHEIGHT` (A1111's resize seed from width/height)",
+    "seed_resize_from_h": "write `seed_resize_from WIDTHxHEIGHT` (A1111's resize seed from width/height)",
     "use_init": "an `init_image` statement is the switch", "strength_0_no_init": "frame 0 without an init image "
     "is always txt2img in dfm", "prompts": 'write `prompt FRAME "text"` lines', "positive_prompts":
     'write `prompt` lines (a common part goes into each one)', "negative_prompts": 'write `negative "text"`',

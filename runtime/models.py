@@ -1,8 +1,8 @@
 """Finding and loading a Stable Diffusion model (1.x, 2.x, SDXL): a hub id, a diffusers folder or a single file.
 
-The family is detected, never configured: an SDXL folder has a `text_encoder_2/` (or a UNet whose
-`addition_embed_type` is "text_time"); single files are told apart by their keys (SDXL single files
-are refused for now: load the diffusers folder).
+The family is detected, never configured (dfm/families.py, shared with the compiler): an SDXL folder
+has a `text_encoder_2/` (or a UNet whose `addition_embed_type` is "text_time"); single files are told
+apart by their keys; a UNet with `time_cond_proj_dim` is a guidance-embedded LCM.
 
 Only the components a render uses are loaded (tokenizer, text encoder, UNet, VAE; never a safety
 checker), each on first use. Everything is loaded with `local_files_only=True`; a hub id is first
@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import families
+from ..errors import UserError
 from .device import Placement
 from .errors import RenderError
 from .hashing import verify_sha256
@@ -70,17 +72,6 @@ FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x", 
 _LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
-# pipelines in a model_index.json that dfm cannot render, with the reason (checked before any weight is read)
-_UNSUPPORTED_PIPELINES = {
-    "StableDiffusion3Pipeline": "Stable Diffusion 3",
-    "FluxPipeline": "Flux",
-    "StableDiffusionXLInpaintPipeline": "an SDXL inpainting model",
-    "StableDiffusionInpaintPipeline": "an inpainting model",
-    "StableCascadePriorPipeline": "Stable Cascade",
-    "PixArtAlphaPipeline": "PixArt",
-}
-
-
 @dataclass(frozen=True)
 class ModelSource:
     """Where a model comes from, resolved but not loaded."""
@@ -186,76 +177,39 @@ def quiet_loading() -> Iterator[None]:
 # ---- single files --------------------------------------------------------------------------------------
 
 
-_UNET_X = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
-_XL_CLIP_L = "conditioner.embedders.0.transformer."
-_XL_OPEN_CLIP = "conditioner.embedders.1.model."
-_XL_REFINER = "conditioner.embedders.0.model."
-
-
 def detect_family(path: Path, allow_pickle: bool) -> str | None:
-    """sd15 / sd21 from the width of the UNet's cross-attention (768 or 1024); sdxl from SDXL's two
-    embedders (`conditioner.embedders.0.transformer.*` CLIP ViT-L, `conditioner.embedders.1.model.*`
-    OpenCLIP ViT-bigG); None when unknown. Only keys and shapes are read. A refiner or an inpainting
-    UNet (9 input channels) is a RenderError naming it."""
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+    """The base architecture (sd15 / sd21 / sdxl) of a single file from its keys and shapes
+    (dfm/families.py `family_from_keys`: no weight is read of a .safetensors); None when unknown. A
+    refiner or an inpainting UNet (9 input channels) is a RenderError naming it."""
+    fam = file_key_family(path, allow_pickle)
+    return fam.base if fam is not None else None
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                keys = list(f.keys())
-                shapes = {k: list(f.get_slice(k).get_shape()) for k in (_UNET_X, _UNET_IN) if k in set(keys)}
-        except Exception as e:  # safetensors raises its own error types for a corrupt header
-            raise RenderError(
-                f"{path} is not a readable .safetensors file: {_first_line(e)}", "download the file again"
-            ) from None
-    else:
-        state = load_pickle_weights(path)
-        keys = list(state)
-        shapes = {k: list(state[k].shape) for k in (_UNET_X, _UNET_IN) if k in state}
-    if _UNET_IN in shapes and int(shapes[_UNET_IN][1]) != 4:
-        raise RenderError(f"{path.name} is an inpainting model (a UNet of {shapes[_UNET_IN][1]} input channels); "
-                          "dfm renders text-to-image models", "use a text-to-image checkpoint")
-    if any(k.startswith("conditioner.embedders.") for k in keys):
-        if any(k.startswith(_XL_REFINER) for k in keys):
-            raise RenderError(f"{path.name} is an SDXL refiner; dfm renders SDXL base models",
-                              "use an SDXL base checkpoint")
-        if any(k.startswith(_XL_OPEN_CLIP) for k in keys) and any(k.startswith(_XL_CLIP_L) for k in keys):
-            return "sdxl"
-        return None
-    if _UNET_X not in shapes:
-        return None
-    return {768: "sd15", 1024: "sd21"}.get(int(shapes[_UNET_X][1]))
+
+def file_key_family(path: Path, allow_pickle: bool) -> families.Family | None:
+    """The family of a single file told by its keys (None: of no known family)."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            shapes, meta = families.safetensors_header(path)
+        else:
+            state = load_pickle_weights(path)
+            shapes, meta = {k: list(getattr(v, "shape", ())) for k, v in state.items()}, {}
+        return families.family_from_keys(shapes, path.name, meta)
+    except UserError as e:
+        raise RenderError(e.message, e.help) from None
 
 
 def folder_family(folder: Path, what: str) -> str:
-    """The family of a diffusers folder from model_index.json and unet/config.json: "sdxl" when it has a
-    text_encoder_2/ or a UNet with addition_embed_type "text_time", else sd15/sd21 by the cross-attention
-    width. Unsupported pipelines (SD3, Flux, inpainting, an SDXL refiner alone) are a RenderError."""
+    """The base architecture of a diffusers folder (sd15 / sd21 / sdxl) from model_index.json and
+    unet/config.json (dfm/families.py `folder_family`). Unsupported pipelines (SD3, Flux, inpainting, an
+    SDXL refiner alone) are a RenderError."""
+    return _folder_family(folder, what).base
 
-    def read(rel: str) -> dict:
-        try:
-            data = json.loads((folder / rel).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
 
-    index, unet = read("model_index.json"), read("unet/config.json")
-    cls = str(index.get("_class_name", ""))
-    if cls in _UNSUPPORTED_PIPELINES or "transformer" in index:
-        name = _UNSUPPORTED_PIPELINES.get(cls, f"a transformer-based model ({cls or 'no UNet'})")
-        raise RenderError(f"{what} is {name}; dfm renders SD 1.x, 2.x and SDXL models", _LOAD_HELP)
-    if int(unet.get("in_channels", 4) or 4) != 4:
-        raise RenderError(f"{what} has a UNet of {unet['in_channels']} input channels (an inpainting or "
-                          "depth-conditioned model); dfm renders text-to-image models", _LOAD_HELP)
-    xl = (folder / "text_encoder_2").is_dir() or unet.get("addition_embed_type") == "text_time"
-    if xl:
-        if not (folder / "text_encoder").is_dir() and (folder / "text_encoder_2").is_dir():
-            raise RenderError(f"{what} is an SDXL refiner (one text encoder); dfm renders SDXL base models",
-                              "point --model at an SDXL base model")
-        return "sdxl"
-    width = unet.get("cross_attention_dim", 768)
-    return "sd21" if width == 1024 else "sd15"
+def _folder_family(folder: Path, what: str, name: str | None = None) -> families.Family:
+    try:
+        return families.folder_family(folder, what, name=name)
+    except families.UnsupportedModel as e:
+        raise RenderError(e.message, e.help) from None
 
 
 def load_pickle_weights(path: Path) -> dict:
@@ -289,7 +243,8 @@ def _cached_tokenizer(family: str) -> Path | None:
     return None
 
 
-def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str | None = None) -> Path:
+def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str | None = None, *,
+                    prediction: str | None = None) -> Path:
     """The config folder (model_index.json, component configs, tokenizer) for a single-file checkpoint.
 
     In order: a diffusers config folder next to the file (its model_index.json); else dfm's shipped
@@ -326,12 +281,85 @@ def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str |
         )
     skeleton = workdir / family
     shutil.copytree(CONFIGS / family, skeleton)
+    if prediction is not None:  # the SD 2.x skeleton is 768-v's: an epsilon model (2.1 base, SD-Turbo) says so
+        sched = skeleton / "scheduler" / "scheduler_config.json"
+        sched.write_text(json.dumps({**json.loads(sched.read_text(encoding="utf-8")), "prediction_type": prediction}),
+                         encoding="utf-8")
     # SDXL's two tokenizers share CLIP's vocabulary (tokenizer_2 pads with "!": its shipped config says so)
     for part in ("tokenizer", "tokenizer_2") if family == "sdxl" else ("tokenizer",):
         for name in ("vocab.json", "merges.txt"):
             if (tokenizer / name).is_file():
                 shutil.copy2(tokenizer / name, skeleton / part / name)
     return skeleton
+
+
+def family_warnings(table, sd: StableDiffusion) -> list[str]:
+    """An SDXL model below 768x768 (not SDXL-Turbo, trained at 512x512) warns, naming the size to set.
+
+    A render whose model is not the scene's (`dfm render --model`) keeps the table compiled for the
+    scene's model, whose family chose the defaults of what the scene leaves out (dfm/families.py
+    DEFAULTS: size, steps, cfg_scale, sampler). Warn, naming each, when the render's family would have
+    chosen otherwise: the table is not recompiled behind the user's back (resume and incremental
+    re-renders trust it), and `model "..."` in the scene gives the family's defaults."""
+    s = table.settings
+    fam = sd.model_family
+    small = []
+    if fam.base == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
+        trained = fam.defaults().get("size", (1024, 1024))
+        if trained[0] * trained[1] >= 768 * 768:  # not SDXL-Turbo: trained at 512x512
+            small = [f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
+                     "1024x1024` (or another ~1 megapixel size) in the scene, or leave `size` out: an SDXL model's "
+                     "default is 1024x1024"]
+    scene_model = str(s.model or "")
+    if sd.source.spec == scene_model or (sd.source.path is not None and str(sd.source.path) == scene_model):
+        return small  # the scene's own size: the compiler gives an SDXL scene without one 1024x1024
+    try:
+        scene = families.source_family(scene_model) if scene_model else None
+    except UserError:
+        scene = None
+    if scene is not None and scene.name == fam.name and scene.base == fam.base:
+        return small
+
+    def shown(name: str, value) -> str:
+        return f"{value[0]}x{value[1]}" if name == "size" else f"{value:g}" if isinstance(value, float) else str(value)
+
+    def have(name: str):
+        if name == "size":
+            return (int(s.width), int(s.height))
+        if name == "sampler":
+            return str(s.sampler)
+        col = table[name]
+        return float(col[0]) if len(col) and (col == col[0]).all() else None  # a schedule: the scene set it
+
+    differ = [f"{name} {shown(name, v)} (the table has {shown(name, have(name))})"
+              for name, v in fam.defaults().items() if have(name) is not None and have(name) != v]
+    gave = [n for n in (scene.defaults() if scene else {}) if n not in fam.defaults()]
+    if not differ and not gave:
+        return small
+    if any(d.startswith("size ") for d in differ):
+        small = []  # the size is in the warning below, as this family's default
+    what = f"the scene's model {scene_model!r} ({scene.title})" if scene else "the scene's model"
+    text = (f"the render's model is {fam.title} ({fam.why}), but the table was compiled for {what}: ")
+    if differ:
+        text += f"where the scene sets none, {fam.title}'s defaults are {', '.join(differ)}"
+    if gave:
+        text += ("; " if differ else "") + f"{', '.join(gave)} came from {scene.title}'s defaults"
+    return [*small, text + f"; to use this model's defaults put `model \"{sd.source.spec}\"` in the scene, or set "
+            "them there"]
+
+
+def guidance_embedding(w: Tensor, dim: int) -> Tensor:
+    """The sinusoidal embedding (VDM's, as diffusers' LCM pipelines compute it) of guidance weights `w`
+    (shape (B,)), scaled by 1000 like a timestep: (B, dim), sines then cosines, zero-padded to an odd dim."""
+    half = dim // 2
+    if half < 2:
+        raise RenderError(f"a UNet with time_cond_proj_dim {dim} cannot take a guidance embedding (needs >= 4)",
+                          _LOAD_HELP)
+    step = torch.log(torch.tensor(10000.0)) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
+    args = (w.float() * 1000.0)[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 # ---- the loaded model -----------------------------------------------------------------------------------
@@ -355,6 +383,9 @@ class StableDiffusion:
         self.sha256: str | None = None
         self.text_encoder_calls = 0
         self.unet_calls = 0
+        # what a guidance-embedded UNet is given (`set_guidance_scale`); until the render sets the row's:
+        # diffusers' LatentConsistencyModelPipeline default
+        self.guidance_scale = 8.5
         if source.kind == "file":
             if source.path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
                 raise RenderError(
@@ -415,15 +446,24 @@ class StableDiffusion:
                               + ("s" if len(missing) > 1 else ""), _LOAD_HELP)
 
     @cached_property
-    def family(self) -> str:
-        """"sd15", "sd21" or "sdxl", from the folder's model_index.json and UNet config (cheap: no weights
-        read); a pipeline dfm cannot render is a RenderError naming it."""
+    def model_family(self) -> families.Family:
+        """The model's family (dfm/families.py: sd15, sd21-v, sdxl-turbo, lcm…) from the folder's
+        model_index.json and configs (a hub id's name helps tell a turbo model), or a single file's keys;
+        cheap: no weights read. A pipeline dfm cannot render is a RenderError naming it."""
         if self.folder is None:
             here = self.source.path.parent
             if (here / "model_index.json").is_file():  # the file's own config folder says
-                return folder_family(here, self.source.describe())
-            return detect_family(self.source.path, self.allow_pickle) or "sd15"
-        return folder_family(self.folder, self.source.describe())
+                return _folder_family(here, self.source.describe(), self.source.path.stem)
+            fam = file_key_family(self.source.path, self.allow_pickle)
+            # unknown keys: SD 1.x's loader is tried, and config_skeleton then names the file in its error
+            return fam or families.Family("sd15", "sd15", "keys of no known family", True)
+        name = self.source.spec if self.source.kind == "hub" else None
+        return _folder_family(self.folder, self.source.describe(), name)
+
+    @cached_property
+    def family(self) -> str:
+        """The base architecture the loader and the prompt encoder follow: "sd15", "sd21" or "sdxl"."""
+        return self.model_family.base
 
     @cached_property
     def _single_file_pipeline(self):
@@ -432,11 +472,18 @@ class StableDiffusion:
 
         path = self.source.path
         family = self.family
+        if self.model_family.name == "lcm" and self.model_family.guidance_embedded:
+            # diffusers' single-file conversion has no mapping for the guidance projection: it would be dropped
+            raise RenderError(f"{path.name} is a guidance-embedded LCM (a UNet with time_cond_proj_dim), which "
+                              "diffusers cannot convert from a single file", "use the model's diffusers folder "
+                              "(e.g. SimianLuo/LCM_Dreamshaper_v7), or an LCM-LoRA on an ordinary checkpoint")
         cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
         extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
         with tempfile.TemporaryDirectory(prefix="dfm-config-") as tmp:
             # SD 1.x/2.x: detected again there, so that an unknown file is still an error naming it
-            skeleton = config_skeleton(path, self.allow_pickle, Path(tmp), "sdxl" if family == "sdxl" else None)
+            epsilon = self.model_family.name in ("sd21", "sd-turbo")  # SD 2.x told epsilon (dfm/families.py)
+            skeleton = config_skeleton(path, self.allow_pickle, Path(tmp), "sdxl" if family == "sdxl" else None,
+                                       prediction="epsilon" if epsilon else None)
             try:
                 pipe = cls.from_single_file(
                     str(path),
@@ -614,17 +661,47 @@ class StableDiffusion:
         self.text_encoder_calls += 1
         return self.text_encoder(ids)[0].float()
 
+    @property
+    def guidance_embedded(self) -> bool:
+        """True for a UNet that takes the guidance scale as an input (`time_cond_proj_dim`, a guidance-
+        distilled LCM): it runs one conditional pass per step and no unconditional one, and `eps` feeds
+        it the scale set by `set_guidance_scale`."""
+        return bool(getattr(self.unet.config, "time_cond_proj_dim", None))
+
+    def set_guidance_scale(self, cfg_scale: float) -> None:
+        """The cfg_scale `eps` embeds for a guidance-embedded UNet (set per frame, from the row); other
+        UNets ignore it (their guidance is the sampler's classifier-free combination)."""
+        self.guidance_scale = float(cfg_scale)
+
+    def guidance_condition(self, batch: int, device: torch.device) -> Tensor:
+        """`timestep_cond` of a guidance-embedded UNet: the embedding of w = cfg_scale - 1 (diffusers'
+        LCM pipelines use the Imagen/diffusers CFG convention, the LCM paper's w is one less), for `batch`
+        latents. Cached per (scale, batch): it changes only when the row's cfg_scale does."""
+        key = (self.guidance_scale, batch, str(device))
+        cached = getattr(self, "_guidance_cond", None)
+        if cached is None or cached[0] != key:
+            dim = int(self.unet.config.time_cond_proj_dim)
+            w = torch.full((batch,), self.guidance_scale - 1.0)
+            cached = (key, guidance_embedding(w, dim).to(device=device, dtype=self.placement.dtype))
+            self._guidance_cond = cached
+        return cached[1]
+
     @torch.no_grad()
     def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         """The UNet's prediction. For SDXL `embeddings` carries the pooled embedding as its last row
-        (`prompts.PromptEncoder`), split off here with the time ids for the frame's size."""
+        (`prompts.PromptEncoder`), split off here with the time ids for the frame's size. A guidance-
+        embedded UNet also gets the embedded guidance scale (`guidance_condition`)."""
         self.unet_calls += 1
         dtype = self.placement.dtype
+        kw = {}
+        if self.guidance_embedded:
+            kw["timestep_cond"] = self.guidance_condition(latents.shape[0], latents.device)
         if self.family != "sdxl":
-            return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype)).sample
+            return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype), **kw).sample
         hidden, added = self.sdxl_conditioning(embeddings, latents.shape[-2:])
         added = {k: v.to(dtype) for k, v in added.items()}
-        return self.unet(latents.to(dtype), t, encoder_hidden_states=hidden.to(dtype), added_cond_kwargs=added).sample
+        return self.unet(latents.to(dtype), t, encoder_hidden_states=hidden.to(dtype), added_cond_kwargs=added,
+                         **kw).sample
 
     def sdxl_conditioning(self, embeddings: Tensor, latent_hw) -> tuple[Tensor, dict[str, Tensor]]:
         """(hidden states, added_cond_kwargs) from packed SDXL embeddings (B, 77·k + 1, D): the pooled

@@ -8,7 +8,7 @@ import torch
 from dfm.compiler.catalogue import SAMPLERS as CATALOGUE_SAMPLERS
 from dfm.runtime import samplers
 
-SECOND_ORDER = {"heun", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras"}
+SECOND_ORDER = {"heun", "heun_karras", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras"}
 
 
 def test_every_catalogue_sampler_maps_and_nothing_else():

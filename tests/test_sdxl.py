@@ -181,3 +181,34 @@ def test_shipped_sdxl_skeleton_has_sdxl_base_shapes():
     assert (count(unet), count(vae), count(te1), count(te2)) == (2_567_463_684, 83_653_863, 123_060_480, 694_659_840)
     assert vae.config.force_upcast and vae.config.scaling_factor == 0.13025
     assert read("model_index.json")["_class_name"] == "StableDiffusionXLPipeline"
+
+
+def test_a_turbo_folder_renders_with_its_family_defaults(sdxl, tmp_path, monkeypatch):
+    """An SDXL folder whose scheduler has SDXL-Turbo's trailing spacing is sdxl-turbo: compiled without steps,
+    cfg_scale or sampler it gets 4 steps, cfg 0 and euler_a_trailing, so each img2img frame is one UNet call
+    of one latent (int(0.35 × 4) = 1)."""
+    import shutil
+
+    from dfm.compiler.compile import compile_source
+    from diffusers import UNet2DConditionModel
+
+    turbo = tmp_path / "turbo"
+    shutil.copytree(sdxl["folder"], turbo)
+    sched = turbo / "scheduler" / "scheduler_config.json"
+    sched.write_text(json.dumps({**json.loads(sched.read_text()), "_class_name": "EulerAncestralDiscreteScheduler",
+                                 "timestep_spacing": "trailing"}))
+    result = compile_source(f'dfm 1\nmode 2d\nsize 64x64\nframes 3\nmodel "{turbo}"\nprompt 0 "a cat"\n', "s.dfm")
+    table = result.table
+    assert (table.settings.sampler, set(table["steps"]), set(table["cfg_scale"])) == ("euler_a_trailing", {4}, {0.0})
+    assert any(d.code == "DFM207" and "SDXL-Turbo" in d.message for d in result.diagnostics)
+    batches = []
+    forward = UNet2DConditionModel.forward
+
+    def spy(self, sample, *args, **kwargs):
+        batches.append(sample.shape[0])
+        return forward(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+    report = render(table, tmp_path / "out", model=str(turbo), device="cpu")
+    assert report.unet_calls == 4 + 1 + 1 and batches == [1] * 6
+    assert not any("1024x1024" in w for w in report.warnings)  # SDXL-Turbo is trained at 512x512

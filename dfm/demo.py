@@ -1,0 +1,199 @@
+"""`dfm demo` (what `make demo` runs): the newcomer's first render, whatever the machine.
+
+Always, in seconds and without a model: check the demo scene, write its table (table.csv), the plot of
+its schedules (plot.png) and the motion preview over a test card (preview.mp4). Then, if the model is
+reachable, render: on a GPU at once; on a CPU after saying how long it will take (an estimate from the
+UNet's size and a quick measurement of this CPU), with a few seconds to interrupt (Ctrl-C; a render
+interrupted later resumes where it stopped) into <out>/render/. With no model reachable (HF_HUB_OFFLINE, not in the
+Hugging Face cache, no local folder, or the hub not answering a short probe), it stops after the
+preview and says in one line how to render for real. No step waits on the network for more than
+`PROBE_TIMEOUT` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import families
+from .errors import UserError
+
+DEMO_SCENE = Path(__file__).resolve().parent.parent / "examples" / "demo.dfm"
+PROBE_TIMEOUT = 3.0  # seconds: one HEAD request to the hub, never the hub client's retries
+COUNTDOWN = 5  # seconds to interrupt before a CPU render starts
+# A forward pass of an SD-sized UNet (865 M parameters) on 64x64 latents (512x512) is about 0.8 TFLOP
+# (published profiles of SD 1.x/2.x: ~400 G multiply-adds); other sizes scale with the parameters and the
+# latent area. Convolutions and attention reach about half of a plain matmul's speed on a CPU.
+UNET_TFLOP_512 = 0.8
+UNET_PARAMS_SD = 865e6
+CPU_EFFICIENCY = 0.5
+
+
+@dataclass(frozen=True)
+class Reach:
+    ok: bool
+    why: str  # where the model is, or why it cannot be had
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def reachable(spec: str, base_dir: Path) -> Reach:
+    """Whether the model can be had now, decided in at most PROBE_TIMEOUT seconds: a local folder or
+    file, a hub id in the local cache, or (online) a hub that answers a HEAD request for it."""
+    raw = Path(os.path.expanduser(spec))
+    path = raw if raw.is_absolute() else base_dir / raw
+    if path.exists() or raw.exists():
+        return Reach(True, f"the local model {spec}")
+    if families.cached_snapshot(spec) is not None and _cached_weights(spec):
+        return Reach(True, f"{spec} in the local Hugging Face cache")
+    if hub_offline():
+        return Reach(False, f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    try:
+        req = urllib.request.Request(f"https://huggingface.co/api/models/{spec}", method="HEAD")
+        with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT) as r:  # noqa: S310 - a fixed https URL
+            if r.status < 400:
+                return Reach(True, f"{spec} from the Hugging Face hub (downloaded once, about 5 GB for SD-Turbo)")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return Reach(False, f"{spec} is not in the local Hugging Face cache and the hub did not answer "
+                            f"({getattr(e, 'reason', e)})")
+    return Reach(False, f"the hub has no model {spec}")
+
+
+def _cached_weights(spec: str) -> bool:
+    snap = families.cached_snapshot(spec)
+    return snap is not None and any((snap / "unet").glob("*.safetensors"))
+
+
+def unet_params(spec: str, base_dir: Path) -> float:
+    """The UNet's parameter count from its .safetensors header (no weight read); SD's when unknown."""
+    raw = Path(os.path.expanduser(spec))
+    folder = raw if raw.is_absolute() else base_dir / raw
+    if not folder.is_dir():
+        folder = families.cached_snapshot(spec) or folder
+    for f in sorted((folder / "unet").glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            shapes, _ = families.safetensors_header(f)
+        except UserError:
+            continue
+        return float(sum(math.prod(s) for s in shapes.values()))
+    return UNET_PARAMS_SD
+
+
+def cpu_tflops(seconds: float = 0.3) -> float:
+    """This CPU's float32 matmul speed, measured for about `seconds` (torch's own threads)."""
+    import torch
+
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    a @ b  # first call: thread pool start-up, not the speed
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return n * 2 * 512**3 / (time.perf_counter() - start) / 1e12
+
+
+def estimate_seconds(table, params: float, tflops: float) -> tuple[float, int]:
+    """(seconds, UNet passes) for the table's diffusions on a CPU of `tflops`."""
+    import numpy as np
+
+    diffused = np.asarray(table["diffused"], dtype=bool)
+    steps = np.asarray(table["effective_steps"])[diffused]
+    cfg = np.asarray(table["cfg_scale"], dtype=np.float64)[diffused]
+    passes = int((steps * np.where(cfg > 1.0, 2, 1)).sum())  # CFG batches the negative: twice the work
+    s = table.settings
+    area = (int(s.width) // 8) * (int(s.height) // 8) / 4096
+    per_pass = UNET_TFLOP_512 * (params / UNET_PARAMS_SD) * area / max(tflops * CPU_EFFICIENCY, 1e-6)
+    return passes * per_pass, passes
+
+
+def write_strip(table, path: Path, count: int = 6, width: int = 160) -> Path:
+    """`count` evenly spaced frames of the motion preview side by side, each `width` pixels wide (PNG):
+    what the README shows of the demo."""
+    import cv2
+    import numpy as np
+
+    from .runtime.preview import preview_frames
+
+    n = len(table)
+    picks = set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())
+    tiles = []
+    for i, frame in enumerate(preview_frames(table)):
+        if i in picks:
+            h = max(1, round(frame.shape[0] * width / frame.shape[1]))
+            tiles.append(cv2.resize(frame, (width, h), interpolation=cv2.INTER_AREA))
+    strip = np.concatenate(tiles, axis=1)
+    if not cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def run_demo(args) -> int:
+    """The `dfm demo` command: see the module's docstring. Returns the exit code."""
+    from .cli import EXIT_ERRORS, EXIT_OK, _compile, main
+    from .files import write_atomic
+    from .plot import plot_table
+    from .runtime.preview import render_preview
+
+    scene = Path(args.file) if args.file else DEMO_SCENE
+    if not scene.is_file():
+        print(f"dfm demo: error: the demo scene {scene} does not exist\nhelp: pass a scene: dfm demo SCENE.dfm",
+              file=sys.stderr)
+        return EXIT_ERRORS
+    result = _compile(str(scene))
+    if result is None:
+        return EXIT_ERRORS
+    table = result.table
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "table.csv", table.to_csv())
+    plot_table(table, out / "plot.png", None)
+    render_preview(table, out / "preview.mp4")
+    write_strip(table, out / "preview_strip.png")
+    print(f"wrote {out / 'table.csv'}, {out / 'plot.png'}, {out / 'preview.mp4'} (the camera over a test card) and "
+          f"{out / 'preview_strip.png'}", file=sys.stderr)
+    model = args.model or str(table.settings.model)
+    reach = reachable(model, scene.parent)
+    if not reach.ok:
+        print(f"no model to render with: {reach.why}. To render for real: download it once online "
+              f"(`huggingface-cli download {model}`) and run `make demo` again, or pass a local model: "
+              f"`dfm demo --model PATH` (a diffusers folder or a .safetensors file)")
+        return EXIT_OK
+    # the render's own folder (dfm render refuses a folder of other files: the table, plot and preview here)
+    render = ["render", str(scene), "--out", str(out / "render"), "--device", args.device]
+    render += ["--model", args.model] if args.model else []
+    render += ["--quiet"] if args.quiet else []
+    import torch
+
+    gpu = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    if not gpu:
+        seconds, passes = estimate_seconds(table, unet_params(model, scene.parent), cpu_tflops())
+        print(f"no GPU: rendering {len(table)} frames ({passes} UNet passes) with {reach.why} on this CPU takes "
+              f"roughly {_duration(seconds)} (estimated from the UNet's size and a quick measurement of this CPU; "
+              "loading the model comes on top)", file=sys.stderr)
+        if not args.yes:
+            try:
+                for left in range(COUNTDOWN, 0, -1):
+                    print(f"\rstarting in {left} s; Ctrl-C to stop ", end="", file=sys.stderr, flush=True)
+                    time.sleep(1)
+                print(file=sys.stderr)
+            except KeyboardInterrupt:
+                print("\nstopped before rendering; the table, plot and preview are in " + str(out), file=sys.stderr)
+                return EXIT_OK
+    else:
+        print(f"rendering with {reach.why}", file=sys.stderr)
+    return main(render)
+
+
+__all__ = ["DEMO_SCENE", "Reach", "estimate_seconds", "reachable", "run_demo"]

@@ -1,0 +1,65 @@
+"""`dfm demo` (what `make demo` runs): offline it still makes the table, the plot and the motion preview, then
+says in one line how to render for real; with a model it estimates a CPU render's time before starting."""
+
+import csv
+import io
+import time
+
+from dfm import demo
+from dfm.cli import main
+
+
+def test_offline_demo_makes_table_plot_preview_and_one_hint_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    start = time.perf_counter()
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    assert time.perf_counter() - start < 60  # no hub retries: the cache and HF_HUB_OFFLINE decide at once
+    out = tmp_path / "demo"
+    rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
+    assert len(rows) == 48 and {r["steps"] for r in rows} == {"4"} and {r["cfg_scale"] for r in rows} == {"0.0"}
+    # SD-Turbo's defaults at Deforum's strength 0.65: 4 steps for frame 0, 1 for each later diffusion (cadence 2)
+    assert [r["effective_steps"] for r in rows[:4]] == ["4", "0", "1", "0"]
+    for name in ("plot.png", "preview_strip.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "preview.mp4").stat().st_size > 10_000 and not (out / "frames").exists()
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "HF_HUB_OFFLINE" in lines[0] and "--model PATH" in lines[0]
+
+
+def test_reachability_is_decided_without_the_network_when_it_can(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    (tmp_path / "local").mkdir()
+    assert demo.reachable("local", tmp_path).ok
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = demo.reachable("stabilityai/sd-turbo", tmp_path)
+    assert not r.ok and "HF_HUB_OFFLINE" in r.why
+    snap = tmp_path / "empty-cache" / "models--stabilityai--sd-turbo" / "snapshots" / "abc"
+    (snap / "unet").mkdir(parents=True)
+    (snap / "model_index.json").write_text("{}")
+    (snap / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert demo.reachable("stabilityai/sd-turbo", tmp_path).ok  # in the cache: offline is no obstacle
+
+
+def test_the_cpu_estimate_counts_the_unet_passes(tiny_models):
+    from tiny_models import make_table
+
+    table = make_table(6, cadence=2, steps=4, cfg_scale=0.0)  # diffusions at 0, 2, 4
+    steps = [int(s) for s, d in zip(table["effective_steps"], table["diffused"], strict=True) if d]
+    seconds, passes = demo.estimate_seconds(table, demo.UNET_PARAMS_SD, 1.0)
+    assert passes == sum(steps)
+    guided, passes2 = demo.estimate_seconds(make_table(6, cadence=2, steps=4, cfg_scale=7.0), demo.UNET_PARAMS_SD, 1.0)
+    assert passes2 == 2 * passes and guided > seconds > 0  # CFG: the negative pass doubles the work
+    assert demo.unet_params(str(tiny_models["folder"]), tiny_models["folder"].parent) < 1e6  # read from the header
+
+
+def test_a_reachable_model_renders_after_the_estimate(tiny_models, tmp_path, capsys):
+    scene = tmp_path / "mini.dfm"
+    scene.write_text('dfm 1\nmode 2d\nsize 64x64\nframes 2\nsteps 4\nprompt 0 "a cat"\nzoom 0:(1.01)\n')
+    code = main(["demo", str(scene), "--out", str(tmp_path / "out"), "--model", str(tiny_models["folder"]),
+                 "--device", "cpu", "--yes", "--quiet"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "no GPU" in err and "roughly" in err and "UNet passes" in err
+    assert len(list((tmp_path / "out" / "render" / "frames").glob("*.png"))) == 2
+    assert (tmp_path / "out" / "preview.mp4").is_file() and (tmp_path / "out" / "render" / "video.mp4").is_file()
