@@ -25,8 +25,12 @@ For each it records frames/s both ways and the ratio, dfm's per-stage time per f
 synchronised with the GPU at stage boundaries: RenderReport.timings), the UNet calls (dfm's count, which
 must equal Σ effective_steps over the diffused rows, and the naive loop's, counted by a hook), the UNet-only
 floor (a measured time per UNet call × the calls) and from it the runtime overhead (all non-UNet time),
-peak VRAM (torch.cuda.max_memory_allocated, models included), and the environment. Writes one JSON file
-and prints a table. Targets (full shapes on a GPU only): overhead ≤ 3 %, dfm ≥ 1.5× naive frames/s, peak
+peak VRAM (torch.cuda.max_memory_allocated, models included), and the environment. Then the speed-up
+switches (runtime/speedups.py), each flipped once from the options given (`--dtype`, `--attention`,
+`--channels-last`, `--vae-tiling`, `--compile`, as `dfm render` takes them) on a short 2D render, and the
+VAE decode at 1024² with tiling off and on (time and peak VRAM); `--ablate-compile` adds a compiled UNet
+(its warm-up reported apart), `--no-switches` skips them. Writes one JSON file and prints a table.
+Targets (full shapes on a GPU only): overhead ≤ 3 %, dfm ≥ 1.5× naive frames/s, peak
 VRAM ≤ 5 GB with the depth model, UNet calls exact. Estimated 3-5 minutes on one H100-class GPU (not
 yet measured: no GPU was lent when it was written).
 """
@@ -77,10 +81,12 @@ class Plan:
     turbo_steps: int
     turbo_strength: float
     floor_calls: int  # UNet calls timed for the per-call floor
+    switch_frames: int = 12  # frames of each speed-up ablation run (the 2D scene, --steps steps)
+    tile_size: int = 1024  # the VAE decode measured with tiling on and off
 
 
-FULL = Plan("full", 512, 60, 50, 0.65, 7.5, 60, 4, 0.5, 20)
-SMOKE = Plan("tiny", 64, 5, 4, 0.5, 7.5, 3, 4, 0.5, 5)
+FULL = Plan("full", 512, 60, 50, 0.65, 7.5, 60, 4, 0.5, 20, 12, 1024)
+SMOKE = Plan("tiny", 64, 5, 4, 0.5, 7.5, 3, 4, 0.5, 5, 2, 128)
 
 
 # ---- scenes -------------------------------------------------------------------------------------------------
@@ -227,7 +233,8 @@ def expected_unet_calls(table) -> int:
     return int(np.asarray(table["effective_steps"])[diffused].sum())
 
 
-def run_dfm(name: str, table, sd, depth, out: Path) -> dict:
+def run_dfm(name: str, table, sd, depth, out: Path, speed=None) -> dict:
+    from dfm.runtime import speedups
     from dfm.runtime.render import run_render
     from dfm.runtime.timing import StageTimer
 
@@ -235,12 +242,12 @@ def run_dfm(name: str, table, sd, depth, out: Path) -> dict:
     timer = StageTimer(dev, sync=True)
     reset_peak(dev)
     start = time.perf_counter()
-    report = run_render(table, sd, out / name, timer=timer, depth=depth, restart=True)
+    report = run_render(table, sd, out / name, timer=timer, depth=depth, restart=True, speed=speed)
     sync(dev)
     wall = time.perf_counter() - start
     n = report.frames
     timings = dict(report.timings)
-    main_thread = sum(v for k, v in timings.items() if k not in MAIN_THREAD_SKIP)
+    main_thread = sum(v for k, v in timings.items() if k not in MAIN_THREAD_SKIP and k != "compile")
     return {
         "frames": n,
         "wall_s": round(wall, 4),
@@ -255,7 +262,54 @@ def run_dfm(name: str, table, sd, depth, out: Path) -> dict:
         "peak_vram_bytes": peak_bytes(dev),
         "device": report.device,
         "dtype": report.dtype,
+        "speedups": speedups.recorded(sd),
     }
+
+
+def ablations(plan: Plan, sd, table_of, out: Path, base, with_compile: bool) -> dict:
+    """Each speed-up switch flipped from `base` on a short 2D render (plan.switch_frames frames), the
+    same scene each time: frames/s and per-stage time per frame; and the VAE decode at plan.tile_size with
+    tiling off and on (seconds, peak VRAM). torch.compile (its warm-up apart) only `with_compile`."""
+    from dataclasses import replace as change
+
+    from dfm.runtime import speedups
+
+    dev = sd.placement.device
+    tab = table_of(plan.switch_frames)
+    flips = {
+        "base": base,
+        "attention=" + ("math" if base.attention == "sdpa" else "sdpa"):
+            change(base, attention="math" if base.attention == "sdpa" else "sdpa"),
+        "channels_last=" + ("off" if speedups.resolve_channels_last(base.channels_last, dev.type) else "on"):
+            change(base, channels_last="off" if speedups.resolve_channels_last(base.channels_last, dev.type)
+                   else "on"),
+    }
+    if with_compile and not base.compile:
+        flips["compile=on"] = change(base, compile=True)
+    res: dict = {}
+    for name, opts in flips.items():
+        r = run_dfm(f"switch-{name}", tab, sd, None, out, speed=opts)
+        res[name] = {"speedups": r["speedups"], "fps": r["fps"], "per_frame_ms": r["per_frame_ms"],
+                     "compile_warmup_s": r["timings_s"].get("compile", 0.0), "peak_vram_bytes": r["peak_vram_bytes"]}
+        shutil.rmtree(out / f"switch-{name}", ignore_errors=True)
+    base_fps = res["base"]["fps"]
+    for r in res.values():
+        r["vs_base"] = round(r["fps"] / base_fps, 4)
+    speedups.apply(sd, base)
+    lat = torch.randn(1, int(sd.vae.config.latent_channels), plan.tile_size // sd.latent_scale,
+                      plan.tile_size // sd.latent_scale, generator=torch.Generator().manual_seed(0)).to(dev)
+    tiling = {}
+    with torch.inference_mode():
+        for mode in ("off", "on"):
+            speedups.apply(sd, change(base, vae_tiling=mode))
+            sd.decode_latents(lat)  # kernel choice for this shape
+            reset_peak(dev)
+            start = time.perf_counter()
+            sd.decode_latents(lat)
+            sync(dev)
+            tiling[mode] = {"decode_s": round(time.perf_counter() - start, 4), "peak_vram_bytes": peak_bytes(dev)}
+    speedups.apply(sd, base)
+    return {"frames": plan.switch_frames, "runs": res, "vae_tiling": {"size": plan.tile_size, **tiling}}
 
 
 def naive_pipelines(sd):
@@ -391,13 +445,16 @@ def environment(device: torch.device) -> dict:
 # ---- the benchmark -----------------------------------------------------------------------------------------------
 
 
-def benchmark(plan: Plan, device_spec: str, work: Path) -> dict:
+def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", speed=None,
+              ablate: bool = True, ablate_compile: bool = False) -> dict:
+    from dfm.runtime import speedups
     from dfm.runtime.device import pick_device
     from dfm.runtime.models import StableDiffusion, resolve_source
     from dfm.runtime.render import resolve_depth
 
     began = time.perf_counter()
-    placement = pick_device(device_spec)
+    speed = speed or speedups.Speedups()
+    placement = pick_device(device_spec, dtype)
     dev = placement.device
     phases: dict[str, float] = {}
 
@@ -412,6 +469,7 @@ def benchmark(plan: Plan, device_spec: str, work: Path) -> dict:
     sd = StableDiffusion(resolve_source(str(model_dir)), placement)
     sd.load()
     phases["load_sd_s"] = time.perf_counter() - t
+    applied = speedups.apply(sd, speed)  # the attention processors found (SDPA expected), before any run
     models_bytes = {"sd": allocated_bytes(dev)}
     finite = outputs_finite(sd)
 
@@ -433,7 +491,7 @@ def benchmark(plan: Plan, device_spec: str, work: Path) -> dict:
     t = time.perf_counter()  # first-call costs (kernel selection, lazy imports) are not the loop's
     for mode, cfg in (("2d", plan.cfg), ("3d", plan.cfg), ("2d", 1.0)):
         warm = table(mode, frames=2, steps=2, strength=0.5, cfg=cfg)
-        run_dfm(f"warm-{mode}-{cfg}", warm, sd, depth, out)
+        run_dfm(f"warm-{mode}-{cfg}", warm, sd, depth, out, speed=speed)
         if mode == "2d":
             run_naive(f"warm-naive-{cfg}", warm, sd, pipes, out)
     phases["warm_up_s"] = time.perf_counter() - t
@@ -446,7 +504,7 @@ def benchmark(plan: Plan, device_spec: str, work: Path) -> dict:
                                "steps": int(tab.row(0)["steps"]), "strength": float(tab.row(0)["strength"]),
                                "cfg_scale": float(tab.row(0)["cfg_scale"]), "cadence": int(tab.settings.cadence),
                                "sampler": tab.settings.sampler}}
-        res["dfm"] = run_dfm(name, tab, sd, depth if name == "3d" else None, out)
+        res["dfm"] = run_dfm(name, tab, sd, depth if name == "3d" else None, out, speed=speed)
         if name != "3d":  # a user's 3D loop needs a depth warp of their own: not benchmarked
             res["naive"] = run_naive(f"{name}-naive", tab, sd, pipes, out)
             res["speedup"] = round(res["dfm"]["fps"] / res["naive"]["fps"], 4)
@@ -460,8 +518,18 @@ def benchmark(plan: Plan, device_spec: str, work: Path) -> dict:
         phases[f"run_{name}_s"] = time.perf_counter() - t
         shutil.rmtree(out / name, ignore_errors=True)
 
+    switches = None
+    if ablate:
+        t = time.perf_counter()
+        switches = ablations(plan, sd, lambda n: table("2d", frames=n, steps=plan.steps, strength=plan.strength,
+                                                       cfg=plan.cfg), out, speed, ablate_compile)
+        phases["switches_s"] = time.perf_counter() - t
+
     phases["total_s"] = time.perf_counter() - began
     return {
+        "speedups": {"options": asdict(speed), "dtype_option": dtype, "applied": speedups.recorded(sd),
+                     "attention_processors": applied.attention},
+        "switches": switches,
         "benchmark": "bench_gpu",
         "plan": asdict(plan),
         "meaningful": plan.shapes == "full" and dev.type == "cuda",  # the targets apply to full shapes on a GPU
@@ -518,6 +586,20 @@ def print_table(result: dict) -> None:
     naive = {k: r["naive"] for k, r in result["runs"].items() if "naive" in r}
     print("\nnaive loop per frame (ms): " + "; ".join(
         f"{k}: " + ", ".join(f"{s} {v:.1f}" for s, v in n["per_frame_ms"].items()) for k, n in naive.items()))
+    sw = result.get("switches")
+    if sw:
+        print(f"\nspeed-up switches ({sw['frames']}-frame 2D render each; base = {result['speedups']['applied']}, "
+              f"attention processors {result['speedups']['attention_processors']})")
+        for name, r in sw["runs"].items():
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in r["per_frame_ms"].items() if k in ("denoise", "decode",
+                                                                                              "encode", "effects"))
+            warm = f"; compile warm-up {r['compile_warmup_s']:.1f} s" if r["compile_warmup_s"] else ""
+            print(f"  {name:<22}{r['fps']:>9.3f} f/s {r['vs_base']:>6.2f}x  ms/frame: {stages}{warm}")
+        vt = sw["vae_tiling"]
+        gb = {k: (f", peak {vt[k]['peak_vram_bytes'] / 1e9:.2f} GB" if vt[k]["peak_vram_bytes"] else "")
+              for k in ("off", "on")}
+        print(f"  VAE decode at {vt['size']}²: tiling off {vt['off']['decode_s']:.3f} s{gb['off']}, "
+              f"on {vt['on']['decode_s']:.3f} s{gb['on']}")
     ok = verdicts(result)
     label = "targets" if result["meaningful"] else "targets (not meaningful: tiny shapes or no GPU)"
     print(f"\n{label}: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in ok.items()))
@@ -535,6 +617,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for tiny shapes)")
     ap.add_argument("--json", type=Path, help="where to write the results (default outputs/bench-gpu[-cpu-smoke].json)")
     ap.add_argument("--workdir", type=Path, help="build models and renders here (default: a temporary folder)")
+    ap.add_argument("--no-switches", action="store_true", help="skip the speed-up ablation runs")
+    ap.add_argument("--switch-frames", type=int, help="frames of each ablation run (default 12; smoke 2)")
+    ap.add_argument("--ablate-compile", action="store_true",
+                    help="also time a torch.compile'd UNet in the ablation (its warm-up is reported apart)")
+    from dfm.runtime import speedups
+
+    speedups.add_arguments(ap)  # the options of the main runs (the ablation flips each from these)
     args = ap.parse_args(argv)
 
     smoke = args.cpu_smoke or (args.device == "auto" and not torch.cuda.is_available())
@@ -542,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cpu"
     plan = SMOKE if smoke else FULL
     overrides = {k: getattr(args, k) for k in ("shapes", "size", "frames", "steps", "turbo_frames", "turbo_steps",
-                                                "floor_calls", "strength") if getattr(args, k) is not None}
+                                                "floor_calls", "strength", "switch_frames")
+                 if getattr(args, k) is not None}
     plan = replace(plan, **overrides)
     if args.threads or plan.shapes == "tiny":
         torch.set_num_threads(args.threads or 1)  # tiny tensors gain nothing from threads, and lose when cores are busy
@@ -550,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dfm-bench-gpu-")))
-        result = benchmark(plan, args.device, work)
+        result = benchmark(plan, args.device, work, dtype=args.dtype, speed=speedups.from_args(args),
+                           ablate=not args.no_switches, ablate_compile=args.ablate_compile)
     result["verdicts"] = verdicts(result)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

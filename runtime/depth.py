@@ -291,14 +291,20 @@ class DepthEstimator:
             return side, side
         return input_size(height, width, spec.size, spec.keep_aspect_ratio, spec.multiple)
 
+    @cached_property
+    def _normalisation(self) -> tuple[Tensor | None, Tensor | None]:
+        """The processor's mean and std on the device, made once (not a host-to-device copy per frame)."""
+        spec, dev = self.inputs, self.placement.device
+        mean = torch.tensor(spec.mean, device=dev) if spec.mean is not None else None
+        std = torch.tensor(spec.std, device=dev) if spec.std is not None else None
+        return mean, std
+
     @torch.no_grad()
     def raw(self, frame: Tensor) -> Tensor:
         """The model's own output for `frame` (1, 3, H, W in [0, 1]), resized to (H, W)."""
         _, _, h, w = frame.shape
-        spec = self.inputs
         dev = self.placement.device
-        mean = torch.tensor(spec.mean, device=dev) if spec.mean is not None else None
-        std = torch.tensor(spec.std, device=dev) if spec.std is not None else None
+        mean, std = self._normalisation
         x = preprocess(frame.to(dev), self.network_size(h, w), mean, std)
         self.calls += 1
         pred = self.model(pixel_values=x.to(self.placement.dtype)).predicted_depth

@@ -1,16 +1,30 @@
 """Per-frame image effects, in Deforum's order: colour coherence -> contrast -> unsharp mask -> noise.
 
 Pure functions of a float32 frame tensor (N, 3, H, W) in [0, 1] on the render device, values from one
-FrameTable row and, for noise, an explicit generator. Nothing here touches the CPU or a global RNG.
+FrameTable row and, for noise, an explicit generator. Nothing here touches a global RNG, and nothing
+waits for the device: constants (colour matrices, blur kernels) are made once per device and cached,
+and on a GPU the histogram matching needs no data-dependent sizes for the frame being matched
+(torch.unique would copy its size to the host, a sync per channel per frame); the reference's
+histograms, which only change with the reference, are computed once per reference.
 """
 
 from __future__ import annotations
+
+import weakref
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 COLOR_SPACES = ("none", "rgb", "hsv", "lab")
+
+
+@lru_cache(maxsize=32)
+def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A small constant tensor on the device, made once (a host-to-device copy from pageable memory
+    waits for the device's queue to drain: one per frame would stall the GPU loop)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 # ---- colour spaces (same definitions as OpenCV's float conversions) --------------------------------
 
@@ -56,8 +70,8 @@ def _linear_to_srgb(c: Tensor) -> Tensor:
 
 def rgb_to_lab(rgb: Tensor) -> Tensor:
     """CIE L*a*b* (L in [0, 100]) of sRGB in [0, 1], as cv2.COLOR_RGB2Lab on float32 input."""
-    m = torch.tensor(_RGB_TO_XYZ, dtype=rgb.dtype, device=rgb.device)
-    white = torch.tensor(_WHITE, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    m = _constant(_RGB_TO_XYZ, rgb.dtype, rgb.device)
+    white = _constant(_WHITE, rgb.dtype, rgb.device).view(3, 1, 1)
     xyz = torch.einsum("ij,...jhw->...ihw", m, _srgb_to_linear(rgb)) / white
     eps = (6 / 29) ** 3
     f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
@@ -77,10 +91,16 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
         return torch.where(t > d, t**3, 3 * d * d * (t - 4 / 29))
 
     y = torch.where(lum > 903.3 * d**3, fy**3, lum / 903.3)
-    white = torch.tensor(_WHITE, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    white = _constant(_WHITE, lab.dtype, lab.device).view(3, 1, 1)
     xyz = torch.stack([finv(fx), y, finv(fz)], dim=-3) * white
-    m_inv = torch.linalg.inv(torch.tensor(_RGB_TO_XYZ, dtype=torch.float64)).to(lab.dtype).to(lab.device)
+    m_inv = _xyz_to_rgb(lab.dtype, lab.device)
     return _linear_to_srgb(torch.einsum("ij,...jhw->...ihw", m_inv, xyz))
+
+
+@lru_cache(maxsize=8)
+def _xyz_to_rgb(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The inverse of _RGB_TO_XYZ, inverted in float64 on the host once, then cast and moved."""
+    return torch.linalg.inv(torch.tensor(_RGB_TO_XYZ, dtype=torch.float64)).to(dtype).to(device)
 
 
 _TO_SPACE = {"rgb": lambda x: x, "hsv": rgb_to_hsv, "lab": rgb_to_lab}
@@ -100,37 +120,96 @@ def interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     return f0 + w * (f1 - f0)
 
 
-def match_channel(source: Tensor, reference: Tensor) -> Tensor:
-    """Give `source` the value distribution of `reference` (skimage's match_histograms, one channel):
-    each distinct source value goes to the reference value at the same quantile."""
-    values, inverse, counts = torch.unique(source.flatten(), return_inverse=True, return_counts=True)
+def reference_quantiles(reference: Tensor) -> tuple[Tensor, Tensor]:
+    """(quantile, value) of each distinct value of `reference`, float64: the curve a source is matched to."""
     ref_values, ref_counts = torch.unique(reference.flatten(), return_counts=True)
-    quantiles = torch.cumsum(counts, 0).to(torch.float64) / source.numel()
     ref_quantiles = torch.cumsum(ref_counts, 0).to(torch.float64) / reference.numel()
-    mapped = interp(quantiles, ref_quantiles, ref_values.to(torch.float64)).to(source.dtype)
-    return mapped[inverse].view_as(source)
+    return ref_quantiles, ref_values.to(torch.float64)
+
+
+def match_channel(source: Tensor, reference: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """Give `source` the value distribution of `reference` (skimage's match_histograms, one channel):
+    each distinct source value goes to the reference value at the same quantile. `reference` may be
+    given as its `reference_quantiles`.
+
+    Two ways to the same numbers: on the CPU, skimage's own (torch.unique's distinct values and counts);
+    on a GPU, where torch.unique must copy its output size to the host (a sync per channel per frame),
+    `match_sorted`."""
+    curve = reference if isinstance(reference, tuple) else reference_quantiles(reference)
+    if source.device.type == "cpu":
+        return match_unique(source, curve)
+    return match_sorted(source, curve)
+
+
+def match_unique(source: Tensor, curve: tuple[Tensor, Tensor]) -> Tensor:
+    """The quantile of each distinct value is the count of source values <= it over the size (cumsum of
+    torch.unique's counts); interp maps it onto the reference's curve."""
+    _, inverse, counts = torch.unique(source.flatten(), return_inverse=True, return_counts=True)
+    quantiles = torch.cumsum(counts, 0).to(torch.float64) / source.numel()
+    return interp(quantiles, *curve).to(source.dtype)[inverse].view_as(source)
+
+
+def match_sorted(source: Tensor, curve: tuple[Tensor, Tensor]) -> Tensor:
+    """match_unique without a data-dependent size: the count of values <= each value comes from a sort and
+    a searchsorted of every value into the sorted values (the same integers), and interp runs per pixel
+    instead of per distinct value (the same numbers)."""
+    flat = source.flatten()
+    at_or_below = torch.searchsorted(torch.sort(flat).values, flat, right=True)
+    quantiles = at_or_below.to(torch.float64) / source.numel()
+    return interp(quantiles, *curve).to(source.dtype).view_as(source)
+
+
+# The reference's curves in one colour space, kept for the reference they came from (colour coherence's
+# reference is the first warped frame of a render, the same tensor for every frame after it; the loop
+# never changes a tensor in place, and `_version` would show it if something did).
+_reference_cache: dict[str, tuple[weakref.ref, int, list[list[tuple[Tensor, Tensor]]]]] = {}
+
+
+def _version(tensor: Tensor) -> int:
+    """In-place change counter; inference-mode tensors have none (-1): the loop never changes one in place."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
+def _reference_curves(reference: Tensor, space: str) -> list[list[tuple[Tensor, Tensor]]]:
+    hit = _reference_cache.get(space)
+    if hit is not None and hit[0]() is reference and hit[1] == _version(reference):
+        return hit[2]
+    converted = _TO_SPACE[space](reference)
+    curves = [[reference_quantiles(converted[n, c]) for c in range(converted.shape[1])]
+              for n in range(converted.shape[0])]
+    _reference_cache[space] = (weakref.ref(reference), _version(reference), curves)
+    return curves
+
+
+def _match_curves(source: Tensor, curves: list[list[tuple[Tensor, Tensor]]]) -> Tensor:
+    out = torch.empty_like(source)
+    for n in range(source.shape[0]):
+        for c in range(source.shape[1]):
+            out[n, c] = match_channel(source[n, c], curves[min(n, len(curves) - 1)][c])
+    return out
 
 
 def match_histograms(source: Tensor, reference: Tensor) -> Tensor:
     """Per-channel histogram matching of (N, C, H, W) tensors, image by image."""
-    out = torch.empty_like(source)
-    for n in range(source.shape[0]):
-        for c in range(source.shape[1]):
-            out[n, c] = match_channel(source[n, c], reference[min(n, reference.shape[0] - 1), c])
-    return out
+    curves = [[reference_quantiles(reference[n, c]) for c in range(reference.shape[1])]
+              for n in range(reference.shape[0])]
+    return _match_curves(source, curves)
 
 
 def color_coherence(frame: Tensor, reference: Tensor, space: str) -> Tensor:
     """Deforum's maintain_colors: match the frame's histograms to the reference in `space`."""
     if space == "none":
         return frame
-    matched = match_histograms(_TO_SPACE[space](frame), _TO_SPACE[space](reference))
+    matched = _match_curves(_TO_SPACE[space](frame), _reference_curves(reference, space))
     return _FROM_SPACE[space](matched).clamp(0, 1)
 
 
 def grayscale(frame: Tensor) -> Tensor:
     """Luma (ITU-R BT.601, as cv2.COLOR_RGB2GRAY) copied to the three channels."""
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=frame.dtype, device=frame.device).view(1, 3, 1, 1)
+    weights = _constant((0.299, 0.587, 0.114), frame.dtype, frame.device).view(1, 3, 1, 1)
     return (frame * weights).sum(1, keepdim=True).expand_as(frame).contiguous()
 
 
@@ -143,7 +222,13 @@ def contrast(frame: Tensor, amount: float) -> Tensor:
 
 
 def gaussian_kernel_1d(kernel: int, sigma: float, device: torch.device) -> Tensor:
-    """cv2.getGaussianKernel(kernel, sigma); kernel 0 derives the size from sigma as OpenCV does for 8-bit."""
+    """cv2.getGaussianKernel(kernel, sigma); kernel 0 derives the size from sigma as OpenCV does for 8-bit.
+    Made once per (size, sigma, device): the frame loop asks for the same kernel every frame."""
+    return _gaussian_kernel(int(kernel), float(sigma), torch.device(device))
+
+
+@lru_cache(maxsize=16)
+def _gaussian_kernel(kernel: int, sigma: float, device: torch.device) -> Tensor:
     if kernel <= 0:
         kernel = int(round(sigma * 3 * 2 + 1)) | 1
     kernel |= 1  # an even size (which OpenCV refuses) is taken as the next odd one

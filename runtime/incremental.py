@@ -52,7 +52,7 @@ class Plan:
 _SETUP_WORDS = {
     "model": "the model", "model_file": "the model file", "model_sha256": "the model's sha256",
     "depth_model": "the depth model", "device": "the device", "dtype": "the dtype", "init_image": "the init image file",
-    "video_init_path": "the input video file",
+    "video_init_path": "the input video file", "speedups": "the speed-up switches",
 }
 
 
@@ -65,7 +65,7 @@ def setup_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
         a, b = old.get(key) or "none", new.get(key) or "none"
         if key.startswith("version:"):
             out.append(f"{key.removeprefix('version:')} {a} → {b}")
-        elif key in ("device", "dtype"):
+        elif key in ("device", "dtype", "speedups"):
             out.append(f"{_SETUP_WORDS[key]} ({a} → {b})")
         else:
             out.append(_SETUP_WORDS.get(key, key))

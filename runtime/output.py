@@ -3,6 +3,11 @@
 The render loop hands each finished frame to `FrameWriter.put` and goes on with the next one; the copy
 to the host, the PNG encoding and the H.264 encoding happen on the writer thread. The queue is bounded,
 so a slow disk slows the render down instead of filling memory.
+
+Host copies are made once per tensor (`HostCopies`): the frame written is usually the newest diffusion,
+which the checkpoint behind it saves as well, so one asynchronous copy serves both (the writer thread
+then rounds it to uint8, the same arithmetic as on the device); the colour reference, the same tensor all
+through a render, goes to the host once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -91,6 +97,56 @@ class HostCopy:
         return self.tensor().numpy()
 
 
+def tensor_version(tensor: Tensor) -> int:
+    """The in-place change counter of `tensor`; -1 for an inference-mode tensor, which has none (the
+    render loop runs in inference mode and never changes a tensor in place: identity is enough there)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
+class HostCopies:
+    """Host copies by tensor identity: asking again for a tensor already copied (the same object, not
+    changed in place since: `tensor_version`) returns the copy made, so a tensor that lives through
+    several frames crosses to the host once. `retain` drops the copies of tensors no longer in use."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[weakref.ref, int, HostCopy]] = []
+
+    def get(self, tensor: Tensor) -> HostCopy:
+        for ref, version, host in self._entries:
+            if ref() is tensor and version == tensor_version(tensor):
+                return host
+        host = HostCopy(tensor)
+        self._entries.append((weakref.ref(tensor), tensor_version(tensor), host))
+        return host
+
+    def find(self, tensor: Tensor) -> HostCopy | None:
+        """The copy of `tensor` if one was made (and it is unchanged), else None."""
+        for ref, version, host in self._entries:
+            if ref() is tensor and version == tensor_version(tensor):
+                return host
+        return None
+
+    def retain(self, tensors: Iterable[Tensor]) -> None:
+        keep = {id(t) for t in tensors}
+        self._entries = [e for e in self._entries if (t := e[0]()) is not None and id(t) in keep]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _Rounded:
+    """A float frame's host copy, rounded to the PNG's uint8 pixels when the writer thread reads it."""
+
+    def __init__(self, host: HostCopy) -> None:
+        self._host = host
+
+    def numpy(self) -> np.ndarray:
+        return to_uint8(self._host.tensor()).numpy()
+
+
 def read_png(path: Path) -> np.ndarray:
     """A frame PNG back as (H, W, 3) uint8 RGB: the exact bytes `encode_png` was given."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -128,9 +184,14 @@ class FrameWriter:
         self._thread = threading.Thread(target=self._run, name="dfm-frame-writer", daemon=True)
         self._thread.start()
 
-    def put(self, index: int, frame: Tensor) -> None:
-        """Queue frame `index` ((1, 3, H, W) float [0, 1] on any device); frames must come in order."""
-        self._enqueue((index, HostCopy(to_uint8(frame))))
+    def put(self, index: int, frame: Tensor, host: HostCopy | None = None) -> None:
+        """Queue frame `index` ((1, 3, H, W) float [0, 1] on any device); frames must come in order. `host`
+        is a host copy of `frame` already made (for the checkpoint): the writer thread rounds it to uint8
+        instead of the device rounding it and copying again."""
+        if host is not None:
+            self._enqueue((index, _Rounded(host)))
+        else:
+            self._enqueue((index, HostCopy(to_uint8(frame))))
 
     def put_depth(self, index: int, values: Tensor) -> None:
         """Queue depth map `index`: (H, W) integers in 0..65535 (depth_image), written as 16-bit grey."""

@@ -38,7 +38,8 @@ from torch import Tensor
 
 from ..changes import ranges
 from ..table import FrameTable, TableError
-from .output import HostCopy, frame_name, package_versions, png_complete, write_atomic
+from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
+from .speedups import describe, recorded
 
 STATE_DIR = ".dfm-state"
 STATE_FILE = "state.pt"
@@ -84,6 +85,9 @@ def fingerprint(table: FrameTable, sd, depth=None) -> dict[str, str]:
         "depth_model": f"{depth.spec}:{depth.folder}" if depth is not None else "",
         "device": sd.placement.device.type,
         "dtype": str(sd.placement.dtype),
+        # attention kernel, memory format, VAE tiling, torch.compile (runtime/speedups.py): each changes bytes
+        # (a model no render has set up yet runs the defaults: a Ray worker's, say)
+        "speedups": recorded(sd) or describe(None, sd.placement.device.type, (s.width, s.height)),
         "init_image": _file_stamp(s.init_image),
         "video_init_path": _file_stamp(s.video_init_path) if s.mode == "video" else "",
     }
@@ -104,12 +108,22 @@ class Checkpoint:
 class Snapshot:
     """The render state after one frame, taken on the render thread and saved on the writer thread."""
 
-    def __init__(self, state, fingerprint: dict[str, str]) -> None:
+    def __init__(self, state, fingerprint: dict[str, str], copies: HostCopies | None = None) -> None:
+        """`copies` (kept by the caller from frame to frame) reuses the host copy of a tensor the previous
+        snapshot copied already: the colour reference, a diffusion that was not warped since."""
         self.next_frame = int(state.next_frame)
         self.at = int(state.at)
         self.fingerprint = fingerprint
-        self._buffers = {int(k): HostCopy(v) for k, v in state.buffers.items()}
-        self._color_ref = HostCopy(state.color_ref) if state.color_ref is not None else None
+        copy = copies.get if copies is not None else HostCopy
+        self._buffers = {int(k): copy(v) for k, v in state.buffers.items()}
+        self._color_ref = copy(state.color_ref) if state.color_ref is not None else None
+        if copies is not None:
+            copies.retain([*state.buffers.values(), *([state.color_ref] if state.color_ref is not None else [])])
+        self._copies = copies
+
+    def copy_of(self, tensor: Tensor) -> HostCopy | None:
+        """This snapshot's host copy of `tensor` if it holds one (the frame written is often a buffer)."""
+        return self._copies.find(tensor) if self._copies is not None else None
 
     def data(self) -> dict:
         return {

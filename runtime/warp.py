@@ -4,12 +4,17 @@ Frames are float32 tensors (1, 3, H, W) in [0, 1] on the render device. The moti
 matrices, the perspective flip, the 3D camera pose) live in runtime/camera.py, numpy only, shared with
 the motion preview; this module applies them with `grid_sample` on the device and re-exports camera's
 names, so `from .warp import matrix_2d` keeps working.
+
+Nothing here waits for the device: the pixel grids are made once per size and device and cached, and
+the per-frame matrices (a few floats from the host) go up through pinned memory without blocking (a copy
+from pageable memory would wait for every kernel queued before it).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -30,6 +35,45 @@ from .camera import (  # noqa: F401 - re-exported: the renderer, the tests and t
     rotation_zoom,
 )
 
+# ---- device constants -----------------------------------------------------------------------------------
+
+
+def to_device(values: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A small host array on `device`: on CUDA through pinned memory, non-blocking (the values are cast on
+    the host either way, so the result is the same)."""
+    host = torch.as_tensor(np.asarray(values), dtype=dtype)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+@lru_cache(maxsize=8)
+def _pixel_points(h: int, w: int, device: torch.device) -> Tensor:
+    """(H, W, 3) homogeneous pixel coordinates (x, y, 1), float32: warp_matrix's destination pixels."""
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
+
+
+@lru_cache(maxsize=8)
+def _view_points(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(x, y) of offsets_3d's points, linspace(-1, 1) across each side, flattened."""
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1.0, 1.0, h, device=device), torch.linspace(-1.0, 1.0, w, device=device), indexing="ij"
+    )
+    return xs.flatten(), ys.flatten()
+
+
+@lru_cache(maxsize=8)
+def _identity_grid(h: int, w: int, device: torch.device) -> Tensor:
+    """affine_grid of the identity (1, H, W, 2), align_corners=False: warp_3d's undisplaced sample points."""
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=device)
+    return F.affine_grid(identity, [1, 1, h, w], align_corners=False)
+
+
 # ---- applying a matrix ----------------------------------------------------------------------------------
 
 
@@ -40,13 +84,8 @@ def warp_matrix(frame: Tensor, matrix: np.ndarray, border: str = "replicate") ->
         raise ValueError(f"border must be one of {BORDERS}, not {border!r}")
     _, _, h, w = frame.shape
     # float32 on the device (MPS has no float64); sub-1e-3 pixel error at 4096 px
-    inv = torch.as_tensor(np.linalg.inv(matrix), dtype=torch.float32, device=frame.device)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=frame.device, dtype=torch.float32),
-        torch.arange(w, device=frame.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1) @ inv.T  # destination pixel -> source pixel
+    inv = to_device(np.linalg.inv(matrix), frame.device)
+    pts = _pixel_points(h, w, frame.device) @ inv.T  # destination pixel -> source pixel
     sx, sy = pts[..., 0] / pts[..., 2], pts[..., 1] / pts[..., 2]
     src = frame
     if border == "wrap":
@@ -91,13 +130,11 @@ def offsets_3d(depth: Tensor, rotation: np.ndarray, translation: np.ndarray, fov
     the same on the host in numpy (the motion preview's)."""
     h, w = depth.shape
     dev = depth.device
-    ys, xs = torch.meshgrid(
-        torch.linspace(-1.0, 1.0, h, device=dev), torch.linspace(-1.0, 1.0, w, device=dev), indexing="ij"
-    )
+    xs, ys = _view_points(h, w, dev)
     z = depth.to(torch.float32).clamp_min(DEPTH_MIN)
-    pts = torch.stack([xs.flatten(), ys.flatten(), z.flatten()], dim=1)
-    r = torch.as_tensor(rotation, dtype=torch.float32, device=dev)
-    t = torch.as_tensor(translation, dtype=torch.float32, device=dev)
+    pts = torch.stack([xs, ys, z.flatten()], dim=1)
+    r = to_device(rotation, dev)
+    t = to_device(translation, dev)
     tan_half = math.tan(math.radians(fov) / 2)
     moved = pts @ r + t
     # a point the new camera sees behind itself has no image; push it far outside the grid so the padding
@@ -136,8 +173,7 @@ def warp_3d(
         raise ValueError(f"depth map is {tuple(depth.shape)}, the frame is {h}×{w}")
     rotation, translation = camera_3d(row)
     offset = offsets_3d(depth, rotation, translation, float(row["fov"]))
-    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=frame.device)
-    grid = F.affine_grid(identity, [1, 1, h, w], align_corners=False) - offset.unsqueeze(0)
+    grid = _identity_grid(h, w, frame.device) - offset.unsqueeze(0)
     grid = grid.to(frame.dtype).expand(n, -1, -1, -1)
     out = F.grid_sample(frame, grid, mode=sampling_mode, padding_mode=padding_mode, align_corners=False)
     return out.clamp(0.0, 1.0)  # bicubic overshoots; Deforum clamps to 0..255 as well

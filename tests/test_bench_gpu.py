@@ -48,8 +48,17 @@ def test_cpu_smoke_writes_every_figure(tmp_path, capsys):
         assert run["naive"]["fps"] > 0 and run["speedup"] > 0
         assert run["naive"]["unet_calls"] == run["dfm"]["unet_calls"]  # the same work both ways
     assert data["verdicts"]["unet_calls_exact"] is True
+    # the speed-up switches: what the runs used (SDPA found in every attention layer), and each flipped once
+    assert data["speedups"]["attention_processors"] == "AttnProcessor2_0"
+    assert data["speedups"]["applied"] == "attention=sdpa channels_last=off vae_tiling=off compile=off"
+    switches = data["switches"]
+    assert set(switches["runs"]) == {"base", "attention=math", "channels_last=on"}
+    assert switches["runs"]["attention=math"]["speedups"].startswith("attention=math")
+    assert all(r["fps"] > 0 and r["vs_base"] > 0 for r in switches["runs"].values())
+    assert switches["vae_tiling"]["off"]["decode_s"] > 0 and switches["vae_tiling"]["on"]["decode_s"] > 0
     printed = capsys.readouterr().out
     assert "dfm per-stage time per frame" in printed and "UNet calls" in printed
+    assert "speed-up switches" in printed and "VAE decode at 128²" in printed
 
 
 def test_expected_unet_calls_is_the_sum_of_effective_steps_over_diffused_rows():

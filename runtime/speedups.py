@@ -1,0 +1,246 @@
+"""The standard speed-ups of the loaded models, each one switchable (issue 14).
+
+- attention: `sdpa` is torch's fused scaled_dot_product_attention through diffusers' AttnProcessor2_0
+  (what diffusers installs by default on torch >= 2; `apply` checks that every attention layer has it),
+  `math` diffusers' classic AttnProcessor (the explicit softmax(QKᵀ)V, for comparison or old kernels);
+- channels_last: the UNet's and the VAE's weights in NHWC memory order (`auto`: on CUDA, where the
+  convolutions' tensor-core kernels want it. On the CPU it made the SD1.5 VAE decode 11 % faster here,
+  but it changes the frames' last bits (6e-6), so it stays opt-in there: CPU renders keep the bytes of
+  earlier versions and of the test suite);
+- vae_tiling: the VAE encodes and decodes in overlapping tiles (diffusers' enable_tiling), which bounds
+  its memory at large sizes but blends the tiles' seams (`auto`: above TILING_AUTO_PIXELS only);
+- compile: torch.compile of the UNet, opt-in; its warm-up (the compilation, at the first calls) runs
+  in `apply`, timed as the stage `compile`, so the frame loop's figures are the compiled model's.
+
+The dtype (fp16/bf16/fp32) is the placement's: runtime/device.py. VAE slicing is not offered: it splits a
+batch into single images, and dfm decodes one image at a time already.
+
+Each switch that changes the arithmetic changes the frames' bytes, so their description goes into the
+resume fingerprint (`record`/`recorded`): a render continues only under the switches it began with.
+This module imports torch only inside its functions: the CLI reads its options without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import weakref
+from dataclasses import dataclass, fields
+
+from .errors import RenderError
+
+ATTENTION = ("sdpa", "math")
+SWITCH = ("auto", "on", "off")
+TILING_AUTO_PIXELS = 1024 * 1024  # vae_tiling auto: tiles for frames with more pixels than 1024²
+DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")  # runtime/device.py resolves them
+
+
+@dataclass(frozen=True)
+class Speedups:
+    """The switches of one render (the defaults are what a plain `dfm render` uses)."""
+
+    attention: str = "sdpa"
+    channels_last: str = "auto"
+    vae_tiling: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("attention", ATTENTION), ("channels_last", SWITCH), ("vae_tiling", SWITCH)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise RenderError(f"{name.replace('_', '-')} {value!r} is not known",
+                                  "use one of " + ", ".join(allowed))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `apply` resolved the switches to on this device and size."""
+
+    attention: str  # the attention processor classes found after applying, e.g. "AttnProcessor2_0"
+    channels_last: bool
+    vae_tiling: bool
+    compile: bool
+    compile_warmup_s: float = 0.0
+
+
+
+def describe(options: Speedups | None, device_type: str, size: tuple[int, int] | None) -> str:
+    """The switches as they resolve on this device and size: what the resume fingerprint compares (each
+    changes the frames' bytes), known before any model loads."""
+    o = options or Speedups()
+    on = {True: "on", False: "off"}
+    return (f"attention={o.attention} channels_last={on[resolve_channels_last(o.channels_last, device_type)]} "
+            f"vae_tiling={on[resolve_tiling(o.vae_tiling, size)]} compile={on[o.compile]}")
+
+
+# the switches each loaded model runs under (`describe`), by model: kept beside it, not on it (models.py
+# owns the model object), gone with it
+_RECORDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record(sd, description: str) -> None:
+    """Note the switches `sd` renders under (`describe`): the resume fingerprint reads them. (A test's
+    unhashable stand-in for a model records nothing.)"""
+    try:
+        _RECORDED[sd] = description
+    except TypeError:
+        pass
+
+
+def recorded(sd) -> str:
+    """The switches recorded for `sd`, "" for a model no render or `apply` has set up."""
+    try:
+        return _RECORDED[sd] if sd in _RECORDED else ""
+    except TypeError:
+        return ""
+
+
+def resolve_channels_last(value: str, device_type: str) -> bool:
+    if value == "auto":
+        return device_type == "cuda"
+    return value == "on"
+
+
+def resolve_tiling(value: str, size: tuple[int, int] | None) -> bool:
+    if value == "auto":
+        return size is not None and size[0] * size[1] > TILING_AUTO_PIXELS
+    return value == "on"
+
+
+def attention_processors(*modules) -> str:
+    """The attention processor classes of every attention layer of `modules`, sorted and joined by '+'."""
+    names = set()
+    for m in modules:
+        procs = getattr(m, "attn_processors", None)
+        if procs:
+            names.update(type(p).__name__ for p in procs.values())
+    return "+".join(sorted(names)) or "none"
+
+
+def _set_attention(module, kind: str) -> None:
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    procs = getattr(module, "attn_processors", None)
+    if not procs:
+        return
+    want = AttnProcessor2_0 if kind == "sdpa" else AttnProcessor
+    # only where it differs: a module already on SDPA keeps its processors (and its exact arithmetic);
+    # a model with other processors (IP-adapter, LoRA-specific) is left alone
+    if all(type(p) in (AttnProcessor, AttnProcessor2_0) for p in procs.values()) and \
+            any(type(p) is not want for p in procs.values()):
+        module.set_attn_processor(want())
+
+
+def _memory_format(module, channels_last: bool) -> None:
+    import torch
+
+    module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _set_tiling(vae, on: bool) -> None:
+    if hasattr(vae, "enable_tiling"):
+        (vae.enable_tiling if on else vae.disable_tiling)()
+
+
+def _compile_unet(unet, on: bool) -> None:
+    if on:
+        if getattr(unet, "_compiled_call_impl", None) is None:
+            unet.compile()  # in place: sd.unet stays the same module (its config, its hooks)
+    elif getattr(unet, "_compiled_call_impl", None) is not None:
+        unet._compiled_call_impl = None  # back to eager (nn.Module.compile's own slot)
+
+
+def _warm_up(sd, size: tuple[int, int], batches: tuple[int, ...]) -> float:
+    """Run the compiled UNet once per batch size the render uses (2 with CFG, 1 without), so the
+    compilation is not counted in the first frames. SDXL's added conditioning is built by the frame
+    loop; its UNet compiles at the first frame instead (counted in `denoise`), as does a batch of
+    another size (a composite prompt's parts)."""
+    import time
+
+    import torch
+
+    if sd.family == "sdxl":
+        return 0.0
+    dev, dtype = sd.placement.device, sd.placement.dtype
+    scale = sd.latent_scale
+    start = time.perf_counter()
+    with torch.inference_mode():
+        emb = sd.encode_text("")
+        sd.text_encoder_calls -= 1  # a warm-up, not the render's
+        for b in batches:
+            lat = torch.zeros(b, int(sd.unet.config.in_channels), size[1] // scale, size[0] // scale,
+                              device=dev, dtype=dtype)
+            # the frame loop's own layouts (a concatenated batch, not an expanded view): dynamo guards on
+            # strides, and a mismatch would compile again at the first frame
+            hidden = torch.cat([emb] * b).to(dtype)
+            sd.unet(lat, torch.tensor(999.0, device=dev), encoder_hidden_states=hidden)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - start
+
+
+def apply(sd, options: Speedups | None = None, *, size: tuple[int, int] | None = None,
+          batches: tuple[int, ...] = (2,), timer=None) -> Applied:
+    """Apply `options` to the loaded components of `sd` (a StableDiffusion whose UNet and VAE are loaded)
+    and record the result (`recorded(sd)`, which the resume fingerprint reads). `size` is the frame size
+    (width, height) for vae_tiling auto and the compile warm-up; `batches` the UNet batch sizes the
+    render uses. Applying the same options again changes nothing; other options re-apply (a benchmark
+    turns switches on and off on one loaded model)."""
+    options = options or Speedups()
+    dev_type = sd.placement.device.type
+    cl = resolve_channels_last(options.channels_last, dev_type)
+    tiling = resolve_tiling(options.vae_tiling, size)
+    key = (options, cl, tiling, size, batches)
+    done = sd.__dict__.get("_dfm_speedups")
+    if done is not None and done[0] == key:
+        return done[1]
+    unet, vae = sd.unet, sd.vae
+    for m in (unet, vae):
+        _set_attention(m, options.attention)
+        _memory_format(m, cl)
+    _set_tiling(vae, tiling)
+    _compile_unet(unet, options.compile)
+    warm = 0.0
+    if options.compile and size is not None:
+        if timer is not None:
+            with timer("compile"):
+                warm = _warm_up(sd, size, batches)
+        else:
+            warm = _warm_up(sd, size, batches)
+    applied = Applied(attention_processors(unet, vae), cl, tiling, options.compile, round(warm, 3))
+    sd.__dict__["_dfm_speedups"] = (key, applied)
+    record(sd, describe(options, dev_type, size))
+    return applied
+
+
+# ---- command-line options (the render command and the benchmarks share them) ----------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dtype, --attention, --channels-last, --vae-tiling, --compile."""
+    g = parser.add_argument_group("speed-ups (docs/render.md, Speed)")
+    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                   help="model precision: auto = fp16 on CUDA, fp32 elsewhere; bf16 needs a GPU of compute "
+                        "capability 8 or newer (or the CPU)")
+    g.add_argument("--attention", choices=ATTENTION, default="sdpa",
+                   help="sdpa (torch's fused attention, the default) or math (the explicit softmax)")
+    g.add_argument("--channels-last", choices=SWITCH, default="auto",
+                   help="UNet and VAE in channels-last memory order; auto = on CUDA only")
+    g.add_argument("--vae-tiling", choices=SWITCH, default="auto",
+                   help=f"VAE in tiles (less memory, faint seams); auto = above {TILING_AUTO_PIXELS:,} pixels")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet (a warm-up before the first frame, timed as the stage compile)")
+
+
+def from_args(args: argparse.Namespace) -> Speedups:
+    """The Speedups of parsed options (the defaults where an option is absent)."""
+    defaults = Speedups()
+    return Speedups(**{f.name: getattr(args, f.name, getattr(defaults, f.name)) for f in fields(Speedups)})
+
+
+def switches_from_args(args: argparse.Namespace) -> dict:
+    """The options as a plain dict (dtype included), for the benchmarks' JSON."""
+    return {"dtype": getattr(args, "dtype", "auto"), **from_args(args).__dict__}
+
+
+__all__ = ["ATTENTION", "Applied", "DTYPE_CHOICES", "SWITCH", "Speedups", "add_arguments", "apply",
+           "attention_processors", "describe", "record", "recorded", "from_args", "switches_from_args"]
