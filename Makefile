@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
-DEMO ?= examples/robot_to_village.dfm
+DEMO ?= examples/demo.dfm
 
 .PHONY: demo test lint bench bench-gpu bench-long clean
 
@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
+# table, plot and motion preview always (seconds, no model); then the few-step render if the model is
+# reachable (a GPU at once; a CPU after an estimate of how long it takes); offline, one line says how
 demo: $(STAMP)
-	$(BIN)/dfm check $(DEMO)
-	$(BIN)/dfm compile $(DEMO) -o outputs/demo/table.csv
-	$(BIN)/dfm render $(DEMO) --out outputs/demo
+	$(BIN)/dfm demo $(DEMO) --out outputs/demo
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
@@ -31,8 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_gpu.py --cpu-smoke
+	$(BIN)/python benchmarks/bench_stages.py --check
+	$(BIN)/python benchmarks/bench_fewstep.py --cpu-smoke
 	$(BIN)/python benchmarks/bench_lsp.py
 	$(BIN)/python benchmarks/bench_checkpoints.py
+	$(BIN)/python benchmarks/bench_lora.py
 
 # longer campaigns and scale-out figures (minutes each)
 bench-long: $(STAMP)

@@ -110,6 +110,7 @@ def _set(name, type, default, doc, group, modes=ALL, aliases=(), deforum=None, *
 SAMPLERS = (
     "euler", "euler_a", "klms", "klms_karras", "heun", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras",
     "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "ddim", "plms", "unipc",
+    "euler_karras", "euler_exponential", "heun_karras", "dpmpp_2m_exponential", "dpmpp_2m_sde_exponential",
     "lcm", "euler_trailing", "euler_a_trailing", "dpmpp_2m_trailing", "dpmpp_2m_sde_trailing",  # few-step models
 )
 SAMPLER_ALIASES = {
@@ -130,6 +131,20 @@ UNSUPPORTED_SAMPLERS = {
     "dpmpp_sde_karras": "DPM++ SDE Karras needs torchsde and seeds its noise outside the frame's generator",
     "dpmpp_3m_sde": "DPM++ 3M SDE has no diffusers equivalent",
 }
+
+# The samplers that evaluate the UNet twice per step (diffusers `scheduler.order == 2`; a test pins this to
+# runtime/samplers.py). A1111 marks them `second_order` and builds prompt-editing schedules over
+# `steps × 2` (processing.py `step_multiplier`), because its denoiser counts every model call: dfm's
+# schedules are written over the same count so `[a:b:0.5]` switches where A1111's does.
+SECOND_ORDER_SAMPLERS = frozenset({"heun", "heun_karras", "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras"})
+# PLMS (diffusers PNDM without PRK steps) repeats one timestep as a warm-up: one more UNet call per
+# denoise of 2 or more steps.
+WARMUP_SAMPLERS = frozenset({"plms"})
+
+
+def step_multiplier(sampler: str) -> int:
+    """A1111's prompt-schedule steps per sampler step: 2 for a second-order sampler, else 1."""
+    return 2 if sampler in SECOND_ORDER_SAMPLERS else 1
 
 
 def normalise_choice(text: str) -> str:
@@ -167,8 +182,10 @@ PARAMS: tuple[Param, ...] = (
     _set("size", "size", (512, 512), "Output width × height in pixels, each a multiple of 8.", "scene",
          min=64, max=4096, multiple_of=8),
     # generation
-    _set("model", "model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.x/2.x model: a "
-         "hub id, a local diffusers folder, or a .safetensors file; optionally followed by `sha256 \"<hex>\"`.",
+    _set("model", "model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.x/2.x/SDXL model "
+         "(Turbo, Lightning and LCM ones too): a hub id, a local diffusers folder, or a .safetensors file; "
+         "optionally followed by `sha256 \"<hex>\"`. Its family sets size, steps, cfg_scale and sampler where "
+         "the scene sets none (SDXL 1024x1024; turbo 512x512, cfg 0, 4 steps).",
          "generation", aliases=("sd_model", "model_checkpoint")),
     _set("sampler", "enum", "euler_a", "Sampler (diffusers scheduler). Deforum and A1111 names are accepted.",
          "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, refused=UNSUPPORTED_SAMPLERS,
@@ -182,6 +199,10 @@ PARAMS: tuple[Param, ...] = (
          "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior"),
     _set("seed_iter_n", "int", 1, "For `iter`: the seed advances every N diffused frames.", "generation",
          min=1, aliases=("seed_iter_N",), deforum="seed_iter_N"),
+    # two Deforum keys (seed_resize_from_w, seed_resize_from_h): deforum_import/export map them, as `size` its W, H
+    _set("seed_resize_from", "size", None, "A1111's \"resize seed from\": each diffusion's starting noise (seed "
+         "and subseed) is drawn at this W×H and centred in the frame, so a seed keeps its composition at another "
+         "size. Unset: drawn at the frame's own size.", "generation", min=64, max=4096, multiple_of=8),
     _set("cadence", "int", 1, "Diffuse every Nth frame; the frames between are warped and blended.",
          "generation", min=1, max=50, modes=MOTION, aliases=("diffusion_cadence",), deforum="diffusion_cadence"),
     _set("init_image", "path", None, "An image to start from: frame 0 becomes img2img from it.", "generation",
@@ -246,6 +267,17 @@ PARAMS: tuple[Param, ...] = (
           aliases=("positive",)),
     Param("negative", Kind.PROMPT, "string", "", "The negative prompt from a frame on, keyed independently of "
           "the positive prompts.", "prompts", aliases=("negative_prompt", "neg")),
+    # LoRAs and embeddings (compiler/networks.py): several statements each; the table's settings list them
+    _set("lora", "lora", None, "A LoRA, `lora \"film.safetensors\" 0:(0), 2s:(0.8)`: a file (relative to the scene) "
+         "or a hub id, then its weight, a schedule (default 1) applied to the UNet and the text encoder. Several "
+         "statements load several LoRAs; a warning beyond ±2.", "prompts", min=-4, max=4, export="local"),
+    _set("lora_dir", "path", None, "The folder `<lora:name:w>` tags in prompts load from (A1111's models/Lora): "
+         "name.safetensors (or .pt/.ckpt), also in a subfolder.", "prompts", export="local"),
+    _set("embedding", "embedding", None, "A textual-inversion embedding (.safetensors; .pt/.bin with "
+         "--allow-pickle): its token, the file name without the extension, stands for its vectors in every "
+         "prompt. Several statements load several.", "prompts", export="local"),
+    _set("embeddings_dir", "path", None, "A folder of textual-inversion embeddings (A1111's embeddings/): each file "
+         "whose name a prompt uses as a word is loaded, as if named by `embedding`.", "prompts", export="local"),
     # motion schedules
     _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
            modes=frozenset({"2d"}), parseq="angle", parseq_delta="add", deforum="angle"),

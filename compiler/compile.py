@@ -8,6 +8,7 @@ the FrameTable (`lower.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -16,17 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import media
+from .. import families, media
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, note, warning
+from ..dsl.formatter import format_expr
 from ..dsl.parser import parse, parse_statement, unescape
+from ..errors import UserError
 from ..table import FrameTable, Settings
 from . import catalogue as cat
-from . import deforum_names, prompt_syntax
+from . import deforum_names, networks, prompt_syntax
 from .catalogue import Kind, Param
 from .expressions import AUDIO_VARIABLES, check_expr, constant_value, environment, evaluate_frames, is_plain_number
 from .lower import CAMERA as ACCUMULATED
-from .lower import NEG_MARKER, accumulated_camera, source_hash
+from .lower import NEG_MARKER, PromptValueError, accumulated_camera, cadence_plan, effective_steps, source_hash
 from .lower import build_table as lower_table
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
@@ -126,11 +129,16 @@ class _Compiler:
         self.settings: dict[str, _Setting] = {}
         self.schedule_statements: dict[str, ir.Statement] = {}
         self.prompt_statements: list[tuple[str, ir.Statement]] = []
+        # backtick and native weight expressions of the prompts: source text -> (expression, span, parameter)
+        self.prompt_expressions: dict[str, tuple[ir.Expr, ir.Span, str]] = {}
         self.unevaluable: set[str] = set()  # schedules whose expressions failed their checks
         self.mode_specific: list[tuple[Param, ir.Statement]] = []  # settings checked against the mode later
+        self.network_statements: list[ir.Statement] = []  # `lora` and `embedding`: several each (networks.py)
+        self.networks: networks.Networks | None = None
         # the audio track's analysis (compiler/audio.py, imported only for a scene with `audio`)
         self.has_audio = any(cat.ALIASES.get(st.name) == "audio" for st in scene.statements)
         self.audio = None
+        self.schedule_defaults: dict[str, float] = {}  # the model family's, for schedules the scene leaves out
 
     # -- helpers
     def err(self, code: str, message: str, span: ir.Span, **kw) -> None:
@@ -145,9 +153,17 @@ class _Compiler:
         for st in self.scene.statements:
             if st.name == cat.VERSION_STATEMENT:
                 continue
+            if st.name in networks.STATEMENTS:
+                self.network_statements.append(st)
+                continue
             param = cat.lookup(st.name)
+            composite = next((a for a in st.args if isinstance(a, ir.Composite)), None)
             if param is None:
                 self.unknown_statement(st)
+            elif composite is not None and param.kind is not Kind.PROMPT:  # `"a" weight 2 and "b"` is a prompt's
+                self.err("DFM103", f"`{param.name}` takes no sub-prompts: `\"…\" weight … and \"…\"` is the form of "
+                         "a `prompt`", composite.span, parameter=param.name,
+                         help=f"e.g. `{param.name} {self.example(param)}`")
             elif param.kind is Kind.SETTING:
                 self.setting(param, st)
             elif param.kind is Kind.PROMPT:
@@ -157,31 +173,48 @@ class _Compiler:
         settings = self.resolve_settings()
         if settings is None:
             return
+        self.networks = networks.Networks(self, settings)
+        for st in self.network_statements:
+            self.networks.statement(st)
         self.resolve_prompts(settings)
         self.seed_schedule(settings)
         if settings["mode"] == "interpolation":
             self.interpolation_frames(settings)
+        self.networks.settle(settings)
         self.result.settings = Settings(settings)
         frames = settings["frames"]
         env = environment(frames, settings["fps"], settings["bpm"], settings["seed"])
         features = self.audio_features(settings)
         env.update(features)
         self.env = env
+        self.prompt_values(env, frames, settings)
         keys = self.resolve_schedules(settings)
         if not self.result.prompts:
             self.err("DFM305", "the scene has no prompt", self.scene.statements[0].span if self.scene.statements
                      else ir.Span(1, 1, 1, 2, 0, 1), help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
         values = self.evaluate(keys, frames, env)
+        self.networks.evaluate(frames, env)
         self.result.values = values
         with np.errstate(all="ignore"):  # an overflow is reported as a diagnostic, never a numpy warning
             camera = accumulated_camera(values)  # what check needs of the table: cheap, so check runs it too
-        if not self.check_finite(camera) or not build_table or self.result.errors:
+        if not self.check_finite(camera):
+            return
+        self.zero_step_frames(settings, values)
+        if not build_table or self.result.errors:
             return
         with np.errstate(all="ignore"):
-            table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
-                                source=self.scene.source, path=self.path)
+            try:
+                table = lower_table(self.result.settings, values, self.result.prompts, self.result.negatives,
+                                    source=self.scene.source, path=self.path, env=env)
+            except PromptValueError as e:  # a weight on a row past the frames `prompt_values` checked
+                _, span, name = self.prompt_expressions.get(e.expression, (None, self.scene.statements[0].span,
+                                                                             "prompt"))
+                self.err("DFM402", f"the prompt weight `{e.expression[:40]}` is {e.value} at frame {e.frame}", span,
+                         parameter=name, frame=e.frame, help="guard the expression, e.g. with `where` or `max`")
+                return
         if features and len(table) == frames:  # the features as columns, so compile and plot show them
             table = table.with_columns(**{f"audio_{k}": v for k, v in features.items()})
+        table = self.networks.lower(table)
         if self.check_finite(table.columns):
             self.result.table = table
 
@@ -667,15 +700,16 @@ class _Compiler:
         seen: dict[str, dict[int, ir.Statement]] = {"prompt": {}, "negative": {}}
         for name, st in self.prompt_statements:
             args = list(st.args)
-            if len(args) == 1 and isinstance(args[0], ir.String):
-                frame, text = 0, args[0].value
-            elif len(args) == 2 and isinstance(args[1], ir.String) and isinstance(args[0], (ir.Number, ir.Time)):
+            texts = (ir.String, ir.Composite)  # a quoted text, or the native composable form
+            if len(args) == 1 and isinstance(args[0], texts):
+                frame, text = 0, self.prompt_text(name, args[0])
+            elif len(args) == 2 and isinstance(args[1], texts) and isinstance(args[0], (ir.Number, ir.Time)):
                 at = args[0] if isinstance(args[0], ir.Time) else ir.Time(args[0].value, "f", args[0].text,
                                                                              args[0].span)
                 frame = self.key_frame(at, settings, name)
                 if frame is None:
                     continue
-                text = args[1].value
+                text = self.prompt_text(name, args[1])
             else:
                 self.err("DFM105", f"`{name}` takes an optional time and a quoted text", st.span, parameter=name,
                          help=f'e.g. `{name} 4s "a castle in the clouds"`')
@@ -689,13 +723,99 @@ class _Compiler:
             if frame >= settings["frames"] and settings["mode"] not in ("none", "interpolation"):
                 self.warn("DFM303", f"`{name}` at frame {frame} is past the last frame ({settings['frames'] - 1})",
                           st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
+            if text is None:  # a native form with an error (reported)
+                continue
             lists[name].append((frame, text, st))
             seen[name][frame] = st
-            self.prompt_syntax(name, st.args[-1])
+            if isinstance(st.args[-1], ir.String):
+                self.prompt_syntax(name, st.args[-1])
         for name in lists:
             lists[name].sort(key=lambda x: x[0])
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
         self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
+
+    def prompt_text(self, name: str, v: ir.String | ir.Composite) -> str | None:
+        """A prompt statement's text. The native composable form becomes the A1111/Deforum text it means
+        (`"apple" weight cos(t) and "snow"` → ``apple :`cos(t)` AND snow :1``): every weight written, so a
+        sub-prompt's own `:2` is never read as its weight. None for a form the statement cannot take."""
+        if isinstance(v, ir.String):
+            return v.value
+        if name == "negative":
+            self.err("DFM503", "a negative prompt has no sub-prompts: A1111 has no `AND` in negatives", v.span,
+                     parameter=name, help='write one text: `negative "blurry, grainy"`; lower a term\'s weight '
+                     "with `(grainy:0.5)`")
+            return None
+        if len(v.parts) > prompt_syntax.MAX_PARTS:
+            self.err("DFM503", f"{len(v.parts)} sub-prompts (at most {prompt_syntax.MAX_PARTS}): each one is one more "
+                     "UNet pass per step", v.parts[prompt_syntax.MAX_PARTS].span, parameter=name,
+                     help="merge sub-prompts, or blend prompts over time with `prompt_crossfade`")
+            return None
+        out = []
+        for part in v.parts:
+            text = part.text.value
+            for bad, why in ((prompt_syntax.AND.search(text), "`AND` inside a sub-prompt would split it"),
+                             (NEG_MARKER.search(text), "`--neg` inside a sub-prompt")):
+                if bad is not None:
+                    self.err("DFM503", why, self.string_span(part.text, bad.start(), bad.end()), parameter=name,
+                             help="join sub-prompts with `and` between the strings; write negatives with `negative`")
+            self.prompt_syntax(name, part.text)
+            weight = ":1"
+            if part.weight is not None:
+                problems = check_expr(part.weight, self.path, name, audio=self.has_audio)
+                self.diags.extend(problems)
+                shown = format_expr(part.weight)
+                if is_plain_number(part.weight):
+                    weight = f":{shown}"
+                else:
+                    weight = f":`{shown}`"
+                    if not problems:
+                        self.prompt_expressions.setdefault(shown, (part.weight, part.weight.span, name))
+            out.append(f"{text} {weight}")
+        return " AND ".join(out)
+
+    def backtick_expressions(self, name: str, s: ir.String, part: str, offset: int) -> None:
+        """Each `` `expression` `` of a prompt text parsed and checked as a dfm expression (DFM503 at the
+        backticks when it is not one), and kept for its per-frame check (`prompt_values`)."""
+        for start, end, source in prompt_syntax.backticks(part):
+            span = self.string_span(s, offset + start, offset + end)
+            expr = prompt_syntax.backtick_expression(source)
+            if expr is None:
+                parsed = parse(f"weight ({source})", "<prompt>").diagnostics
+                why = f": {parsed[0].message}" if parsed and source.strip() and "\n" not in source else ""
+                self.err("DFM503", f"`{source[:40]}` between backticks is not an expression{why}", span,
+                         parameter=name, help="write a dfm expression of the frame, e.g. `` `1+t/max_f` `` "
+                         "(docs/language.md lists the functions and variables)")
+                continue
+            problems = check_expr(expr, self.path, name, audio=self.has_audio)
+            for d in problems:  # spans from inside the backticks: point at the backticks
+                self.diags.append(dataclasses.replace(d, span=span))
+            if not problems:
+                self.prompt_expressions.setdefault(source, (expr, span, name))
+
+    def prompt_values(self, env: dict, frames: int, settings: dict) -> None:
+        """Every backtick and native weight expression of the prompts is finite on every frame its prompt
+        is in force (DFM402 at the first frame it is not: the value would reach A1111's syntax as `nan`)."""
+        for source, (expr, span, name) in self.prompt_expressions.items():
+            values = evaluate_frames(expr, env, 0, frames)
+            bad = ~np.isfinite(values)
+            if settings["mode"] not in ("none", "interpolation"):  # there rows are not frames: check them all
+                bad &= self.prompt_in_force(source, frames, settings["prompt_crossfade"])
+            if bad.any():
+                f = int(np.argmax(bad))
+                self.err("DFM402", f"the prompt weight `{source[:40]}` is {values[f]} at frame {f}", span,
+                         parameter=name, frame=f, note="a division by zero, or a function outside its domain",
+                         help="guard the expression, e.g. with `where` or `max`")
+
+    def prompt_in_force(self, source: str, frames: int, crossfade: int) -> np.ndarray:
+        """The frames on which a prompt text holding the backtick expression `source` is read: from its key
+        (frame 0 for the first) to the next key, plus the crossfade that still blends it."""
+        mask = np.zeros(frames, dtype=bool)
+        for keys in (self.result.prompts, self.result.negatives):
+            for i, (f, text) in enumerate(keys):
+                if any(src == source for _, _, src in prompt_syntax.backticks(text)):
+                    end = keys[i + 1][0] + crossfade if i + 1 < len(keys) else frames
+                    mask[min(0 if i == 0 else f, frames):min(end, frames)] = True
+        return mask
 
     def prompt_syntax(self, name: str, s: ir.String) -> None:
         """A1111's attention syntax in a prompt text (DFM501), and the prompt syntax dfm does not implement
@@ -704,7 +824,11 @@ class _Compiler:
         marker = NEG_MARKER.search(text) if name == "prompt" else None
         parts = [(text, 0)] if marker is None else [(text[:marker.start()], 0), (text[marker.end():], marker.end())]
         for part, offset in parts:
-            for issue in prompt_syntax.check(part):
+            if self.networks is not None:  # its <lora:…> tags and embeddings
+                self.networks.prompt(s, part, offset, negative=name == "negative" or offset > 0)
+            self.backtick_expressions(name, s, part, offset)
+            composition = prompt_syntax.check_composition(part, negative=name == "negative" or offset > 0)
+            for issue in prompt_syntax.check(part) + composition:
                 report = self.err if issue.error else self.warn
                 report(issue.code, issue.message, self.string_span(s, offset + issue.start, offset + issue.end),
                        parameter=name, help=issue.help)
@@ -831,6 +955,7 @@ class _Compiler:
         if mode == "video" and not self.video_frames(values):
             return None
         values["duration"] = values["frames"] / values["fps"]
+        self.family_defaults(values)
         xf = values["prompt_crossfade"]
         if isinstance(xf, tuple):
             amount, unit, span = xf
@@ -842,13 +967,80 @@ class _Compiler:
                           help=f"it is used in mode {', '.join(m for m in cat.MODES if m in p.modes)}")
         return values
 
+    def family_defaults(self, values: dict) -> None:
+        """The model family's own size, steps, cfg_scale and sampler (dfm/families.py DEFAULTS: SDXL at
+        1024x1024, turbo models at 512x512 with cfg 0 and 4 trailing steps…) wherever the scene sets none
+        of them, with a note saying which. The model is the scene's; `dfm render --model` warns when its
+        family's defaults differ (runtime/models.py family_warnings)."""
+        st = self.settings.get("model")
+        span = st.statement.span if st is not None else None
+        try:
+            fam = families.source_family(str(values["model"] or ""), self.base_dir)
+        except UserError as e:  # an unsupported family, an unreadable header: the render refuses it
+            if span is not None:
+                self.warn("DFM405", e.message, span, parameter="model", help=e.help or None)
+            return
+        used = []
+        for name, value in fam.defaults().items():
+            p = cat.BY_NAME[name]
+            if p.kind is Kind.SETTING:
+                if name in self.settings:
+                    continue
+                values[name] = value
+            else:
+                if name in self.schedule_statements:
+                    continue
+                self.schedule_defaults[name] = float(value)
+            shown = f"{value[0]}x{value[1]}" if name == "size" else f"{value:g}" if isinstance(value, float) else value
+            used.append(f"{name} {shown}")
+        if used and span is not None:
+            self.diags.append(note("DFM207", f"defaults from the model's family, {fam.title}: {', '.join(used)} "
+                                   f"(told by {fam.why})",
+                                   span, parameter="model", path=self.path,
+                                   help="set any of them in the scene to choose your own"))
+
+    def zero_step_frames(self, settings: dict, values: dict[str, np.ndarray]) -> None:
+        """Deforum's int((1 - strength) × steps) is kept, so with few steps a strength below 1 can round to
+        0 steps (4 steps at 0.8): such a frame is not diffused at all. Say so, once, at the first one (from
+        the schedules, as lower.py computes `effective_steps`, so that `dfm check` says it too)."""
+        if settings["mode"] not in ("2d", "3d", "video") or settings["frames"] < 1 or self.result.errors:
+            return  # stills and interpolation rows are full txt2img; an error (strength out of range) first
+        strength = np.clip(values["strength"], 0.0, 1.0)
+        with np.errstate(all="ignore"):
+            eff = effective_steps(strength, values["steps"])
+        cadence = 1 if settings["mode"] == "video" else int(settings["cadence"])
+        zero = cadence_plan(len(strength), cadence)[0] & (eff == 0) & (strength < 1.0)
+        if settings["mode"] != "video" and not settings["init_image"]:
+            zero[0] = False  # frame 0 is txt2img: the full schedule
+        if not zero.any():
+            return
+        f = int(np.argmax(zero))
+        steps = int(values["steps"][f])
+        st = self.schedule_statements.get("strength") or self.schedule_statements.get("steps")
+        if st is None:
+            st = self.settings["model"].statement if "model" in self.settings else None
+        span = st.span if st is not None else ir.Span(1, 1, 1, 2, 0, 1)
+        # the fixes, found with the same float64 arithmetic (1 - 0.8 is 0.19999999999999996: 5 steps still
+        # run 0): the fewest steps that run one at this strength, the largest strength (in 0.001s) at these
+        ns = np.arange(1, int(cat.BY_NAME["steps"].max) + 1)
+        runs = effective_steps(np.full(len(ns), strength[f]), ns) >= 1
+        fewest = int(ns[np.argmax(runs)]) if runs.any() else None
+        grid = np.round(np.arange(1000, -1, -1) / 1000, 3)
+        most = float(grid[np.argmax(effective_steps(grid, np.full(len(grid), steps)) >= 1)])
+        raise_steps = f"raise `steps` (to {fewest} for this strength) or " if fewest else ""
+        self.warn("DFM406", f"{int(zero.sum())} diffused frame(s) run 0 steps, the first at frame {f}: "
+                  f"int((1 - {strength[f]:g}) × {steps}) = 0, so it keeps the warped previous frame",
+                  span, parameter="strength", frame=f,
+                  help=f"{raise_steps}keep strength at or below {most:g} with {steps} steps")
+
     # -- per-frame values
     def evaluate(self, keys: dict[str, list[ResolvedKey]], frames: int, env: dict) -> dict[str, np.ndarray]:
         values: dict[str, np.ndarray] = {}
         for p in cat.SCHEDULES:
             ks = [k for k in keys.get(p.name, []) if k.frame < frames]
             if not ks:
-                values[p.name] = np.full(frames, float(p.default), dtype=np.float64)
+                default = self.schedule_defaults.get(p.name, p.default)
+                values[p.name] = np.full(frames, float(default), dtype=np.float64)
                 continue
             arr = evaluate_keys(ks, frames, env)
             self.validate_frames(p, arr, ks)

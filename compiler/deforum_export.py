@@ -11,18 +11,22 @@ settings that Deforum has no key for travel under one extra key, `"dfm"`, which 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from ..dsl import ir
 from . import catalogue as cat
+from . import prompt_syntax
 from .catalogue import Param
 from .deforum_names import A1111_COLOR, A1111_DEPTH, A1111_MODES, A1111_SAMPLERS, NEUTRAL_SETTINGS
 from .deforum_schedules import deforum_schedule, join_keys
-from .expressions import environment
+from .expressions import environment, evaluate_frames
 from .interop import Exporter, ExportResult, Level, number_keys, number_text
 from .lower import split_neg
+from .networks import HUB_ID
 from .scene_writer import string, value_of, values_text, word
 from .schedules import ResolvedKey
 
@@ -44,6 +48,7 @@ CONVERTERS: dict[str, Callable[[object], dict | None]] = {
     "video_mask_path": lambda v: {"use_mask_video": True, "video_mask_path": v},
     "depth_model": lambda v: {"depth_algorithm": A1111_DEPTH[v]} if v in A1111_DEPTH else None,
     "audio": lambda v: {"add_soundtrack": "File", "soundtrack_path": v},
+    "seed_resize_from": lambda v: {"seed_resize_from_w": int(v[0]), "seed_resize_from_h": int(v[1])},
 }
 
 
@@ -62,9 +67,11 @@ class _A1111Exporter(Exporter):
         self.mode = self.s.mode
         self.out: dict = {}
         self.extras: dict[str, str] = {}  # dfm name -> its value in dfm syntax, under the "dfm" key
+        self.lora_tags = ""  # `<lora:stem:w>` tags appended to every exported positive prompt (`networks`)
 
     def run(self) -> ExportResult:
         self.scene()
+        self.networks()
         self.prompts()
         self.schedules()
         self.settings()
@@ -103,14 +110,34 @@ class _A1111Exporter(Exporter):
             entries = {}
             for i in range(len(pos)):
                 if i == 0 or pos[i] != pos[i - 1] or neg[i] != neg[i - 1]:
-                    entries[str(i)] = _join_neg(str(pos[i]), str(neg[i]))
+                    entries[str(i)] = _join_neg(self.tagged(str(pos[i])), str(neg[i]))
         self.out["prompts"] = entries
+        self.prompt_expressions(entries.values())
         fade = self.s.prompt_crossfade
         if fade:
             p = cat.BY_NAME["prompt_crossfade"]
             self.extras[p.name] = values_text(value_of(p, fade))
             self.unsupported(p, f"Deforum cuts prompts hard, without the {values_text(value_of(p, fade))}-frame "
                              "crossfade (kept for dfm under the `dfm` key)")
+
+    def prompt_expressions(self, texts) -> None:
+        """Backtick expressions Deforum cannot evaluate as dfm does (its `prepare_prompt` replaces every
+        letter `t` by the frame before numexpr reads the text, and binds only `t` and `max_f`)."""
+        seen: set[str] = set()
+        for text in texts:
+            for _, _, source in prompt_syntax.backticks(text):
+                expr = prompt_syntax.backtick_expression(source)
+                if expr is None or source in seen:
+                    continue
+                seen.add(source)
+                names = ir.variables(expr) | _calls(expr)
+                broken = sorted(n for n in names if "t" in n and n != "t")
+                missing = sorted(n for n in names - set(broken) if n not in _DEFORUM_PROMPT_NAMES)
+                reasons = ([f"Deforum replaces the `t` in {', '.join(f'`{n}`' for n in broken)}"] if broken else []) + \
+                    ([f"Deforum has no {', '.join(f'`{n}`' for n in missing)} there"] if missing else [])
+                if reasons:
+                    self.unsupported("prompt", f"the backtick expression `{source}` fails in Deforum: "
+                                     f"{'; '.join(reasons)}")
 
     def keyed_prompts(self) -> dict[str, str]:
         """Stills and interpolation rows are not frames: write the scene's own keys."""
@@ -121,8 +148,70 @@ class _A1111Exporter(Exporter):
         out = {}
         for f, text in self.r.prompts:
             p, inline = split_neg(text)
-            out[str(f)] = _join_neg(p, join_negatives(str(negs[f]), inline))
+            out[str(f)] = _join_neg(self.tagged(p), join_negatives(str(negs[f]), inline))
         return out
+
+    def tagged(self, positive: str) -> str:
+        """A positive prompt with the `lora` statements' tags appended (A1111 reads them anywhere in it)."""
+        if not self.lora_tags:
+            return positive
+        return f"{positive.rstrip()} {self.lora_tags}" if positive.strip() else self.lora_tags
+
+    def networks(self) -> None:
+        """`lora` and `embedding` statements. The extension has no LoRA or embedding setting: A1111 loads
+        LoRAs from `<lora:name:w>` tags in the prompt, found by file stem in its own models/Lora folder, and
+        embeddings by their token, from its embeddings folder. A `lora` statement of a constant weight whose
+        file lies in the scene's `lora_dir` becomes such a tag on every prompt; every other one, and every
+        embedding, is a warning saying how to carry it. (`<lora:…>` tags the prompts already hold are
+        exported as written.)"""
+        statements = [st for st in self.r.scene.statements if st.name == "lora"] if self.r.scene else []
+        # networks.py names the statements' LoRAs first, in order: in a scene without errors each statement
+        # has its own source (a second statement of a source is an error), so they align
+        sources = list(self.s.lora or ())[:len(statements)]
+        folder = self.s.lora_dir
+        tags = []
+        for st, source in zip(statements, sources, strict=False):
+            label = st.args[0].value if st.args else source
+            weight = self.constant_weight(st)
+            inside = folder is not None and _inside(source, str(folder))
+            if weight is not None and inside:
+                tag = f"<lora:{Path(source).stem}:{number_text(weight)}>"
+                tags.append(tag)
+                self.unsupported("lora", f"`{label}` is written as `{tag}` at the end of every prompt: the A1111 "
+                                 f"webui must have {Path(source).name} in its models/Lora folder", Level.REWRITTEN)
+                continue
+            hub = not os.path.isabs(source) and HUB_ID.match(source) is not None
+            why = ("its weight changes over the frames, and a tag has one weight" if weight is None else
+                   "it is a hub id, not a file of A1111's models/Lora folder" if hub else
+                   "its file is not in the scene's `lora_dir`, so A1111 may know it by another name")
+            self.unsupported("lora", f"`{label}` is left out ({why}): the A1111 extension has no LoRA setting; "
+                             f"to carry it, put the file in the webui's models/Lora folder and add "
+                             f"`<lora:{Path(source).stem}:weight>` to the prompts (a constant weight and the file "
+                             "in `lora_dir` let dfm write that tag itself)")
+        self.lora_tags = " ".join(tags)
+        embeddings = list(self.s.embedding or ())
+        if embeddings:
+            names = ", ".join(Path(e).name for e in embeddings)
+            self.unsupported("embedding", f"the A1111 extension has no embedding setting: the prompts keep the "
+                             f"tokens, so copy {names} into the webui's embeddings folder (the token is the file name "
+                             "without the extension, as in dfm)")
+
+    def constant_weight(self, st: ir.Statement) -> float | None:
+        """A `lora` statement's weight when it is the same on every frame (no weight: 1), else None."""
+        if len(st.args) < 2:
+            return 1.0
+        arg = st.args[1]
+        exprs = [k.value for k in arg.keys] if isinstance(arg, ir.KeyList) else [arg]
+        env = environment(self.s.frames, self.s.fps, self.s.bpm, self.s.seed)
+        found: set[float] = set()
+        for expr in exprs:
+            if ir.variables(expr) - set(env) - {"t"}:
+                return None  # an audio feature: it follows the track
+            values = np.asarray(evaluate_frames(expr, env, 0, int(self.s.frames)), dtype=np.float64)
+            found.update(np.unique(values).tolist())
+            if len(found) > 1:
+                return None
+        return found.pop() if len(found) == 1 and np.isfinite(next(iter(found))) else None
 
     def schedules(self) -> None:
         env = environment(self.s.frames, self.s.fps, self.s.bpm, self.s.seed)
@@ -193,8 +282,35 @@ def _plain(v: object) -> object:
     return v
 
 
+def _inside(path: str, folder: str) -> bool:
+    """Whether a file lies in `folder` or below it (A1111 finds a LoRA in a subfolder of models/Lora too)."""
+    try:
+        return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(os.path.expanduser(folder)))
+    except (OSError, ValueError):
+        return False
+
+
 def _join_neg(pos: str, neg: str) -> str:
     return f"{pos} --neg {neg}" if neg else pos
 
 
+# what a backtick expression may name in Deforum's prepare_prompt: `t` and `max_f` (substituted as text)
+# and numexpr's functions
+_DEFORUM_PROMPT_NAMES = frozenset({"t", "max_f", "where", "sin", "cos", "tan", "arcsin", "arccos", "arctan",
+                                   "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "log", "log10",
+                                   "log1p", "exp", "expm1", "sqrt", "abs"})
+
+
+def _calls(node) -> set[str]:
+    """The names of the functions an expression calls."""
+    if isinstance(node, ir.Call):
+        return {node.func}.union(*(_calls(a) for a in node.args))
+    if isinstance(node, ir.Unary):
+        return _calls(node.operand)
+    if isinstance(node, ir.Binary):
+        return _calls(node.left) | _calls(node.right)
+    return set()
+
+
 __all__ = ["export_settings"]
+

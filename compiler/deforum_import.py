@@ -31,6 +31,7 @@ from .deforum_names import (
     GATES,
     REMOVED_KEYS,
     RENAMED_KEYS,
+    a1111_sampler,
     param_for_key,
 )
 from .deforum_schedules import frame_of, split_deforum_keys
@@ -138,6 +139,26 @@ class _Importer:
         if fps is not None:
             self.settings["fps"] = (number(self.fps),)
         self.size()
+        self.seed_resize()
+
+    def seed_resize(self) -> None:
+        """A1111's `seed_resize_from_w/h`, in use when both are above 0 (its rule; 0 and -1 are off), as
+        `seed_resize_from WxH`. A1111 draws the noise at (h // 8, w // 8) latents, so flooring each side to a
+        multiple of 8 changes nothing."""
+        keys = ("seed_resize_from_w", "seed_resize_from_h")
+        if not any(self.has(k) for k in keys):
+            return
+        w, h = (self.number(k, int) for k in keys)
+        if not (w is not None and w > 0 and h is not None and h > 0):
+            if (w or 0) > 0 or (h or 0) > 0:
+                self.warn("only one of seed_resize_from_w and seed_resize_from_h is above 0: A1111 resizes the "
+                          "seed only with both, so neither is used", list(keys))
+            return
+        p = cat.BY_NAME["seed_resize_from"]
+        fw, fh = (max(int(p.min), min(int(p.max), d - d % 8)) for d in (w, h))
+        if (fw, fh) != (w - w % 8, h - h % 8):
+            self.warn(f"seed_resize_from {w}x{h} changed to {fw}x{fh}: dfm needs {p.range_text()}", list(keys))
+        self.settings["seed_resize_from"] = (ir.Size(fw, fh),)
 
     def number(self, key: str, kind: type) -> float | int | None:
         if not self.has(key):
@@ -214,17 +235,20 @@ class _Importer:
         if not self.has("sampler"):
             return
         raw = self.take("sampler")
+        # A1111 1.9+ keeps the schedule type apart ("DPM++ 2M" + "Karras"): read both as one dfm sampler
+        schedule = self.take("scheduler") if self.has("scheduler") else None
+        keys = ["sampler", "scheduler"] if schedule is not None else ["sampler"]
         p = cat.BY_NAME["sampler"]
-        name = cat.resolve_choice(p, str(raw))
-        norm = cat.normalise_choice(str(raw))
+        name, why = a1111_sampler(str(raw), None if schedule is None else str(schedule))
         if name is not None:
             self.settings["sampler"] = (word(name),)
-            self.map("sampler")
-        elif norm in cat.UNSUPPORTED_SAMPLERS:
-            self.warn(f"sampler `{raw}` is not supported: {cat.UNSUPPORTED_SAMPLERS[norm]}; dfm's default "
-                      f"{p.default} is used (pick one of {', '.join(p.choices)})", ["sampler"])
+            self.map(*keys)
+            if why:
+                self.warn(f"sampler `{raw}`{f' ({schedule})' if schedule else ''} is approximated by {name}: {why}",
+                          keys)
         else:
-            self.warn(f"sampler `{raw}` is unknown to dfm; dfm's default {p.default} is used", ["sampler"])
+            self.warn(f"sampler `{raw}`{f' ({schedule})' if schedule else ''} is not supported: {why}; dfm's "
+                      f"default {p.default} is used (pick one of {', '.join(p.choices)})", keys)
 
     # prompts
     def prompts(self) -> None:

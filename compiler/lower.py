@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
 from ..table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
-from .prompt_syntax import pieces_json
+from . import prompt_syntax as ps
+from .expressions import environment, evaluate
 
 Keyed = list[tuple[int, str]]  # (frame, text) keys, sorted by frame
 
@@ -153,26 +155,171 @@ PROMPT_TEXT_COLUMNS = ("prompt", "negative_prompt", "prompt_from", "negative_pro
 PIECES_COLUMNS = tuple(f"{c}_pieces" for c in PROMPT_TEXT_COLUMNS)
 COLUMN_ORDER = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from",
                 "negative_blend", "seed", "diffused", "effective_steps", "tween", "tween_from", "tween_to",
-                *PIECES_COLUMNS)
+                *PIECES_COLUMNS, "unet_evals")
 
 
-def pieces_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each prompt text column's pieces (`prompt_syntax.pieces_json`), parsed once per distinct text."""
-    parsed: dict[str, str] = {}
+def pieces_columns(cols: dict[str, np.ndarray], env: Mapping[str, float | np.ndarray] | None = None,
+                   parts: dict[str, tuple[int, bool]] | None = None, multiplier: int = 1) -> dict[str, np.ndarray]:
+    """Each prompt text column's pieces (`prompt_syntax.table_pieces`) for its row's `steps` × `multiplier`
+    (`catalogue.step_multiplier` of the sampler: A1111 schedules a second-order sampler over twice the steps).
+
+    A text is read once per distinct (text after backtick substitution, steps) pair, and a text whose
+    value cannot depend on the row (no backticks, no `AND`/weight, no `[`) once: a 10,000-frame scene of
+    plain prompts costs what it did before composable prompts. Backtick expressions are evaluated with
+    `env` (the scene's constants and audio features) at each row's frame; a value that is not finite
+    raises PromptValueError, which the compiler reports at the expression. `parts`, when given, receives
+    `prompt_syntax.conditional_parts` of each composite value (what `unet_evals` needs, without re-reading
+    the JSON)."""
+    steps = (cols["steps"].astype(np.int64) * int(multiplier)).tolist()
+    frames = cols["frame"]
+    parsed: dict[tuple, str] = {}
+    substituted: dict[tuple, list[str]] = {}  # prompt and prompt_from share most rows' texts
     out = {}
     for name in PROMPT_TEXT_COLUMNS:
-        texts = cols[name]
-        for t in set(texts.tolist()):
-            if t not in parsed:
-                parsed[t] = pieces_json(t)
-        out[f"{name}_pieces"] = ColumnType.TEXT.array([parsed[t] for t in texts.tolist()])
+        negative = name.startswith("negative")
+        texts = cols[name].tolist()
+        fixed: dict[str, str] = {}  # texts whose value is the same on every row
+        varying: dict[str, list[int]] = {}  # the others, with their rows
+        for t in set(texts):
+            if "`" in t or "[" in t or (not negative and _composable(t)):
+                varying[t] = []
+            else:
+                key = (t, None, negative)
+                if key not in parsed:
+                    parsed[key] = ps.table_pieces(t, 1, negative)
+                fixed[t] = parsed[key]
+        if not varying:
+            out[f"{name}_pieces"] = ColumnType.TEXT.array([fixed[t] for t in texts])
+            continue
+        for i, t in enumerate(texts):
+            if t in varying:
+                varying[t].append(i)
+        column = [fixed.get(t) for t in texts]
+        for t, rows in varying.items():
+            subst = None
+            if "`" in t:
+                at = np.asarray(rows)
+                memo = (t, at.tobytes())
+                subst = substituted.get(memo)
+                if subst is None:
+                    subst = substituted[memo] = _substituted(t, at, frames, env)
+            for k, i in enumerate(rows):
+                text = subst[k] if subst is not None else t
+                key = (text, steps[i], negative)
+                value = parsed.get(key)
+                if value is None:
+                    value = parsed[key] = ps.table_pieces(text, steps[i], negative)
+                    if parts is not None and ps.is_composite(value) and value not in parts:
+                        split = [(text, 1.0)] if negative else ps.split_and(text)
+                        parts[value] = (len(split), len(split) != 1 or split[0][1] != 1.0)
+                column[i] = value
+        out[f"{name}_pieces"] = ColumnType.TEXT.array(column)
     return out
 
 
+def _composable(text: str) -> bool:
+    """A positive text A1111 splits or weighs as composable (`AND`, or a trailing `:weight`)."""
+    parts = ps.split_and(text)
+    return len(parts) > 1 or parts[0][1] != 1.0
+
+
+class PromptValueError(ValueError):
+    """A backtick expression is not finite at a frame: the compiler turns it into a diagnostic."""
+
+    def __init__(self, expression: str, frame: int, value: float):
+        super().__init__(f"`{expression}` is {value} at frame {frame}")
+        self.expression, self.frame, self.value = expression, frame, value
+
+
+def _substituted(text: str, rows: np.ndarray, frames: np.ndarray, env: Mapping | None) -> list[str]:
+    """`text` on each of `rows`, every backtick expression replaced by its value at the row's frame."""
+    scope = dict(env or {})
+    t = frames[rows].astype(np.float64)
+    for k, v in scope.items():  # per-frame variables (audio) at the rows' frames, the last one past their end
+        if isinstance(v, np.ndarray) and len(v):
+            scope[k] = v[np.minimum(frames[rows], len(v) - 1)]
+    scope["t"] = t
+    columns = []
+    for _, _, source in ps.backticks(text):
+        expr = ps.backtick_expression(source)
+        if expr is None:  # the compiler has reported it; Deforum would fail, dfm encodes the text
+            columns.append(None)
+            continue
+        values = np.broadcast_to(np.asarray(evaluate(expr, scope), dtype=np.float64), t.shape)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise PromptValueError(source, int(frames[rows][k]), float(values[k]))
+        columns.append(values.tolist())
+    ticks = ps.backticks(text)
+    return [_substitute_some(text, ticks, columns, k) for k in range(len(rows))]
+
+
+def _substitute_some(text: str, ticks: list, columns: list, k: int) -> str:
+    """`prompt_syntax.substitute` at row k, an expression that did not parse (None) left as written."""
+    if all(c is not None for c in columns):
+        return ps.substitute(text, [c[k] for c in columns])
+    out, last = [], 0
+    for (start, end, _), c in zip(ticks, columns, strict=True):
+        out += [text[last:start], text[start:end] if c is None else ps.format_number(c[k])]
+        last = end
+    return "".join(out) + text[last:]
+
+
+def sampler_evaluations(sampler: str, steps: np.ndarray, effective: np.ndarray) -> np.ndarray:
+    """The UNet evaluations (sampler calls of the eps function) of a denoise of `effective` of `steps` steps,
+    as diffusers' schedulers run them: 2n - 1 for a second-order sampler (its last step is a first-order
+    one, as in k-diffusion), n + 1 for PLMS's warm-up once the schedule has 2 steps or more, else n; 0 for 0."""
+    n = np.asarray(effective, dtype=np.int64)
+    if sampler in cat.SECOND_ORDER_SAMPLERS:
+        return np.where(n > 0, 2 * n - 1, 0)
+    if sampler in cat.WARMUP_SAMPLERS:
+        return n + ((n > 0) & (np.asarray(steps) >= 2)).astype(np.int64)
+    return n
+
+
+def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] | None = None,
+               sampler: str = "euler") -> np.ndarray:
+    """UNet batch items per row (docs/frametable.md): the sampler's evaluations of the row
+    (`sampler_evaluations` of its effective_steps) × (conditional parts evaluated per step + 1 when the
+    unconditional pass is needed); 0 on rows that are not diffused. `parts`: what `pieces_columns` found of
+    each composite value (else each is read from its JSON)."""
+    parts = parts or {}
+    eff = np.where(cols["diffused"], cols["effective_steps"], 0).astype(np.int64)
+    eff = sampler_evaluations(sampler, cols["steps"], eff)
+    cfg = cols["cfg_scale"].astype(np.float64)
+    pos, frm = cols["prompt_pieces"], cols["prompt_from_pieces"]
+    if not any(ps.is_composite(v) for v in set(pos.tolist()) | set(frm.tolist())):  # plain prompts: 1 part
+        return eff * (1 + (cfg > 1.0)).astype(np.int64)
+    info: dict[str, tuple[int, bool, bool]] = {}
+
+    def read(v: str) -> tuple[int, bool, bool]:
+        got = info.get(v)
+        if got is None:
+            n, weighted = parts[v] if v in parts else ps.conditional_parts(v)
+            got = info[v] = (n, ps.is_composite(v), weighted)
+        return got
+
+    per_step = np.empty(len(eff), dtype=np.int64)
+    blend, from_text = cols["prompt_blend"], cols["prompt_from"]
+    for i, (p, f) in enumerate(zip(pos.tolist(), frm.tolist(), strict=True)):
+        n, composite, guides = read(p)
+        if from_text[i] and blend[i] < 1.0:
+            fn, fcomposite, fguides = read(f)
+            n = 1 if not composite and not fcomposite else n + fn
+            guides = guides or fguides
+        elif not composite:
+            n = 1
+        per_step[i] = n + int(cfg[i] > 1.0 or guides)
+    return eff * per_step
+
+
 def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed, *,
-                source: str = "", path: str = "") -> FrameTable:
+                source: str = "", path: str = "", env: Mapping[str, float | np.ndarray] | None = None
+                ) -> FrameTable:
     """The FrameTable of a scene from plain inputs: resolved settings, every schedule's per-frame values
-    (one array per catalogue schedule, `settings.frames` long) and the prompt keys."""
+    (one array per catalogue schedule, `settings.frames` long) and the prompt keys. `env`: what backtick
+    expressions in prompts may read (the compiler's; by default the scene's constants)."""
     mode = settings.mode
     if mode == "none":
         cols = _stills(settings, values, prompts, negatives)
@@ -181,7 +328,11 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     else:
         cols = _animation(settings, values, prompts, negatives)
     cols["time"] = cols["frame"] / float(settings.fps)
-    cols.update(pieces_columns(cols))
+    if env is None:
+        env = environment(settings.frames, settings.fps, settings.bpm, settings.seed)
+    parts: dict[str, tuple[int, bool]] = {}
+    cols.update(pieces_columns(cols, env, parts, cat.step_multiplier(settings.sampler)))
+    cols["unet_evals"] = unet_evals(cols, parts, settings.sampler)
     order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
     ordered = {k: cols[k] for k in order}
     ordered.update({k: v for k, v in cols.items() if k not in ordered})

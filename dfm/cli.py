@@ -251,6 +251,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_render(args) -> int:
+    # the speed-up switches (--dtype, --attention, ...) apply with --watch and --ray too: dfm/watch.py
+    # passes them to each render, and the Ray workers apply them as render() does (runtime/actor.py)
     if args.watch:
         from .watch import watch_render
 
@@ -277,7 +279,7 @@ def cmd_render(args) -> int:
             report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
                             progress=progress, depth_model=args.depth_model, restart=args.restart,
-                            on_resume=on_resume, on_keep=on_keep)
+                            on_resume=on_resume, on_keep=on_keep, dtype=args.dtype, speed=_speedups(args))
     except RenderInterrupted as exc:
         progress.close()
         print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
@@ -292,6 +294,13 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def _speedups(args):
+    """The render's speed-up switches (runtime/speedups.py: no torch import); None: the defaults."""
+    from .runtime.speedups import from_args
+
+    return from_args(args)
+
+
 def _check_ray_options(args) -> None:
     if not args.ray and (args.workers is not None or args.cpus_per_worker != 1):
         raise UsageError("--workers and --cpus-per-worker apply with --ray only")
@@ -302,11 +311,11 @@ def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
     from .shard import check_shardable, render_sharded
 
     check_shardable(result.table)  # before Ray starts
-    with open_pool(args.ray, device=args.device, allow_pickle=args.allow_pickle, workers=args.workers,
-                   cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
+    with open_pool(args.ray, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                   workers=args.workers, cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
         return render_sharded(scene_table(result, args), out, pool, scene_text=result.scene.source,
                               scene_path=args.file, model=args.model, restart=args.restart, progress=progress,
-                              on_resume=on_resume, on_keep=on_keep)
+                              on_resume=on_resume, on_keep=on_keep, speed=_speedups(args))
 
 
 def cmd_batch(args) -> int:
@@ -417,6 +426,12 @@ def cmd_lsp(args) -> int:
     return serve(log_file=args.log_file)
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
 def cmd_explain(args) -> int:
     from .dsl.codes import CODES, explain
 
@@ -485,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true", help="video.mp4 without the scene's soundtrack")
     p.add_argument("--watch", action="store_true", help="render, then again on each save of FILE, keeping the "
                    "frames the edit cannot change (Ctrl-C stops)")
+    from .runtime.speedups import add_arguments as speed_arguments  # argparse only: no torch
+
+    speed_arguments(p)
     _ray_arguments(p, "split the frames across Ray workers (stills, interpolation, video input): ADDRESS "
                    "(host:6379, ray://host:10001), auto (the cluster `ray start` runs here) or local")
     p.set_defaults(func=cmd_render)
@@ -534,6 +552,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain a diagnostic code, e.g. DFM011")
     p.add_argument("code")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="the demo: table, plot and motion preview, then a few-step render if a model "
+                       "is reachable (what `make demo` runs)")
+    p.add_argument("file", nargs="?", metavar="FILE", help="the scene (default: examples/demo.dfm)")
+    p.add_argument("--out", metavar="DIR", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--model", metavar="M", help="hub id, diffusers folder or .safetensors; overrides the scene")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu")
+    p.add_argument("--yes", action="store_true", help="on a CPU, start at once (no countdown to interrupt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
     return ap
 
 

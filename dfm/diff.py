@@ -37,15 +37,18 @@ NEGATIVE_TEXT = ("negative_prompt", "negative_prompt_from", "negative_blend", "n
 _CAMERA = {schedule: column for column, schedule in ACCUMULATED.items()}  # angle -> cam_angle, ...
 FEEDS: dict[str, tuple[str, ...]] = {
     **{k: (k, v) for k, v in _CAMERA.items()},
-    "strength": ("strength", "effective_steps"),
-    "steps": ("steps", "effective_steps"),
+    "strength": ("strength", "effective_steps", "unet_evals"),
+    "steps": ("steps", "effective_steps", "unet_evals"),
+    "cfg_scale": ("cfg_scale", "unet_evals"),  # a scale above 1 adds the unconditional pass
     "seed_schedule": ("seed_schedule", "seed"),
-    "prompt": PROMPT_TEXT + NEGATIVE_TEXT,  # a ` --neg ` part of a prompt goes to the negative prompt
+    # a ` --neg ` part of a prompt goes to the negative prompt; `AND` parts and `<lora:…>` tags are counted
+    "prompt": PROMPT_TEXT + NEGATIVE_TEXT + ("unet_evals", "lora_weights"),
     "negative": NEGATIVE_TEXT,
+    "lora": ("lora_weights",),
     "seed": ("seed",), "seed_behavior": ("seed",), "seed_iter_n": ("seed",),
-    "cadence": (*changes.STRUCTURE, "seed", "effective_steps"),
-    "init_strength": ("effective_steps",), "init_image": ("effective_steps",),
-    "prompt_crossfade": PROMPT_TEXT + NEGATIVE_TEXT,
+    "cadence": (*changes.STRUCTURE, "seed", "effective_steps", "unet_evals"),
+    "init_strength": ("effective_steps", "unet_evals"), "init_image": ("effective_steps", "unet_evals"),
+    "prompt_crossfade": PROMPT_TEXT + NEGATIVE_TEXT + ("unet_evals", "lora_weights"),
 }
 # settings that move or make rows: every column may change through them
 EVERY_COLUMN = frozenset({"mode", "frames", "duration", "fps", "bpm", "images_per_prompt", "interpolate_key_frames",
@@ -113,7 +116,7 @@ class Group:
 
 def _prompt_frame(st: ir.Statement, settings) -> int | None:
     args = st.args
-    if len(args) == 1 and isinstance(args[0], ir.String):
+    if len(args) == 1 and isinstance(args[0], ir.String | ir.Composite):
         return 0
     if len(args) == 2 and isinstance(args[0], ir.Number | ir.Time):
         at = args[0]

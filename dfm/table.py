@@ -89,11 +89,16 @@ DERIVED_COLUMNS: dict[str, ColumnType] = {
     "prompt": T, "negative_prompt": T,  # the text in force
     "prompt_from": T, "prompt_blend": F,  # embedding = lerp(E(prompt_from), E(prompt), prompt_blend)
     "negative_prompt_from": T, "negative_blend": F,
-    # each prompt text as the compiler parsed its attention syntax: JSON, [text, weight] pairs and "BREAK"
+    # each prompt text as the compiler read it: JSON, [text, weight] pairs and "BREAK", or the composite
+    # object {"parts": [{"weight", "schedule"}]} of AND, weights and prompt editing (docs/frametable.md)
     "prompt_pieces": T, "negative_prompt_pieces": T, "prompt_from_pieces": T, "negative_prompt_from_pieces": T,
+    # per LoRA of settings.lora, [unet weight, text-encoder weight]: JSON ("[]" without a LoRA)
+    "lora_weights": T,
     "seed": I,  # the seed of the diffusion the frame shows
     "diffused": B,  # denoised (else a cadence tween)
     "effective_steps": I,  # denoising steps actually run
+    # UNet batch items of the row: effective_steps × (conditional parts + 1 when guided); 0 when not diffused
+    "unet_evals": I,
     "tween": F, "tween_from": I, "tween_to": I,  # written = (1 - tween) D[tween_from] + tween D[tween_to]
     **dict.fromkeys(CAMERA_COLUMNS, F),
 }

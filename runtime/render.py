@@ -27,12 +27,12 @@ from torch import Tensor
 from .. import changes
 from ..files import file_mode
 from ..table import FrameTable, MissingSetting, Settings, TableError
-from . import effects, incremental, resume, samplers
+from . import effects, incremental, networks, resume, samplers, speedups
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
 from .encoder import Soundtrack, VideoEncoder
 from .errors import RenderError
-from .models import StableDiffusion, resolve_source
+from .models import StableDiffusion, family_warnings, resolve_source
 from .outdir import (
     Output,
     clear_old_frames,
@@ -43,7 +43,7 @@ from .outdir import (
     remove_if_empty,
     unwritable,
 )
-from .output import FrameWriter, HostCopy, package_versions, write_json, write_text_atomic
+from .output import FrameWriter, HostCopies, HostCopy, package_versions, write_json, write_text_atomic
 from .prompts import COLUMNS as PROMPT_COLUMNS
 from .prompts import PromptEmbeddings, PromptEncoder, prompt_warnings
 from .timing import StageTimer
@@ -67,6 +67,9 @@ class RenderReport:
     unet_calls: int
     text_encoder_calls: int
     device: str = ""
+    # UNet batch items (each AND part and each unconditional pass of a step is one): the table's Σ unet_evals,
+    # except PLMS's warm-up step and the second-order samplers' extra evaluations
+    unet_evals: int = 0
     dtype: str = ""
     warnings: list[str] = field(default_factory=list)
     depth_calls: int = 0  # depth model runs (3D)
@@ -102,10 +105,12 @@ SETTINGS_READ = (
     "color_coherence", "color_force_grayscale", "use_depth_warping", "depth_model", "midas_weight",
     "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
     "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf", "audio", "audio_offset",
+    "seed_resize_from", "lora", "embedding",
 )
 # the columns the frame loop reads in every mode, and those of the modes with a camera: dfm.changes lists them
 # with the rows that read them (one list for the loop and for the rule of what an edit changes)
-ROW_COLUMNS = (*changes.DIFFUSION, *changes.STRUCTURE, *PROMPT_COLUMNS, "subseed", "subseed_strength")
+ROW_COLUMNS = (*(c for c in changes.DIFFUSION if c != networks.WEIGHTS_COLUMN),  # only with a LoRA (networks.prepare)
+               *changes.STRUCTURE, *PROMPT_COLUMNS, "subseed", "subseed_strength")
 MODE_COLUMNS = {
     "2d": (*changes.INIT_EFFECTS, *changes.MOTION["2d"], *changes.FLIP),
     "3d": (*changes.INIT_EFFECTS, *changes.MOTION["3d"]),
@@ -244,6 +249,9 @@ class FrameRenderer:
         self.video = video
         self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
         self.prompts = PromptEmbeddings(PromptEncoder(sd))
+        # the LoRA weights of each frame, and a prompt cache per text-encoder LoRA weights (runtime/networks.py)
+        self.networks = networks.for_renderer(table, sd, self.prompts, lambda: PromptEmbeddings(PromptEncoder(sd)))
+        self.unet_evals = 0  # batch items sent to the UNet (a composite prompt's parts each count)
         self.state = RenderState()
         self.last_ref = last_references(table)
         # the latents of each diffusion are kept where later frames start from it (2D/3D): a restart at any
@@ -323,6 +331,8 @@ class FrameRenderer:
 
     def diffuse(self, i: int, row: Mapping[str, object]) -> Tensor:
         """The image of diffused row i."""
+        if self.networks is not None and self._replay is None:  # a replay decodes kept latents: no model runs
+            self.prompts = self.networks.apply(row, i)
         steps_run = int(row["effective_steps"])
         source = self.source(i, row, steps_run)
         if source is not None and steps_run < 1:
@@ -361,23 +371,31 @@ class FrameRenderer:
         gen = samplers.frame_generator(seed, self.device)
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
         cfg = float(row["cfg_scale"])
-        with self.timer("text"):
-            cond, uncond = self.prompts.for_row(row, guided=cfg > 1.0)  # <= 1: conditional only (diffusers)
+        # a guidance-embedded UNet (LCM distilled with w embedding) takes the scale itself: no unconditional
+        # pass ever runs; the model wires the scale into its own input
+        embedded = bool(getattr(self.sd, "guidance_embedded", False))
+        if embedded:  # the row's scale, embedded by StableDiffusion.eps (timestep_cond) on every step
+            self.sd.set_guidance_scale(cfg)
+        with self.timer("text"):  # cfg <= 1 and a plain prompt: conditional only (diffusers)
+            conditioning = self.prompts.conditioning(row, cfg, guidance_embedded=embedded)
         scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
         spec = samplers.SAMPLERS[self.sampler]
         init_latents, shape = None, None
+        scale = self.sd.latent_scale
+        resize, from_size = None, self.table.settings.seed_resize_from  # (w, h) pixels, None: off
+        if from_size is not None:  # A1111's "resize seed from": the noise is drawn at the latent (h, w) of that size
+            resize = (int(from_size[1]) // scale, int(from_size[0]) // scale)
         if source is None:
-            scale = self.sd.latent_scale
             shape = (1, int(self.sd.unet.config.in_channels), self.height // scale, self.width // scale)
         else:
             with self.timer("encode"):
                 init_latents = self.sd.encode_image(source)
+        eps = samplers.CountedEps(self.sd.eps)  # the UNet's batch items: parts + 1 per guided step
         with self.timer("denoise"):
             latents = samplers.denoise(
-                self.sd.eps,
+                eps,
                 scheduler,
-                cond=cond,
-                uncond=uncond,
+                conditioning=conditioning,
                 cfg_scale=cfg,
                 steps=steps,
                 effective_steps=steps_run,
@@ -387,7 +405,9 @@ class FrameRenderer:
                 shape=shape,
                 subseed=int(row["subseed"]),
                 subseed_strength=float(row["subseed_strength"]),
+                resize_from=resize,
             )
+        self.unet_evals += eps.evals
         if self.keeps_latents:
             self.new_latents = (i, latents)
         return latents
@@ -492,7 +512,7 @@ def _find_start(table, sd, depth, out: Output, restart: bool) -> _Start:
     The same render, interrupted, continues from its checkpoint. Otherwise, where the folder holds the
     frames of another table (the record of an earlier render), the frames the edit cannot change are kept
     (`incremental.plan`). `restart` renders everything."""
-    fp = resume.fingerprint(table, sd, depth)
+    fp = {**resume.fingerprint(table, sd, depth), **networks.network_files(table)}  # LoRA files changed in place
     n = len(table)
     if restart:
         return _Start(fp, None, [], np.ones(n, dtype=bool))
@@ -556,14 +576,22 @@ class _Checkpointer:
         self.depth_writer = depth_writer
         self.total = total
         self.saved_next_frame = start  # where a resume would start now (set on the writer thread)
+        self.copies = HostCopies()  # a tensor unchanged since the last checkpoint is not copied again
 
-    def after(self, state: RenderState, latents: tuple[int, Tensor] | None = None) -> None:
+    def snapshot(self, state: RenderState) -> resume.Snapshot | None:
+        """The checkpoint of `state` (its tensors' host copies started), None after the last frame."""
+        if state.next_frame >= self.total:
+            return None  # the last frame: success removes the checkpoint anyway
+        return resume.Snapshot(state, self.fingerprint, self.copies)
+
+    def after(self, state: RenderState, latents: tuple[int, Tensor] | None = None,
+              snap: resume.Snapshot | None = None) -> None:
         if latents is not None:  # kept for a later incremental render, saved before the checkpoint
             index, host = latents[0], HostCopy(latents[1])
             self.writer.put_task(lambda: resume.save_latents(self.out_dir, index, host.tensor()))
-        if state.next_frame >= self.total:
-            return  # the last frame: success removes the checkpoint anyway
-        snap = resume.Snapshot(state, self.fingerprint)
+        snap = snap or self.snapshot(state)
+        if snap is None:
+            return
         depth_items = self.depth_writer.queued if self.depth_writer is not None else 0
         self.writer.put_task(lambda: self._save(snap, depth_items))
 
@@ -604,8 +632,10 @@ class _Writers:
         return (lambda i, d: depth.put_depth(i, depth_image(d, kind))) if depth is not None else None
 
     def put(self, i: int, frame: Tensor, state: RenderState, latents: tuple[int, Tensor] | None = None) -> None:
-        self.frames.put(i, frame)
-        self.checkpoints.after(state, latents)
+        # the checkpoint's copies first: the frame is usually the newest diffusion, so its copy is reused
+        snap = self.checkpoints.snapshot(state)
+        self.frames.put(i, frame, snap.copy_of(frame) if snap is not None else None)
+        self.checkpoints.after(state, latents, snap)
 
     def keep(self, i: int) -> None:
         """Frame i stays as it is on disk (incremental render of an independent mode): the video reads it."""
@@ -687,11 +717,18 @@ def _prepare_output(table: FrameTable, out: Output, begin: _Start) -> None:
         raise unwritable(root, e) from None
 
 
-def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer) -> None:
+def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer, table: FrameTable,
+                 options: speedups.Speedups | None) -> None:
     with timer("load"):
         if depth is not None:
             depth.load()
         sd.load()
+        networks.prepare(table, sd, sd.allow_pickle)  # LoRAs and embeddings: a file that does not fit fails here
+        # the UNet batch sizes this table uses (CFG doubles it), for the compile warm-up
+        guided = np.asarray(table["cfg_scale"], dtype=float) > 1.0
+        batches = tuple(sorted({2 if g else 1 for g in guided.tolist()}))
+    # attention, memory format, VAE tiling, torch.compile (its warm-up timed as the stage "compile")
+    speedups.apply(sd, options, size=(table.settings.width, table.settings.height), batches=batches, timer=timer)
 
 
 def _video_input(table: FrameTable, device: torch.device) -> VideoFrames | None:
@@ -748,7 +785,7 @@ def _frame_loop(renderer: FrameRenderer, table: FrameTable, begin: _Start, write
 
 
 def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: Output, writers: _Writers, begin: _Start,
-            timer: StageTimer, before: _Calls, warnings: list[str]) -> RenderReport:
+            timer: StageTimer, before: _Calls, warnings: list[str], unet_evals: int = 0) -> RenderReport:
     """Close the writers (the video is finished) and report what this run did."""
     video = writers.close(timer)
     encoder = writers.frames.video
@@ -761,6 +798,7 @@ def _finish(sd: StableDiffusion, depth: DepthEstimator | None, out: Output, writ
         video=video,
         timings=timer.report(),
         unet_calls=after.unet - before.unet,
+        unet_evals=unet_evals,
         text_encoder_calls=after.text_encoder - before.text_encoder,
         device=str(sd.placement.device),
         dtype=str(sd.placement.dtype).replace("torch.", ""),
@@ -787,6 +825,7 @@ def run_render(
     on_resume: Callable[[int, int], None] | None = None,
     on_keep: Callable[[str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    speed: speedups.Speedups | None = None,
 ) -> RenderReport:
     """Render `table` with an already resolved model (render() resolves it; benchmarks and tests pass
     their own, and their own timer).
@@ -796,7 +835,8 @@ def run_render(
     (`on_resume(frame, total)` is told) unless `restart`; a render of another table there keeps the
     frames the difference cannot change (`on_keep(message)` is told what and why, before the first
     frame). Ctrl-C raises RenderInterrupted once the frames so far are safely written; `cancel()`
-    returning true stops the same way at the next frame, raising RenderCancelled."""
+    returning true stops the same way at the next frame, raising RenderCancelled. `speed` holds the
+    speed-up switches (runtime/speedups.py; None: the defaults)."""
     check_table(table)
     s = table.settings
     depth = _depth_in_use(s, depth)
@@ -806,6 +846,8 @@ def run_render(
     # nothing in the folder changes until the models are loaded: a render that fails before its first
     # frame leaves the folder as it found it
     made = open_output(out.root)
+    # the switches change the frames' bytes: the resume fingerprint compares them (applied at load)
+    speedups.record(sd, speedups.describe(speed, sd.placement.device.type, (s.width, s.height)))
     try:
         begin = _find_start(table, sd, depth, out, restart)
         started = time.time()
@@ -814,12 +856,12 @@ def run_render(
         if begin.kept and on_keep is not None:
             on_keep(begin.kept)
         if begin.todo.any():  # with nothing to render, nothing needs the models
-            _load_models(sd, depth, timer)
+            _load_models(sd, depth, timer, table, speed)
     except BaseException:
         if made:
             remove_if_empty(out.root)
         raise
-    warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s)
+    warnings = begin.warnings + prompt_warnings(table, sd) + mode_warnings(s) + family_warnings(table, sd)
     _prepare_output(table, out, begin)
 
     writers = _Writers(table, out, begin, depth.kind if depth is not None else "midas")
@@ -830,7 +872,7 @@ def run_render(
     before = _Calls.of(sd, depth)
     _frame_loop(renderer, table, begin, writers, progress, cancel, timer)
 
-    report = _finish(sd, depth, out, writers, begin, timer, before, warnings)
+    report = _finish(sd, depth, out, writers, begin, timer, before, warnings, renderer.unet_evals)
     try:
         write_json(out.root / "manifest.json", manifest(table, sd, report, scene_text, scene_path, started, depth))
         resume.write_record(out.root, table, begin.fingerprint, np.ones(len(table), dtype=bool))  # all valid
@@ -917,7 +959,10 @@ def manifest(
         "frames": report.frames,
         "video": report.video.name if report.video else None,
         "unet_calls": report.unet_calls,
+        "unet_evals": report.unet_evals,
         "text_encoder_calls": report.text_encoder_calls,
+        # the speed-up switches the frames were made under, as the resume fingerprint compares them
+        "speedups": speedups.recorded(sd) or speedups.describe(None, sd.placement.device.type, (s.width, s.height)),
         "depth_calls": report.depth_calls,
         "depth_maps": report.depth_maps,
         "resumed_at": report.resumed_at,
@@ -952,6 +997,8 @@ def render(
     on_keep: Callable[[str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     models: dict | None = None,
+    dtype: str = "auto",
+    speed: speedups.Speedups | None = None,
 ) -> RenderReport:
     """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json; depth/ with
     save_depth_maps).
@@ -965,10 +1012,12 @@ def render(
     edited scene into the folder of an earlier one keeps every frame the edit cannot change and renders
     from the first one it can (`on_keep(message)` says which and why), to the bytes of a full render.
     `cancel()` true stops at the next frame (RenderCancelled). `models`, a dict the caller keeps between
-    renders (watch mode), holds the loaded models so that the next render of the same model reuses them."""
+    renders (watch mode), holds the loaded models so that the next render of the same model reuses them.
+    `dtype` (auto, fp16, bf16, fp32) and `speed` (runtime/speedups.py) are the speed-up switches of
+    `dfm render`; each that changes the frames' arithmetic is part of the resume fingerprint."""
     check_table(table)
     s = table.settings
-    placement = pick_device(device)
+    placement = pick_device(device, dtype)
     timer = StageTimer(placement.device)
     depth = resolve_depth(s, placement, override=depth_model, scene_path=scene_path, allow_pickle=allow_pickle)
     with timer("load"):
@@ -992,6 +1041,7 @@ def render(
         on_resume=on_resume,
         on_keep=on_keep,
         cancel=cancel,
+        speed=speed,
     )
 
 

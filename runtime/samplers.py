@@ -3,6 +3,11 @@
 diffusers' pipelines are not used: dfm runs exactly the FrameTable's `effective_steps`, keeps the frame
 when that is 0 (diffusers' img2img would return an empty batch), and takes every random draw from the
 frame's own generator.
+
+The conditioning may change from one sampler step to the next (A1111's prompt editing and alternation)
+and may have several weighted parts (A1111's composable `AND`): `denoise` asks a `Conditioning` for each
+step's `StepCond` and `cfg_eps` sends every part and the unconditional embedding of one shape to the UNet
+in one batched call.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class SamplerSpec:
 
 _KARRAS = {"use_karras_sigmas": True}
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
+# A1111's "Exponential" schedule type (k-diffusion get_sigmas_exponential: log-sigma evenly spaced)
+_EXPONENTIAL = {"use_exponential_sigmas": True}
 # few-step (turbo, Lightning, Hyper-SD) models are distilled on timesteps that end at 999: "trailing"
 # spacing starts every schedule there, which "linspace" does too but at 1..4 steps spaces the rest unlike
 # what those models saw (diffusers' SDXL-Turbo and Lightning recipes use trailing)
@@ -65,6 +72,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddim": SamplerSpec(DDIMScheduler, takes_generator=True),  # eta=0 by default, noise only with eta>0
     "plms": SamplerSpec(PNDMScheduler, {"skip_prk_steps": True}),  # one warm-up UNet call per denoise
     "unipc": SamplerSpec(UniPCMultistepScheduler),
+    # A1111 1.9+ combines any sampler with a schedule type ("Euler" + "Karras"): the pairs diffusers has exactly
+    "euler_karras": SamplerSpec(EulerDiscreteScheduler, _KARRAS, takes_generator=True),
+    "euler_exponential": SamplerSpec(EulerDiscreteScheduler, _EXPONENTIAL, takes_generator=True),
+    "heun_karras": SamplerSpec(HeunDiscreteScheduler, _KARRAS),
+    "dpmpp_2m_exponential": SamplerSpec(DPMSolverMultistepScheduler, _EXPONENTIAL, takes_generator=True),
+    "dpmpp_2m_sde_exponential": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_EXPONENTIAL},
+                                            takes_generator=True),
     # few-step samplers
     "lcm": SamplerSpec(LCMScheduler, takes_generator=True),  # LCM-distilled UNets and LCM-LoRAs, 2..8 steps
     "euler_trailing": SamplerSpec(EulerDiscreteScheduler, _TRAILING, takes_generator=True),
@@ -75,6 +89,43 @@ SAMPLERS: dict[str, SamplerSpec] = {
 
 # eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives
 EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class StepCond:
+    """What the UNet is conditioned on at one sampler step: the conditional parts as (weight, embedding),
+    and the unconditional (negative) embedding, None when the step needs no unconditional pass."""
+
+    parts: tuple[tuple[float, Tensor], ...]
+    uncond: Tensor | None
+
+    @property
+    def plain(self) -> bool:
+        """One part of weight 1: the guidance arithmetic of a plain prompt (kept exactly as it always was)."""
+        return len(self.parts) == 1 and self.parts[0][0] == 1.0
+
+
+# step -> that step's conditioning; step counts the UNet evaluations of one denoise from 0
+Conditioning = Callable[[int], StepCond]
+
+
+def fixed_conditioning(cond: Tensor, uncond: Tensor | None) -> Conditioning:
+    """The same plain conditioning at every step (one prompt, no editing)."""
+    step = StepCond(((1.0, cond),), uncond)
+    return lambda _s: step
+
+
+class CountedEps:
+    """An eps function that counts the batch items it sends on (`evals`): the UNet work of composable
+    prompts is one item per part and one for the unconditional pass, however the calls are batched."""
+
+    def __init__(self, eps_fn: EpsFn) -> None:
+        self.eps_fn = eps_fn
+        self.evals = 0
+
+    def __call__(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        self.evals += int(latents.shape[0])
+        return self.eps_fn(latents, t, embeddings)
 
 
 def make_scheduler(name: str, base_config: Mapping):
@@ -98,19 +149,50 @@ def img2img_timesteps(scheduler, steps: int, effective_steps: int, device: torch
     return scheduler.timesteps[start:]
 
 
-def cfg_eps(
-    eps_fn: EpsFn, latents: Tensor, t: Tensor, cond: Tensor, uncond: Tensor | None, cfg_scale: float
-) -> Tensor:
-    """Classifier-free guidance in one batched call; `uncond` None (the loop passes None for a scale of 1 or
-    less, as diffusers does) is exactly the conditional prediction. Prompts
-    of different lengths (long prompts are several 77-token chunks) take two calls, as in A1111."""
-    if uncond is None:
-        return eps_fn(latents, t, cond)
-    if uncond.shape != cond.shape:
-        eps_u, eps_c = eps_fn(latents, t, uncond), eps_fn(latents, t, cond)
-    else:
-        eps_u, eps_c = eps_fn(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).chunk(2)
-    return eps_u + cfg_scale * (eps_c - eps_u)
+def cfg_eps(eps_fn: EpsFn, latents: Tensor, t: Tensor, step: StepCond, cfg_scale: float) -> Tensor:
+    """The guided prediction of one step. The unconditional embedding and the parts go to the UNet in one
+    batched call per embedding shape (unconditional first): embeddings of different lengths (long prompts
+    are several 77-token chunks) take a call each, as in A1111.
+
+    A plain step (one part of weight 1) is `eps_u + cfg * (eps_c - eps_u)`, or the conditional prediction
+    alone without an unconditional pass (the loop passes none for a scale of 1 or less, as diffusers does).
+    Several parts are A1111's composable guidance `eps_u + cfg * sum_i(w_i * (eps_i - eps_u))`; without an
+    unconditional pass (a crossfade between two plain prompts' predictions) they are `sum_i(w_i * eps_i)`."""
+    embeddings = [e for _, e in step.parts] if step.uncond is None else [step.uncond, *(e for _, e in step.parts)]
+    preds = _batched(eps_fn, latents, t, embeddings)
+    weights = [w for w, _ in step.parts]
+    if step.uncond is None:
+        if step.plain:
+            return preds[0]
+        out = weights[0] * preds[0]
+        for w, eps in zip(weights[1:], preds[1:], strict=True):
+            out = out + w * eps
+        return out
+    eps_u = preds[0]
+    if step.plain:
+        return eps_u + cfg_scale * (preds[1] - eps_u)
+    total = weights[0] * (preds[1] - eps_u)
+    for w, eps in zip(weights[1:], preds[2:], strict=True):
+        total = total + w * (eps - eps_u)
+    return eps_u + cfg_scale * total
+
+
+def _batched(eps_fn: EpsFn, latents: Tensor, t: Tensor, embeddings: list[Tensor]) -> list[Tensor]:
+    """The prediction for each embedding, in order: one UNet call per distinct embedding shape, in the
+    order the shapes first appear (a single embedding is sent as it is, without a concatenation)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, e in enumerate(embeddings):
+        groups.setdefault(tuple(e.shape), []).append(k)
+    out: list[Tensor | None] = [None] * len(embeddings)
+    for members in groups.values():
+        if len(members) == 1:
+            out[members[0]] = eps_fn(latents, t, embeddings[members[0]])
+            continue
+        n = len(members)
+        preds = eps_fn(torch.cat([latents] * n), t, torch.cat([embeddings[k] for k in members])).chunk(n)
+        for k, eps in zip(members, preds, strict=True):
+            out[k] = eps
+    return out  # type: ignore[return-value]  # every index is filled above
 
 
 @torch.no_grad()
@@ -118,8 +200,9 @@ def denoise(
     eps_fn: EpsFn,
     scheduler,
     *,
-    cond: Tensor,
-    uncond: Tensor | None,
+    conditioning: Conditioning | None = None,
+    cond: Tensor | None = None,
+    uncond: Tensor | None = None,
     cfg_scale: float,
     steps: int,
     effective_steps: int,
@@ -129,31 +212,42 @@ def denoise(
     shape: tuple[int, ...] | None = None,
     subseed: int = 0,
     subseed_strength: float = 0.0,
+    resize_from: tuple[int, int] | None = None,
 ) -> Tensor:
     """Sample one frame's latents.
 
     txt2img (`init_latents` None): noise of `shape` through the full `steps`-step schedule.
     img2img: `init_latents` noised to the first kept timestep, then `effective_steps` steps; 0 steps
     returns the init unchanged (Deforum keeps the frame). The starting noise is the generator's, moved
-    towards the subseed's by `subseed_strength` (`noise.initial_noise`).
+    towards the subseed's by `subseed_strength` (`noise.initial_noise`), drawn at `resize_from` (latent
+    height, width) and placed in the frame's shape as A1111's "resize seed from" does.
+
+    `conditioning(s)` gives step s's conditioning (s counts the UNet evaluations from 0, in img2img too);
+    `cond`/`uncond` instead are one plain conditioning for every step.
     """
+    if conditioning is None:
+        if cond is None:
+            raise ValueError("denoise needs `conditioning` or `cond`")
+        conditioning = fixed_conditioning(cond, uncond)
     device = generator.device
     if init_latents is None:
         assert shape is not None
         scheduler.set_timesteps(int(steps), device=device)
         timesteps = scheduler.timesteps
-        latents = initial_noise(shape, generator, subseed=subseed, subseed_strength=subseed_strength)
+        latents = initial_noise(shape, generator, subseed=subseed, subseed_strength=subseed_strength,
+                                resize_from=resize_from)
         latents = latents * scheduler.init_noise_sigma
     else:
         timesteps = img2img_timesteps(scheduler, int(steps), int(effective_steps), device)
         if int(effective_steps) < 1 or len(timesteps) == 0:
             return init_latents
         init = init_latents.float()
-        noise = initial_noise(init.shape, generator, subseed=subseed, subseed_strength=subseed_strength)
+        noise = initial_noise(init.shape, generator, subseed=subseed, subseed_strength=subseed_strength,
+                              resize_from=resize_from)
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
     step_kw = {"generator": generator} if takes_generator else {}
-    for t in timesteps:
+    for s, t in enumerate(timesteps):
         x = scheduler.scale_model_input(latents, t)
-        eps = cfg_eps(eps_fn, x, t, cond, uncond, cfg_scale)
+        eps = cfg_eps(eps_fn, x, t, conditioning(s), cfg_scale)
         latents = scheduler.step(eps.float(), t, latents, **step_kw).prev_sample
     return latents

@@ -196,8 +196,8 @@ def test_every_deforum_key_gets_a_precise_diagnostic():
             continue  # a dfm parameter under its Deforum name
         d = [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{key} 1\n') if d.code == "DFM101"]
         assert d and "Deforum key" in d[0].message and "did you mean" not in (d[0].help or ""), key
-    for key, words in (("seed_resize_from_w", "frame's own size"), ("enable_subseed_scheduling", "always used"),
-                       ("noise_type", "Gaussian")):
+    for key, words in (("seed_resize_from_w", "seed_resize_from WIDTHxHEIGHT"),
+                       ("enable_subseed_scheduling", "always used"), ("noise_type", "Gaussian")):
         assert words in [d for d in check_text(f'dfm 1\nprompt 0 "a"\n{key} 1\n') if d.code == "DFM101"][0].help
 
 

@@ -113,3 +113,12 @@ def test_the_diff_imports_no_torch():
             "assert 'torch' not in sys.modules")
     subprocess.run([__import__("sys").executable, "-c", code], check=True)
     assert compile_text(BASE, "x.dfm") is not None
+
+
+def test_a_native_weighted_prompt_is_grouped_with_the_prompt_it_replaces(tmp_path, capsys):
+    """A prompt written in the native `weight … and …` form without a time holds from frame 0, as a plain one."""
+    native = 'prompt "a cat" weight 0.5 and "a hat" weight 1'
+    data = diff_json(tmp_path, capsys, BASE, BASE.replace('prompt 0 "a cat"', native))
+    (entry,) = data["changes"]
+    assert entry["parameter"] == "prompt" and entry["at"] == 0 and entry["first_frame"] == 0
+    assert entry["old"] == ['prompt 0 "a cat"'] and entry["new"] == [native]
