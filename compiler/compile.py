@@ -29,7 +29,15 @@ from . import deforum_names, networks, prompt_syntax
 from .catalogue import Kind, Param
 from .expressions import AUDIO_VARIABLES, check_expr, constant_value, environment, evaluate_frames, is_plain_number
 from .lower import CAMERA as ACCUMULATED
-from .lower import NEG_MARKER, PromptValueError, accumulated_camera, cadence_plan, effective_steps, source_hash
+from .lower import (
+    NEG_MARKER,
+    PromptValueError,
+    accumulated_camera,
+    cadence_plan,
+    effective_steps,
+    sampler_evaluations,
+    source_hash,
+)
 from .lower import build_table as lower_table
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 from .units import frames_of
@@ -217,6 +225,7 @@ class _Compiler:
         table = self.networks.lower(table)
         if self.check_finite(table.columns):
             self.result.table = table
+            self.unreached_edits(table)
 
     def check_version(self) -> None:
         v = self.scene.version
@@ -731,6 +740,7 @@ class _Compiler:
                 self.prompt_syntax(name, st.args[-1])
         for name in lists:
             lists[name].sort(key=lambda x: x[0])
+        self.prompt_keys = lists
         self.result.prompts = [(f, t) for f, t, _ in lists["prompt"]]
         self.result.negatives = [(f, t) for f, t, _ in lists["negative"]]
 
@@ -998,6 +1008,34 @@ class _Compiler:
                                    f"(told by {fam.why})",
                                    span, parameter="model", path=self.path,
                                    help="set any of them in the scene to choose your own"))
+
+    def unreached_edits(self, table: FrameTable) -> None:
+        """A prompt whose editing or alternation never switches on some diffused frames it is in force
+        (DFM504): A1111 counts the edit from the first step a frame runs, so an img2img frame that runs 8 of
+        25 steps never reaches `[a:b:0.5]`. Said once per statement, with the first such frame."""
+        cols = table.columns
+        diffused = np.asarray(cols["diffused"], dtype=bool)
+        evals = sampler_evaluations(str(table.settings.sampler), cols["steps"], cols["effective_steps"])
+        for name, column, pieces in (("prompt", "prompt", "prompt_pieces"),
+                                     ("negative", "negative_prompt", "negative_prompt_pieces")):
+            for _, text, st in getattr(self, "prompt_keys", {}).get(name, []):
+                rows = np.flatnonzero(diffused & (cols[column] == text))
+                if not len(rows):
+                    continue
+                switch = {v: prompt_syntax.first_switch(v) for v in set(cols[pieces][rows].tolist())}
+                firsts = np.array([switch[v] if switch[v] is not None else -1 for v in cols[pieces][rows].tolist()])
+                edits = firsts >= 0
+                never = edits & (firsts + 1 > evals[rows] - 1)  # evaluation first+1 is past the last one run
+                if not never.any():
+                    continue
+                f = int(rows[np.argmax(never)])
+                self.warn("DFM504", f"the prompt's editing or alternation never switches on {int(never.sum())} of "
+                          f"its {int(edits.sum())} diffused frame(s), the first at frame {f}: it runs "
+                          f"{int(evals[f])} sampler evaluation(s) and the first switch comes after evaluation "
+                          f"{int(firsts[np.argmax(never)])} (A1111 counts from the first step a frame runs)",
+                          st.span, parameter=name, frame=f,
+                          help="write the `when` as a step within what runs (`[a:b:2]`), or lower `strength` so "
+                          "that more steps run")
 
     def zero_step_frames(self, settings: dict, values: dict[str, np.ndarray]) -> None:
         """Deforum's int((1 - strength) × steps) is kept, so with few steps a strength below 1 can round to

@@ -477,7 +477,8 @@ def _pieces_list(text: str) -> list:
 
 
 def table_pieces(text: str, steps: int, negative: bool = False) -> str:
-    """The `*_pieces` value of a prompt text (backticks already substituted) on a row of `steps` steps:
+    """The `*_pieces` value of a prompt text (backticks already substituted) on a row of `steps` schedule
+    steps (the row's steps × `catalogue.step_multiplier(sampler)`, A1111's count for second-order samplers):
     the simple form (`pieces_json`) when the text is one sub-prompt of weight 1 without editing or
     alternation, else the composite JSON object {"parts": [{"weight", "schedule"}, …]}."""
     parts = [(text, 1.0)] if negative else split_and(text)
@@ -495,6 +496,15 @@ def is_composite(value: str) -> bool:
     return value.startswith("{")
 
 
+def first_switch(value: str) -> int | None:
+    """The earliest end step of a schedule entry that another follows, over the parts of a `*_pieces`
+    value: evaluation `first_switch + 1` is the first that sees a different text. None: nothing switches."""
+    if not is_composite(value):
+        return None
+    ends = [p["schedule"][0][0] for p in json.loads(value)["parts"] if len(p["schedule"]) > 1]
+    return min(ends) if ends else None
+
+
 def conditional_parts(value: str) -> tuple[int, bool]:
     """(conditional passes per step, whether any part's weight is not 1) of a `*_pieces` value."""
     if not is_composite(value):
@@ -504,5 +514,5 @@ def conditional_parts(value: str) -> tuple[int, bool]:
 
 
 __all__ = ["BREAK", "MAX_PARTS", "Issue", "backtick_expression", "backticks", "check", "check_composition",
-           "conditional_parts", "format_number", "is_composite", "pieces", "pieces_json", "schedule", "split_and",
-           "substitute", "table_pieces"]
+           "conditional_parts", "first_switch", "format_number", "is_composite", "pieces", "pieces_json", "schedule",
+           "split_and", "substitute", "table_pieces"]

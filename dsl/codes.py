@@ -95,6 +95,12 @@ CODES: dict[str, tuple[str, str]] = {
                "renders in one prompt (each is one more UNet pass per step), an `AND` inside a sub-prompt of the "
                "native form (`\"a\" weight 1 and \"b\"`: the `and` between strings joins them), the native form "
                "in a `negative` (A1111 has no `AND` there), or a backtick never closed (then it is text)."),
+    "DFM504": ("prompt edit never reached", "A prompt's editing (`[a:b:when]`) or alternation (`[a|b]`) never "
+               "switches on some of the frames it is in force: A1111 counts the edit's steps from the first step "
+               "a frame runs, and an img2img frame runs only its last `effective_steps` of `steps` "
+               "(int((1 - strength) × steps)), so `[a:b:0.5]` at 25 steps (step 12) is never reached by a "
+               "frame that runs 8. dfm counts as A1111 does, and says so. Write the `when` as a step within "
+               "what runs (`[a:b:3]`), or lower `strength` so that more steps run."),
 }
 
 

@@ -407,3 +407,33 @@ def test_a_weight_is_checked_only_where_its_prompt_is_in_force():
     (d,) = codes(body + "prompt_crossfade 2\n", "dfm 1\nframes 10\n")
     assert d.code == "DFM402" and d.frame == 6
     assert compile_text("dfm 1\nframes 10\n" + body)["prompt"][6] == "c"
+
+
+def _dfm504(text: str) -> list:
+    from dfm.api import compile_result
+
+    return [d for d in compile_result(text).diagnostics if d.code == "DFM504"]
+
+
+def test_an_edit_no_img2img_frame_reaches_is_a_warning_at_its_statement():
+    """A1111 counts an edit from the first step a frame runs: at strength 0.65 a 20-step frame runs 7, so
+    `[a:b:0.5]` (step 10) never switches after frame 0, and dfm says so where the prompt is written."""
+    scene = HEAD + "mode 2d\nstrength 0.65\n" + 'prompt 0 "a cat"\nprompt 4 "a [red:blue:0.5] fox"\n'
+    (d,) = _dfm504(scene)
+    assert d.span.line == scene.splitlines().index('prompt 4 "a [red:blue:0.5] fox"') + 1
+    assert "6 of its 6 diffused frame(s), the first at frame 4" in d.message and d.frame == 4
+    assert "runs 7 sampler evaluation(s)" in d.message and "after evaluation 10" in d.message
+
+
+def test_an_edit_within_the_steps_that_run_and_a_txt2img_frame_are_not_warned():
+    reached = HEAD + "mode 2d\nstrength 0.65\n" + 'prompt 0 "a [red:blue:3] fox"\n'  # step 3 < 7 evaluations
+    first_only = HEAD + "mode 2d\nframes 1\n" + 'prompt 0 "a [red:blue:0.5] fox"\n'  # frame 0 runs all 20
+    alternation = HEAD + "mode 2d\nstrength 0.65\n" + 'negative "[blurry|grainy]"\nprompt 0 "a fox"\n'
+    assert _dfm504(reached) == [] and _dfm504(first_only) == [] and _dfm504(alternation) == []
+
+
+def test_alternation_on_one_step_frames_is_a_warning():
+    scene = HEAD.replace("steps 20", "steps 4") + "mode 2d\nstrength 0.65\n" + 'prompt 0 "a [cow|horse] in a field"\n'
+    # int(0.35 × 4) = 1 step per img2img frame: the first alternation comes after evaluation 1
+    (d,) = _dfm504(scene)
+    assert "9 of its 10 diffused frame(s), the first at frame 1" in d.message
