@@ -70,12 +70,12 @@ class LocalPool:
 
     polls = False  # the worker reports progress itself, through on_progress
 
-    def __init__(self, device: str = "auto", *, allow_pickle: bool = False,
+    def __init__(self, device: str = "auto", *, dtype: str = "auto", allow_pickle: bool = False,
                  on_progress: Callable[[str, int, int, int], None] | None = None) -> None:
         from .runtime.actor import RenderWorker
         from .runtime.errors import RenderError
 
-        worker = RenderWorker(device, allow_pickle=allow_pickle, on_progress=on_progress)
+        worker = RenderWorker(device, dtype=dtype, allow_pickle=allow_pickle, on_progress=on_progress)
         try:
             worker.placement()  # a device that is not there fails now, not once per scene
         except RenderError as e:
@@ -200,9 +200,9 @@ class RayPool:
 
     polls = True
 
-    def __init__(self, address: str = "local", *, device: str = "auto", allow_pickle: bool = False,
-                 workers: int | None = None, cpus_per_worker: int = 1, limit: int | None = None,
-                 init_kwargs: dict | None = None) -> None:
+    def __init__(self, address: str = "local", *, device: str = "auto", dtype: str = "auto",
+                 allow_pickle: bool = False, workers: int | None = None, cpus_per_worker: int = 1,
+                 limit: int | None = None, init_kwargs: dict | None = None) -> None:
         ray = import_ray()
         self._ray = ray
         self._owned = connect(ray, address, init_kwargs)
@@ -216,6 +216,7 @@ class RayPool:
 
             self._actor_class = ray.remote(RenderWorker)
             self._allow_pickle = allow_pickle
+            self._dtype = dtype  # each actor's precision (a GPU that lacks it fails the scene's open_rows)
             self.slots = [self._spawn() for _ in range(self.shape.count)]
         except BaseException:
             self.close()
@@ -235,7 +236,7 @@ class RayPool:
         s = self.shape
         actor = self._actor_class.options(
             name=name, num_gpus=s.num_gpus, num_cpus=s.num_cpus, max_concurrency=2, max_restarts=0,
-        ).remote(s.device, allow_pickle=self._allow_pickle, threads=s.threads, name=name)
+        ).remote(s.device, dtype=self._dtype, allow_pickle=self._allow_pickle, threads=s.threads, name=name)
         slot = Slot(name, actor)
         slot._ping = actor.ping.remote()
         return slot
@@ -320,14 +321,14 @@ class RayPool:
             self._owned = False
 
 
-def open_pool(ray: str | None, *, device: str = "auto", allow_pickle: bool = False, workers: int | None = None,
-              cpus_per_worker: int = 1, limit: int | None = None) -> LocalPool | RayPool:
+def open_pool(ray: str | None, *, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
+              workers: int | None = None, cpus_per_worker: int = 1, limit: int | None = None) -> LocalPool | RayPool:
     """The pool of a command: this process without `ray`, else actors on the cluster `ray` names
     ("local" starts one on this machine, "auto" joins the one `ray start` runs here)."""
     if ray is None:
-        return LocalPool(device, allow_pickle=allow_pickle)
-    return RayPool(ray, device=device, allow_pickle=allow_pickle, workers=workers, cpus_per_worker=cpus_per_worker,
-                   limit=limit)
+        return LocalPool(device, dtype=dtype, allow_pickle=allow_pickle)
+    return RayPool(ray, device=device, dtype=dtype, allow_pickle=allow_pickle, workers=workers,
+                   cpus_per_worker=cpus_per_worker, limit=limit)
 
 
 def _first_line(e: BaseException) -> str:

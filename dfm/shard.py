@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,11 +32,14 @@ from .cluster import Queue, WorkerLost, run_queue
 from .files import file_mode, write_atomic
 from .table import FrameTable
 
+if TYPE_CHECKING:  # the runtime loads torch: imported where a render needs it
+    from .runtime.speedups import Speedups
+
 CHUNK_MAX = 16  # rows per call: small enough to spread a scene evenly and lose little to a kill
 LOST_RETRIES = 2  # a chunk whose worker died runs again this many times
 RECORD_SECONDS = 2.0  # how often the record of the frames on disk is rewritten while frames arrive
 # fingerprint entries every worker must agree on: the frames of workers that differ here would differ
-MUST_AGREE = ("table", "device", "dtype")
+MUST_AGREE = ("table", "device", "dtype", "speedups")
 
 
 def chunks(rows: list[int], workers: int, most: int = CHUNK_MAX) -> list[list[int]]:
@@ -69,11 +73,13 @@ def render_sharded(
     on_resume: Callable[[int, int], None] | None = None,
     on_keep: Callable[[str], None] | None = None,
     chunk: int = CHUNK_MAX,
+    speed: Speedups | None = None,
 ):
     """Render `table` on the workers of `pool` into `out_dir`: the files `render()` writes, the same
     frame and video bytes on the same device type, resumed and kept as `render()` resumes and keeps. A
     scene whose frames depend on each other is a RenderError; Ctrl-C raises RenderInterrupted (the same
-    command resumes)."""
+    command resumes). `speed` holds the speed-up switches (runtime/speedups.Speedups; None: the defaults),
+    applied on every worker as `render(speed=)` applies them; the precision is the pool's (`open_pool(dtype=)`)."""
     from .runtime import resume
     from .runtime.actor import SceneTask
     from .runtime.encoder import Soundtrack
@@ -86,7 +92,7 @@ def render_sharded(
     n = len(table)
     root = Path(out_dir)
     task = SceneTask(f"shard-{uuid.uuid4().hex[:8]}", table, str(root), scene_text=scene_text,
-                     scene_path=scene_path, model=model)
+                     scene_path=scene_path, model=model, speed=speed)
     shared = pool.share(task)
     made = open_output(root)
     try:
@@ -108,7 +114,8 @@ def render_sharded(
 
     frames_dir = root / "frames"
     on_disk = ~begin.todo  # kept frames, then every frame written
-    state = {"prefix": _prefix(on_disk), "unet": 0, "text": 0, "timings": {}, "recorded": time.monotonic()}
+    state = {"prefix": _prefix(on_disk), "unet": 0, "evals": 0, "text": 0, "timings": {},
+             "recorded": time.monotonic()}
     tries: dict[int, int] = {}
 
     def record(force: bool = False) -> None:
@@ -136,6 +143,7 @@ def render_sharded(
             write_atomic(frames_dir / frame_name(i), png)
             on_disk[i] = True
         state["unet"] += result.unet_calls
+        state["evals"] += result.unet_evals
         state["text"] += result.text_encoder_calls
         for k, v in result.timings.items():
             state["timings"][k] = state["timings"].get(k, 0.0) + v
@@ -181,9 +189,11 @@ def render_sharded(
     kept = int((~begin.todo).sum())
     report = RenderReport(
         out_dir=root, frames=n, video=video, timings={k: round(v, 6) for k, v in timings.items()},
-        unet_calls=state["unet"], text_encoder_calls=state["text"], device=setup.device, dtype=setup.dtype,
+        unet_calls=state["unet"], unet_evals=state["evals"], text_encoder_calls=state["text"],
+        device=setup.device, dtype=setup.dtype,
         warnings=begin.warnings + setup.warnings, resumed_at=begin.first,
-        kept_frames=kept if begin.checkpoint is None else 0, kept=begin.kept,
+        # begin.checkpoint is a bool here (not run_render's Checkpoint): a resumed render kept no frames
+        kept_frames=0 if begin.checkpoint else kept, kept=begin.kept,
     )
     manifest = pool.result(pool.call(_first_worker(pool), "rows_manifest", shared, report, began))
     write_json(root / "manifest.json", manifest)

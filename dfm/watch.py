@@ -156,9 +156,10 @@ def _expected(exc: BaseException) -> bool:
 def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm render FILE --watch`: each job renders into the output folder, keeping what
     the edit cannot change; the models stay loaded between renders."""
-    from .cli import _progress_bar, render_out, scene_table
+    from .cli import _progress_bar, _speedups, render_out, scene_table
 
-    models: dict = {}
+    models: dict = {}  # keyed by the model and its precision: a loaded model is reused at the same --dtype
+    speed = _speedups(args)  # --attention, --channels-last, --vae-tiling, --compile: the same for every render
     first = [True]
 
     def job(result, cancel: Cancel):
@@ -172,7 +173,8 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
             report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
                             progress=progress, depth_model=args.depth_model, restart=restart,
-                            on_keep=echo, cancel=cancel.is_set, models=models)
+                            on_keep=echo, cancel=cancel.is_set, models=models,
+                            dtype=getattr(args, "dtype", "auto"), speed=speed)
         except RenderCancelled as exc:
             progress.close()
             if cancel.reason != "interrupted":  # (Ctrl-C: watch_render says where the next run starts)

@@ -27,7 +27,7 @@ import torch
 
 from .. import changes
 from ..table import FrameTable
-from . import resume
+from . import networks, resume, speedups
 from .depth import DepthEstimator
 from .device import Placement, pick_device
 from .errors import RenderError
@@ -37,6 +37,7 @@ from .prompts import prompt_warnings
 from .render import (
     FrameRenderer,
     RenderReport,
+    _load_models,
     check_table,
     manifest,
     mode_warnings,
@@ -65,6 +66,9 @@ class SceneTask:
     model: str | None = None  # --model: overrides the scene's model
     depth_model: str | None = None
     restart: bool = False
+    # the speed-up switches (runtime/speedups.py; None: the defaults), applied after the model loads as
+    # run_render applies them, so a worker's frames and fingerprint are a local render's
+    speed: speedups.Speedups | None = None
 
 
 @dataclass
@@ -106,6 +110,7 @@ class RowsResult:
 
     frames: list[tuple[int, bytes]] = field(default_factory=list)
     unet_calls: int = 0
+    unet_evals: int = 0  # UNet batch items, as RenderReport counts them
     text_encoder_calls: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     loaded_model: bool = False
@@ -131,6 +136,15 @@ def row_dependency(table: FrameTable) -> str | None:
         if not bool(cols["diffused"][i]) or any(k not in (i, -1) for k in blended):
             return f"frame {i} blends the diffusions of other frames (cadence), so it depends on them"
     return None
+
+
+def _fingerprint(task: SceneTask, sd: StableDiffusion) -> dict[str, str]:
+    """run_render's resume fingerprint of `task` on `sd`: its speed-up switches as they resolve on this
+    device and size (recorded on `sd` first: a worker's model may have rendered under other switches), and
+    the LoRA and embedding file stamps, so an edited LoRA renders again rather than resuming or keeping."""
+    s = task.table.settings
+    speedups.record(sd, speedups.describe(task.speed, sd.placement.device.type, (s.width, s.height)))
+    return {**resume.fingerprint(task.table, sd, None), **networks.network_files(task.table)}
 
 
 def _model_key(sd: StableDiffusion) -> tuple:
@@ -176,6 +190,7 @@ class RenderWorker:
         self,
         device: str = "auto",
         *,
+        dtype: str = "auto",
         allow_pickle: bool = False,
         threads: int | None = None,
         name: str = "local",
@@ -183,6 +198,7 @@ class RenderWorker:
     ) -> None:
         self.name = name
         self.device = device
+        self.dtype = dtype  # the models' precision (runtime/device.py): part of the worker's placement
         self.allow_pickle = allow_pickle
         self.on_progress = on_progress
         if threads:
@@ -199,7 +215,7 @@ class RenderWorker:
 
     def placement(self) -> Placement:
         if self._placement is None:
-            self._placement = pick_device(self.device)
+            self._placement = pick_device(self.device, self.dtype)
         return self._placement
 
     def _model(self, task: SceneTask) -> tuple[StableDiffusion, bool]:
@@ -281,7 +297,8 @@ class RenderWorker:
                 sd, _ = self._model(task)
             out.report = report = run_render(
                 table, sd, Path(task.out_dir), scene_text=task.scene_text, scene_path=task.scene_path,
-                progress=progress, timer=timer, depth=depth, restart=task.restart, on_resume=on_resume)
+                progress=progress, timer=timer, depth=depth, restart=task.restart, on_resume=on_resume,
+                speed=task.speed)
             out.up_to_date = report.kept_frames == report.frames
             out.loaded_model = self._note_loaded(report)
         except RenderError as e:
@@ -313,7 +330,7 @@ class RenderWorker:
             return ShardSetup(self.name, error=e.message, help=e.help)
         return ShardSetup(
             self.name,
-            fingerprint=resume.fingerprint(table, sd, None),
+            fingerprint=_fingerprint(task, sd),
             device=str(placement.device),
             dtype=str(placement.dtype).replace("torch.", ""),
             warnings=warnings,
@@ -337,16 +354,17 @@ class RenderWorker:
                 timer = StageTimer(self.placement().device)
                 with timer("load"):
                     sd, _ = self._model(task)
-                    sd.load()
+                # run_render's load stage: the weights, the LoRAs and embeddings, then the speed-up switches
+                _load_models(sd, None, timer, table, task.speed)
                 if not self._sd_loaded:
                     self._sd_loaded, out.loaded_model = True, True
                     self.model_loads += 1
                 opened = self._rows[task.key] = _Rows(table, sd, timer)
-                out.fingerprint = resume.fingerprint(table, sd, None)
+                out.fingerprint = _fingerprint(task, sd)
             renderer, timer = opened.renderer, opened.timer
             sd = renderer.sd
             before = dict(timer.seconds)
-            unet, text = sd.unet_calls, sd.text_encoder_calls
+            unet, text, evals = sd.unet_calls, sd.text_encoder_calls, renderer.unet_evals
             with torch.inference_mode():
                 for i in rows:
                     frame = renderer.frame(int(i), opened.row(int(i)))
@@ -354,6 +372,7 @@ class RenderWorker:
                         rgb = to_uint8(frame).cpu().numpy()
                         out.frames.append((int(i), encode_png(np.ascontiguousarray(rgb))))
             out.unet_calls = sd.unet_calls - unet
+            out.unet_evals = renderer.unet_evals - evals
             out.text_encoder_calls = sd.text_encoder_calls - text
             out.timings = {k: round(v - before.get(k, 0.0), 6) for k, v in timer.seconds.items()
                            if v - before.get(k, 0.0) > 0}
@@ -366,6 +385,7 @@ class RenderWorker:
     def rows_manifest(self, task: SceneTask, report: RenderReport, started: float) -> dict:
         """The manifest.json of an assembled scene, as run_render writes it, from the driver's report."""
         sd, _ = self._model(task)
+        _fingerprint(task, sd)  # the switches of this task (the model may have rendered another since)
         return manifest(task.table, sd, report, task.scene_text, task.scene_path, started, None)
 
     def close_rows(self, key: str) -> None:

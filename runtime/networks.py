@@ -541,8 +541,8 @@ class FrameNetworks:
 
 def for_renderer(table: FrameTable, sd, prompts, make_prompts: Callable[[], object]) -> FrameNetworks | None:
     """The per-frame side of the table's networks on `sd` (None: no LoRA). A model already loaded gets them
-    now if its loader did not install them (a Ray worker's row renderer; after run_render's load stage this
-    finds them installed); a model not loaded renders nothing (every frame kept)."""
+    now if its loader did not install them (after run_render's load stage, which local renders and Ray's
+    row renderer both run, this finds them installed); a model not loaded renders nothing (every frame kept)."""
     if "unet" in sd.__dict__:
         prepare(table, sd, sd.allow_pickle)
     installed = sd.__dict__.get(_ATTR)

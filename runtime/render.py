@@ -67,8 +67,8 @@ class RenderReport:
     unet_calls: int
     text_encoder_calls: int
     device: str = ""
-    # UNet batch items (each AND part and each unconditional pass of a step is one): the table's Σ unet_evals,
-    # except PLMS's warm-up step and the second-order samplers' extra evaluations
+    # UNet batch items (each AND part and each unconditional pass of an evaluation is one): the table's
+    # Σ unet_evals, PLMS's warm-up and the second-order samplers' second evaluations included
     unet_evals: int = 0
     dtype: str = ""
     warnings: list[str] = field(default_factory=list)

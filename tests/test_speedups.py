@@ -113,13 +113,18 @@ def test_command_line_options_parse_to_switches_without_torch_choices():
         ap.parse_args(["--dtype", "fp8"])
 
 
-def test_render_command_refuses_switches_with_watch_or_ray(tmp_path, capsys):
+def test_render_command_passes_the_switches_to_watch(tmp_path, monkeypatch):
+    """`--watch` renders with the same switches as a plain render: dfm/watch.py hands them to each render."""
+    from dfm import watch
     from dfm.cli import main
 
     scene = tmp_path / "s.dfm"
     scene.write_text("dfm 1\nmode 2d\nframes 2\n", encoding="utf-8")
-    assert main(["render", str(scene), "--watch", "--compile"]) == 2
-    assert "apply to a plain render only" in capsys.readouterr().err
+    seen = []
+    monkeypatch.setattr(watch, "watch_render", lambda args: seen.append(args) or 0)
+    assert main(["render", str(scene), "--watch", "--compile", "--dtype", "fp32"]) == 0
+    (args,) = seen
+    assert args.compile is True and args.dtype == "fp32"
 
 
 # ---- dtype by device --------------------------------------------------------------------------------------

@@ -128,3 +128,55 @@ def test_preview_watch_follows_real_file_events(tmp_path):
     runner.join(30)
     assert not runner.is_alive()
     assert watcher.results[1] == tmp_path / "p.mp4" and (tmp_path / "p.mp4").read_bytes() != first
+
+
+STILLS = """dfm 1
+mode none
+size 64x64
+images_per_prompt 2
+steps 3
+seed 9
+sampler euler
+prompt 0 "a cat"
+"""
+
+
+def test_watch_renders_under_the_speed_up_switches(tiny_models, tmp_path, monkeypatch, capsys):
+    import json
+
+    import dfm.watch
+
+    scene = scene_file(tmp_path, STILLS)
+    switches = ["--dtype", "fp32", "--attention", "math", "--vae-tiling", "on"]
+    args = build_parser().parse_args(["render", str(scene), "--out", str(tmp_path / "out"), "--model",
+                                      str(tiny_models["folder"]), "--device", "cpu", "--quiet", "--watch", *switches])
+    watcher = render_watcher(args, echo=lambda s: None)
+
+    def saves():
+        watcher.wait()
+        scene.write_text(STILLS + 'prompt 1 "a dog"\n', encoding="utf-8")  # 2 more frames; the first 2 stay
+        yield 1
+
+    assert watcher.run(saves()) == 0
+    first, second = watcher.results
+    assert isinstance(first, RenderReport) and first.dtype == "float32"
+    assert second.kept_frames == 2  # the same switches: the unchanged frames are kept
+    made = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert made["speedups"] == "attention=math channels_last=off vae_tiling=on compile=off"
+    from dfm.runtime.speedups import Speedups
+
+    ref = tmp_path / "ref"
+    render(compile_text(STILLS + 'prompt 1 "a dog"\n', str(scene)), ref, model=str(tiny_models["folder"]),
+           device="cpu", dtype="fp32", speed=Speedups(attention="math", vae_tiling="on"))
+    assert outputs(tmp_path / "out") == outputs(ref)
+
+    # the command hands the switches to the watcher (no longer refused); --watch with --ray still is
+    seen = []
+    monkeypatch.setattr(dfm.watch, "watch_render", lambda a: seen.append(a) or 0)
+    from dfm.cli import main
+
+    assert main(["render", str(scene), "--watch", "--compile", *switches]) == 0
+    assert seen[0].compile and seen[0].dtype == "fp32"
+    monkeypatch.undo()
+    assert main(["render", str(scene), "--watch", "--ray", "local", "--dtype", "fp32"]) == 2
+    assert "leave out --ray" in capsys.readouterr().err
