@@ -445,7 +445,7 @@ def _distinct(table: FrameTable) -> Iterator[tuple[str, str]]:
     negative of several parts, is a RenderError before the first frame rather than in the middle of the render)."""
     seen: dict[tuple[str, str], None] = {}
     checked: set[tuple[str, int]] = set()
-    multiplier = schedule_multiplier(str(getattr(table.settings, "sampler", "")))
+    multiplier = schedule_multiplier(str(table.settings.sampler))
     steps = [int(n) * multiplier for n in table["steps"].tolist()]
     for text_col, pieces_col in PROMPT_COLUMNS:
         for text, value, n in zip(table[text_col].tolist(), table[pieces_col].tolist(), steps, strict=True):
