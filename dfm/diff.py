@@ -80,6 +80,8 @@ def load_version(spec: str, cwd: Path | None = None) -> Version:
             raise DiffError(f"{spec}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if ":" not in spec:
         raise DiffError(f"{spec}: no such file (a git revision looks like HEAD:{spec})")
+    if spec.startswith("-"):  # `git show` would read it as an option (`--output=FILE` writes a file)
+        raise DiffError(f"{spec}: no such file, and a git revision does not start with `-`")
     rev, _, inside = spec.partition(":")
     shown = _git(["show", spec], cwd)
     if shown.returncode != 0:

@@ -108,6 +108,15 @@ def test_errors_and_missing_files(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_a_revision_that_looks_like_an_option_reaches_no_git(tmp_path, monkeypatch):
+    from dfm import diff
+
+    monkeypatch.setattr(diff, "_git", lambda *a: pytest.fail("git was run"))
+    with pytest.raises(diff.DiffError, match="does not start with `-`"):
+        diff.load_version(f"--output={tmp_path / 'x'}:y", tmp_path)
+    assert not (tmp_path / "x").exists()
+
+
 def test_the_diff_imports_no_torch():
     code = ("import sys; from dfm.diff import compare_scenes; from dfm.cli import main; "
             "assert 'torch' not in sys.modules")
