@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,8 @@ from .errors import UserError
 DEMO_SCENE = Path(__file__).resolve().parent.parent / "examples" / "demo.dfm"
 PROBE_TIMEOUT = 3.0  # seconds: one HEAD request to the hub, never the hub client's retries
 COUNTDOWN = 5  # seconds to interrupt before a CPU render starts
+# what the demo writes into --out; a folder holding anything else is the user's, and the demo refuses it
+OUTPUTS = ("table.csv", "plot.png", "preview.mp4", "preview_strip.png", "render")
 # A forward pass of an SD-sized UNet (865 M parameters) on 64x64 latents (512x512) is about 0.8 TFLOP
 # (published profiles of SD 1.x/2.x: ~400 G multiply-adds); other sizes scale with the parameters and the
 # latent area. Convolutions and attention reach about half of a plain matmul's speed on a CPU.
@@ -52,19 +55,37 @@ def reachable(spec: str, base_dir: Path) -> Reach:
     path = raw if raw.is_absolute() else base_dir / raw
     if path.exists() or raw.exists():
         return Reach(True, f"the local model {spec}")
-    if families.cached_snapshot(spec) is not None and _cached_weights(spec):
+    if _cached_weights(spec):
         return Reach(True, f"{spec} in the local Hugging Face cache")
     if hub_offline():
         return Reach(False, f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
-    try:
-        req = urllib.request.Request(f"https://huggingface.co/api/models/{spec}", method="HEAD")
-        with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT) as r:  # noqa: S310 - a fixed https URL
-            if r.status < 400:
-                return Reach(True, f"{spec} from the Hugging Face hub (downloaded once, about 5 GB for SD-Turbo)")
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        return Reach(False, f"{spec} is not in the local Hugging Face cache and the hub did not answer "
-                            f"({getattr(e, 'reason', e)})")
-    return Reach(False, f"the hub has no model {spec}")
+    return _probe_hub(spec)
+
+
+def _probe_hub(spec: str) -> Reach:
+    """One HEAD request for `spec`, given up after PROBE_TIMEOUT seconds in all: urlopen's timeout bounds
+    each socket operation but not the name lookup, so the request runs in a daemon thread."""
+    answer: list[Reach] = []
+
+    def probe() -> None:
+        try:
+            req = urllib.request.Request(f"https://huggingface.co/api/models/{spec}", method="HEAD")
+            with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT) as r:  # noqa: S310 - a fixed https URL
+                if r.status < 400:
+                    answer.append(Reach(True, f"{spec} from the Hugging Face hub (downloaded once, about 5 GB "
+                                              "for SD-Turbo)"))
+                    return
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            answer.append(Reach(False, f"{spec} is not in the local Hugging Face cache and the hub did not "
+                                       f"answer ({getattr(e, 'reason', e)})"))
+            return
+        answer.append(Reach(False, f"the hub has no model {spec}"))
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(PROBE_TIMEOUT)
+    return answer[0] if answer else Reach(
+        False, f"{spec} is not in the local Hugging Face cache and the hub did not answer in {PROBE_TIMEOUT:g} s")
 
 
 def _cached_weights(spec: str) -> bool:
@@ -156,6 +177,12 @@ def run_demo(args) -> int:
         return EXIT_ERRORS
     table = result.table
     out = Path(args.out)
+    others = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS) if out.is_dir() else []
+    if others or (out.exists() and not out.is_dir()):
+        print(f"dfm demo: error: {out} holds files the demo did not write ({', '.join(others[:3]) or out.name}); "
+              "it writes table.csv, plot.png, preview.mp4 and preview_strip.png there, replacing any of those"
+              "\nhelp: pass an empty or new folder: dfm demo --out NEW_DIR", file=sys.stderr)
+        return EXIT_ERRORS
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "table.csv", table.to_csv())
     plot_table(table, out / "plot.png", None)
@@ -167,7 +194,7 @@ def run_demo(args) -> int:
     reach = reachable(model, scene.parent)
     if not reach.ok:
         print(f"no model to render with: {reach.why}. To render for real: download it once online "
-              f"(`huggingface-cli download {model}`) and run `make demo` again, or pass a local model: "
+              f"(`hf download {model}`, hf comes with dfm) and run `make demo` again, or pass a local model: "
               f"`dfm demo --model PATH` (a diffusers folder or a .safetensors file)")
         return EXIT_OK
     # the render's own folder (dfm render refuses a folder of other files: the table, plot and preview here)

@@ -63,3 +63,29 @@ def test_a_reachable_model_renders_after_the_estimate(tiny_models, tmp_path, cap
     assert "no GPU" in err and "roughly" in err and "UNet passes" in err
     assert len(list((tmp_path / "out" / "render" / "frames").glob("*.png"))) == 2
     assert (tmp_path / "out" / "preview.mp4").is_file() and (tmp_path / "out" / "render" / "video.mp4").is_file()
+
+
+def test_the_demo_never_writes_into_a_folder_of_other_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "plot.png").write_bytes(b"my plot")
+    (mine / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(mine)]) == 1
+    assert "notes.txt" in capsys.readouterr().err
+    assert (mine / "plot.png").read_bytes() == b"my plot" and sorted(p.name for p in mine.iterdir()) == [
+        "notes.txt", "plot.png"]
+    again = tmp_path / "again"  # a folder of the demo's own outputs: run again over them
+    assert main(["demo", "--out", str(again)]) == 0
+    assert main(["demo", "--out", str(again)]) == 0
+
+
+def test_the_hub_probe_gives_up_after_the_timeout(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(demo, "PROBE_TIMEOUT", 0.2)
+    monkeypatch.setattr(demo.urllib.request, "urlopen", lambda *a, **k: time.sleep(5))  # a name lookup that hangs
+    start = time.perf_counter()
+    r = demo.reachable("stabilityai/sd-turbo", tmp_path)
+    assert time.perf_counter() - start < 2 and not r.ok and "did not answer" in r.why
