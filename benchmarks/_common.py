@@ -5,8 +5,11 @@ Offline (no hub look-ups), quiet model loading, and `tests/` importable for `tin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,3 +19,20 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builder and the table helper
+
+
+@contextlib.contextmanager
+def workdir(given: Path | None, prefix: str):
+    """The folder to build models and renders in: `given` (kept afterwards), else a temporary one."""
+    if given is not None:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+def write_json(path: Path, data) -> Path:
+    """`data` as indented JSON at `path` (its folder made); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path

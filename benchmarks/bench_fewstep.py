@@ -24,10 +24,8 @@ written); the CPU figures are in benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -205,12 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--frames must be in 2 .. 10000")
     if smoke:
         torch.set_num_threads(1)  # tiny tensors gain nothing from threads, and lose when cores are busy
-    with contextlib.ExitStack() as stack:
-        work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dfm-bench-fewstep-")))
+    with _common.workdir(args.workdir, "dfm-bench-fewstep-") as work:
         result = benchmark(not smoke, device, work, frames)
-    path = args.json or ROOT / "outputs" / ("bench-fewstep-cpu.json" if smoke else "bench-fewstep.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    path = _common.write_json(args.json or ROOT / "outputs" / ("bench-fewstep-cpu.json" if smoke
+                                                                else "bench-fewstep.json"), result)
     print_table(result)
     print(f"wrote {path}")
     return 0

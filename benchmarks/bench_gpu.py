@@ -46,18 +46,14 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import _common  # first: offline, quiet model loading, tests/ (the tiny model builders of --cpu-smoke) importable
+from _common import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builders of --cpu-smoke
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -638,13 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads or 1)  # tiny tensors gain nothing from threads, and lose when cores are busy
     json_path = args.json or ROOT / "outputs" / ("bench-gpu-cpu-smoke.json" if smoke else "bench-gpu.json")
 
-    with contextlib.ExitStack() as stack:
-        work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dfm-bench-gpu-")))
+    with _common.workdir(args.workdir, "dfm-bench-gpu-") as work:
         result = benchmark(plan, args.device, work, dtype=args.dtype, speed=speedups.from_args(args),
                            ablate=not args.no_switches, ablate_compile=args.ablate_compile)
     result["verdicts"] = verdicts(result)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    _common.write_json(json_path, result)
     print_table(result)
     print(f"\nwrote {json_path}")
     return 0

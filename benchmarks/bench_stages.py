@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep the model here between runs (default: a temporary folder)")
     ap.add_argument("--check", action="store_true",
                     help=f"make bench: {CHECK_SIZE}², {CHECK_FRAMES} frames; exit 1 if the runtime share "
-                         f"exceeds {RUNTIME_SHARE_MAX:.0%}")
+                         f"exceeds {RUNTIME_SHARE_MAX:.0%}%")  # %% : argparse formats help with %
     ap.add_argument("--switches", action="store_true",
                     help="instead of a render: each speed-up switch on and off (VAE decode at --switch-size, tiling "
                          "at --tile-size, torch.compile of the tiny UNet)")
