@@ -137,6 +137,7 @@ class _Compiler:
         self.settings: dict[str, _Setting] = {}
         self.schedule_statements: dict[str, ir.Statement] = {}
         self.prompt_statements: list[tuple[str, ir.Statement]] = []
+        self.prompt_keys: dict[str, list[tuple[int, str, ir.Statement]]] = {}  # resolve_prompts: sorted keys
         # backtick and native weight expressions of the prompts: source text -> (expression, span, parameter)
         self.prompt_expressions: dict[str, tuple[ir.Expr, ir.Span, str]] = {}
         self.unevaluable: set[str] = set()  # schedules whose expressions failed their checks
@@ -1018,12 +1019,13 @@ class _Compiler:
         evals = sampler_evaluations(str(table.settings.sampler), cols["steps"], cols["effective_steps"])
         for name, column, pieces in (("prompt", "prompt", "prompt_pieces"),
                                      ("negative", "negative_prompt", "negative_prompt_pieces")):
-            for _, text, st in getattr(self, "prompt_keys", {}).get(name, []):
+            for _, text, st in self.prompt_keys.get(name, []):
                 rows = np.flatnonzero(diffused & (cols[column] == text))
                 if not len(rows):
                     continue
-                switch = {v: prompt_syntax.first_switch(v) for v in set(cols[pieces][rows].tolist())}
-                firsts = np.array([switch[v] if switch[v] is not None else -1 for v in cols[pieces][rows].tolist()])
+                values = cols[pieces][rows].tolist()
+                switch = {v: prompt_syntax.first_switch(v) for v in set(values)}
+                firsts = np.array([switch[v] if switch[v] is not None else -1 for v in values])
                 edits = firsts >= 0
                 never = edits & (firsts + 1 > evals[rows] - 1)  # evaluation first+1 is past the last one run
                 if not never.any():

@@ -239,8 +239,9 @@ def _substituted(text: str, rows: np.ndarray, frames: np.ndarray, env: Mapping |
         if isinstance(v, np.ndarray) and len(v):
             scope[k] = v[np.minimum(frames[rows], len(v) - 1)]
     scope["t"] = t
+    ticks = ps.backticks(text)
     columns = []
-    for _, _, source in ps.backticks(text):
+    for _, _, source in ticks:
         expr = ps.backtick_expression(source)
         if expr is None:  # the compiler has reported it; Deforum would fail, dfm encodes the text
             columns.append(None)
@@ -251,19 +252,7 @@ def _substituted(text: str, rows: np.ndarray, frames: np.ndarray, env: Mapping |
             k = int(np.argmax(bad))
             raise PromptValueError(source, int(frames[rows][k]), float(values[k]))
         columns.append(values.tolist())
-    ticks = ps.backticks(text)
-    return [_substitute_some(text, ticks, columns, k) for k in range(len(rows))]
-
-
-def _substitute_some(text: str, ticks: list, columns: list, k: int) -> str:
-    """`prompt_syntax.substitute` at row k, an expression that did not parse (None) left as written."""
-    if all(c is not None for c in columns):
-        return ps.substitute(text, [c[k] for c in columns])
-    out, last = [], 0
-    for (start, end, _), c in zip(ticks, columns, strict=True):
-        out += [text[last:start], text[start:end] if c is None else ps.format_number(c[k])]
-        last = end
-    return "".join(out) + text[last:]
+    return [ps.substitute(text, [None if c is None else c[k] for c in columns], ticks) for k in range(len(rows))]
 
 
 def sampler_evaluations(sampler: str, steps: np.ndarray, effective: np.ndarray) -> np.ndarray:

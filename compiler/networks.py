@@ -400,8 +400,9 @@ class Networks:
             return
         if self._dir_embeddings is None:
             self._dir_embeddings = self.folder_index(Path(str(folder)), EMBEDDING_SUFFIXES)
+        lowered = text.lower()
         for stem, path in self._dir_embeddings.items():
-            if stem in text.lower() and stem not in self.embeddings and token_pattern(stem).search(text):
+            if stem in lowered and stem not in self.embeddings and token_pattern(stem).search(text):
                 self.add_embedding(path, span)
 
     # -- schedules

@@ -240,12 +240,13 @@ def format_number(x: float) -> str:
     return shown if "e" not in shown else np.format_float_positional(float(x), trim="-")
 
 
-def substitute(text: str, values: list[float]) -> str:
+def substitute(text: str, values: list[float | None], ticks: list[tuple[int, int, str]] | None = None) -> str:
     """`text` with its i-th backtick span replaced by `values[i]` (Deforum's prepare_prompt, without its
-    textual `t` replacement: the expression was evaluated as an expression)."""
+    textual `t` replacement: the expression was evaluated as an expression); a None value leaves its span
+    as written. `ticks`: `backticks(text)`, when the caller has it."""
     out, last = [], 0
-    for (start, end, _), v in zip(backticks(text), values, strict=True):
-        out += [text[last:start], format_number(v)]
+    for (start, end, _), v in zip(backticks(text) if ticks is None else ticks, values, strict=True):
+        out += [text[last:start], text[start:end] if v is None else format_number(v)]
         last = end
     out.append(text[last:])
     return "".join(out)
