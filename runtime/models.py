@@ -710,8 +710,14 @@ class StableDiffusion:
         pooled_dim = int(self.text_encoder_2.config.projection_dim)
         hidden, pooled = embeddings[:, :-1], embeddings[:, -1, :pooled_dim]
         h, w = (int(n) * self.latent_scale for n in latent_hw)
-        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=embeddings.dtype, device=embeddings.device)
-        return hidden, {"text_embeds": pooled, "time_ids": time_ids.repeat(embeddings.shape[0], 1)}
+        # made once per (size, batch), not per UNet call: a host-to-device copy waits for the queued GPU work
+        key = (h, w, int(embeddings.shape[0]), embeddings.dtype, str(embeddings.device))
+        cached = getattr(self, "_time_ids", None)
+        if cached is None or cached[0] != key:
+            time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=embeddings.dtype, device=embeddings.device)
+            cached = (key, time_ids.repeat(key[2], 1))
+            self._time_ids = cached
+        return hidden, {"text_embeds": pooled, "time_ids": cached[1]}
 
     @torch.no_grad()
     def encode_image(self, frame: Tensor) -> Tensor:

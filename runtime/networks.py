@@ -18,7 +18,8 @@ embeddings in `settings.embedding`, and writes each frame's weights in the colum
   a multi-vector embedding takes its n positions in the chunk, as in A1111.
 
 Text-encoder LoRAs change prompt embeddings: one prompt cache per distinct tuple of text-encoder weights
-(`FrameNetworks.apply` hands the frame its cache), so no embedding made under other weights is reused.
+(`FrameNetworks.apply` hands the frame its cache), so no embedding made under other weights is reused; the
+last few used are kept, so weights animated over every frame do not keep one per frame.
 
 What is loaded stays on the model (`sd`, reused by watch mode) with the key of what was asked; a render
 that asks for other networks removes it first (adapters deleted, embedding rows cut, tokenizers back).
@@ -38,11 +39,15 @@ from torch import Tensor
 from .. import changes
 from ..table import FrameTable
 from .errors import RenderError
+from .prompts import CHUNK_TOKENS
 
 WEIGHTS_COLUMN = "lora_weights"
 ADAPTER_PREFIX = "dfm_lora_"
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
-MAX_VECTORS = 75  # one chunk
+MAX_VECTORS = CHUNK_TOKENS  # one chunk
+# prompt caches kept at once (the most recently used): text-encoder weights animated over the frames make a
+# new one per frame, each holding every prompt's embeddings on the device
+MAX_PROMPT_CACHES = 8
 _ATTR = "_dfm_networks"  # where the installed networks live on the StableDiffusion object
 # (tokenizer attribute, text encoder attribute, the key of an SDXL embedding's vectors for them)
 _ENCODERS = (("tokenizer", "text_encoder", "clip_l"), ("tokenizer_2", "text_encoder_2", "clip_g"))
@@ -508,8 +513,8 @@ class FrameNetworks:
         self.installed = installed
         self.sd = sd
         self.make_prompts = make_prompts
-        self.caches: dict[tuple, object] = {(): prompts}  # text-encoder weights -> PromptEmbeddings
-        self.sets = 0  # adapter weight changes made (the benchmark and tests read it)
+        # text-encoder weights -> PromptEmbeddings, least recently used first (at most MAX_PROMPT_CACHES)
+        self.caches: dict[tuple, object] = {(): prompts}
 
     def apply(self, row: Mapping[str, object], frame: int):
         """Set row `frame`'s weights (UNet, text encoders) and return the prompt cache it must use."""
@@ -527,16 +532,19 @@ class FrameNetworks:
                 else:
                     self.sd.unet.disable_lora()
                 inst.unet_state = unet_on
-                self.sets += 1
         te_on = tuple((lo.adapter, t) for lo, (_, t) in zip(loras, weights, strict=True) if lo.encoders and t != 0)
         if te_on != inst.te_state:
             for attr in {e for lo in loras for e in lo.encoders}:
                 mine = [(a, t) for a, t in te_on if attr in next(lo.encoders for lo in loras if lo.adapter == a)]
                 _set_text_adapters(getattr(self.sd, attr), [a for a, _ in mine], [t for _, t in mine])
             inst.te_state = te_on
-        if te_on not in self.caches:
-            self.caches[te_on] = self.make_prompts()
-        return self.caches[te_on]
+        cache = self.caches.pop(te_on, None)
+        if cache is None:
+            cache = self.make_prompts()
+            while len(self.caches) >= MAX_PROMPT_CACHES:
+                del self.caches[next(iter(self.caches))]  # the least recently used
+        self.caches[te_on] = cache  # last: the most recently used
+        return cache
 
 
 def for_renderer(table: FrameTable, sd, prompts, make_prompts: Callable[[], object]) -> FrameNetworks | None:

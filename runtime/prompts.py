@@ -34,7 +34,8 @@ the list above (a plain prompt) or an object `{"parts": [{"weight": W, "schedule
 ...]}`: A1111's `AND` sub-prompts, each with its weight for this frame and the pieces in force up to each
 sampler step END (prompt editing, alternation). `RowConditioning` turns a row into the conditioning of
 each sampler step (`samplers.StepCond`): the parts with their weights, and the negative embedding when
-the step is guided. Every text is encoded once per (pieces, clip skip), whichever part or step uses it.
+the step is guided. Every text is encoded once per (pieces, clip skip), whichever part or step uses it
+(while it is among the `MAX_CACHED` most recently used: a text new on every frame is not kept for good).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ MAX_PARTS = 32  # AND sub-prompts of one prompt: each costs one more UNet batch 
 # entries of one part's schedule: strictly ascending steps 0 .. steps × 2 (catalogue max 1000 steps; a
 # second-order sampler's schedule spans twice its steps, as A1111's does)
 MAX_SCHEDULE = 2001
+# embeddings kept (the most recently used): a text that changes every frame must not keep one per frame
+MAX_CACHED = 256
+MAX_LONG_NOTED = 5  # long prompts named in a warning each; the rest are counted in one
 RECOMPILE = "recompile the scene with this dfm (`dfm compile`)"
 # (text column, pieces column) of every prompt the loop encodes
 PROMPT_COLUMNS = (("prompt", "prompt_pieces"), ("negative_prompt", "negative_prompt_pieces"),
@@ -227,6 +231,13 @@ def make_chunks(tokenized: Sequence[tuple[Sequence[int], float] | None], *, bos:
     return chunks
 
 
+def _comma_id(tok) -> int | None:
+    """The id of CLIP's "," word (",</w>"), None when the vocabulary lacks it; one lookup, where
+    `get_vocab()` would copy the whole vocabulary on every prompt encoded."""
+    token_id = tok.convert_tokens_to_ids(",</w>")
+    return None if token_id is None or token_id == tok.unk_token_id else int(token_id)
+
+
 def clip_skip_applies(text_encoder_config) -> bool:
     """A1111 applies CLIP skip to SD 1.x's CLIP ViT-L only, not to SD 2.x's OpenCLIP ViT-H (width 1024)."""
     return int(text_encoder_config.hidden_size) != 1024
@@ -252,7 +263,7 @@ class PromptEncoder:
         tokenized = [None if p is None else (next(ids), p[1]) for p in parts]
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return make_chunks(tokenized, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=pad,
-                           comma=tok.get_vocab().get(",</w>"))
+                           comma=_comma_id(tok))
 
     @torch.no_grad()
     def __call__(self, pieces: str, clip_skip: int = 1) -> Tensor:
@@ -314,18 +325,23 @@ def _final_layer_norm(encoder) -> torch.nn.Module:
 
 
 class PromptEmbeddings:
-    """Text embeddings computed once per distinct (pieces, clip skip), blended per row as the table says."""
+    """Text embeddings computed once per distinct (pieces, clip skip), blended per row as the table says; the
+    MAX_CACHED most recently used are kept (a text new on every frame would otherwise keep one per frame)."""
 
     def __init__(self, encode: Callable[[str, int], Tensor]) -> None:
         self._encode = encode
         self._cache: dict[tuple[str, int], Tensor] = {}
-        self._prompts: dict[tuple[str, int | None], Prompt] = {}
+        self._prompts: dict[tuple[str, int | None], Prompt] = {}  # cleared past MAX_CACHED (text, no tensors)
 
     def __call__(self, pieces: str, clip_skip: int = 1) -> Tensor:
         key = (pieces, int(clip_skip))
-        if key not in self._cache:
-            self._cache[key] = self._encode(*key)
-        return self._cache[key]
+        z = self._cache.pop(key, None)
+        if z is None:
+            z = self._encode(*key)
+            while len(self._cache) >= MAX_CACHED:  # a prompt new on every frame (a backtick expression)
+                del self._cache[next(iter(self._cache))]  # the least recently used
+        self._cache[key] = z  # last: the most recently used
+        return z
 
     def blended(self, pieces: str, from_pieces: str, blend: float, clip_skip: int, has_from: bool) -> Tensor:
         w = float(blend)
@@ -345,6 +361,8 @@ class PromptEmbeddings:
         """A pieces value read (once per distinct value and step count)."""
         key = (value, steps)
         if key not in self._prompts:
+            if len(self._prompts) >= MAX_CACHED:
+                self._prompts.clear()
             self._prompts[key] = read_prompt(value, steps)
         return self._prompts[key]
 
@@ -483,12 +501,18 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
                    "penultimate layer")
     # (SDXL below 768x768: runtime/models.py family_warnings, with the other model-family warnings)
     encoder = PromptEncoder(sd)
+    noted = more = 0  # past MAX_LONG_NOTED long prompts (a backtick expression: another text every frame), a count
     for text, value in _distinct(table):
         chunks = max(len(encoder.chunks(pieces)) for pieces in read_prompt(value).texts)  # every AND part, each edit
-        if chunks > 1:
+        if chunks > 1 and noted < MAX_LONG_NOTED:
+            noted += 1
             out.append(f"prompt {text[:40]!r}… is {chunks} chunks of {CHUNK_TOKENS} tokens: CLIP reads 77 "
                        "tokens at a time, so each chunk is encoded on its own and the embeddings are joined (as "
                        "A1111 does)")
+        elif chunks > 1:
+            more += 1
+    if more:
+        out.append(f"… and {more} more prompts longer than one chunk of {CHUNK_TOKENS} tokens")
     return out
 
 

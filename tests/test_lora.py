@@ -219,6 +219,22 @@ def test_text_encoder_weights_get_their_own_prompt_cache(tiny_models, files, sd)
     assert torch.equal(frame.apply(table.row(0), 0)(pieces), z0)  # back at 0: the cache made without the LoRA
 
 
+def test_text_encoder_weights_animated_keep_a_bounded_number_of_prompt_caches(tiny_models, files, sd):
+    table = table_of(tiny_models, files, 'lora "film.safetensors" 0:(0), 1:(1)')
+    networks.prepare(table, sd, False)
+    new_cache = lambda: PromptEmbeddings(PromptEncoder(sd))  # noqa: E731
+    frame = networks.for_renderer(table, sd, new_cache(), new_cache)
+    pieces = str(table["prompt_pieces"][0])
+    first = frame.apply({"lora_weights": "[[0, 0.5]]"}, 0)
+    z = first(pieces).clone()
+    for i in range(1, 3 * networks.MAX_PROMPT_CACHES):  # a weight ramp: new weights on every frame
+        assert frame.apply({"lora_weights": json.dumps([[0, 0.5 + i / 100]])}, i) is not first
+        assert len(frame.caches) <= networks.MAX_PROMPT_CACHES
+    again = frame.apply({"lora_weights": "[[0, 0.5]]"}, 99)  # evicted long ago: encoded again, the same
+    assert again is not first and torch.equal(again(pieces), z)
+    assert frame.apply({"lora_weights": "[[0, 0.5]]"}, 100) is again  # the most recent one is kept
+
+
 def test_another_render_takes_the_old_networks_out(tiny_models, files, sd):
     base = eps(sd)
     networks.prepare(table_of(tiny_models, files, 'lora "film.safetensors" 0.8'), sd, False)

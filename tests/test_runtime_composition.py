@@ -16,7 +16,7 @@ import torch
 from dfm.runtime import samplers
 from dfm.runtime.errors import RenderError
 from dfm.runtime.noise import centred, initial_noise, slerp
-from dfm.runtime.prompts import PromptEmbeddings, read_prompt
+from dfm.runtime.prompts import MAX_CACHED, PromptEmbeddings, read_prompt
 from dfm.runtime.render import render
 from dfm.runtime.samplers import StepCond, cfg_eps
 from tiny_models import make_table
@@ -206,6 +206,44 @@ def test_alternation_alternates_per_step_and_encodes_each_text_once():
     cond = PromptEmbeddings(enc).conditioning(row_of(prompt_pieces=composite((1.0, sched))), 7.0)
     assert [float(cond(s).parts[0][1].mean()) for s in range(5)] == [value(enc, t) for _, t in sched]
     assert sorted(enc.calls) == sorted([plain("cow"), plain("horse"), plain("blurry")])  # 2 texts, not 5 steps
+
+
+def test_a_text_new_on_every_frame_keeps_a_bounded_cache_of_the_most_recent():
+    enc = FakeEncoder()
+    e = PromptEmbeddings(enc)
+    for i in range(MAX_CACHED + 10):  # a backtick expression in the prompt: another text on every frame
+        e(plain(f"cat {i}"))
+        e(plain("blurry"))  # the negative, the same on every frame: used on every frame, never evicted
+    assert len(e._cache) == MAX_CACHED
+    assert enc.calls.count(plain("blurry")) == 1
+    e(plain("cat 0"))  # evicted long ago: encoded again, the same embedding
+    assert enc.calls.count(plain("cat 0")) == 2 and len(e._cache) == MAX_CACHED
+    e(plain(f"cat {MAX_CACHED + 9}"))  # recent: still cached
+    assert enc.calls.count(plain(f"cat {MAX_CACHED + 9}")) == 1
+
+
+def test_long_prompts_new_on_every_frame_are_named_a_few_times_then_counted(tmp_path):
+    from types import SimpleNamespace
+
+    from dfm.runtime.prompts import MAX_LONG_NOTED, prompt_warnings
+    from tiny_models import write_tokenizer
+    from transformers import CLIPTokenizer
+
+    n = MAX_LONG_NOTED + 7
+    texts = ["cat " * 80 + f"dog {i}" for i in range(n)]  # a backtick expression: another long text per frame
+    columns = {"clip_skip": np.ones(n, dtype=np.int64), "steps": np.full(n, 4), "prompt": np.array(texts),
+               "prompt_pieces": np.array([json.dumps([[t, 1.0]]) for t in texts])}
+    for text_col, pieces_col in (("negative_prompt", "negative_prompt_pieces"), ("prompt_from", "prompt_from_pieces"),
+                                 ("negative_prompt_from", "negative_prompt_from_pieces")):
+        columns.update({text_col: np.array([""] * n), pieces_col: np.array([plain("")] * n)})
+    table = type("Table", (), {"settings": SimpleNamespace(sampler="euler"), "__getitem__": lambda _, k: columns[k]})()
+    tok = CLIPTokenizer.from_pretrained(str(write_tokenizer(tmp_path / "tok")))
+    sd = SimpleNamespace(tokenizer=tok, family="sd15",
+                         text_encoder_config=SimpleNamespace(num_hidden_layers=2, hidden_size=8))
+    warnings = prompt_warnings(table, sd)
+    assert len(warnings) == MAX_LONG_NOTED + 1
+    assert all("2 chunks of 75 tokens" in w for w in warnings[:-1])
+    assert warnings[-1] == "… and 7 more prompts longer than one chunk of 75 tokens"
 
 
 def test_the_guidance_rule():

@@ -123,6 +123,18 @@ def test_cfg_one_or_below_runs_one_unet_call_per_step(sdxl):
     assert sd.unet_calls == 2
 
 
+def test_the_time_ids_are_the_frames_size_and_made_once_per_size_and_batch(sdxl):
+    sd = load(sdxl["folder"])
+    z = PromptEncoder(sd)(pieces_json("a cat"))
+    s = sd.latent_scale
+    hidden, added = sd.sdxl_conditioning(torch.cat([z, z]), (8, 12))
+    assert torch.equal(hidden, torch.cat([z, z])[:, :-1])
+    assert added["time_ids"].tolist() == [[8 * s, 12 * s, 0, 0, 8 * s, 12 * s]] * 2
+    assert sd.sdxl_conditioning(torch.cat([z, z]), (8, 12))[1]["time_ids"] is added["time_ids"]  # not per call
+    assert sd.sdxl_conditioning(z, (8, 12))[1]["time_ids"].tolist() == [[8 * s, 12 * s, 0, 0, 8 * s, 12 * s]]
+    assert sd.sdxl_conditioning(z, (12, 8))[1]["time_ids"].tolist() == [[12 * s, 8 * s, 0, 0, 12 * s, 8 * s]]
+
+
 def test_fp16_keeps_sdxl_vae_in_float32_unless_it_is_fp16_fixed(sdxl, tmp_path):
     from dfm.runtime.device import Placement
 
