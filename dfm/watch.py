@@ -93,6 +93,7 @@ class Watcher:
                     import traceback
 
                     traceback.print_exception(exc)
+            _drop_tracebacks(exc)  # kept in `results`: its frames would keep the render's tensors alive
         self.results.append(out)
 
     def cancel(self, reason: str) -> None:
@@ -140,6 +141,16 @@ class Watcher:
             self.cancel("interrupted")
             return EXIT_INTERRUPTED
         return EXIT_OK
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Let go of the frames of `exc` and of the exceptions it chains (a cancelled render's hold its state on
+    the device), once it has been reported."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 def _expected(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ import gc
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,12 @@ import torch
 
 from .. import changes
 from ..table import FrameTable
-from . import networks, resume, speedups
+from . import resume, speedups
 from .depth import DepthEstimator
 from .device import Placement, pick_device
 from .errors import RenderError
 from .models import StableDiffusion
-from .output import encode_png, to_uint8
+from .output import HostCopy, encode_png, to_uint8
 from .prompts import prompt_warnings
 from .render import (
     FrameRenderer,
@@ -45,6 +46,7 @@ from .render import (
     resolve_depth,
     resolve_model,
     run_render,
+    unet_batches,
 )
 from .timing import StageTimer
 from .video_input import VideoFrames, video_selection
@@ -144,7 +146,7 @@ def _fingerprint(task: SceneTask, sd: StableDiffusion) -> dict[str, str]:
     the LoRA and embedding file stamps, so an edited LoRA renders again rather than resuming or keeping."""
     s = task.table.settings
     speedups.record(sd, speedups.describe(task.speed, sd.placement.device.type, (s.width, s.height)))
-    return {**resume.fingerprint(task.table, sd, None), **networks.network_files(task.table)}
+    return resume.fingerprint(task.table, sd, None)
 
 
 def _model_key(sd: StableDiffusion) -> tuple:
@@ -363,14 +365,24 @@ class RenderWorker:
                 out.fingerprint = _fingerprint(task, sd)
             renderer, timer = opened.renderer, opened.timer
             sd = renderer.sd
+            # the worker's model may have rendered another task under other switches since: apply this task's
+            # again (nothing happens when they are the ones in force), so the fingerprint stays true
+            speedups.apply(sd, task.speed, size=(table.settings.width, table.settings.height),
+                           batches=unet_batches(table), timer=timer)
             before = dict(timer.seconds)
             unet, text, evals = sd.unet_calls, sd.text_encoder_calls, renderer.unet_evals
-            with torch.inference_mode():
+            # each frame goes to the host without waiting (HostCopy) and is PNG-encoded on a thread while
+            # the next one renders, as run_render's writer thread does
+            with torch.inference_mode(), ThreadPoolExecutor(1, thread_name_prefix="dfm-rows-png") as pngs:
+                encoded = []
                 for i in rows:
                     frame = renderer.frame(int(i), opened.row(int(i)))
                     with timer("write"):
-                        rgb = to_uint8(frame).cpu().numpy()
-                        out.frames.append((int(i), encode_png(np.ascontiguousarray(rgb))))
+                        host = HostCopy(to_uint8(frame))
+                        png = pngs.submit(lambda h=host: encode_png(np.ascontiguousarray(h.numpy())))
+                        encoded.append((int(i), png))
+                with timer("write_wait"):
+                    out.frames = [(i, png.result()) for i, png in encoded]
             out.unet_calls = sd.unet_calls - unet
             out.unet_evals = renderer.unet_evals - evals
             out.text_encoder_calls = sd.text_encoder_calls - text

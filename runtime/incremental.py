@@ -42,17 +42,12 @@ class Plan:
     keep_video: bool = False  # nothing changes the video: the previous one stays
     changes: changes.Changes | None = field(default=None, repr=False)
 
-    @property
-    def first(self) -> int:
-        """The first frame this run renders (the row count when it renders none)."""
-        hits = np.flatnonzero(self.todo)
-        return int(hits[0]) if len(hits) else len(self.todo)
-
 
 _SETUP_WORDS = {
     "model": "the model", "model_file": "the model file", "model_sha256": "the model's sha256",
     "depth_model": "the depth model", "device": "the device", "dtype": "the dtype", "init_image": "the init image file",
     "video_init_path": "the input video file", "speedups": "the speed-up switches",
+    "network_files": "the LoRA or embedding files",  # runtime/networks.py's entry
 }
 
 

@@ -115,9 +115,9 @@ class HostCopies:
         self._entries: list[tuple[weakref.ref, int, HostCopy]] = []
 
     def get(self, tensor: Tensor) -> HostCopy:
-        for ref, version, host in self._entries:
-            if ref() is tensor and version == tensor_version(tensor):
-                return host
+        host = self.find(tensor)
+        if host is not None:
+            return host
         host = HostCopy(tensor)
         self._entries.append((weakref.ref(tensor), tensor_version(tensor), host))
         return host

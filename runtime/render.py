@@ -512,7 +512,7 @@ def _find_start(table, sd, depth, out: Output, restart: bool) -> _Start:
     The same render, interrupted, continues from its checkpoint. Otherwise, where the folder holds the
     frames of another table (the record of an earlier render), the frames the edit cannot change are kept
     (`incremental.plan`). `restart` renders everything."""
-    fp = {**resume.fingerprint(table, sd, depth), **networks.network_files(table)}  # LoRA files changed in place
+    fp = resume.fingerprint(table, sd, depth)
     n = len(table)
     if restart:
         return _Start(fp, None, [], np.ones(n, dtype=bool))
@@ -717,6 +717,13 @@ def _prepare_output(table: FrameTable, out: Output, begin: _Start) -> None:
         raise unwritable(root, e) from None
 
 
+def unet_batches(table: FrameTable) -> tuple[int, ...]:
+    """The UNet batch sizes this table uses (CFG doubles it), for the compile warm-up. Composite prompts
+    (`AND`) batch more; their first frame compiles that size."""
+    guided = np.asarray(table["cfg_scale"], dtype=float) > 1.0
+    return tuple(sorted({2 if g else 1 for g in guided.tolist()}))
+
+
 def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer, table: FrameTable,
                  options: speedups.Speedups | None) -> None:
     with timer("load"):
@@ -724,9 +731,7 @@ def _load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: Stage
             depth.load()
         sd.load()
         networks.prepare(table, sd, sd.allow_pickle)  # LoRAs and embeddings: a file that does not fit fails here
-        # the UNet batch sizes this table uses (CFG doubles it), for the compile warm-up
-        guided = np.asarray(table["cfg_scale"], dtype=float) > 1.0
-        batches = tuple(sorted({2 if g else 1 for g in guided.tolist()}))
+        batches = unet_batches(table)
     # attention, memory format, VAE tiling, torch.compile (its warm-up timed as the stage "compile")
     speedups.apply(sd, options, size=(table.settings.width, table.settings.height), batches=batches, timer=timer)
 

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ..changes import ranges
 from ..table import FrameTable, TableError
+from .networks import network_files
 from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
 from .speedups import describe, recorded
 
@@ -92,6 +93,7 @@ def fingerprint(table: FrameTable, sd, depth=None) -> dict[str, str]:
         "video_init_path": _file_stamp(s.video_init_path) if s.mode == "video" else "",
     }
     out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
+    out.update(network_files(table))  # the LoRA and embedding files' stamps: one edited in place renders again
     return out
 
 

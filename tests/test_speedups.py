@@ -99,6 +99,9 @@ def test_the_switches_enter_the_resume_fingerprint(sd, tiny_models):
     assert setup_changes(plain, changed) == [
         "the speed-up switches (attention=sdpa channels_last=off vae_tiling=off compile=off → "
         "attention=sdpa channels_last=on vae_tiling=off compile=off)"]
+    # runtime/networks.py's entry in the same fingerprint is named in words too
+    assert setup_changes({**plain, "network_files": "a.safetensors:1:1"},
+                         {**plain, "network_files": "a.safetensors:2:2"}) == ["the LoRA or embedding files"]
 
 
 def test_command_line_options_parse_to_switches_without_torch_choices():

@@ -180,3 +180,21 @@ def test_watch_renders_under_the_speed_up_switches(tiny_models, tmp_path, monkey
     monkeypatch.undo()
     assert main(["render", str(scene), "--watch", "--ray", "local", "--dtype", "fp32"]) == 2
     assert "leave out --ray" in capsys.readouterr().err
+
+
+def test_a_failed_job_is_kept_without_the_frames_that_raised_it(tmp_path):
+    """`results` keeps each job's exception: its traceback (and those it chains) would keep the render's
+    locals, tensors on the device among them, alive for the rest of the watch."""
+
+    def job(result, cancel):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RenderCancelled(1, 2) from inner
+
+    scene = scene_file(tmp_path, BASE)
+    watcher = Watcher(scene, job, echo=lambda _: None)
+    assert watcher.run([]) == 0
+    (exc,) = watcher.results
+    assert isinstance(exc, RenderCancelled) and exc.__traceback__ is None
+    assert isinstance(exc.__cause__, KeyboardInterrupt) and exc.__cause__.__traceback__ is None
