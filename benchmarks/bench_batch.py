@@ -25,9 +25,9 @@ from dfm.runtime.render import render
 from tiny_models import save_model_forms
 
 from dfm.api import compile_text
-from dfm.batch import plan, run_batch
-from dfm.cluster import LocalPool, RayPool
-from dfm.shard import render_sharded
+from dfm.scaleout.batch import plan, run_batch
+from dfm.scaleout.cluster import LocalPool, RayPool
+from dfm.scaleout.shard import render_sharded
 
 SCENE = """dfm 1
 mode 2d

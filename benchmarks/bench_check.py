@@ -187,10 +187,10 @@ def cli_command() -> list[str] | None:
     if not exe.exists():
         exe = Path(shutil.which("dfm") or "")
     try:
-        import dfm.cli  # noqa: F401  the console script is a thin wrapper over this module
+        import dfm.app.cli  # noqa: F401  the console script is a thin wrapper over this module
     except ImportError:
         return None
-    return [str(exe), "check"] if exe.is_file() else [sys.executable, "-c", "import sys; from dfm.cli import "
+    return [str(exe), "check"] if exe.is_file() else [sys.executable, "-c", "import sys; from dfm.app.cli import "
                                                       "main; sys.argv[0] = 'dfm'; sys.exit(main())", "check"]
 
 
@@ -200,7 +200,7 @@ PROBE = """
 import sys
 path = sys.argv[1]
 try:
-    from dfm.cli import main
+    from dfm.app.cli import main
 except ImportError:
     from dfm.api import check_text
     check_text(open(path, encoding="utf-8").read(), path)
@@ -211,7 +211,7 @@ else:
         main()
     except SystemExit:
         pass
-    via = "dfm.cli main(['check', ...])"
+    via = "dfm.app.cli main(['check', ...])"
 print(via, file=sys.stderr)
 print(" ".join(m for m in {heavy!r} if m in sys.modules) or "-")
 """
@@ -256,7 +256,7 @@ def main() -> int:
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         cmd = cli_command()
         if cmd is None:
-            print("cli  dfm check FILE:      not measured: dfm.cli is not there yet")
+            print("cli  dfm check FILE:      not measured: dfm.app.cli is not there yet")
             # the closest stand-in: a fresh interpreter that imports the API and checks the file
             stand_in = [sys.executable, "-c", "import sys; from dfm.api import check_text; "
                         "p = sys.argv[1]; check_text(open(p, encoding='utf-8').read(), p)", str(path)]

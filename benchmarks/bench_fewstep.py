@@ -128,7 +128,7 @@ def benchmark(full: bool, device_spec: str, work: Path, frames: int) -> dict:
     from dfm.runtime.device import pick_device
     from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source
 
-    from dfm import families
+    from dfm.contract import families
 
     placement = pick_device(device_spec)
     dev, dtype = placement.device, placement.dtype

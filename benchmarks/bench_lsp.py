@@ -3,7 +3,7 @@ one-character edit, and the latency of completion, hover, formatting and the out
 
     .venv/bin/python benchmarks/bench_lsp.py [--lines 5000] [--edits 6] [--starts 3]
 
-The server runs as a subprocess (`python -m dfm lsp`) driven over stdio by dfm.lsp.client, so every
+The server runs as a subprocess (`python -m dfm lsp`) driven over stdio by dfm.app.lsp.client, so every
 figure includes JSON-RPC framing, (de)serialisation and the process boundary. The scene is
 bench_check.py's (settings, prompts, 10 schedules written one key per line). Each edit replaces one
 character of a key in the middle of the file (`40:(1)` → `40:(2)` and back, then a decimal comma and its
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_check import scene_text  # noqa: E402  (the same scene as the `dfm check` benchmark)
 
 from dfm.api import check_text  # noqa: E402
-from dfm.lsp.client import StdioClient  # noqa: E402
-from dfm.lsp.server import DEBOUNCE_S  # noqa: E402
+from dfm.app.lsp.client import StdioClient  # noqa: E402
+from dfm.app.lsp.server import DEBOUNCE_S  # noqa: E402
 
 OPTIONS = {"tabSize": 4, "insertSpaces": True}
 

@@ -51,7 +51,7 @@ PROBE = f"""
 import atexit, json, sys
 atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})),
                             file=sys.__stdout__))
-from dfm.cli import main
+from dfm.app.cli import main
 sys.stdout = sys.stderr  # the command's own output; stdout carries the module list
 sys.exit(main(sys.argv[1:]))
 """

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..table import ColumnType
+from ..contract.table import ColumnType
 
 
 class Kind(str, Enum):

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import families, media
+from ..contract import families, media
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error, note, warning
 from ..dsl.formatter import format_expr
 from ..dsl.parser import parse, parse_statement, unescape
-from ..errors import UserError
-from ..table import FrameTable, Settings
+from ..contract.errors import UserError
+from ..contract.table import FrameTable, Settings
 from . import catalogue as cat
 from . import deforum_names, networks, prompt_syntax
 from .catalogue import Kind, Param
@@ -979,7 +979,7 @@ class _Compiler:
         return values
 
     def family_defaults(self, values: dict) -> None:
-        """The model family's own size, steps, cfg_scale and sampler (dfm/families.py DEFAULTS: SDXL at
+        """The model family's own size, steps, cfg_scale and sampler (contract/families.py DEFAULTS: SDXL at
         1024x1024, turbo models at 512x512 with cfg 0 and 4 trailing steps…) wherever the scene sets none
         of them, with a note saying which. The model is the scene's; `dfm render --model` warns when its
         family's defaults differ (runtime/models.py family_warnings)."""

@@ -20,7 +20,7 @@ from enum import Enum
 
 import numpy as np
 
-from ..errors import UserError
+from ..contract.errors import UserError
 from .catalogue import Param
 
 # ---- errors and results ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
+from ..contract.table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
 from . import prompt_syntax as ps
 from .expressions import environment, evaluate

@@ -35,7 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from ..dsl import ir
-from ..table import FrameTable
+from ..contract.table import FrameTable
 from . import catalogue as cat
 from .expressions import check_expr, is_plain_number
 from .prompt_syntax import LOADED_NETWORKS

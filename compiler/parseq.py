@@ -25,7 +25,7 @@ from importlib import metadata
 import numpy as np
 
 from ..dsl import ir
-from ..table import FrameTable
+from ..contract.table import FrameTable
 from . import catalogue as cat
 from .catalogue import Param
 from .interop import Exporter, ImportResult, SettingsError, load_settings, number_keys, number_text

@@ -17,7 +17,7 @@ from .dsl import ir
 from .dsl.diagnostics import DfmError, Diagnostic
 from .dsl.parser import ParseResult
 from .dsl.parser import parse as _parse
-from .table import FrameTable
+from .contract.table import FrameTable
 
 
 def parse(text: str, path: str = "<string>") -> ParseResult:

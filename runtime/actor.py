@@ -1,7 +1,7 @@
 """A render worker: loaded models kept between renders, and tasks handed to it as FrameTables.
 
 `dfm batch` and `dfm render --ray` run one `RenderWorker` in their own process, or one per GPU (or per
-CPU slot) as a Ray actor (`dfm/cluster.py`). The worker knows nothing of Ray and never parses: a task
+CPU slot) as a Ray actor (`scaleout/cluster.py`). The worker knows nothing of Ray and never parses: a task
 is a compiled FrameTable plus where its output goes, so what a worker renders is exactly what
 `render()` renders from the same table.
 
@@ -10,7 +10,7 @@ is a compiled FrameTable plus where its output goes, so what a worker renders is
   two). Output, resume and incremental behaviour are `run_render`'s own.
 * `render_rows` renders some rows of a scene whose frames do not depend on each other (stills,
   interpolation, video input) and returns them as PNG bytes, for a driver that assembles the scene
-  (`dfm/shard.py`). Its frames are the bytes `run_render` writes for those rows.
+  (`scaleout/shard.py`). Its frames are the bytes `run_render` writes for those rows.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import changes
-from ..table import FrameTable
+from ..contract import changes
+from ..contract.table import FrameTable
 from . import resume, speedups
 from .depth import DepthEstimator
 from .device import Placement, pick_device

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import file_mode
+from ..contract.files import file_mode
 
 
 @dataclass(frozen=True)

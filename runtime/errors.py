@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ..contract.errors import UserError
 
 
 class RenderError(UserError):

@@ -2,7 +2,7 @@
 
 Every render leaves the record of its frames (`resume.Record`: the table, the fingerprint, which rows are
 valid) and, in 2D and 3D, the latents of its diffusions. A render of another table into the same folder
-compares the two with the dependency rule (`dfm.changes.compare`, which `dfm diff` uses too) and keeps a
+compares the two with the dependency rule (`dfm.contract.changes.compare`, which `dfm diff` uses too) and keeps a
 frame when
 
 - its render cannot differ (the rule), it was valid in the previous render, and its file (and depth map)
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from .. import changes
-from ..changes import ranges_text, span
-from ..table import FrameTable
+from ..contract import changes
+from ..contract.changes import ranges_text, span
+from ..contract.table import FrameTable
 from . import resume
 from .output import frame_name, png_complete
 

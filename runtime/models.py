@@ -1,6 +1,6 @@
 """Finding and loading a Stable Diffusion model (1.x, 2.x, SDXL): a hub id, a diffusers folder or a single file.
 
-The family is detected, never configured (dfm/families.py, shared with the compiler): an SDXL folder
+The family is detected, never configured (contract/families.py, shared with the compiler): an SDXL folder
 has a `text_encoder_2/` (or a UNet whose `addition_embed_type` is "text_time"); single files are told
 apart by their keys; a UNet with `time_cond_proj_dim` is a guidance-embedded LCM.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .. import families
-from ..errors import UserError
+from ..contract import families
+from ..contract.errors import UserError
 from .device import Placement
 from .errors import RenderError
 from .hashing import verify_sha256
@@ -179,7 +179,7 @@ def quiet_loading() -> Iterator[None]:
 
 def detect_family(path: Path, allow_pickle: bool) -> str | None:
     """The base architecture (sd15 / sd21 / sdxl) of a single file from its keys and shapes
-    (dfm/families.py `family_from_keys`: no weight is read of a .safetensors); None when unknown. A
+    (contract/families.py `family_from_keys`: no weight is read of a .safetensors); None when unknown. A
     refiner or an inpainting UNet (9 input channels) is a RenderError naming it."""
     fam = file_key_family(path, allow_pickle)
     return fam.base if fam is not None else None
@@ -200,7 +200,7 @@ def file_key_family(path: Path, allow_pickle: bool) -> families.Family | None:
 
 def folder_family(folder: Path, what: str) -> str:
     """The base architecture of a diffusers folder (sd15 / sd21 / sdxl) from model_index.json and
-    unet/config.json (dfm/families.py `folder_family`). Unsupported pipelines (SD3, Flux, inpainting, an
+    unet/config.json (contract/families.py `folder_family`). Unsupported pipelines (SD3, Flux, inpainting, an
     SDXL refiner alone) are a RenderError."""
     return _folder_family(folder, what).base
 
@@ -297,7 +297,7 @@ def family_warnings(table, sd: StableDiffusion) -> list[str]:
     """An SDXL model below 768x768 (not SDXL-Turbo, trained at 512x512) warns, naming the size to set.
 
     A render whose model is not the scene's (`dfm render --model`) keeps the table compiled for the
-    scene's model, whose family chose the defaults of what the scene leaves out (dfm/families.py
+    scene's model, whose family chose the defaults of what the scene leaves out (contract/families.py
     DEFAULTS: size, steps, cfg_scale, sampler). Warn, naming each, when the render's family would have
     chosen otherwise: the table is not recompiled behind the user's back (resume and incremental
     re-renders trust it), and `model "..."` in the scene gives the family's defaults."""
@@ -447,7 +447,7 @@ class StableDiffusion:
 
     @cached_property
     def model_family(self) -> families.Family:
-        """The model's family (dfm/families.py: sd15, sd21-v, sdxl-turbo, lcm…) from the folder's
+        """The model's family (contract/families.py: sd15, sd21-v, sdxl-turbo, lcm…) from the folder's
         model_index.json and configs (a hub id's name helps tell a turbo model), or a single file's keys;
         cheap: no weights read. A pipeline dfm cannot render is a RenderError naming it."""
         if self.folder is None:
@@ -481,7 +481,7 @@ class StableDiffusion:
         extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
         with tempfile.TemporaryDirectory(prefix="dfm-config-") as tmp:
             # SD 1.x/2.x: detected again there, so that an unknown file is still an error naming it
-            epsilon = self.model_family.name in ("sd21", "sd-turbo")  # SD 2.x told epsilon (dfm/families.py)
+            epsilon = self.model_family.name in ("sd21", "sd-turbo")  # SD 2.x told epsilon (contract/families.py)
             skeleton = config_skeleton(path, self.allow_pickle, Path(tmp), "sdxl" if family == "sdxl" else None,
                                        prediction="epsilon" if epsilon else None)
             try:

@@ -36,8 +36,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .. import changes
-from ..table import FrameTable
+from ..contract import changes
+from ..contract.table import FrameTable
 from .errors import RenderError
 from .prompts import CHUNK_TOKENS
 

@@ -3,7 +3,7 @@
 dfm writes over and removes only files of its own renders: a folder is dfm's when it holds a finished
 render's manifest or the state of one in progress; the frames dfm owns are those its manifest, its record
 or its checkpoint counts. The folder layout (`Output`) and these rules are shared by the local render
-and the sharded one (dfm/shard.py).
+and the sharded one (scaleout/shard.py).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..files import write_atomic
+from ..contract.files import write_atomic
 from .encoder import VideoEncoder  # noqa: F401 - re-exported: the video stream, shared with the preview
 from .errors import RenderError
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..table import FrameTable
+from ..contract.table import FrameTable
 from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
 from .encoder import Soundtrack, VideoEncoder
 

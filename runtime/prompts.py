@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..table import FrameTable
+from ..contract.table import FrameTable
 from .errors import RenderError
 from .samplers import SAMPLERS, StepCond
 

@@ -5,10 +5,10 @@ map predicted from the newest diffusion); if the row is diffused, take its sourc
 (warped through this frame) -> colour coherence -> contrast -> unsharp mask -> noise, or in video mode
 the row's input video frame -> img2img with the row's strength (`effective_steps`), cfg, seed and
 prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read, never
-recomputed, and each frame sees only the columns it reads (`dfm.changes.RowReads`). Behind every written
+recomputed, and each frame sees only the columns it reads (`dfm.contract.changes.RowReads`). Behind every written
 frame the writer saves the state for the next one (`resume.py`), so a killed render continues where it
 stopped; and the latents of every diffusion, so a render of an edited scene into the same folder keeps
-the frames the edit cannot change (`dfm.changes.compare`) and restarts at the first one it can.
+the frames the edit cannot change (`dfm.contract.changes.compare`) and restarts at the first one it can.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import changes
-from ..files import file_mode
-from ..table import FrameTable, MissingSetting, Settings, TableError
+from ..contract import changes
+from ..contract.files import file_mode
+from ..contract.table import FrameTable, MissingSetting, Settings, TableError
 from . import effects, incremental, networks, resume, samplers, speedups
 from .depth import DepthEstimator, depth_image, depth_map_scale
 from .device import Placement, pick_device
@@ -107,7 +107,7 @@ SETTINGS_READ = (
     "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf", "audio", "audio_offset",
     "seed_resize_from", "lora", "embedding",
 )
-# the columns the frame loop reads in every mode, and those of the modes with a camera: dfm.changes lists them
+# the columns the frame loop reads in every mode, and those of the modes with a camera: dfm.contract.changes lists them
 # with the rows that read them (one list for the loop and for the rule of what an edit changes)
 ROW_COLUMNS = (*(c for c in changes.DIFFUSION if c != networks.WEIGHTS_COLUMN),  # only with a LoRA (networks.prepare)
                *changes.STRUCTURE, *PROMPT_COLUMNS, "subseed", "subseed_strength")

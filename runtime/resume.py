@@ -14,7 +14,7 @@ For incremental re-render two more things stay after a render succeeds (the chec
 - `rendered.json`, the record: the table whose frames the folder holds, the fingerprint they were
   rendered with, and which of them are valid (all after a finished render; during one, the frames it kept;
   the checkpoint adds the frames rendered since). A later render compares its table with this one
-  (`dfm.changes.compare`) and keeps the frames the edit cannot change.
+  (`dfm.contract.changes.compare`) and keeps the frames the edit cannot change.
 - `latents/NNNNN.latents` (2D and 3D): the final latents of diffusion NNNNN, which the VAE decodes into
   the image the next frames start from. A restart at frame k replays frames 0..k-1 without the sampler:
   every warp, effect and blend again, each diffusion decoded from its latents, so the state at k is the
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..changes import ranges
-from ..table import FrameTable, TableError
+from ..contract.changes import ranges
+from ..contract.table import FrameTable, TableError
 from .networks import network_files
 from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
 from .speedups import describe, recorded
@@ -367,7 +367,7 @@ def owned_frames(out_dir: Path) -> int:
 
 
 def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
-    """Whether `name` is a temporary file of `dfm.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
+    """Whether `name` is a temporary file of `dfm.contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
     (a regex pattern or names)."""
     pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
     return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import media
-from ..media import Selection, select
-from ..table import Settings
+from ..contract import media
+from ..contract.media import Selection, select
+from ..contract.table import Settings
 from .errors import RenderError
 
 

@@ -48,15 +48,15 @@ STDLIB = {"__future__", "csv", "hashlib", "io", "json", "collections", "dataclas
 
 
 def test_the_table_contract_is_numpy_only():
-    imps = imports(ROOT / "dfm" / "table.py", "dfm")
-    assert {i for i in imps if i.startswith("dfm")} <= {"dfm.errors"}
+    imps = imports(ROOT / "contract" / "table.py", "dfm.contract")
+    assert {i for i in imps if i.startswith("dfm")} <= {"dfm.contract.errors"}
     assert {i.split(".")[0] for i in imps if not i.startswith("dfm")} <= STDLIB | {"numpy"}
 
 
 @pytest.mark.parametrize("module", ["errors", "files", "media"])
 def test_the_modules_both_stages_share_need_only_the_standard_library(module):
-    imps = imports(ROOT / "dfm" / f"{module}.py", "dfm")
-    outside = {i.split(".")[0] for i in imps if not i.startswith("dfm.errors")}
+    imps = imports(ROOT / "contract" / f"{module}.py", "dfm.contract")
+    outside = {i.split(".")[0] for i in imps if not i.startswith("dfm.contract.errors")}
     assert outside <= STDLIB | {"imageio_ffmpeg"}  # media reads videos through the bundled ffmpeg, lazily
 
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from dfm.runtime.render import render
 
-from dfm import batch
+from dfm.scaleout import batch
 from dfm.api import compile_file, compile_text
-from dfm.batch import BatchError, BatchInterrupted, BatchObserver, parse_vary, plan, run_batch, vary_text
-from dfm.cli import main
-from dfm.cluster import LocalPool, Queue, Slot, WorkerLost, plan_workers, run_queue
-from dfm.shard import chunks, render_sharded
+from dfm.scaleout.batch import BatchError, BatchInterrupted, BatchObserver, parse_vary, plan, run_batch, vary_text
+from dfm.app.cli import main
+from dfm.scaleout.cluster import LocalPool, Queue, Slot, WorkerLost, plan_workers, run_queue
+from dfm.scaleout.shard import chunks, render_sharded
 
 ANIM = """dfm 1
 mode 2d
@@ -355,7 +355,7 @@ def test_without_ray_the_ray_option_says_how_to_install_it(scenes, tmp_path, cap
 def ray_pool(tiny_models):
     """A local Ray cluster of 2 CPUs and a pool of 2 CPU workers, shared by the tests below."""
     ray = pytest.importorskip("ray")
-    from dfm.cluster import RayPool
+    from dfm.scaleout.cluster import RayPool
 
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, logging_level="error")
     try:
@@ -401,7 +401,7 @@ def test_ray_sharded_renders_equal_local_renders(ray_pool, scenes, tmp_path, mon
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr("dfm.cluster.open_pool", lambda *a, **k: Borrowed())
+    monkeypatch.setattr("dfm.scaleout.cluster.open_pool", lambda *a, **k: Borrowed())
     out = tmp_path / "cli"
     assert main(["render", scenes["interp"], "--ray", "local", "--out", str(out), "--quiet"]) == 0
     assert_same_output(out, tmp_path / "interp-local")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dfm.cli import main
+from dfm.app.cli import main
 
 GOOD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1.0), 5:(1.05)\n'
 BAD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1,04)\nsampler eulr\n'
@@ -101,7 +101,7 @@ def test_usage_errors_do_not_traceback(scene, capsys):
 
 
 def test_check_does_not_import_torch(scene):
-    code = ("import sys; from dfm.cli import main; main(['check', sys.argv[1]]); "
+    code = ("import sys; from dfm.app.cli import main; main(['check', sys.argv[1]]); "
             "bad = [m for m in ('torch', 'diffusers', 'transformers', 'matplotlib', 'cv2') if m in sys.modules]; "
             "print('HEAVY', bad)")
     out = subprocess.run([sys.executable, "-c", code, scene(GOOD)], capture_output=True, text=True, check=True)
@@ -221,7 +221,7 @@ def test_an_unwritable_output_is_a_user_error(tmp_path, capsys, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / "t.csv"))
 
-    monkeypatch.setattr("dfm.files.write_atomic", refuse)
+    monkeypatch.setattr("dfm.contract.files.write_atomic", refuse)
     assert main(["compile", str(scene), "-o", str(tmp_path / "ro" / "t.csv")]) == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "help:" in err and "internal error" not in err
@@ -238,12 +238,12 @@ def test_o_never_writes_over_the_scene_itself(scene, capsys, command):
 def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch):
     from dfm.runtime.errors import RenderError
 
-    from dfm.errors import UserError
+    from dfm.contract.errors import UserError
 
     def fail(args):
         raise RenderError("the model is not there", "pass --model")
 
-    monkeypatch.setattr("dfm.cli.cmd_check", fail)
+    monkeypatch.setattr("dfm.app.cli.cmd_check", fail)
     assert main(["check", scene(GOOD)]) == 1
     err = capsys.readouterr().err
     assert "dfm check: error: the model is not there\nhelp: pass --model" in err and "internal error" not in err
@@ -251,5 +251,5 @@ def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch
     class Setup(UserError):
         exit_code = 2
 
-    monkeypatch.setattr("dfm.cli.cmd_check", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
+    monkeypatch.setattr("dfm.app.cli.cmd_check", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
     assert main(["check", scene(GOOD)]) == 2

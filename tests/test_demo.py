@@ -7,8 +7,8 @@ import threading
 import time
 import urllib.error
 
-from dfm import demo
-from dfm.cli import main
+from dfm.app import demo
+from dfm.app.cli import main
 
 
 def test_offline_demo_makes_table_plot_preview_and_one_hint_line(tmp_path, monkeypatch, capsys):

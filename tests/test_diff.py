@@ -10,10 +10,10 @@ import subprocess
 import pytest
 from test_incremental import BASE, EDITS
 
-from dfm import changes
+from dfm.contract import changes
 from dfm.api import compile_result, compile_text
-from dfm.cli import main
-from dfm.diff import compare_scenes
+from dfm.app.cli import main
+from dfm.app.diff import compare_scenes
 
 
 def diff_json(tmp_path, capsys, old: str, new: str, *extra: str) -> dict:
@@ -109,7 +109,7 @@ def test_errors_and_missing_files(tmp_path, capsys):
 
 
 def test_a_revision_that_looks_like_an_option_reaches_no_git(tmp_path, monkeypatch):
-    from dfm import diff
+    from dfm.app import diff
 
     monkeypatch.setattr(diff, "_git", lambda *a: pytest.fail("git was run"))
     with pytest.raises(diff.DiffError, match="does not start with `-`"):
@@ -118,7 +118,7 @@ def test_a_revision_that_looks_like_an_option_reaches_no_git(tmp_path, monkeypat
 
 
 def test_the_diff_imports_no_torch():
-    code = ("import sys; from dfm.diff import compare_scenes; from dfm.cli import main; "
+    code = ("import sys; from dfm.app.diff import compare_scenes; from dfm.app.cli import main; "
             "assert 'torch' not in sys.modules")
     subprocess.run([__import__("sys").executable, "-c", code], check=True)
     assert compile_text(BASE, "x.dfm") is not None

@@ -234,7 +234,7 @@ def test_readme_scene_is_clean_and_canonical():
 
     from dfm.dsl.formatter import format_source
 
-    from dfm.cli import _rename_map
+    from dfm.app.cli import _rename_map
 
     readme = (ROOT / "README.md").read_text()
     scene = re.search(r"```dfm\n(.*?)```", readme, re.S).group(1)

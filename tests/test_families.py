@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from test_architecture import STDLIB, imports
 
-from dfm import families
-from dfm.errors import UserError
-from dfm.families import Family, UnsupportedModel, family_from_name, file_family, folder_family, source_family
+from dfm.contract import families
+from dfm.contract.errors import UserError
+from dfm.contract.families import Family, UnsupportedModel, family_from_name, file_family, folder_family, source_family
 
 CONFIGS = Path(__file__).resolve().parents[1] / "runtime" / "configs"  # the shipped config skeletons
 
 
 def test_families_needs_only_the_standard_library():
-    imps = imports(Path(families.__file__), "dfm")
-    assert {i for i in imps if i.startswith("dfm")} <= {"dfm.errors"}
+    imps = imports(Path(families.__file__), "dfm.contract")
+    assert {i for i in imps if i.startswith("dfm")} <= {"dfm.contract.errors"}
     assert {i.split(".")[0] for i in imps if not i.startswith("dfm")} <= STDLIB | {"re", "struct"}
 
 

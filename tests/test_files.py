@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from dfm.cli import main
-from dfm.files import write_atomic
+from dfm.app.cli import main
+from dfm.contract.files import write_atomic
 
 
 def mode(path) -> int:

@@ -9,7 +9,7 @@ from dfm.dsl import ir
 from dfm.dsl.formatter import format_expr, format_source
 from dfm.dsl.parser import parse
 
-from dfm.cli import _rename_map
+from dfm.app.cli import _rename_map
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(glob.glob(str(ROOT / "examples" / "*.dfm")))

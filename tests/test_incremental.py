@@ -1,6 +1,6 @@
 """Incremental re-render: a render of an edited scene into the folder of an earlier one keeps the frames the
 edit cannot change, renders from the first one it can, and gives the bytes of a full render into an empty
-folder (frames, depth maps, video). The rule itself (`dfm.changes`) is checked on compiled tables, and
+folder (frames, depth maps, video). The rule itself (`dfm.contract.changes`) is checked on compiled tables, and
 against real renders: the first frame the rule names is the first frame that differs."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dfm.runtime.render import SETTINGS_READ, render
 from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
-from dfm import changes
+from dfm.contract import changes
 from dfm.api import compile_result, compile_text
-from dfm.cli import main
+from dfm.app.cli import main
 
 # 10 frames, cadence 2 (diffusions at 0, 2, 4, 6, 8), a prompt key at 5 (a tween) and a step key at 7
 BASE = (TINY_2D_SCENE.replace("cadence 3", "cadence 2")

@@ -19,7 +19,7 @@ from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.prompts import PromptEmbeddings, PromptEncoder
 from dfm.runtime.render import render
 
-from dfm import changes
+from dfm.contract import changes
 from dfm.api import check_text, compile_text
 
 RANK = 2

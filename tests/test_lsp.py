@@ -21,9 +21,9 @@ from dfm.dsl.formatter import format_source
 from lsprotocol import types as lsp
 
 from dfm.api import check_text
-from dfm.lsp import features
-from dfm.lsp.client import StdioClient, apply_edits
-from dfm.lsp.positions import LineIndex, units
+from dfm.app.lsp import features
+from dfm.app.lsp.client import StdioClient, apply_edits
+from dfm.app.lsp.positions import LineIndex, units
 
 ROOT = Path(__file__).resolve().parent.parent
 VSCODE = ROOT / "editors" / "vscode"
@@ -319,7 +319,7 @@ def test_the_server_never_imports_torch(folder):
         c.request("textDocument/formatting", {"textDocument": {"uri": uri}, "options": OPTIONS})
     log = c.stderr.decode(errors="replace")
     loaded = {line.rsplit("|", 1)[-1].strip() for line in log.splitlines() if line.startswith("import time:")}
-    assert "dfm.lsp.features" in loaded and "dfm.compiler.compile" in loaded
+    assert "dfm.app.lsp.features" in loaded and "dfm.compiler.compile" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] in HEAVY) == []
 
 
@@ -419,7 +419,7 @@ def test_audio_features_complete_and_hover_in_a_scene_with_audio():
 
 
 def test_the_client_refuses_a_content_length_it_should_not_allocate():
-    from dfm.lsp.client import LspError
+    from dfm.app.lsp.client import LspError
 
     liar = "import sys, time; sys.stdout.buffer.write(b'Content-Length: 99999999999\\r\\n\\r\\n'); " \
            "sys.stdout.flush(); time.sleep(30)"

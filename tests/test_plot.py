@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfm.plot import build_figure, plot_table, varying_columns
-from dfm.table import FrameTable, Settings
+from dfm.app.plot import build_figure, plot_table, varying_columns
+from dfm.contract.table import FrameTable, Settings
 
 N = 40
 
@@ -134,6 +134,6 @@ def test_compiled_scene_plots(tmp_path: Path) -> None:
 
 
 def test_import_does_not_load_matplotlib() -> None:
-    code = "import sys, dfm.plot; print('matplotlib' in sys.modules)"
+    code = "import sys, dfm.app.plot; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,7 +6,7 @@ import pytest
 from dfm.runtime.preview import motion_card, overlay, preview_frames
 
 from dfm.api import compile_text
-from dfm.cli import main
+from dfm.app.cli import main
 
 
 def scene(body: str, frames: int = 4) -> str:

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dfm.api import check_text, compile_text
-from dfm.table import DERIVED_COLUMNS, ColumnType
+from dfm.contract.table import DERIVED_COLUMNS, ColumnType
 
 # ---- prompt editing and alternation: A1111's get_learned_conditioning_prompt_schedules ----------------------
 

@@ -1,4 +1,4 @@
-"""A sharded render (`dfm render --ray`, dfm/shard.py) is a local render: with a LoRA, under speed-up switches,
+"""A sharded render (`dfm render --ray`, scaleout/shard.py) is a local render: with a LoRA, under speed-up switches,
 with its fingerprint (an edited LoRA file renders again), its UNet evaluations and its manifest. LocalPool runs
 the Ray worker's code (runtime/actor.py) in this process, so none of this needs Ray."""
 
@@ -13,11 +13,11 @@ from dfm.runtime import speedups
 from dfm.runtime.render import render
 from test_lora import _lora_state
 
-from dfm import cluster
+from dfm.scaleout import cluster
 from dfm.api import compile_text
-from dfm.cli import main
-from dfm.cluster import LocalPool
-from dfm.shard import render_sharded
+from dfm.app.cli import main
+from dfm.scaleout.cluster import LocalPool
+from dfm.scaleout.shard import render_sharded
 
 # stills (frames independent: they shard); the LoRA's weight changes per frame, so it is not fused and the
 # worker's FrameNetworks (networks.for_renderer) sets it at every frame; the AND prompt counts 3 UNet items

@@ -210,7 +210,7 @@ def test_a_write_refused_after_loading_is_a_render_error_and_loses_nothing(finis
 
 
 def test_written_files_follow_the_umask_and_keep_their_mode(tiny_models, tmp_path):
-    from dfm.files import file_mode
+    from dfm.contract.files import file_mode
 
     table = make_table(2, model=str(tiny_models["folder"]), mode="2d")
     render(table, tmp_path, device="cpu")

@@ -13,7 +13,7 @@ from dfm.runtime.warp import BORDERS, PADDING_MODES, SAMPLING_MODES
 from tiny_models import TINY_2D_SCENE, make_table
 
 from dfm.api import compile_text
-from dfm.table import FrameTable, Settings
+from dfm.contract.table import FrameTable, Settings
 
 RUNTIME_SOURCES = sorted((Path(__file__).resolve().parents[1] / "runtime").glob("*.py"))
 

@@ -19,7 +19,7 @@ from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
 from dfm.api import compile_text
-from dfm.cli import main
+from dfm.app.cli import main
 
 SCENE = TINY_2D_SCENE + "noise 0:(0.05)\n"
 

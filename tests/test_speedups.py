@@ -117,9 +117,9 @@ def test_command_line_options_parse_to_switches_without_torch_choices():
 
 
 def test_render_command_passes_the_switches_to_watch(tmp_path, monkeypatch):
-    """`--watch` renders with the same switches as a plain render: dfm/watch.py hands them to each render."""
-    from dfm import watch
-    from dfm.cli import main
+    """`--watch` renders with the same switches as a plain render: app/watch.py hands them to each render."""
+    from dfm.app import watch
+    from dfm.app.cli import main
 
     scene = tmp_path / "s.dfm"
     scene.write_text("dfm 1\nmode 2d\nframes 2\n", encoding="utf-8")

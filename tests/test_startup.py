@@ -28,7 +28,7 @@ def _dump():
         json.dump(heavy, f)
 
 atexit.register(_dump)
-from dfm.cli import main
+from dfm.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -13,8 +13,8 @@ from dfm.runtime.render import RenderCancelled, RenderReport, render
 from test_incremental import BASE, EDITS, outputs
 
 from dfm.api import compile_text
-from dfm.cli import build_parser
-from dfm.watch import Watcher, preview_watcher, render_watcher
+from dfm.app.cli import build_parser
+from dfm.app.watch import Watcher, preview_watcher, render_watcher
 
 
 def scene_file(tmp_path: Path, text: str) -> Path:
@@ -144,7 +144,7 @@ prompt 0 "a cat"
 def test_watch_renders_under_the_speed_up_switches(tiny_models, tmp_path, monkeypatch, capsys):
     import json
 
-    import dfm.watch
+    import dfm.app.watch
 
     scene = scene_file(tmp_path, STILLS)
     switches = ["--dtype", "fp32", "--attention", "math", "--vae-tiling", "on"]
@@ -172,8 +172,8 @@ def test_watch_renders_under_the_speed_up_switches(tiny_models, tmp_path, monkey
 
     # the command hands the switches to the watcher (no longer refused); --watch with --ray still is
     seen = []
-    monkeypatch.setattr(dfm.watch, "watch_render", lambda a: seen.append(a) or 0)
-    from dfm.cli import main
+    monkeypatch.setattr(dfm.app.watch, "watch_render", lambda a: seen.append(a) or 0)
+    from dfm.app.cli import main
 
     assert main(["render", str(scene), "--watch", "--compile", *switches]) == 0
     assert seen[0].compile and seen[0].dtype == "fp32"

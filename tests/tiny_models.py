@@ -395,7 +395,7 @@ def make_table(n: int, prompt: str = "a red cat", **overrides):
     make `n` images of `prompt`; interpolation moves from `prompt` to "a blue dog" over `n` rows."""
     from dfm.compiler.lower import build_table
 
-    from dfm.table import Settings
+    from dfm.contract.table import Settings
 
     values = {p.name: np.full(n, float(p.default)) for p in catalogue.SCHEDULES}
     settings = {**catalogue.setting_defaults(), "model_sha256": None, **TEST_SETTINGS}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # only for annotations; keeps matplotlib off the import path
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .table import FrameTable
+    from ..contract.table import FrameTable
 
 # Bookkeeping columns: they vary on every scene but say nothing the x axis or the markers do not.
 _NOT_PLOTTED = frozenset({"frame", "time", "tween_from", "tween_to"})

@@ -2,7 +2,7 @@
 
 Either side may be a file or a git revision of one (`HEAD:scene.dfm`, `main~3:scenes/a.dfm`), read with
 `git show`. Both are compiled, and their FrameTables compared with the dependency rule the renderer uses
-(`dfm.changes.compare`): `first_frame` is the frame an incremental re-render of OLD's render starts at,
+(`dfm.contract.changes.compare`): `first_frame` is the frame an incremental re-render of OLD's render starts at,
 and the same rule gives each changed statement its own first frame. Statements are matched by parameter
 (aliases included) and prompts by their key frame; a statement that changes only its spelling changes no
 value. Values that change through other statements (a key in seconds when `fps` changes) are listed
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import changes
-from .compiler import catalogue as cat
-from .compiler.catalogue import Kind
-from .compiler.compile import ACCUMULATED
-from .compiler.units import frames_of
-from .dsl import ir
-from .errors import UserError
+from ..contract import changes
+from ..compiler import catalogue as cat
+from ..compiler.catalogue import Kind
+from ..compiler.compile import ACCUMULATED
+from ..compiler.units import frames_of
+from ..dsl import ir
+from ..contract.errors import UserError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -306,8 +306,8 @@ def format_text(d: SceneDiff) -> str:
 def run_diff(old_spec: str, new_spec: str, fmt: str = "text") -> int:
     """The `dfm diff` command: 0 when both versions compile (whatever changed), 1 when one has errors;
     raises DiffError when one cannot be read."""
-    from .api import compile_result
-    from .dsl.diagnostics import render_full
+    from ..api import compile_result
+    from ..dsl.diagnostics import render_full
 
     results = []
     versions = [load_version(old_spec), load_version(new_spec)]  # a DiffError: main() prints it, exit 2

@@ -4,7 +4,7 @@ Everything is planned on the driver before anything renders. Each scene file is 
 combination of `--vary` values is written into its text (`--vary seed=1..8` replaces the scene's `seed`
 statement, or adds one) and the text is compiled and checked as `dfm check` would, so a bad value is a
 diagnostic with its line before any model loads. Each job is then a FrameTable (the contract: workers
-never parse) handed to a `RenderWorker` (`dfm/cluster.py`), which renders it into `OUT/<scene name>/`,
+never parse) handed to a `RenderWorker` (`scaleout/cluster.py`), which renders it into `OUT/<scene name>/`,
 or `OUT/<scene name>/<variation>/` in a sweep, exactly as `dfm render --out` would: the same files,
 resumed from the same checkpoints. A rerun of the batch continues every unfinished scene and skips
 the finished ones.
@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .cluster import Queue, WorkerLost, run_queue
-from .compiler import catalogue
-from .dsl.diagnostics import Diagnostic
-from .dsl.formatter import format_string
-from .errors import UserError
-from .files import write_atomic
-from .table import FrameTable
+from ..compiler import catalogue
+from ..dsl.diagnostics import Diagnostic
+from ..dsl.formatter import format_string
+from ..contract.errors import UserError
+from ..contract.files import write_atomic
+from ..contract.table import FrameTable
 
 MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=1..100000), not a plan
 SUMMARY_FILE = "batch.json"
@@ -98,7 +98,7 @@ def vary_text(text: str, path: str, values: Sequence[tuple[str, str]]) -> str:
     `name value` (every statement of it: a varied prompt is the only prompt), or added at the end when
     the scene has none. `seed` keeps the scene's seed behaviour (`seed 5 fixed` becomes `seed 3 fixed`)
     unless the value gives one."""
-    from .api import parse
+    from ..api import parse
 
     statements = parse(text, path).scene.statements
     edits: list[tuple[int, int, str]] = []
@@ -161,7 +161,7 @@ class Plan:
 def plan(scenes: Sequence[tuple[str, str]], variations: Sequence[Variation], out: Path) -> Plan:
     """The jobs of `scenes` ((path, text) pairs) times every combination of `variations`, each compiled
     and checked. Raises BatchError for a batch that cannot be laid out; scene errors are diagnostics."""
-    from .api import compile_result
+    from ..api import compile_result
 
     names = [v.name for v in variations]
     if len(set(names)) != len(names):
@@ -261,11 +261,11 @@ class BatchInterrupted(KeyboardInterrupt):
 def run_batch(jobs: Sequence[Job], pool, *, model: str | None = None, depth_model: str | None = None,
               restart: bool = False, retries: int = 1, observer: BatchObserver | None = None,
               summary: Path | None = None) -> list[SceneResult]:
-    """Render `jobs` on the workers of `pool` (`dfm.cluster.LocalPool` or `RayPool`), the scenes of the
+    """Render `jobs` on the workers of `pool` (`dfm.scaleout.cluster.LocalPool` or `RayPool`), the scenes of the
     model a worker holds first. A scene that fails is reported in its result and the others go on; one
     whose worker died runs again (resuming) up to `retries` times. `summary` gets a JSON record of every
     scene (also when interrupted). Ctrl-C raises BatchInterrupted."""
-    from .runtime.actor import SceneOutcome, SceneTask
+    from ..runtime.actor import SceneOutcome, SceneTask
 
     watch = observer or BatchObserver()
     results = {j.key: SceneResult(j) for j in jobs}

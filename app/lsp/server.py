@@ -7,7 +7,7 @@ published if no newer text has arrived meanwhile. Hover, inlay hints, symbols an
 the compile of the current text (or reuse it), so they never describe an older version. Formatting
 runs on the same worker: the parser is used from one thread only.
 
-`dfm.lsp.features` (and with it the compiler, numpy and lark) is imported on the worker right after
+`dfm.app.lsp.features` (and with it the compiler, numpy and lark) is imported on the worker right after
 `initialized`, not before `initialize` is answered, so the server starts in the time pygls takes.
 """
 
@@ -23,7 +23,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from .. import __version__
+from ... import __version__
 from .positions import LineIndex
 
 log = logging.getLogger(__name__)

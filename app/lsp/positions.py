@@ -14,7 +14,7 @@ import re
 
 from lsprotocol import types as lsp
 
-from ..dsl import ir
+from ...dsl import ir
 
 _BREAK = re.compile(r"\r\n|\r|\n")
 ENCODINGS = ("utf-16", "utf-8", "utf-32")

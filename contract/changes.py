@@ -1,6 +1,6 @@
 """Which frames an edit can change: the dependency rule that incremental re-render and `dfm diff` share.
 
-Numpy only, next to the table it reads (`dfm/table.py`): the runtime imports it without knowing the
+Numpy only, next to the table it reads (`contract/table.py`): the runtime imports it without knowing the
 compiler, and `dfm diff` without loading torch. Two tables are compared column by column and setting by
 setting; the rule below turns their differences into the frames whose renders can differ.
 

@@ -64,8 +64,8 @@ class Watcher:
         if text == self._text:
             return False
         self._text = text
-        from .api import compile_result
-        from .dsl.diagnostics import render_full
+        from ..api import compile_result
+        from ..dsl.diagnostics import render_full
 
         result = compile_result(text, str(self.path))
         color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
@@ -155,8 +155,8 @@ def _drop_tracebacks(exc: BaseException | None) -> None:
 
 def _expected(exc: BaseException) -> bool:
     """Outcomes a job reports itself: a cancelled or failed render."""
-    from .runtime.errors import RenderError
-    from .runtime.render import RenderInterrupted
+    from ..runtime.errors import RenderError
+    from ..runtime.render import RenderInterrupted
 
     return isinstance(exc, RenderInterrupted | RenderError | _PreviewCancelled)
 
@@ -174,8 +174,8 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     first = [True]
 
     def job(result, cancel: Cancel):
-        from .runtime.errors import RenderError
-        from .runtime.render import RenderCancelled, render
+        from ..runtime.errors import RenderError
+        from ..runtime.render import RenderCancelled, render
 
         out = render_out(args, result.table)
         restart, first[0] = args.restart and first[0], False  # --restart: the first render only
@@ -233,7 +233,7 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     from .cli import _progress_bar, preview_out, scene_table
 
     def job(result, cancel: Cancel):
-        from .runtime.preview import render_preview
+        from ..runtime.preview import render_preview
 
         out = preview_out(args)
         bar = _progress_bar(args.quiet)

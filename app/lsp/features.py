@@ -18,16 +18,16 @@ from pathlib import Path
 
 from lsprotocol import types as lsp
 
-from ..compiler import catalogue as cat
-from ..compiler.catalogue import Kind, Param
-from ..compiler.compile import CompileResult, compile_source
-from ..compiler.expressions import AUDIO_VARIABLES, FUNCTIONS, VARIABLES, environment, is_plain_number
-from ..compiler.schedules import CURVES
-from ..compiler.units import frames_of
-from ..dsl import ir
-from ..dsl.diagnostics import Diagnostic, Severity
-from ..dsl.formatter import format_source
-from ..dsl.parser import split_statements
+from ...compiler import catalogue as cat
+from ...compiler.catalogue import Kind, Param
+from ...compiler.compile import CompileResult, compile_source
+from ...compiler.expressions import AUDIO_VARIABLES, FUNCTIONS, VARIABLES, environment, is_plain_number
+from ...compiler.schedules import CURVES
+from ...compiler.units import frames_of
+from ...dsl import ir
+from ...dsl.diagnostics import Diagnostic, Severity
+from ...dsl.formatter import format_source
+from ...dsl.parser import split_statements
 from .positions import LineIndex
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import families
-from .errors import UserError
+from ..contract import families
+from ..contract.errors import UserError
 
 DEMO_SCENE = Path(__file__).resolve().parent.parent / "examples" / "demo.dfm"
 PROBE_TIMEOUT = 3.0  # seconds: one HEAD request to the hub, never the hub client's retries
@@ -141,7 +141,7 @@ def write_strip(table, path: Path, count: int = 6, width: int = 160) -> Path:
     import cv2
     import numpy as np
 
-    from .runtime.preview import preview_frames
+    from ..runtime.preview import preview_frames
 
     n = len(table)
     picks = set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())
@@ -163,9 +163,9 @@ def _duration(seconds: float) -> str:
 def run_demo(args) -> int:
     """The `dfm demo` command: see the module's docstring. Returns the exit code."""
     from .cli import EXIT_ERRORS, EXIT_OK, _compile, main
-    from .files import write_atomic
+    from ..contract.files import write_atomic
     from .plot import plot_table
-    from .runtime.preview import render_preview
+    from ..runtime.preview import render_preview
 
     scene = Path(args.file) if args.file else DEMO_SCENE
     if not scene.is_file():

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cluster import Queue, WorkerLost, run_queue
-from .files import file_mode, write_atomic
-from .table import FrameTable
+from ..contract.files import file_mode, write_atomic
+from ..contract.table import FrameTable
 
 if TYPE_CHECKING:  # the runtime loads torch: imported where a render needs it
-    from .runtime.speedups import Speedups
+    from ..runtime.speedups import Speedups
 
 CHUNK_MAX = 16  # rows per call: small enough to spread a scene evenly and lose little to a kill
 LOST_RETRIES = 2  # a chunk whose worker died runs again this many times
@@ -51,8 +51,8 @@ def chunks(rows: list[int], workers: int, most: int = CHUNK_MAX) -> list[list[in
 def check_shardable(table: FrameTable) -> None:
     """A RenderError unless the frames of `table` can render apart from one another (before any worker
     starts)."""
-    from .runtime.actor import row_dependency
-    from .runtime.errors import RenderError
+    from ..runtime.actor import row_dependency
+    from ..runtime.errors import RenderError
 
     why = row_dependency(table)
     if why is not None:
@@ -80,13 +80,13 @@ def render_sharded(
     scene whose frames depend on each other is a RenderError; Ctrl-C raises RenderInterrupted (the same
     command resumes). `speed` holds the speed-up switches (runtime/speedups.Speedups; None: the defaults),
     applied on every worker as `render(speed=)` applies them; the precision is the pool's (`open_pool(dtype=)`)."""
-    from .runtime import resume
-    from .runtime.actor import SceneTask
-    from .runtime.encoder import Soundtrack
-    from .runtime.errors import RenderError
-    from .runtime.outdir import open_output, remove_if_empty
-    from .runtime.output import VideoEncoder, frame_name, read_png, write_json
-    from .runtime.render import RenderInterrupted, RenderReport, RenderState
+    from ..runtime import resume
+    from ..runtime.actor import SceneTask
+    from ..runtime.encoder import Soundtrack
+    from ..runtime.errors import RenderError
+    from ..runtime.outdir import open_output, remove_if_empty
+    from ..runtime.output import VideoEncoder, frame_name, read_png, write_json
+    from ..runtime.render import RenderInterrupted, RenderReport, RenderState
 
     check_shardable(table)
     n = len(table)
@@ -222,8 +222,8 @@ def _find_start(table: FrameTable, fp: dict[str, str], root: Path, restart: bool
     """The rows to render, by run_render's rule for frames that hand nothing on: the same render,
     interrupted, continues from its checkpoint and keeps the frames its record lists; a render of
     another table keeps the frames the edit cannot change (`incremental.plan`); `restart` renders all."""
-    from .runtime import incremental, resume
-    from .runtime.outdir import dfm_manifest
+    from ..runtime import incremental, resume
+    from ..runtime.outdir import dfm_manifest
 
     n = len(table)
     if restart:
@@ -277,8 +277,8 @@ def _prepare_output(root: Path, table: FrameTable, fp: dict[str, str], begin: _S
     are this table's (those kept); remove the previous render's manifest, a checkpoint not continued, dfm's
     temporary files, its frames and latents not kept and the video unless it stays; write table.csv.
     Files dfm did not write stay. Returns the mode a new video gets (the old one's)."""
-    from .runtime import resume
-    from .runtime.outdir import Output, clear_old_frames, clear_temp_files, dfm_manifest, owned_frames, unwritable
+    from ..runtime import resume
+    from ..runtime.outdir import Output, clear_old_frames, clear_temp_files, dfm_manifest, owned_frames, unwritable
 
     n = len(table)
     kept = ~begin.todo

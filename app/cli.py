@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..contract.errors import UserError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -43,7 +43,7 @@ def _color(stream) -> bool:
 
 
 def _print_diagnostics(diags, sources: dict[str, str], fmt: str, stream) -> None:
-    from .dsl.diagnostics import render_concise, render_full, render_json
+    from ..dsl.diagnostics import render_concise, render_full, render_json
 
     if fmt == "json":
         print(render_json(diags), file=stream)
@@ -54,7 +54,7 @@ def _print_diagnostics(diags, sources: dict[str, str], fmt: str, stream) -> None
 
 
 def _summary(diags, files: int) -> str:
-    from .dsl.diagnostics import Severity
+    from ..dsl.diagnostics import Severity
 
     e = sum(d.is_error for d in diags)
     w = sum(d.severity is Severity.WARNING for d in diags)
@@ -69,7 +69,7 @@ def _summary(diags, files: int) -> str:
 
 
 def cmd_check(args) -> int:
-    from .api import check_text
+    from ..api import check_text
 
     all_diags, sources, unreadable = [], {}, []
     for path in args.files:
@@ -92,14 +92,14 @@ def cmd_check(args) -> int:
 
 
 def _rename_map() -> dict[str, str]:
-    from .compiler import catalogue
+    from ..compiler import catalogue
 
     return {alias: name for alias, name in catalogue.ALIASES.items()}
 
 
 def cmd_fmt(args) -> int:
-    from .dsl.formatter import format_source
-    from .files import write_atomic
+    from ..dsl.formatter import format_source
+    from ..contract.files import write_atomic
 
     rename = _rename_map()
     changed, failed = [], False
@@ -151,7 +151,7 @@ def scene_table(result, args):
 
 def _compile(path: str):
     """The compile result of a file; prints diagnostics and returns None on errors."""
-    from .api import compile_result
+    from ..api import compile_result
 
     text = _read(path)
     result = compile_result(text, path)
@@ -165,7 +165,7 @@ def _compile(path: str):
 
 def _emit(data: str, out: str | None, source: str | None = None) -> None:
     """`data` to stdout or the file `out`; never over `source`, the scene it was made from."""
-    from .files import write_atomic
+    from ..contract.files import write_atomic
 
     if out in (None, "-"):
         sys.stdout.write(data)
@@ -186,7 +186,7 @@ def cmd_compile(args) -> int:
     elif args.format == "json":
         data = json.dumps(table.to_json(), ensure_ascii=False, indent=1) + "\n"
     else:
-        from .compiler.parseq import to_parseq_manifest
+        from ..compiler.parseq import to_parseq_manifest
 
         warnings: list[str] = []
         data = json.dumps(to_parseq_manifest(table, warnings), ensure_ascii=False, indent=2) + "\n"
@@ -213,9 +213,9 @@ def cmd_plot(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .compiler.deforum_import import import_settings
-    from .compiler.interop import SettingsError, load_settings
-    from .compiler.parseq import from_parseq_manifest
+    from ..compiler.deforum_import import import_settings
+    from ..compiler.interop import SettingsError, load_settings
+    from ..compiler.parseq import from_parseq_manifest
 
     text = _read(args.settings)
     try:
@@ -241,7 +241,7 @@ def cmd_export(args) -> int:
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
-    from .compiler.deforum_export import export_settings
+    from ..compiler.deforum_export import export_settings
 
     exported = export_settings(result)
     for w in exported.warnings:
@@ -251,7 +251,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_render(args) -> int:
-    # the speed-up switches (--dtype, --attention, ...) apply with --watch and --ray too: dfm/watch.py
+    # the speed-up switches (--dtype, --attention, ...) apply with --watch and --ray too: app/watch.py
     # passes them to each render, and the Ray workers apply them as render() does (runtime/actor.py)
     if args.watch:
         from .watch import watch_render
@@ -262,7 +262,7 @@ def cmd_render(args) -> int:
         return EXIT_ERRORS
     out = render_out(args, result.table)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from .runtime.render import RenderInterrupted, render
+    from ..runtime.render import RenderInterrupted, render
 
     def on_resume(frame: int, total: int) -> None:
         print(f"resuming at frame {frame} of {total} (--restart renders from frame 0)", file=sys.stderr)
@@ -273,7 +273,7 @@ def cmd_render(args) -> int:
     _check_ray_options(args)
     progress = _progress_bar(args.quiet)
     try:
-        if args.ray:  # the frames split across Ray workers (dfm/shard.py)
+        if args.ray:  # the frames split across Ray workers (scaleout/shard.py)
             report = _render_on_ray(args, result, out, progress, on_resume, on_keep)
         else:
             report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
@@ -296,7 +296,7 @@ def cmd_render(args) -> int:
 
 def _speedups(args):
     """The render's speed-up switches (runtime/speedups.py: no torch import); None: the defaults."""
-    from .runtime.speedups import from_args
+    from ..runtime.speedups import from_args
 
     return from_args(args)
 
@@ -307,8 +307,8 @@ def _check_ray_options(args) -> None:
 
 
 def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
-    from .cluster import open_pool
-    from .shard import check_shardable, render_sharded
+    from ..scaleout.cluster import open_pool
+    from ..scaleout.shard import check_shardable, render_sharded
 
     check_shardable(result.table)  # before Ray starts
     with open_pool(args.ray, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle,
@@ -319,7 +319,7 @@ def _render_on_ray(args, result, out: Path, progress, on_resume, on_keep):
 
 
 def cmd_batch(args) -> int:
-    from .batch import parse_vary, plan
+    from ..scaleout.batch import parse_vary, plan
 
     if "-" in args.scenes:
         raise UsageError("batch renders scene files; standard input has no name to render it under")
@@ -332,7 +332,7 @@ def cmd_batch(args) -> int:
     if planned.errors:
         print(_summary(planned.diagnostics, len(scenes)) + "; nothing was rendered", file=sys.stderr)
         return EXIT_ERRORS
-    from .batch import SUMMARY_FILE, check_summary
+    from ..scaleout.batch import SUMMARY_FILE, check_summary
 
     check_summary(out / SUMMARY_FILE)
     if args.dry_run:
@@ -340,8 +340,8 @@ def cmd_batch(args) -> int:
             print(f"{job.out_dir}\t{len(job.table)} frames\t{job.scene}")
         return EXIT_OK
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from .batch import BatchInterrupted, ProgressView, run_batch, summary_lines
-    from .cluster import open_pool
+    from ..scaleout.batch import BatchInterrupted, ProgressView, run_batch, summary_lines
+    from ..scaleout.cluster import open_pool
 
     view = None
     try:
@@ -402,7 +402,7 @@ def cmd_preview(args) -> int:
     result = _compile(args.file)
     if result is None:
         return EXIT_ERRORS
-    from .runtime.preview import render_preview
+    from ..runtime.preview import render_preview
 
     out = preview_out(args)
     progress = _progress_bar(args.quiet)
@@ -433,7 +433,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .dsl.codes import CODES, explain
+    from ..dsl.codes import CODES, explain
 
     text = explain(args.code)
     if text is None:
@@ -500,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true", help="video.mp4 without the scene's soundtrack")
     p.add_argument("--watch", action="store_true", help="render, then again on each save of FILE, keeping the "
                    "frames the edit cannot change (Ctrl-C stops)")
-    from .runtime.speedups import add_arguments as speed_arguments  # argparse only: no torch
+    from ..runtime.speedups import add_arguments as speed_arguments  # argparse only: no torch
 
     speed_arguments(p)
     _ray_arguments(p, "split the frames across Ray workers (stills, interpolation, video input): ADDRESS "

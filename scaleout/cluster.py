@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import UserError
+from ..contract.errors import UserError
 
 RAY_INSTALL = "pip install 'dfm[ray]'"
 POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks the workers for progress
@@ -72,8 +72,8 @@ class LocalPool:
 
     def __init__(self, device: str = "auto", *, dtype: str = "auto", allow_pickle: bool = False,
                  on_progress: Callable[[str, int, int, int], None] | None = None) -> None:
-        from .runtime.actor import RenderWorker
-        from .runtime.errors import RenderError
+        from ..runtime.actor import RenderWorker
+        from ..runtime.errors import RenderError
 
         worker = RenderWorker(device, dtype=dtype, allow_pickle=allow_pickle, on_progress=on_progress)
         try:
@@ -212,7 +212,7 @@ class RayPool:
         try:
             self.shape = plan_workers(ray.cluster_resources(), device, workers=workers,
                                       cpus_per_worker=cpus_per_worker, limit=limit)
-            from .runtime.actor import RenderWorker
+            from ..runtime.actor import RenderWorker
 
             self._actor_class = ray.remote(RenderWorker)
             self._allow_pickle = allow_pickle
