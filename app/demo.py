@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..contract import families
 from ..contract.errors import UserError
+from .exit_codes import EXIT_ERRORS, EXIT_OK
 
 DEMO_SCENE = Path(__file__).resolve().parent.parent / "examples" / "demo.dfm"
 PROBE_TIMEOUT = 3.0  # seconds: one HEAD request to the hub, never the hub client's retries
@@ -162,17 +163,17 @@ def _duration(seconds: float) -> str:
 
 def run_demo(args) -> int:
     """The `dfm demo` command: see the module's docstring. Returns the exit code."""
-    from .cli import EXIT_ERRORS, EXIT_OK, _compile, main
     from ..contract.files import write_atomic
-    from .plot import plot_table
     from ..runtime.preview import render_preview
+    from .console import compile_file
+    from .plot import plot_table
 
     scene = Path(args.file) if args.file else DEMO_SCENE
     if not scene.is_file():
         print(f"dfm demo: error: the demo scene {scene} does not exist\nhelp: pass a scene: dfm demo SCENE.dfm",
               file=sys.stderr)
         return EXIT_ERRORS
-    result = _compile(str(scene))
+    result = compile_file(str(scene))
     if result is None:
         return EXIT_ERRORS
     table = result.table
@@ -198,7 +199,7 @@ def run_demo(args) -> int:
               f"`dfm demo --model PATH` (a diffusers folder or a .safetensors file)")
         return EXIT_OK
     # the render's own folder (dfm render refuses a folder of other files: the table, plot and preview here)
-    render = ["render", str(scene), "--out", str(out / "render"), "--device", args.device]
+    render = [str(scene), "--out", str(out / "render"), "--device", args.device]
     render += ["--model", args.model] if args.model else []
     render += ["--quiet"] if args.quiet else []
     import torch
@@ -220,7 +221,15 @@ def run_demo(args) -> int:
                 return EXIT_OK
     else:
         print(f"rendering with {reach.why}", file=sys.stderr)
-    return main(render)
+    return _render(render)
+
+
+def _render(argv: list[str]) -> int:
+    """`dfm render ARGV...`, its errors printed as that command's (not as the demo's)."""
+    from .commands import render
+    from .dispatch import run_command
+
+    return run_command(render.parse(argv))
 
 
 __all__ = ["DEMO_SCENE", "Reach", "estimate_seconds", "reachable", "run_demo"]

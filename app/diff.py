@@ -20,20 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import changes
 from ..compiler import catalogue as cat
 from ..compiler.catalogue import Kind
 from ..compiler.compile import ACCUMULATED
 from ..compiler.units import frames_of
-from ..dsl import ir
+from ..contract import changes
 from ..contract.errors import UserError
-
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+from ..contract.reads import Read
+from ..contract.table import DERIVED
+from ..dsl import ir
+from .exit_codes import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
 PROMPT_TEXT = ("prompt", "prompt_from", "prompt_blend", "prompt_pieces", "prompt_from_pieces")
 NEGATIVE_TEXT = ("negative_prompt", "negative_prompt_from", "negative_blend", "negative_prompt_pieces",
                  "negative_prompt_from_pieces")
 # the derived columns each parameter feeds, besides its own column
+# the cadence plan: the derived columns every row reads
+CADENCE_PLAN = tuple(name for name, (_, read) in DERIVED.items() if read.when is Read.EVERY)
 _CAMERA = {schedule: column for column, schedule in ACCUMULATED.items()}  # angle -> cam_angle, ...
 FEEDS: dict[str, tuple[str, ...]] = {
     **{k: (k, v) for k, v in _CAMERA.items()},
@@ -46,7 +49,7 @@ FEEDS: dict[str, tuple[str, ...]] = {
     "negative": NEGATIVE_TEXT,
     "lora": ("lora_weights",),
     "seed": ("seed",), "seed_behavior": ("seed",), "seed_iter_n": ("seed",),
-    "cadence": (*changes.STRUCTURE, "seed", "effective_steps", "unet_evals"),
+    "cadence": (*CADENCE_PLAN, "seed", "effective_steps", "unet_evals"),
     "init_strength": ("effective_steps", "unet_evals"), "init_image": ("effective_steps", "unet_evals"),
     "prompt_crossfade": PROMPT_TEXT + NEGATIVE_TEXT + ("unet_evals", "lora_weights"),
 }
@@ -58,7 +61,7 @@ EVERY_COLUMN = frozenset({"mode", "frames", "duration", "fps", "bpm", "images_pe
 class DiffError(UserError):
     """A version that cannot be read (no such file, git cannot show it): exit 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 @dataclass
@@ -310,7 +313,7 @@ def run_diff(old_spec: str, new_spec: str, fmt: str = "text") -> int:
     from ..dsl.diagnostics import render_full
 
     results = []
-    versions = [load_version(old_spec), load_version(new_spec)]  # a DiffError: main() prints it, exit 2
+    versions = [load_version(old_spec), load_version(new_spec)]  # a DiffError: app/dispatch.py prints it, exit 2
     for v in versions:
         result = compile_result(v.text, v.label, base_dir=v.base_dir)
         if result.errors or result.table is None:

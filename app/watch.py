@@ -19,7 +19,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .console import UsageError, color, progress_bar
+from .exit_codes import EXIT_INTERRUPTED, EXIT_OK
+from .render_args import preview_out, render_out, scene_table, speedups
 
 
 class Cancel(threading.Event):
@@ -68,9 +70,9 @@ class Watcher:
         from ..dsl.diagnostics import render_full
 
         result = compile_result(text, str(self.path))
-        color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        colored = color(sys.stderr)
         for d in result.diagnostics:
-            self.echo(render_full(d, text, color) + "\n")
+            self.echo(render_full(d, text, colored) + "\n")
         if result.errors or result.table is None:
             self.echo(f"{self.path} has errors: the last good render stays; waiting for the next save")
             return False
@@ -167,10 +169,8 @@ def _expected(exc: BaseException) -> bool:
 def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm render FILE --watch`: each job renders into the output folder, keeping what
     the edit cannot change; the models stay loaded between renders."""
-    from .cli import _progress_bar, _speedups, render_out, scene_table
-
     models: dict = {}  # keyed by the model and its precision: a loaded model is reused at the same --dtype
-    speed = _speedups(args)  # --attention, --channels-last, --vae-tiling, --compile: the same for every render
+    speed = speedups(args)  # --attention, --channels-last, --vae-tiling, --compile: the same for every render
     first = [True]
 
     def job(result, cancel: Cancel):
@@ -179,7 +179,7 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
 
         out = render_out(args, result.table)
         restart, first[0] = args.restart and first[0], False  # --restart: the first render only
-        progress = _progress_bar(args.quiet)
+        progress = progress_bar(args.quiet)
         try:
             report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
@@ -206,8 +206,6 @@ def render_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
 
 
 def watch_render(args) -> int:
-    from .cli import UsageError
-
     if args.file == "-":
         raise UsageError("--watch watches a file; standard input cannot be watched")
     if getattr(args, "ray", None):
@@ -230,13 +228,11 @@ class _PreviewCancelled(Exception):
 def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm preview FILE --watch`: each job writes the preview again (a preview in flight
     stops at its next frame)."""
-    from .cli import _progress_bar, preview_out, scene_table
-
     def job(result, cancel: Cancel):
         from ..runtime.preview import render_preview
 
         out = preview_out(args)
-        bar = _progress_bar(args.quiet)
+        bar = progress_bar(args.quiet)
 
         def progress(done: int, total: int) -> None:
             bar(done, total)
@@ -258,8 +254,6 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
 
 
 def watch_preview(args) -> int:
-    from .cli import UsageError
-
     if args.file == "-":
         raise UsageError("--watch watches a file; standard input cannot be watched")
     return preview_watcher(args).run()

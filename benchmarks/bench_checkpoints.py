@@ -29,7 +29,8 @@ import _common  # noqa: F401  (first: offline, quiet model loading, tests/ impor
 import numpy as np
 import torch
 from dfm.runtime import resume
-from dfm.runtime.render import RenderState, render
+from dfm.runtime.frame import RenderState
+from dfm.runtime.render import render
 from tiny_models import make_table, save_model_forms
 
 

@@ -125,10 +125,9 @@ def full_models(root: Path, device: torch.device, dtype: torch.dtype) -> dict[st
 
 
 def benchmark(full: bool, device_spec: str, work: Path, frames: int) -> dict:
+    from dfm.contract import families
     from dfm.runtime.device import pick_device
     from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source
-
-    from dfm.contract import families
 
     placement = pick_device(device_spec)
     dev, dtype = placement.device, placement.dtype

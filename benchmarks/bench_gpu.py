@@ -441,6 +441,35 @@ def environment(device: torch.device) -> dict:
 # ---- the benchmark -----------------------------------------------------------------------------------------------
 
 
+def warm_up(plan: Plan, table_of, sd, depth, pipes, out: Path, speed) -> None:
+    """Two-frame runs of each mode (and the naive loop) before any timed one."""
+    for mode, cfg in (("2d", plan.cfg), ("3d", plan.cfg), ("2d", 1.0)):
+        warm = table_of(mode, frames=2, steps=2, strength=0.5, cfg=cfg)
+        run_dfm(f"warm-{mode}-{cfg}", warm, sd, depth, out, speed=speed)
+        if mode == "2d":
+            run_naive(f"warm-naive-{cfg}", warm, sd, pipes, out)
+
+
+def measure(name: str, tab, plan: Plan, sd, depth, pipes, out: Path, speed) -> dict:
+    """One table's figures: dfm's run, the naive loop's (2D only), and the UNet floor they are held to."""
+    guided = float(tab.row(0)["cfg_scale"]) != 1.0
+    res: dict = {"scene": {"mode": tab.settings.mode, "frames": len(tab), "size": plan.size,
+                           "steps": int(tab.row(0)["steps"]), "strength": float(tab.row(0)["strength"]),
+                           "cfg_scale": float(tab.row(0)["cfg_scale"]), "cadence": int(tab.settings.cadence),
+                           "sampler": tab.settings.sampler}}
+    res["dfm"] = run_dfm(name, tab, sd, depth, out, speed=speed)
+    if name != "3d":  # a user's 3D loop needs a depth warp of their own: not benchmarked
+        res["naive"] = run_naive(f"{name}-naive", tab, sd, pipes, out)
+        res["speedup"] = round(res["dfm"]["fps"] / res["naive"]["fps"], 4)
+    per_call = unet_seconds_per_call(sd, plan.size, 2 if guided else 1, plan.floor_calls)
+    floor = per_call * res["dfm"]["unet_calls"]
+    res["unet_ms_per_call"] = round(1000 * per_call, 4)
+    res["unet_floor_s"] = round(floor, 4)
+    res["overhead"] = round(max(0.0, 1 - floor / res["dfm"]["wall_s"]), 4)
+    res["unet_calls_exact"] = res["dfm"]["unet_calls"] == res["dfm"]["expected_unet_calls"]
+    return res
+
+
 def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", speed=None,
               ablate: bool = True, ablate_compile: bool = False) -> dict:
     from dfm.runtime import speedups
@@ -485,32 +514,13 @@ def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", 
     out = work / "renders"
     pipes = naive_pipelines(sd)
     t = time.perf_counter()  # first-call costs (kernel selection, lazy imports) are not the loop's
-    for mode, cfg in (("2d", plan.cfg), ("3d", plan.cfg), ("2d", 1.0)):
-        warm = table(mode, frames=2, steps=2, strength=0.5, cfg=cfg)
-        run_dfm(f"warm-{mode}-{cfg}", warm, sd, depth, out, speed=speed)
-        if mode == "2d":
-            run_naive(f"warm-naive-{cfg}", warm, sd, pipes, out)
+    warm_up(plan, table, sd, depth, pipes, out, speed)
     phases["warm_up_s"] = time.perf_counter() - t
 
     runs: dict[str, dict] = {}
     for name, tab in tables.items():
         t = time.perf_counter()
-        guided = float(tab.row(0)["cfg_scale"]) != 1.0
-        res: dict = {"scene": {"mode": tab.settings.mode, "frames": len(tab), "size": plan.size,
-                               "steps": int(tab.row(0)["steps"]), "strength": float(tab.row(0)["strength"]),
-                               "cfg_scale": float(tab.row(0)["cfg_scale"]), "cadence": int(tab.settings.cadence),
-                               "sampler": tab.settings.sampler}}
-        res["dfm"] = run_dfm(name, tab, sd, depth if name == "3d" else None, out, speed=speed)
-        if name != "3d":  # a user's 3D loop needs a depth warp of their own: not benchmarked
-            res["naive"] = run_naive(f"{name}-naive", tab, sd, pipes, out)
-            res["speedup"] = round(res["dfm"]["fps"] / res["naive"]["fps"], 4)
-        per_call = unet_seconds_per_call(sd, plan.size, 2 if guided else 1, plan.floor_calls)
-        floor = per_call * res["dfm"]["unet_calls"]
-        res["unet_ms_per_call"] = round(1000 * per_call, 4)
-        res["unet_floor_s"] = round(floor, 4)
-        res["overhead"] = round(max(0.0, 1 - floor / res["dfm"]["wall_s"]), 4)
-        res["unet_calls_exact"] = res["dfm"]["unet_calls"] == res["dfm"]["expected_unet_calls"]
-        runs[name] = res
+        runs[name] = measure(name, tab, plan, sd, depth if name == "3d" else None, pipes, out, speed)
         phases[f"run_{name}_s"] = time.perf_counter() - t
         shutil.rmtree(out / name, ignore_errors=True)
 

@@ -13,8 +13,6 @@ figures are the sha256 of each frame, the video and the table.
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (offline, tests/ on the path; before torch)
-
 import argparse
 import hashlib
 import json
@@ -23,6 +21,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import _common  # noqa: F401  (offline, tests/ on the path; before torch)
 
 ROOT = _common.ROOT
 FRAMES = 16

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..contract.modes import NAMES, names_where
+from ..contract.reads import ColumnRead, Effect, Read
 from ..contract.table import ColumnType
 
 
@@ -25,10 +27,10 @@ class Kind(str, Enum):
 
 
 MAX_FRAMES = 1_000_000  # 9 hours at 30 fps; beyond this a scene is a typo, not a film
-MODES = ("none", "2d", "3d", "video", "interpolation")
+MODES = NAMES  # contract/modes.py: each mode's properties; the sets below are named by them
 ALL = frozenset(MODES)
-ANIMATED = frozenset({"2d", "3d", "video", "interpolation"})
-MOTION = frozenset({"2d", "3d"})
+ANIMATED = names_where("animated")
+MOTION = names_where("camera")  # the modes with a camera (and cadence)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class Param:
     # Deforum's Parseq adapter reads this field's per-frame change `X_delta` (parseq_use_deltas): "add", or
     # "multiply" for zoom (a delta of 1 is no change); None: it reads the value itself
     parseq_delta: str | None = None
+    # a schedule: which rows the renderer reads its column at (contract/reads.py), in the row's `modes`, while
+    # the bool setting `read_if` is on; None: every row (a new column counts as read until its row says)
+    read: Read | None = None
+    read_if: str | None = None
+    # a setting: what a change of it can change (every frame, the video file only, or nothing by itself)
+    effect: Effect = Effect.FRAMES
 
     @property
     def column_type(self) -> ColumnType:
@@ -154,7 +162,7 @@ def normalise_choice(text: str) -> str:
 
 
 SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
-SEEDED_MODES = frozenset({"2d", "3d", "video"})  # the modes whose diffusions can follow a seed_schedule
+SEEDED_MODES = names_where("seeded_by_schedule")  # the modes whose diffusions can follow a seed_schedule
 
 # ---- the table -------------------------------------------------------------------------------------
 
@@ -164,21 +172,21 @@ PARAMS: tuple[Param, ...] = (
          "or prompt interpolation.", "scene", choices=MODES, aliases=("animation_mode",), deforum="animation_mode",
          choice_aliases={"video_input": "video", "2d": "2d", "3d": "3d", "none": "none"}),
     _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, max=MAX_FRAMES, aliases=("max_frames",),
-         deforum="max_frames"),
+         deforum="max_frames", effect=Effect.NONE),
     _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
          "fps). Use either frames or duration. `duration auto` takes the `audio` track's length (from its "
-         "offset).", "scene", min=0, min_open=True, unit="s", auto=True),
+         "offset).", "scene", min=0, min_open=True, unit="s", auto=True, effect=Effect.NONE),
     _set("fps", "float", 15, "Frames per second of the output video; converts seconds to frames.", "scene",
-         min=0, min_open=True, max=240, unit="frames/s", deforum="fps"),
+         min=0, min_open=True, max=240, unit="frames/s", deforum="fps", effect=Effect.VIDEO),
     _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`). `bpm auto` detects it "
          "from the `audio` track.", "scene",
-         min=0, min_open=True, max=1000, unit="beats/min", auto=True),
+         min=0, min_open=True, max=1000, unit="beats/min", auto=True, effect=Effect.NONE),
     _set("audio", "path", None, "A soundtrack (wav, flac, mp3, ogg, m4a), optionally `from 12s` into it: its "
          "per-frame features (`onset`, `rms`, `beat`, `beat_phase`, `low`, `mid`, `high`) become expression "
          "variables and table columns, `bpm auto` and `duration auto` read it, and video.mp4 carries it.",
-         "scene", aliases=("soundtrack", "soundtrack_path")),
+         "scene", aliases=("soundtrack", "soundtrack_path"), effect=Effect.VIDEO),
     _set("audio_offset", "float", 0.0, "Where in the audio track the scene starts (`audio \"song.mp3\" from 12s` "
-         "sets it).", "scene", min=0, unit="s"),
+         "sets it).", "scene", min=0, unit="s", effect=Effect.VIDEO),
     _set("size", "size", (512, 512), "Output width × height in pixels, each a multiple of 8.", "scene",
          min=64, max=4096, multiple_of=8),
     # generation
@@ -192,27 +200,30 @@ PARAMS: tuple[Param, ...] = (
          deforum="sampler"),
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
          "generation", min=0, max=2**32 - 1, deforum="seed",
-         refused={"-1": "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"}),
+         refused={"-1": "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"},
+         effect=Effect.NONE),
     _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
          "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1), schedule "
          "(the `seed_schedule`; 2D, 3D and video modes).",
-         "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior"),
+         "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior",
+         effect=Effect.NONE),
     _set("seed_iter_n", "int", 1, "For `iter`: the seed advances every N diffused frames.", "generation",
-         min=1, aliases=("seed_iter_N",), deforum="seed_iter_N"),
+         min=1, aliases=("seed_iter_N",), deforum="seed_iter_N", effect=Effect.NONE),
     # two Deforum keys (seed_resize_from_w, seed_resize_from_h): deforum_import/export map them, as `size` its W, H
     _set("seed_resize_from", "size", None, "A1111's \"resize seed from\": each diffusion's starting noise (seed "
          "and subseed) is drawn at this W×H and centred in the frame, so a seed keeps its composition at another "
          "size. Unset: drawn at the frame's own size.", "generation", min=64, max=4096, multiple_of=8),
     _set("cadence", "int", 1, "Diffuse every Nth frame; the frames between are warped and blended.",
-         "generation", min=1, max=50, modes=MOTION, aliases=("diffusion_cadence",), deforum="diffusion_cadence"),
+         "generation", min=1, max=50, modes=names_where("allows_cadence"), aliases=("diffusion_cadence",),
+         deforum="diffusion_cadence", effect=Effect.NONE),
     _set("init_image", "path", None, "An image to start from: frame 0 becomes img2img from it.", "generation",
          aliases=("init",), deforum="init_image"),
     _set("init_strength", "float", None, "Strength for frame 0 from the init image; defaults to the strength "
-         "schedule at frame 0.", "generation", min=0, max=1),
+         "schedule at frame 0.", "generation", min=0, max=1, effect=Effect.NONE),
     _set("prompt_crossfade", "time", 0, "Blend the text embeddings over this many frames (or seconds) after "
-         "each prompt change instead of a hard cut.", "generation", min=0, modes=ANIMATED),
+         "each prompt change instead of a hard cut.", "generation", min=0, modes=ANIMATED, effect=Effect.NONE),
     _set("images_per_prompt", "int", 1, "Stills mode: images rendered for each prompt.", "generation", min=1,
-         max=1000, modes=frozenset({"none"}), aliases=("n_samples", "n_batch")),
+         max=1000, modes=frozenset({"none"}), aliases=("n_samples", "n_batch"), effect=Effect.NONE),
     # motion and image
     _set("border", "enum", "replicate", "How the 2D warp fills pixels that come from outside the frame.",
          "motion", choices=("replicate", "wrap", "reflect", "zeros"), modes=frozenset({"2d"}), deforum="border"),
@@ -252,15 +263,15 @@ PARAMS: tuple[Param, ...] = (
     # interpolation
     _set("interpolate_key_frames", "bool", False, "Interpolation mode: place prompts at their key frames "
          "instead of evenly.", "interpolation", modes=frozenset({"interpolation"}),
-         deforum="interpolate_key_frames"),
+         deforum="interpolate_key_frames", effect=Effect.NONE),
     _set("interpolate_x_frames", "int", 4, "Interpolation mode: frames between two prompts.", "interpolation",
-         min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames"),
+         min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames", effect=Effect.NONE),
     # output
     _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output",
-         export="local", must_exist=False),
-    _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output"),
+         export="local", must_exist=False, effect=Effect.NONE),
+    _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output", effect=Effect.VIDEO),
     _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51,
-         export="local"),
+         export="local", effect=Effect.VIDEO),
     # prompts
     Param("prompt", Kind.PROMPT, "string", None, "The positive prompt from a frame on: `prompt 4s \"a cat\"`. "
           "Without a time it starts at frame 0. ` --neg ` inside splits off a negative part.", "prompts",
@@ -280,78 +291,83 @@ PARAMS: tuple[Param, ...] = (
          "whose name a prompt uses as a word is loaded, as if named by `embedding`.", "prompts", export="local"),
     # motion schedules
     _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
-           modes=frozenset({"2d"}), parseq="angle", parseq_delta="add", deforum="angle"),
+           modes=frozenset({"2d"}), parseq="angle", parseq_delta="add", deforum="angle", read=Read.MOTION),
     _sched("zoom", 1.0, "2D scale per frame (1.02 zooms in 2 % each frame).", "motion", "×/frame",
-           modes=frozenset({"2d"}), parseq="zoom", parseq_delta="multiply", min=0, min_open=True, deforum="zoom"),
+           modes=frozenset({"2d"}), parseq="zoom", parseq_delta="multiply", min=0, min_open=True, deforum="zoom",
+           read=Read.MOTION),
     _sched("translation_x", 0.0, "Move right per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_x", parseq_delta="add", deforum="translation_x"),
+           modes=MOTION, parseq="translation_x", parseq_delta="add", deforum="translation_x", read=Read.MOTION),
     _sched("translation_y", 0.0, "Move down per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
-           modes=MOTION, parseq="translation_y", parseq_delta="add", deforum="translation_y"),
+           modes=MOTION, parseq="translation_y", parseq_delta="add", deforum="translation_y", read=Read.MOTION),
     _sched("translation_z", 0.0, "3D: move the camera forward per frame.", "motion", "units/frame",
-           modes=frozenset({"3d"}), parseq="translation_z", parseq_delta="add", deforum="translation_z"),
+           modes=frozenset({"3d"}), parseq="translation_z", parseq_delta="add", deforum="translation_z",
+           read=Read.MOTION),
     _sched("rotation_3d_x", 0.0, "3D: tilt per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_x", parseq_delta="add", deforum="rotation_3d_x"),
+           parseq="rotation_3d_x", parseq_delta="add", deforum="rotation_3d_x", read=Read.MOTION),
     _sched("rotation_3d_y", 0.0, "3D: pan per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_y", parseq_delta="add", deforum="rotation_3d_y"),
+           parseq="rotation_3d_y", parseq_delta="add", deforum="rotation_3d_y", read=Read.MOTION),
     _sched("rotation_3d_z", 0.0, "3D: roll per frame.", "motion", "degrees/frame", modes=frozenset({"3d"}),
-           parseq="rotation_3d_z", parseq_delta="add", deforum="rotation_3d_z"),
+           parseq="rotation_3d_z", parseq_delta="add", deforum="rotation_3d_z", read=Read.MOTION),
     _sched("transform_center_x", 0.5, "2D: rotation and zoom centre, as a fraction of the width.", "motion",
-           modes=frozenset({"2d"}), parseq="transform_center_x", deforum="transform_center_x"),
+           modes=frozenset({"2d"}), parseq="transform_center_x", deforum="transform_center_x", read=Read.MOTION),
     _sched("transform_center_y", 0.5, "2D: rotation and zoom centre, as a fraction of the height.", "motion",
-           modes=frozenset({"2d"}), parseq="transform_center_y", deforum="transform_center_y"),
+           modes=frozenset({"2d"}), parseq="transform_center_y", deforum="transform_center_y", read=Read.MOTION),
     _sched("perspective_flip_theta", 0.0, "2D perspective flip: rotation about z.", "motion", "degrees",
            modes=frozenset({"2d"}), parseq="perspective_flip_theta", parseq_delta="add",
-           deforum="perspective_flip_theta"),
+           deforum="perspective_flip_theta", read=Read.MOTION, read_if="perspective_flip"),
     _sched("perspective_flip_phi", 0.0, "2D perspective flip: rotation about x.", "motion", "degrees",
-           modes=frozenset({"2d"}), parseq="perspective_flip_phi", parseq_delta="add", deforum="perspective_flip_phi"),
+           modes=frozenset({"2d"}), parseq="perspective_flip_phi", parseq_delta="add", deforum="perspective_flip_phi",
+           read=Read.MOTION, read_if="perspective_flip"),
     _sched("perspective_flip_gamma", 0.0, "2D perspective flip: rotation about y.", "motion", "degrees",
            modes=frozenset({"2d"}), parseq="perspective_flip_gamma", parseq_delta="add",
-           deforum="perspective_flip_gamma"),
+           deforum="perspective_flip_gamma", read=Read.MOTION, read_if="perspective_flip"),
     _sched("perspective_flip_fv", 53.0, "2D perspective flip: field of view.", "motion", "degrees",
            modes=frozenset({"2d"}), parseq="perspective_flip_fv", min=0, max=180, min_open=True, max_open=True,
-           deforum="perspective_flip_fv"),
+           deforum="perspective_flip_fv", read=Read.MOTION, read_if="perspective_flip"),
     _sched("fov", 40.0, "3D: camera field of view.", "3d", "degrees", modes=frozenset({"3d"}), parseq="fov",
-           min=0, max=180, min_open=True, max_open=True, deforum="fov_schedule"),
+           min=0, max=180, min_open=True, max_open=True, deforum="fov_schedule", read=Read.MOTION),
     _sched("near", 200.0, "3D: near plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="near", min=0, min_open=True, aliases=("near_plane",), deforum="near_schedule"),
+           parseq="near", min=0, min_open=True, aliases=("near_plane",), deforum="near_schedule", read=Read.NEVER),
     _sched("far", 10000.0, "3D: far plane (kept for Deforum compatibility).", "3d", modes=frozenset({"3d"}),
-           parseq="far", min=0, min_open=True, aliases=("far_plane",), deforum="far_schedule"),
+           parseq="far", min=0, min_open=True, aliases=("far_plane",), deforum="far_schedule", read=Read.NEVER),
     # generation schedules
     _sched("strength", 0.65, "How much of the previous frame survives: 0 ignores it, 1 keeps it (0 steps).",
-           "generation", modes=frozenset({"2d", "3d", "video"}), parseq="strength", min=0, max=1,
-           deforum="strength_schedule"),
+           "generation", modes=names_where("uses_strength"), parseq="strength", min=0, max=1,
+           deforum="strength_schedule", read=Read.NEVER),
     _sched("noise", 0.02, "Gaussian noise added to the warped previous frame (std in [-1, 1] pixel units).",
-           "generation", modes=MOTION, parseq="noise", min=0, max=10, deforum="noise_schedule"),
+           "generation", modes=MOTION, parseq="noise", min=0, max=10, deforum="noise_schedule", read=Read.INIT),
     _sched("contrast", 1.0, "Gain applied to the warped previous frame.", "generation", modes=MOTION,
-           parseq="contrast", min=0, max=10, deforum="contrast_schedule"),
+           parseq="contrast", min=0, max=10, deforum="contrast_schedule", read=Read.INIT),
     _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
-           parseq="scale", min=0, max=100, deforum="cfg_scale_schedule"),
+           parseq="scale", min=0, max=100, deforum="cfg_scale_schedule", read=Read.DIFFUSED),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
-           "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None),
+           "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None, read=Read.DIFFUSED),
     Param("seed_schedule", Kind.SCHEDULE, "int", 0, "With `seed_behavior schedule`: the seed of each diffused "
           "frame (`s` is the start seed); −1 is a seed drawn from the start seed and the frame, the same on every "
           "run (Deforum draws a new random one).", "generation", min=-1, max=2**32 - 1, modes=SEEDED_MODES,
-          deforum="seed_schedule", parseq=None),  # Parseq's `seed` field carries the table's seed column
+          deforum="seed_schedule", parseq=None,
+          read=Read.NEVER),  # Parseq's `seed` field carries the table's seed column
     _sched("subseed", 1, "Variation seed (A1111): the noise of this seed is slerped into the seed's noise by "
            "subseed_strength.", "generation", type="int", min=0, max=2**32 - 1, deforum="subseed_schedule",
-           parseq="subseed"),
+           parseq="subseed", read=Read.DIFFUSED),
     _sched("subseed_strength", 0.0, "How far each diffusion's starting noise moves from the seed's noise towards "
            "the subseed's (A1111's slerp): 0 is the seed alone, 1 the subseed alone.", "generation", min=0, max=1,
-           deforum="subseed_strength_schedule", parseq="subseed_strength"),
+           deforum="subseed_strength_schedule", parseq="subseed_strength", read=Read.DIFFUSED),
     _sched("clip_skip", 1, "CLIP skip: prompts are encoded with the text encoder's hidden state clip_skip layers "
            "from its end, then its final layer norm (A1111's \"Clip skip\"; 1 is the last layer). SD 2.x models "
            "ignore it, as in A1111.", "generation", type="int", min=1, max=12, aliases=("clipskip",
-           "clipskip_schedule"), deforum="clipskip_schedule", parseq="clipskip"),
+           "clipskip_schedule"), deforum="clipskip_schedule", parseq="clipskip", read=Read.DIFFUSED),
     _sched("kernel", 5, "Unsharp mask: Gaussian kernel size (odd, or 0 to derive it from sigma).", "image",
            type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99,
-           deforum="kernel_schedule"),
+           deforum="kernel_schedule", read=Read.INIT),
     _sched("sigma", 1.0, "Unsharp mask: Gaussian sigma.", "image", modes=MOTION, aliases=("antiblur_sigma",),
-           parseq="antiblur_sigma", min=0, min_open=True, max=100, deforum="sigma_schedule"),
+           parseq="antiblur_sigma", min=0, min_open=True, max=100, deforum="sigma_schedule", read=Read.INIT),
     _sched("amount", 0.0, "Unsharp mask: amount (0 turns it off).", "image", modes=MOTION,
-           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10, deforum="amount_schedule"),
+           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10, deforum="amount_schedule",
+           read=Read.INIT),
     _sched("threshold", 0.0, "Unsharp mask: pixels whose difference from the blur is below this (0..255) are "
            "left unsharpened.", "image", modes=MOTION, aliases=("antiblur_threshold",),
-           parseq="antiblur_threshold", min=0, max=255, deforum="threshold_schedule"),
+           parseq="antiblur_threshold", min=0, max=255, deforum="threshold_schedule", read=Read.INIT),
 )
 
 BY_NAME: dict[str, Param] = {}
@@ -426,3 +442,15 @@ def did_you_mean(word: str, candidates, cutoff: float = 0.6) -> str | None:
 
 def all_names() -> list[str]:
     return sorted({*ALIASES.values()})
+
+
+def column_reads() -> dict[str, ColumnRead]:
+    """When the renderer reads each schedule's column (its row's `read`, `modes` and `read_if`), as the
+    compiler hands it over in the table; a row without `read` is left out (read on every row)."""
+    return {p.name: ColumnRead(p.read, frozenset(p.modes) if p.modes != ALL else None, p.read_if)
+            for p in SCHEDULES if p.read is not None}
+
+
+def setting_effects() -> dict[str, Effect]:
+    """What a change of each setting can change (its row's `effect`), as the compiler hands it over."""
+    return {p.name: p.effect for p in SETTINGS}

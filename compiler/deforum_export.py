@@ -1,7 +1,8 @@
 """.dfm → Deforum: the A1111 extension's settings file for a compiled scene.
 
 `export_settings(result)` writes, for every parameter the scene's mode uses, the extension's key that
-the catalogue names (`Param.deforum`), never a key made up from dfm's name. Schedules keep their keys
+the catalogue names (`Param.deforum`), never a key made up from dfm's name, or the keys its converter writes
+(`deforum_dialect.CONVERTERS`, which the import reads back with the same converter). Schedules keep their keys
 where Deforum's semantics equal dfm's; segments Deforum cannot express (eased or cubic curves, dfm-only
 functions, functions with commas, which the extension splits on) are written as number keys that
 reproduce the compiled values. Whatever cannot be written exactly, or at all (a parameter with
@@ -12,44 +13,22 @@ settings that Deforum has no key for travel under one extra key, `"dfm"`, which 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..dsl import ir
 from . import catalogue as cat
-from . import prompt_syntax
 from .catalogue import Param
-from .deforum_names import A1111_COLOR, A1111_DEPTH, A1111_MODES, A1111_SAMPLERS, NEUTRAL_SETTINGS
+from .deforum_dialect import CONVERTERS, Converter
+from .deforum_names import A1111_MODES, A1111_SAMPLERS, NEUTRAL_SETTINGS
+from .deforum_prompts import backtick_losses, write_prompts
 from .deforum_schedules import deforum_schedule, join_keys
 from .expressions import environment, evaluate_frames
 from .interop import Exporter, ExportResult, Level, number_keys, number_text
-from .lower import split_neg
 from .networks import HUB_ID
 from .scene_writer import string, value_of, values_text, word
 from .schedules import ResolvedKey
-
-# settings `_A1111Exporter.scene` and `.prompts` write themselves (duration: as max_frames)
-SCENE_SETTINGS = frozenset({"mode", "frames", "duration", "fps", "sampler", "seed", "seed_behavior", "seed_iter_n",
-                            "init_image", "model", "size", "prompt_crossfade"})
-# dfm settings whose effect the export already carries in Deforum's own terms (beat times as frames, the
-# init strength as `strength`, interpolation prompts at their frames): kept for dfm under the `dfm` key,
-# without a warning, and not written under their Deforum key
-CARRIED_OTHERWISE = frozenset({"bpm", "init_strength", "interpolate_key_frames", "interpolate_x_frames"})
-
-
-# dfm setting -> its A1111 keys and values, for settings Deforum spells differently (None: this value has
-# no faithful equivalent, so it goes the way of a setting with no key)
-CONVERTERS: dict[str, Callable[[object], dict | None]] = {
-    "cadence": lambda v: {"diffusion_cadence": str(int(v))},
-    "color_coherence": lambda v: {"color_coherence": A1111_COLOR[v]},
-    "save_video": lambda v: {"skip_video_creation": not v},
-    "video_mask_path": lambda v: {"use_mask_video": True, "video_mask_path": v},
-    "depth_model": lambda v: {"depth_algorithm": A1111_DEPTH[v]} if v in A1111_DEPTH else None,
-    "audio": lambda v: {"add_soundtrack": "File", "soundtrack_path": v},
-    "seed_resize_from": lambda v: {"seed_resize_from_w": int(v[0]), "seed_resize_from_h": int(v[1])},
-}
 
 
 def export_settings(result) -> ExportResult:
@@ -82,9 +61,9 @@ class _A1111Exporter(Exporter):
 
     def scene(self) -> None:
         s = self.s
-        w, h = s.size
+        self.out.update(CONVERTERS["size"].write(s.size))
         self.out.update({
-            "W": w, "H": h, "seed": int(s.seed), "sampler": A1111_SAMPLERS[s.sampler],
+            "seed": int(s.seed), "sampler": A1111_SAMPLERS[s.sampler],
             "steps": int(self.r.values["steps"][0]), "seed_behavior": s.seed_behavior,
             "seed_iter_N": int(s.seed_iter_n), "animation_mode": A1111_MODES[self.mode],
             "max_frames": int(s.frames), "fps": _plain(s.fps),
@@ -102,54 +81,16 @@ class _A1111Exporter(Exporter):
                          f"{s.model}")
 
     def prompts(self) -> None:
-        table = self.r.table
-        pos, neg = table["prompt"], table["negative_prompt"]
-        if self.mode in ("none", "interpolation"):
-            entries = self.keyed_prompts()
-        else:
-            entries = {}
-            for i in range(len(pos)):
-                if i == 0 or pos[i] != pos[i - 1] or neg[i] != neg[i - 1]:
-                    entries[str(i)] = _join_neg(self.tagged(str(pos[i])), str(neg[i]))
+        entries = write_prompts(self.r, self.mode, self.tagged)
         self.out["prompts"] = entries
-        self.prompt_expressions(entries.values())
+        for loss in backtick_losses(entries.values()):
+            self.unsupported("prompt", loss)
         fade = self.s.prompt_crossfade
         if fade:
             p = cat.BY_NAME["prompt_crossfade"]
             self.extras[p.name] = values_text(value_of(p, fade))
             self.unsupported(p, f"Deforum cuts prompts hard, without the {values_text(value_of(p, fade))}-frame "
                              "crossfade (kept for dfm under the `dfm` key)")
-
-    def prompt_expressions(self, texts) -> None:
-        """Backtick expressions Deforum cannot evaluate as dfm does (its `prepare_prompt` replaces every
-        letter `t` by the frame before numexpr reads the text, and binds only `t` and `max_f`)."""
-        seen: set[str] = set()
-        for text in texts:
-            for _, _, source in prompt_syntax.backticks(text):
-                expr = prompt_syntax.backtick_expression(source)
-                if expr is None or source in seen:
-                    continue
-                seen.add(source)
-                names = ir.variables(expr) | _calls(expr)
-                broken = sorted(n for n in names if "t" in n and n != "t")
-                missing = sorted(n for n in names - set(broken) if n not in _DEFORUM_PROMPT_NAMES)
-                reasons = ([f"Deforum replaces the `t` in {', '.join(f'`{n}`' for n in broken)}"] if broken else []) + \
-                    ([f"Deforum has no {', '.join(f'`{n}`' for n in missing)} there"] if missing else [])
-                if reasons:
-                    self.unsupported("prompt", f"the backtick expression `{source}` fails in Deforum: "
-                                     f"{'; '.join(reasons)}")
-
-    def keyed_prompts(self) -> dict[str, str]:
-        """Stills and interpolation rows are not frames: write the scene's own keys."""
-        from .lower import forward_fill, join_negatives
-
-        last = max([f for f, _ in self.r.prompts] + [0]) + 1
-        negs = forward_fill(self.r.negatives, last)
-        out = {}
-        for f, text in self.r.prompts:
-            p, inline = split_neg(text)
-            out[str(f)] = _join_neg(self.tagged(p), join_negatives(str(negs[f]), inline))
-        return out
 
     def tagged(self, positive: str) -> str:
         """A positive prompt with the `lora` statements' tags appended (A1111 reads them anywhere in it)."""
@@ -250,23 +191,29 @@ class _A1111Exporter(Exporter):
         return back is not None and bool(np.allclose(back, values, rtol=0, atol=1e-9))
 
     def settings(self) -> None:
+        """Every other setting: under the catalogue row's key, or as its converter writes it; else kept for dfm."""
         for p in cat.SETTINGS:
             value = self.s[p.name]
-            if p.name in SCENE_SETTINGS or p.export == "local" or self.mode not in p.modes or value is None:
+            converter = CONVERTERS.get(p.name)
+            if (converter and converter.scene) or p.export == "local" or self.mode not in p.modes or value is None:
                 continue
-            if p.name in CONVERTERS:
-                mapped = CONVERTERS[p.name](value)
-                if mapped is not None:
-                    self.out.update(mapped)
-                    continue
-            elif p.deforum and p.name not in CARRIED_OTHERWISE:
-                self.out[p.deforum] = _plain(value)
-                continue
-            if value == p.default:
-                continue
-            self.extras[p.name] = values_text(value_of(p, value))
-            if p.name not in CARRIED_OTHERWISE:
-                self.unsupported(p, "the A1111 extension has no such setting (kept for dfm under the `dfm` key)")
+            carried = converter is not None and converter.carried
+            written = self.written(p, value, converter)
+            if written is not None:
+                self.out.update(written)
+            elif value != p.default:
+                self.extras[p.name] = values_text(value_of(p, value))
+                if not carried:
+                    self.unsupported(p, "the A1111 extension has no such setting (kept for dfm under the `dfm` key)")
+
+    @staticmethod
+    def written(p: Param, value: object, converter: Converter | None) -> dict | None:
+        """The Deforum keys for a setting's value, or None when Deforum has no faithful one."""
+        if converter is not None and converter.write is not None:
+            return converter.write(value)
+        if p.deforum and not (converter is not None and converter.carried):
+            return {p.deforum: _plain(value)}
+        return None
 
 
 def _at_default(p: Param, values: np.ndarray) -> bool:
@@ -288,28 +235,6 @@ def _inside(path: str, folder: str) -> bool:
         return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(os.path.expanduser(folder)))
     except (OSError, ValueError):
         return False
-
-
-def _join_neg(pos: str, neg: str) -> str:
-    return f"{pos} --neg {neg}" if neg else pos
-
-
-# what a backtick expression may name in Deforum's prepare_prompt: `t` and `max_f` (substituted as text)
-# and numexpr's functions
-_DEFORUM_PROMPT_NAMES = frozenset({"t", "max_f", "where", "sin", "cos", "tan", "arcsin", "arccos", "arctan",
-                                   "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "log", "log10",
-                                   "log1p", "exp", "expm1", "sqrt", "abs"})
-
-
-def _calls(node) -> set[str]:
-    """The names of the functions an expression calls."""
-    if isinstance(node, ir.Call):
-        return {node.func}.union(*(_calls(a) for a in node.args))
-    if isinstance(node, ir.Unary):
-        return _calls(node.operand)
-    if isinstance(node, ir.Binary):
-        return _calls(node.left) | _calls(node.right)
-    return set()
 
 
 __all__ = ["export_settings"]

@@ -5,11 +5,12 @@
 or `warned_keys`; nothing is dropped silently.
 
 The importer works in passes over the file's keys, each taking the keys it understands (`take`): the
-scene, seed, sampler, prompts, init image, gated schedules, Deforum's special settings, then every key
-the catalogue knows (`Param.deforum`, then dfm's names and aliases), then the feature groups dfm does not
-have (`deforum_names.FEATURES`), then whatever is left (unknown). It builds IR statements
-(`scene_writer`), never .dfm text: the formatter prints them, and any statement the compiler rejects
-becomes a comment with a warning.
+scene (with the settings whose converter reads early: size), seed, sampler, prompts (`deforum_prompts`), init
+image, gated schedules, the settings Deforum spells its own way (each read by its `deforum_dialect` converter,
+whose `write` the export uses), then every key the catalogue knows (`Param.deforum`, then dfm's names and
+aliases), then the feature groups dfm does not have (`deforum_names.FEATURES`), then whatever is left
+(unknown). It builds IR statements (`scene_writer`), never .dfm text: the formatter prints them, and any
+statement the compiler rejects becomes a comment with a warning.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
+from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from ..dsl.parser import parse_statement
 from . import catalogue as cat
 from .catalogue import Kind, Param
+from .deforum_dialect import finite, reads, truthy
 from .deforum_names import (
-    A1111_DEPTH,
     DEFAULT_SEED_SCHEDULE,
     FEATURES,
     GATES,
@@ -34,11 +36,11 @@ from .deforum_names import (
     a1111_sampler,
     param_for_key,
 )
+from .deforum_prompts import read_prompts
 from .deforum_schedules import frame_of, split_deforum_keys
 from .expressions import environment
 from .interop import ImportResult, load_settings
-from .lower import split_neg
-from .scene_writer import SceneWriter, comment, commented, expression, number, statement, string, word
+from .scene_writer import SceneWriter, comment, expression, number, statement, string, word
 from .scene_writer import key as make_key
 from .scene_writer import keys as key_list
 
@@ -90,12 +92,11 @@ class _Importer:
         self.scene_settings()
         self.seed()
         self.sampler()
-        self.prompts()
+        read_prompts(self)
         self.init()
         self.steps()
         self.gated_schedules()
-        self.special_settings()
-        self.soundtrack()
+        self.convert(early=False)
         self.dfm_extras()
         self.catalogue_keys()
         self.seed_schedule()
@@ -132,57 +133,31 @@ class _Importer:
         self.settings["mode"] = (word(self.mode),)
         frames = self.number("max_frames", int)
         self.frames = min(frames, cat.MAX_FRAMES) if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
-        if frames is not None and self.mode != "video":  # Deforum's video mode renders the whole extraction
+        # Deforum's video mode renders the whole extraction
+        if frames is not None and not mode_of(self.mode).reads_video:
             self.settings["frames"] = (number(self.frames),)
         fps = self.number("fps", float)
         self.fps = fps if fps and fps > 0 else float(cat.BY_NAME["fps"].default)
         if fps is not None:
             self.settings["fps"] = (number(self.fps),)
-        self.size()
-        self.seed_resize()
+        self.convert(early=True)
 
-    def seed_resize(self) -> None:
-        """A1111's `seed_resize_from_w/h`, in use when both are above 0 (its rule; 0 and -1 are off), as
-        `seed_resize_from WxH`. A1111 draws the noise at (h // 8, w // 8) latents, so flooring each side to a
-        multiple of 8 changes nothing."""
-        keys = ("seed_resize_from_w", "seed_resize_from_h")
-        if not any(self.has(k) for k in keys):
-            return
-        w, h = (self.number(k, int) for k in keys)
-        if not (w is not None and w > 0 and h is not None and h > 0):
-            if (w or 0) > 0 or (h or 0) > 0:
-                self.warn("only one of seed_resize_from_w and seed_resize_from_h is above 0: A1111 resizes the "
-                          "seed only with both, so neither is used", list(keys))
-            return
-        p = cat.BY_NAME["seed_resize_from"]
-        fw, fh = (max(int(p.min), min(int(p.max), d - d % 8)) for d in (w, h))
-        if (fw, fh) != (w - w % 8, h - h % 8):
-            self.warn(f"seed_resize_from {w}x{h} changed to {fw}x{fh}: dfm needs {p.range_text()}", list(keys))
-        self.settings["seed_resize_from"] = (ir.Size(fw, fh),)
+    def convert(self, early: bool) -> None:
+        """The settings Deforum spells its own way, each read by its converter (`deforum_dialect`)."""
+        for converter in reads(early):
+            converter.read(self)
 
     def number(self, key: str, kind: type) -> float | int | None:
         if not self.has(key):
             return None
         raw = self.take(key)
-        x = _finite(raw)
+        x = finite(raw)
         if x is None:
             self.warn(f"`{key}` is {raw!r}, not a number: ignored", [key])
             return None
         value = kind(x)
         self.map(key)
         return value
-
-    def size(self) -> None:
-        if not (self.has("W") or self.has("H")):
-            return
-        p = cat.BY_NAME["size"]
-        w0, h0 = (self.number(k, int) for k in ("W", "H"))
-        w0, h0 = w0 or p.default[0], h0 or p.default[1]
-        w, h = (max(int(p.min), min(int(p.max), d - d % 8)) for d in (w0, h0))
-        if (w, h) != (w0, h0):
-            self.warn(f"size {w0}x{h0} changed to {w}x{h}: dfm needs multiples of 8 in {p.range_text()}",
-                      ["W", "H"])
-        self.settings["size"] = (ir.Size(w, h),)
 
     def seed(self) -> None:
         raw = self.take("seed") if self.has("seed") else None
@@ -203,17 +178,17 @@ class _Importer:
                 b = "iter"
             args.append(word(b))
             self.seed_behaviour = b
-            n = _finite(iter_n)
+            n = finite(iter_n)
             if b == "iter" and n is not None and int(n) > 1:
                 args.append(number(int(n)))
-        if iter_n is not None and _finite(iter_n) is None:
+        if iter_n is not None and finite(iter_n) is None:
             self.warn(f"seed_iter_N {iter_n!r} is not a number: ignored", ["seed_iter_N"])
         elif iter_n is not None:
             self.map("seed_iter_N")
         self.settings["seed"] = tuple(args)
 
     def seed_value(self, raw: object) -> int:
-        x = _finite(raw)
+        x = finite(raw)
         seed = int(x) if x is not None else None
         if raw is not None and x is None:
             self.warn(f"seed {raw!r} is not a number", ["seed"])
@@ -250,110 +225,17 @@ class _Importer:
             self.warn(f"sampler `{raw}`{f' ({schedule})' if schedule else ''} is not supported: {why}; dfm's "
                       f"default {p.default} is used (pick one of {', '.join(p.choices)})", keys)
 
-    # prompts
-    def prompts(self) -> None:
-        env = environment(self.frames, self.fps, None, 0)
-        pos_key = self.prompt_source()
-        positives = self.keyed_texts(pos_key, env) if pos_key else []
-        neg_key = next((k for k in ("neg_prompts", "uncond_prompts") if self.has(k)), None)
-        negatives = self.keyed_texts(neg_key, env) if neg_key else []
-        common_pos = self.common("animation_prompts_positive", "positive_prompts")
-        common_neg = self.common("animation_prompts_negative", "negative_prompts").replace("--neg", "").strip()
-        split = [(f, *split_neg(t)) for f, t in positives]
-        if common_neg and split and all(n.endswith(common_neg) for _, _, n in split):
-            self.warn(f"the common negative prompt `{common_neg}` is already in every prompt (a Deforum run file "
-                      "stores merged prompts): not added again", [])
-            common_neg = ""
-        if common_pos and split and all(p.startswith(common_pos) for _, p, _ in split):
-            common_pos = ""
-        for f, pos, inline in split:
-            pos = " ".join(x for x in (common_pos, pos) if x)
-            self.prompt_lines.append(statement("prompt", number(f), string(pos)))
-            if inline or common_neg or neg_key is None:  # a keyframe without --neg has no negative
-                negatives.append((f, " ".join(x for x in (inline, common_neg) if x)))
-        if not split:
-            self.prompt_lines.append(statement("prompt", number(0), string("")))
-            self.warn("the file has no prompts: an empty `prompt 0 \"\"` stands in; write yours", [])
-        self.negative_lines(negatives)
-
-    def prompt_source(self) -> str | None:
-        present = [k for k in ("prompts", "animation_prompts", "cond_prompts") if self.has(k)]
-        if not present:
-            return None
-        chosen = present[0]
-        if "prompts" in present and "animation_prompts" in present:
-            chosen = "prompts" if self.mode == "none" else "animation_prompts"
-        for other in present:
-            if other != chosen:
-                self.warn(f"`{other}` not used: `{chosen}` holds the prompts of mode {self.mode}", [other])
-                self.take(other)
-        return chosen
-
-    def common(self, *keys: str) -> str:
-        text = ""
-        for k in keys:
-            if self.has(k):
-                value = self.take(k)
-                self.map(k)
-                text = text or str(value or "").strip()
-        return text
-
-    def keyed_texts(self, key: str, env: Mapping[str, float]) -> list[tuple[int, str]]:
-        raw = self.take(key)
-        self.map(key)
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw) if raw.strip().startswith("{") else raw
-            except json.JSONDecodeError:
-                self.warn(f"`{key}` looks like JSON but is not valid: read as one prompt", [key])
-        if raw is None:
-            return []
-        if isinstance(raw, str):
-            return [(0, raw)]
-        if isinstance(raw, list):
-            return [(i, str(t)) for i, t in enumerate(raw)]
-        if not isinstance(raw, Mapping):
-            self.warn(f"`{key}` is neither text nor an object of frame: text; ignored", [key])
-            return []
-        out: dict[int, str] = {}
-        for k, text in raw.items():
-            f = frame_of(str(k), env)
-            if f is None or f < 0:
-                self.warn(f"{key}: key {k!r} is not a frame; that prompt is left out", [key])
-            elif f >= self.frames and self.mode != "none":
-                self.warn(f"{key}: key {k!r} is frame {f}, past the last frame {self.frames - 1}; left out "
-                          "(Deforum never shows it either)", [key])
-            else:
-                if f in out:
-                    self.warn(f"{key}: two prompts at frame {f}; the last one wins (as in Deforum)", [key])
-                out[f] = str(text)
-        return sorted(out.items())
-
-    def negative_lines(self, negatives: list[tuple[int, str]]) -> None:
-        by_frame = dict(sorted(negatives))
-        previous = None
-        lines = []
-        for f, text in by_frame.items():
-            if text != previous:
-                lines.append((f, text))
-            previous = text
-        if len(lines) == 1 and lines[0][0] == 0:
-            if lines[0][1]:
-                self.prompt_lines.append(statement("negative", string(lines[0][1])))
-            return
-        self.prompt_lines += [statement("negative", number(f), string(t)) for f, t in lines]
-
     # init image and frame 0
     def init(self) -> None:
         """use_init + init_image + strength (the init's strength, not the schedule)."""
-        use_init = _truthy(self.take("use_init")) if self.has("use_init") else False
+        use_init = truthy(self.take("use_init")) if self.has("use_init") else False
         self.map("use_init")
         image, strength = self.take("init_image"), self.take("strength")
         if use_init and image:
             self.settings["init_image"] = (string(str(image)),)
             self.map("init_image")
-            if _finite(strength) is not None:
-                self.settings["init_strength"] = (number(min(1.0, max(0.0, _finite(strength)))),)
+            if finite(strength) is not None:
+                self.settings["init_strength"] = (number(min(1.0, max(0.0, finite(strength)))),)
                 self.map("strength")
             elif strength is not None:
                 self.warn(f"`strength` is {strength!r}, not a number: dfm's default init strength is used",
@@ -366,14 +248,14 @@ class _Importer:
         if image is None and "init_image" in self.original:
             self.map("init_image")
         if self.has("strength_0_no_init"):
-            if _truthy(self.take("strength_0_no_init")) or use_init:
+            if truthy(self.take("strength_0_no_init")) or use_init:
                 self.map("strength_0_no_init")
             else:
                 self.warn("strength_0_no_init is off: dfm always renders frame 0 from noise when there is no "
                           "init image", ["strength_0_no_init"])
 
     def steps(self) -> None:
-        scheduled = _truthy(self.take("enable_steps_scheduling")) if self.has("enable_steps_scheduling") else False
+        scheduled = truthy(self.take("enable_steps_scheduling")) if self.has("enable_steps_scheduling") else False
         self.map("enable_steps_scheduling")
         if scheduled and self.has("steps_schedule"):
             self.schedule("steps", "steps_schedule", self.take("steps_schedule"))
@@ -387,7 +269,7 @@ class _Importer:
         """Keys whose switch is off: Deforum ignores them, so does the import (noted if not default)."""
         for switch, on, keys in GATES:
             value = self.data.get(switch, self.original.get(switch))
-            enabled = str(value).lower() == on if isinstance(on, str) else _truthy(value)
+            enabled = str(value).lower() == on if isinstance(on, str) else truthy(value)
             if enabled:
                 continue
             for key in keys:
@@ -423,52 +305,6 @@ class _Importer:
         if re.search(r"\(\s*-1\s*\)", str(raw)):
             self.warn("seed_schedule: a seed of -1 is a new random seed on every Deforum run; dfm draws it from the "
                       "start seed and the frame, the same on every run", ["seed_schedule"])
-
-    def special_settings(self) -> None:
-        for key in ("sd_model_name", "model_checkpoint", "sd_model"):
-            if self.has(key):
-                name = str(self.take(key))
-                if "/" in name and not name.endswith((".ckpt", ".safetensors", ".pt", ".bin")):
-                    self.settings["model"] = (string(name),)
-                    self.map(key)
-                else:
-                    self.comments.append(commented(statement("model", string(name)),
-                                                   "the checkpoint the file was made with"))
-                    self.warn(f"{key} `{name}` is a checkpoint name, not a path: set `model` to the file or a "
-                              "hub id (left as a comment)", [key])
-        if self.has("depth_algorithm"):
-            algo = str(self.take("depth_algorithm"))
-            model = {v: k for k, v in A1111_DEPTH.items()}.get(algo)
-            if self.mode != "3d":
-                self.unused_in_mode.append("depth_algorithm")
-            elif model:
-                self.settings["depth_model"] = (string(model),)
-                self.map("depth_algorithm")
-            else:
-                self.warn(f"depth_algorithm `{algo}` has no dfm model; dfm's default "
-                          f"{cat.BY_NAME['depth_model'].default} is used", ["depth_algorithm"])
-        if self.has("skip_video_creation"):
-            self.settings["save_video"] = (word("off" if _truthy(self.take("skip_video_creation")) else "on"),)
-            self.map("skip_video_creation")
-        if self.has("noise_type"):
-            kind = str(self.take("noise_type"))
-            if kind.lower() == "uniform":
-                self.map("noise_type")
-            else:
-                self.warn(f"noise_type `{kind}` approximated by dfm's Gaussian noise (Deforum's 'uniform')",
-                          ["noise_type"])
-        if self.has("color_coherence"):
-            raw = self.take("color_coherence")
-            choice = cat.resolve_choice(cat.BY_NAME["color_coherence"], str(raw))
-            if self.mode not in cat.BY_NAME["color_coherence"].modes:
-                self.unused_in_mode.append("color_coherence")
-            elif choice is None:
-                self.settings["color_coherence"] = (word("lab"),)
-                self.warn(f"color_coherence `{raw}` has no dfm equivalent: approximated by lab (match the first "
-                          "frame)", ["color_coherence"])
-            else:
-                self.settings["color_coherence"] = (word(choice),)
-                self.map("color_coherence")
 
     def dfm_extras(self) -> None:
         """Settings dfm wrote for itself (see `export_settings`): copied back verbatim."""
@@ -588,25 +424,6 @@ class _Importer:
         self.comments.append(comment(f"{name} {text}   # not readable as a schedule"))
         self.warn(f"{why}: left as a comment", [key])
 
-    def soundtrack(self) -> None:
-        """Deforum's soundtrack: `add_soundtrack` "File" with `soundtrack_path` is dfm's `audio` (its features
-        become usable in expressions too); "None" adds nothing; "Init Video" is the input video's sound."""
-        keys = [k for k in ("add_soundtrack", "soundtrack_path") if self.has(k)]
-        mode = str(self.take("add_soundtrack")) if "add_soundtrack" in keys else None
-        path = self.take("soundtrack_path") if "soundtrack_path" in keys else None
-        if mode == "File" and path:
-            if str(path).startswith(("http://", "https://")):
-                self.warn(f"soundtrack_path is a URL ({path}): dfm reads a local file; download it and write "
-                          '`audio "song.mp3"`', keys)
-                return
-            self.settings["audio"] = (string(str(path)),)
-            self.map(*keys)
-        elif mode == "Init Video" and self.original.get("video_init_path"):
-            self.settings["audio"] = (string(str(self.original["video_init_path"])),)  # ffmpeg reads its sound
-            self.map(*keys)
-        else:  # no soundtrack asked for
-            self.map(*keys)
-
     def features(self) -> None:
         for feat in FEATURES:
             keys = [k for k in self.data if re.fullmatch(feat.pattern, k)]
@@ -623,7 +440,7 @@ class _Importer:
                         in_use.append(f"{k} = {value!r}")
             if feat.label == "ControlNet":
                 in_use = [f"cn_{m.group(1)}" for k in keys if (m := re.fullmatch(r"cn_(\d+)_enabled", k))
-                          and _truthy(self.original.get(self.origin.get(k, k)))]
+                          and truthy(self.original.get(self.origin.get(k, k)))]
             if not rest:
                 continue
             noun = "key" if len(rest) == 1 else "keys"
@@ -699,7 +516,7 @@ def _setting_args(p: Param, value: object) -> tuple[ir.Value, ...] | None:
     """A static setting's Deforum value as the statement's values, or None if it is not one."""
     try:
         if p.type == "bool":
-            return (word("on" if _truthy(value) else "off"),)
+            return (word("on" if truthy(value) else "off"),)
         if p.type == "enum":
             choice = cat.resolve_choice(p, str(value))
             return (word(choice),) if choice is not None else None
@@ -712,23 +529,6 @@ def _setting_args(p: Param, value: object) -> tuple[ir.Value, ...] | None:
             return (number(x),) if p.in_range(x) else None
     except (TypeError, ValueError):
         return None
-
-
-def _finite(raw: object) -> float | None:
-    """A settings value as a finite number (`12`, `"12.5"`), or None (text, None, a list, inf, nan)."""
-    if isinstance(raw, bool):
-        return float(raw)
-    try:
-        x = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _truthy(v: object) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes", "on")
-    return bool(v)
 
 
 def _group_names(keys: list[str]) -> str:

@@ -2,9 +2,10 @@
 
 The parameter catalogue (`catalogue.py`) holds every dfm name with its Deforum key (`Param.deforum`);
 this module adds only what is Deforum's own and not a dfm parameter: the extension's labels for samplers,
-modes, colour spaces and depth models; keys Deforum renamed or removed; the switches that gate a
-schedule; the feature groups dfm does not have (`FEATURES`); what its schedule expressions may use; and
-the off switches an export writes. `deforum_import.py` and `deforum_export.py` read these tables.
+modes and depth models (colour spaces are the catalogue's choices in capitals: `deforum_dialect.color_label`);
+keys Deforum renamed or removed; the switches that gate a schedule; the feature groups dfm does not have
+(`FEATURES`); what its schedule expressions may use; and the off switches an export writes.
+`deforum_dialect.py`, `deforum_import.py` and `deforum_export.py` read these tables.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ def a1111_sampler(sampler: str, schedule: str | None = None) -> tuple[str | None
         return None, f"dfm has no sampler `{label}`"
     return name, warning
 A1111_MODES = {"none": "None", "2d": "2D", "3d": "3D", "video": "Video Input", "interpolation": "Interpolation"}
-A1111_COLOR = {"none": "None", "lab": "LAB", "hsv": "HSV", "rgb": "RGB"}
 A1111_DEPTH = {"Intel/dpt-hybrid-midas": "Midas-3-Hybrid"}  # dfm depth model -> depth_algorithm
 
 # Renamed keys (Deforum's deprecation map, plus notebook spellings the catalogue does not alias)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..contract.modes import mode as mode_of
 from ..contract.table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
 from . import prompt_syntax as ps
@@ -128,13 +129,14 @@ def effective_steps(strength: np.ndarray, steps: np.ndarray) -> np.ndarray:
 
 
 # each accumulated camera column and the motion schedule it adds up (zoom multiplies)
-CAMERA = dict(zip(CAMERA_COLUMNS, ("angle", "zoom", "translation_x", "translation_y", "translation_z",
-                                   "rotation_3d_x", "rotation_3d_y", "rotation_3d_z"), strict=True))
+CAMERA_SCHEDULES = dict(zip(CAMERA_COLUMNS, ("angle", "zoom", "translation_x", "translation_y", "translation_z",
+                                             "rotation_3d_x", "rotation_3d_y", "rotation_3d_z"), strict=True))
 
 
 def accumulated_camera(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The camera after each frame's increment (for previews and Parseq export)."""
-    return {col: (np.cumprod if name == "zoom" else np.cumsum)(values[name]) for col, name in CAMERA.items()}
+    return {col: (np.cumprod if name == "zoom" else np.cumsum)(values[name])
+            for col, name in CAMERA_SCHEDULES.items()}
 
 
 def source_hash(text: str) -> str:
@@ -325,8 +327,10 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
     ordered = {k: cols[k] for k in order}
     ordered.update({k: v for k, v in cols.items() if k not in ordered})
+    # when each column is read and what each setting changes: the catalogue's rows, for the dependency rule
     return FrameTable(ordered, settings, source_hash=source_hash(source), source_path=path,
-                      format_version=FORMAT_VERSION)
+                      format_version=FORMAT_VERSION, column_reads=cat.column_reads(),
+                      setting_effects=cat.setting_effects())
 
 
 def _schedule_columns(values: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -352,7 +356,7 @@ def _animation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negat
     cols.update(prompt_columns(prompts, negatives, n))
     cols["prompt_from"], cols["prompt_blend"] = crossfade(cols["prompt"], s.prompt_crossfade)
     cols["negative_prompt_from"], cols["negative_blend"] = crossfade(cols["negative_prompt"], s.prompt_crossfade)
-    cadence = 1 if s.mode == "video" else int(s.cadence)
+    cadence = mode_of(s.mode).cadence(s.cadence)
     diffused, tween, frm, to = cadence_plan(n, cadence)
     # a tween shows the diffusion at tween_to: give it that diffusion's seed
     if s.seed_behavior == "schedule":
@@ -362,7 +366,7 @@ def _animation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negat
         cols["seed"] = seeds[(np.cumsum(diffused) - 1)[to]]
     steps = cols["steps"]
     eff = effective_steps(cols["strength"], steps)
-    if s.mode != "video":
+    if not mode_of(s.mode).reads_video:  # video input img2imgs frame 0 like the others
         if s.init_image:
             init_strength = s.init_strength if s.init_strength is not None else cols["strength"][0]
             eff[0] = effective_steps(np.array([init_strength]), steps[:1])[0]

@@ -24,8 +24,9 @@ from importlib import metadata
 
 import numpy as np
 
-from ..dsl import ir
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
+from ..dsl import ir
 from . import catalogue as cat
 from .catalogue import Param
 from .interop import Exporter, ImportResult, SettingsError, load_settings, number_keys, number_text
@@ -117,7 +118,7 @@ class _ParseqExporter(Exporter):
         meta["seed"] = {"min": int(seeds.min()), "max": int(seeds.max()), "isFlat": bool(np.all(seeds == seeds[0]))}
         frames = [_frame_row(i, table, columns) for i in range(n)]
         self.losses()
-        cadence = 1 if s.mode == "video" else int(s.cadence)
+        cadence = mode_of(s.mode).cadence(s.cadence)
         managed = [*columns]
         return {
             "meta": {"generated_by": "dfm", "version": _version(), "source": table.source_path,
@@ -152,7 +153,7 @@ class _ParseqExporter(Exporter):
         if "clip_skip" in table.columns and np.any(np.asarray(table["clip_skip"]) != 1):
             self.unsupported("clip_skip", "Deforum reads Parseq's `clipskip` only with enable_clipskip_scheduling on "
                              "in its own settings")
-        if mode in ("none", "interpolation"):
+        if mode_of(mode).from_noise:
             self.unsupported("mode", f"Deforum uses Parseq manifests in 2D, 3D and video modes, not in {mode}")
 
 

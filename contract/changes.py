@@ -5,37 +5,40 @@ compiler, and `dfm diff` without loading torch. Two tables are compared column b
 setting; the rule below turns their differences into the frames whose renders can differ.
 
 **What the renderer reads at row i** (`RowReads`; the render loop hands each frame only these columns, so
-the rule cannot miss a read):
+the rule cannot miss a read). Each column says when it is read (contract/reads.py): a parameter's column in
+its catalogue row, which the compiler hands over in the table (`FrameTable.column_reads`), a derived column
+in `table.DERIVED`. A column no rule names counts as read on every row. The rows that read a column:
 
-- every row: the cadence plan (`diffused`, `tween`, `tween_from`, `tween_to`) and any column this module
-  does not know (a new column counts as read everywhere until it is listed here);
-- a diffused row: what the diffusion uses (`DIFFUSION`: the prompts, their pieces and blends, `clip_skip`,
-  `seed`, `subseed`, `subseed_strength`, `steps`, `effective_steps`, `cfg_scale`, `lora_weights`). The LoRA
-  files themselves are the settings `lora` and `embedding` (a change renders every frame), and their contents
-  are in the render's fingerprint. Weights that become, or stop being, the same on every row change every
-  frame too: the runtime fuses constant LoRAs into the UNet, which gives other bits (`lora_fused`);
-- in `2d` and `3d`, every row after the first: the mode's motion (`MOTION`; it warps the diffusions still
-  blended), and on a diffused row after the first the effects on the warped previous frame
-  (`INIT_EFFECTS`). Row 0 has no previous frame, so its motion and effects are never read;
-- never: `frame`, `time`, the accumulated camera `cam_*` (previews and exports), `strength` and
-  `seed_schedule` (the renderer reads `effective_steps` and `seed`, which the compiler derives from
-  them), `near` and `far` (they cannot change a 3D warp), the other mode's motion, and the
-  perspective-flip angles while `perspective_flip` is off.
+- `every`: every row (the cadence plan: `diffused`, `tween`, `tween_from`, `tween_to`);
+- `diffused`: a diffused row (what the diffusion uses: the prompts, their pieces and blends, `clip_skip`,
+  `seed`, `subseed`, `steps`, `effective_steps`, `cfg_scale`, `lora_weights`). The LoRA files themselves are
+  the settings `lora` and `embedding` (a change renders every frame), and their contents are in the render's
+  fingerprint. Weights that become, or stop being, the same on every row change every frame too: the
+  runtime fuses constant LoRAs into the UNet, which gives other bits (`lora_fused`);
+- `motion`: in a mode with a camera (contract/modes.py), every row after the first: the mode's motion (it
+  warps the diffusions still blended); row 0 has no previous frame;
+- `init`: in a mode with a camera, a diffused row after the first: the image effects on the warped previous
+  frame;
+- `never`: `frame`, `time`, the accumulated camera `cam_*` (previews and exports), `strength` and
+  `seed_schedule` (the renderer reads `effective_steps` and `seed`, which the compiler derives from them),
+  `near` and `far`. A row's `modes` and `only_if` narrow it further: the other mode's motion and the
+  perspective-flip angles while `perspective_flip` is off are never read.
 
 **What a frame depends on**:
 
-- in `2d` and `3d`: the values read at its own row and at every earlier row. Each diffusion starts from the
-  previous one warped through every frame since, and the colour reference is the first warped frame, so
-  a frame depends on the whole past. It depends on no later row: the diffusion at row N first shows at
-  frame N, as the newer half of its blend (Deforum's cadence indexing), and a tween blends only diffusions
-  at or before it. So the first row whose read values differ is the first frame that can change, and
-  every frame from it on can change;
-- in `none` (stills), `interpolation` and `video`: only the values read at its own row (each is a txt2img
-  from noise, or an img2img of its own input frame);
-- in every mode: the static settings the renderer reads. A change in one of them (model, size, sampler,
-  mode, border, colour coherence, ...) can change every frame. `UNREAD_SETTINGS` reach the frames only
-  through the columns (`seed`, `cadence`, `frames`, ...), which are compared themselves;
-  `VIDEO_SETTINGS` change the video file and no frame.
+- in a mode with a camera (`2d`, `3d`): the values read at its own row and at every earlier row. Each
+  diffusion starts from the previous one warped through every frame since, and the colour reference is the
+  first warped frame, so a frame depends on the whole past. It depends on no later row: the diffusion at row
+  N first shows at frame N, as the newer half of its blend (Deforum's cadence indexing), and a tween blends
+  only diffusions at or before it. So the first row whose read values differ is the first frame that can
+  change, and every frame from it on can change;
+- in the other modes (`none`, `interpolation`, `video`): only the values read at its own row (each is a
+  txt2img from noise, or an img2img of its own input frame);
+- in every mode: the static settings the renderer reads. Each setting says what a change of it can change
+  (its catalogue row's `effect`, handed over in `FrameTable.setting_effects`): every frame (the model, size,
+  sampler, mode, border, colour coherence, ...; also any setting no rule names), the video file and no frame
+  (fps, the soundtrack), or nothing by itself (`seed`, `cadence`, `frames`, ...: the compiler turned them
+  into columns, which are compared themselves).
 
 Values are compared exactly (floats by their bits): a value that changes in the last digit counts.
 """
@@ -48,71 +51,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .table import CAMERA_COLUMNS, FrameTable
+from .modes import MODES
+from .reads import Read
+from .table import FrameTable
 
-CAMERA_MODES = ("2d", "3d")  # a frame starts from the previous one, moved by a camera
 
-# columns by when the renderer reads them
-STRUCTURE = ("diffused", "tween", "tween_from", "tween_to")  # every row: what the written frame blends
-DIFFUSION = ("prompt", "negative_prompt", "prompt_from", "prompt_blend", "negative_prompt_from", "negative_blend",
-             "prompt_pieces", "negative_prompt_pieces", "prompt_from_pieces", "negative_prompt_from_pieces",
-             "clip_skip", "seed", "subseed", "subseed_strength", "steps", "effective_steps",
-             "cfg_scale", "lora_weights")  # diffused rows
-INIT_EFFECTS = ("contrast", "kernel", "sigma", "amount", "threshold", "noise")  # diffused rows after the first (2d/3d)
-MOTION = {  # rows after the first, in the camera modes
-    "2d": ("angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y"),
-    "3d": ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z",
-           "fov"),
-}
-# 2d, with perspective_flip on
-FLIP = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
-# unet_evals: a count of the work the other columns imply, for the user and the benchmark; never an input
-NOT_READ = ("frame", "time", "strength", "seed_schedule", "near", "far", "unet_evals", *CAMERA_COLUMNS)
-KNOWN = frozenset((*STRUCTURE, *DIFFUSION, *INIT_EFFECTS, *MOTION["2d"], *MOTION["3d"], *FLIP, *NOT_READ))
-
-# settings the renderer never reads: the compiler turned them into columns (or they are not about the render)
-UNREAD_SETTINGS = frozenset({
-    "frames", "duration", "bpm", "seed", "seed_behavior", "seed_iter_n", "cadence", "init_strength",
-    "prompt_crossfade", "images_per_prompt", "interpolate_key_frames", "interpolate_x_frames", "output_dir",
-})
-VIDEO_SETTINGS = frozenset({"fps", "save_video", "video_crf", "audio", "audio_offset"})  # the video file only
-
-# when a column is read
-EVERY, DIFFUSED, NEVER = "every", "diffused", "never"
-AFTER_FIRST, DIFFUSED_AFTER_FIRST = "after_first", "diffused_after_first"
+def is_camera_mode(name: object) -> bool:
+    """Whether frames of mode `name` start from the previous frame moved by a camera (a name that is no mode:
+    no)."""
+    found = MODES.get(str(name))
+    return found is not None and found.camera
 
 
 class RowReads:
     """The columns the renderer reads at each row of `table` (see the module docstring)."""
 
     def __init__(self, table: FrameTable) -> None:
-        self.mode = str(table.settings.mode)
-        self.flip = bool(table.settings.perspective_flip) if "perspective_flip" in table.settings else True
+        self.table = table
         self.diffused = np.asarray(table.columns["diffused"], dtype=bool) if "diffused" in table else \
             np.ones(len(table), dtype=bool)
         self.n = len(table)
-        groups: dict[str, list[str]] = {EVERY: [], DIFFUSED: [], AFTER_FIRST: [], DIFFUSED_AFTER_FIRST: []}
+        groups: dict[Read, list[str]] = {when: [] for when in Read}
         for name in table.names:
-            when = self.when(name)
-            if when != NEVER:
-                groups[when].append(name)
-        every, diffused = tuple(groups[EVERY]), tuple(groups[DIFFUSED])
-        later, effects = tuple(groups[AFTER_FIRST]), tuple(groups[DIFFUSED_AFTER_FIRST])
+            groups[self.when(name)].append(name)
+        every, diffused = tuple(groups[Read.EVERY]), tuple(groups[Read.DIFFUSED])
+        later, effects = tuple(groups[Read.MOTION]), tuple(groups[Read.INIT])
         # (first row?, diffused?) -> the columns read
         self._at = {(True, False): every, (True, True): every + diffused, (False, False): every + later,
                     (False, True): every + diffused + later + effects}
 
-    def when(self, column: str) -> str:
-        if column in STRUCTURE:
-            return EVERY
-        if column in DIFFUSION:
-            return DIFFUSED
-        if self.mode in CAMERA_MODES:
-            if column in MOTION[self.mode] or (self.mode == "2d" and self.flip and column in FLIP):
-                return AFTER_FIRST
-            if column in INIT_EFFECTS:
-                return DIFFUSED_AFTER_FIRST
-        return NEVER if column in KNOWN else EVERY
+    def when(self, column: str) -> Read:
+        """When `column` is read in this table's scene."""
+        return self.table.read_of(column).in_scene(self.table.settings)
 
     def at(self, i: int) -> tuple[str, ...]:
         """The columns read at row i."""
@@ -123,11 +93,11 @@ class RowReads:
         when = self.when(column)
         rows = np.arange(self.n)
         return {
-            EVERY: np.ones(self.n, dtype=bool),
-            DIFFUSED: self.diffused.copy(),
-            AFTER_FIRST: rows >= 1,
-            DIFFUSED_AFTER_FIRST: self.diffused & (rows >= 1),
-            NEVER: np.zeros(self.n, dtype=bool),
+            Read.EVERY: np.ones(self.n, dtype=bool),
+            Read.DIFFUSED: self.diffused.copy(),
+            Read.MOTION: rows >= 1,
+            Read.INIT: self.diffused & (rows >= 1),
+            Read.NEVER: np.zeros(self.n, dtype=bool),
         }[when]
 
 
@@ -146,14 +116,12 @@ def lora_fused(table: FrameTable) -> bool:
         return False  # malformed: the runtime refuses it
 
 
-def setting_effect(name: str) -> str:
-    """What a change of static setting `name` can change: "frames" (every frame), "video" (the video file
-    only) or "none" (nothing by itself: its effect, if any, is in the columns)."""
-    if name in UNREAD_SETTINGS:
-        return "none"
-    if name in VIDEO_SETTINGS:
-        return "video"
-    return "frames"
+def setting_effect(old: FrameTable, new: FrameTable, name: str) -> str:
+    """What a change of static setting `name` between `old` and `new` can change: "frames" (every frame),
+    "video" (the video file only) or "none" (nothing by itself: its effect, if any, is in the columns). The
+    new table's rule, else the old one's (a setting only the old scene had)."""
+    rules = new if name in new.setting_effects or name not in old.setting_effects else old
+    return rules.effect_of(name).value
 
 
 @dataclass(frozen=True)
@@ -194,7 +162,7 @@ class Changes:
     @property
     def independent(self) -> bool:
         """Frames depend on their own rows only (a change renders those frames, not everything after)."""
-        return self.mode not in CAMERA_MODES
+        return not is_camera_mode(self.mode)
 
     @property
     def affected_frames(self) -> np.ndarray:
@@ -286,7 +254,7 @@ def compare(old: FrameTable, new: FrameTable) -> Changes:
     n_old, n_new = len(old), len(new)
     common = min(n_old, n_new)
     settings = [
-        SettingChange(name, old.settings.get(name), new.settings.get(name), setting_effect(name))
+        SettingChange(name, old.settings.get(name), new.settings.get(name), setting_effect(old, new, name))
         for name in sorted(set(old.settings) | set(new.settings))
         if old.settings.get(name) != new.settings.get(name)
     ]
@@ -311,7 +279,7 @@ def compare(old: FrameTable, new: FrameTable) -> Changes:
         for c in columns:
             affected[c.read] = True
         affected[common:] = True  # new frames
-        if mode in CAMERA_MODES and affected.any():
+        if is_camera_mode(mode) and affected.any():
             affected[int(np.argmax(affected)):] = True
     return Changes(n_old, n_new, mode, tuple(columns), tuple(settings), affected)
 
@@ -338,6 +306,5 @@ def ranges_text(rows: Sequence[int] | np.ndarray) -> str:
     return ", ".join(span(a, b) for a, b in ranges(rows))
 
 
-__all__ = ["CAMERA_MODES", "DIFFUSION", "FLIP", "INIT_EFFECTS", "MOTION", "NOT_READ", "STRUCTURE", "UNREAD_SETTINGS",
-           "VIDEO_SETTINGS", "Changes", "ColumnChange", "RowReads", "SettingChange", "column_words", "compare",
+__all__ = ["Changes", "ColumnChange", "RowReads", "SettingChange", "column_words", "compare", "is_camera_mode",
            "lora_fused", "ranges", "ranges_text", "setting_effect", "span"]

@@ -29,6 +29,7 @@ from enum import Enum
 import numpy as np
 
 from .errors import UserError
+from .reads import UNKNOWN, ColumnRead, Effect, Read
 
 FORMAT_VERSION = 2
 
@@ -82,26 +83,32 @@ F, I, B, T = ColumnType.FLOAT, ColumnType.INT, ColumnType.BOOL, ColumnType.TEXT
 # the accumulated camera after each frame's increment (previews and exports; the renderer never reads it)
 CAMERA_COLUMNS = ("cam_angle", "cam_zoom", "cam_x", "cam_y", "cam_z", "cam_rx", "cam_ry", "cam_rz")
 
-# The columns the compiler derives and the runtime reads besides the parameter schedules.
-DERIVED_COLUMNS: dict[str, ColumnType] = {
-    "frame": I,  # the frame index (stills: the image index)
-    "time": F,  # seconds: frame / fps
-    "prompt": T, "negative_prompt": T,  # the text in force
-    "prompt_from": T, "prompt_blend": F,  # embedding = lerp(E(prompt_from), E(prompt), prompt_blend)
-    "negative_prompt_from": T, "negative_blend": F,
+# The columns the compiler derives besides the parameter schedules: each one's type and when the renderer
+# reads it (contract/reads.py; a parameter's column says it in its catalogue row instead).
+E, D, N = ColumnRead(Read.EVERY), ColumnRead(Read.DIFFUSED), ColumnRead(Read.NEVER)
+DERIVED: dict[str, tuple[ColumnType, ColumnRead]] = {
+    "frame": (I, N),  # the frame index (stills: the image index)
+    "time": (F, N),  # seconds: frame / fps
+    "prompt": (T, D), "negative_prompt": (T, D),  # the text in force
+    "prompt_from": (T, D), "prompt_blend": (F, D),  # embedding = lerp(E(prompt_from), E(prompt), prompt_blend)
+    "negative_prompt_from": (T, D), "negative_blend": (F, D),
     # each prompt text as the compiler read it: JSON, [text, weight] pairs and "BREAK", or the composite
     # object {"parts": [{"weight", "schedule"}]} of AND, weights and prompt editing (docs/frametable.md)
-    "prompt_pieces": T, "negative_prompt_pieces": T, "prompt_from_pieces": T, "negative_prompt_from_pieces": T,
+    "prompt_pieces": (T, D), "negative_prompt_pieces": (T, D), "prompt_from_pieces": (T, D),
+    "negative_prompt_from_pieces": (T, D),
     # per LoRA of settings.lora, [unet weight, text-encoder weight]: JSON ("[]" without a LoRA)
-    "lora_weights": T,
-    "seed": I,  # the seed of the diffusion the frame shows
-    "diffused": B,  # denoised (else a cadence tween)
-    "effective_steps": I,  # denoising steps actually run
-    # UNet batch items of the row: effective_steps × (conditional parts + 1 when guided); 0 when not diffused
-    "unet_evals": I,
-    "tween": F, "tween_from": I, "tween_to": I,  # written = (1 - tween) D[tween_from] + tween D[tween_to]
-    **dict.fromkeys(CAMERA_COLUMNS, F),
+    "lora_weights": (T, D),
+    "seed": (I, D),  # the seed of the diffusion the frame shows
+    "diffused": (B, E),  # denoised (else a cadence tween)
+    "effective_steps": (I, D),  # denoising steps actually run
+    # UNet batch items of the row: effective_steps × (conditional parts + 1 when guided); 0 when not diffused;
+    # a count of the work the other columns imply, for the user and the benchmark, never an input
+    "unet_evals": (I, N),
+    # written = (1 - tween) D[tween_from] + tween D[tween_to]
+    "tween": (F, E), "tween_from": (I, E), "tween_to": (I, E),
+    **dict.fromkeys(CAMERA_COLUMNS, (F, N)),
 }
+DERIVED_COLUMNS: dict[str, ColumnType] = {name: type_ for name, (type_, _) in DERIVED.items()}
 
 
 class Settings(Mapping):
@@ -174,6 +181,10 @@ class FrameTable:
     source_path: str = ""
     format_version: int = FORMAT_VERSION
     meta: dict = field(default_factory=dict)
+    # when the renderer reads each parameter column, and what a change of each setting can change: the
+    # catalogue's rows, handed over by the compiler (contract/reads.py); the derived columns say it in DERIVED
+    column_reads: dict[str, ColumnRead] = field(default_factory=dict)
+    setting_effects: dict[str, Effect] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lengths = {len(v) for v in self.columns.values()}
@@ -204,6 +215,15 @@ class FrameTable:
     def types(self) -> dict[str, ColumnType]:
         return {k: column_type(v) for k, v in self.columns.items()}
 
+    def read_of(self, name: str) -> ColumnRead:
+        """When the renderer reads column `name` (a column no rule names: on every row)."""
+        derived = DERIVED.get(name)
+        return derived[1] if derived is not None else self.column_reads.get(name, UNKNOWN)
+
+    def effect_of(self, setting: str) -> Effect:
+        """What a change of setting `setting` can change (a setting no rule names: every frame)."""
+        return self.setting_effects.get(setting, Effect.FRAMES)
+
     def require(self, names) -> None:
         """Raise TableError unless every column in `names` is present."""
         missing = [n for n in names if n not in self.columns]
@@ -223,12 +243,12 @@ class FrameTable:
                 t = column_type(np.asarray(values))
             cols[k] = t.array(values)
         return FrameTable(cols, self.settings, self.source_hash, self.source_path, self.format_version,
-                          dict(self.meta))
+                          dict(self.meta), self.column_reads, self.setting_effects)
 
     def with_settings(self, **changes: object) -> FrameTable:
         """A copy with some settings replaced (e.g. `audio=None` for a silent video)."""
         return FrameTable(dict(self.columns), self.settings.replace(**changes), self.source_hash, self.source_path,
-                          self.format_version, dict(self.meta))
+                          self.format_version, dict(self.meta), self.column_reads, self.setting_effects)
 
     def row(self, i: int) -> dict[str, object]:
         """One frame's values as plain Python scalars."""
@@ -265,6 +285,8 @@ class FrameTable:
             "frames": len(self),
             "settings": self.settings.to_json(),
             "meta": self.meta,
+            "reads": {"columns": {k: v.to_json() for k, v in self.column_reads.items()},
+                      "settings": {k: v.value for k, v in self.setting_effects.items()}},
             "types": {k: t.value for k, t in self.types.items()},
             "columns": {k: [_scalar(x) for x in v] for k, v in self.columns.items()},
         }
@@ -278,10 +300,13 @@ class FrameTable:
             types = {k: ColumnType(v) for k, v in data["types"].items()}
             columns = {k: types[k].array(v) for k, v in data["columns"].items()}
             settings = Settings(data["settings"])
-        except (KeyError, ValueError, TypeError) as e:
+            reads = data.get("reads", {})
+            column_reads = {k: ColumnRead.from_json(v) for k, v in reads.get("columns", {}).items()}
+            setting_effects = {k: Effect(v) for k, v in reads.get("settings", {}).items()}
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise TableError(f"the table JSON is malformed: {e}") from None
         return cls(columns, settings, data.get("source_hash", ""), data.get("source_path", ""),
-                   data["format_version"], dict(data.get("meta", {})))
+                   data["format_version"], dict(data.get("meta", {})), column_reads, setting_effects)
 
     def content_hash(self) -> str:
         """sha256 of what a render depends on: the columns, their types and the settings (not the source
@@ -310,5 +335,5 @@ def _csv_cell(x: object) -> str:
     return str(x)
 
 
-__all__ = ["CAMERA_COLUMNS", "DERIVED_COLUMNS", "FORMAT_VERSION", "ColumnType", "FrameTable", "MissingSetting",
-           "Settings", "TableError", "column_type"]
+__all__ = ["CAMERA_COLUMNS", "DERIVED", "DERIVED_COLUMNS", "FORMAT_VERSION", "ColumnType", "FrameTable",
+           "MissingSetting", "Settings", "TableError", "column_type"]

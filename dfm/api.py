@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .compiler.compile import CompileResult, compile_source, schedule_values
+from .contract.table import FrameTable
 from .dsl import ir
 from .dsl.diagnostics import DfmError, Diagnostic
 from .dsl.parser import ParseResult
 from .dsl.parser import parse as _parse
-from .contract.table import FrameTable
 
 
 def parse(text: str, path: str = "<string>") -> ParseResult:

@@ -103,6 +103,43 @@ class _Lines:
 _TRIPLE_BODY = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*')  # after the opening """, up to the closing one
 
 
+def _next_code_line(text: str, pos: int) -> int:
+    """The offset of the first line at or after `pos` (just after a newline) that is neither blank nor a
+    comment only, or len(text)."""
+    n = len(text)
+    j = pos
+    while j < n:
+        k = text.find("\n", j)
+        k = n if k < 0 else k
+        stripped = text[j:k].strip(" \t\f\r")
+        if stripped and not stripped.startswith("#"):
+            break
+        j = k + 1
+    return min(j, n)
+
+
+def _continues_statement(text: str, j: int) -> bool:
+    """Whether the code line starting at `j` continues the statement before it (it does not start one)."""
+    if j >= len(text):
+        return False
+    first = text[j]
+    return first in " \t" or "0" <= first <= "9" or first in ".)(,"
+
+
+def _string_end(text: str, i: int) -> int:
+    """The offset just after the string literal opening at `i`; an unclosed one ends at its line's end (a
+    triple-quoted one at the end of the text)."""
+    n = len(text)
+    c = text[i]
+    if text.startswith('"""', i):  # read as the grammar's STRING reads it: `\\"""` is not the end
+        k = _TRIPLE_BODY.match(text, i + 3).end()
+        return k + 3 if text.startswith('"""', k) else n
+    k = i + 1
+    while k < n and text[k] not in (c, "\n"):  # a backslash does not escape a newline
+        k += 2 if text[k] == "\\" and k + 1 < n and text[k + 1] != "\n" else 1
+    return k + 1 if k < n and text[k] == c else k
+
+
 def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
     """Return (statement ranges, comment ranges with a 'trailing' flag) as character offsets.
 
@@ -124,27 +161,6 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
     # per line: the look-ahead stays linear.
     skipped = (-1, -1)
 
-    def next_line_continues(pos: int) -> bool:
-        # pos is just after a newline: skip blank and comment-only lines, look at the first code line
-        nonlocal skipped
-        if skipped[0] <= pos <= skipped[1]:
-            j = skipped[1]
-        else:
-            j = pos
-            while j < n:
-                k = text.find("\n", j)
-                k = n if k < 0 else k
-                stripped = text[j:k].strip(" \t\f\r")
-                if stripped and not stripped.startswith("#"):
-                    break
-                j = k + 1
-            j = min(j, n)
-            skipped = (pos, j)
-        if j >= n:
-            return False
-        first = text[j]
-        return first in " \t" or "0" <= first <= "9" or first in ".)(,"
-
     while i < n:
         c = text[i]
         if c == "#":
@@ -155,7 +171,11 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
             continue
         if c == "\n":
             if start is not None:
-                cont = (depth > 0 or last_sig == ",") and next_line_continues(i + 1)
+                cont = False
+                if depth > 0 or last_sig == ",":
+                    if not skipped[0] <= i + 1 <= skipped[1]:
+                        skipped = (i + 1, _next_code_line(text, i + 1))
+                    cont = _continues_statement(text, skipped[1])
                 if not cont:
                     statements.append((start, i))
                     start, depth = None, 0
@@ -170,14 +190,7 @@ def split_statements(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
             start = i
         line_has_code = True
         if c in "\"'":
-            if text.startswith('"""', i):  # read as the grammar's STRING reads it: `\\"""` is not the end
-                k = _TRIPLE_BODY.match(text, i + 3).end()
-                i = k + 3 if text.startswith('"""', k) else n
-            else:
-                k = i + 1
-                while k < n and text[k] not in (c, "\n"):  # a backslash does not escape a newline
-                    k += 2 if text[k] == "\\" and k + 1 < n and text[k + 1] != "\n" else 1
-                i = k + 1 if k < n and text[k] == c else k
+            i = _string_end(text, i)
             last_sig = c
             continue
         if c == "(":

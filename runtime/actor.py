@@ -26,34 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..contract import changes
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from . import resume, speedups
+from .checks import check_table, needs_depth
 from .depth import DepthEstimator
 from .device import Placement, pick_device
 from .errors import RenderError
+from .frame import FrameRenderer
+from .frame_loop import row_view, video_input
+from .job import RenderReport, job_warnings, load_models, unet_batches
 from .models import StableDiffusion
 from .output import HostCopy, encode_png, to_uint8
-from .prompts import prompt_warnings
-from .render import (
-    FrameRenderer,
-    RenderReport,
-    _load_models,
-    check_table,
-    manifest,
-    mode_warnings,
-    needs_depth,
-    resolve_depth,
-    resolve_model,
-    run_render,
-    unet_batches,
-)
+from .render import manifest, resolve_depth, resolve_model, run_render
 from .timing import StageTimer
-from .video_input import VideoFrames, video_selection
-
-# modes that never carry anything from one frame to the next (video input: each row img2imgs its own
-# input frame; there is no warp, no colour coherence and no cadence in that mode)
-ROW_INDEPENDENT_MODES = ("none", "interpolation", "video")
 
 
 @dataclass(frozen=True)
@@ -127,7 +113,7 @@ def row_dependency(table: FrameTable) -> str | None:
     render of its own (then any subset of rows renders, on any worker, to the frames a whole render
     writes for them)."""
     mode = table.settings.mode
-    if mode not in ROW_INDEPENDENT_MODES:
+    if not mode_of(mode).rows_independent:
         return (f"in mode {mode} every frame starts from the previous one, moved by the camera, so frame i "
                 "cannot be rendered before frame i - 1")
     cols = table.columns
@@ -163,20 +149,10 @@ class _Rows:
     prompt embeddings are computed once per worker and video mode's input streams forward."""
 
     def __init__(self, table: FrameTable, sd: StableDiffusion, timer: StageTimer) -> None:
-        s = table.settings
-        video = None
-        if s.mode == "video":
-            path = Path(str(s.video_init_path)).expanduser()
-            video = VideoFrames(path, video_selection(s, len(table)), s.width, s.height, sd.placement.device)
-        self.renderer = FrameRenderer(table, sd, timer, video=video)
+        self.renderer = FrameRenderer(table, sd, timer, video=video_input(table, sd.placement.device))
         self.timer = timer
         self.table = table
-        self.reads = changes.RowReads(table)
-
-    def row(self, i: int) -> dict[str, object]:
-        """Row i with the columns the renderer reads there and no others, as run_render hands it over."""
-        full = self.table.row(i)
-        return {k: full[k] for k in self.reads.at(i)}
+        self.row = row_view(table)  # the columns the renderer reads at each row, as the local loop hands them
 
     def close(self) -> None:
         if self.renderer.video is not None:
@@ -327,7 +303,7 @@ class RenderWorker:
                                   "render it without --ray; `dfm batch --ray` renders many scenes in parallel")
             sd, _ = self._model(task)  # resolved, not loaded: a render that keeps every frame needs no model
             placement = self.placement()
-            warnings = prompt_warnings(table, sd) + mode_warnings(table.settings)
+            warnings = job_warnings(table, sd)
         except RenderError as e:
             return ShardSetup(self.name, error=e.message, help=e.help)
         return ShardSetup(
@@ -356,8 +332,8 @@ class RenderWorker:
                 timer = StageTimer(self.placement().device)
                 with timer("load"):
                     sd, _ = self._model(task)
-                # run_render's load stage: the weights, the LoRAs and embeddings, then the speed-up switches
-                _load_models(sd, None, timer, table, task.speed)
+                # the load stage of every render: the weights, the LoRAs and embeddings, the speed-up switches
+                load_models(sd, None, timer, table, task.speed)
                 if not self._sd_loaded:
                     self._sd_loaded, out.loaded_model = True, True
                     self.model_loads += 1
@@ -406,5 +382,5 @@ class RenderWorker:
             opened.close()
 
 
-__all__ = ["ROW_INDEPENDENT_MODES", "RenderWorker", "RowsResult", "SceneOutcome", "SceneTask", "ShardSetup",
+__all__ = ["RenderWorker", "RowsResult", "SceneOutcome", "SceneTask", "ShardSetup",
            "row_dependency"]

@@ -99,6 +99,13 @@ def _rot_z(deg: float) -> np.ndarray:
     return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
 
 
+# the row's columns each camera reads (a table without one is refused before any model loads)
+COLUMNS_2D = ("angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y")
+FLIP_COLUMNS = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
+COLUMNS_3D = ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z",
+              "fov")  # fov: warp.warp_3d
+
+
 def matrix_2d(row: Mapping[str, object], width: int, height: int, flip: bool = False) -> np.ndarray:
     """One frame's 2D motion: translate (pixels), then rotate and zoom about the transform centre, then
     the optional perspective flip. Unlike Deforum, the flip keeps the translation (Deforum passes the

@@ -1,4 +1,4 @@
-"""Per-frame image effects, in Deforum's order: colour coherence -> contrast -> unsharp mask -> noise.
+"""Per-frame image effects; the order a frame applies them in is written once, `frame.INIT_EFFECTS`.
 
 Pure functions of a float32 frame tensor (N, 3, H, W) in [0, 1] on the render device, values from one
 FrameTable row and, for noise, an explicit generator. Nothing here touches a global RNG, and nothing

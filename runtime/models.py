@@ -1,23 +1,20 @@
-"""Finding and loading a Stable Diffusion model (1.x, 2.x, SDXL): a hub id, a diffusers folder or a single file.
-
-The family is detected, never configured (contract/families.py, shared with the compiler): an SDXL folder
-has a `text_encoder_2/` (or a UNet whose `addition_embed_type` is "text_time"); single files are told
-apart by their keys; a UNet with `time_cond_proj_dim` is a guidance-embedded LCM.
+"""Loading a Stable Diffusion model (1.x, 2.x, SDXL) and running its parts: `StableDiffusion`.
 
 Only the components a render uses are loaded (tokenizer, text encoder, UNet, VAE; never a safety
 checker), each on first use. Everything is loaded with `local_files_only=True`; a hub id is first
-resolved to a local snapshot, so a missing model fails at once instead of retrying the network.
+resolved to a local snapshot (model_source.py), so a missing model fails at once instead of retrying the
+network. The family is detected, never configured (model_family.py).
+
+The names of model_source.py and model_family.py are imported from here too, as they were before the
+split: importers of `dfm.runtime.models` keep working.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -25,124 +22,33 @@ import torch
 from torch import Tensor
 
 from ..contract import families
-from ..contract.errors import UserError
 from .device import Placement
 from .errors import RenderError
 from .hashing import verify_sha256
+from .model_family import (  # noqa: F401 (some re-exported for importers of models)
+    CONFIGS,
+    config_skeleton,
+    detect_family,
+    family_warnings,
+    file_key_family,
+    folder_family,
+    folder_model_family,
+    load_pickle_weights,
+)
+from .model_source import (  # noqa: F401 (some re-exported for importers of models)
+    HUB_ID,
+    LOAD_HELP,
+    ModelSource,
+    fetch_snapshot,
+    first_line,
+    hub_snapshot,
+    resolve_source,
+)
 
-CONFIGS = Path(__file__).parent / "configs"
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_HUB_ID, _first_line = HUB_ID, first_line  # the names runtime/depth.py imports
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# files a render needs from a hub repo: no safety checker, no fp16/ema variants, no .bin unless asked
-_HUB_PATTERNS = [
-    "model_index.json",
-    "scheduler/*.json",
-    "tokenizer/*",
-    "unet/config.json",
-    "vae/config.json",
-    "text_encoder/config.json",
-    "unet/diffusion_pytorch_model.safetensors",
-    "vae/diffusion_pytorch_model.safetensors",
-    "text_encoder/model.safetensors",
-    "tokenizer_2/*",  # SDXL's second tokenizer and text encoder (absent from SD 1.x/2.x repos)
-    "text_encoder_2/config.json",
-    "text_encoder_2/model.safetensors",
-]
-# where the CLIP tokenizer of each family may already sit in the local Hugging Face cache
-_TOKENIZER_CACHE = {
-    "sd15": [
-        ("openai/clip-vit-large-patch14", ""),
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer/"),
-        ("runwayml/stable-diffusion-v1-5", "tokenizer/"),
-        ("CompVis/stable-diffusion-v1-4", "tokenizer/"),
-    ],
-    "sdxl": [
-        ("openai/clip-vit-large-patch14", ""),
-        ("stabilityai/stable-diffusion-xl-base-1.0", "tokenizer/"),
-        ("stabilityai/sdxl-turbo", "tokenizer/"),
-    ],
-    "sd21": [
-        ("stabilityai/stable-diffusion-2-1", "tokenizer/"),
-        ("stabilityai/stable-diffusion-2-1-base", "tokenizer/"),
-        ("stabilityai/stable-diffusion-2", "tokenizer/"),
-    ],
-}
-FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x", "sdxl": "Stable Diffusion XL"}
-_LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from, resolved but not loaded."""
-
-    kind: str  # "folder" | "file" | "hub"
-    spec: str  # what the user wrote
-    path: Path | None  # the folder or file (for a hub id: None until its snapshot is found)
-
-    def describe(self) -> str:
-        return {"folder": "diffusers folder", "file": "checkpoint", "hub": "hub model"}[
-            self.kind
-        ] + f" {self.spec}"
-
-
-def resolve_source(spec: str, base_dirs: tuple[Path, ...] = ()) -> ModelSource:
-    """Decide what `spec` names: an existing file or folder (relative paths tried against `base_dirs`,
-    then the working directory), or else a hub id."""
-    raw = Path(spec).expanduser()
-    candidates = [raw] if raw.is_absolute() else [*(b / raw for b in base_dirs), raw]
-    for c in candidates:
-        if c.is_file():
-            return ModelSource("file", spec, c.resolve())
-        if c.is_dir():
-            if not (c / "model_index.json").is_file() and not (c / "unet").is_dir():
-                raise RenderError(
-                    f"model folder {c} is not a diffusers model (no model_index.json, no unet/)",
-                    "point --model at a folder saved by diffusers' save_pretrained, or a .safetensors file",
-                )
-            return ModelSource("folder", spec, c.resolve())
-    looks_like_file = raw.suffix.lower() in SINGLE_FILE_SUFFIXES
-    if looks_like_file or spec.startswith((".", "/", "~")) or "\\" in spec or not _HUB_ID.match(spec):
-        what = "model file" if looks_like_file else "model folder"
-        raise RenderError(f"{what} {spec} does not exist", f"check the path, or {_LOAD_HELP}")
-    return ModelSource("hub", spec, None)
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
-    """The local snapshot folder of a hub model, downloading only when the hub is reachable and allowed."""
-    return fetch_snapshot(repo_id, _HUB_PATTERNS + (["*/*.bin"] if allow_pickle else []), "model", _LOAD_HELP)
-
-
-def fetch_snapshot(repo_id: str, patterns: list[str], what: str, load_help: str) -> Path:
-    """`snapshot_download` that fails at once with a RenderError instead of retrying or tracing back."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    offline = _hub_offline()
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
-    except LocalEntryNotFoundError:
-        why = "the hub is offline (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached"
-        raise RenderError(
-            f"{what} {repo_id} is not in the local Hugging Face cache and {why}",
-            f"download it once while online, or {load_help}",
-        ) from None
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        raise RenderError(
-            f"could not fetch {what} {repo_id} from the hub: {_first_line(e)}",
-            f"check the id (owner/name) and your access to it, or {load_help}",
-        ) from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 @contextmanager
@@ -174,187 +80,13 @@ def quiet_loading() -> Iterator[None]:
             tlog.enable_progress_bar()
 
 
-# ---- single files --------------------------------------------------------------------------------------
-
-
-def detect_family(path: Path, allow_pickle: bool) -> str | None:
-    """The base architecture (sd15 / sd21 / sdxl) of a single file from its keys and shapes
-    (contract/families.py `family_from_keys`: no weight is read of a .safetensors); None when unknown. A
-    refiner or an inpainting UNet (9 input channels) is a RenderError naming it."""
-    fam = file_key_family(path, allow_pickle)
-    return fam.base if fam is not None else None
-
-
-def file_key_family(path: Path, allow_pickle: bool) -> families.Family | None:
-    """The family of a single file told by its keys (None: of no known family)."""
-    try:
-        if path.suffix.lower() == ".safetensors":
-            shapes, meta = families.safetensors_header(path)
-        else:
-            state = load_pickle_weights(path)
-            shapes, meta = {k: list(getattr(v, "shape", ())) for k, v in state.items()}, {}
-        return families.family_from_keys(shapes, path.name, meta)
-    except UserError as e:
-        raise RenderError(e.message, e.help) from None
-
-
-def folder_family(folder: Path, what: str) -> str:
-    """The base architecture of a diffusers folder (sd15 / sd21 / sdxl) from model_index.json and
-    unet/config.json (contract/families.py `folder_family`). Unsupported pipelines (SD3, Flux, inpainting, an
-    SDXL refiner alone) are a RenderError."""
-    return _folder_family(folder, what).base
-
-
-def _folder_family(folder: Path, what: str, name: str | None = None) -> families.Family:
-    try:
-        return families.folder_family(folder, what, name=name)
-    except families.UnsupportedModel as e:
-        raise RenderError(e.message, e.help) from None
-
-
-def load_pickle_weights(path: Path) -> dict:
-    """A .ckpt's state dict, read with `weights_only=True` (tensors only, no code)."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # pickle errors come in many classes
-        raise RenderError(
-            f"{path} cannot be read as weights only: {_first_line(e)}",
-            "convert the checkpoint to .safetensors; dfm never runs code from a checkpoint",
-        ) from None
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return state
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or (
-        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-    )
-
-
-def _cached_tokenizer(family: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    for repo, prefix in _TOKENIZER_CACHE.get(family, []):
-        vocab = try_to_load_from_cache(repo, prefix + "vocab.json")
-        merges = try_to_load_from_cache(repo, prefix + "merges.txt")
-        if isinstance(vocab, str) and isinstance(merges, str):
-            return Path(vocab).parent
-    return None
-
-
-def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str | None = None, *,
-                    prediction: str | None = None) -> Path:
-    """The config folder (model_index.json, component configs, tokenizer) for a single-file checkpoint.
-
-    In order: a diffusers config folder next to the file (its model_index.json); else dfm's shipped
-    skeleton for the detected family, with the tokenizer from a `tokenizer/` folder next to the file or
-    from the local Hugging Face cache. The tokenizer files (1.5 MB) are not shipped."""
-    here = path.parent
-    if (here / "model_index.json").is_file():
-        if not _has_tokenizer(here / "tokenizer"):
-            raise RenderError(
-                f"the config folder next to {path.name} has no tokenizer",
-                f"add tokenizer/vocab.json and tokenizer/merges.txt (or tokenizer.json) to {here}",
-            )
-        if (here / "text_encoder_2").is_dir() and not _has_tokenizer(here / "tokenizer_2"):
-            raise RenderError(
-                f"the SDXL config folder next to {path.name} has no tokenizer_2",
-                f"add tokenizer_2/vocab.json and tokenizer_2/merges.txt (the same files as tokenizer/) to {here}",
-            )
-        return here
-    family = family or detect_family(path, allow_pickle)
-    if family is None:
-        raise RenderError(
-            f"cannot tell which model family {path.name} is (not SD 1.x, 2.x or SDXL by its weights)",
-            "put the model's diffusers config folder (model_index.json, */config.json, "
-            f"tokenizer/) next to the file in {here}",
-        )
-    tokenizer = here / "tokenizer" if _has_tokenizer(here / "tokenizer") else _cached_tokenizer(family)
-    if tokenizer is None:
-        repo = _TOKENIZER_CACHE[family][0][0]
-        raise RenderError(
-            f"{path.name} looks like {FAMILY_NAMES[family]} but its CLIP tokenizer files are missing: "
-            "a single-file checkpoint has no tokenizer and dfm does not ship the 1.5 MB vocabulary",
-            f"put vocab.json and merges.txt of {repo} in {here / 'tokenizer'}, or download {repo} into the "
-            "Hugging Face cache once while online",
-        )
-    skeleton = workdir / family
-    shutil.copytree(CONFIGS / family, skeleton)
-    if prediction is not None:  # the SD 2.x skeleton is 768-v's: an epsilon model (2.1 base, SD-Turbo) says so
-        sched = skeleton / "scheduler" / "scheduler_config.json"
-        sched.write_text(json.dumps({**json.loads(sched.read_text(encoding="utf-8")), "prediction_type": prediction}),
-                         encoding="utf-8")
-    # SDXL's two tokenizers share CLIP's vocabulary (tokenizer_2 pads with "!": its shipped config says so)
-    for part in ("tokenizer", "tokenizer_2") if family == "sdxl" else ("tokenizer",):
-        for name in ("vocab.json", "merges.txt"):
-            if (tokenizer / name).is_file():
-                shutil.copy2(tokenizer / name, skeleton / part / name)
-    return skeleton
-
-
-def family_warnings(table, sd: StableDiffusion) -> list[str]:
-    """An SDXL model below 768x768 (not SDXL-Turbo, trained at 512x512) warns, naming the size to set.
-
-    A render whose model is not the scene's (`dfm render --model`) keeps the table compiled for the
-    scene's model, whose family chose the defaults of what the scene leaves out (contract/families.py
-    DEFAULTS: size, steps, cfg_scale, sampler). Warn, naming each, when the render's family would have
-    chosen otherwise: the table is not recompiled behind the user's back (resume and incremental
-    re-renders trust it), and `model "..."` in the scene gives the family's defaults."""
-    s = table.settings
-    fam = sd.model_family
-    small = []
-    if fam.base == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
-        trained = fam.defaults().get("size", (1024, 1024))
-        if trained[0] * trained[1] >= 768 * 768:  # not SDXL-Turbo: trained at 512x512
-            small = [f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
-                     "1024x1024` (or another ~1 megapixel size) in the scene, or leave `size` out: an SDXL model's "
-                     "default is 1024x1024"]
-    scene_model = str(s.model or "")
-    if sd.source.spec == scene_model or (sd.source.path is not None and str(sd.source.path) == scene_model):
-        return small  # the scene's own size: the compiler gives an SDXL scene without one 1024x1024
-    try:
-        scene = families.source_family(scene_model) if scene_model else None
-    except UserError:
-        scene = None
-    if scene is not None and scene.name == fam.name and scene.base == fam.base:
-        return small
-
-    def shown(name: str, value) -> str:
-        return f"{value[0]}x{value[1]}" if name == "size" else f"{value:g}" if isinstance(value, float) else str(value)
-
-    def have(name: str):
-        if name == "size":
-            return (int(s.width), int(s.height))
-        if name == "sampler":
-            return str(s.sampler)
-        col = table[name]
-        return float(col[0]) if len(col) and (col == col[0]).all() else None  # a schedule: the scene set it
-
-    differ = [f"{name} {shown(name, v)} (the table has {shown(name, have(name))})"
-              for name, v in fam.defaults().items() if have(name) is not None and have(name) != v]
-    gave = [n for n in (scene.defaults() if scene else {}) if n not in fam.defaults()]
-    if not differ and not gave:
-        return small
-    if any(d.startswith("size ") for d in differ):
-        small = []  # the size is in the warning below, as this family's default
-    what = f"the scene's model {scene_model!r} ({scene.title})" if scene else "the scene's model"
-    text = (f"the render's model is {fam.title} ({fam.why}), but the table was compiled for {what}: ")
-    if differ:
-        text += f"where the scene sets none, {fam.title}'s defaults are {', '.join(differ)}"
-    if gave:
-        text += ("; " if differ else "") + f"{', '.join(gave)} came from {scene.title}'s defaults"
-    return [*small, text + f"; to use this model's defaults put `model \"{sd.source.spec}\"` in the scene, or set "
-            "them there"]
-
-
 def guidance_embedding(w: Tensor, dim: int) -> Tensor:
     """The sinusoidal embedding (VDM's, as diffusers' LCM pipelines compute it) of guidance weights `w`
     (shape (B,)), scaled by 1000 like a timestep: (B, dim), sines then cosines, zero-padded to an odd dim."""
     half = dim // 2
     if half < 2:
         raise RenderError(f"a UNet with time_cond_proj_dim {dim} cannot take a guidance embedding (needs >= 4)",
-                          _LOAD_HELP)
+                          LOAD_HELP)
     step = torch.log(torch.tensor(10000.0)) / (half - 1)
     freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
     args = (w.float() * 1000.0)[:, None] * freqs[None, :]
@@ -432,7 +164,7 @@ class StableDiffusion:
         width = int(self.text_encoder_config.hidden_size) + int(self.text_encoder_2.config.hidden_size)
         if pooled > width:
             raise RenderError(f"{self.source.describe()}: a pooled embedding of {pooled} is wider than the "
-                              f"text features ({width})", _LOAD_HELP)
+                              f"text features ({width})", LOAD_HELP)
 
     def check_folder(self) -> None:
         """A diffusers folder has every component's subfolder, or one error names all that are missing
@@ -443,7 +175,7 @@ class StableDiffusion:
         missing = [n for n in parts if not (self.folder / n).is_dir()]
         if missing:
             raise RenderError(f"{self.source.describe()} has no {', '.join(m + '/' for m in missing)} folder"
-                              + ("s" if len(missing) > 1 else ""), _LOAD_HELP)
+                              + ("s" if len(missing) > 1 else ""), LOAD_HELP)
 
     @cached_property
     def model_family(self) -> families.Family:
@@ -453,12 +185,12 @@ class StableDiffusion:
         if self.folder is None:
             here = self.source.path.parent
             if (here / "model_index.json").is_file():  # the file's own config folder says
-                return _folder_family(here, self.source.describe(), self.source.path.stem)
+                return folder_model_family(here, self.source.describe(), self.source.path.stem)
             fam = file_key_family(self.source.path, self.allow_pickle)
             # unknown keys: SD 1.x's loader is tried, and config_skeleton then names the file in its error
             return fam or families.Family("sd15", "sd15", "keys of no known family", True)
         name = self.source.spec if self.source.kind == "hub" else None
-        return _folder_family(self.folder, self.source.describe(), name)
+        return folder_model_family(self.folder, self.source.describe(), name)
 
     @cached_property
     def family(self) -> str:
@@ -497,7 +229,7 @@ class StableDiffusion:
                 raise
             except Exception as e:  # diffusers raises ValueError/KeyError/OSError/RuntimeError here
                 raise RenderError(
-                    f"could not load {path.name} with the config in {skeleton.name}: {_first_line(e)}",
+                    f"could not load {path.name} with the config in {skeleton.name}: {first_line(e)}",
                     "check that the checkpoint is an SD 1.x/2.x or SDXL model and "
                     "that the config folder next to it describes it",
                 ) from None
@@ -521,7 +253,7 @@ class StableDiffusion:
 
         folder = self.folder
         if not (folder / name).is_dir():
-            raise RenderError(f"{self.source.describe()} has no {name}/ folder", _LOAD_HELP)
+            raise RenderError(f"{self.source.describe()} has no {name}/ folder", LOAD_HELP)
         common = {"local_files_only": True}
         safetensors = None if self.allow_pickle else True
         try:
@@ -556,10 +288,10 @@ class StableDiffusion:
                     "or convert them to .safetensors"
                 )
                 if pickle_only
-                else _LOAD_HELP
+                else LOAD_HELP
             )
             raise RenderError(
-                f"could not load the {name} of {self.source.describe()}: {_first_line(e)}", help
+                f"could not load the {name} of {self.source.describe()}: {first_line(e)}", help
             ) from None
 
     @cached_property
@@ -597,7 +329,7 @@ class StableDiffusion:
             raise RenderError(
                 f"the tokenizer of {self.source.describe()} is broken: {len(tok)} tokens for a "
                 f"text encoder of {vocab}",
-                f"restore its tokenizer/ files, or {_LOAD_HELP}",
+                f"restore its tokenizer/ files, or {LOAD_HELP}",
             )
         if tok.model_max_length > 1000:  # unset in the config: SD's text encoder takes 77 tokens
             tok.model_max_length = 77
@@ -616,8 +348,8 @@ class StableDiffusion:
             )
         except (OSError, ValueError) as e:
             raise RenderError(
-                f"could not read the text encoder config of {self.source.describe()}: {_first_line(e)}",
-                _LOAD_HELP,
+                f"could not read the text encoder config of {self.source.describe()}: {first_line(e)}",
+                LOAD_HELP,
             ) from None
 
     @cached_property
@@ -640,7 +372,7 @@ class StableDiffusion:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise RenderError(f"could not read {path}: {_first_line(e)}", _LOAD_HELP) from None
+            raise RenderError(f"could not read {path}: {first_line(e)}", LOAD_HELP) from None
 
     @property
     def latent_scale(self) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
 from .encoder import Soundtrack, VideoEncoder
@@ -101,12 +102,13 @@ def preview_frames(table: FrameTable) -> Iterator[np.ndarray]:
     card = motion_card(s.width, s.height)
     card_u8 = to_uint8(card)
     frame, frame_u8, total, flip = card, card_u8, np.eye(3), bool(s.perspective_flip)
+    mode = mode_of(s.mode)
     for i in range(len(table)):
-        if i == 0 or s.mode not in ("2d", "3d"):  # motion applies to the previous frame; frame 0 is the card
+        if i == 0 or not mode.camera:  # motion applies to the previous frame; frame 0 is the card
             yield overlay(card_u8)
             continue
         row = table.row(i)
-        if s.mode == "2d":
+        if not mode.uses_depth:
             total = matrix_2d(row, s.width, s.height, flip) @ total
             yield overlay(warp_card(card_u8, total, s.border))
         else:

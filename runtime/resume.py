@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..contract.changes import ranges
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable, TableError
 from .networks import network_files
 from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
@@ -90,7 +91,7 @@ def fingerprint(table: FrameTable, sd, depth=None) -> dict[str, str]:
         # (a model no render has set up yet runs the defaults: a Ray worker's, say)
         "speedups": recorded(sd) or describe(None, sd.placement.device.type, (s.width, s.height)),
         "init_image": _file_stamp(s.init_image),
-        "video_init_path": _file_stamp(s.video_init_path) if s.mode == "video" else "",
+        "video_init_path": _file_stamp(s.video_init_path) if mode_of(s.mode).reads_video else "",
     }
     out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
     out.update(network_files(table))  # the LoRA and embedding files' stamps: one edited in place renders again
@@ -367,7 +368,7 @@ def owned_frames(out_dir: Path) -> int:
 
 
 def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
-    """Whether `name` is a temporary file of `dfm.contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
+    """Whether `name` is a temporary file of `contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
     (a regex pattern or names)."""
     pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
     return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None

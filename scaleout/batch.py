@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .cluster import Queue, WorkerLost, run_queue
 from ..compiler import catalogue
-from ..dsl.diagnostics import Diagnostic
-from ..dsl.formatter import format_string
 from ..contract.errors import UserError
 from ..contract.files import write_atomic
 from ..contract.table import FrameTable
+from ..dsl.diagnostics import Diagnostic
+from ..dsl.formatter import format_string
+from .cluster import Queue, WorkerLost, run_queue
 
 MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=1..100000), not a plan
 SUMMARY_FILE = "batch.json"

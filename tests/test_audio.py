@@ -210,7 +210,6 @@ def test_video_carries_the_soundtrack_from_the_offset_cut_to_the_scene(clicks, t
 
 def test_preview_and_render_videos_carry_the_track_unless_no_audio(clicks, tiny_models, tmp_path):
     import imageio_ffmpeg
-
     from dfm.app.cli import main
 
     path = tmp_path / "music.dfm"

@@ -243,7 +243,7 @@ def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch
     def fail(args):
         raise RenderError("the model is not there", "pass --model")
 
-    monkeypatch.setattr("dfm.app.cli.cmd_check", fail)
+    monkeypatch.setattr("dfm.app.commands.check.run", fail)
     assert main(["check", scene(GOOD)]) == 1
     err = capsys.readouterr().err
     assert "dfm check: error: the model is not there\nhelp: pass --model" in err and "internal error" not in err
@@ -251,5 +251,5 @@ def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch
     class Setup(UserError):
         exit_code = 2
 
-    monkeypatch.setattr("dfm.app.cli.cmd_check", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
+    monkeypatch.setattr("dfm.app.commands.check.run", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
     assert main(["check", scene(GOOD)]) == 2

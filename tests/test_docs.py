@@ -68,6 +68,19 @@ def test_generated_sections_are_up_to_date(doc: str) -> None:
     assert gen.main(["--check"]) == 0
 
 
+def test_the_frametable_column_list_is_generated_and_up_to_date() -> None:
+    """docs/frametable.md's column table comes from the contract and the catalogue: every column of a
+    compiled table is listed, with the rows that read it."""
+    gen = load_generator()
+    text = (ROOT / "docs" / "frametable.md").read_text(encoding="utf-8")
+    assert gen.regenerate_frametable(text) == text, "run .venv/bin/python docs/gen_params.py"
+    from dfm.api import compile_text
+
+    table = compile_text("dfm 1\nmode 3d\nframes 3\nprompt 0 \"a cat\"\n")
+    assert [c for c in table.names if f"| `{c}` |" not in text] == []
+    assert "| `angle` | float | rows after the first (motion) in 2d | schedule |" in text
+
+
 def test_generator_replaces_only_between_markers() -> None:
     gen = load_generator()
     text = "before\n<!-- codes:start -->\nstale\n<!-- codes:end -->\nafter\n"
@@ -232,9 +245,8 @@ def test_readme_scene_is_clean_and_canonical():
     """The first thing a newcomer copies must check without a single diagnostic and be `dfm fmt` output."""
     import re
 
+    from dfm.app.commands.fmt import rename_map as _rename_map
     from dfm.dsl.formatter import format_source
-
-    from dfm.app.cli import _rename_map
 
     readme = (ROOT / "README.md").read_text()
     scene = re.search(r"```dfm\n(.*?)```", readme, re.S).group(1)

@@ -4,12 +4,11 @@ import glob
 from pathlib import Path
 
 import pytest
+from dfm.app.commands.fmt import rename_map as _rename_map
 from dfm.compiler import catalogue
 from dfm.dsl import ir
 from dfm.dsl.formatter import format_expr, format_source
 from dfm.dsl.parser import parse
-
-from dfm.app.cli import _rename_map
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(glob.glob(str(ROOT / "examples" / "*.dfm")))

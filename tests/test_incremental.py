@@ -5,20 +5,24 @@ against real renders: the first frame the rule names is the first frame that dif
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from dfm.app.cli import main
 from dfm.compiler import catalogue as cat
+from dfm.contract import changes
+from dfm.contract.reads import UNKNOWN, Effect
+from dfm.contract.table import FrameTable
 from dfm.runtime import resume
-from dfm.runtime.render import SETTINGS_READ, render
+from dfm.runtime.checks import SETTINGS_READ
+from dfm.runtime.render import render
 from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
-from dfm.contract import changes
 from dfm.api import compile_result, compile_text
-from dfm.app.cli import main
 
 # 10 frames, cadence 2 (diffusions at 0, 2, 4, 6, 8), a prompt key at 5 (a tween) and a step key at 7
 BASE = (TINY_2D_SCENE.replace("cadence 3", "cadence 2")
@@ -100,17 +104,32 @@ def test_a_longer_or_shorter_scene_keeps_the_frames_it_shares(base):
 
 
 def test_every_setting_the_runtime_reads_changes_frames_or_the_video():
-    assert set(SETTINGS_READ) & changes.UNREAD_SETTINGS == set()
-    assert {n for n in SETTINGS_READ if changes.setting_effect(n) == "video"} == set(changes.VIDEO_SETTINGS)
-    assert changes.UNREAD_SETTINGS | changes.VIDEO_SETTINGS <= {p.name for p in cat.SETTINGS}
+    effects = cat.setting_effects()
+    assert {n for n in SETTINGS_READ if effects.get(n) is Effect.NONE} == set()
+    assert {n for n in SETTINGS_READ if effects.get(n) is Effect.VIDEO} == {"fps", "save_video", "video_crf", "audio",
+                                                                           "audio_offset"}
+    table = make_table(3)
+    assert table.setting_effects == effects  # the compiler hands the catalogue's rule over in the table
+    assert table.effect_of("a setting no row names") is Effect.FRAMES  # unknown: every frame, to be safe
 
 
 def test_every_column_of_a_compiled_table_is_known_to_the_rule():
-    """A column the rule does not know counts as read on every row: safe, but it would make every
-    change of it re-render from its first row. The compiler's columns are all listed."""
-    for mode in ("2d", "3d", "none", "interpolation"):
-        names = set(make_table(3, mode=mode).names)
-        assert names - changes.KNOWN == set(), mode
+    """A column no rule names counts as read on every row: safe, but it would make every change of it
+    re-render from its first row. The compiler's columns all have a rule: derived ones in the contract,
+    schedules in their catalogue row."""
+    for mode in ("2d", "3d", "none", "interpolation", "video"):
+        table = make_table(3, mode=mode)
+        assert {n for n in table.names if table.read_of(n) is UNKNOWN} == set(), mode
+
+
+def test_the_rule_survives_the_tables_json_form():
+    """The record of a render keeps the table as JSON: read back, it says when each column is read."""
+    table = make_table(4, mode="2d", perspective_flip=True)
+    back = FrameTable.from_json(json.loads(table.dumps()))
+    assert back.column_reads == table.column_reads and back.setting_effects == table.setting_effects
+    reads = changes.RowReads(back)
+    assert "angle" in reads.at(1) and "angle" not in reads.at(0) and "perspective_flip_fv" in reads.at(1)
+    assert "near" not in reads.at(1) and "contrast" in reads.at(1)
 
 
 # ---- renders ------------------------------------------------------------------------------------------------
@@ -256,11 +275,11 @@ def _sd(tiny_models):
 
 
 def test_an_unchanged_scene_keeps_its_video_and_loads_no_model(base, tiny_models, tmp_path, monkeypatch):
-    from dfm.runtime import render as render_module
+    from dfm.runtime import frame_loop
 
     out = copy_of(base, tmp_path)
     video = (out / "video.mp4").stat().st_mtime_ns
-    monkeypatch.setattr(render_module, "_load_models", lambda *a: pytest.fail("loaded the models"))
+    monkeypatch.setattr(frame_loop, "load_models", lambda *a: pytest.fail("loaded the models"))
     table = compile_result(EDITS["comment"][0], "scene.dfm").table
     report = render_into(table, out, tiny_models)
     assert report.unet_calls == 0 and report.frames == 10 and report.video == out / "video.mp4"

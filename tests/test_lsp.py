@@ -16,14 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from dfm.app.lsp import completion, describe, features
+from dfm.app.lsp.client import StdioClient, apply_edits
+from dfm.app.lsp.hover import hover as hover_at
+from dfm.app.lsp.positions import LineIndex, units
 from dfm.compiler import catalogue as cat
 from dfm.dsl.formatter import format_source
 from lsprotocol import types as lsp
 
 from dfm.api import check_text
-from dfm.app.lsp import features
-from dfm.app.lsp.client import StdioClient, apply_edits
-from dfm.app.lsp.positions import LineIndex, units
 
 ROOT = Path(__file__).resolve().parent.parent
 VSCODE = ROOT / "editors" / "vscode"
@@ -358,12 +359,12 @@ def test_spans_on_the_first_line_count_after_a_byte_order_mark():
 ])
 def test_completion_context(text, kind):
     offset = text.index("|")
-    assert features.context_at(text.replace("|", ""), offset).kind == kind
+    assert completion.context_at(text.replace("|", ""), offset).kind == kind
 
 
 def test_completion_inside_a_word_can_replace_all_of_it():
     text = "dfm 1\nzoom_x 1\n"
-    items = features.completion(None, text, LineIndex(text), lsp.Position(1, 2), insert_replace=True)
+    items = completion.completion(None, text, LineIndex(text), lsp.Position(1, 2), insert_replace=True)
     edit = next(i for i in items if i.label == "zoom").text_edit
     assert isinstance(edit, lsp.InsertReplaceEdit)
     assert (edit.insert.start.character, edit.insert.end.character) == (0, 2)
@@ -371,12 +372,12 @@ def test_completion_inside_a_word_can_replace_all_of_it():
 
 
 def test_settings_already_set_are_not_offered_again():
-    ctx = features.context_at("dfm 1\nfps 15\nzoom 1\nprompt 'a'\nf", len("dfm 1\nfps 15\nzoom 1\nprompt 'a'\nf"))
+    ctx = completion.context_at("dfm 1\nfps 15\nzoom 1\nprompt 'a'\nf", len("dfm 1\nfps 15\nzoom 1\nprompt 'a'\nf"))
     assert ctx.existing == {"dfm", "fps", "zoom"}
 
 
 def test_every_curve_and_choice_has_a_completion():
-    assert set(features.CURVE_DOCS) == set(features.CURVES)
+    assert set(describe.CURVE_DOCS) == set(completion.CURVES)
 
 
 def test_fix_for_leaves_guesses_that_are_no_fix():
@@ -408,13 +409,13 @@ def test_audio_features_complete_and_hover_in_a_scene_with_audio():
     text = f'dfm 1\naudio "{clip}"\nprompt 0 "a"\nzoom 1 + 0.1*ons\n'
     an = features.analyse(text)
     line = text.split("\n").index("zoom 1 + 0.1*ons")
-    items = features.completion(an, text, LineIndex(text), lsp.Position(line, len("zoom 1 + 0.1*ons")))
+    items = completion.completion(an, text, LineIndex(text), lsp.Position(line, len("zoom 1 + 0.1*ons")))
     assert "onset" in {i.label for i in items}
     plain = "dfm 1\nprompt 0 \"a\"\nzoom 1 + 0.1*ons\n"
-    items = features.completion(features.analyse(plain), plain, LineIndex(plain), lsp.Position(2, 16))
+    items = completion.completion(features.analyse(plain), plain, LineIndex(plain), lsp.Position(2, 16))
     assert "onset" not in {i.label for i in items}  # no audio: no audio variables
     hovered = text.replace("0.1*ons", "0.1*onset")
-    h = features.hover(features.analyse(hovered), LineIndex(hovered), hovered.index("onset") + 1)
+    h = hover_at(features.analyse(hovered), LineIndex(hovered), hovered.index("onset") + 1)
     assert h is not None and "onset" in h.contents.value
 
 

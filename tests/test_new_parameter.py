@@ -22,6 +22,8 @@ from dfm.compiler.deforum_export import export_settings
 from dfm.compiler.deforum_import import import_settings
 from dfm.compiler.interop import Level
 from dfm.compiler.parseq import to_parseq_manifest
+from dfm.contract import changes
+from dfm.contract.reads import Read
 from dfm.dsl.formatter import format_source
 
 from dfm.api import check_text, compile_result, compile_text
@@ -29,7 +31,7 @@ from dfm.api import check_text, compile_result, compile_text
 ROOT = Path(__file__).resolve().parents[1]
 
 BLUR = Param("blur_amount", Kind.SCHEDULE, "float", 0.0, "Blur the warped previous frame by this radius.", "image",
-             unit="px", min=0, max=10, modes=MOTION, deforum="blur_amount_schedule", parseq=None)
+             unit="px", min=0, max=10, modes=MOTION, deforum="blur_amount_schedule", parseq=None, read=Read.INIT)
 GLOW = Param("glow", Kind.SCHEDULE, "int", 0, "Glow around bright pixels (dfm only).", "image", min=0, max=5,
              modes=MOTION, deforum=None, parseq=None)
 
@@ -122,3 +124,19 @@ def test_docs_list_the_rows(new_rows):
     text = gen.render_params()
     assert "| `blur_amount` | `0` | [0 .. 10] | px |" in text
     assert "`glow`" in text and "Whole numbers" in text.split("`glow`")[1].split("\n")[0]
+
+
+def test_the_rule_of_what_an_edit_changes_reads_the_row(new_rows):
+    """`read=Read.INIT` in the row is all the incremental re-render needs: the new column is read on the
+    diffused rows after the first (the image effects on the warped previous frame), so an edit whose first
+    changed value is at frame 11 keeps frames 0-10; `glow`, whose row says nothing, counts as read on every row (safe)."""
+    table = compile_text(SCENE)
+    reads = changes.RowReads(table)
+    assert "blur_amount" in reads.at(5) and "blur_amount" not in reads.at(0)
+    assert reads.when("glow") is Read.EVERY and "glow" in reads.at(0)
+    edited = compile_text(SCENE.replace("19:(1)", "15:(1), 19:(1)"))
+    first = int(np.flatnonzero(edited["blur_amount"] != table["blur_amount"])[0])
+    assert first == 11 and changes.compare(table, edited).first_frame == first
+    assert "frames 0–10 kept" in changes.compare(table, edited).summary()
+    stills = compile_text(SCENE.replace("mode 2d", "mode none"))  # not in the row's modes: never read there
+    assert changes.RowReads(stills).when("blur_amount") is Read.NEVER

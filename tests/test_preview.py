@@ -3,10 +3,10 @@
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from dfm.app.cli import main
 from dfm.runtime.preview import motion_card, overlay, preview_frames
 
 from dfm.api import compile_text
-from dfm.app.cli import main
 
 
 def scene(body: str, frames: int = 4) -> str:

@@ -13,6 +13,7 @@ import pytest
 from dfm.compiler import lower
 from dfm.compiler import prompt_syntax as ps
 from dfm.compiler.prompt_syntax import pieces_json, schedule, split_and, table_pieces
+from dfm.contract.table import DERIVED_COLUMNS, ColumnType
 from dfm.dsl import ir
 from dfm.dsl.formatter import format_source
 from dfm.dsl.parser import parse
@@ -20,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dfm.api import check_text, compile_text
-from dfm.contract.table import DERIVED_COLUMNS, ColumnType
 
 # ---- prompt editing and alternation: A1111's get_learned_conditioning_prompt_schedules ----------------------
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from dfm.compiler.prompt_syntax import check, pieces, pieces_json
 from dfm.runtime import RenderError
-from dfm.runtime import render as render_module
+from dfm.runtime import frame as frame_module
 from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.prompts import CHUNK_TOKENS, PromptEncoder, make_chunks, prompt_warnings, read_pieces
@@ -324,7 +324,7 @@ class OldEncoder:
 
 def test_a_plain_prompt_renders_byte_identical_to_the_old_path(tiny_models, tmp_path, monkeypatch):
     new = rendered(tiny_models, tmp_path / "new", 3, prompt="a red cat, a blue dog", cadence=2)
-    monkeypatch.setattr(render_module, "PromptEncoder", OldEncoder)
+    monkeypatch.setattr(frame_module, "PromptEncoder", OldEncoder)
     old = rendered(tiny_models, tmp_path / "old", 3, prompt="a red cat, a blue dog", cadence=2)
     assert new == old
 

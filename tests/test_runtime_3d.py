@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from dfm.runtime import RenderError
+from dfm.runtime.checks import check_table
 from dfm.runtime.depth import (
     DepthEstimator,
     blend_flat,
@@ -26,7 +27,8 @@ from dfm.runtime.depth import (
     resolve_depth_folder,
 )
 from dfm.runtime.device import pick_device
-from dfm.runtime.render import FrameRenderer, check_table, render
+from dfm.runtime.frame import FrameRenderer
+from dfm.runtime.render import render
 from dfm.runtime.timing import StageTimer
 from dfm.runtime.warp import camera_3d, offsets_3d, warp_3d
 from tiny_models import make_table, save_depth_models

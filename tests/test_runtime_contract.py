@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from dfm.compiler import catalogue as cat
+from dfm.contract.table import FrameTable, Settings
 from dfm.runtime import RenderError, effects, samplers
-from dfm.runtime.render import MODE_COLUMNS, ROW_COLUMNS, SETTINGS_READ, SUPPORTED_MODES, check_table
+from dfm.runtime.checks import MODE_COLUMNS, ROW_COLUMNS, SETTINGS_READ, SUPPORTED_MODES, check_table
 from dfm.runtime.warp import BORDERS, PADDING_MODES, SAMPLING_MODES
 from tiny_models import TINY_2D_SCENE, make_table
 
 from dfm.api import compile_text
-from dfm.contract.table import FrameTable, Settings
 
 RUNTIME_SOURCES = sorted((Path(__file__).resolve().parents[1] / "runtime").glob("*.py"))
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from dfm.app.cli import main
 from dfm.runtime import resume
 from dfm.runtime.render import RenderInterrupted, render
 from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
 from dfm.api import compile_text
-from dfm.app.cli import main
 
 SCENE = TINY_2D_SCENE + "noise 0:(0.05)\n"
 
@@ -168,24 +168,24 @@ def test_a_missing_frame_before_the_checkpoint_starts_over(scene2d, tiny_models,
 
 
 def test_cli_resumes_and_says_so(scene2d, tiny_models, tmp_path, monkeypatch, capsys):
-    from dfm.runtime import render as render_module
+    from dfm.runtime.frame import FrameRenderer
 
     _, want = scene2d
     scene = tmp_path / "scene.dfm"
     scene.write_text(SCENE.replace("mode 2d\n", f'mode 2d\nmodel "{tiny_models["folder"]}"\n'), encoding="utf-8")
     out = tmp_path / "out"
     argv = ["render", str(scene), "--out", str(out), "--device", "cpu", "--quiet"]
-    original = render_module.FrameRenderer.frame
+    original = FrameRenderer.frame
 
     def interrupted(self, i, row):
         if i == 6:
             raise KeyboardInterrupt
         return original(self, i, row)
 
-    monkeypatch.setattr(render_module.FrameRenderer, "frame", interrupted)
+    monkeypatch.setattr(FrameRenderer, "frame", interrupted)
     assert main(argv) == 130
     assert "interrupted at frame 6; run the same command again to resume" in capsys.readouterr().err
-    monkeypatch.setattr(render_module.FrameRenderer, "frame", original)
+    monkeypatch.setattr(FrameRenderer, "frame", original)
     assert main(argv) == 0
     assert "resuming at frame 6 of 10" in capsys.readouterr().err
     assert_same(out, want)

@@ -10,9 +10,9 @@ import torch
 from dfm.runtime import effects, speedups
 from dfm.runtime.device import pick_device
 from dfm.runtime.errors import RenderError
+from dfm.runtime.frame import RenderState
 from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.output import HostCopies, to_uint8
-from dfm.runtime.render import RenderState
 from dfm.runtime.resume import Snapshot
 
 

@@ -394,7 +394,6 @@ def make_table(n: int, prompt: str = "a red cat", **overrides):
     schedule sets its per-frame values (a scalar or a sequence); any other keyword is a setting. Stills
     make `n` images of `prompt`; interpolation moves from `prompt` to "a blue dog" over `n` rows."""
     from dfm.compiler.lower import build_table
-
     from dfm.contract.table import Settings
 
     values = {p.name: np.full(n, float(p.default)) for p in catalogue.SCHEDULES}

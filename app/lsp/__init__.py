@@ -5,25 +5,12 @@ formatting — plus completion, hover, inlay hints, an outline and quick fixes, 
 compiler's tables. Like `dfm check`, it never imports torch. See docs/editors.md.
 
 - `positions.py`: dfm spans ↔ LSP positions (0-based, UTF-16 columns).
-- `features.py`: the answers, as plain functions of a text and its compile result (no I/O).
-- `server.py`: the pygls server: documents, debounced checks on a worker thread, the handlers.
+- `features.py`: a document's analysis (one compile per version), its diagnostics, quick fixes and formatting.
+- `hover.py`, `outline.py` (inlay hints, symbols), `completion.py`: the other answers; `describe.py` holds the
+  text they share. All plain functions of a text and its compile result (no I/O).
+- `server.py`: the pygls server: documents, debounced checks on a worker thread, the handlers; `serve` runs it.
 - `client.py`: a small synchronous LSP client over a subprocess, for the tests and the benchmark.
+
+This file imports nothing, so the modules above can import each other (`from . import features`) without a
+cycle through the package.
 """
-
-from __future__ import annotations
-
-import logging
-import sys
-
-
-def serve(log_file: str | None = None) -> int:
-    """Run the server on stdin/stdout until the client says `exit`."""
-    if log_file:
-        logging.basicConfig(filename=log_file, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .server import create_server
-
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print() anywhere must not corrupt the protocol stream
-    create_server().start_io(stdin, stdout)
-    return 0

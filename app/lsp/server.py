@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ def did_close(ls: DfmLanguageServer, params: lsp.DidCloseTextDocumentParams) -> 
 
 
 def completion(ls: DfmLanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList | None:
-    from . import features
+    from .completion import completion as items_at
 
     doc = ls.document(params.text_document.uri)
     if doc is None:
@@ -212,7 +213,7 @@ def completion(ls: DfmLanguageServer, params: lsp.CompletionParams) -> lsp.Compl
     done = doc.pending is not None and doc.pending.done() and not doc.pending.cancelled()
     latest = doc.pending.result() if done and doc.pending.exception() is None else None  # for fps, bpm…
     trigger = params.context.trigger_character if params.context else None
-    items = features.completion(latest, doc.text, doc.index(ls.encoding), params.position,
+    items = items_at(latest, doc.text, doc.index(ls.encoding), params.position,
                                 snippets=ls.snippets, trigger=trigger, insert_replace=ls.insert_replace)
     return lsp.CompletionList(is_incomplete=False, items=items)
 
@@ -228,36 +229,36 @@ async def _analysed(ls: DfmLanguageServer, uri: str):
 
 
 async def hover(ls: DfmLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    from . import features
+    from .hover import hover as hover_at
 
     found = await _analysed(ls, params.text_document.uri)
     if found is None:
         return None
     doc, an = found
     index = doc.index(ls.encoding)
-    return features.hover(an, index, index.offset(params.position))
+    return hover_at(an, index, index.offset(params.position))
 
 
 async def inlay_hint(ls: DfmLanguageServer, params: lsp.InlayHintParams) -> list[lsp.InlayHint] | None:
-    from . import features
+    from .outline import inlay_hints
 
     found = await _analysed(ls, params.text_document.uri)
     if found is None:
         return None
     doc, an = found
     index = doc.index(ls.encoding)
-    return features.inlay_hints(an, index, index.offset(params.range.start), index.offset(params.range.end))
+    return inlay_hints(an, index, index.offset(params.range.start), index.offset(params.range.end))
 
 
 async def document_symbol(ls: DfmLanguageServer, params: lsp.DocumentSymbolParams):
-    from . import features
+    from .outline import document_symbols, flat_symbols
 
     found = await _analysed(ls, params.text_document.uri)
     if found is None:
         return None
     doc, an = found
-    symbols = features.document_symbols(an, doc.index(ls.encoding))
-    return symbols if ls.hierarchical_symbols else features.flat_symbols(symbols, doc.uri)
+    symbols = document_symbols(an, doc.index(ls.encoding))
+    return symbols if ls.hierarchical_symbols else flat_symbols(symbols, doc.uri)
 
 
 async def code_action(ls: DfmLanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
@@ -303,3 +304,14 @@ def create_server() -> DfmLanguageServer:
         code_action_kinds=[lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.SourceFixAll]))(code_action)
     ls.feature(lsp.TEXT_DOCUMENT_FORMATTING)(formatting)
     return ls
+
+
+def serve(log_file: str | None = None) -> int:
+    """Run the server on stdin/stdout until the client says `exit`."""
+    if log_file:
+        logging.basicConfig(filename=log_file, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() anywhere must not corrupt the protocol stream
+    create_server().start_io(stdin, stdout)
+    return 0

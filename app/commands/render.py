@@ -1,0 +1,104 @@
+"""`dfm render FILE`: frames, video.mp4, table.csv and manifest.json; `--watch` renders again on each save,
+`--ray` splits the frames across Ray workers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..console import compile_file, progress_bar
+from ..exit_codes import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK
+from ..render_args import check_ray_options, ray_arguments, render_out, scene_table, speedups
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("render", help="render frames, video.mp4, table.csv and manifest.json")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: outputs/<scene name>)")
+    p.add_argument("--model", metavar="M", help="hub id, diffusers folder or .safetensors; overrides the scene")
+    p.add_argument("--depth-model", metavar="M", help="3D: hub id or local folder of a depth model; overrides "
+                   "the scene's depth_model")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (pickle) checkpoint")
+    p.add_argument("--restart", action="store_true", help="render from frame 0 even if an interrupted render "
+                   "of the same scene left a checkpoint in the output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-audio", action="store_true", help="video.mp4 without the scene's soundtrack")
+    p.add_argument("--watch", action="store_true", help="render, then again on each save of FILE, keeping the "
+                   "frames the edit cannot change (Ctrl-C stops)")
+    from ...runtime.speedups import add_arguments as speed_arguments  # argparse only: no torch
+
+    speed_arguments(p)
+    ray_arguments(p, "split the frames across Ray workers (stills, interpolation, video input): ADDRESS "
+                  "(host:6379, ray://host:10001), auto (the cluster `ray start` runs here) or local")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """`dfm render ARGV`'s arguments, parsed without the other commands (`dfm demo` renders through this)."""
+    p = argparse.ArgumentParser(prog="dfm render")
+    add_arguments(p)
+    p.set_defaults(func=run, command="render")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    # the speed-up switches (--dtype, --attention, ...) apply with --watch and --ray too: app/watch.py
+    # passes them to each render, and the Ray workers apply them as render() does (runtime/actor.py)
+    if args.watch:
+        from ..watch import watch_render
+
+        return watch_render(args)
+    result = compile_file(args.file)
+    if result is None:
+        return EXIT_ERRORS
+    out = render_out(args, result.table)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from ...runtime.render import RenderInterrupted, render
+
+    def on_resume(frame: int, total: int) -> None:
+        print(f"resuming at frame {frame} of {total} (--restart renders from frame 0)", file=sys.stderr)
+
+    def on_keep(message: str) -> None:  # an incremental re-render: what it keeps of the folder's render, and why
+        print(message, file=sys.stderr)
+
+    check_ray_options(args)
+    progress = progress_bar(args.quiet)
+    try:
+        if args.ray:  # the frames split across Ray workers (scaleout/shard.py)
+            report = _render_on_ray(args, result, out, progress, on_resume, on_keep)
+        else:
+            report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
+                            model=args.model, device=args.device, allow_pickle=args.allow_pickle,
+                            progress=progress, depth_model=args.depth_model, restart=args.restart,
+                            on_resume=on_resume, on_keep=on_keep, dtype=args.dtype, speed=speedups(args))
+    except RenderInterrupted as exc:
+        progress.close()
+        print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:  # a RenderError (any UserError) is printed by app/dispatch.py
+        progress.close()
+    for w in report.warnings:
+        print(f"{args.file}: warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {report.frames} frames to {report.out_dir}" +
+              (f" and {report.video}" if report.video else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _render_on_ray(args: argparse.Namespace, result, out: Path, progress, on_resume, on_keep):
+    from ...scaleout.cluster import open_pool
+    from ...scaleout.shard import check_shardable, render_sharded
+
+    check_shardable(result.table)  # before Ray starts
+    with open_pool(args.ray, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                   workers=args.workers, cpus_per_worker=args.cpus_per_worker, limit=len(result.table)) as pool:
+        return render_sharded(scene_table(result, args), out, pool, scene_text=result.scene.source,
+                              scene_path=args.file, model=args.model, restart=args.restart, progress=progress,
+                              on_resume=on_resume, on_keep=on_keep, speed=speedups(args))

@@ -1,0 +1,122 @@
+"""What the commands share at the terminal: reading a scene, printing diagnostics and their summary,
+writing an output, a progress bar. Used by app/commands/, app/watch.py and app/demo.py; it imports none
+of them, so they can all import it without a cycle. Heavy or slow modules are imported inside the
+functions that need them (`dfm check` must start in a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..contract.errors import UserError
+from .exit_codes import EXIT_USAGE
+
+
+class UsageError(UserError):
+    """Bad usage: a missing file, options that do not go together (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+def read_source(path: str) -> str:
+    """The text of a scene file, or of standard input for "-"."""
+    if path == "-":
+        return sys.stdin.read()
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder; give .dfm files")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def color(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def print_diagnostics(diags, sources: dict[str, str], fmt: str, stream: TextIO) -> None:
+    from ..dsl.diagnostics import render_concise, render_full, render_json
+
+    if fmt == "json":
+        print(render_json(diags), file=stream)
+        return
+    for d in diags:
+        text = render_concise(d) if fmt == "concise" else render_full(d, sources.get(d.path, ""), color(stream))
+        print(text + ("" if fmt == "concise" else "\n"), file=stream)
+
+
+def summary(diags, files: int) -> str:
+    from ..dsl.diagnostics import Severity
+
+    e = sum(d.is_error for d in diags)
+    w = sum(d.severity is Severity.WARNING for d in diags)
+    notes = len(diags) - e - w  # what the compiler found out (a detected tempo): not problems
+    also = f" ({notes} note{'s' * (notes != 1)})" if notes else ""
+    if not e and not w:
+        return f"ok: {files} file{'s' * (files != 1)} checked, no problems{also}"
+    return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}{also}"
+
+
+def compile_file(path: str):
+    """The compile result of a file; prints diagnostics and returns None on errors."""
+    from ..api import compile_result
+
+    text = read_source(path)
+    result = compile_result(text, path)
+    if result.diagnostics:
+        print_diagnostics(result.diagnostics, {path: text}, "full", sys.stderr)
+    if result.errors or result.table is None:
+        print(summary(result.diagnostics, 1), file=sys.stderr)
+        return None
+    return result
+
+
+def emit(data: str, out: str | None, source: str | None = None) -> None:
+    """`data` to stdout or the file `out`; never over `source`, the scene it was made from."""
+    from ..contract.files import write_atomic
+
+    if out in (None, "-"):
+        sys.stdout.write(data)
+    else:
+        if source not in (None, "-") and Path(out).exists() and Path(out).samefile(source):
+            raise UsageError(f"-o {out} is the scene itself; writing there would replace it. Choose another file")
+        write_atomic(out, data)
+        print(f"wrote {out}", file=sys.stderr)
+
+
+class Progress:
+    """A tqdm bar (frame, frames/s, ETA) that appears with the first frame, not while models load;
+    with `quiet`, one that draws nothing. Called as `progress(done, total)`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, done: int, total_: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_, unit="frame", dynamic_ncols=True, desc="render")
+        self.bar.total = total_
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_bar(quiet: bool = False) -> Progress:
+    return Progress(quiet)
+
+
+__all__ = ["Progress", "UsageError", "color", "compile_file", "emit", "print_diagnostics", "progress_bar",
+           "read_source", "summary"]

@@ -1,0 +1,365 @@
+"""One frame of a render: the state one frame hands to the next, and the renderer that advances it by a row.
+
+Per frame (Deforum's order, `FrameRenderer.frame`): advance every live diffusion by this frame's warp (2D,
+or 3D with a depth map predicted from the newest diffusion); if the row is diffused, take its source -- the
+newest diffusion warped through this frame and prepared by the image effects in `INIT_EFFECTS` order, or in
+video mode the row's input video frame -- and img2img it with the row's strength (`effective_steps`), cfg,
+seed and prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read,
+never recomputed; the mode's properties (contract/modes.py) say where a frame starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..contract.modes import mode as mode_of
+from ..contract.table import FrameTable
+from . import effects, networks, samplers
+from .depth import DepthEstimator
+from .errors import RenderError
+from .models import StableDiffusion
+from .prompts import PromptEmbeddings, PromptEncoder
+from .timing import StageTimer
+from .video_input import VideoFrames
+from .warp import warp_2d, warp_3d
+
+PIXEL_NOISE_SEED_OFFSET = 2**32  # the pixel noise of a frame gets its own stream, apart from the latent noise
+# the parameter columns a diffusion's sampling reads (`FrameRenderer.latents`), besides the derived ones
+SAMPLER_COLUMNS = ("steps", "cfg_scale", "subseed", "subseed_strength")
+
+
+@dataclass
+class RenderState:
+    """Everything one frame hands to the next; with the table, enough to resume exactly.
+
+    `buffers` maps the frame index of each diffusion still needed to its image warped through frame
+    `at`. No random state: every draw comes from a generator seeded from the row."""
+
+    next_frame: int = 0
+    at: int = -1
+    buffers: dict[int, Tensor] = field(default_factory=dict)
+    color_ref: Tensor | None = None
+
+    def newest(self, before: int | None = None) -> int | None:
+        keys = [k for k in self.buffers if before is None or k < before]
+        return max(keys) if keys else None
+
+
+def load_init_image(path: str, width: int, height: int, device: torch.device) -> Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (width, height):
+                im = im.resize((width, height), Image.Resampling.LANCZOS)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as e:
+        raise RenderError(f"cannot read init image {path}: {e}", "use a PNG or JPEG file") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(device)
+
+
+def last_references(table: FrameTable) -> dict[int, int]:
+    """For each diffusion frame, the last row that blends it (cadence) - after that its buffer can go."""
+    last: dict[int, int] = {}
+    cols = table.columns
+    for name in ("tween_from", "tween_to"):
+        for i, k in enumerate(np.asarray(cols[name]).tolist()):
+            if k >= 0:
+                last[int(k)] = max(last.get(int(k), -1), i)
+    for i in range(len(table)):
+        if bool(cols["diffused"][i]):
+            last.setdefault(i, i)
+    return last
+
+
+# ---- one frame --------------------------------------------------------------------------------------------
+
+
+class FrameRenderer:
+    """A render in progress: the model, the prompt cache, the state and the stage timer."""
+
+    def __init__(
+        self,
+        table: FrameTable,
+        sd: StableDiffusion,
+        timer: StageTimer,
+        *,
+        depth: DepthEstimator | None = None,
+        video: VideoFrames | None = None,
+        on_depth: Callable[[int, Tensor], None] | None = None,
+    ) -> None:
+        s = table.settings
+        self.table = table
+        self.sd = sd
+        self.timer = timer
+        self.device = sd.placement.device
+        self.mode = mode_of(s.mode)
+        self.width, self.height = s.width, s.height
+        self.sampler = s.sampler
+        self.border = s.border
+        self.flip = bool(s.perspective_flip)
+        self.color_space = s.color_coherence
+        self.grayscale = bool(s.color_force_grayscale)
+        self.init_image = s.init_image
+        self.padding_mode = s.padding_mode
+        self.sampling_mode = s.sampling_mode
+        self.depth_warping = bool(s.use_depth_warping)
+        self.depth = depth
+        self.video = video
+        self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
+        self.prompts = PromptEmbeddings(PromptEncoder(sd))
+        # the LoRA weights of each frame, and a prompt cache per text-encoder LoRA weights (runtime/networks.py)
+        self.networks = networks.for_renderer(table, sd, self.prompts, lambda: PromptEmbeddings(PromptEncoder(sd)))
+        self.unet_evals = 0  # batch items sent to the UNet (a composite prompt's parts each count)
+        self.state = RenderState()
+        self.last_ref = last_references(table)
+        # the latents of each diffusion are kept where later frames start from it (2D/3D): a restart at any
+        # frame replays the frames before it, decoding these instead of sampling again (`replay`)
+        self.keeps_latents = self.mode.keeps_latents
+        self.new_latents: tuple[int, Tensor] | None = None  # the latents of the frame just rendered, to keep
+        self._replay: Callable[[int], Tensor] | None = None  # while replaying: the latents of diffusion i
+        self._last_depth: tuple[Tensor, Tensor] | None = None  # (image, its depth map): see predict_depth
+
+    def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
+        """`frame` moved by row's camera: 2D, or 3D through `depth` (None: a flat plane)."""
+        if not self.mode.camera:
+            return frame
+        if not self.mode.uses_depth:
+            return warp_2d(frame, row, border=self.border, flip=self.flip)
+        return warp_3d(frame, depth if self.depth_warping else None, row, padding_mode=self.padding_mode,
+                       sampling_mode=self.sampling_mode)
+
+    def predict_depth(self, i: int, image: Tensor) -> Tensor | None:
+        """Depth map of `image` for frame i (3D mode with a depth model), handed to `on_depth` as well.
+
+        The last prediction is kept by the image's identity (the loop never changes a tensor in place):
+        frame 0's own map, saved with the depth maps, is that of diffusion 0, which frame 1 warps next."""
+        if self.depth is None:
+            return None
+        last = self._last_depth
+        if last is not None and last[0] is image:
+            depth = last[1]
+        else:
+            with self.timer("depth"):
+                depth = self.depth.predict(image)
+            self._last_depth = (image, depth)
+        if self.on_depth is not None:
+            self.on_depth(i, depth)
+        return depth
+
+    def advance(self, i: int, row: Mapping[str, object]) -> None:
+        """Warp every live diffusion through frame i (Deforum's cadence advances both images each frame).
+
+        In 3D one depth map is predicted per frame, from the newest diffusion just before it is warped,
+        and used for every image warped at this frame (Deforum's tweens do the same with turbo_next)."""
+        state = self.state
+        if not self.mode.camera or i <= state.at:
+            state.at = max(state.at, i)
+            return
+        live = [k for k in state.buffers if k < i]
+        depth = self.predict_depth(i, state.buffers[max(live)]) if live and self.mode.uses_depth else None
+        with self.timer("warp"):
+            for k in live:
+                state.buffers[k] = self.warp(state.buffers[k], row, depth)
+        state.at = i
+
+    def prepare_init(
+        self, image: Tensor, row: Mapping[str, object], noise_gen: torch.Generator, steps_run: int
+    ) -> Tensor:
+        """The warped previous frame through each of INIT_EFFECTS, in its order."""
+        with self.timer("effects"):
+            for effect in INIT_EFFECTS:
+                image = effect.apply(self, image, row, noise_gen, steps_run)
+        return image
+
+    def diffuse(self, i: int, row: Mapping[str, object]) -> Tensor:
+        """The image of diffused row i."""
+        if self.networks is not None and self._replay is None:  # a replay decodes kept latents: no model runs
+            self.prompts = self.networks.apply(row, i)
+        steps_run = int(row["effective_steps"])
+        source = self.source(i, row, steps_run)
+        if source is not None and steps_run < 1:
+            image = source  # strength 1: keep the frame (no VAE round trip, no noise)
+        else:
+            latents = self.latents(i, row, source)
+            with self.timer("decode"):
+                image = self.sd.decode_latents(latents)
+        if self.grayscale:
+            image = effects.grayscale(image)
+        return image
+
+    def source(self, i: int, row: Mapping[str, object], steps_run: int) -> Tensor | None:
+        """What diffused row i starts from: its input video frame, the previous frame warped through i and
+        prepared by INIT_EFFECTS, the init image, or None (txt2img)."""
+        seed = int(row["seed"])
+        source = None
+        if self.mode.reads_video:
+            with self.timer("video_input"):
+                source = self.video.frame(i)  # no warp, no effects: Deforum's video mode img2imgs the frame as is
+        elif self.mode.camera:
+            prev = self.state.newest(before=i)
+            if prev is not None:
+                noise_gen = samplers.frame_generator(seed + PIXEL_NOISE_SEED_OFFSET, self.device)
+                source = self.prepare_init(self.state.buffers[prev], row, noise_gen, steps_run)
+            elif self.init_image:
+                source = load_init_image(str(self.init_image), self.width, self.height, self.device)
+        return source
+
+    def latents(self, i: int, row: Mapping[str, object], source: Tensor | None) -> Tensor:
+        """The final latents of diffused row i: sampled from `source` (or from noise), or, while
+        replaying, the ones the first render kept."""
+        if self._replay is not None:
+            return self._replay(i).to(self.device)
+        seed = int(row["seed"])
+        gen = samplers.frame_generator(seed, self.device)
+        steps, steps_run = int(row["steps"]), int(row["effective_steps"])
+        cfg = float(row["cfg_scale"])
+        # a guidance-embedded UNet (LCM distilled with w embedding) takes the scale itself: no unconditional
+        # pass ever runs; the model wires the scale into its own input
+        embedded = bool(getattr(self.sd, "guidance_embedded", False))
+        if embedded:  # the row's scale, embedded by StableDiffusion.eps (timestep_cond) on every step
+            self.sd.set_guidance_scale(cfg)
+        with self.timer("text"):  # cfg <= 1 and a plain prompt: conditional only (diffusers)
+            conditioning = self.prompts.conditioning(row, cfg, guidance_embedded=embedded)
+        scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
+        spec = samplers.SAMPLERS[self.sampler]
+        init_latents, shape = None, None
+        scale = self.sd.latent_scale
+        resize, from_size = None, self.table.settings.seed_resize_from  # (w, h) pixels, None: off
+        if from_size is not None:  # A1111's "resize seed from": the noise is drawn at the latent (h, w) of that size
+            resize = (int(from_size[1]) // scale, int(from_size[0]) // scale)
+        if source is None:
+            shape = (1, int(self.sd.unet.config.in_channels), self.height // scale, self.width // scale)
+        else:
+            with self.timer("encode"):
+                init_latents = self.sd.encode_image(source)
+        eps = samplers.CountedEps(self.sd.eps)  # the UNet's batch items: parts + 1 per guided step
+        with self.timer("denoise"):
+            latents = samplers.denoise(
+                eps,
+                scheduler,
+                conditioning=conditioning,
+                cfg_scale=cfg,
+                steps=steps,
+                effective_steps=steps_run,
+                generator=gen,
+                takes_generator=spec.takes_generator,
+                init_latents=init_latents,
+                shape=shape,
+                subseed=int(row["subseed"]),
+                subseed_strength=float(row["subseed_strength"]),
+                resize_from=resize,
+            )
+        self.unet_evals += eps.evals
+        if self.keeps_latents:
+            self.new_latents = (i, latents)
+        return latents
+
+    def replay(self, rows: Callable[[int], Mapping[str, object]], stop: int, latents: Callable[[int], Tensor]) -> None:
+        """Bring the state to the one after frame `stop - 1` without sampling: run frames 0..stop-1 again
+        (every warp, depth map, effect and blend, as the first render ran them), each diffusion decoded
+        from the latents the first render kept (`latents(i)`, on the CPU). Nothing is written; the
+        sampler and the text encoder do not run. `rows(i)` gives row i as the frame loop does."""
+        on_depth, self.on_depth = self.on_depth, None  # the depth maps of these frames are on disk
+        self._replay = latents
+        try:
+            for i in range(stop):
+                self.frame(i, rows(i))
+        finally:
+            self.on_depth, self._replay = on_depth, None
+            self.new_latents = None
+
+    def frame(self, i: int, row: Mapping[str, object]) -> Tensor:
+        """Advance the state by row i and return the frame to write."""
+        state = self.state
+        self.advance(i, row)
+        if bool(row["diffused"]):
+            state.buffers[i] = self.diffuse(i, row)
+        out = self.compose(i, row)
+        if i == 0 and self.mode.uses_depth and self.on_depth is not None:
+            self.predict_depth(0, out)  # frame 0 warps nothing; its depth map is that of the frame itself
+        newest = state.newest()
+        for k in [k for k in state.buffers if k != newest and self.last_ref.get(k, -1) <= i]:
+            del state.buffers[k]
+        state.next_frame = i + 1
+        return out
+
+    def compose(self, i: int, row: Mapping[str, object]) -> Tensor:
+        """The written frame: (1 - tween)·older + tween·newer, or the newer alone."""
+        state = self.state
+        to = int(row["tween_to"])
+        frm = int(row["tween_from"])
+        tween = float(row["tween"])
+        if to < 0:
+            to = state.newest()
+        if to is None or to not in state.buffers:
+            raise RuntimeError(f"frame {i}: the table blends diffusion {to}, which was never rendered")
+        if frm < 0 or tween >= 1.0:
+            return state.buffers[to]
+        if frm not in state.buffers:
+            raise RuntimeError(f"frame {i}: the table blends diffusion {frm}, which was never rendered")
+        with self.timer("blend"):
+            return effects.blend(state.buffers[frm], state.buffers[to], tween)
+
+
+
+
+# ---- the image effects on the warped previous frame ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageEffect:
+    """One step of the preparation of the warped previous frame before img2img (a diffused row after the
+    first, in a mode with a camera)."""
+
+    name: str
+    columns: tuple[str, ...]  # the row's columns it reads (a table without one is refused before any load)
+    apply: Callable[[FrameRenderer, Tensor, Mapping[str, object], torch.Generator, int], Tensor]
+
+
+def _color_coherence(r: FrameRenderer, image: Tensor, row, noise_gen, steps_run: int) -> Tensor:
+    if r.color_space == "none":
+        return image
+    if r.state.color_ref is None:
+        r.state.color_ref = image  # the first warped frame is the reference, itself unmatched
+        return image
+    return effects.color_coherence(image, r.state.color_ref, r.color_space)
+
+
+def _grayscale(r: FrameRenderer, image: Tensor, row, noise_gen, steps_run: int) -> Tensor:
+    return effects.grayscale(image) if r.grayscale else image
+
+
+def _contrast(r: FrameRenderer, image: Tensor, row, noise_gen, steps_run: int) -> Tensor:
+    return effects.contrast(image, float(row["contrast"]))
+
+
+def _unsharp_mask(r: FrameRenderer, image: Tensor, row, noise_gen, steps_run: int) -> Tensor:
+    return effects.unsharp_mask(image, int(row["kernel"]), float(row["sigma"]), float(row["amount"]),
+                                float(row["threshold"]))
+
+
+def _noise(r: FrameRenderer, image: Tensor, row, noise_gen, steps_run: int) -> Tensor:
+    if steps_run < 1:  # with 0 steps the frame is kept as is: nothing would remove the noise
+        return image
+    return effects.add_noise(image, float(row["noise"]), noise_gen)
+
+
+# The one place their order is written (Deforum's): docs/render.md points here.
+INIT_EFFECTS: tuple[ImageEffect, ...] = (
+    ImageEffect("color_coherence", (), _color_coherence),
+    ImageEffect("grayscale", (), _grayscale),
+    ImageEffect("contrast", ("contrast",), _contrast),
+    ImageEffect("unsharp_mask", ("kernel", "sigma", "amount", "threshold"), _unsharp_mask),
+    ImageEffect("noise", ("noise",), _noise),
+)
+
+
+__all__ = ["INIT_EFFECTS", "PIXEL_NOISE_SEED_OFFSET", "SAMPLER_COLUMNS", "FrameRenderer", "ImageEffect", "RenderState",
+           "last_references", "load_init_image"]

@@ -1,0 +1,95 @@
+"""One render job (runtime/job.py): the local render, the sharded render (the Ray worker's code, run here by
+LocalPool) and the batch worker's render all run `run_job`, so the rules for where a render starts hold
+the same on every path; a damaged checkpoint, for one, starts the render over in each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dfm.runtime import job, resume
+from dfm.runtime.actor import RenderWorker, SceneTask
+from dfm.runtime.frame import RenderState
+from dfm.runtime.render import render
+from dfm.scaleout.cluster import LocalPool
+from dfm.scaleout.shard import render_sharded
+
+from dfm.api import compile_text
+
+STILLS = """dfm 1
+mode none
+size 64x64
+images_per_prompt 4
+steps 2
+seed 3
+sampler euler
+model "{model}"
+prompt 0 "a cat"
+"""
+
+
+def local(table, out: Path):
+    return render(table, out, device="cpu")
+
+
+def sharded(table, out: Path):
+    with LocalPool("cpu") as pool:
+        return render_sharded(table, out, pool, chunk=1)
+
+
+def worker(table, out: Path):
+    outcome = RenderWorker("cpu").render_scene(SceneTask("scene", table, str(out)))
+    assert not outcome.error, outcome.error
+    return outcome.report
+
+
+PATHS = {"local": local, "sharded": sharded, "worker": worker}
+
+
+@pytest.fixture(scope="module")
+def stills(tiny_models):
+    return compile_text(STILLS.format(model=tiny_models["folder"]))
+
+
+@pytest.fixture(scope="module")
+def reference(stills, tmp_path_factory):
+    out = tmp_path_factory.mktemp("job") / "reference"
+    local(stills, out)
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").iterdir())}
+
+
+def frames(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").iterdir())}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_every_render_path_runs_the_one_job(path, stills, reference, tmp_path, monkeypatch):
+    sources = []
+    decide = job.decide_start
+
+    def spy(table, fingerprint, out, restart):
+        sources.append(out.root)
+        return decide(table, fingerprint, out, restart)
+
+    monkeypatch.setattr(job, "decide_start", spy)
+    report = PATHS[path](stills, tmp_path / path)
+    assert sources == [tmp_path / path]  # the job decided the start, once
+    assert report.frames == 4 and frames(tmp_path / path) == reference
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_damaged_checkpoint_starts_the_render_over_on_every_path(path, stills, reference, tmp_path):
+    """A checkpoint of this very render that counts on a damaged frame is not continued, and the record of
+    the finished render beside it keeps nothing either: every frame renders again (the sharded render once
+    kept the frames the record listed)."""
+    out = tmp_path / path
+    PATHS[path](stills, out)
+    fingerprint = resume.read_record(out).fingerprint
+    resume.Snapshot(RenderState(next_frame=3, at=2), fingerprint).save(out)  # "frames 0-2 are done"
+    first = out / "frames" / sorted(reference)[0]
+    first.write_bytes(first.read_bytes()[:40])  # cut short: the checkpoint counts on a damaged frame
+    report = PATHS[path](stills, out)
+    assert report.resumed_at == 0 and report.kept_frames == 0
+    assert any("rendering again from frame 0" in w for w in report.warnings), report.warnings
+    assert frames(out) == reference
+    assert not resume.state_path(out).exists()  # finished: nothing left to resume
