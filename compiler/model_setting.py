@@ -63,7 +63,7 @@ def family_defaults(ctx: CompileContext, given: dict[str, Setting], schedule_sta
     1024x1024, turbo models at 512x512 with cfg 0 and 4 trailing steps…) wherever the scene sets none
     of them, with a note saying which. Settings go into `values`; the schedules' defaults are returned.
     The model is the scene's; `dfm render --model` warns when its family's defaults differ
-    (runtime/models.py family_warnings)."""
+    (runtime/model_family.py family_warnings)."""
     st = given.get("model")
     span = st.statement.span if st is not None else None
     schedule_defaults: dict[str, float] = {}

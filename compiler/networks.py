@@ -34,8 +34,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..dsl import ir
 from ..contract.table import FrameTable
+from ..dsl import ir
 from . import catalogue as cat
 from .expressions import check_expr, is_plain_number
 from .prompt_syntax import LOADED_NETWORKS

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from .device import Placement
 from .errors import RenderError
-from .models import _HUB_ID, _first_line, fetch_snapshot, quiet_loading
+from .model_source import HUB_ID, fetch_snapshot, first_line
+from .models import quiet_loading
 
 # MiDaS -> Deforum depth: depth = (MIDAS_OFFSET - d) / MIDAS_DIVISOR (helpers/depth.py in the notebook)
 MIDAS_OFFSET = 50.0
@@ -154,7 +155,7 @@ def resolve_depth_folder(spec: str, base_dirs: tuple[Path, ...] = (), allow_pick
             return c.resolve()
         if c.is_file():
             raise RenderError(f"depth_model {spec} is a file; a depth model is a folder", _LOAD_HELP)
-    if spec.startswith((".", "/", "~")) or "\\" in spec or not _HUB_ID.match(spec):
+    if spec.startswith((".", "/", "~")) or "\\" in spec or not HUB_ID.match(spec):
         raise RenderError(f"depth model folder {spec} does not exist", _LOAD_HELP)
     return _hub_snapshot(spec, allow_pickle)
 
@@ -257,7 +258,7 @@ class DepthEstimator:
                 if pickle_only and not self.allow_pickle
                 else _LOAD_HELP
             )
-            raise RenderError(f"could not load depth model {self.spec}: {_first_line(e)}", help) from None
+            raise RenderError(f"could not load depth model {self.spec}: {first_line(e)}", help) from None
         depth_kind(model.config)  # refuse unknown model types before the first frame
         return model.to(self.placement.device).eval().requires_grad_(False)
 
@@ -269,7 +270,7 @@ class DepthEstimator:
             proc = AutoImageProcessor.from_pretrained(str(self.folder), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
             raise RenderError(
-                f"could not read the image processor of depth model {self.spec}: {_first_line(e)}",
+                f"could not read the image processor of depth model {self.spec}: {first_line(e)}",
                 "the folder needs the preprocessor_config.json saved with the model",
             ) from None
         return InputSpec.from_processor(proc)

@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..contract import families
 from ..contract.errors import UserError
 from .errors import RenderError
 from .model_source import first_line
-
-if TYPE_CHECKING:
-    from .models import StableDiffusion
 
 CONFIGS = Path(__file__).parent / "configs"
 # where the CLIP tokenizer of each family may already sit in the local Hugging Face cache
@@ -161,59 +157,3 @@ def config_skeleton(path: Path, allow_pickle: bool, workdir: Path, family: str |
             if (tokenizer / name).is_file():
                 shutil.copy2(tokenizer / name, skeleton / part / name)
     return skeleton
-
-
-def family_warnings(table, sd: StableDiffusion) -> list[str]:
-    """An SDXL model below 768x768 (not SDXL-Turbo, trained at 512x512) warns, naming the size to set.
-
-    A render whose model is not the scene's (`dfm render --model`) keeps the table compiled for the
-    scene's model, whose family chose the defaults of what the scene leaves out (contract/families.py
-    DEFAULTS: size, steps, cfg_scale, sampler). Warn, naming each, when the render's family would have
-    chosen otherwise: the table is not recompiled behind the user's back (resume and incremental
-    re-renders trust it), and `model "..."` in the scene gives the family's defaults."""
-    s = table.settings
-    fam = sd.model_family
-    small = []
-    if fam.base == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
-        trained = fam.defaults().get("size", (1024, 1024))
-        if trained[0] * trained[1] >= 768 * 768:  # not SDXL-Turbo: trained at 512x512
-            small = [f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
-                     "1024x1024` (or another ~1 megapixel size) in the scene, or leave `size` out: an SDXL model's "
-                     "default is 1024x1024"]
-    scene_model = str(s.model or "")
-    if sd.source.spec == scene_model or (sd.source.path is not None and str(sd.source.path) == scene_model):
-        return small  # the scene's own size: the compiler gives an SDXL scene without one 1024x1024
-    try:
-        scene = families.source_family(scene_model) if scene_model else None
-    except UserError:
-        scene = None
-    if scene is not None and scene.name == fam.name and scene.base == fam.base:
-        return small
-
-    def shown(name: str, value) -> str:
-        return f"{value[0]}x{value[1]}" if name == "size" else f"{value:g}" if isinstance(value, float) else str(value)
-
-    def have(name: str):
-        if name == "size":
-            return (int(s.width), int(s.height))
-        if name == "sampler":
-            return str(s.sampler)
-        col = table[name]
-        return float(col[0]) if len(col) and (col == col[0]).all() else None  # a schedule: the scene set it
-
-    differ = [f"{name} {shown(name, v)} (the table has {shown(name, have(name))})"
-              for name, v in fam.defaults().items() if have(name) is not None and have(name) != v]
-    gave = [n for n in (scene.defaults() if scene else {}) if n not in fam.defaults()]
-    if not differ and not gave:
-        return small
-    if any(d.startswith("size ") for d in differ):
-        small = []  # the size is in the warning below, as this family's default
-    what = f"the scene's model {scene_model!r} ({scene.title})" if scene else "the scene's model"
-    text = (f"the render's model is {fam.title} ({fam.why}), but the table was compiled for {what}: ")
-    if differ:
-        text += f"where the scene sets none, {fam.title}'s defaults are {', '.join(differ)}"
-    if gave:
-        text += ("; " if differ else "") + f"{', '.join(gave)} came from {scene.title}'s defaults"
-    return [*small, text + f"; to use this model's defaults put `model \"{sd.source.spec}\"` in the scene, or set "
-            "them there"]
-

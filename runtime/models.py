@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..contract import families
+from ..contract.errors import UserError
 from .device import Placement
 from .errors import RenderError
 from .hashing import verify_sha256
@@ -29,7 +30,6 @@ from .model_family import (  # noqa: F401 (some re-exported for importers of mod
     CONFIGS,
     config_skeleton,
     detect_family,
-    family_warnings,
     file_key_family,
     folder_family,
     folder_model_family,
@@ -45,7 +45,6 @@ from .model_source import (  # noqa: F401 (some re-exported for importers of mod
     resolve_source,
 )
 
-_HUB_ID, _first_line = HUB_ID, first_line  # the names runtime/depth.py imports
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
@@ -461,3 +460,59 @@ class StableDiffusion:
     def decode_latents(self, latents: Tensor) -> Tensor:
         x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
         return (x.float() / 2 + 0.5).clamp(0, 1)
+
+
+def family_warnings(table, sd: StableDiffusion) -> list[str]:
+    """An SDXL model below 768x768 (not SDXL-Turbo, trained at 512x512) warns, naming the size to set.
+
+    A render whose model is not the scene's (`dfm render --model`) keeps the table compiled for the
+    scene's model, whose family chose the defaults of what the scene leaves out (contract/families.py
+    DEFAULTS: size, steps, cfg_scale, sampler). Warn, naming each, when the render's family would have
+    chosen otherwise: the table is not recompiled behind the user's back (resume and incremental
+    re-renders trust it), and `model "..."` in the scene gives the family's defaults."""
+    s = table.settings
+    fam = sd.model_family
+    small = []
+    if fam.base == "sdxl" and int(s.width) * int(s.height) < 768 * 768:
+        trained = fam.defaults().get("size", (1024, 1024))
+        if trained[0] * trained[1] >= 768 * 768:  # not SDXL-Turbo: trained at 512x512
+            small = [f"SDXL renders at {s.width}x{s.height}, well below the 1024x1024 it was trained at: set `size "
+                     "1024x1024` (or another ~1 megapixel size) in the scene, or leave `size` out: an SDXL model's "
+                     "default is 1024x1024"]
+    scene_model = str(s.model or "")
+    if sd.source.spec == scene_model or (sd.source.path is not None and str(sd.source.path) == scene_model):
+        return small  # the scene's own size: the compiler gives an SDXL scene without one 1024x1024
+    try:
+        scene = families.source_family(scene_model) if scene_model else None
+    except UserError:
+        scene = None
+    if scene is not None and scene.name == fam.name and scene.base == fam.base:
+        return small
+
+    def shown(name: str, value) -> str:
+        return f"{value[0]}x{value[1]}" if name == "size" else f"{value:g}" if isinstance(value, float) else str(value)
+
+    def have(name: str):
+        if name == "size":
+            return (int(s.width), int(s.height))
+        if name == "sampler":
+            return str(s.sampler)
+        col = table[name]
+        return float(col[0]) if len(col) and (col == col[0]).all() else None  # a schedule: the scene set it
+
+    differ = [f"{name} {shown(name, v)} (the table has {shown(name, have(name))})"
+              for name, v in fam.defaults().items() if have(name) is not None and have(name) != v]
+    gave = [n for n in (scene.defaults() if scene else {}) if n not in fam.defaults()]
+    if not differ and not gave:
+        return small
+    if any(d.startswith("size ") for d in differ):
+        small = []  # the size is in the warning below, as this family's default
+    what = f"the scene's model {scene_model!r} ({scene.title})" if scene else "the scene's model"
+    text = (f"the render's model is {fam.title} ({fam.why}), but the table was compiled for {what}: ")
+    if differ:
+        text += f"where the scene sets none, {fam.title}'s defaults are {', '.join(differ)}"
+    if gave:
+        text += ("; " if differ else "") + f"{', '.join(gave)} came from {scene.title}'s defaults"
+    return [*small, text + f"; to use this model's defaults put `model \"{sd.source.spec}\"` in the scene, or set "
+            "them there"]
+

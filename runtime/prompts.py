@@ -499,7 +499,7 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
     elif np.any(skips != 1) and not clip_skip_applies(config):
         out.append("clip_skip has no effect on an SD 2.x model (as in A1111): its text encoder already ends at the "
                    "penultimate layer")
-    # (SDXL below 768x768: runtime/models.py family_warnings, with the other model-family warnings)
+    # (SDXL below 768x768: runtime/model_family.py family_warnings, with the other model-family warnings)
     encoder = PromptEncoder(sd)
     noted = more = 0  # past MAX_LONG_NOTED long prompts (a backtick expression: another text every frame), a count
     for text, value in _distinct(table):

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from dfm.app.cli import main
 
 GOOD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1.0), 5:(1.05)\n'
@@ -236,9 +235,8 @@ def test_o_never_writes_over_the_scene_itself(scene, capsys, command):
 
 
 def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch):
-    from dfm.runtime.errors import RenderError
-
     from dfm.contract.errors import UserError
+    from dfm.runtime.errors import RenderError
 
     def fail(args):
         raise RenderError("the model is not there", "pass --model")

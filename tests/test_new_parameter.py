@@ -129,7 +129,8 @@ def test_docs_list_the_rows(new_rows):
 def test_the_rule_of_what_an_edit_changes_reads_the_row(new_rows):
     """`read=Read.INIT` in the row is all the incremental re-render needs: the new column is read on the
     diffused rows after the first (the image effects on the warped previous frame), so an edit whose first
-    changed value is at frame 11 keeps frames 0-10; `glow`, whose row says nothing, counts as read on every row (safe)."""
+    changed value is at frame 11 keeps frames 0-10; `glow`, whose row says nothing, counts as read on every
+    row (safe)."""
     table = compile_text(SCENE)
     reads = changes.RowReads(table)
     assert "blur_amount" in reads.at(5) and "blur_amount" not in reads.at(0)
