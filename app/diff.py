@@ -22,10 +22,11 @@ import numpy as np
 
 from ..compiler import catalogue as cat
 from ..compiler.catalogue import Kind
-from ..compiler.compile import ACCUMULATED
+from ..compiler.lower import CAMERA_SCHEDULES
 from ..compiler.units import frames_of
 from ..contract import changes
 from ..contract.errors import UserError
+from ..contract.modes import MODES
 from ..contract.reads import Read
 from ..contract.table import DERIVED
 from ..dsl import ir
@@ -37,7 +38,7 @@ NEGATIVE_TEXT = ("negative_prompt", "negative_prompt_from", "negative_blend", "n
 # the derived columns each parameter feeds, besides its own column
 # the cadence plan: the derived columns every row reads
 CADENCE_PLAN = tuple(name for name, (_, read) in DERIVED.items() if read.when is Read.EVERY)
-_CAMERA = {schedule: column for column, schedule in ACCUMULATED.items()}  # angle -> cam_angle, ...
+_CAMERA = {schedule: column for column, schedule in CAMERA_SCHEDULES.items()}  # angle -> cam_angle, ...
 FEEDS: dict[str, tuple[str, ...]] = {
     **{k: (k, v) for k, v in _CAMERA.items()},
     "strength": ("strength", "effective_steps", "unet_evals"),
@@ -208,7 +209,7 @@ def compare_scenes(old, new, old_label: str = "OLD", new_label: str = "NEW") -> 
     by_column = {c.column: c for c in found.columns}
     by_setting = {s.name: s for s in found.settings}
     g_old, g_new = groups(old), groups(new)
-    animated = found.mode in ("2d", "3d", "video")  # a prompt key's rows are frames
+    animated = found.mode in MODES and MODES[found.mode].rows_are_frames  # a prompt key's rows are frames
     keys = [k for k in [*g_new, *(k for k in g_old if k not in g_new)]
             if g_old.get(k) is None or g_new.get(k) is None or g_old[k].statements != g_new[k].statements]
     # statements that move or make rows come last, and take the changed columns no other statement feeds

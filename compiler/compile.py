@@ -30,7 +30,7 @@ from .catalogue import Param
 from .context import CompileContext
 from .expressions import environment
 from .frame_values import check_finite, evaluate_schedules
-from .lower import CAMERA_SCHEDULES, PromptValueError, accumulated_camera, source_hash
+from .lower import PromptValueError, accumulated_camera, source_hash
 from .lower import build_table as lower_table
 from .render_warnings import unreached_edits, zero_step_frames
 from .scene_audio import audio_features
@@ -40,9 +40,6 @@ from .schedule_keys import read_schedule, resolve_schedules
 from .schedules import ResolvedKey
 from .seeds import settle_seed_behavior
 from .statements import Statements, read_statements
-
-# the name app/diff.py imports lower.CAMERA_SCHEDULES by
-ACCUMULATED = CAMERA_SCHEDULES
 
 
 @dataclass

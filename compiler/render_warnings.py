@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from ..dsl import ir
 from . import catalogue as cat
@@ -24,14 +25,14 @@ def zero_step_frames(ctx: CompileContext, given: dict[str, Setting], schedule_st
     """Deforum's int((1 - strength) × steps) is kept, so with few steps a strength below 1 can round to
     0 steps (4 steps at 0.8): such a frame is not diffused at all. Say so, once, at the first one (from
     the schedules, as lower.py computes `effective_steps`, so that `dfm check` says it too)."""
-    if settings["mode"] not in ("2d", "3d", "video") or settings["frames"] < 1 or ctx.has_errors:
+    if not mode_of(settings["mode"]).uses_strength or settings["frames"] < 1 or ctx.has_errors:
         return  # stills and interpolation rows are full txt2img; an error (strength out of range) first
     strength = np.clip(values["strength"], 0.0, 1.0)
     with np.errstate(all="ignore"):
         eff = effective_steps(strength, values["steps"])
-    cadence = 1 if settings["mode"] == "video" else int(settings["cadence"])
+    cadence = mode_of(settings["mode"]).cadence(settings["cadence"])
     zero = cadence_plan(len(strength), cadence)[0] & (eff == 0) & (strength < 1.0)
-    if settings["mode"] != "video" and not settings["init_image"]:
+    if not mode_of(settings["mode"]).reads_video and not settings["init_image"]:
         zero[0] = False  # frame 0 is txt2img: the full schedule
     if not zero.any():
         return

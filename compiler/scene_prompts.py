@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from ..dsl.formatter import format_expr
 from ..dsl.parser import parse
@@ -72,7 +73,7 @@ def resolve_prompts(ctx: CompileContext, statements: list[tuple[str, ir.Statemen
                     frame=frame, note=f"the other is on line {other.span.line}", help="remove one of them")
             continue
         # stills take no frame count, and in interpolation mode the prompts make it
-        if frame >= settings["frames"] and settings["mode"] not in ("none", "interpolation"):
+        if frame >= settings["frames"] and mode_of(settings["mode"]).rows_are_frames:
             ctx.warn("DFM303", f"`{name}` at frame {frame} is past the last frame ({settings['frames'] - 1})",
                      st.span, parameter=name, frame=frame, help="move it earlier or raise `frames`")
         if text is None:  # a native form with an error (reported)
@@ -177,7 +178,7 @@ def check_prompt_values(ctx: CompileContext, prompts: Prompts, env: dict, frames
     for source, (expr, span, name) in prompts.expressions.items():
         values = evaluate_frames(expr, env, 0, frames)
         bad = ~np.isfinite(values)
-        if settings["mode"] not in ("none", "interpolation"):  # there rows are not frames: check them all
+        if mode_of(settings["mode"]).rows_are_frames:  # elsewhere rows are not frames: check them all
             bad &= in_force(prompts, source, frames, settings["prompt_crossfade"])
         if bad.any():
             f = int(np.argmax(bad))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..contract import media
+from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from . import catalogue as cat
 from .key_times import time_frames
@@ -73,7 +74,7 @@ def _frame_count(ctx: CompileContext, given: dict[str, Setting], values: dict) -
                 given["duration"].statement.span, parameter="duration",
                 help="shorten the duration or lower the fps")
         return False
-    return values["mode"] != "video" or video_frames(ctx, given, values)
+    return not mode_of(values["mode"]).reads_video or video_frames(ctx, given, values)
 
 
 def video_frames(ctx: CompileContext, given: dict[str, Setting], values: dict) -> bool:

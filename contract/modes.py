@@ -57,6 +57,12 @@ class Mode:
         return self.camera or self.reads_video
 
     @property
+    def rows_are_frames(self) -> bool:
+        """Row N is frame N of the animation, so a key at frame N is about row N (stills and interpolation
+        make rows of their own: per image, per step between prompts)."""
+        return self.camera or self.reads_video
+
+    @property
     def uses_strength(self) -> bool:
         """Diffusions are img2img of a source image with the row's strength."""
         return self.camera or self.reads_video
