@@ -27,36 +27,22 @@ from ..compiler.units import frames_of
 from ..contract import changes
 from ..contract.errors import UserError
 from ..contract.modes import MODES
-from ..contract.reads import Read
-from ..contract.table import DERIVED
 from ..dsl import ir
 from .exit_codes import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
-PROMPT_TEXT = ("prompt", "prompt_from", "prompt_blend", "prompt_pieces", "prompt_from_pieces")
-NEGATIVE_TEXT = ("negative_prompt", "negative_prompt_from", "negative_blend", "negative_prompt_pieces",
-                 "negative_prompt_from_pieces")
-# the derived columns each parameter feeds, besides its own column
-# the cadence plan: the derived columns every row reads
-CADENCE_PLAN = tuple(name for name, (_, read) in DERIVED.items() if read.when is Read.EVERY)
 _CAMERA = {schedule: column for column, schedule in CAMERA_SCHEDULES.items()}  # angle -> cam_angle, ...
-FEEDS: dict[str, tuple[str, ...]] = {
-    **{k: (k, v) for k, v in _CAMERA.items()},
-    "strength": ("strength", "effective_steps", "unet_evals"),
-    "steps": ("steps", "effective_steps", "unet_evals"),
-    "cfg_scale": ("cfg_scale", "unet_evals"),  # a scale above 1 adds the unconditional pass
-    "seed_schedule": ("seed_schedule", "seed"),
-    # a ` --neg ` part of a prompt goes to the negative prompt; `AND` parts and `<lora:…>` tags are counted
-    "prompt": PROMPT_TEXT + NEGATIVE_TEXT + ("unet_evals", "lora_weights"),
-    "negative": NEGATIVE_TEXT,
-    "lora": ("lora_weights",),
-    "seed": ("seed",), "seed_behavior": ("seed",), "seed_iter_n": ("seed",),
-    "cadence": (*CADENCE_PLAN, "seed", "effective_steps", "unet_evals"),
-    "init_strength": ("effective_steps", "unet_evals"), "init_image": ("effective_steps", "unet_evals"),
-    "prompt_crossfade": PROMPT_TEXT + NEGATIVE_TEXT + ("unet_evals", "lora_weights"),
-}
-# settings that move or make rows: every column may change through them
-EVERY_COLUMN = frozenset({"mode", "frames", "duration", "fps", "bpm", "images_per_prompt", "interpolate_key_frames",
-                          "interpolate_x_frames"})
+
+
+def fed_columns(p: cat.Param) -> tuple[str, ...]:
+    """The columns a statement of `p` changes: a schedule's own column and its accumulated camera column, and
+    the derived columns its catalogue row says it feeds."""
+    own = (p.name, *([_CAMERA[p.name]] if p.name in _CAMERA else [])) if p.kind is Kind.SCHEDULE else ()
+    return own + p.feeds
+
+
+def _moves_rows(name: str) -> bool:
+    param = cat.BY_NAME.get(name)
+    return param is not None and param.moves_rows
 
 
 class DiffError(UserError):
@@ -213,14 +199,15 @@ def compare_scenes(old, new, old_label: str = "OLD", new_label: str = "NEW") -> 
     keys = [k for k in [*g_new, *(k for k in g_old if k not in g_new)]
             if g_old.get(k) is None or g_new.get(k) is None or g_old[k].statements != g_new[k].statements]
     # statements that move or make rows come last, and take the changed columns no other statement feeds
-    keys.sort(key=lambda k: (g_new.get(k) or g_old[k]).parameter in EVERY_COLUMN)
+    keys.sort(key=lambda k: _moves_rows((g_new.get(k) or g_old[k]).parameter))
     entries, claimed = [], set()
     for key in keys:
         a, b = g_old.get(key), g_new.get(key)
         g = b or a
         name = g.parameter
-        columns = FEEDS.get(name, (name,) if g.kind == "schedule" else ())
-        every = name in EVERY_COLUMN
+        param = cat.BY_NAME.get(name)
+        columns = fed_columns(param) if param is not None else ()
+        every = _moves_rows(name)
         if every:
             columns = tuple(c for c in by_column if c not in claimed)
         claimed.update(columns)

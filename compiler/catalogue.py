@@ -17,7 +17,7 @@ from enum import Enum
 
 from ..contract.modes import NAMES, names_where
 from ..contract.reads import ColumnRead, Effect, Read
-from ..contract.table import ColumnType
+from ..contract.table import DERIVED, ColumnType
 
 
 class Kind(str, Enum):
@@ -69,6 +69,10 @@ class Param:
     read_if: str | None = None
     # a setting: what a change of it can change (every frame, the video file only, or nothing by itself)
     effect: Effect = Effect.FRAMES
+    # the derived columns (contract/table.py DERIVED) the compiler computes from it, besides a schedule's own
+    # column: `dfm diff` groups their changes under the statement that made them
+    feeds: tuple[str, ...] = ()
+    moves_rows: bool = False  # a setting that moves or makes rows: every column may change through it
 
     @property
     def column_type(self) -> ColumnType:
@@ -164,23 +168,32 @@ def normalise_choice(text: str) -> str:
 SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
 SEEDED_MODES = names_where("seeded_by_schedule")  # the modes whose diffusions can follow a seed_schedule
 
+# derived columns several rows feed (`feeds`)
+PROMPT_COLUMNS = ("prompt", "prompt_from", "prompt_blend", "prompt_pieces", "prompt_from_pieces")
+NEGATIVE_COLUMNS = ("negative_prompt", "negative_prompt_from", "negative_blend", "negative_prompt_pieces",
+                    "negative_prompt_from_pieces")
+STEPS_RUN = ("effective_steps", "unet_evals")
+# a ` --neg ` part of a prompt goes to the negative prompt; `AND` parts and `<lora:…>` tags are counted
+PROMPTS_FED = (*PROMPT_COLUMNS, *NEGATIVE_COLUMNS, "unet_evals", "lora_weights")
+CADENCE_PLAN = tuple(name for name, (_, read) in DERIVED.items() if read.when is Read.EVERY)
+
 # ---- the table -------------------------------------------------------------------------------------
 
 PARAMS: tuple[Param, ...] = (
     # scene
     _set("mode", "enum", "2d", "Animation mode: stills, 2D camera, 3D depth-warped camera, video input, "
          "or prompt interpolation.", "scene", choices=MODES, aliases=("animation_mode",), deforum="animation_mode",
-         choice_aliases={"video_input": "video", "2d": "2d", "3d": "3d", "none": "none"}),
+         choice_aliases={"video_input": "video", "2d": "2d", "3d": "3d", "none": "none"}, moves_rows=True),
     _set("frames", "int", 120, "Number of frames to render.", "scene", min=1, max=MAX_FRAMES, aliases=("max_frames",),
-         deforum="max_frames", effect=Effect.NONE),
+         deforum="max_frames", effect=Effect.NONE, moves_rows=True),
     _set("duration", "time", None, "Length of the scene in seconds (or beats); sets frames = round(duration × "
          "fps). Use either frames or duration. `duration auto` takes the `audio` track's length (from its "
-         "offset).", "scene", min=0, min_open=True, unit="s", auto=True, effect=Effect.NONE),
+         "offset).", "scene", min=0, min_open=True, unit="s", auto=True, effect=Effect.NONE, moves_rows=True),
     _set("fps", "float", 15, "Frames per second of the output video; converts seconds to frames.", "scene",
-         min=0, min_open=True, max=240, unit="frames/s", deforum="fps", effect=Effect.VIDEO),
+         min=0, min_open=True, max=240, unit="frames/s", deforum="fps", effect=Effect.VIDEO, moves_rows=True),
     _set("bpm", "float", None, "Beats per minute; needed when times are written in beats (`8b`). `bpm auto` detects it "
          "from the `audio` track.", "scene",
-         min=0, min_open=True, max=1000, unit="beats/min", auto=True, effect=Effect.NONE),
+         min=0, min_open=True, max=1000, unit="beats/min", auto=True, effect=Effect.NONE, moves_rows=True),
     _set("audio", "path", None, "A soundtrack (wav, flac, mp3, ogg, m4a), optionally `from 12s` into it: its "
          "per-frame features (`onset`, `rms`, `beat`, `beat_phase`, `low`, `mid`, `high`) become expression "
          "variables and table columns, `bpm auto` and `duration auto` read it, and video.mp4 carries it.",
@@ -201,29 +214,30 @@ PARAMS: tuple[Param, ...] = (
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",
          "generation", min=0, max=2**32 - 1, deforum="seed",
          refused={"-1": "Deforum's -1 draws a new seed each run; dfm scenes are reproducible: write any number"},
-         effect=Effect.NONE),
+         effect=Effect.NONE, feeds=("seed",)),
     _set("seed_behavior", "enum", "iter", "How the seed advances per diffused frame: iter (+1 every N frames), "
          "fixed, random (deterministic from the start seed), ladder (+2, −1), alternate (+1, −1), schedule "
          "(the `seed_schedule`; 2D, 3D and video modes).",
          "generation", choices=SEED_BEHAVIOURS, aliases=("seed_behaviour",), deforum="seed_behavior",
-         effect=Effect.NONE),
+         effect=Effect.NONE, feeds=("seed",)),
     _set("seed_iter_n", "int", 1, "For `iter`: the seed advances every N diffused frames.", "generation",
-         min=1, aliases=("seed_iter_N",), deforum="seed_iter_N", effect=Effect.NONE),
+         min=1, aliases=("seed_iter_N",), deforum="seed_iter_N", effect=Effect.NONE, feeds=("seed",)),
     # two Deforum keys (seed_resize_from_w, seed_resize_from_h): deforum_import/export map them, as `size` its W, H
     _set("seed_resize_from", "size", None, "A1111's \"resize seed from\": each diffusion's starting noise (seed "
          "and subseed) is drawn at this W×H and centred in the frame, so a seed keeps its composition at another "
          "size. Unset: drawn at the frame's own size.", "generation", min=64, max=4096, multiple_of=8),
     _set("cadence", "int", 1, "Diffuse every Nth frame; the frames between are warped and blended.",
          "generation", min=1, max=50, modes=names_where("allows_cadence"), aliases=("diffusion_cadence",),
-         deforum="diffusion_cadence", effect=Effect.NONE),
+         deforum="diffusion_cadence", effect=Effect.NONE, feeds=(*CADENCE_PLAN, "seed", *STEPS_RUN)),
     _set("init_image", "path", None, "An image to start from: frame 0 becomes img2img from it.", "generation",
-         aliases=("init",), deforum="init_image"),
+         aliases=("init",), deforum="init_image", feeds=STEPS_RUN),
     _set("init_strength", "float", None, "Strength for frame 0 from the init image; defaults to the strength "
-         "schedule at frame 0.", "generation", min=0, max=1, effect=Effect.NONE),
+         "schedule at frame 0.", "generation", min=0, max=1, effect=Effect.NONE, feeds=STEPS_RUN),
     _set("prompt_crossfade", "time", 0, "Blend the text embeddings over this many frames (or seconds) after "
-         "each prompt change instead of a hard cut.", "generation", min=0, modes=ANIMATED, effect=Effect.NONE),
+         "each prompt change instead of a hard cut.", "generation", min=0, modes=ANIMATED, effect=Effect.NONE,
+         feeds=PROMPTS_FED),
     _set("images_per_prompt", "int", 1, "Stills mode: images rendered for each prompt.", "generation", min=1,
-         max=1000, modes=frozenset({"none"}), aliases=("n_samples", "n_batch"), effect=Effect.NONE),
+         max=1000, modes=frozenset({"none"}), aliases=("n_samples", "n_batch"), effect=Effect.NONE, moves_rows=True),
     # motion and image
     _set("border", "enum", "replicate", "How the 2D warp fills pixels that come from outside the frame.",
          "motion", choices=("replicate", "wrap", "reflect", "zeros"), modes=frozenset({"2d"}), deforum="border"),
@@ -263,9 +277,10 @@ PARAMS: tuple[Param, ...] = (
     # interpolation
     _set("interpolate_key_frames", "bool", False, "Interpolation mode: place prompts at their key frames "
          "instead of evenly.", "interpolation", modes=frozenset({"interpolation"}),
-         deforum="interpolate_key_frames", effect=Effect.NONE),
+         deforum="interpolate_key_frames", effect=Effect.NONE, moves_rows=True),
     _set("interpolate_x_frames", "int", 4, "Interpolation mode: frames between two prompts.", "interpolation",
-         min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames", effect=Effect.NONE),
+         min=0, max=10000, modes=frozenset({"interpolation"}), deforum="interpolate_x_frames", effect=Effect.NONE,
+         moves_rows=True),
     # output
     _set("output_dir", "path", None, "Where `dfm render` writes (default: outputs/<scene name>).", "output",
          export="local", must_exist=False, effect=Effect.NONE),
@@ -275,13 +290,14 @@ PARAMS: tuple[Param, ...] = (
     # prompts
     Param("prompt", Kind.PROMPT, "string", None, "The positive prompt from a frame on: `prompt 4s \"a cat\"`. "
           "Without a time it starts at frame 0. ` --neg ` inside splits off a negative part.", "prompts",
-          aliases=("positive",)),
+          aliases=("positive",), feeds=PROMPTS_FED),
     Param("negative", Kind.PROMPT, "string", "", "The negative prompt from a frame on, keyed independently of "
-          "the positive prompts.", "prompts", aliases=("negative_prompt", "neg")),
+          "the positive prompts.", "prompts", aliases=("negative_prompt", "neg"), feeds=NEGATIVE_COLUMNS),
     # LoRAs and embeddings (compiler/networks.py): several statements each; the table's settings list them
     _set("lora", "lora", None, "A LoRA, `lora \"film.safetensors\" 0:(0), 2s:(0.8)`: a file (relative to the scene) "
          "or a hub id, then its weight, a schedule (default 1) applied to the UNet and the text encoder. Several "
-         "statements load several LoRAs; a warning beyond ±2.", "prompts", min=-4, max=4, export="local"),
+         "statements load several LoRAs; a warning beyond ±2.", "prompts", min=-4, max=4, export="local",
+         feeds=("lora_weights",)),
     _set("lora_dir", "path", None, "The folder `<lora:name:w>` tags in prompts load from (A1111's models/Lora): "
          "name.safetensors (or .pt/.ckpt), also in a subfolder.", "prompts", export="local"),
     _set("embedding", "embedding", None, "A textual-inversion embedding (.safetensors; .pt/.bin with "
@@ -333,20 +349,21 @@ PARAMS: tuple[Param, ...] = (
     # generation schedules
     _sched("strength", 0.65, "How much of the previous frame survives: 0 ignores it, 1 keeps it (0 steps).",
            "generation", modes=names_where("uses_strength"), parseq="strength", min=0, max=1,
-           deforum="strength_schedule", read=Read.NEVER),
+           deforum="strength_schedule", read=Read.NEVER, feeds=STEPS_RUN),
     _sched("noise", 0.02, "Gaussian noise added to the warped previous frame (std in [-1, 1] pixel units).",
            "generation", modes=MOTION, parseq="noise", min=0, max=10, deforum="noise_schedule", read=Read.INIT),
     _sched("contrast", 1.0, "Gain applied to the warped previous frame.", "generation", modes=MOTION,
            parseq="contrast", min=0, max=10, deforum="contrast_schedule", read=Read.INIT),
     _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
-           parseq="scale", min=0, max=100, deforum="cfg_scale_schedule", read=Read.DIFFUSED),
+           parseq="scale", min=0, max=100, deforum="cfg_scale_schedule", read=Read.DIFFUSED, feeds=("unet_evals",)),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
-           "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None, read=Read.DIFFUSED),
+           "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None, read=Read.DIFFUSED,
+           feeds=STEPS_RUN),
     Param("seed_schedule", Kind.SCHEDULE, "int", 0, "With `seed_behavior schedule`: the seed of each diffused "
           "frame (`s` is the start seed); −1 is a seed drawn from the start seed and the frame, the same on every "
           "run (Deforum draws a new random one).", "generation", min=-1, max=2**32 - 1, modes=SEEDED_MODES,
           deforum="seed_schedule", parseq=None,
-          read=Read.NEVER),  # Parseq's `seed` field carries the table's seed column
+          read=Read.NEVER, feeds=("seed",)),  # Parseq's `seed` field carries the table's seed column
     _sched("subseed", 1, "Variation seed (A1111): the noise of this seed is slerped into the seed's noise by "
            "subseed_strength.", "generation", type="int", min=0, max=2**32 - 1, deforum="subseed_schedule",
            parseq="subseed", read=Read.DIFFUSED),

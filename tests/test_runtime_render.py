@@ -225,7 +225,8 @@ def test_progress_reports_and_warnings_for_long_prompts(tiny_models, tmp_path):
 
 
 def test_unsupported_modes_fail_before_loading_anything(tmp_path):
-    table = make_table(2, mode="hybrid", model=str(tmp_path / "no-such-model"))  # 3d and video: test_runtime_3d/_video
+    # a table no compiler makes (the lowering knows only the contract's modes); 3d and video: test_runtime_3d/_video
+    table = make_table(2, model=str(tmp_path / "no-such-model")).with_settings(mode="hybrid")
     with pytest.raises(RenderError) as e:
         render(table, tmp_path / "out", device="cpu")
     assert "not supported" in e.value.message and not (tmp_path / "out").exists()
