@@ -21,13 +21,13 @@ from pathlib import Path
 
 import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
 import torch
+from tiny_models import save_model_forms
+
+from dfm.api import compile_text
 from dfm.runtime.render import render
 from dfm.scaleout.batch import plan, run_batch
 from dfm.scaleout.cluster import LocalPool, RayPool
 from dfm.scaleout.shard import render_sharded
-from tiny_models import save_model_forms
-
-from dfm.api import compile_text
 
 SCENE = """dfm 1
 mode 2d

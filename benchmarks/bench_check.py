@@ -139,9 +139,8 @@ def _best(fn, budget: float = 0.3, most: int = 5) -> float:
 
 
 def scaling(sizes_kb: list[int], shapes: list[str], give_up: float) -> None:
-    from dfm.dsl.parser import parse
-
     from dfm.api import check_text
+    from dfm.dsl.parser import parse
 
     print(f"\nscaling: ms per KB at {', '.join(f'{k:,} KB' for k in sizes_kb)}; ratio = largest / smallest")
     head = f"{'shape':<22}{'stage':<7}" + "".join(f"{f'{k:,} KB':>11}" for k in sizes_kb) + f"{'ratio':>8}"

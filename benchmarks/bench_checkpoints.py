@@ -28,10 +28,11 @@ from pathlib import Path
 import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
 import numpy as np
 import torch
+from tiny_models import make_table, save_model_forms
+
 from dfm.runtime import resume
 from dfm.runtime.frame import RenderState
 from dfm.runtime.render import render
-from tiny_models import make_table, save_model_forms
 
 
 def kb(n: float) -> str:

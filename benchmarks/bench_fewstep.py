@@ -81,7 +81,6 @@ def tiny_models(root: Path) -> dict[str, Path]:
 def full_models(root: Path, device: torch.device, dtype: torch.dtype) -> dict[str, Path]:
     """Full-size random models: SD1.5 (bench_gpu's builder), SDXL-Turbo (SDXL's shapes, 2.6 B UNet), and
     SD1.5 with an LCM UNet; each saved in `dtype`, the modules created on `device` (fast on a GPU)."""
-    from dfm.runtime.models import CONFIGS
     from diffusers import (
         AutoencoderKL,
         LCMScheduler,
@@ -90,6 +89,8 @@ def full_models(root: Path, device: torch.device, dtype: torch.dtype) -> dict[st
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from dfm.runtime.models import CONFIGS
 
     out = {"sd15": build_sd15(root / "sd15", root / "build", device, dtype)}
     xl = CONFIGS / "sdxl"

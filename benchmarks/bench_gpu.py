@@ -131,9 +131,10 @@ def write_clip_sized_tokenizer(folder: Path) -> Path:
 def build_sd15(folder: Path, work: Path, device: torch.device, dtype: torch.dtype) -> Path:
     """An SD1.5-shaped diffusers folder with random weights, from dfm's shipped config skeleton. The modules
     are created on `device` (fast random init on a GPU) and saved in `dtype`."""
-    from dfm.runtime.models import CONFIGS
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from dfm.runtime.models import CONFIGS
 
     skeleton = CONFIGS / "sd15"
     tokenizer = CLIPTokenizer.from_pretrained(str(write_clip_sized_tokenizer(work / "tokenizer")),
@@ -326,8 +327,9 @@ def run_naive(name: str, table, sd, pipes, out: Path) -> dict:
     """The straightforward script: a pipeline call per frame, cv2 warp of the previous image on the host,
     the prompt encoded every frame, PNG written synchronously."""
     import cv2
-    from dfm.runtime.camera import matrix_2d
     from PIL import Image
+
+    from dfm.runtime.camera import matrix_2d
 
     t2i, i2i = pipes
     dev = sd.placement.device

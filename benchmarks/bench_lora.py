@@ -27,12 +27,13 @@ from pathlib import Path
 
 import _common  # noqa: F401  (first: offline, quiet model loading, tests/ importable)
 import torch
+from tiny_models import make_table, save_model_forms
+
 from dfm.compiler.prompt_syntax import pieces_json
 from dfm.runtime import networks
 from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.prompts import PromptEmbeddings, PromptEncoder
-from tiny_models import make_table, save_model_forms
 
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 

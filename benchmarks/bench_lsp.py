@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_check import scene_text  # noqa: E402  (the same scene as the `dfm check` benchmark)
-from dfm.app.lsp.client import StdioClient  # noqa: E402
-from dfm.app.lsp.server import DEBOUNCE_S  # noqa: E402
 
 from dfm.api import check_text  # noqa: E402
+from dfm.app.lsp.client import StdioClient  # noqa: E402
+from dfm.app.lsp.server import DEBOUNCE_S  # noqa: E402
 
 OPTIONS = {"tabSize": 4, "insertSpaces": True}
 

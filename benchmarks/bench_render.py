@@ -19,12 +19,13 @@ import _common  # noqa: F401  (first: offline, quiet model loading, tests/ impor
 import cv2
 import numpy as np
 import torch
+from tiny_models import make_table, save_model_forms
+
 from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source
 from dfm.runtime.render import run_render
 from dfm.runtime.timing import StageTimer
 from dfm.runtime.warp import matrix_2d
-from tiny_models import make_table, save_model_forms
 
 
 def bench_dfm(table, model_dir: Path, out: Path, device: str):

@@ -57,9 +57,10 @@ def scene(mode: str, size: int, frames: int, model: Path, steps: int) -> str:
 def build_model(folder: Path) -> Path:
     """The tiny pipeline of the test suite with SD1.5's full-size VAE (random weights, seeded) in place of
     its tiny one: latents are 4 × H/8 × W/8 as in a real SD1.5 render."""
-    from dfm.runtime.models import CONFIGS, quiet_loading
     from diffusers import AutoencoderKL
     from tiny_models import build_pipeline
+
+    from dfm.runtime.models import CONFIGS, quiet_loading
 
     if (folder / "model_index.json").is_file():
         return folder

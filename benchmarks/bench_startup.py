@@ -81,9 +81,8 @@ def heavy_loaded(args: list[str], cwd: Path, env: dict[str, str]) -> list[str]:
 
 
 def preview_fps(body: str, size: int, frames: int) -> float:
-    from dfm.runtime.preview import preview_frames
-
     from dfm.api import compile_text
+    from dfm.runtime.preview import preview_frames
 
     table = compile_text(f'dfm 1\nsize {size}x{size}\nfps 30\nframes {frames}\nprompt 0 "x"\n{body}')
     best = float("inf")

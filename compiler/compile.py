@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable, Settings
 from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error
@@ -145,7 +146,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     prompts = resolve_prompts(ctx, stmts.prompts, settings, nets)
     result.prompts, result.negatives = prompts.prompts, prompts.negatives
     settle_seed_behavior(ctx, stmts.settings, stmts.schedules.get("seed_schedule"), settings)
-    if settings["mode"] == "interpolation":
+    if mode_of(settings["mode"]).between_prompts:
         interpolation_frames(ctx, stmts.settings, stmts.prompts, result.prompts, settings)
     nets.settle(settings)
     result.settings = Settings(settings)

@@ -311,10 +311,10 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     """The FrameTable of a scene from plain inputs: resolved settings, every schedule's per-frame values
     (one array per catalogue schedule, `settings.frames` long) and the prompt keys. `env`: what backtick
     expressions in prompts may read (the compiler's; by default the scene's constants)."""
-    mode = settings.mode
-    if mode == "none":
+    mode = mode_of(settings.mode)
+    if not mode.animated:  # stills: a row per image
         cols = _stills(settings, values, prompts, negatives)
-    elif mode == "interpolation":
+    elif mode.between_prompts:
         cols = _interpolation(settings, values, prompts, negatives)
     else:
         cols = _animation(settings, values, prompts, negatives)

@@ -63,6 +63,11 @@ class Mode:
         return self.camera or self.reads_video
 
     @property
+    def between_prompts(self) -> bool:
+        """Rows are the steps between consecutive prompts (interpolation): their count follows the prompts."""
+        return self.animated and not self.rows_are_frames
+
+    @property
     def uses_strength(self) -> bool:
         """Diffusions are img2img of a source image with the row's strength."""
         return self.camera or self.reads_video

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..compiler import catalogue
-from ..contract.errors import UserError
+from ..contract.errors import EXIT_USAGE, UserError
 from ..contract.files import write_atomic
 from ..contract.table import FrameTable
 from ..dsl.diagnostics import Diagnostic
@@ -39,7 +39,7 @@ SUMMARY_FILE = "batch.json"
 class BatchError(UserError):
     """A batch that cannot be planned as asked (bad --vary, two scenes with one name): exit 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 # ---- variations --------------------------------------------------------------------------------------------

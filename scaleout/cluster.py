@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..contract.errors import UserError
+from ..contract.errors import EXIT_USAGE, UserError
 
 RAY_INSTALL = "pip install 'dfm[ray]'"
 POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks the workers for progress
@@ -30,7 +30,7 @@ POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks th
 class ClusterError(UserError):
     """Ray is missing, the cluster cannot be reached, or no worker can start: a setup problem (exit 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class WorkerLost(Exception):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dfm.compiler import audio
 from dfm.compiler.compile import compile_source
 from dfm.dsl.formatter import format_source
@@ -191,6 +192,7 @@ def test_check_of_a_scene_without_audio_imports_no_audio_code():
 
 def test_video_carries_the_soundtrack_from_the_offset_cut_to_the_scene(clicks, tmp_path):
     import imageio_ffmpeg
+
     from dfm.runtime.encoder import Soundtrack, VideoEncoder
 
     track = Soundtrack.of(str(clicks), 1.0, 2 * FPS, FPS)
@@ -210,6 +212,7 @@ def test_video_carries_the_soundtrack_from_the_offset_cut_to_the_scene(clicks, t
 
 def test_preview_and_render_videos_carry_the_track_unless_no_audio(clicks, tiny_models, tmp_path):
     import imageio_ffmpeg
+
     from dfm.app.cli import main
 
     path = tmp_path / "music.dfm"

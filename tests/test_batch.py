@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from dfm.api import compile_file, compile_text
 from dfm.app.cli import main
 from dfm.runtime.render import render
 from dfm.scaleout import batch
 from dfm.scaleout.batch import BatchError, BatchInterrupted, BatchObserver, parse_vary, plan, run_batch, vary_text
 from dfm.scaleout.cluster import LocalPool, Queue, Slot, WorkerLost, plan_workers, run_queue
 from dfm.scaleout.shard import chunks, render_sharded
-
-from dfm.api import compile_file, compile_text
 
 ANIM = """dfm 1
 mode 2d

@@ -1,9 +1,9 @@
 """`dfm check`: every class of mistake gets its code, its position and a fix."""
 
 import pytest
-from dfm.compiler import catalogue
 
 from dfm.api import check_text
+from dfm.compiler import catalogue
 
 HEAD = 'dfm 1\nframes 100\nprompt 0 "a cat"\n'
 
@@ -207,9 +207,8 @@ def test_the_frame_variable_suggests_t():
 
 
 def test_deforum_quoted_expression_keys_parse_and_compile_as_deforum_evaluates_them():
-    from dfm.dsl.formatter import format_source
-
     from dfm.api import compile_result
+    from dfm.dsl.formatter import format_source
 
     src = 'dfm 1\nframes 10\nprompt 0 "a"\nseed_schedule 0:(5), "max_f-2":(-1), "max_f-1":(7)\n' \
           'zoom 0:(1), "max_f/2":(2)\n'

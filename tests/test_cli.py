@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dfm.app.cli import main
 
 GOOD = 'dfm 1\nframes 6\nprompt 0 "a cat"\nzoom 0:(1.0), 5:(1.05)\n'

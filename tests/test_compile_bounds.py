@@ -6,9 +6,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from dfm.compiler import catalogue as cat
 
 from dfm.api import compile_result
+from dfm.compiler import catalogue as cat
 
 HUGE_TIMES = {
     "duration": "duration 1e400\n",

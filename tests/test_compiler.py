@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+
+from dfm.api import compile_text
 from dfm.compiler import catalogue as cat
 from dfm.compiler.lower import cadence_plan, effective_steps, seed_sequence, split_neg
 from dfm.contract.table import DERIVED_COLUMNS, FORMAT_VERSION, FrameTable, MissingSetting, TableError
 from dfm.dsl.diagnostics import DfmError
-
-from dfm.api import compile_text
 
 
 def table(body: str, frames: int = 10) -> FrameTable:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deforum_files import A1111_KEYS, a1111_sources
+
+from dfm.api import check_text, compile_result, compile_text
 from dfm.compiler import catalogue as cat
 from dfm.compiler.deforum_export import export_settings
 from dfm.compiler.deforum_import import import_settings
 from dfm.compiler.deforum_names import A1111_SAMPLERS
 from dfm.compiler.interop import SettingsError
-
-from dfm.api import check_text, compile_result, compile_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -462,3 +462,26 @@ def test_a_value_of_the_wrong_type_is_a_warning_not_a_crash(settings, warned):
     assert warned in result.warned_keys
     assert warned not in result.mapped_keys
     assert [d for d in check_text(result.text) if d.is_error] == []
+
+
+# ---- the dialect's converters -----------------------------------------------------------------------------
+
+
+def test_every_converter_names_a_setting_of_the_catalogue():
+    """A converter is one setting both ways: its name is a catalogue setting (or, for a read alone, a Deforum
+    key dfm has no setting for), so a renamed row cannot leave a converter behind."""
+    from dfm.compiler import catalogue as cat
+    from dfm.compiler.deforum_dialect import CONVERTERS
+
+    settings = {p.name for p in cat.SETTINGS}
+    read_only = {name for name, c in CONVERTERS.items() if c.write is None and not c.scene and not c.carried}
+    assert set(CONVERTERS) - settings == read_only == {"noise_type"}
+
+
+def test_each_colour_label_reads_back_to_its_choice():
+    from dfm.compiler import catalogue as cat
+    from dfm.compiler.deforum_dialect import color_label
+
+    row = cat.BY_NAME["color_coherence"]
+    assert {choice: cat.resolve_choice(row, color_label(choice)) for choice in row.choices} == \
+        {choice: choice for choice in row.choices}

@@ -8,12 +8,12 @@ import shutil
 import subprocess
 
 import pytest
-from dfm.app.cli import main
-from dfm.app.diff import compare_scenes
-from dfm.contract import changes
 from test_incremental import BASE, EDITS
 
 from dfm.api import compile_result, compile_text
+from dfm.app.cli import main
+from dfm.app.diff import compare_scenes
+from dfm.contract import changes
 
 
 def diff_json(tmp_path, capsys, old: str, new: str, *extra: str) -> dict:

@@ -10,15 +10,15 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+
+from dfm.api import check_text, compile_result
+from dfm.api import evaluate_schedule as evaluate_schedule_text
 from dfm.compiler.catalogue import MODES, PARAMS
 from dfm.compiler.expressions import FUNCTIONS, VARIABLES
 from dfm.dsl import lexer
 from dfm.dsl.codes import CODES
 from dfm.dsl.diagnostics import Severity
 from dfm.dsl.parser import parse
-
-from dfm.api import check_text, compile_result
-from dfm.api import evaluate_schedule as evaluate_schedule_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "language.md"

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from dfm.dsl import ir
 from dfm.dsl import parser as dsl_parser
 from dfm.dsl.diagnostics import Diagnostic, render_concise, render_full, render_json

@@ -6,10 +6,11 @@ import struct
 from pathlib import Path
 
 import pytest
+from test_architecture import STDLIB, imports
+
 from dfm.contract import families
 from dfm.contract.errors import UserError
 from dfm.contract.families import Family, UnsupportedModel, family_from_name, file_family, folder_family, source_family
-from test_architecture import STDLIB, imports
 
 CONFIGS = Path(__file__).resolve().parents[1] / "runtime" / "configs"  # the shipped config skeletons
 

@@ -4,6 +4,7 @@ import glob
 from pathlib import Path
 
 import pytest
+
 from dfm.app.commands.fmt import rename_map as _rename_map
 from dfm.compiler import catalogue
 from dfm.dsl import ir

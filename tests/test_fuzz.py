@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from dfm.compiler import catalogue as cat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dfm.api import check_text, compile_result
+from dfm.compiler import catalogue as cat
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").glob("*.dfm"))]

@@ -18,10 +18,10 @@ import re
 
 import numpy as np
 import pytest
-from dfm.dsl.diagnostics import DfmError
 from numpy.testing import assert_allclose
 
 from dfm.api import evaluate_schedule as evaluate_schedule_text
+from dfm.dsl.diagnostics import DfmError
 
 numexpr = pytest.importorskip("numexpr")
 

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from render_outputs import Boom, outputs, stop_at
+from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
+
+from dfm.api import compile_result, compile_text
 from dfm.app.cli import main
 from dfm.compiler import catalogue as cat
 from dfm.contract import changes
@@ -19,10 +23,6 @@ from dfm.contract.table import FrameTable
 from dfm.runtime import resume
 from dfm.runtime.checks import SETTINGS_READ
 from dfm.runtime.render import render
-from render_outputs import Boom, outputs, stop_at
-from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
-
-from dfm.api import compile_result, compile_text
 
 # 10 frames, cadence 2 (diffusions at 0, 2, 4, 6, 8), a prompt key at 5 (a tween) and a step key at 7
 BASE = (TINY_2D_SCENE.replace("cadence 3", "cadence 2")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dfm.dsl.lexer import FUNCTIONS, DfmLexer
-from dfm.dsl.parser import parse
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String
+
+from dfm.dsl.lexer import FUNCTIONS, DfmLexer
+from dfm.dsl.parser import parse
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.dfm"))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from dfm.api import check_text, compile_text
 from dfm.compiler import networks as compiler_networks
 from dfm.contract import changes
 from dfm.runtime import RenderError, networks
@@ -19,8 +21,6 @@ from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.prompts import PromptEmbeddings, PromptEncoder
 from dfm.runtime.render import render
-
-from dfm.api import check_text, compile_text
 
 RANK = 2
 

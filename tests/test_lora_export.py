@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
+
 from dfm.compiler.compile import compile_source
 from dfm.compiler.deforum_export import export_settings
 from dfm.compiler.interop import Level
-from safetensors.numpy import save_file
 
 
 def _lora(path: Path) -> None:

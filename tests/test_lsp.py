@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from lsprotocol import types as lsp
+
+from dfm.api import check_text
 from dfm.app.lsp import completion, describe, features
 from dfm.app.lsp.client import StdioClient, apply_edits
 from dfm.app.lsp.hover import hover as hover_at
 from dfm.app.lsp.positions import LineIndex, units
 from dfm.compiler import catalogue as cat
 from dfm.dsl.formatter import format_source
-from lsprotocol import types as lsp
-
-from dfm.api import check_text
 
 ROOT = Path(__file__).resolve().parent.parent
 VSCODE = ROOT / "editors" / "vscode"

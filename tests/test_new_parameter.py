@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deforum_files import A1111_KEYS
+
+from dfm.api import check_text, compile_result, compile_text
 from dfm.compiler import catalogue as cat
 from dfm.compiler.catalogue import MOTION, Kind, Param
 from dfm.compiler.deforum_export import export_settings
@@ -25,8 +27,6 @@ from dfm.compiler.parseq import to_parseq_manifest
 from dfm.contract import changes
 from dfm.contract.reads import Read
 from dfm.dsl.formatter import format_source
-
-from dfm.api import check_text, compile_result, compile_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deforum_files import parseq_sources
-from dfm.compiler.interop import SettingsError
-from dfm.compiler.parseq import from_parseq_manifest, to_parseq_manifest
 
 from dfm.api import check_text, compile_text
+from dfm.compiler.interop import SettingsError
+from dfm.compiler.parseq import from_parseq_manifest, to_parseq_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 # a manifest in Parseq's format (tests/deforum_files.py), and the real one when ../shared/data/peer is present

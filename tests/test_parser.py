@@ -1,6 +1,7 @@
 """The grammar and parser: statements, values, spans, and every syntax error class."""
 
 import pytest
+
 from dfm.dsl import ir
 from dfm.dsl.parser import parse, split_statements
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dfm.app.plot import build_figure, plot_table, varying_columns
 from dfm.contract.table import FrameTable, Settings
 

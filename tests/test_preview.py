@@ -3,10 +3,10 @@
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from dfm.app.cli import main
-from dfm.runtime.preview import motion_card, overlay, preview_frames
 
 from dfm.api import compile_text
+from dfm.app.cli import main
+from dfm.runtime.preview import motion_card, overlay, preview_frames
 
 
 def scene(body: str, frames: int = 4) -> str:
@@ -95,6 +95,7 @@ def test_3d_camera_moves_a_flat_card_with_the_renderers_warp(padding, sampling):
 
 def test_the_host_offsets_are_the_renderers():
     import torch
+
     from dfm.runtime.camera import screen_offsets
     from dfm.runtime.warp import camera_3d, offsets_3d
 

@@ -10,6 +10,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dfm.api import check_text, compile_text
 from dfm.compiler import lower
 from dfm.compiler import prompt_syntax as ps
 from dfm.compiler.prompt_syntax import pieces_json, schedule, split_and, table_pieces
@@ -17,10 +21,6 @@ from dfm.contract.table import DERIVED_COLUMNS, ColumnType
 from dfm.dsl import ir
 from dfm.dsl.formatter import format_source
 from dfm.dsl.parser import parse
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from dfm.api import check_text, compile_text
 
 # ---- prompt editing and alternation: A1111's get_learned_conditioning_prompt_schedules ----------------------
 

@@ -10,6 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny_models import make_table
+
+from dfm.api import check_text, compile_text
 from dfm.compiler.prompt_syntax import check, pieces, pieces_json
 from dfm.runtime import RenderError
 from dfm.runtime import frame as frame_module
@@ -17,11 +22,6 @@ from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, resolve_source
 from dfm.runtime.prompts import CHUNK_TOKENS, PromptEncoder, make_chunks, prompt_warnings, read_pieces
 from dfm.runtime.render import render
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from tiny_models import make_table
-
-from dfm.api import check_text, compile_text
 
 R, S = 1.1, 1 / 1.1  # A1111's round and square bracket factors
 

@@ -9,15 +9,15 @@ import os
 from pathlib import Path
 
 import pytest
+from test_lora import _lora_state
+
+from dfm.api import compile_text
 from dfm.app.cli import main
 from dfm.runtime import speedups
 from dfm.runtime.render import render
 from dfm.scaleout import cluster
 from dfm.scaleout.cluster import LocalPool
 from dfm.scaleout.shard import render_sharded
-from test_lora import _lora_state
-
-from dfm.api import compile_text
 
 # stills (frames independent: they shard); the LoRA's weight changes per frame, so it is not fused and the
 # worker's FrameNetworks (networks.for_renderer) sets it at every frame; the AND prompt counts 3 UNet items

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from dfm.api import compile_text
 from dfm.runtime import job, resume
 from dfm.runtime.actor import RenderWorker, SceneTask
 from dfm.runtime.frame import RenderState
 from dfm.runtime.render import render
 from dfm.scaleout.cluster import LocalPool
 from dfm.scaleout.shard import render_sharded
-
-from dfm.api import compile_text
 
 STILLS = """dfm 1
 mode none

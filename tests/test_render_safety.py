@@ -11,11 +11,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from render_outputs import Boom, snapshot, stop_at
+from tiny_models import make_table
+
 from dfm.runtime import resume
 from dfm.runtime.errors import RenderError
 from dfm.runtime.render import render
-from render_outputs import Boom, snapshot, stop_at
-from tiny_models import make_table
 
 
 def table2d(tiny_models, n: int = 6):

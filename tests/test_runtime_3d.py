@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import make_table, save_depth_models
+
+from dfm.api import compile_text
 from dfm.runtime import RenderError
 from dfm.runtime.checks import check_table
 from dfm.runtime.depth import (
@@ -31,9 +34,6 @@ from dfm.runtime.frame import FrameRenderer
 from dfm.runtime.render import render
 from dfm.runtime.timing import StageTimer
 from dfm.runtime.warp import camera_3d, offsets_3d, warp_3d
-from tiny_models import make_table, save_depth_models
-
-from dfm.api import compile_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STILL = {

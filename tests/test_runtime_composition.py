@@ -13,14 +13,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_models import make_table
+from torch import Tensor
+
 from dfm.runtime import samplers
 from dfm.runtime.errors import RenderError
 from dfm.runtime.noise import centred, initial_noise, slerp
 from dfm.runtime.prompts import MAX_CACHED, PromptEmbeddings, read_prompt
 from dfm.runtime.render import render
 from dfm.runtime.samplers import StepCond, cfg_eps
-from tiny_models import make_table
-from torch import Tensor
 
 CPU = torch.device("cpu")
 
@@ -225,9 +226,10 @@ def test_a_text_new_on_every_frame_keeps_a_bounded_cache_of_the_most_recent():
 def test_long_prompts_new_on_every_frame_are_named_a_few_times_then_counted(tmp_path):
     from types import SimpleNamespace
 
-    from dfm.runtime.prompts import MAX_LONG_NOTED, prompt_warnings
     from tiny_models import write_tokenizer
     from transformers import CLIPTokenizer
+
+    from dfm.runtime.prompts import MAX_LONG_NOTED, prompt_warnings
 
     n = MAX_LONG_NOTED + 7
     texts = ["cat " * 80 + f"dog {i}" for i in range(n)]  # a backtick expression: another long text per frame

@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
+from tiny_models import TINY_2D_SCENE, make_table
+
+from dfm.api import compile_text
 from dfm.compiler import catalogue as cat
 from dfm.contract.table import FrameTable, Settings
 from dfm.runtime import RenderError, effects, samplers
 from dfm.runtime.checks import MODE_COLUMNS, ROW_COLUMNS, SETTINGS_READ, SUPPORTED_MODES, check_table
 from dfm.runtime.warp import BORDERS, PADDING_MODES, SAMPLING_MODES
-from tiny_models import TINY_2D_SCENE, make_table
-
-from dfm.api import compile_text
 
 RUNTIME_SOURCES = sorted((Path(__file__).resolve().parents[1] / "runtime").glob("*.py"))
 

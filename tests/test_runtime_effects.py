@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from dfm.runtime import effects
 
 

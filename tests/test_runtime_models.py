@@ -5,11 +5,12 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from dfm.runtime import RenderError
 from dfm.runtime.device import pick_device
 from dfm.runtime.hashing import cached_sha256, sha256_file, verify_sha256
 from dfm.runtime.models import CONFIGS, StableDiffusion, resolve_source
-from safetensors.torch import save_file
 
 CPU = pick_device("cpu")
 
@@ -180,6 +181,7 @@ def test_library_log_lines_and_warnings_are_quiet_while_loading(capsys):
     import warnings
 
     import transformers.utils.logging as tlog
+
     from dfm.runtime.models import quiet_loading
 
     before = tlog.get_verbosity()
@@ -259,10 +261,11 @@ def test_the_guidance_scale_reaches_the_unet(lcm):
 
 
 def test_an_lcm_folder_renders_with_the_rows_cfg(lcm, tmp_path, monkeypatch):
-    from dfm.runtime.models import guidance_embedding
-    from dfm.runtime.render import render
     from diffusers import UNet2DConditionModel
     from tiny_models import make_table
+
+    from dfm.runtime.models import guidance_embedding
+    from dfm.runtime.render import render
 
     calls = []  # (batch, timestep_cond) of every UNet call
     forward = UNet2DConditionModel.forward
@@ -309,8 +312,9 @@ def test_an_epsilon_sd2_single_file_gets_an_epsilon_skeleton(tmp_path):
     """The shipped SD 2.x skeleton is 768-v's; a file told epsilon (2.1 base, SD-Turbo) must not load as v."""
     import struct
 
-    from dfm.runtime.models import config_skeleton, detect_family
     from tiny_models import write_tokenizer
+
+    from dfm.runtime.models import config_skeleton, detect_family
 
     key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
     raw = json.dumps({key: {"dtype": "F16", "shape": [320, 1024], "data_offsets": [0, 0]}}).encode()

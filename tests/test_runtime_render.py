@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from dfm.runtime import RenderError, samplers
-from dfm.runtime.render import render
 from tiny_models import TINY_2D_SCENE as SCENE
 from tiny_models import make_table, with_prompts
 
 from dfm.api import compile_text
+from dfm.runtime import RenderError, samplers
+from dfm.runtime.render import render
 
 
 def png(path):

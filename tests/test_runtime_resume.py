@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from dfm.app.cli import main
-from dfm.runtime import resume
-from dfm.runtime.render import RenderInterrupted, render
 from render_outputs import Boom, outputs, stop_at
 from tiny_models import TINY_2D_SCENE, make_table, save_depth_models
 
 from dfm.api import compile_text
+from dfm.app.cli import main
+from dfm.runtime import resume
+from dfm.runtime.render import RenderInterrupted, render
 
 SCENE = TINY_2D_SCENE + "noise 0:(0.05)\n"
 

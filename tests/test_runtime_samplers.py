@@ -5,6 +5,7 @@ import inspect
 
 import pytest
 import torch
+
 from dfm.compiler.catalogue import SAMPLERS as CATALOGUE_SAMPLERS
 from dfm.runtime import samplers
 

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from dfm.runtime import RenderError
-from dfm.runtime.render import render
-from dfm.runtime.video_input import VideoFrames, count_frames, select, to_frame, video_selection
 from tiny_models import make_table
 
 from dfm.api import compile_text
+from dfm.runtime import RenderError
+from dfm.runtime.render import render
+from dfm.runtime.video_input import VideoFrames, count_frames, select, to_frame, video_selection
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 COLOURS = [((37 * k) % 256, (255 - 29 * k) % 256, (90 + 71 * k) % 256) for k in range(12)]

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from dfm.runtime.warp import matrix_2d, perspective_flip, rotation_zoom, warp_2d, warp_matrix
 
 H, W = 48, 64

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from dfm.compiler import catalogue as cat
 from dfm.compiler.deforum_import import import_settings
 from dfm.compiler.deforum_names import A1111_SAMPLERS, a1111_sampler

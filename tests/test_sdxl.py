@@ -5,14 +5,15 @@ import json
 
 import pytest
 import torch
+from sdxl_models import save_sdxl
+from tiny_models import make_table
+
 from dfm.compiler.prompt_syntax import pieces_json
 from dfm.runtime import RenderError, samplers
 from dfm.runtime.device import pick_device
 from dfm.runtime.models import StableDiffusion, folder_family, resolve_source
 from dfm.runtime.prompts import PromptEncoder
 from dfm.runtime.render import render
-from sdxl_models import save_sdxl
-from tiny_models import make_table
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +166,9 @@ def test_single_file_sdxl_is_detected_and_loads_the_same_weights(sdxl):
 
 
 def test_bare_single_file_sdxl_gets_the_shipped_skeleton_with_both_tokenizers(sdxl, tmp_path):
-    from dfm.runtime.models import config_skeleton
     from tiny_models import write_tokenizer
+
+    from dfm.runtime.models import config_skeleton
 
     write_tokenizer(sdxl["bare"].parent / "tokenizer")
     skeleton = config_skeleton(sdxl["bare"], False, tmp_path)
@@ -177,9 +179,10 @@ def test_bare_single_file_sdxl_gets_the_shipped_skeleton_with_both_tokenizers(sd
 
 
 def test_shipped_sdxl_skeleton_has_sdxl_base_shapes():
-    from dfm.runtime.models import CONFIGS
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from dfm.runtime.models import CONFIGS
 
     root = CONFIGS / "sdxl"
     read = lambda rel: json.loads((root / rel).read_text())  # noqa: E731
@@ -201,8 +204,9 @@ def test_a_turbo_folder_renders_with_its_family_defaults(sdxl, tmp_path, monkeyp
     of one latent (int(0.35 × 4) = 1)."""
     import shutil
 
-    from dfm.compiler.compile import compile_source
     from diffusers import UNet2DConditionModel
+
+    from dfm.compiler.compile import compile_source
 
     turbo = tmp_path / "turbo"
     shutil.copytree(sdxl["folder"], turbo)

@@ -13,14 +13,14 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from dfm.api import compile_text
 from dfm.compiler import catalogue as cat
 from dfm.compiler.lower import sampler_evaluations
 from dfm.runtime import samplers
 from dfm.runtime.errors import RenderError
 from dfm.runtime.prompts import read_prompt, schedule_multiplier
 from dfm.runtime.samplers import StepCond
-
-from dfm.api import compile_text
 
 CPU = torch.device("cpu")
 # the scheduler config of an SD 1.x model, as small as from_config needs

@@ -10,6 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny_models import make_table
+
+from dfm.api import check_text, compile_result, compile_text
 from dfm.compiler.deforum_export import export_settings
 from dfm.compiler.deforum_import import import_settings
 from dfm.compiler.lower import scheduled_seeds
@@ -17,9 +20,6 @@ from dfm.compiler.parseq import from_parseq_manifest, to_parseq_manifest
 from dfm.runtime import samplers
 from dfm.runtime.noise import initial_noise, slerp
 from dfm.runtime.render import render
-from tiny_models import make_table
-
-from dfm.api import check_text, compile_result, compile_text
 
 HEAD = "dfm 1\nmode 2d\nframes 8\nprompt 0 \"a cat\"\n"
 

@@ -7,6 +7,7 @@ import argparse
 
 import pytest
 import torch
+
 from dfm.runtime import effects, speedups
 from dfm.runtime.device import pick_device
 from dfm.runtime.errors import RenderError
@@ -82,8 +83,9 @@ def test_compile_is_opt_in_in_place_and_reversible(sd):
 
 
 def test_the_switches_enter_the_resume_fingerprint(sd, tiny_models):
-    from dfm.runtime import resume
     from tiny_models import make_table
+
+    from dfm.runtime import resume
 
     table = make_table(2)
     speedups.record(sd, speedups.describe(None, "cpu", (64, 64)))
@@ -229,9 +231,10 @@ def test_a_render_finds_histograms_once_and_copies_each_frame_once(tiny_models, 
     """The frame loop's device residency, counted on the CPU: the colour reference's histograms are found
     once per render, not per frame; and each frame's tensor is handed to the host once, the checkpoint
     behind it reusing the writer's copy."""
+    from tiny_models import make_table
+
     from dfm.runtime import output
     from dfm.runtime.render import render
-    from tiny_models import make_table
 
     uniques, copies = [], []
     original_unique, original_copy = torch.unique, output.HostCopy.__init__

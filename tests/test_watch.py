@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_incremental import BASE, EDITS, outputs
+
+from dfm.api import compile_text
 from dfm.app.cli import build_parser
 from dfm.app.watch import Watcher, preview_watcher, render_watcher
 from dfm.runtime import models as models_module
 from dfm.runtime.render import RenderCancelled, RenderReport, render
-from test_incremental import BASE, EDITS, outputs
-
-from dfm.api import compile_text
 
 
 def scene_file(tmp_path: Path, text: str) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from dfm.compiler import catalogue
 
 # ---- tokenizer ---------------------------------------------------------------------------------------------
