@@ -6,10 +6,11 @@ anything from one frame to the next). In 2D and 3D every frame is the previous o
 so frame i cannot start before frame i - 1 is done; those scenes render on one worker, and `dfm batch`
 parallelises across scenes instead.
 
-The driver has one worker report resume's fingerprint, decides which rows to render as `run_render`
-does (a checkpoint of the same render continues; an edited scene keeps the frames the edit cannot
-change), readies the folder the same way, and hands out chunks of those rows in order
-(`RenderWorker.render_rows`). It writes each returned PNG atomically as it arrives, and keeps the
+The sharded render is the one render job (`runtime/job.py` `run_job`) with the pool as its frame source
+(`PoolFrames`): the job decides which rows to render (a checkpoint of the same render continues, one that
+counts on a damaged frame starts over; an edited scene keeps the frames the edit cannot change) and readies
+the folder, exactly as for a local render; one worker reports resume's fingerprint, and the driver hands
+out chunks of the rows in order (`RenderWorker.render_rows`). It writes each returned PNG atomically as it arrives, and keeps the
 record of the frames on disk and the checkpoint at the first one missing, so a killed sharded render
 continues with or without `--ray` and renders no frame twice. Once every frame is written it encodes
 the video from the PNGs (lossless, so ffmpeg gets the uint8 frames a local render gives it, and the
