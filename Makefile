@@ -1,31 +1,42 @@
-# Two entry points: `make demo` (the main job) and `make test`. Each creates .venv and installs
-# what it needs; the venv is rebuilt only when pyproject.toml changes.
+# Two entry points: `make demo` (the main job) and `make test`. `make demo` creates .venv with dfm and
+# what it needs to run; `make test` adds the test tools and Ray (the extras `test` and `ray`) to the same
+# venv. Each stamp is redone only when pyproject.toml changes, so neither target reinstalls the other's.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 BIN := $(VENV)/bin
+# -q: pip prints nothing but warnings and errors; the walls of progress would read as a broken install
+PIP := $(BIN)/python -m pip -q
 DEMO ?= examples/demo.dfm
 
 .PHONY: demo test lint bench bench-gpu bench-long clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ray]'
-	touch $(STAMP)
+	@echo "Installing dfm into $(VENV) (a few minutes the first time: PyTorch alone is a few GB)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install -e .
+	@touch $@
+
+$(TEST_STAMP): $(STAMP)
+	@echo "Adding the test tools and Ray to $(VENV) (pip install -e '.[test,ray]')"
+	@$(PIP) install -e '.[test,ray]'
+	@touch $@
 
 # table, plot and motion preview always (seconds, no model); then the few-step render if the model is
 # reachable (a GPU at once; a CPU after an estimate of how long it takes); offline, one line says how
 demo: $(STAMP)
 	$(BIN)/dfm demo $(DEMO) --out outputs/demo
+	@echo "To run dfm yourself: '. $(VENV)/bin/activate' puts it on the PATH (then 'dfm --help'), or run $(BIN)/dfm"
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_check.py
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_render.py
@@ -38,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lora.py
 
 # longer campaigns and scale-out figures (minutes each)
-bench-long: $(STAMP)
+bench-long: $(TEST_STAMP)
 	$(BIN)/python benchmarks/fuzz_campaign.py
 	$(BIN)/python benchmarks/bench_batch.py
 

@@ -63,16 +63,20 @@ def summary(diags, files: int) -> str:
     return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}{also}"
 
 
-def compile_file(path: str):
-    """The compile result of a file; prints diagnostics and returns None on errors."""
+def compile_file(path: str, *, notes: bool = False):
+    """The compile result of a file; prints diagnostics and returns None on errors. Notes (a detected tempo,
+    the model family's defaults: DFM206/DFM207) only with `notes`: `check` and `render` say them, the
+    commands run again and again while editing (compile, plot, preview, export) would repeat them."""
     from ..api import compile_result
+    from ..dsl.diagnostics import Severity
 
     text = read_source(path)
     result = compile_result(text, path)
-    if result.diagnostics:
-        print_diagnostics(result.diagnostics, {path: text}, "full", sys.stderr)
+    shown = [d for d in result.diagnostics if notes or d.severity is not Severity.NOTE]
+    if shown:
+        print_diagnostics(shown, {path: text}, "full", sys.stderr)
     if result.errors or result.table is None:
-        print(summary(result.diagnostics, 1), file=sys.stderr)
+        print(summary(shown, 1), file=sys.stderr)
         return None
     return result
 
@@ -92,10 +96,12 @@ def emit(data: str, out: str | None, source: str | None = None) -> None:
 
 class Progress:
     """A tqdm bar (frame, frames/s, ETA) that appears with the first frame, not while models load;
-    with `quiet`, one that draws nothing. Called as `progress(done, total)`."""
+    with `quiet`, one that draws nothing. `label` names the work (render, preview). Called as
+    `progress(done, total)`."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, label: str = "render") -> None:
         self.quiet = quiet
+        self.label = label
         self.bar = None
 
     def __call__(self, done: int, total_: int) -> None:
@@ -104,7 +110,7 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_, unit="frame", dynamic_ncols=True, desc="render")
+            self.bar = tqdm(total=total_, unit="frame", dynamic_ncols=True, desc=self.label)
         self.bar.total = total_
         self.bar.update(done - self.bar.n)
 
@@ -114,8 +120,8 @@ class Progress:
             self.bar = None
 
 
-def progress_bar(quiet: bool = False) -> Progress:
-    return Progress(quiet)
+def progress_bar(quiet: bool = False, label: str = "render") -> Progress:
+    return Progress(quiet, label)
 
 
 __all__ = ["Progress", "UsageError", "color", "compile_file", "emit", "print_diagnostics", "progress_bar",

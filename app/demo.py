@@ -2,9 +2,10 @@
 
 Always, in seconds and without a model: check the demo scene, write its table (table.csv), the plot of
 its schedules (plot.png) and the motion preview over a test card (preview.mp4). Then, if the model is
-reachable, render: on a GPU at once; on a CPU after saying how long it will take (an estimate from the
-UNet's size and a quick measurement of this CPU), with a few seconds to interrupt (Ctrl-C; a render
-interrupted later resumes where it stopped) into <out>/render/. With no model reachable (HF_HUB_OFFLINE, not in the
+reachable, render into <out>/render/: on a GPU at once; on a CPU after saying how much work it is (the UNet
+evaluations the table counts) and that the render times its first frames and then says how long the rest
+takes (a measurement: a guess from the hardware was off by 30x), with a few seconds to interrupt (Ctrl-C; a
+render interrupted later resumes where it stopped). With no model reachable (HF_HUB_OFFLINE, not in the
 Hugging Face cache, no local folder, or the hub not answering a short probe), it stops after the
 preview and says in one line how to render for real. No step waits on the network for more than
 `PROBE_TIMEOUT` seconds.
@@ -12,7 +13,6 @@ preview and says in one line how to render for real. No step waits on the networ
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..contract import families
-from ..contract.errors import UserError
 from .exit_codes import EXIT_ERRORS, EXIT_OK
 
 DEMO_SCENE = Path(__file__).resolve().parent.parent / "examples" / "demo.dfm"
@@ -31,12 +30,6 @@ PROBE_TIMEOUT = 3.0  # seconds: one HEAD request to the hub, never the hub clien
 COUNTDOWN = 5  # seconds to interrupt before a CPU render starts
 # what the demo writes into --out; a folder holding anything else is the user's, and the demo refuses it
 OUTPUTS = ("table.csv", "plot.png", "preview.mp4", "preview_strip.png", "render")
-# A forward pass of an SD-sized UNet (865 M parameters) on 64x64 latents (512x512) is about 0.8 TFLOP
-# (published profiles of SD 1.x/2.x: ~400 G multiply-adds); other sizes scale with the parameters and the
-# latent area. Convolutions and attention reach about half of a plain matmul's speed on a CPU.
-UNET_TFLOP_512 = 0.8
-UNET_PARAMS_SD = 865e6
-CPU_EFFICIENCY = 0.5
 
 
 @dataclass(frozen=True)
@@ -94,73 +87,6 @@ def _cached_weights(spec: str) -> bool:
     return snap is not None and any((snap / "unet").glob("*.safetensors"))
 
 
-def unet_params(spec: str, base_dir: Path) -> float:
-    """The UNet's parameter count from its .safetensors header (no weight read); SD's when unknown."""
-    raw = Path(os.path.expanduser(spec))
-    folder = raw if raw.is_absolute() else base_dir / raw
-    if not folder.is_dir():
-        folder = families.cached_snapshot(spec) or folder
-    for f in sorted((folder / "unet").glob("*.safetensors")) if folder.is_dir() else []:
-        try:
-            shapes, _ = families.safetensors_header(f)
-        except UserError:
-            continue
-        return float(sum(math.prod(s) for s in shapes.values()))
-    return UNET_PARAMS_SD
-
-
-def cpu_tflops(seconds: float = 0.3) -> float:
-    """This CPU's float32 matmul speed, measured for about `seconds` (torch's own threads)."""
-    import torch
-
-    a, b = torch.randn(512, 512), torch.randn(512, 512)
-    a @ b  # first call: thread pool start-up, not the speed
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        n += 1
-    return n * 2 * 512**3 / (time.perf_counter() - start) / 1e12
-
-
-def estimate_seconds(table, params: float, tflops: float) -> tuple[float, int]:
-    """(seconds, UNet passes) for the table's diffusions on a CPU of `tflops`."""
-    import numpy as np
-
-    diffused = np.asarray(table["diffused"], dtype=bool)
-    steps = np.asarray(table["effective_steps"])[diffused]
-    cfg = np.asarray(table["cfg_scale"], dtype=np.float64)[diffused]
-    passes = int((steps * np.where(cfg > 1.0, 2, 1)).sum())  # CFG batches the negative: twice the work
-    s = table.settings
-    area = (int(s.width) // 8) * (int(s.height) // 8) / 4096
-    per_pass = UNET_TFLOP_512 * (params / UNET_PARAMS_SD) * area / max(tflops * CPU_EFFICIENCY, 1e-6)
-    return passes * per_pass, passes
-
-
-def write_strip(table, path: Path, count: int = 6, width: int = 160) -> Path:
-    """`count` evenly spaced frames of the motion preview side by side, each `width` pixels wide (PNG):
-    what the README shows of the demo."""
-    import cv2
-    import numpy as np
-
-    from ..runtime.preview import preview_frames
-
-    n = len(table)
-    picks = set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())
-    tiles = []
-    for i, frame in enumerate(preview_frames(table)):
-        if i in picks:
-            h = max(1, round(frame.shape[0] * width / frame.shape[1]))
-            tiles.append(cv2.resize(frame, (width, h), interpolation=cv2.INTER_AREA))
-    strip = np.concatenate(tiles, axis=1)
-    if not cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"could not write {path}")
-    return path
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 def run_demo(args) -> int:
     """The `dfm demo` command: see the module's docstring. Returns the exit code."""
     from ..contract.files import write_atomic
@@ -187,8 +113,7 @@ def run_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "table.csv", table.to_csv())
     plot_table(table, out / "plot.png", None)
-    render_preview(table, out / "preview.mp4")
-    write_strip(table, out / "preview_strip.png")
+    render_preview(table, out / "preview.mp4", strip=out / "preview_strip.png")
     print(f"wrote {out / 'table.csv'}, {out / 'plot.png'}, {out / 'preview.mp4'} (the camera over a test card) and "
           f"{out / 'preview_strip.png'}", file=sys.stderr)
     model = args.model or str(table.settings.model)
@@ -206,10 +131,10 @@ def run_demo(args) -> int:
 
     gpu = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     if not gpu:
-        seconds, passes = estimate_seconds(table, unet_params(model, scene.parent), cpu_tflops())
-        print(f"no GPU: rendering {len(table)} frames ({passes} UNet passes) with {reach.why} on this CPU takes "
-              f"roughly {_duration(seconds)} (estimated from the UNet's size and a quick measurement of this CPU; "
-              "loading the model comes on top)", file=sys.stderr)
+        evals = int(table["unet_evals"].sum())
+        print(f"no GPU: rendering {len(table)} frames ({evals} UNet evaluations) with {reach.why} on this CPU; "
+              "the render times its first frames and then says how long the rest takes. Ctrl-C stops it at any "
+              "frame, and the same command goes on from there", file=sys.stderr)
         if not args.yes:
             try:
                 for left in range(COUNTDOWN, 0, -1):
@@ -232,4 +157,4 @@ def _render(argv: list[str]) -> int:
     return run_command(render.parse(argv))
 
 
-__all__ = ["DEMO_SCENE", "Reach", "estimate_seconds", "reachable", "run_demo"]
+__all__ = ["DEMO_SCENE", "Reach", "reachable", "run_demo"]

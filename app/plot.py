@@ -57,7 +57,7 @@ def build_figure(table: FrameTable, params: list[str] | None = None) -> tuple[Fi
     from matplotlib.figure import Figure
     from matplotlib.transforms import blended_transform_factory
 
-    names = _select(table, params)
+    names = select_columns(table, params)
     frames = len(next(iter(table.columns.values()))) if table.columns else 0
     x = np.arange(frames)
     fps = _fps(table)
@@ -122,17 +122,22 @@ def plot_table(table: FrameTable, out_path: Path, params: list[str] | None = Non
 
     One panel per parameter that varies across frames, or per name in `params` (unknown names raise
     `ValueError` listing the valid ones). The file appears whole or not at all: it is written to a
-    temporary file in the same folder and moved into place.
+    temporary file in the same folder and moved into place. A new file gets the mode the umask gives (as
+    every output of dfm), a rewritten one keeps its own.
     """
+    from ..contract.files import file_mode
+
     out_path = Path(out_path)
     fig, _ = build_figure(table, params)
     fmt = out_path.suffix.lstrip(".").lower() or "png"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # same folder, so os.replace is a rename on one filesystem (atomic), never a copy
+    mode = file_mode(out_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=fmt, dpi=110)
+            os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -143,7 +148,9 @@ def plot_table(table: FrameTable, out_path: Path, params: list[str] | None = Non
 # ---- helpers ---------------------------------------------------------------------------------------
 
 
-def _select(table: FrameTable, params: list[str] | None) -> list[str]:
+def select_columns(table: FrameTable, params: list[str] | None) -> list[str]:
+    """The columns to draw: `params` in the user's order, or the varying ones; an unknown name raises
+    ValueError listing the valid ones."""
     if params is None:
         return varying_columns(table)
     valid = plottable_columns(table)

@@ -1,5 +1,10 @@
 """What the commands that render (`render`, `preview`, `batch`, and their `--watch`) make of their arguments:
-the output path, the table to render, the speed-up switches, the Ray options. Argparse only: no torch."""
+the output path, the table to render, the speed-up switches, the Ray options. Argparse only: no torch.
+
+The scene's default folder, outputs/<scene name>/, is shared: `dfm plot` and `dfm preview` write there
+first, then `dfm render`. What the first two write there is recorded as dfm's (runtime/outdir.py
+`record_files`), so the render accepts the folder, and the render's folder is checked before any model
+loads."""
 
 from __future__ import annotations
 
@@ -10,16 +15,43 @@ from .console import UsageError
 
 
 def render_out(args: argparse.Namespace, table) -> Path:
-    """The folder `dfm render` writes: --out, else the scene's output_dir, else outputs/<scene name>/."""
-    if args.out:
-        return Path(args.out)
+    """The folder `dfm render` writes: --out, else the scene's output_dir, else outputs/<scene name>/.
+    A folder the render may not write into (a file; files dfm did not write) raises RenderError here, in a
+    fraction of a second, not after torch loads (seconds); with --watch, each render reports it itself
+    (app/watch.py prints a job's RenderError only from the render)."""
+    from ..runtime.outdir import check_output  # no torch
+
     s = table.settings
-    return Path(s.output_dir) if s.output_dir else Path("outputs") / Path(args.file).stem
+    out = Path(args.out) if args.out else Path(s.output_dir) if s.output_dir else scene_folder(args.file)
+    if not getattr(args, "watch", False):
+        check_output(out)
+    return out
+
+
+def scene_folder(scene: str) -> Path:
+    """A scene's default output folder: outputs/<scene name>/."""
+    return Path("outputs") / Path(scene).stem
+
+
+def default_output(scene: str, *names: str) -> Path:
+    """The path of `names[0]` in the scene's default folder, all of `names` (the files a command is about to
+    write there) recorded as dfm's first, so that a render into the folder later accepts them."""
+    from ..runtime.outdir import record_files  # no torch
+
+    folder = scene_folder(scene)
+    record_files(folder, names)
+    return folder / names[0]
 
 
 def preview_out(args: argparse.Namespace) -> Path:
-    """The file `dfm preview` writes: -o, else outputs/<scene name>/preview.mp4."""
-    return Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "preview.mp4"
+    """The file `dfm preview` writes: -o, else outputs/<scene name>/preview.mp4 (recorded as dfm's, with the
+    strip beside it)."""
+    if args.output:
+        return Path(args.output)
+    from ..runtime.preview import strip_path
+
+    name = "preview.mp4"
+    return default_output(args.file, name, strip_path(Path(name)).name)
 
 
 def scene_table(result, args: argparse.Namespace):
@@ -48,4 +80,5 @@ def check_ray_options(args: argparse.Namespace) -> None:
         raise UsageError("--workers and --cpus-per-worker apply with --ray only")
 
 
-__all__ = ["check_ray_options", "preview_out", "ray_arguments", "render_out", "scene_table", "speedups"]
+__all__ = ["check_ray_options", "default_output", "preview_out", "ray_arguments", "render_out", "scene_folder",
+           "scene_table", "speedups"]

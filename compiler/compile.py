@@ -9,7 +9,9 @@ reports into one diagnostics list (context.py), collecting every diagnostic, nev
 3. scene_prompts.py   prompt keys at their frames (key_times.py), their texts checked
 4. seeds.py           which behaviour the seeds follow (`seed_schedule`)
 5. schedule_keys.py   schedule keys resolved to frames; frame_values.py evaluates and checks every frame
-6. lower.py           the FrameTable; render_warnings.py says what the render will make of it
+6. lower.py           the FrameTable; render_warnings.py says what the render will make of it. Without a
+                      table (`dfm check`, the language server), render_warnings.py computes only the rows
+                      its warnings read, so that check reports every diagnostic compile does
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .expressions import environment
 from .frame_values import check_finite, evaluate_schedules
 from .lower import PromptValueError, accumulated_camera, source_hash
 from .lower import build_table as lower_table
-from .render_warnings import unreached_edits, zero_step_frames
+from .render_warnings import edit_columns, unreached_edits, zero_step_frames
 from .scene_audio import audio_features
 from .scene_prompts import Prompts, check_prompt_values, resolve_prompts
 from .scene_settings import interpolation_frames, resolve_settings
@@ -169,9 +171,20 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     if not check_finite(ctx, stmts.schedules, camera):
         return
     zero_step_frames(ctx, stmts.settings, stmts.schedules, settings, values)
-    if not build_table or ctx.has_errors:
+    if ctx.has_errors:
         return
-    _lower(ctx, result, stmts, prompts, nets, env, features, frames)
+    if build_table:
+        _lower(ctx, result, stmts, prompts, nets, env, features, frames)
+        return
+    # `dfm check`: the table's own warnings from only what they read of it, so check says all compile does
+    try:
+        with np.errstate(all="ignore"):
+            cols = edit_columns(result.settings, values, prompts.keys, env)
+    except PromptValueError as e:
+        _prompt_value_error(ctx, prompts, e)
+        return
+    if cols is not None:
+        unreached_edits(ctx, prompts.keys, cols, str(result.settings.sampler))
 
 
 def _lower(ctx: CompileContext, result: CompileResult, stmts: Statements, prompts: Prompts,
@@ -182,17 +195,23 @@ def _lower(ctx: CompileContext, result: CompileResult, stmts: Statements, prompt
         try:
             table = lower_table(result.settings, result.values, result.prompts, result.negatives,
                                 source=ctx.scene.source, path=ctx.path, env=env)
-        except PromptValueError as e:  # a weight on a row past the frames `check_prompt_values` checked
-            _, span, name = prompts.expressions.get(e.expression, (None, ctx.scene.statements[0].span, "prompt"))
-            ctx.err("DFM402", f"the prompt weight `{e.expression[:40]}` is {e.value} at frame {e.frame}", span,
-                    parameter=name, frame=e.frame, help="guard the expression, e.g. with `where` or `max`")
+        except PromptValueError as e:
+            _prompt_value_error(ctx, prompts, e)
             return
     if features and len(table) == frames:  # the features as columns, so compile and plot show them
         table = table.with_columns(**{f"audio_{k}": v for k, v in features.items()})
     table = nets.lower(table)
     if check_finite(ctx, stmts.schedules, table.columns):
         result.table = table
-        unreached_edits(ctx, prompts.keys, table)
+        unreached_edits(ctx, prompts.keys, table.columns, str(table.settings.sampler))
+
+
+def _prompt_value_error(ctx: CompileContext, prompts: Prompts, e: PromptValueError) -> None:
+    """A weight not finite on a row `check_prompt_values` did not check (it checks every row the lowering
+    makes: this is a safety net), reported as that pass would."""
+    _, span, name = prompts.expressions.get(e.expression, (None, ctx.scene.statements[0].span, "prompt"))
+    ctx.err("DFM402", f"the prompt weight `{e.expression[:40]}` is {e.value} at frame {e.frame}", span,
+            parameter=name, frame=e.frame, help="guard the expression, e.g. with `where` or `max`")
 
 
 __all__ = ["CompileResult", "compile_scene", "compile_source", "schedule_values", "source_hash"]

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from . import catalogue as cat
-from .deforum_names import A1111_DEPTH
+from .deforum_names import A1111_DEPTH, Impact
 from .scene_writer import commented, statement, string, word
 
 # what the export writes for a value: the Deforum keys and their values, or None when Deforum has no faithful
@@ -41,7 +41,7 @@ class SettingsReader(Protocol):
     def has(self, key: str) -> bool: ...
     def take(self, key: str) -> object: ...
     def map(self, *keys: str) -> None: ...
-    def warn(self, message: str, keys: list[str] = ...) -> None: ...
+    def warn(self, message: str, keys: list[str] = ..., impact: Impact = ...) -> None: ...
     def number(self, key: str, kind: type) -> float | int | None: ...
 
 
@@ -122,7 +122,7 @@ def read_seed_resize(r: SettingsReader) -> None:
     if not (w is not None and w > 0 and h is not None and h > 0):
         if (w or 0) > 0 or (h or 0) > 0:
             r.warn("only one of seed_resize_from_w and seed_resize_from_h is above 0: A1111 resizes the "
-                   "seed only with both, so neither is used", list(keys))
+                   "seed only with both, so neither is used", list(keys), Impact.NO_EFFECT)
         return
     p = cat.BY_NAME["seed_resize_from"]
     fw, fh = (max(int(p.min), min(int(p.max), d - d % 8)) for d in (w, h))

@@ -33,6 +33,8 @@ from .deforum_names import (
     GATES,
     REMOVED_KEYS,
     RENAMED_KEYS,
+    Impact,
+    ImportNote,
     a1111_sampler,
     param_for_key,
 )
@@ -58,7 +60,7 @@ class _Importer:
         self.origin: dict[str, str] = {}  # key used here -> key in the file
         self.mapped: set[str] = set()
         self.warned: set[str] = set()
-        self.warnings: list[str] = []
+        self.warnings: list[str] = []  # ImportNote, each with its impact on the render
         self.settings: dict[str, tuple[ir.Value, ...]] = {}  # dfm name -> the statement's values
         self.schedules: dict[str, tuple[ir.Value, ...] | ir.Comment] = {}  # dfm name -> (keys or expression,)
         self.comments: list[ir.Comment] = []  # after the settings
@@ -66,6 +68,7 @@ class _Importer:
         self.unused_in_mode: list[str] = []
         self.schedule_keys: dict[str, str] = {}  # dfm schedule name -> the file key it came from
         self.inactive: list[str] = []
+        self.inactive_keys: list[str] = []
         self.seed_behaviour: str | None = None  # as imported
 
     # -- bookkeeping
@@ -82,9 +85,11 @@ class _Importer:
     def map(self, *keys: str) -> None:
         self.mapped |= self.file_keys(keys)
 
-    def warn(self, message: str, keys: Iterable[str] = ()) -> None:
-        self.warnings.append(message)
-        self.warned |= self.file_keys(keys)
+    def warn(self, message: str, keys: Iterable[str] = (), impact: Impact = Impact.DIFFERS) -> None:
+        """A warning; `impact` says whether the render differs from Deforum's (the default, to be safe)."""
+        file_keys = self.file_keys(keys)
+        self.warnings.append(ImportNote(message, impact, tuple(sorted(file_keys))))
+        self.warned |= file_keys
 
     # -- the passes
     def run(self) -> ImportResult:
@@ -113,7 +118,8 @@ class _Importer:
             if key in REMOVED_KEYS:
                 self.warn(f"ignored `{key}`: {REMOVED_KEYS[key]}", [key])
             elif new is not None and new in self.original:
-                self.warn(f"ignored the deprecated `{key}`: the file also has its new name `{new}`", [key])
+                self.warn(f"ignored the deprecated `{key}`: the file also has its new name `{new}`", [key],
+                          Impact.NO_EFFECT)
             elif new is not None:
                 self.data[new] = value
                 self.origin[new] = key
@@ -197,7 +203,7 @@ class _Importer:
             fixed = int.from_bytes(hashlib.sha256(canon).digest()[:4], "big")
             if raw is not None:
                 self.warn(f"seed {raw} (a random seed in Deforum) fixed to {fixed}, derived from the file, so the "
-                          "render is reproducible: change it to taste", ["seed"])
+                          "render is reproducible: change it to taste", ["seed"], Impact.NOTE)
             return fixed
         if seed > 2**32 - 1:
             self.warn(f"seed {seed} wrapped to {seed % 2**32} (dfm seeds are 32-bit)", ["seed"])
@@ -242,6 +248,7 @@ class _Importer:
                           ["strength"])
         elif image:
             self.inactive.append("init_image (use_init is off)")
+            self.inactive_keys.append("init_image")
             self.warned.add("init_image")
         if strength is not None and not (use_init and image):
             self.map("strength")  # the init image's strength: no effect without one, in Deforum too
@@ -283,6 +290,7 @@ class _Importer:
                     self.map(key)
                 else:
                     self.inactive.append(f"{key} ({switch} is {value if value is not None else 'unset'})")
+                    self.inactive_keys.append(self.origin.get(key, key))
                     self.warned.add(self.origin.get(key, key))
         for switch, _, _ in GATES:
             if self.has(switch) and param_for_key(switch) is None:
@@ -300,11 +308,11 @@ class _Importer:
             if node is not None:
                 self.schedules["seed_schedule"] = (node,)
                 self.warn(f"seed_behavior `schedule` without a seed_schedule: Deforum's default one is written out "
-                          f"({DEFAULT_SEED_SCHEDULE}: the start seed on the first and last frames)", [])
+                          f"({DEFAULT_SEED_SCHEDULE}: the start seed on the first and last frames)", [], Impact.NOTE)
             raw = DEFAULT_SEED_SCHEDULE
         if re.search(r"\(\s*-1\s*\)", str(raw)):
             self.warn("seed_schedule: a seed of -1 is a new random seed on every Deforum run; dfm draws it from the "
-                      "start seed and the frame, the same on every run", ["seed_schedule"])
+                      "start seed and the frame, the same on every run", ["seed_schedule"], Impact.NOTE)
 
     def dfm_extras(self) -> None:
         """Settings dfm wrote for itself (see `export_settings`): copied back verbatim."""
@@ -389,7 +397,7 @@ class _Importer:
             expr = expression(text)
             if expr is not None:
                 self.warn(f"`{key}` = {text!r} has no frame key (Deforum would fail on it): read as the constant "
-                          f"{text}", [key])
+                          f"{text}", [key], Impact.NOTE)
                 return expr
             self.unreadable(name, key, text, f"`{key}` = {text!r} is not a schedule dfm can read")
             return None
@@ -405,7 +413,7 @@ class _Importer:
                 self.warn(f"`{key}`: key {frame_text!r} is not a frame; that key is left out", [key])
             elif f >= self.frames:
                 self.warn(f"`{key}`: key at frame {f} is past the last frame {self.frames - 1}; left out "
-                          "(Deforum ignores it too)", [key])
+                          "(Deforum ignores it too)", [key], Impact.NO_EFFECT)
             elif (expr := expression(value.strip())) is None:
                 note = f"the value at frame {f} is not a dfm expression"
                 self.schedules.setdefault(name, comment(f"{name} {text}   # {note}"))
@@ -438,15 +446,22 @@ class _Importer:
                     rest.append(k)
                     if k in feat.off:
                         in_use.append(f"{k} = {value!r}")
+            # a switch outside the feature's keys (noise_type for perlin noise) was read by another pass
+            in_use += [f"{s} = {self.original[s]!r}" for s, values in feat.off.items()
+                       if not re.fullmatch(feat.pattern, s) and s in self.original and self.original[s] not in values]
+            switched = bool(feat.off)
             if feat.label == "ControlNet":
                 in_use = [f"cn_{m.group(1)}" for k in keys if (m := re.fullmatch(r"cn_(\d+)_enabled", k))
                           and truthy(self.original.get(self.origin.get(k, k)))]
+                switched = any(re.fullmatch(r"cn_\d+_enabled", k) for k in keys)
             if not rest:
                 continue
             noun = "key" if len(rest) == 1 else "keys"
             note = (f" — IN USE in this file ({', '.join(in_use)}): the render will differ" if in_use
-                    else " (switched off in this file: nothing is lost)" if feat.off else "")
-            self.warn(f"ignored {len(rest)} {feat.label} {noun} ({_group_names(rest)}): {feat.reason}{note}", rest)
+                    else " (switched off in this file: nothing is lost)" if switched else "")
+            impact = Impact.DIFFERS if in_use or not (switched or feat.harmless) else Impact.NO_EFFECT
+            self.warn(f"ignored {len(rest)} {feat.label} {noun} ({_group_names(rest)}): {feat.reason}{note}", rest,
+                      impact)
 
     def unknown(self) -> None:
         keys = sorted(self.data)
@@ -458,10 +473,12 @@ class _Importer:
     def summaries(self) -> None:
         if self.unused_in_mode:
             keys = self.unused_in_mode
-            self.warn(f"left out {len(keys)} keys not used in mode {self.mode}: {', '.join(keys)}", keys)
+            self.warn(f"left out {len(keys)} keys not used in mode {self.mode}: {', '.join(keys)}", keys,
+                      Impact.NO_EFFECT)
         if self.inactive:
-            self.warnings.append("left out (switched off in the file, so Deforum ignores them too): "
-                                 + "; ".join(self.inactive))
+            self.warnings.append(ImportNote("left out (switched off in the file, so Deforum ignores them too): "
+                                            + "; ".join(self.inactive), Impact.NO_EFFECT,
+                                            tuple(sorted(self.inactive_keys))))
 
     # -- the scene
     def assemble(self) -> SceneWriter:

@@ -4,7 +4,8 @@ The parameter catalogue (`catalogue.py`) holds every dfm name with its Deforum k
 this module adds only what is Deforum's own and not a dfm parameter: the extension's labels for samplers,
 modes and depth models (colour spaces are the catalogue's choices in capitals: `deforum_dialect.color_label`);
 keys Deforum renamed or removed; the switches that gate a schedule; the feature groups dfm does not have
-(`FEATURES`); what its schedule expressions may use; and the off switches an export writes.
+(`FEATURES`); what its schedule expressions may use; and the off switches an export writes. It also holds
+the shape of an import warning (`ImportNote`: its text and its `Impact` on the render).
 `deforum_dialect.py`, `deforum_import.py` and `deforum_export.py` read these tables.
 """
 
@@ -13,9 +14,37 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 from . import catalogue as cat
 from .catalogue import Param
+
+
+class Impact(str, Enum):
+    """How an import warning bears on the render: `dfm import` leads with DIFFERS and only counts NO_EFFECT."""
+
+    DIFFERS = "differs"  # the render differs from Deforum's: a feature in use that dfm lacks, a value approximated
+    NOTE = "note"  # the same render, but worth knowing: a random seed fixed, a prompt merged once
+    NO_EFFECT = "no effect"  # left out because it does nothing here: switched off, at its default, unused in the mode
+
+
+class ImportNote(str):
+    """One import warning: its text (all `ImportResult.warnings` ever held, so it compares as that string) plus
+    its impact and the file keys it covers, for the summary the command line prints."""
+
+    impact: Impact
+    keys: tuple[str, ...]
+
+    def __new__(cls, text: str, impact: Impact = Impact.DIFFERS, keys: tuple[str, ...] = ()) -> ImportNote:
+        note = super().__new__(cls, text)
+        note.impact = impact
+        note.keys = tuple(keys)
+        return note
+
+
+def impact_of(warning: str) -> Impact:
+    """A warning's impact; a plain string (a Parseq import's warning) might change the render."""
+    return getattr(warning, "impact", Impact.DIFFERS)
 
 # dfm sampler -> the A1111 label (normalise_choice of each label gives the dfm name back)
 A1111_SAMPLERS: dict[str, str] = {
@@ -127,7 +156,10 @@ class Feature:
     label: str
     pattern: str
     reason: str
-    off: Mapping[str, tuple] = field(default_factory=dict)  # switch key -> values meaning "not in use"
+    # switch key -> values meaning "not in use"; a switch outside `pattern` (noise_type for perlin) is read, not
+    # taken, from the file
+    off: Mapping[str, tuple] = field(default_factory=dict)
+    harmless: bool = False  # its keys never change the render (a record of the run, notebook plumbing)
 
 
 _NONE = ("None", "none", "", None, False, 0, "0")
@@ -152,22 +184,24 @@ FEATURES: tuple[Feature, ...] = (
     Feature("sampler eta", r"enable_ddim_eta_scheduling|ddim_eta_schedule|enable_ancestral_eta_scheduling|"
             r"ancestral_eta_schedule|ddim_eta", "dfm uses each scheduler's own eta",
             {"enable_ddim_eta_scheduling": _NONE, "enable_ancestral_eta_scheduling": _NONE}),
-    Feature("InstructPix2Pix", r"pix2pix_img_cfg_scale_schedule", "dfm has no InstructPix2Pix models"),
+    Feature("InstructPix2Pix", r"pix2pix_img_cfg_scale_schedule",
+            "read only with an InstructPix2Pix model, which dfm does not load", harmless=True),
     Feature("aspect ratio", r"aspect_ratio_schedule|aspect_ratio_use_old_formula",
             "dfm's 3D warp uses the frame's own aspect ratio"),
     Feature("optical flow", r"optical_flow_cadence|cadence_flow_factor_schedule|optical_flow_redo_generation|"
             r"redo_flow_factor_schedule|diffusion_redo", "dfm has no optical-flow cadence or redo",
             {"optical_flow_cadence": _NONE, "optical_flow_redo_generation": _NONE, "diffusion_redo": _NONE}),
     Feature("perlin noise", r"perlin_octaves|perlin_persistence|perlin_w|perlin_h",
-            "dfm's noise is Gaussian (Deforum's 'uniform')"),
+            "dfm's noise is Gaussian (Deforum's 'uniform')", {"noise_type": ("uniform", "Uniform")}),
     Feature("colour source", r"color_coherence_image_path|color_coherence_video_every_N_frames|"
             r"legacy_colormatch", "dfm matches colours to the first frame only"),
     Feature("video extraction", r"overwrite_extracted_frames|delete_input_frames",
-            "dfm decodes the input video itself"),
+            "dfm decodes the input video itself", harmless=True),
     Feature("Parseq", r"parseq_manifest|parseq_use_deltas|parseq_non_schedule_overrides|"
             r"fetched_parseq_manifest_summary", "import a Parseq manifest with `dfm import` on the manifest",
             {"parseq_manifest": _NONE}),
-    Feature("resume", r"resume_from_timestring|resume_timestring", "dfm resumes a render by itself",
+    Feature("resume", r"resume_from_timestring|resume_timestring",
+            "dfm resumes an interrupted render by itself (run the same `dfm render` again)",
             {"resume_from_timestring": _NONE}),
     Feature("upscaling", r"r_upscale_.*", "dfm has no upscaler", {"r_upscale_video": _NONE}),
     Feature("frame interpolation", r"frame_interpolation_.*", "dfm has no FILM/RIFE interpolation",
@@ -176,10 +210,12 @@ FEATURES: tuple[Feature, ...] = (
             r"display_samples|save_sample_per_step|show_sample_per_step|filename_format|make_grid|grid_rows|"
             r"outdir|bit_depth_output|ffmpeg_.*|create_gif", "dfm always writes PNG frames and video.mp4",
             {"make_gif": _NONE, "delete_imgs": _NONE, "store_frames_in_ram": _NONE}),
-    Feature("A1111 image option", r"show_info_on_ui|tiling|restore_faces|reroll_blank_frames|reroll_patience|"
-            r"motion_preview_mode", "not a dfm setting (`dfm plot` shows the motion schedules without rendering)",
+    Feature("A1111 image option", r"show_info_on_ui|tiling|restore_faces|reroll_blank_frames|reroll_patience",
+            "dfm has no tiling, face restoration or blank-frame reroll",
             {"show_info_on_ui": (True, False), "tiling": _NONE, "restore_faces": _NONE,
-             "motion_preview_mode": _NONE, "reroll_blank_frames": ("ignore",)}),
+             "reroll_blank_frames": ("ignore",)}),
+    Feature("motion preview", r"motion_preview_mode", "`dfm preview` shows the camera motion without a model",
+            {"motion_preview_mode": _NONE}),
     Feature("notebook gradient guidance", r"mean_scale|var_scale|exposure_scale|exposure_target|"
             r"colormatch_scale|colormatch_image|colormatch_n_colors|ignore_sat_weight|clip_name|clip_scale|"
             r"aesthetics_scale|cutn|cut_pow|init_mse_scale|init_mse_image|blue_scale|gradient_wrt|"
@@ -191,8 +227,9 @@ FEATURES: tuple[Feature, ...] = (
             r"normalize_prompt_weights|log_weighted_subprompts|add_init_noise|init_noise|"
             r"override_settings_with_file|settings_file|custom_settings_file|models_path|configs_path|"
             r"output_path|mount_google_drive|map_location|model_config|custom_config_path|"
-            r"custom_checkpoint_path|interpolate_x_frames_legacy", "internal to the notebook"),
-    Feature("provenance", r"batch_name|sd_model_hash|deforum_git_commit_id", "a record of the run, not a setting"),
+            r"custom_checkpoint_path|interpolate_x_frames_legacy", "internal to the notebook", harmless=True),
+    Feature("provenance", r"batch_name|sd_model_hash|deforum_git_commit_id", "a record of the run, not a setting",
+            harmless=True),
 )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from . import prompt_syntax
+from .deforum_names import Impact
 from .deforum_schedules import frame_of
 from .expressions import environment
 from .lower import forward_fill, join_negatives, split_neg
@@ -31,7 +32,7 @@ class PromptReader(Protocol):
     def has(self, key: str) -> bool: ...
     def take(self, key: str) -> object: ...
     def map(self, *keys: str) -> None: ...
-    def warn(self, message: str, keys: list[str] = ...) -> None: ...
+    def warn(self, message: str, keys: list[str] = ..., impact: Impact = ...) -> None: ...
 
 
 # ---- import: the file's prompts as `prompt` and `negative` lines ------------------------------------------
@@ -48,7 +49,7 @@ def read_prompts(r: PromptReader) -> None:
     split = [(f, *split_neg(t)) for f, t in positives]
     if common_neg and split and all(n.endswith(common_neg) for _, _, n in split):
         r.warn(f"the common negative prompt `{common_neg}` is already in every prompt (a Deforum run file "
-               "stores merged prompts): not added again", [])
+               "stores merged prompts): not added again", [], Impact.NOTE)
         common_neg = ""
     if common_pos and split and all(p.startswith(common_pos) for _, p, _ in split):
         common_pos = ""
@@ -71,7 +72,7 @@ def _prompt_source(r: PromptReader) -> str | None:
         chosen = "animation_prompts" if mode_of(r.mode).animated else "prompts"
     for other in present:
         if other != chosen:
-            r.warn(f"`{other}` not used: `{chosen}` holds the prompts of mode {r.mode}", [other])
+            r.warn(f"`{other}` not used: `{chosen}` holds the prompts of mode {r.mode}", [other], Impact.NOTE)
             r.take(other)
     return chosen
 
@@ -108,10 +109,10 @@ def _keyed_texts(r: PromptReader, key: str, env: Mapping[str, float]) -> list[tu
             r.warn(f"{key}: key {k!r} is not a frame; that prompt is left out", [key])
         elif f >= r.frames and mode_of(r.mode).animated:
             r.warn(f"{key}: key {k!r} is frame {f}, past the last frame {r.frames - 1}; left out "
-                   "(Deforum never shows it either)", [key])
+                   "(Deforum never shows it either)", [key], Impact.NO_EFFECT)
         else:
             if f in out:
-                r.warn(f"{key}: two prompts at frame {f}; the last one wins (as in Deforum)", [key])
+                r.warn(f"{key}: two prompts at frame {f}; the last one wins (as in Deforum)", [key], Impact.NOTE)
             out[f] = str(text)
     return sorted(out.items())
 

@@ -301,6 +301,7 @@ class _Reader:
 
     def __init__(self, text: str):
         self.text, self.memo, self.too_deep = text, {}, False
+        self.spans: dict[int, tuple[int, int]] = {}  # id of each edit or alternation -> its [start, end)
 
     def top(self) -> tuple | None:
         """The text as items, or None when A1111's parse fails (or the nesting is past MAX_NESTING)."""
@@ -361,6 +362,8 @@ class _Reader:
             return None
         res = (self.round if self.text[i] == "(" else self.square)(i, depth + 1)
         self.memo[key] = res
+        if res is not None and isinstance(res[0], (_Edit, _Alternate)):
+            self.spans[id(res[0])] = (i, res[1])
         return res
 
     def round(self, i: int, depth: int):
@@ -414,8 +417,7 @@ def _steps_of(node, steps: int, whens: dict, out: set[int]) -> None:
     if isinstance(node, str):
         return
     if isinstance(node, _Edit):
-        v = float(node.when)
-        step = min(steps, int(v * steps if "." in node.when else v))
+        step = _when_step(node.when, steps)
         whens[id(node)] = step
         if step >= 1:
             out.add(step)
@@ -430,6 +432,12 @@ def _steps_of(node, steps: int, whens: dict, out: set[int]) -> None:
     else:
         for x in node:
             _steps_of(x, steps, whens, out)
+
+
+def _when_step(when: str, steps: int) -> int:
+    """The step an edit's `when` switches at: with a `.` a fraction of the steps, else a step."""
+    v = float(when)
+    return min(steps, int(v * steps if "." in when else v))
 
 
 def _text_at(node, step: int, whens: dict, out: list[str]) -> None:
@@ -465,6 +473,40 @@ def schedule(text: str, steps: int) -> list[tuple[int, str]]:
         _text_at(tree, end, whens, buf)
         out.append((end, "".join(buf)))
     return out
+
+
+def first_switch_bracket(text: str, steps: int) -> tuple[int, int, int] | None:
+    """(start, end, step) of the editing or alternation bracket in `text` whose switch comes first in
+    A1111's schedule for `steps` steps (the first in the text among equals), so a diagnostic about the
+    switch can point at it; None when no bracket switches. Backticks are read as numbers of their own
+    length (`` `t/10` `` as ``0     ``): offsets stay those of `text`, a `when` written as one never switches."""
+    if "[" not in text:
+        return None
+    masked = _BACKTICKS.sub(lambda m: "0" + " " * (len(m.group(0)) - 1), text)
+    reader = _Reader(masked)
+    tree = reader.top()
+    if tree is None:
+        return None
+    best: tuple[int, int, int] | None = None
+    stack = list(tree)
+    while stack:  # depth first; every bracket is compared, so the visiting order does not matter
+        node = stack.pop()
+        if isinstance(node, str):
+            continue
+        if isinstance(node, _Edit):
+            step = _when_step(node.when, steps)
+            switch = step if 1 <= step < steps else None
+            stack += [*(node.before or ()), *node.after]
+        elif isinstance(node, _Alternate):
+            switch = 1 if steps > 1 else None
+            stack += [x for option in node.options for x in option]
+        else:
+            stack += list(node)
+            continue
+        start, end = reader.spans[id(node)]
+        if switch is not None and (best is None or (switch, start) < (best[2], best[0])):
+            best = (start, end, switch)
+    return best
 
 
 # ---- the table's value ------------------------------------------------------------------------------------------
@@ -515,5 +557,5 @@ def conditional_parts(value: str) -> tuple[int, bool]:
 
 
 __all__ = ["BREAK", "MAX_PARTS", "Issue", "backtick_expression", "backticks", "check", "check_composition",
-           "conditional_parts", "first_switch", "format_number", "is_composite", "pieces", "pieces_json", "schedule",
-           "split_and", "substitute", "table_pieces"]
+           "conditional_parts", "first_switch", "first_switch_bracket", "format_number", "is_composite", "pieces",
+           "pieces_json", "schedule", "split_and", "substitute", "table_pieces"]

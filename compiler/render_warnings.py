@@ -1,19 +1,31 @@
 """Warnings about what the render will do with a scene that compiles: diffused frames that run 0 steps
-(DFM406), and prompt edits or alternations that never switch (DFM504)."""
+(DFM406), and prompt edits or alternations that never switch (DFM504). `dfm check` builds no FrameTable,
+yet says both: DFM406 from the schedules, DFM504 from `edit_columns`, only the rows a bracket could need."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..contract.modes import mode as mode_of
-from ..contract.table import FrameTable
+from ..contract.table import Settings
 from ..dsl import ir
 from . import catalogue as cat
 from . import prompt_syntax
 from .context import SCENE_START
-from .lower import cadence_plan, effective_steps, sampler_evaluations
+from .lower import (
+    NEG_MARKER,
+    _animation,
+    _interpolation,
+    _stills,
+    cadence_plan,
+    effective_steps,
+    pieces_columns,
+    sampler_evaluations,
+)
+from .string_spans import string_span
 
 if TYPE_CHECKING:
     from .context import CompileContext, Setting
@@ -62,17 +74,58 @@ def _step_fixes(strength: float, steps: int) -> tuple[int | None, float]:
     return fewest, most
 
 
-def unreached_edits(ctx: CompileContext, prompt_keys: dict[str, list[PromptKey]], table: FrameTable) -> None:
+# the prompt statements, the table column each one fills and that column's pieces column
+_PROMPT_COLUMNS = (("prompt", "prompt", "prompt_pieces"), ("negative", "negative_prompt", "negative_prompt_pieces"))
+
+
+def edit_columns(settings: Settings, values: dict[str, np.ndarray], prompt_keys: dict[str, list[PromptKey]],
+                 env: Mapping[str, float | np.ndarray]) -> dict[str, np.ndarray] | None:
+    """What `unreached_edits` reads of the FrameTable, without building it (`dfm check`): the rows from
+    lower.py's own functions, and the pieces only of the diffused rows whose prompt text has a bracket
+    (elsewhere ""). None when no prompt text has one: nothing can switch, and nothing is computed. Raises
+    lower.PromptValueError as the lowering does."""
+    keyed = {column: {t for _, t, _ in prompt_keys.get(name, []) if "[" in t} for name, column, _ in _PROMPT_COLUMNS}
+    if not any(keyed.values()):
+        return None
+    prompts = [(f, t) for f, t, _ in prompt_keys.get("prompt", [])]
+    negatives = [(f, t) for f, t, _ in prompt_keys.get("negative", [])]
+    mode = mode_of(settings.mode)
+    rows_of = _stills if not mode.animated else _interpolation if mode.between_prompts else _animation
+    cols = rows_of(settings, values, prompts, negatives)
+    n = len(cols["frame"])
+    need = np.zeros(n, dtype=bool)
+    for column, texts in keyed.items():
+        if texts:
+            need |= np.fromiter((t in texts for t in cols[column].tolist()), dtype=bool, count=n)
+    rows = np.flatnonzero(need & np.asarray(cols["diffused"], dtype=bool))
+    sub = {k: cols[k][rows] for k in ("steps", "frame", "prompt", "negative_prompt")}
+    sub["prompt_from"] = sub["negative_prompt_from"] = np.full(len(rows), "", dtype=object)
+    got = pieces_columns(sub, env, None, cat.step_multiplier(settings.sampler))
+    for _, _, pieces in _PROMPT_COLUMNS:
+        cols[pieces] = np.full(n, "", dtype=object)
+        cols[pieces][rows] = got[pieces]
+    return cols
+
+
+def unreached_edits(ctx: CompileContext, prompt_keys: dict[str, list[PromptKey]], cols: Mapping[str, np.ndarray],
+                    sampler: str) -> None:
     """A prompt whose editing or alternation never switches on some diffused frames it is in force
     (DFM504): A1111 counts the edit from the first step a frame runs, so an img2img frame that runs 8 of
-    25 steps never reaches `[a:b:0.5]`. Said once per statement, with the first such frame."""
-    cols = table.columns
+    25 steps never reaches `[a:b:0.5]`. Said once per statement, with the first such frame, at the bracket
+    that switches first. `cols`: the FrameTable's columns, or `edit_columns`."""
     diffused = np.asarray(cols["diffused"], dtype=bool)
-    evals = sampler_evaluations(str(table.settings.sampler), cols["steps"], cols["effective_steps"])
-    for name, column, pieces in (("prompt", "prompt", "prompt_pieces"),
-                                 ("negative", "negative_prompt", "negative_prompt_pieces")):
+    evals = sampler_evaluations(sampler, cols["steps"], cols["effective_steps"])
+    for name, column, pieces in _PROMPT_COLUMNS:
+        # no bracket, no editing or alternation (a backtick's number never makes one); the diffused rows of
+        # each text found in one pass, not one pass per statement
+        wanted = {text for _, text, _ in prompt_keys.get(name, []) if "[" in text}
+        rows_of: dict[str, list[int]] = {}
+        for i in np.flatnonzero(diffused).tolist() if wanted else ():
+            text = cols[column][i]
+            if text in wanted:
+                rows_of.setdefault(text, []).append(i)
         for _, text, st in prompt_keys.get(name, []):
-            rows = np.flatnonzero(diffused & (cols[column] == text))
+            rows = np.asarray(rows_of.get(text, ()), dtype=np.int64)
             if not len(rows):
                 continue
             values = cols[pieces][rows].tolist()
@@ -83,10 +136,33 @@ def unreached_edits(ctx: CompileContext, prompt_keys: dict[str, list[PromptKey]]
             if not never.any():
                 continue
             f = int(rows[np.argmax(never)])
+            steps = int(cols["steps"][f]) * cat.step_multiplier(sampler)
             ctx.warn("DFM504", f"the prompt's editing or alternation never switches on {int(never.sum())} of "
                      f"its {int(edits.sum())} diffused frame(s), the first at frame {f}: it runs "
                      f"{int(evals[f])} sampler evaluation(s) and the first switch comes after evaluation "
                      f"{int(firsts[np.argmax(never)])} (A1111 counts from the first step a frame runs)",
-                     st.span, parameter=name, frame=f,
+                     _bracket_span(ctx.scene.source, name, st, steps), parameter=name, frame=f,
                      help="write the `when` as a step within what runs (`[a:b:2]`), or lower `strength` so "
                      "that more steps run")
+
+
+def _bracket_span(source: str, name: str, st: ir.Statement, steps: int) -> ir.Span:
+    """The bracket of the statement's text whose switch comes first at `steps` steps (over the sub-prompts
+    of the native form), else the statement."""
+    text = st.args[-1]
+    strings = [p.text for p in text.parts] if isinstance(text, ir.Composite) else [text]
+    best = None
+    for s in strings:
+        if not isinstance(s, ir.String):
+            continue
+        value = s.value
+        if name == "prompt":  # the prompt column is the part before `--neg`
+            marker = NEG_MARKER.search(value)
+            value = value if marker is None else value[:marker.start()]
+        found = prompt_syntax.first_switch_bracket(value, steps)
+        if found is not None and (best is None or found[2] < best[0][2]):
+            best = (found, s)
+    if best is None:
+        return st.span
+    (start, end, _), s = best
+    return string_span(source, s, start, end)

@@ -174,9 +174,16 @@ def backtick_expressions(ctx: CompileContext, expressions: Expressions, name: st
 
 def check_prompt_values(ctx: CompileContext, prompts: Prompts, env: dict, frames: int, settings: dict) -> None:
     """Every backtick and native weight expression of the prompts is finite on every frame its prompt
-    is in force (DFM402 at the first frame it is not: the value would reach A1111's syntax as `nan`)."""
+    is in force (DFM402 at the first frame it is not: the value would reach A1111's syntax as `nan`).
+    In stills mode the rows are the images, which may outnumber `frames`: every row is checked."""
+    rows = frames
+    if not mode_of(settings["mode"]).animated:
+        rows = max(frames, len(prompts.keys["prompt"]) * int(settings["images_per_prompt"]))
+    if rows > frames:  # per-frame variables past their end hold their last value, as lower.py reads them
+        env = {k: np.concatenate([v, np.full(rows - len(v), v[-1])]) if isinstance(v, np.ndarray) and len(v) else v
+               for k, v in env.items()}
     for source, (expr, span, name) in prompts.expressions.items():
-        values = evaluate_frames(expr, env, 0, frames)
+        values = evaluate_frames(expr, env, 0, rows)
         bad = ~np.isfinite(values)
         if mode_of(settings["mode"]).rows_are_frames:  # elsewhere rows are not frames: check them all
             bad &= in_force(prompts, source, frames, settings["prompt_crossfade"])

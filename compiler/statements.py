@@ -89,10 +89,48 @@ def unknown_statement(ctx: CompileContext, st: ir.Statement) -> None:
     if known is not None:
         ctx.err("DFM101", f"`{st.name}` is a Deforum key, not a dfm parameter", st.name_span, help=known)
         return
-    guess = cat.did_you_mean(st.name, cat.ALIASES)
     ctx.err("DFM101", f"unknown parameter `{st.name}`", st.name_span,
-            help=f"did you mean `{cat.ALIASES[guess]}`?" if guess else "see docs/language.md for every "
-            "parameter")
+            help=_did_you_mean(st.name, scene_mode(ctx.scene)) or "see docs/language.md for every parameter")
+
+
+# Words a Deforum or video-editor user writes for a turn, and what they mean in each mode: spelling alone
+# would offer rotation_3d_z (a 3D parameter) in a 2D scene, where the turn is `angle`
+_MEANT_BY_MODE = {word: {"2d": "angle", "3d": "rotation_3d_z"}
+                  for word in ("rotation", "rotate", "rotation_z", "rotate_z", "roll", "spin", "turn")}
+
+
+def _did_you_mean(name: str, mode: str) -> str | None:
+    """The help for an unknown name: the parameter it most likely means in the scene's mode, if any."""
+    meant = _MEANT_BY_MODE.get(name.lower())
+    if meant is not None and mode in meant:
+        other = next(m for m in meant if m != mode)
+        return (f"did you mean `{meant[mode]}`? In mode {mode} a turn is `{meant[mode]}` "
+                f"(`{meant[other]}` in mode {other})")
+    if meant is not None:
+        return f"mode {mode} has no camera turn: " + ", ".join(f"`{n}` in mode {m}" for m, n in meant.items())
+    in_mode = {alias: n for alias, n in cat.ALIASES.items() if mode in cat.BY_NAME[n].modes}
+    guess = cat.did_you_mean(name, in_mode)
+    if guess is not None:
+        return f"did you mean `{in_mode[guess]}`?"
+    guess = cat.did_you_mean(name, cat.ALIASES)
+    if guess is None:
+        return None
+    p = cat.BY_NAME[cat.ALIASES[guess]]
+    return f"did you mean `{p.name}`? (it is read only in mode {', '.join(sorted(p.modes))}, not in {mode})"
+
+
+def scene_mode(scene: ir.Scene) -> str:
+    """The scene's mode as its `mode` statement says (the default if none or unreadable), read ahead of
+    the statements in source order so that a suggestion can fit the mode."""
+    p = cat.BY_NAME["mode"]
+    for st in scene.statements:
+        if cat.lookup(st.name) is p and len(st.args) == 1:
+            arg = st.args[0]
+            text = arg.text if isinstance(arg, ir.Word) else arg.name if isinstance(arg, ir.Variable) else None
+            choice = cat.resolve_choice(p, text) if text is not None else None
+            if choice is not None:
+                return choice
+    return str(p.default)
 
 
 def read_setting(ctx: CompileContext, out: Statements, p: Param, st: ir.Statement) -> None:

@@ -161,7 +161,27 @@ def resolve_depth_folder(spec: str, base_dirs: tuple[Path, ...] = (), allow_pick
 
 
 def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
-    return fetch_snapshot(repo_id, _HUB_PATTERNS + (["*.bin"] if allow_pickle else []), "depth model", _LOAD_HELP)
+    patterns = _HUB_PATTERNS + (["*.bin"] if allow_pickle else [])
+    try:
+        return fetch_snapshot(repo_id, patterns, "depth model", _LOAD_HELP)
+    except RenderError as e:
+        # a model missing from the cache is the usual first 3D render offline: name every way on, not only
+        # "point depth_model at a folder" (fetch_snapshot's message is pinned by the model-loading tests)
+        if "not in the local Hugging Face cache" not in e.message:
+            raise
+        raise RenderError(e.message, _missing_help(repo_id, allow_pickle)) from None
+
+
+def _missing_help(repo_id: str, allow_pickle: bool = False) -> str:
+    """The three ways on when depth model `repo_id` is not cached: download it, use a folder, or no depth."""
+    include = " ".join(f'--include "{p}"' for p in ["*.json", "*.safetensors"] + (["*.bin"] if allow_pickle else []))
+    return (
+        f"download it once while online: `hf download {repo_id} {include}`; "
+        "or point depth_model (or --depth-model) at a local folder saved by transformers (config.json, "
+        "preprocessor_config.json, model.safetensors); "
+        "or render without depth: `use_depth_warping off` (and `save_depth_maps off`): the 3D camera then "
+        "moves a flat plane, as in Deforum"
+    )
 
 
 def depth_kind(config) -> str:

@@ -6,6 +6,7 @@ so that `dfm preview` can write its video without importing torch; output.py imp
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -118,8 +119,15 @@ class VideoEncoder:
         return self.path
 
     def abort(self) -> None:
+        """Stop ffmpeg and remove the unfinished file, quietly: a render stopped before its first frame is
+        not an invalid video for the user to read about (imageio-ffmpeg logs one)."""
+        ffmpeg_log = logging.getLogger("imageio_ffmpeg")
+        level = ffmpeg_log.level
+        ffmpeg_log.setLevel(logging.ERROR)
         try:
             self._gen.close()
         except Exception:  # noqa: BLE001 - ffmpeg may already be gone; cleaning up is best effort
             pass
+        finally:
+            ffmpeg_log.setLevel(level)
         self._tmp.unlink(missing_ok=True)

@@ -166,12 +166,15 @@ class LocalFrames:
     def __init__(self, table: FrameTable, sd: StableDiffusion, out: Output, timer: StageTimer, *,
                  depth: DepthEstimator | None = None, speed: speedups.Speedups | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> None:
         self.table, self.sd, self.out, self.timer = table, sd, out, timer
         self.depth, self.speed = depth, speed
-        self.progress, self.cancel = progress, cancel
+        self.progress, self.cancel, self.on_stage = progress, cancel, on_stage
 
     def load(self, start: Start) -> None:
+        if self.on_stage is not None:
+            self.on_stage(loading_words(self.sd, self.depth))
         load_models(self.sd, self.depth, self.timer, self.table, self.speed)
 
     def warnings(self) -> list[str]:
@@ -202,6 +205,15 @@ class LocalFrames:
             depth_maps=writers.depth.written if writers.depth else 0,
             warnings=[encoder.warning] if encoder is not None and encoder.warning else [],
         )
+
+
+def loading_words(sd: StableDiffusion, depth: DepthEstimator | None) -> str:
+    """What the load stage is about to do, for a person: which model from where, on which device and in which
+    precision (and the depth model)."""
+    src, placement = sd.source, sd.placement
+    where = f" from {src.path}" if src.path is not None and str(src.path) != src.spec else ""
+    words = f"loading the {src.describe()}{where} on {placement.device}, {str(placement.dtype).replace('torch.', '')}"
+    return words + (f", with depth model {depth.spec}" if depth is not None else "")
 
 
 def restore(renderer: FrameRenderer, checkpoint: resume.Checkpoint) -> None:
@@ -254,4 +266,5 @@ def frame_loop(renderer: FrameRenderer, table: FrameTable, start: Start, writers
             renderer.video.close()
 
 
-__all__ = ["Checkpointer", "LocalFrames", "Writers", "frame_loop", "restore", "row_view", "video_input"]
+__all__ = ["Checkpointer", "LocalFrames", "Writers", "frame_loop", "loading_words", "restore", "row_view",
+           "video_input"]

@@ -154,7 +154,9 @@ def _camera_plan(table: FrameTable, found: changes.Changes, valid: np.ndarray, k
         causes.append((change, f"the first change is {found.first_change()}"))
     invalid = _first(~valid[:common], common)
     if invalid < common:
-        causes.append((invalid, f"the previous render had not reached frame {invalid}"))
+        # the render in the folder was stopped before it wrote this frame: there is nothing of it to keep
+        stopped = "before its first frame" if invalid == 0 else f"after frame {invalid - 1}"
+        causes.append((invalid, f"the render in this folder was stopped {stopped}"))
     if damaged is not None:
         causes.append((int(damaged.stem), f"{damaged.parent.name}/{damaged.name} is missing or damaged"))
     if missing is not None:

@@ -2,8 +2,13 @@
 
 dfm writes over and removes only files of its own renders: a folder is dfm's when it holds a finished
 render's manifest or the state of one in progress; the frames dfm owns are those its manifest, its record
-or its checkpoint counts. The folder layout (`Output`) and these rules are shared by the local render
-and the sharded one (scaleout/shard.py).
+or its checkpoint counts. A render also starts in a folder whose every file the commands that write there
+before it (`dfm plot`, `dfm preview`) listed in its record of dfm's files (`OWNED_FILE`); it never touches
+those. The folder layout (`Output`) and these rules are shared by the local render and the sharded one
+(scaleout/shard.py).
+
+No torch here (runtime/resume.py, which imports it, is imported where it is needed): `dfm plot` and
+`dfm preview` record their files, and `dfm render` checks its folder, before anything slow loads.
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resume
+from ..contract.files import write_atomic
 from .encoder import temp_paths
 from .errors import RenderError
+
+STATE_DIR = ".dfm-state"  # the state of a render in progress (runtime/resume.py)
+# dfm's record of the files it wrote in a folder outside a render (plot.png, preview.mp4, ...): JSON,
+# {"dfm_files": 1, "files": [names]}
+OWNED_FILE = ".dfm-files.json"
 
 
 def unwritable(root: Path, e: OSError) -> RenderError:
@@ -39,22 +49,75 @@ def dfm_manifest(root: Path) -> dict | None:
 def owned_frames(root: Path) -> int:
     """How many frame files (NNNNN.png from 0) dfm may have written in `root`: the count of its manifest,
     of its record of a render in progress, or of its checkpoint, whichever is largest."""
+    from . import resume
+
     found = dfm_manifest(root)
     listed = found.get("frames") if found else None
     return max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
 
 
-def open_output(root: Path) -> bool:
-    """Check the output folder before anything loads, changing nothing in it: a folder (made now if it
-    does not exist), writable, and empty or a dfm render's. True if this call made it."""
+def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
+    """Whether `name` is a temporary file of `contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
+    (a regex pattern or names)."""
+    pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
+    return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
+
+
+def owned_files(folder: Path) -> set[str]:
+    """The names `record_files` listed in `folder` (none without a readable record)."""
+    try:
+        data = json.loads((Path(folder) / OWNED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    files = data.get("files") if isinstance(data, dict) and data.get("dfm_files") == 1 else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+def record_files(folder: Path, names: Iterable[str]) -> None:
+    """Add `names` (files dfm is about to write in `folder`, outside a render) to its record, making the
+    folder if needed: recorded before the write, so a write cut short leaves nothing unlisted. The record
+    is rewritten atomically, and only when it gains a name."""
+    folder = Path(folder)
+    have = owned_files(folder)
+    if set(names) <= have:
+        return
+    data = {"dfm_files": 1, "files": sorted(have | set(names))}
+    write_atomic(folder / OWNED_FILE, json.dumps(data, indent=1) + "\n")
+
+
+def foreign_files(root: Path) -> list[str]:
+    """The names in `root` that are not dfm's: everything when it holds no dfm render, less the record of
+    dfm's files, the files it lists and their temporary files (a write cut short)."""
+    if dfm_manifest(root) is not None or (root / STATE_DIR).is_dir():
+        return []
+    listed = owned_files(root)
+    ours = {OWNED_FILE} | listed
+    return sorted(p.name for p in root.iterdir()
+                  if p.name not in ours and not is_temp_file(p.name, (OWNED_FILE, *listed)))
+
+
+def check_output(root: Path) -> None:
+    """Refuse, changing nothing, an output folder a render may not write into: a file, or a folder holding
+    files that are not dfm's (see `foreign_files`). Cheap and torch-free: the CLI calls it before loading."""
+    root = Path(root)
     if root.exists() and not root.is_dir():
         raise RenderError(f"the output {root} is a file, not a folder", "choose a new or empty folder (--out)")
-    made = not root.exists()
-    if not made and any(root.iterdir()) and dfm_manifest(root) is None and not (root / resume.STATE_DIR).is_dir():
+    others = foreign_files(root) if root.is_dir() else []
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         raise RenderError(
-            f"the output folder {root} is not empty and holds no dfm render",
+            f"the output folder {root} is not empty and holds no dfm render: {', '.join(others[:3])}{more} "
+            "not written by dfm",
             "choose an empty or new folder (--out): dfm writes over and removes only files of its own renders",
         )
+
+
+def open_output(root: Path) -> bool:
+    """Check the output folder before anything loads, changing nothing in it: a folder (made now if it
+    does not exist), writable, and empty, a dfm render's or holding only files dfm recorded as its own.
+    True if this call made it."""
+    check_output(root)
+    made = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -118,13 +181,15 @@ def clear_temp_files(out: Output) -> None:
     """Remove the temporary files a killed render leaves: dfm writes every file under a temporary name of
     its own (`.NAME.XXXXXXXX.tmp` of a name it writes, the video's `encoder.temp_paths`) and renames it, so
     none of them is a finished file. Temporary files of other names are not dfm's and stay."""
+    from . import resume
+
     video_temps = {p.name for p in temp_paths(out.video)}
     for folder, targets in ((out.root, "|".join(re.escape(n) for n in _ROOT_FILES)),
                             (out.frames, _FRAME_PATTERN), (out.depth, _FRAME_PATTERN),
-                            (out.root / resume.STATE_DIR,
+                            (out.root / STATE_DIR,
                              "|".join(re.escape(n) for n in (*resume.STATE_FILES, resume.RECORD_FILE)))):
         if folder.is_dir():
             for p in folder.iterdir():
-                ours = resume.is_temp_file(p.name, targets) or (folder == out.root and p.name in video_temps)
+                ours = is_temp_file(p.name, targets) or (folder == out.root and p.name in video_temps)
                 if ours and p.is_file():
                     p.unlink()

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..contract.files import write_atomic
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
@@ -34,6 +35,8 @@ CV2_BORDERS = {
 }
 CV2_PADDING = {"border": cv2.BORDER_REPLICATE, "reflection": cv2.BORDER_REFLECT, "zeros": cv2.BORDER_CONSTANT}
 CV2_SAMPLING = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+STRIP_FRAMES = 6  # the contact strip: this many evenly spaced frames side by side,
+STRIP_WIDTH = 160  # each this many pixels wide
 
 
 def motion_card(width: int, height: int) -> np.ndarray:
@@ -118,18 +121,50 @@ def preview_frames(table: FrameTable) -> Iterator[np.ndarray]:
             yield overlay(frame_u8)
 
 
-def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Write the preview video (H.264 at the scene's fps); returns its path."""
+def strip_path(video: Path) -> Path:
+    """Where the contact strip of the preview `video` goes: beside it, preview.mp4 -> preview_strip.png."""
+    return video.with_name(f"{video.stem}_strip.png")
+
+
+def strip_picks(frames: int, count: int = STRIP_FRAMES) -> set[int]:
+    """The frame indices of the contact strip: `count` evenly spaced, the first and the last included."""
+    return set(np.linspace(0, frames - 1, min(count, frames)).round().astype(int).tolist()) if frames else set()
+
+
+def write_strip(tiles: list[np.ndarray], path: Path, width: int = STRIP_WIDTH) -> Path:
+    """`tiles` (uint8 RGB frames) scaled to `width` pixels wide, side by side, as a PNG (atomically; a new
+    file follows the umask): a still of the motion that needs no video player."""
+    scaled = [cv2.resize(t, (width, max(1, round(t.shape[0] * width / t.shape[1]))), interpolation=cv2.INTER_AREA)
+              for t in tiles]
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(scaled, axis=1), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    write_atomic(path, png.tobytes())
+    return path
+
+
+def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int, int], None] | None = None,
+                   strip: Path | None = None) -> Path:
+    """Write the preview video (H.264 at the scene's fps), and with `strip` its contact strip there (PNG,
+    `STRIP_FRAMES` frames: see `write_strip`); returns the video's path."""
     s = table.settings
     out_path.parent.mkdir(parents=True, exist_ok=True)
     video = VideoEncoder(out_path, s.width, s.height, float(s.fps), 23,
                          soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
+    picks = strip_picks(len(table)) if strip is not None else set()
+    tiles = []
     try:
         for i, frame in enumerate(preview_frames(table)):
             video.add(frame)
+            if i in picks:
+                tiles.append(frame)
             if progress is not None:
                 progress(i + 1, len(table))
     except BaseException:
         video.abort()
         raise
-    return video.close()
+    path = video.close()
+    if strip is not None and tiles:
+        write_strip(tiles, strip)
+    return path

@@ -42,6 +42,7 @@ def run_render(
     on_keep: Callable[[str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     speed: speedups.Speedups | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> RenderReport:
     """Render `table` with an already resolved model (render() resolves it; benchmarks and tests pass
     their own, and their own timer).
@@ -52,7 +53,8 @@ def run_render(
     frames the difference cannot change (`on_keep(message)` is told what and why, before the first
     frame). Ctrl-C raises RenderInterrupted once the frames so far are safely written; `cancel()`
     returning true stops the same way at the next frame, raising RenderCancelled. `speed` holds the
-    speed-up switches (runtime/speedups.py; None: the defaults)."""
+    speed-up switches (runtime/speedups.py; None: the defaults). `on_stage(words)` is told what the render
+    does before its first frame (loading the model: from where, on which device, in which precision)."""
     s = table.settings
     depth = _depth_in_use(s, depth)
     timer = timer or StageTimer(sd.placement.device)
@@ -63,7 +65,8 @@ def run_render(
         speedups.record(sd, speedups.describe(speed, sd.placement.device.type, (s.width, s.height)))
         return resume.fingerprint(table, sd, depth)
 
-    frames = LocalFrames(table, sd, out, timer, depth=depth, speed=speed, progress=progress, cancel=cancel)
+    frames = LocalFrames(table, sd, out, timer, depth=depth, speed=speed, progress=progress, cancel=cancel,
+                         on_stage=on_stage)
     return run_job(table, out, frames, fingerprint=fingerprint, restart=restart, on_resume=on_resume,
                    on_keep=on_keep,
                    manifest=lambda report, started: manifest(table, sd, report, scene_text, scene_path, started, depth))
@@ -186,6 +189,7 @@ def render(
     models: dict | None = None,
     dtype: str = "auto",
     speed: speedups.Speedups | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> RenderReport:
     """Render a compiled scene into `out_dir` (frames/, video.mp4, table.csv, manifest.json; depth/ with
     save_depth_maps).
@@ -229,6 +233,7 @@ def render(
         on_keep=on_keep,
         cancel=cancel,
         speed=speed,
+        on_stage=on_stage,
     )
 
 

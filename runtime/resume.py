@@ -40,10 +40,10 @@ from ..contract.changes import ranges
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable, TableError
 from .networks import network_files
+from .outdir import STATE_DIR, is_temp_file  # torch-free there: the CLI checks a folder before loading
 from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
 from .speedups import describe, recorded
 
-STATE_DIR = ".dfm-state"
 STATE_FILE = "state.pt"
 # what dfm writes in the state folder: the checkpoint and the record of the frames a render may have written
 OWNER_FILE = "render.json"
@@ -365,13 +365,6 @@ def owned_frames(out_dir: Path) -> int:
         return 0
     n = data.get("frames") if isinstance(data, dict) and data.get("dfm_render") == 1 else None
     return n if isinstance(n, int) and n > 0 else 0
-
-
-def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
-    """Whether `name` is a temporary file of `contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
-    (a regex pattern or names)."""
-    pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
-    return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
 
 
 def remove(out_dir: Path) -> None:

@@ -227,3 +227,38 @@ def test_a_deforum_only_key_with_deforum_syntax_says_what_it_is():
     d = check_text(src)
     assert [x.code for x in d] == ["DFM101"] and "sampler" in d[0].help
     assert src[d[0].span.start:d[0].span.end] == "sampler_schedule"
+
+
+def _unreached(prompt: str, head: str = "dfm 1\nmode 2d\nframes 6\nsteps 10\nstrength 0.8\n"):
+    """The DFM504 of a scene whose img2img frames run int(0.2 × 10) = 1 step, and the scene."""
+    text = head + prompt + "\n"
+    (d,) = [d for d in check_text(text) if d.code == "DFM504"]
+    return d, text
+
+
+def test_an_edit_that_never_switches_is_pointed_at_its_bracket():
+    d, text = _unreached('prompt "a [cat:dog:5] in a field"')
+    assert text[d.span.start:d.span.end] == "[cat:dog:5]"
+    assert (d.span.line, d.span.col) == (6, 11) and d.frame == 1
+
+
+def test_the_bracket_pointed_at_is_the_one_that_switches_first():
+    # the edit switches after step 8, the alternation after step 1: the alternation is the cause
+    d, text = _unreached('prompt "[old:new:8] house, [red|blue] roof"')
+    assert text[d.span.start:d.span.end] == "[red|blue]"
+    # an edit nested in another, the inner one earlier; escapes before it keep the columns true
+    d, text = _unreached(r'prompt "a \"quoted\" [sea:[lake:pond:2]:6] view"')
+    assert text[d.span.start:d.span.end] == "[lake:pond:2]"
+
+
+def test_an_unreached_edit_in_a_sub_prompt_or_a_negative_points_at_its_bracket():
+    d, text = _unreached('prompt "a house" weight 1 and "a [red:blue:0.5] door" weight 0.5')
+    assert text[d.span.start:d.span.end] == "[red:blue:0.5]"
+    d, text = _unreached('prompt "a boat"\nnegative "blurry, [grain:noise:4]"')
+    assert text[d.span.start:d.span.end] == "[grain:noise:4]" and d.parameter == "negative"
+
+
+def test_an_edit_whose_when_is_a_backtick_points_at_the_statement():
+    # the step is known only per frame: the bracket is not found in the text as written
+    d, text = _unreached('prompt "a [cat:dog:`0.5+t*0`] here"')
+    assert text[d.span.start:d.span.end] == 'prompt "a [cat:dog:`0.5+t*0`] here"'

@@ -182,8 +182,22 @@ def test_import_the_real_a1111_settings_file(tmp_path, capsys):
     settings.write_text(json.dumps(a1111_settings(), indent=4))
     out = tmp_path / "a1111.dfm"
     assert main(["import", str(settings), "-o", str(out)]) == 0
-    assert "ControlNet" in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    # what changes the render leads; the ~20 groups of keys that do nothing are one line, not buried warnings
+    assert lines[0].endswith("the render will differ from Deforum's:")
+    differs = [ln for ln in lines if ": warning: " in ln]
+    assert any("noise multiplier" in ln and "IN USE" in ln for ln in differs)
+    assert not any("nothing is lost" in ln or "ControlNet" in ln for ln in lines)
+    assert [ln for ln in lines if ": note: " in ln and "seed -1" in ln]
+    left_out = [ln for ln in lines if "do nothing to the render" in ln]
+    assert len(left_out) == 1 and "--all-warnings" in left_out[0]
+    assert lines.index(differs[-1]) < lines.index(left_out[0]) and len(lines) < 15
     assert main(["check", str(out)]) == 0
+    # --all-warnings: every warning the import made, the dropped groups included
+    assert main(["import", str(settings), "-o", str(out), "--force", "--all-warnings"]) == 0
+    err = capsys.readouterr().err
+    assert "left out: ignored 85 ControlNet keys" in err and "nothing is lost" in err
+    assert "--all-warnings lists them" not in err
 
 
 def test_plot_command(tmp_path):
@@ -252,3 +266,39 @@ def test_any_user_error_is_printed_once_with_its_help(scene, capsys, monkeypatch
 
     monkeypatch.setattr("dfm.app.commands.check.run", lambda args: (_ for _ in ()).throw(Setup("no cluster")))
     assert main(["check", scene(GOOD)]) == 2
+
+
+def test_model_family_notes_are_said_by_check_and_render_only(tmp_path, capsys, monkeypatch):
+    from dfm.app.console import compile_file
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))  # the family is told from the hub id's name
+    scene = tmp_path / "s.dfm"
+    scene.write_text('dfm 1\nprompt 0 "a cat"\nmodel "stabilityai/sdxl-turbo"\nframes 4\n')
+    assert main(["check", str(scene)]) == 0
+    out, _ = capsys.readouterr()
+    assert "DFM207" in out
+    for command in (["compile", "-o", str(tmp_path / "t.csv")], ["export", "-o", str(tmp_path / "d.json")],
+                    ["plot", "-o", str(tmp_path / "p.png")]):
+        assert main([command[0], str(scene), *command[1:]]) == 0
+        assert "DFM207" not in capsys.readouterr().err, command
+    assert compile_file(str(scene), notes=True) is not None  # what `dfm render` prints before loading models
+    assert "DFM207" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "meant"), [("2d", "angle"), ("3d", "rotation_3d_z")])
+def test_rotation_suggests_the_turn_of_the_scenes_mode(tmp_path, capsys, mode, meant):
+    scene = tmp_path / "s.dfm"
+    # the mode comes after the misspelling: the suggestion still fits it
+    scene.write_text(f'dfm 1\nprompt 0 "x"\nrotation 0:(1)\nmode {mode}\n')
+    assert main(["check", str(scene)]) == 1
+    out = capsys.readouterr().out
+    assert "DFM101" in out and f"help: did you mean `{meant}`?" in out
+
+
+def test_a_near_miss_suggests_a_parameter_of_the_scenes_mode_first(tmp_path, capsys):
+    scene = tmp_path / "s.dfm"
+    scene.write_text('dfm 1\nmode 3d\nprompt 0 "x"\nangel 0:(1)\ntranslaton_z 0:(1)\n')
+    assert main(["check", str(scene)]) == 1
+    out = capsys.readouterr().out
+    assert "did you mean `angle`? (it is read only in mode 2d, not in 3d)" in out
+    assert "did you mean `translation_z`?" in out

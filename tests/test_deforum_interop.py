@@ -15,7 +15,7 @@ from dfm.api import check_text, compile_result, compile_text
 from dfm.compiler import catalogue as cat
 from dfm.compiler.deforum_export import export_settings
 from dfm.compiler.deforum_import import import_settings
-from dfm.compiler.deforum_names import A1111_SAMPLERS
+from dfm.compiler.deforum_names import A1111_SAMPLERS, Impact
 from dfm.compiler.interop import SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,37 @@ def test_a1111_default_file_warnings_are_grouped_and_specific(a1111):
     assert f'# model "{source.expect["checkpoint"]}"' in result.text
     # one line per group, not one per key
     assert len(result.warnings) < 40
+
+
+def test_a1111_default_file_warnings_say_what_changes_the_render(a1111):
+    source, result = a1111
+    differs = [w for w in result.warnings if w.impact is Impact.DIFFERS]
+    # the extension's defaults render differently through these, and every one of them is in the lead group
+    for words in [("noise multiplier", "IN USE"), ("noise_type", "perlin"), ("perlin noise", "IN USE"),
+                  (source.expect["checkpoint"],)]:
+        assert warning_with(result, *words).impact is Impact.DIFFERS, words
+    assert warning_with(result, "seed -1").impact is Impact.NOTE
+    # switched off, at a default, unused in the mode, provenance: nothing the render loses
+    for words in [("ControlNet",), ("hybrid video",), ("not used in mode 3d",), ("provenance",),
+                  ("switched off in the file",), ("InstructPix2Pix",)]:
+        assert warning_with(result, *words).impact is Impact.NO_EFFECT, words
+    assert all("nothing is lost" not in w for w in differs)
+    controlnet = warning_with(result, "ControlNet")
+    assert len(controlnet.keys) == 85 and "cn_1_enabled" in controlnet.keys
+    # the warnings are still the plain texts the API always gave
+    assert all(isinstance(w, str) for w in result.warnings)
+    assert warning_with(result, "ControlNet") == str(warning_with(result, "ControlNet"))
+
+
+def test_warnings_name_only_the_commands_that_do_what_the_key_did():
+    result = import_settings({"max_frames": 10, "prompts": {"0": "a cat"}, "reroll_patience": 10.0,
+                              "motion_preview_mode": True, "noise_type": "uniform", "perlin_octaves": 4})
+    assert "dfm plot" not in warning_with(result, "reroll_patience")
+    assert "`dfm preview`" in warning_with(result, "motion_preview_mode", "IN USE")
+    # perlin settings with uniform noise do nothing in Deforum either
+    assert warning_with(result, "perlin_octaves", "switched off").impact is Impact.NO_EFFECT
+    texts = " ".join(result.warnings)
+    assert not re.search(r"`dfm (plot|compile|export|fmt|check)\b", texts)
 
 
 def test_seed_minus_one_is_fixed_deterministically(a1111):

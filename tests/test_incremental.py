@@ -203,8 +203,8 @@ def test_an_interrupted_incremental_render_resumes_and_takes_another_edit(base, 
     v3 = compile_text(EDITS["prompt"][0].replace("7:(1)", "7:(1) step, 9:(4)"), "scene.dfm")
     report = render_into(v3, out, tiny_models)
     assert report.kept_frames == 8 and report.unet_calls == steps_from(v3, 8)
-    assert report.kept == ("frames 0–7 kept: the previous render had not reached frame 8; the first change is "
-                           "translation_x at frame 9")
+    assert report.kept == ("frames 0–7 kept: the render in this folder was stopped after frame 7; the first change "
+                           "is translation_x at frame 9")
     render_into(v3, tmp_path / "ref3", tiny_models)
     assert outputs(out) == outputs(tmp_path / "ref3")
 

@@ -119,6 +119,20 @@ def test_diagnostics_are_those_of_dfm_check(client, folder):
     assert "first set on line 3" in related["message"] and "note: first set on line 3" in twice["message"]
 
 
+def test_a_prompt_edit_that_never_switches_is_published_at_its_bracket(client, folder):
+    # img2img frames run int(0.2 × 10) = 1 step: `[cat:dog:5]` never switches (DFM504, which compile finds
+    # in the FrameTable; the server publishes what check gives, and check says it too)
+    line = 'prompt "a [cat:dog:5] in a field"'
+    text = f"dfm 1\nmode 2d\nframes 10\nsteps 10\nstrength 0.8\n{line}\n"
+    uri, diags = open_doc(client, folder, "edit.dfm", text)
+    (d,) = [d for d in diags if d["code"] == "DFM504"]
+    start = line.index("[")
+    assert d["range"] == {"start": {"line": 5, "character": start},
+                          "end": {"line": 5, "character": start + len("[cat:dog:5]")}}
+    assert d["severity"] == lsp.DiagnosticSeverity.Warning.value and "never switches" in d["message"]
+    client.close(uri)
+
+
 def test_columns_are_utf16_after_non_ascii_text(client, folder):
     line = 'model "😀é.safetensors" sha256 "abc"'
     text = f'dfm 1\nprompt "x"\n{line}\n'

@@ -137,3 +137,26 @@ def test_import_does_not_load_matplotlib() -> None:
     code = "import sys, dfm.app.plot; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_png_follows_the_umask_and_a_rewrite_keeps_its_mode(tmp_path: Path) -> None:
+    """Like every output of dfm (contract/files.py), not the 0600 of the temporary file it is written to."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    out = plot_table(_table(), tmp_path / "plot.png")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    out.chmod(0o640)
+    plot_table(_table(), out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def test_an_unknown_param_records_and_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from dfm.app.cli import main
+
+    (tmp_path / "s.dfm").write_text('dfm 1\nframes 4\nprompt 0 "x"\nzoom 0:(1.0), 3:(1.05)\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "s.dfm", "--params", "zoom,nosuch"]) == 2
+    assert "nosuch" in capsys.readouterr().err and not (tmp_path / "outputs").exists()

@@ -132,3 +132,35 @@ def test_cli_writes_a_video_with_every_frame(tmp_path):
     n, seconds = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert n == 6 and abs(seconds - 6 / 8) < 0.01
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_cli_writes_the_strip_beside_the_video(tmp_path):
+    """Six evenly spaced frames side by side, 160 px each: the preview seen without a video player."""
+    import cv2
+
+    from dfm.runtime.preview import STRIP_FRAMES, STRIP_WIDTH
+
+    src = tmp_path / "s.dfm"
+    src.write_text(scene("translation_x 4\n", frames=11))
+    assert main(["preview", str(src), "-o", str(tmp_path / "p.mp4"), "--quiet"]) == 0
+    strip = cv2.cvtColor(cv2.imread(str(tmp_path / "p_strip.png")), cv2.COLOR_BGR2RGB)
+    assert strip.shape == (STRIP_WIDTH, STRIP_FRAMES * STRIP_WIDTH, 3)  # 64x64 frames scaled to 160x160
+    frames = list(preview_frames(compile_text(scene("translation_x 4\n", frames=11))))
+    for k, i in enumerate((0, 2, 4, 6, 8, 10)):
+        tile = cv2.resize(frames[i], (STRIP_WIDTH, STRIP_WIDTH), interpolation=cv2.INTER_AREA)
+        assert (strip[:, k * STRIP_WIDTH:(k + 1) * STRIP_WIDTH] == tile).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.mp4", "p_strip.png", "s.dfm"]
+
+
+def test_the_progress_bar_says_preview(tmp_path, capsys):
+    from dfm.app.console import progress_bar
+
+    src = tmp_path / "s.dfm"
+    src.write_text(scene("zoom 1.05\n"))
+    assert main(["preview", str(src), "-o", str(tmp_path / "p.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "preview: 100%" in err and "render" not in err
+    bar = progress_bar()  # the render's bar keeps its name
+    bar(1, 2)
+    assert bar.bar.desc == "render"
+    bar.close()

@@ -93,3 +93,30 @@ def test_a_damaged_checkpoint_starts_the_render_over_on_every_path(path, stills,
     assert any("rendering again from frame 0" in w for w in report.warnings), report.warnings
     assert frames(out) == reference
     assert not resume.state_path(out).exists()  # finished: nothing left to resume
+
+
+def test_the_cli_says_what_it_does_before_loading_and_a_rerun_with_nothing_to_render_loads_no_model(
+        tiny_models, tmp_path, monkeypatch, capsys):
+    from dfm.app.cli import main
+    from dfm.runtime.models import StableDiffusion
+
+    scene = tmp_path / "scene.dfm"
+    scene.write_text(STILLS.format(model=tiny_models["folder"]), encoding="utf-8")
+    argv = ["render", str(scene), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"rendering {scene}: 4 frames, mode none, 64x64, into {tmp_path / 'out'}"
+    loading = next(x for x in lines if x.startswith("loading the diffusers folder"))
+    assert loading.endswith("on cpu, float32") and lines.index(loading) < len(lines) - 1
+    # the estimate: measured on frame 1 (frame 0 carries one-off costs), for the UNet evaluations left
+    table = compile_text(scene.read_text(encoding="utf-8"))
+    left = int(table["unet_evals"][2:].sum())
+    eta = next(x for x in lines if x.startswith("about "))
+    assert f"s per UNet evaluation, measured on frame 1; {left} evaluations left)" in eta
+
+    loads = []
+    monkeypatch.setattr(StableDiffusion, "load", lambda self: loads.append(self))
+    scene.write_text(scene.read_text(encoding="utf-8") + "# a comment changes no frame\n", encoding="utf-8")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert loads == [] and "all 4 frames kept" in err and "loading" not in err

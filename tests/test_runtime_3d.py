@@ -323,6 +323,25 @@ def test_depth_model_errors_are_render_errors(tmp_path, depth_models):
         depth_kind(SimpleNamespace(model_type="glpn"))
 
 
+def test_an_uncached_depth_model_offline_names_every_way_on():
+    # conftest sets HF_HUB_OFFLINE and an empty cache: this id is not there, and nothing touches the network
+    start = time.perf_counter()
+    with pytest.raises(RenderError) as e:
+        resolve_depth_folder("someone/not-a-cached-depth-model")
+    assert time.perf_counter() - start < 5
+    assert "someone/not-a-cached-depth-model is not in the local Hugging Face cache" in e.value.message
+    assert "HF_HUB_OFFLINE" in e.value.message
+    help = e.value.help
+    # download: the exact command, fetching what the render loads and no pickles
+    assert '`hf download someone/not-a-cached-depth-model --include "*.json" --include "*.safetensors"`' in help
+    assert "*.bin" not in help
+    assert "depth_model" in help and "local folder" in help  # or a folder
+    assert "`use_depth_warping off`" in help  # or no depth at all
+    with pytest.raises(RenderError) as e:
+        resolve_depth_folder("someone/not-a-cached-depth-model", allow_pickle=True)
+    assert '--include "*.bin"' in e.value.help
+
+
 # ---- in the loop -------------------------------------------------------------------------------------------
 
 

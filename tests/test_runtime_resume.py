@@ -184,7 +184,10 @@ def test_cli_resumes_and_says_so(scene2d, tiny_models, tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(FrameRenderer, "frame", interrupted)
     assert main(argv) == 130
-    assert "interrupted at frame 6; run the same command again to resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (f"stopped at frame 6 of 10: frames 0–5 are in {out / 'frames'}; run the "
+                                            "same command again to go on from frame 6 (--restart renders from frame 0)")
+    assert "No frames have been written" not in err and "Traceback" not in err
     monkeypatch.setattr(FrameRenderer, "frame", original)
     assert main(argv) == 0
     assert "resuming at frame 6 of 10" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..console import UsageError, compile_file
 from ..exit_codes import EXIT_ERRORS, EXIT_OK
+from ..render_args import default_output
 
 
 def add_parser(sub) -> None:
@@ -22,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
     result = compile_file(args.file)
     if result is None:
         return EXIT_ERRORS
-    from ..plot import plot_table  # matplotlib: only when drawing
+    from ..plot import plot_table, select_columns  # matplotlib: only when drawing
 
-    out = Path(args.output) if args.output else Path("outputs") / Path(args.file).stem / "plot.png"
     params = [p.strip() for p in args.params.split(",") if p.strip()] if args.params else None
     try:
+        select_columns(result.table, params)  # an unknown name: an error before anything is recorded or written
+        out = Path(args.output) if args.output else default_output(args.file, "plot.png")
         plot_table(result.table, out, params)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..console import compile_file, progress_bar
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_ERRORS
     out = render_out(args, result.table)
+    table = result.table
+    # said before the runtime (torch, diffusers) is imported: that alone takes seconds
+    say(args, f"rendering {args.file}: {len(table)} frames, mode {table.settings.mode}, "
+              f"{table.settings.width}x{table.settings.height}, into {out}")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from ...runtime.render import RenderInterrupted, render
 
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
 
     check_ray_options(args)
-    progress = progress_bar(args.quiet)
+    progress = measured_eta(table, progress_bar(args.quiet), args)
     try:
         if args.ray:  # the frames split across Ray workers (scaleout/shard.py)
             report = _render_on_ray(args, result, out, progress, on_resume, on_keep)
@@ -77,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
             report = render(scene_table(result, args), out, scene_text=result.scene.source, scene_path=args.file,
                             model=args.model, device=args.device, allow_pickle=args.allow_pickle,
                             progress=progress, depth_model=args.depth_model, restart=args.restart,
-                            on_resume=on_resume, on_keep=on_keep, dtype=args.dtype, speed=speedups(args))
+                            on_resume=on_resume, on_keep=on_keep, dtype=args.dtype, speed=speedups(args),
+                            on_stage=lambda words: say(args, words))
     except RenderInterrupted as exc:
         progress.close()
-        print(f"interrupted at frame {exc.next_frame}; run the same command again to resume", file=sys.stderr)
+        print(interrupted_words(exc.next_frame, exc.total, out), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:  # a RenderError (any UserError) is printed by app/dispatch.py
         progress.close()
@@ -90,6 +96,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {report.frames} frames to {report.out_dir}" +
               (f" and {report.video}" if report.video else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def measured_eta(table, progress, args: argparse.Namespace):
+    """`progress`, and one line once a diffused frame has been timed: how long the rest takes, from the seconds
+    per UNet evaluation that frame measured and the evaluations the table says are left (`unet_evals`; a guess
+    from the hardware would be off by far more). The first frame carries one-off costs: the second is timed."""
+    evals = [int(v) for v in table["unet_evals"].tolist()]
+    state = {"last": None, "said": bool(args.quiet)}
+
+    def step(done: int, total: int) -> None:
+        progress(done, total)
+        now = time.perf_counter()
+        last, state["last"] = state["last"], (done, now)
+        if state["said"] or last is None or done != last[0] + 1 or evals[done - 1] == 0 or done >= total:
+            return  # the first call, a kept frame, a tween (no UNet) or the last frame: nothing to time
+        per_eval = (now - last[1]) / evals[done - 1]
+        left = per_eval * sum(evals[done:])
+        state["said"] = True
+        _write(f"about {_duration(left)} to go ({per_eval:.2f} s per UNet evaluation, measured on frame "
+               f"{done - 1}; {sum(evals[done:])} evaluations left)")
+
+    step.close = progress.close  # type: ignore[attr-defined]
+    return step
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _write(line: str) -> None:
+    """A line on standard error that does not break the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def say(args: argparse.Namespace, words: str) -> None:
+    """One line of what the render is doing, on standard error (not with --quiet)."""
+    if not args.quiet:
+        print(words, file=sys.stderr, flush=True)
+
+
+def interrupted_words(next_frame: int, total: int, out: Path) -> str:
+    """The one line a stopped render ends with: what is on disk, and how to go on."""
+    if next_frame == 0:
+        done = "no frame was finished"
+    else:
+        frames = "frame 0 is" if next_frame == 1 else f"frames 0–{next_frame - 1} are"
+        done = f"{frames} in {out / 'frames'}"
+    return (f"stopped at frame {next_frame} of {total}: {done}; run the same command again to go on from frame "
+            f"{next_frame} (--restart renders from frame 0)")
 
 
 def _render_on_ray(args: argparse.Namespace, result, out: Path, progress, on_resume, on_keep):
