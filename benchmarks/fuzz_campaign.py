@@ -1,7 +1,10 @@
-"""A long fuzz campaign of check and compile: the test suite's generators (tests/test_fuzz.py), random
-rather than derandomised, for many more cases. Prints cases, failures and cases per second.
+"""A long fuzz campaign of check and compile, with the test suite's generators and property (tests/test_fuzz.py).
 
-    python benchmarks/fuzz_campaign.py [CASES_PER_GENERATOR]   # default 50,000
+First the suite's own two tests, derandomised, at 5,000 cases per generator (the 10,000-case run that
+`make test` cuts to a few hundred per generator); then a random campaign of many more cases that collects
+every failure instead of stopping at the first. Prints cases, failures and cases per second.
+
+    python benchmarks/fuzz_campaign.py [--ci-cases N] [CASES_PER_GENERATOR]   # defaults 5,000 and 50,000
 """
 
 from __future__ import annotations
@@ -16,10 +19,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from test_fuzz import holds, mutants, scenes  # noqa: E402
 
 
-def campaign(name: str, strategy, cases: int) -> None:
+def derandomised(test, name: str, cases: int) -> bool:
+    """One of tests/test_fuzz.py's tests as written (same settings, same cases each run), at `cases`."""
+    start = time.perf_counter()
+    try:
+        test()
+    except Exception as exc:  # Hypothesis has shrunk it and printed the falsifying example above
+        print(f"{name} (derandomised): FAILED after {time.perf_counter() - start:.0f} s: {type(exc).__name__}: "
+              f"{str(exc)[:200]}")
+        return False
+    seconds = time.perf_counter() - start
+    print(f"{name} (derandomised): {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), 0 failures")
+    return True
+
+
+def campaign(name: str, strategy, holds, cases: int) -> int:
     failures: list[str] = []
 
     @settings(max_examples=cases, deadline=None, database=None,
@@ -34,14 +50,28 @@ def campaign(name: str, strategy, cases: int) -> None:
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    print(f"{name}: {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), {len(failures)} failures")
+    print(f"{name} (random): {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), {len(failures)} failures")
     for f in failures[:20]:
         print("  ", f)
+    return len(failures)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="A long random fuzz campaign of check and compile (tests/test_fuzz.py).")
-    ap.add_argument("cases", nargs="?", type=int, default=50_000, help="cases per generator (default 50,000)")
-    n = ap.parse_args().cases
-    campaign("mutated examples", mutants, n)
-    campaign("generated scenes", scenes, n)
+    ap = argparse.ArgumentParser(description="A long fuzz campaign of check and compile (tests/test_fuzz.py).")
+    ap.add_argument("cases", nargs="?", type=int, default=50_000,
+                    help="random cases per generator (default 50,000; 0 skips the random campaign)")
+    ap.add_argument("--ci-cases", type=int, default=5_000,
+                    help="derandomised cases per generator of the suite's tests (default 5,000; 0 skips them)")
+    args = ap.parse_args()
+    # read by tests/test_fuzz.py at import, so it has to be set first
+    os.environ["DFM_FUZZ_CASES"] = str(args.ci_cases)
+    import test_fuzz as fz
+
+    ok = True
+    if args.ci_cases:
+        ok &= derandomised(fz.test_mutated_examples_never_crash, "mutated examples", args.ci_cases)
+        ok &= derandomised(fz.test_generated_scenes_never_crash, "generated scenes", args.ci_cases)
+    if args.cases:
+        ok &= campaign("mutated examples", fz.mutants, fz.holds, args.cases) == 0
+        ok &= campaign("generated scenes", fz.scenes, fz.holds, args.cases) == 0
+    sys.exit(0 if ok else 1)

@@ -13,8 +13,11 @@ Imported only by a scene that has an `audio` statement, so `dfm check` of any ot
 - **Tempo**: the autocorrelation of the onset envelope, weighted towards 120 bpm (a log-normal prior, one
   octave wide), picks the beat period between 60 and 200 bpm; dynamic programming then places beats that
   fall on onsets while keeping that period (Ellis 2007, "Beat tracking by dynamic programming"); each beat
-  is refined to the onset peak around it, and the tempo reported is the least-squares slope of beat time
-  against beat number.
+  is refined to the onset peak around it, and the tempo is the least-squares slope of beat time against
+  beat number. It is reported at the precision the analysis has (`readable_tempo`): the nearest whole,
+  half, tenth or hundredth bpm within the fit's uncertainty (three standard errors) plus the hop grid's
+  (the first and last beats each up to half a hop off), so an exact 120 bpm click track
+  reads 120, not 120.18, while a long track keeps its decimals.
 - **Cache**: the per-track analysis is stored by the sha256 of the file's bytes in
   `$XDG_CACHE_HOME/dfm/audio` (else `~/.cache/dfm/audio`), so a second `dfm check` decodes nothing.
 - **Per frame** (`frame_features`): frame *i* covers the track time `[offset + i/fps, offset + (i+1)/fps)`.
@@ -38,7 +41,7 @@ import numpy as np
 SR = 22050
 N_FFT = 1024
 HOP = 256
-VERSION = 1  # of the analysis: part of the cache key
+VERSION = 2  # of the analysis: part of the cache key (2: the tempo at the precision the analysis has)
 BANDS = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, SR / 2)}
 FEATURES = ("onset", "rms", "beat", "beat_phase", "low", "mid", "high")
 TEMPO_RANGE = (60.0, 200.0)
@@ -221,12 +224,29 @@ def track_beats(onset: np.ndarray, tightness: float = 100.0) -> tuple[np.ndarray
     hops = hops[onset[hops.astype(int)] > 0.1 * onset.max()] if onset.max() > 0 else hops
     hops = np.array([_peak(onset, int(h)) for h in hops])
     times = hops * HOP / SR + ONSET_LAG
-    if len(times) >= 2:
-        slope = np.polyfit(np.arange(len(times)), times, 1)[0]
-        tempo = 60.0 / slope if slope > 0 else float("nan")
-    else:
-        tempo = 60.0 / (period * HOP / SR)
-    return times, float(tempo)
+    if len(times) < 2:
+        return times, readable_tempo(60.0 / (period * HOP / SR), 0.0, period * HOP / SR)
+    k = np.arange(len(times))
+    (slope, icept), residuals = np.polyfit(k, times, 1, full=True)[:2]
+    if slope <= 0:
+        return times, float("nan")
+    sigma = float(np.sqrt(residuals[0] / (len(k) - 2))) if len(k) > 2 and len(residuals) else 0.0
+    slope_error = sigma / float(np.sqrt(((k - k.mean()) ** 2).sum()))
+    return times, readable_tempo(60.0 / slope, 60.0 * slope_error / slope**2, float(times[-1] - times[0]))
+
+
+def readable_tempo(bpm: float, std_error: float, span: float) -> float:
+    """`bpm` rounded to the coarsest of 1, 0.5, 0.1 and 0.01 bpm that stays within what the analysis can
+    tell apart. Beats sit on a hop grid: a sub-hop bias that drifts with each beat's phase on the grid leaves
+    no residual to measure (120 bpm = 43.07 hops: on a 4 s click track the fit reads 120.18 with a standard
+    error of 0.0001), so the tolerance is 3 standard errors plus the first and last beats each half a hop
+    off, across `span` seconds (measured on clicks: up to 0.66 hop in all)."""
+    tolerance = 3.0 * std_error + bpm * (HOP / SR) / max(span, HOP / SR)
+    for step in (1.0, 0.5, 0.1):
+        nearest = round(bpm / step) * step
+        if abs(nearest - bpm) <= tolerance:
+            return float(round(nearest, 2))
+    return float(round(bpm, 2))
 
 
 def _peak(x: np.ndarray, i: int) -> float:

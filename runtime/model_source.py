@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RenderError
+from .hashing import verify_sha256
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -66,6 +69,51 @@ def resolve_source(spec: str, base_dirs: tuple[Path, ...] = ()) -> ModelSource:
         what = "model file" if looks_like_file else "model folder"
         raise RenderError(f"{what} {spec} does not exist", f"check the path, or {LOAD_HELP}")
     return ModelSource("hub", spec, None)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """The model a render asks for: the spec, the folders its relative path is tried against, and the sha256
+    it must have (the scene's; none once --model overrides the scene's model)."""
+
+    spec: str
+    base_dirs: tuple[Path, ...]
+    sha256: str | None
+
+
+def model_request(scene_model: object, scene_sha256: object, *, override: str | None,
+                  scene_path: str) -> ModelRequest:
+    """`override` replaces the scene's model, and the scene's sha256 then no longer applies; the scene's own
+    relative paths are tried against the scene's folder."""
+    spec = override or scene_model
+    if not spec:
+        raise RenderError("no model given", "set `model` in the scene or pass --model")
+    sha = scene_sha256 if (override is None or override == scene_model) else None
+    base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
+    return ModelRequest(str(spec), base_dirs, str(sha) if sha else None)
+
+
+def model_identity(source: ModelSource, *, allow_pickle: bool, sha256: str | None) -> tuple[Path | None, str | None]:
+    """The diffusers folder a model loads from (None for a single file: one pipeline converts it) and its
+    checked sha256, without loading it; a pickle file without `allow_pickle`, a sha256 for anything but a
+    single file, a wrong sha256 or a hub model not in reach are RenderErrors."""
+    checked = None
+    if source.kind == "file" and source.path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise RenderError(
+            f"{source.path.name} is a pickle checkpoint, which can run code when loaded",
+            "convert it to .safetensors, or pass --allow-pickle if you trust the file (it is then read with "
+            "weights_only)",
+        )
+    if sha256:
+        if source.kind != "file":
+            raise RenderError(
+                f"a sha256 was given for {source.describe()}, but only a single model file can be checked",
+                "remove the sha256, or point the model at a .safetensors file",
+            )
+        checked = verify_sha256(source.path, sha256)
+    if source.kind == "hub":
+        return hub_snapshot(source.spec, allow_pickle), checked
+    return (source.path if source.kind == "folder" else None), checked
 
 
 def _hub_offline() -> bool:

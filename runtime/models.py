@@ -25,7 +25,6 @@ from ..contract import families
 from ..contract.errors import UserError
 from .device import Placement
 from .errors import RenderError
-from .hashing import verify_sha256
 from .model_family import (  # noqa: F401 (some re-exported for importers of models)
     CONFIGS,
     config_skeleton,
@@ -38,14 +37,15 @@ from .model_family import (  # noqa: F401 (some re-exported for importers of mod
 from .model_source import (  # noqa: F401 (some re-exported for importers of models)
     HUB_ID,
     LOAD_HELP,
+    PICKLE_SUFFIXES,
     ModelSource,
     fetch_snapshot,
     first_line,
     hub_snapshot,
+    model_identity,
     resolve_source,
 )
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
 
@@ -111,33 +111,13 @@ class StableDiffusion:
         self.source = source
         self.placement = placement
         self.allow_pickle = allow_pickle
-        self.sha256: str | None = None
         self.text_encoder_calls = 0
         self.unet_calls = 0
         # what a guidance-embedded UNet is given (`set_guidance_scale`); until the render sets the row's:
         # diffusers' LatentConsistencyModelPipeline default
         self.guidance_scale = 8.5
-        if source.kind == "file":
-            if source.path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-                raise RenderError(
-                    f"{source.path.name} is a pickle checkpoint, which can run code when loaded",
-                    "convert it to .safetensors, or pass --allow-pickle if you trust the file "
-                    "(it is then read with weights_only)",
-                )
-        if sha256:
-            if source.kind != "file":
-                raise RenderError(
-                    f"a sha256 was given for {source.describe()}, but only a single model file "
-                    "can be checked",
-                    "remove the sha256, or point the model at a .safetensors file",
-                )
-            self.sha256 = verify_sha256(source.path, sha256)
-        # the diffusers folder the components load from; None for a single file (one pipeline converts it)
-        self.folder: Path | None = None
-        if source.kind == "hub":
-            self.folder = hub_snapshot(source.spec, allow_pickle)
-        elif source.kind == "folder":
-            self.folder = source.path
+        # the diffusers folder the components load from (None for a single file) and the checked sha256
+        self.folder, self.sha256 = model_identity(source, allow_pickle=allow_pickle, sha256=sha256)
 
     # -- loading --
 

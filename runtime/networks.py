@@ -39,6 +39,7 @@ from torch import Tensor
 from ..contract import changes
 from ..contract.table import FrameTable
 from .errors import RenderError
+from .fingerprint import network_files
 from .prompts import CHUNK_TOKENS
 
 WEIGHTS_COLUMN = "lora_weights"
@@ -56,22 +57,6 @@ _ENCODERS = (("tokenizer", "text_encoder", "clip_l"), ("tokenizer_2", "text_enco
 def token_pattern(token: str) -> str:
     """An embedding's token as a whole word, any case (compiler/networks.py finds its uses the same way)."""
     return r"(?<![\w])" + re.escape(token) + r"(?![\w])"
-
-
-def network_files(table: FrameTable) -> dict[str, str]:
-    """The fingerprint entry of the LoRA and embedding files (path, size, mtime), so that a file changed in
-    place renders again rather than resuming or keeping frames made with the old one."""
-    settings = table.settings
-    paths = [*(settings.lora or ()), *(settings.embedding or ())]
-    stamps = []
-    for p in paths:
-        path = Path(str(p)).expanduser()
-        try:
-            st = path.stat()
-            stamps.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            stamps.append(str(p))  # a hub id (its revision is the cache's), or a file that is gone
-    return {"network_files": "|".join(stamps)} if stamps else {}
 
 
 def row_weights(value: object, count: int, frame: object = "?") -> list[tuple[float, float]]:

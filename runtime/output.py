@@ -13,7 +13,6 @@ through a render, goes to the host once.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -29,10 +28,7 @@ from torch import Tensor
 from ..contract.files import write_atomic
 from .encoder import VideoEncoder  # noqa: F401 - re-exported: the video stream, shared with the preview
 from .errors import RenderError
-
-
-def frame_name(index: int) -> str:
-    return f"{index:05d}.png"
+from .record import frame_name, png_complete  # noqa: F401 - re-exported: the frame files on disk
 
 
 def to_uint8(frame: Tensor) -> Tensor:
@@ -42,26 +38,6 @@ def to_uint8(frame: Tensor) -> Tensor:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
-
-
-# PNG files end with an empty IEND chunk: a file cut short by a kill or a full disk does not
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def png_complete(path: Path) -> bool:
-    """Whether `path` is a whole PNG file (signature and end chunk; cheap: reads 8 + 12 bytes)."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(8) != PNG_SIGNATURE:
-                return False
-            f.seek(0, os.SEEK_END)
-            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
-                return False
-            f.seek(-len(PNG_END), os.SEEK_END)
-            return f.read() == PNG_END
-    except OSError:
-        return False
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -308,27 +284,6 @@ class FrameWriter:
         self._join()
         if self.video is not None:
             self.video.abort()
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in (
-        "dfm",
-        "torch",
-        "diffusers",
-        "transformers",
-        "numpy",
-        "safetensors",
-        "opencv-python-headless",
-        "imageio-ffmpeg",
-    ):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def write_json(path: Path, data: dict) -> None:

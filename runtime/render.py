@@ -19,11 +19,12 @@ from .checks import check_table, needs_depth
 from .depth import DepthEstimator, depth_map_scale
 from .device import Placement, pick_device
 from .errors import RenderError
+from .fingerprint import package_versions
 from .frame_loop import LocalFrames
 from .job import RenderCancelled, RenderInterrupted, RenderReport, run_job
-from .models import StableDiffusion, resolve_source
+from .model_source import model_request, resolve_source
+from .models import StableDiffusion
 from .outdir import Output
-from .output import package_versions
 from .timing import StageTimer
 
 
@@ -101,13 +102,9 @@ def resolve_model(settings: Settings, placement: Placement, *, override: str | N
                   allow_pickle: bool) -> StableDiffusion:
     """The SD model of a render, found (not loaded): `override` replaces the scene's model, and the
     scene's sha256 then no longer applies; the scene's own relative paths are tried against its folder."""
-    scene_model = settings.model
-    spec = override or scene_model
-    if not spec:
-        raise RenderError("no model given", "set `model` in the scene or pass --model")
-    sha = settings.model_sha256 if (override is None or override == scene_model) else None
-    base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
-    return StableDiffusion(resolve_source(str(spec), base_dirs), placement, allow_pickle=allow_pickle, sha256=sha)
+    asked = model_request(settings.model, settings.model_sha256, override=override, scene_path=scene_path)
+    return StableDiffusion(resolve_source(asked.spec, asked.base_dirs), placement, allow_pickle=allow_pickle,
+                           sha256=asked.sha256)
 
 
 def manifest(

@@ -36,66 +36,37 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..contract.changes import ranges
-from ..contract.modes import mode as mode_of
-from ..contract.table import FrameTable, TableError
-from .networks import network_files
+from ..contract.table import FrameTable
+from .fingerprint import fingerprint as build_fingerprint
 from .outdir import STATE_DIR, is_temp_file  # torch-free there: the CLI checks a folder before loading
-from .output import HostCopies, HostCopy, frame_name, package_versions, png_complete, write_atomic
+from .output import HostCopies, HostCopy, frame_name, png_complete, write_atomic
+from .record import RECORD_FILE, Record, read_record, record_path, write_record  # noqa: F401
 from .speedups import describe, recorded
 
 STATE_FILE = "state.pt"
 # what dfm writes in the state folder: the checkpoint and the record of the frames a render may have written
 OWNER_FILE = "render.json"
 STATE_FILES = (STATE_FILE, OWNER_FILE)  # removed when a render succeeds
-RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for incremental re-render
 LATENTS_DIR = "latents"  # kept: the latents of each diffusion (2D/3D), NNNNN.latents
 LATENTS_SUFFIX = ".latents"
 FORMAT = 1
-# the packages whose arithmetic shapes the frames; another version may give other bytes
-VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-python-headless")
 
 
 def state_path(out_dir: Path) -> Path:
     return Path(out_dir) / STATE_DIR / STATE_FILE
 
 
-def _file_stamp(path: object) -> str:
-    """An input file by path, size and mtime (hashing a long input video on every start would cost more
-    than the resume saves)."""
-    if not path:
-        return ""
-    p = Path(str(path)).expanduser()
-    try:
-        st = p.stat()
-    except OSError:
-        return str(p)
-    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
 def fingerprint(table: FrameTable, sd, depth=None) -> dict[str, str]:
     """What must be equal for a checkpoint to continue into the same frames an uninterrupted render
-    would have written."""
-    src = sd.source
-    versions = package_versions()
+    would have written (runtime/fingerprint.py, from the model `sd` and the depth model as they resolved)."""
+    src, placement = sd.source, sd.placement
     s = table.settings
-    out = {
-        "table": table.content_hash(),
-        "model": f"{src.kind}:{src.spec}:{sd.folder or ''}",
-        "model_file": _file_stamp(src.path) if src.kind == "file" else "",
-        "model_sha256": sd.sha256 or "",
-        "depth_model": f"{depth.spec}:{depth.folder}" if depth is not None else "",
-        "device": sd.placement.device.type,
-        "dtype": str(sd.placement.dtype),
-        # attention kernel, memory format, VAE tiling, torch.compile (runtime/speedups.py): each changes bytes
-        # (a model no render has set up yet runs the defaults: a Ray worker's, say)
-        "speedups": recorded(sd) or describe(None, sd.placement.device.type, (s.width, s.height)),
-        "init_image": _file_stamp(s.init_image),
-        "video_init_path": _file_stamp(s.video_init_path) if mode_of(s.mode).reads_video else "",
-    }
-    out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
-    out.update(network_files(table))  # the LoRA and embedding files' stamps: one edited in place renders again
-    return out
+    # a model no render has set up yet runs the default switches (a Ray worker's, say)
+    switches = recorded(sd) or describe(None, placement.device.type, (s.width, s.height))
+    return build_fingerprint(table, model_kind=src.kind, model_spec=src.spec, model_path=src.path,
+                             model_folder=sd.folder, model_sha256=sd.sha256,
+                             depth=(depth.spec, depth.folder) if depth is not None else None,
+                             device_type=placement.device.type, dtype=str(placement.dtype), speedups=switches)
 
 
 @dataclass
@@ -228,43 +199,6 @@ def checkpoint_frames(out_dir: Path) -> int:
 
 
 # ---- the record of the frames a folder holds (incremental re-render) ----------------------------------------
-
-
-def record_path(out_dir: Path) -> Path:
-    return Path(out_dir) / STATE_DIR / RECORD_FILE
-
-
-@dataclass
-class Record:
-    """The frames a folder holds: those of `table`'s render with `fingerprint`, where `valid` (one bool per
-    row) is true."""
-
-    table: FrameTable
-    fingerprint: dict[str, str]
-    valid: np.ndarray
-
-
-def write_record(out_dir: Path, table: FrameTable, fingerprint: dict[str, str], valid: np.ndarray) -> None:
-    """Record which frames in `out_dir` are those of `table` (written atomically; the same inputs give the
-    same bytes)."""
-    data = {"dfm_rendered": 1, "fingerprint": fingerprint,
-            "valid": [list(r) for r in ranges(np.flatnonzero(valid))], "table": table.to_json()}
-    write_atomic(record_path(out_dir), json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def read_record(out_dir: Path) -> Record | None:
-    """The record in `out_dir`, or None (none, unreadable, or of another format)."""
-    try:
-        data = json.loads(record_path(out_dir).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("dfm_rendered") != 1 or not isinstance(data.get("fingerprint"), dict):
-            return None
-        table = FrameTable.from_json(data["table"])
-        valid = np.zeros(len(table), dtype=bool)
-        for a, b in data["valid"]:
-            valid[int(a): int(b) + 1] = True
-    except (OSError, ValueError, KeyError, TypeError, TableError):
-        return None
-    return Record(table, {str(k): str(v) for k, v in data["fingerprint"].items()}, valid)
 
 
 # ---- the latents of each diffusion ---------------------------------------------------------------------------

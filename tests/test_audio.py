@@ -89,6 +89,27 @@ def test_tempo_detection_other_tempi(bpm):
     assert abs(audio.analyse(click_track(bpm)).tempo - bpm) <= 1
 
 
+@pytest.mark.parametrize("bpm", [120, 128, 90])
+@pytest.mark.parametrize(("seconds", "start"), [(4, 0.0), (6, 0.0), (4, 0.1), (8, START), (30, 0.37)])
+def test_a_click_track_at_an_exact_tempo_reads_exactly(bpm, seconds, start):
+    # beats on the hop grid drift against it (120 bpm = 43.07 hops): a 4 s track from 0 s used to read 120.18
+    assert audio.analyse(click_track(bpm, seconds, start)).tempo == bpm
+
+
+def test_bpm_auto_suggests_the_exact_tempo(tmp_path):
+    track = write_wav(tmp_path / "clicks.wav", click_track(120, seconds=4, start=0.0))
+    r = compile_source(scene(track.name, "bpm auto", "frames 60"), base_dir=tmp_path)
+    assert r.ok and r.settings.bpm == 120
+    (note,) = [d for d in r.diagnostics if d.code == "DFM206"]
+    assert "120 bpm detected" in note.message and note.help == "write `bpm 120` to fix it"
+
+
+def test_a_long_track_keeps_the_decimals_of_its_tempo():
+    # the longer the track, the finer the tempo it can tell: a minute of 97.25 bpm is not rounded to 97
+    assert audio.analyse(click_track(97.25, seconds=60, start=0.13)).tempo == 97.25
+    assert audio.analyse(click_track(97.25, seconds=8, start=0.13)).tempo == 97.5  # 8 s: only to a half
+
+
 def test_beat_is_one_on_the_frames_that_hold_clicks(clicks):
     r = compile_source(scene(clicks.name, "frames 90", "zoom 1 + 0.1*beat"), base_dir=clicks.parent)
     assert r.ok, r.diagnostics

@@ -4,6 +4,7 @@ the same on every path; a damaged checkpoint, for one, starts the render over in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,46 @@ def test_the_cli_says_what_it_does_before_loading_and_a_rerun_with_nothing_to_re
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert loads == [] and "all 4 frames kept" in err and "loading" not in err
+
+
+def test_a_rerun_that_changes_no_frame_ends_without_importing_torch(tiny_models, tmp_path):
+    """The up-to-date check (runtime/uptodate.py) gives the render job's answer from the folder's record and
+    plain values: a comment-only edit renders nothing, imports neither torch nor diffusers, and writes
+    nothing; an edit of a frame goes on to the job."""
+    import subprocess
+    import sys
+
+    scene = tmp_path / "scene.dfm"
+    scene.write_text(STILLS.format(model=tiny_models["folder"]), encoding="utf-8")
+    out = tmp_path / "out"
+    probe = ("import sys\nfrom dfm.app.cli import main\nrc = main(sys.argv[1:])\n"
+             "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)\n")
+
+    def rerun() -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-c", probe, "render", str(scene), "--out", str(out),
+                               "--device", "cpu"], capture_output=True, text=True, env={**os.environ,
+                                                                                        "HF_HUB_OFFLINE": "1"})
+        return done.stdout.strip().splitlines()[-1], done.stderr
+
+    assert local(compile_text(scene.read_text(encoding="utf-8"), str(scene)), out).frames == 4
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    scene.write_text(scene.read_text(encoding="utf-8") + "# only a comment\n", encoding="utf-8")
+    status, err = rerun()
+    assert status == "0 False False"
+    assert f"all 4 frames kept: nothing the frames read changed; {out} is up to date" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written
+
+    scene.write_text(scene.read_text(encoding="utf-8").replace("seed 3", "seed 4"), encoding="utf-8")
+    status, err = rerun()
+    assert status == "0 True True" and "up to date" not in err  # the seed changes every frame: the job renders
+
+
+def test_only_a_device_known_without_torch_is_taken_as_the_cpu(monkeypatch):
+    from dfm.runtime import uptodate
+
+    assert uptodate.cpu_placement("cpu", "auto") == ("cpu", "torch.float32")
+    assert uptodate.cpu_placement("cpu", "bf16") == ("cpu", "torch.bfloat16")
+    assert uptodate.cpu_placement("cpu", "fp16") is None  # refused on the CPU: the job says so
+    assert uptodate.cpu_placement("cuda", "auto") is None
+    monkeypatch.setattr(uptodate.os.path, "exists", lambda p: p == "/proc/driver/nvidia")
+    assert uptodate.cpu_placement("auto", "auto") is None  # a GPU may be there: torch decides

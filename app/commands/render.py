@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     # said before the runtime (torch, diffusers) is imported: that alone takes seconds
     say(args, f"rendering {args.file}: {len(table)} frames, mode {table.settings.mode}, "
               f"{table.settings.width}x{table.settings.height}, into {out}")
+    if not args.ray and not args.restart:
+        kept = up_to_date(args, scene_table(result, args), out)
+        if kept is not None:
+            say(args, f"{kept}; {out} is up to date, nothing was written")
+            return EXIT_OK
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from ...runtime.render import RenderInterrupted, render
 
@@ -96,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {report.frames} frames to {report.out_dir}" +
               (f" and {report.video}" if report.video else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def up_to_date(args: argparse.Namespace, table, out: Path) -> str | None:
+    """What a render that keeps every frame would say, found without importing torch (runtime/uptodate.py):
+    a rerun that changes no frame ends in a moment, loading no model."""
+    from ...runtime.uptodate import kept_whole  # torch-free
+
+    return kept_whole(table, out, model=args.model, device=args.device, dtype=args.dtype, speed=speedups(args),
+                      scene_path=args.file, allow_pickle=args.allow_pickle)
 
 
 def measured_eta(table, progress, args: argparse.Namespace):

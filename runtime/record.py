@@ -1,0 +1,85 @@
+"""The record of a render's frames: which frames in a folder are those of which table, rendered under which
+fingerprint. Kept after a render (`<folder>/.dfm-state/rendered.json`) for the next incremental render, and
+read without torch, so `dfm render` can tell a folder is up to date before it imports the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..contract.changes import ranges
+from ..contract.files import write_atomic
+from ..contract.table import FrameTable, TableError
+from .outdir import STATE_DIR
+
+RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for incremental re-render
+
+
+def frame_name(index: int) -> str:
+    return f"{index:05d}.png"
+
+
+# PNG files end with an empty IEND chunk: a file cut short by a kill or a full disk does not
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_complete(path: Path) -> bool:
+    """Whether `path` is a whole PNG file (signature and end chunk; cheap: reads 8 + 12 bytes)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:
+        return False
+
+
+def record_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / RECORD_FILE
+
+
+@dataclass
+class Record:
+    """The frames a folder holds: those of `table`'s render with `fingerprint`, where `valid` (one bool per
+    row) is true."""
+
+    table: FrameTable
+    fingerprint: dict[str, str]
+    valid: np.ndarray
+
+
+def write_record(out_dir: Path, table: FrameTable, fingerprint: dict[str, str], valid: np.ndarray) -> None:
+    """Record which frames in `out_dir` are those of `table` (written atomically; the same inputs give the
+    same bytes)."""
+    data = {"dfm_rendered": 1, "fingerprint": fingerprint,
+            "valid": [list(r) for r in ranges(np.flatnonzero(valid))], "table": table.to_json()}
+    write_atomic(record_path(out_dir), json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def read_record(out_dir: Path) -> Record | None:
+    """The record in `out_dir`, or None (none, unreadable, or of another format)."""
+    try:
+        data = json.loads(record_path(out_dir).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("dfm_rendered") != 1 or not isinstance(data.get("fingerprint"), dict):
+            return None
+        table = FrameTable.from_json(data["table"])
+        valid = np.zeros(len(table), dtype=bool)
+        for a, b in data["valid"]:
+            valid[int(a): int(b) + 1] = True
+    except (OSError, ValueError, KeyError, TypeError, TableError):
+        return None
+    return Record(table, {str(k): str(v) for k, v in data["fingerprint"].items()}, valid)
+
+
+__all__ = ["PNG_END", "PNG_SIGNATURE", "RECORD_FILE", "Record", "frame_name", "png_complete", "read_record",
+           "record_path", "write_record"]
