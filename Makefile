@@ -6,8 +6,9 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BIN := $(VENV)/bin
-# -q: pip prints nothing but warnings and errors; the walls of progress would read as a broken install
-PIP := $(BIN)/python -m pip -q
+# -qq: pip prints its errors only; its progress and the build backend's notes (setuptools' "Editable
+# installation" box at each `-e .`) are walls that read as a broken install
+PIP := $(BIN)/python -m pip -qq
 DEMO ?= examples/demo.dfm
 
 .PHONY: demo test lint bench bench-gpu bench-long clean

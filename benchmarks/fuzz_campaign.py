@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,9 +27,9 @@ def derandomised(test, name: str, cases: int) -> bool:
     start = time.perf_counter()
     try:
         test()
-    except Exception as exc:  # Hypothesis has shrunk it and printed the falsifying example above
-        print(f"{name} (derandomised): FAILED after {time.perf_counter() - start:.0f} s: {type(exc).__name__}: "
-              f"{str(exc)[:200]}")
+    except Exception as exc:  # shrunk by Hypothesis; the falsifying example is in the exception's notes
+        print(f"{name} (derandomised): FAILED after {time.perf_counter() - start:.0f} s:")
+        print("".join(traceback.format_exception_only(exc))[:2000])
         return False
     seconds = time.perf_counter() - start
     print(f"{name} (derandomised): {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), 0 failures")

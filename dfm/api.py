@@ -26,7 +26,8 @@ def parse(text: str, path: str = "<string>") -> ParseResult:
 
 
 def check_text(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> list[Diagnostic]:
-    """Every diagnostic of a scene (syntax, catalogue, keys, per-frame values), sorted by position."""
+    """Every diagnostic of a scene (syntax, catalogue, keys, per-frame values), sorted by position: all
+    that `compile_result` reports, those it finds in the FrameTable included, without building the table."""
     return compile_source(text, path, base_dir=base_dir, build_table=False).diagnostics
 
 

@@ -10,11 +10,11 @@ The sharded render is the one render job (`runtime/job.py` `run_job`) with the p
 (`PoolFrames`): the job decides which rows to render (a checkpoint of the same render continues, one that
 counts on a damaged frame starts over; an edited scene keeps the frames the edit cannot change) and readies
 the folder, exactly as for a local render; one worker reports resume's fingerprint, and the driver hands
-out chunks of the rows in order (`RenderWorker.render_rows`). It writes each returned PNG atomically as it arrives, and keeps the
-record of the frames on disk and the checkpoint at the first one missing, so a killed sharded render
-continues with or without `--ray` and renders no frame twice. Once every frame is written it encodes
-the video from the PNGs (lossless, so ffmpeg gets the uint8 frames a local render gives it, and the
-same bytes come out) and writes table.csv and manifest.json.
+out chunks of the rows in order (`RenderWorker.render_rows`). It writes each returned PNG atomically as it
+arrives, and keeps the record of the frames on disk and the checkpoint at the first one missing, so a
+killed sharded render continues with or without `--ray` and renders no frame twice. Once every frame is
+written it encodes the video from the PNGs (lossless, so ffmpeg gets the uint8 frames a local render gives
+it, and the same bytes come out) and writes table.csv and manifest.json.
 """
 
 from __future__ import annotations

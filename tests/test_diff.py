@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 from test_incremental import BASE, EDITS
 
-from dfm.api import compile_result, compile_text
+from dfm.api import compile_result
 from dfm.app.cli import main
 from dfm.app.diff import compare_scenes
 from dfm.contract import changes
@@ -117,11 +118,16 @@ def test_a_revision_that_looks_like_an_option_reaches_no_git(tmp_path, monkeypat
     assert not (tmp_path / "x").exists()
 
 
-def test_the_diff_imports_no_torch():
-    code = ("import sys; from dfm.app.diff import compare_scenes; from dfm.app.cli import main; "
-            "assert 'torch' not in sys.modules")
-    subprocess.run([__import__("sys").executable, "-c", code], check=True)
-    assert compile_text(BASE, "x.dfm") is not None
+def test_the_diff_imports_no_torch(tmp_path):
+    """Not at import and not while it runs: a whole `dfm diff` in a fresh interpreter."""
+    (tmp_path / "old.dfm").write_text(BASE, encoding="utf-8")
+    (tmp_path / "new.dfm").write_text(EDITS["prompt"][0], encoding="utf-8")
+    code = ("import sys; from dfm.app.cli import main; "
+            "code = main(['diff', 'old.dfm', 'new.dfm', '--format', 'json']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["first_frame"] == 6  # the diff ran and found the prompt change
 
 
 def test_a_native_weighted_prompt_is_grouped_with_the_prompt_it_replaces(tmp_path, capsys):

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..watch import watch_render
 
         return watch_render(args)
-    result = compile_file(args.file)
+    result = compile_file(args.file, notes=True)  # the model family's notes (DFM206/207) belong to a render
     if result is None:
         return EXIT_ERRORS
     out = render_out(args, result.table)
