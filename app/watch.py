@@ -229,10 +229,10 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
     """The watcher of `dfm preview FILE --watch`: each job writes the preview again (a preview in flight
     stops at its next frame)."""
     def job(result, cancel: Cancel):
-        from ..runtime.preview import render_preview
+        from ..runtime.preview import render_preview, strip_path
 
         out = preview_out(args)
-        bar = progress_bar(args.quiet)
+        bar = progress_bar(args.quiet, "preview")
 
         def progress(done: int, total: int) -> None:
             bar(done, total)
@@ -240,14 +240,14 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
                 raise _PreviewCancelled
 
         try:
-            path = render_preview(scene_table(result, args), out, progress=progress)
+            path = render_preview(scene_table(result, args), out, progress=progress, strip=strip_path(out))
         except _PreviewCancelled:
             bar.close()
             if cancel.reason != "interrupted":
                 echo(f"preview stopped: {cancel.reason}")
             raise
         bar.close()
-        echo(f"wrote {path}; waiting for the next save")
+        echo(f"wrote {path} and {strip_path(path)}; waiting for the next save")
         return path
 
     return Watcher(Path(args.file), job, echo=echo)

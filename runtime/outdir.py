@@ -23,8 +23,8 @@ from pathlib import Path
 from ..contract.files import write_atomic
 from .encoder import temp_paths
 from .errors import RenderError
+from .record import STATE_DIR, is_temp_file  # noqa: F401 - STATE_DIR: re-exported, the folder's layout
 
-STATE_DIR = ".dfm-state"  # the state of a render in progress (runtime/resume.py)
 # dfm's record of the files it wrote in a folder outside a render (plot.png, preview.mp4, ...): JSON,
 # {"dfm_files": 1, "files": [names]}
 OWNED_FILE = ".dfm-files.json"
@@ -54,13 +54,6 @@ def owned_frames(root: Path) -> int:
     found = dfm_manifest(root)
     listed = found.get("frames") if found else None
     return max(listed if isinstance(listed, int) else 0, resume.owned_frames(root), resume.checkpoint_frames(root))
-
-
-def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
-    """Whether `name` is a temporary file of `contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
-    (a regex pattern or names)."""
-    pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
-    return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
 
 
 def owned_files(folder: Path) -> set[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,16 @@ import numpy as np
 from ..contract.changes import ranges
 from ..contract.files import write_atomic
 from ..contract.table import FrameTable, TableError
-from .outdir import STATE_DIR
 
+STATE_DIR = ".dfm-state"  # dfm's own files in an output folder: a render in progress, the record, the latents
 RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for incremental re-render
+
+
+def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
+    """Whether `name` is a temporary file of `contract.files.write_atomic` for one of `targets`: `.NAME.XXXXXXXX.tmp`
+    (a regex pattern or names)."""
+    pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
+    return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
 
 
 def frame_name(index: int) -> str:
@@ -81,5 +89,5 @@ def read_record(out_dir: Path) -> Record | None:
     return Record(table, {str(k): str(v) for k, v in data["fingerprint"].items()}, valid)
 
 
-__all__ = ["PNG_END", "PNG_SIGNATURE", "RECORD_FILE", "Record", "frame_name", "png_complete", "read_record",
-           "record_path", "write_record"]
+__all__ = ["PNG_END", "PNG_SIGNATURE", "RECORD_FILE", "STATE_DIR", "Record", "frame_name", "is_temp_file",
+           "png_complete", "read_record", "record_path", "write_record"]

@@ -38,9 +38,16 @@ from torch import Tensor
 
 from ..contract.table import FrameTable
 from .fingerprint import fingerprint as build_fingerprint
-from .outdir import STATE_DIR, is_temp_file  # torch-free there: the CLI checks a folder before loading
 from .output import HostCopies, HostCopy, frame_name, png_complete, write_atomic
-from .record import RECORD_FILE, Record, read_record, record_path, write_record  # noqa: F401
+from .record import (  # noqa: F401 - the record is re-exported: resume's callers read it here
+    RECORD_FILE,
+    STATE_DIR,
+    Record,
+    is_temp_file,
+    read_record,
+    record_path,
+    write_record,
+)
 from .speedups import describe, recorded
 
 STATE_FILE = "state.pt"

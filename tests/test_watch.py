@@ -128,6 +128,7 @@ def test_preview_watch_follows_real_file_events(tmp_path):
     runner.join(30)
     assert not runner.is_alive()
     assert watcher.results[1] == tmp_path / "p.mp4" and (tmp_path / "p.mp4").read_bytes() != first
+    assert (tmp_path / "p_strip.png").is_file()  # the strip beside the video, as `dfm preview` writes it
 
 
 STILLS = """dfm 1
