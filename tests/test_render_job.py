@@ -107,6 +107,7 @@ def test_the_cli_says_what_it_does_before_loading_and_a_rerun_with_nothing_to_re
     assert main(argv) == 0
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"rendering {scene}: 4 frames, mode none, 64x64, into {tmp_path / 'out'}"
+    assert lines[1].startswith("starting the runtime")  # before the imports that take seconds
     loading = next(x for x in lines if x.startswith("loading the diffusers folder"))
     assert loading.endswith("on cpu, float32") and lines.index(loading) < len(lines) - 1
     # the estimate: measured on frame 1 (frame 0 carries one-off costs), for the UNet evaluations left

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if kept is not None:
             say(args, f"{kept}; {out} is up to date, nothing was written")
             return EXIT_OK
+    say(args, "starting the runtime (torch, diffusers: seconds on a first run)")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from ...runtime.render import RenderInterrupted, render
 
