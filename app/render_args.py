@@ -68,7 +68,8 @@ def speedups(args: argparse.Namespace):
 
 def ray_arguments(p: argparse.ArgumentParser, ray_help: str) -> None:
     """--ray, --workers and --cpus-per-worker, as `render` and `batch` take them."""
-    p.add_argument("--ray", metavar="ADDRESS", help=ray_help + "; needs pip install 'dfm[ray]'")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help=ray_help + "; needs Ray: pip install -e '.[ray]' (make test installs it)")
     p.add_argument("--workers", type=int, metavar="N", help="with --ray: N workers (default: one per GPU of the "
                    "cluster, or one per --cpus-per-worker CPUs without GPUs)")
     p.add_argument("--cpus-per-worker", type=int, default=1, metavar="N", help="with --ray on CPUs: the cores (torch "

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ..contract.errors import EXIT_USAGE, UserError
 
-RAY_INSTALL = "pip install 'dfm[ray]'"
+RAY_INSTALL = "pip install -e '.[ray]' in the dfm checkout (`make test` installs it too)"
 POLL_SECONDS = 0.25  # how often the driver looks for finished tasks and asks the workers for progress
 
 

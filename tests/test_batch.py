@@ -350,7 +350,7 @@ def test_without_ray_the_ray_option_says_how_to_install_it(scenes, tmp_path, cap
     assert main(["batch", scenes["stills"], "--ray", "local", "--out", str(tmp_path / "o")]) == 2
     assert main(["render", scenes["stills"], "--ray", "auto", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.count("pip install 'dfm[ray]'") == 2 and "Traceback" not in err
+    assert err.count("pip install -e '.[ray]'") == 2 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
