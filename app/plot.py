@@ -7,8 +7,7 @@ Agg canvas rather than pyplot: no global backend switch, no figure registry to l
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,23 +124,14 @@ def plot_table(table: FrameTable, out_path: Path, params: list[str] | None = Non
     temporary file in the same folder and moved into place. A new file gets the mode the umask gives (as
     every output of dfm), a rewritten one keeps its own.
     """
-    from ..contract.files import file_mode
+    from ..contract.files import write_atomic
 
     out_path = Path(out_path)
     fig, _ = build_figure(table, params)
     fmt = out_path.suffix.lstrip(".").lower() or "png"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # same folder, so os.replace is a rename on one filesystem (atomic), never a copy
-    mode = file_mode(out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=110)
-            os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
+    write_atomic(out_path, buf.getvalue())  # a temp file then a rename; the mode follows the umask
     return out_path
 
 
