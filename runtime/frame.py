@@ -125,6 +125,7 @@ class FrameRenderer:
         self.new_latents: tuple[int, Tensor] | None = None  # the latents of the frame just rendered, to keep
         self._replay: Callable[[int], Tensor] | None = None  # while replaying: the latents of diffusion i
         self._last_depth: tuple[Tensor, Tensor] | None = None  # (image, its depth map): see predict_depth
+        self._new_scheduler: Callable[[], object] | None = None  # a fresh scheduler for each diffusion
 
     def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
         """`frame` moved by row's camera: 2D, or 3D through `depth` (None: a flat plane)."""
@@ -227,7 +228,9 @@ class FrameRenderer:
             self.sd.set_guidance_scale(cfg)
         with self.timer("text"):  # cfg <= 1 and a plain prompt: conditional only (diffusers)
             conditioning = self.prompts.conditioning(row, cfg, guidance_embedded=embedded)
-        scheduler = samplers.make_scheduler(self.sampler, self.sd.scheduler_config)
+        if self._new_scheduler is None:  # the model's config is read once it is loaded
+            self._new_scheduler = samplers.scheduler_maker(self.sampler, self.sd.scheduler_config)
+        scheduler = self._new_scheduler()
         spec = samplers.SAMPLERS[self.sampler]
         init_latents, shape = None, None
         scale = self.sd.latent_scale

@@ -12,6 +12,7 @@ in one batched call.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -132,6 +133,14 @@ def make_scheduler(name: str, base_config: Mapping):
     """A fresh scheduler (schedulers keep per-denoise state) built from the model's own config."""
     spec = SAMPLERS[name]
     return spec.cls.from_config(base_config, **{"timestep_spacing": "linspace", **spec.kwargs})
+
+
+def scheduler_maker(name: str, base_config: Mapping) -> Callable[[], object]:
+    """A maker of fresh schedulers for one render: the first built from the config, each one after a copy of
+    it as it was built (diffusers takes up to half a second to build a Karras scheduler; a copy of a fresh
+    one is that same fresh state, so the frames are the same bytes)."""
+    built = make_scheduler(name, base_config)
+    return lambda: copy.deepcopy(built)
 
 
 def frame_generator(seed: int, device: torch.device) -> torch.Generator:

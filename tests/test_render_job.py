@@ -131,29 +131,33 @@ def test_a_rerun_that_changes_no_frame_ends_without_importing_torch(tiny_models,
     import subprocess
     import sys
 
+    from dfm.runtime.uptodate import kept_whole
+
     scene = tmp_path / "scene.dfm"
     scene.write_text(STILLS.format(model=tiny_models["folder"]), encoding="utf-8")
     out = tmp_path / "out"
     probe = ("import sys\nfrom dfm.app.cli import main\nrc = main(sys.argv[1:])\n"
              "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)\n")
 
-    def rerun() -> tuple[str, str]:
-        done = subprocess.run([sys.executable, "-c", probe, "render", str(scene), "--out", str(out),
-                               "--device", "cpu"], capture_output=True, text=True, env={**os.environ,
-                                                                                        "HF_HUB_OFFLINE": "1"})
-        return done.stdout.strip().splitlines()[-1], done.stderr
-
     assert local(compile_text(scene.read_text(encoding="utf-8"), str(scene)), out).frames == 4
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     scene.write_text(scene.read_text(encoding="utf-8") + "# only a comment\n", encoding="utf-8")
-    status, err = rerun()
-    assert status == "0 False False"
-    assert f"all 4 frames kept: nothing the frames read changed; {out} is up to date" in err
+    done = subprocess.run([sys.executable, "-c", probe, "render", str(scene), "--out", str(out), "--device", "cpu"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.stdout.strip().splitlines()[-1] == "0 False False"
+    assert f"all 4 frames kept: nothing the frames read changed; {out} is up to date" in done.stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written
 
-    scene.write_text(scene.read_text(encoding="utf-8").replace("seed 3", "seed 4"), encoding="utf-8")
-    status, err = rerun()
-    assert status == "0 True True" and "up to date" not in err  # the seed changes every frame: the job renders
+    def kept(text: str, **given) -> str | None:
+        options = {"model": None, "device": "cpu", "dtype": "auto", "speed": None, "scene_path": str(scene),
+                   "allow_pickle": False, **given}
+        return kept_whole(compile_text(text, str(scene)), out, **options)
+
+    text = scene.read_text(encoding="utf-8")
+    assert kept(text) is not None
+    assert kept(text.replace("seed 3", "seed 4")) is None  # every frame changes: the job renders
+    assert kept(text, dtype="bf16") is None  # another precision: other bytes
+    assert kept(text.replace("images_per_prompt 4", "images_per_prompt 5")) is None  # a new frame
 
 
 def test_only_a_device_known_without_torch_is_taken_as_the_cpu(monkeypatch):
