@@ -26,7 +26,8 @@ $(TEST_STAMP): $(STAMP)
 	@touch $@
 
 # table, plot and motion preview always (seconds, no model); then the few-step render if the model is
-# reachable (a GPU at once; a CPU after an estimate of how long it takes); offline, one line says how
+# reachable (a GPU at once; a CPU after a countdown, the render measuring how long it takes); offline, one
+# line says how
 demo: $(STAMP)
 	$(BIN)/dfm demo $(DEMO) --out outputs/demo
 	@echo "To run dfm yourself: '. $(VENV)/bin/activate' puts it on the PATH (then 'dfm --help'), or run $(BIN)/dfm"
