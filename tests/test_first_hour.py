@@ -5,19 +5,18 @@ refusing dfm's own files, and a folder with a file of the user's is refused befo
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from deforum_files import a1111_settings
 
 from dfm.app.cli import main
 from dfm.runtime.errors import RenderError
 from dfm.runtime.outdir import OWNED_FILE, check_output, open_output, owned_files, record_files
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ROOT.parent / "shared" / "data" / "peer" / "a1111-default_settings.txt"
 SCENE = 'dfm 1\nsize 64x64\nframes 3\nsteps 4\nstrength 0.5\nprompt 0 "a cat"\nzoom 0:(1.0), 2:(1.05)\n'
 
 
@@ -44,7 +43,9 @@ def test_the_readmes_commands_in_the_readmes_order_all_succeed(tiny_models, tmp_
     git(tmp_path, "add", "scene.dfm")
     git(tmp_path, "commit", "-q", "-m", "scene")
     (tmp_path / "scene.dfm").write_text(SCENE.replace("1.05", "1.04"))  # an edit for `dfm diff` to show
-    shutil.copy(SETTINGS, tmp_path / "deforum_settings.txt")
+    # an A1111 extension settings file with every one of its keys (tests/deforum_files.py: the real file stays
+    # outside the project, so a plain clone has this stand-in)
+    (tmp_path / "deforum_settings.txt").write_text(json.dumps(a1111_settings(), indent=4), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "outputs" / "scene"
     kept: dict[str, bytes] = {}
