@@ -103,7 +103,7 @@ class Writers:
             video = VideoEncoder(out.video, s.width, s.height, float(s.fps), int(s.video_crf), video_mode,
                                  soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
         self.kept_video = out.video if start.keep_video and out.video.is_file() else None
-        self.frames = FrameWriter(out.frames, video)
+        self.frames = FrameWriter(out.frames, video, digests=out.root)
         self.frames.replay_video(start.frame)  # the stream cannot be appended to: it restarts from the PNGs
         self.depth: FrameWriter | None = None
         if out.save_maps:

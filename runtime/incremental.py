@@ -29,7 +29,7 @@ from ..contract import changes
 from ..contract.changes import ranges_text, span
 from ..contract.table import FrameTable
 from . import resume
-from .output import frame_name, png_complete
+from .record import frame_intact, frame_name, read_hashes
 
 
 @dataclass
@@ -68,12 +68,14 @@ def setup_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 def whole_frames(rows: np.ndarray, folders: tuple[Path, ...], stop_at_first: bool) -> tuple[np.ndarray, Path | None]:
-    """`rows` (bools) less the rows whose file is missing or cut short in one of `folders`; and the first
-    such file. With `stop_at_first`, every row after it is dropped too (unchecked)."""
+    """`rows` (bools) less the rows whose file is missing, cut short or (a frame) not the bytes dfm wrote in
+    one of `folders`; and the first such file. With `stop_at_first`, every row after it is dropped too (unchecked)."""
     out = rows.copy()
     first_bad = None
+    digests = {f: read_hashes(f.parent) if f.name == "frames" else {} for f in folders}  # frames/ has a log
     for i in np.flatnonzero(rows):
-        bad = next((f / frame_name(int(i)) for f in folders if not png_complete(f / frame_name(int(i)))), None)
+        bad = next((f / frame_name(int(i)) for f in folders
+                    if not frame_intact(f / frame_name(int(i)), digests[f].get(int(i)))), None)
         if bad is None:
             continue
         out[i] = False

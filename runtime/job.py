@@ -39,6 +39,7 @@ from .outdir import (
 )
 from .output import write_json, write_text_atomic
 from .prompts import prompt_warnings
+from .record import keep_hashes
 from .timing import StageTimer
 
 
@@ -188,6 +189,7 @@ def prepare_output(table: FrameTable, out: Output, start: Start) -> int:
         out.frames.mkdir(exist_ok=True)
         clear_old_frames(out.frames, keeps, owned)
         clear_old_frames(out.depth, keeps, owned)
+        keep_hashes(root, keeps)  # the digests of the frames that stay; the others are logged as written
         # the latents of the diffusions before the first frame rendered are this table's; later ones are not
         first, latents_kept = start.frame, mode_of(table.settings.mode).keeps_latents
         resume.remove_latents(root, lambda i: latents_kept and i < first, owned)

@@ -28,7 +28,7 @@ from torch import Tensor
 from ..contract.files import write_atomic
 from .encoder import VideoEncoder  # noqa: F401 - re-exported: the video stream, shared with the preview
 from .errors import RenderError
-from .record import frame_name, png_complete  # noqa: F401 - re-exported: the frame files on disk
+from .record import append_hashes, frame_digest, frame_name, png_complete  # noqa: F401 - re-exported
 
 
 def to_uint8(frame: Tensor) -> Tensor:
@@ -144,8 +144,10 @@ class FrameWriter:
         *,
         depth: int = 8,
         on_written: Callable[[int], None] | None = None,
+        digests: Path | None = None,
     ) -> None:
         self.frames_dir = frames_dir
+        self.digests = digests  # the render folder whose digest log records each frame written (frames only)
         self.video = video
         self.written = 0
         self.seconds = 0.0  # time the writer thread spent (host copy wait, PNG, video, tasks)
@@ -230,7 +232,10 @@ class FrameWriter:
             rgb = host.numpy()
             if rgb.dtype != np.uint8:  # a depth map's int32 values
                 rgb = rgb.astype(np.uint16)
-            write_atomic(self.frames_dir / frame_name(index), encode_png(rgb))
+            png = encode_png(rgb)
+            write_atomic(self.frames_dir / frame_name(index), png)
+            if self.digests is not None:  # after the file is whole: a logged digest is of a frame on disk
+                append_hashes(self.digests, [(index, frame_digest(png))])
             if self.video is not None:
                 self.video.add(rgb)
             self.seconds += time.perf_counter() - start

@@ -5,6 +5,7 @@ read without torch, so `dfm render` can tell a folder is up to date before it im
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,9 @@ from ..contract.table import FrameTable, TableError
 
 STATE_DIR = ".dfm-state"  # dfm's own files in an output folder: a render in progress, the record, the latents
 RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for incremental re-render
+# kept: the sha256 of each frame as dfm wrote it ("INDEX HEX" per line, appended; the last line of an index
+# wins), so a frame changed on disk since (its size and PNG end intact) is not trusted as kept
+HASHES_FILE = "frames.sha256"
 
 
 def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
@@ -26,6 +30,58 @@ def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
     (a regex pattern or names)."""
     pattern = targets if isinstance(targets, str) else "|".join(re.escape(t) for t in targets)
     return re.fullmatch(rf"\.(?:{pattern})\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
+
+
+def frame_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hashes_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / HASHES_FILE
+
+
+def append_hashes(out_dir: Path, digests: list[tuple[int, str]]) -> None:
+    """Log the digests of frames just written (each line whole: a torn last line is skipped on reading)."""
+    path = hashes_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="ascii") as f:
+        f.write("".join(f"{i} {d}\n" for i, d in digests))
+
+
+def read_hashes(out_dir: Path) -> dict[int, str]:
+    """The digest dfm logged last for each frame of `out_dir` (none for a render made before they were)."""
+    out: dict[int, str] = {}
+    try:
+        text = hashes_path(out_dir).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and len(parts[1]) == 64:
+            out[int(parts[0])] = parts[1]
+    return out
+
+
+def keep_hashes(out_dir: Path, keep) -> None:
+    """Rewrite the digest log with the frames `keep(i)` says stay (before a render writes the others again), so
+    it holds one line per frame on disk, not every frame ever written."""
+    kept = {i: d for i, d in read_hashes(out_dir).items() if keep(i)}
+    path = hashes_path(out_dir)
+    if kept or path.exists():
+        write_atomic(path, "".join(f"{i} {d}\n" for i, d in sorted(kept.items())))
+
+
+def frame_intact(path: Path, digest: str | None) -> bool:
+    """Whether the frame file at `path` is the one dfm wrote: whole (signature and end chunk) and, where its
+    digest was logged, with those very bytes (a frame damaged inside keeps its size and its end)."""
+    if not png_complete(path):
+        return False
+    if digest is None:
+        return True  # a render from before the digests were logged: whole is all that can be known
+    try:
+        return frame_digest(path.read_bytes()) == digest
+    except OSError:
+        return False
 
 
 def frame_name(index: int) -> str:
@@ -89,5 +145,6 @@ def read_record(out_dir: Path) -> Record | None:
     return Record(table, {str(k): str(v) for k, v in data["fingerprint"].items()}, valid)
 
 
-__all__ = ["PNG_END", "PNG_SIGNATURE", "RECORD_FILE", "STATE_DIR", "Record", "frame_name", "is_temp_file",
-           "png_complete", "read_record", "record_path", "write_record"]
+__all__ = ["HASHES_FILE", "PNG_END", "PNG_SIGNATURE", "RECORD_FILE", "STATE_DIR", "Record", "append_hashes",
+           "frame_digest", "frame_intact", "frame_name", "hashes_path", "is_temp_file", "keep_hashes", "png_complete",
+           "read_hashes", "read_record", "record_path", "write_record"]

@@ -43,7 +43,9 @@ from .record import (  # noqa: F401 - the record is re-exported: resume's caller
     RECORD_FILE,
     STATE_DIR,
     Record,
+    frame_intact,
     is_temp_file,
+    read_hashes,
     read_record,
     record_path,
     write_record,
@@ -173,6 +175,7 @@ def load(out_dir: Path, expected: dict[str, str], total: int, folders: tuple[Pat
 
 def _first_bad_frame(count: int, folders: tuple[Path, ...]) -> tuple[int, Path, str] | None:
     """The first frame below `count` missing or cut short in any of `folders`: (index, path, what)."""
+    digests = {f: read_hashes(f.parent) if f.name == "frames" else {} for f in folders}  # frames/ has a log
     for i in range(count):
         for folder in folders:
             frame = folder / frame_name(i)
@@ -180,6 +183,8 @@ def _first_bad_frame(count: int, folders: tuple[Path, ...]) -> tuple[int, Path, 
                 return i, frame, "is gone (the checkpoint counts on it)"
             if not png_complete(frame):
                 return i, frame, "is damaged (cut short, perhaps by a kill or a full disk)"
+            if not frame_intact(frame, digests[folder].get(i)):
+                return i, frame, "is damaged (its bytes are not those dfm wrote)"
     return None
 
 

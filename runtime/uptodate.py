@@ -23,7 +23,7 @@ from .errors import RenderError
 from .fingerprint import fingerprint
 from .model_source import model_identity, model_request, resolve_source
 from .outdir import STATE_DIR, dfm_manifest
-from .record import frame_name, png_complete, read_record
+from .record import frame_intact, frame_name, read_hashes, read_record
 from .speedups import Speedups, describe
 
 # the state of a render in progress (resume.STATE_FILE): while it is there, the job decides
@@ -81,8 +81,9 @@ def kept_whole(table: FrameTable, out_dir: Path, *, model: str | None, device: s
     edit = compare(record.table, table)
     if edit.first_frame is not None or edit.video_settings:
         return None
-    if not all(png_complete(out / "frames" / frame_name(i)) for i in range(len(table))):
-        return None
+    digests = read_hashes(out)
+    if not all(frame_intact(out / "frames" / frame_name(i), digests.get(i)) for i in range(len(table))):
+        return None  # a frame missing, cut short or changed: the job renders it again
     if s.save_video and mode.animated and not (out / "video.mp4").is_file():
         return None
     return f"all {len(table)} frames kept: {edit.first_change()}"

@@ -210,11 +210,12 @@ class _Arrivals:
         self.recorded = time.monotonic()
 
     def add(self, result) -> None:
-        from ..runtime.output import frame_name
+        from ..runtime.record import append_hashes, frame_digest, frame_name
 
         for i, png in result.frames:
             write_atomic(self.root / "frames" / frame_name(i), png)
             self.on_disk[i] = True
+        append_hashes(self.root, [(i, frame_digest(png)) for i, png in result.frames])
         self.unet += result.unet_calls
         self.evals += result.unet_evals
         self.text += result.text_encoder_calls

@@ -244,3 +244,51 @@ def test_stills_render_again_from_the_damaged_frame(tiny_models, tmp_path, damag
     got = snapshot(out)
     assert sorted(got) == sorted(want)
     assert [n for n in want if n != "manifest.json" and got[n] != want[n]] == []
+
+
+# ---- a frame damaged inside (its size and PNG end intact) -------------------------------------------------
+
+
+def _damage_inside(path: Path) -> None:
+    """60 bytes zeroed in the middle of the file: the size and the PNG end chunk stay as they were."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 60] = bytes(60)
+    path.write_bytes(bytes(data))
+
+
+def test_a_frame_damaged_inside_is_rendered_again_not_kept(finished, tiny_models, tmp_path):
+    """dfm logs the sha256 of every frame it writes (.dfm-state/frames.sha256): a rerun does not keep a frame
+    whose bytes changed, re-renders from it (2D: the frames after it start from it) to the bytes of the first
+    render, and deletes nothing before that is decided."""
+    from dfm.runtime.record import frame_intact, read_hashes
+    from dfm.runtime.uptodate import kept_whole
+
+    table, _, files = finished
+    out = copy_of(finished, tmp_path)
+    frame = out / "frames" / "00004.png"
+    assert frame_intact(frame, read_hashes(out)[4])
+    _damage_inside(frame)
+    assert frame.stat().st_size == len(files["frames/00004.png"]) and not frame_intact(frame, read_hashes(out)[4])
+    assert kept_whole(table, out, model=None, device="cpu", dtype="auto", speed=None, scene_path="",
+                      allow_pickle=False) is None  # not "up to date"
+    report = render(table, out, device="cpu")
+    assert report.kept_frames == 4 and "frames 0–3 kept" in report.kept and "00004.png" in report.kept
+    assert snapshot(out)["frames/00004.png"] == files["frames/00004.png"]
+    assert {k: v for k, v in snapshot(out).items() if k.startswith("frames/") or k == "video.mp4"} == \
+        {k: v for k, v in files.items() if k.startswith("frames/") or k == "video.mp4"}
+
+
+def test_a_checkpoint_that_counts_on_a_frame_damaged_inside_is_not_continued(tiny_models, tmp_path):
+    table = table2d(tiny_models)
+    ref = tmp_path / "ref"
+    render(table, ref, device="cpu")
+    out = tmp_path / "out"
+    with pytest.raises(Boom):
+        render(table, out, device="cpu", progress=stop_at(4))
+    _damage_inside(out / "frames" / "00001.png")
+    found, why = resume.load(out, resume.read_record(out).fingerprint, len(table), (out / "frames",))
+    assert found is None and "its bytes are not those dfm wrote" in why
+    render(table, out, device="cpu")
+    assert {k: v for k, v in snapshot(out).items() if k.startswith("frames/")} == \
+        {k: v for k, v in snapshot(ref).items() if k.startswith("frames/")}
