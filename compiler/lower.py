@@ -27,11 +27,13 @@ NEG_MARKER = re.compile(r"--neg(?![A-Za-z0-9_])")
 
 
 def split_neg(text: str) -> tuple[str, str]:
-    """Deforum's `positive --neg negative` convention (`--negative` is not the marker)."""
-    parts = NEG_MARKER.split(text, maxsplit=1)
+    """Deforum's `positive --neg negative` convention (`--negative` is not the marker). A second `--neg` is
+    dropped and the negative parts joined as they stand, as Deforum joins them: `a --neg b --neg c` has the
+    negative `b  c`."""
+    parts = NEG_MARKER.split(text)
     if len(parts) == 1:
         return text.strip(), ""
-    return parts[0].strip(), parts[1].strip()
+    return parts[0].strip(), "".join(parts[1:]).strip()
 
 
 def join_negatives(*parts: str) -> str:

@@ -228,3 +228,10 @@ def test_content_hash_follows_the_frames_not_the_text():
     c = compile_text('dfm 1\nframes 4\nprompt 0 "x"\nzoom 1.03\n')
     assert a.source_hash != b.source_hash
     assert a.content_hash() == b.content_hash() != c.content_hash()
+
+
+def test_two_neg_markers_join_their_negatives_as_deforum_does():
+    assert split_neg("a --neg b --neg c") == ("a", "b  c")
+    assert split_neg("a --neg b") == ("a", "b") and split_neg("a --negative b") == ("a --negative b", "")
+    table = compile_text('dfm 1\nframes 2\nprompt 0 "a cat --neg blurry --neg dark"\n')
+    assert table["prompt"][0] == "a cat" and table["negative_prompt"][0] == "blurry  dark"
