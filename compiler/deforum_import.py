@@ -137,13 +137,22 @@ class _Importer:
             self.map("animation_mode")
         self.mode = mode or str(mode_p.default)
         self.settings["mode"] = (word(self.mode),)
+        raw_frames = self.original.get(self.origin.get("max_frames", "max_frames"))
         frames = self.number("max_frames", int)
         self.frames = min(frames, cat.MAX_FRAMES) if frames and frames >= 1 else int(cat.BY_NAME["frames"].default)
+        if frames is not None and self.frames != frames and not mode_of(self.mode).reads_video:
+            # a changed frame count changes every schedule's timing: never silently (video mode renders the
+            # whole extraction, whatever max_frames says)
+            self.warn(f"`max_frames` is {raw_frames!r}: dfm needs 1 to {cat.MAX_FRAMES} frames; {self.frames} is "
+                      "used", ["max_frames"])
         # Deforum's video mode renders the whole extraction
         if frames is not None and not mode_of(self.mode).reads_video:
             self.settings["frames"] = (number(self.frames),)
+        raw_fps = self.original.get(self.origin.get("fps", "fps"))
         fps = self.number("fps", float)
         self.fps = fps if fps and fps > 0 else float(cat.BY_NAME["fps"].default)
+        if fps is not None and self.fps != fps:
+            self.warn(f"`fps` is {raw_fps!r}: dfm needs a rate above 0; {self.fps:g} is used", ["fps"])
         if fps is not None:
             self.settings["fps"] = (number(self.fps),)
         self.convert(early=True)
@@ -421,11 +430,26 @@ class _Importer:
                           "comment", [key])
                 return None
             else:
-                out.append(make_key(f, expr, curve))
+                out.append((f, make_key(f, expr, curve)))
         if not out:
             self.warn(f"`{key}`: no key inside the scene; dfm's default is used", [key])
             return None
-        return key_list(out)
+        return key_list(self.deforum_order(key, out))
+
+    def deforum_order(self, key: str, keys: list[tuple[int, ir.Key]]) -> list[ir.Key]:
+        """The keys as Deforum reads them: by frame, the last of two keys on one frame kept (its parser fills
+        a dict and its series is indexed by frame). Written in order, since dfm's own keys must be."""
+        frames = [f for f, _ in keys]
+        last = {f: i for i, f in enumerate(frames)}
+        order = sorted(last.values(), key=lambda i: frames[i])
+        if any(b < a for a, b in zip(frames, frames[1:], strict=False)):
+            self.warn(f"`{key}`: keys at frames {', '.join(map(str, frames))} are out of order; sorted as "
+                      f"Deforum reads them ({', '.join(str(frames[i]) for i in order)})", [key], Impact.NOTE)
+        dropped = sorted({f for i, f in enumerate(frames) if last[f] != i})
+        if dropped:
+            self.warn(f"`{key}`: two keys at frame {', '.join(map(str, dropped))}; the last one is kept, as in "
+                      "Deforum", [key], Impact.NOTE)
+        return [keys[i][1] for i in order]
 
     def unreadable(self, name: str, key: str, text: str, why: str) -> None:
         """A schedule that is not one: kept as a comment after the settings."""

@@ -98,7 +98,7 @@ def _keyed_texts(r: PromptReader, key: str, env: Mapping[str, float]) -> list[tu
     if isinstance(raw, str):
         return [(0, raw)]
     if isinstance(raw, list):
-        return [(i, str(t)) for i, t in enumerate(raw)]
+        return [(i, t) for i, t in enumerate(raw) if _is_text(r, key, i, t)]
     if not isinstance(raw, Mapping):
         r.warn(f"`{key}` is neither text nor an object of frame: text; ignored", [key])
         return []
@@ -110,11 +110,22 @@ def _keyed_texts(r: PromptReader, key: str, env: Mapping[str, float]) -> list[tu
         elif f >= r.frames and mode_of(r.mode).animated:
             r.warn(f"{key}: key {k!r} is frame {f}, past the last frame {r.frames - 1}; left out "
                    "(Deforum never shows it either)", [key], Impact.NO_EFFECT)
-        else:
+        elif _is_text(r, key, k, text):
             if f in out:
                 r.warn(f"{key}: two prompts at frame {f}; the last one wins (as in Deforum)", [key], Impact.NOTE)
-            out[f] = str(text)
+            out[f] = text
     return sorted(out.items())
+
+
+def _is_text(r: PromptReader, key: str, k: object, text: object) -> bool:
+    """Whether a prompt value is text; anything else (`null`, a list, a number) would become the prompt
+    "None" or "['x']" through str(), so it is left out, with a warning naming it."""
+    if isinstance(text, str):
+        return True
+    shown = json.dumps(text, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    r.warn(f"{key}: the prompt at key {k!r} is {shown}, not text; that prompt is left out", [key])
+    return False
 
 def _negative_lines(r: PromptReader, negatives: list[tuple[int, str]]) -> None:
     by_frame = dict(sorted(negatives))

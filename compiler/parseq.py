@@ -182,7 +182,7 @@ def from_parseq_manifest(data: Mapping | str | bytes, source: str = "manifest",
     if len(frames) > cat.MAX_FRAMES:
         raise SettingsError(f"the manifest has {len(frames):,} rendered frames (dfm renders at most "
                             f"{cat.MAX_FRAMES:,})", help="render a shorter stretch of it in Parseq")
-    frames = sorted(frames, key=lambda r: _manifest_number(r.get("frame", 0), "frame", r))
+    frames = [r for _, r in _frame_numbers(frames)]
     if not isinstance(data.get("options") or {}, Mapping):
         raise SettingsError("the manifest's `options` is not an object", help="export the manifest from Parseq again")
     importer = _ParseqImporter(data, frames, use_deltas)
@@ -288,6 +288,29 @@ class _ParseqImporter:
         if rest:
             self.warned |= set(rest) | {f"{k}_delta" for k in rest} | {f"{k}_pc" for k in rest}
             self.warnings.append(f"ignored {len(rest)} Parseq fields dfm has no schedule for: {', '.join(rest)}")
+
+
+def _frame_numbers(rows: list[Mapping]) -> list[tuple[int, Mapping]]:
+    """Each row with its `frame` (its position when it has none), checked: a whole frame inside dfm's range,
+    each once. Deforum fills its series by frame number, so a bad one would silently move or drop values."""
+    out, seen = [], set()
+    for i, r in enumerate(rows):
+        raw = r.get("frame", i)
+        x = _manifest_number(raw, "frame", r)
+        why = ("not a whole frame" if not x.is_integer() else "negative" if x < 0
+               else f"past dfm's last frame {cat.MAX_FRAMES - 1:,}" if x >= cat.MAX_FRAMES
+               else "a frame given twice" if x in seen else "")
+        if why:
+            raise SettingsError(f"the manifest's `frame` {raw!r} (rendered_frames[{i}]) is {why}",
+                                help="export the manifest from Parseq again")
+        seen.add(x)
+        out.append((int(x), r))
+    out.sort(key=lambda fr: fr[0])
+    gap = next((i for i, (f, _) in enumerate(out) if f != i), None)
+    if gap is not None:  # dfm reads the rows as frames 0, 1, 2 …: a gap would shift every later value
+        raise SettingsError(f"the manifest has no row for frame {gap} (its next `frame` is {out[gap][0]:,}): "
+                            "dfm needs every frame from 0 on", help="export the manifest from Parseq again")
+    return out
 
 
 def _manifest_number(value: object, name: str, row: Mapping | None) -> float:

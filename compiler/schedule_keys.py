@@ -3,13 +3,14 @@ and the frame count are known: ordered, unique, inside the scene, each with its 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ..dsl import ir
 from ..dsl.parser import parse_statement
 from . import catalogue as cat
 from .catalogue import Param
-from .expressions import check_expr, is_plain_number
+from .expressions import check_expr, constant_value, environment, is_plain_number
 from .key_times import key_frame
 from .schedules import CURVES, ResolvedKey
 
@@ -76,8 +77,58 @@ def resolve_schedules(ctx: CompileContext, statements: dict[str, ir.Statement], 
         if not isinstance(arg, ir.KeyList):
             out[name] = [ResolvedKey(0, arg, "linear", is_plain_number(arg), arg.span)]
             continue
-        out[name] = resolve_keys(ctx, name, arg, settings)
+        out[name] = resolve_keys(ctx, name, _deforum_order(ctx, name, arg, settings), settings)
     return out
+
+
+def _pasted(arg: ir.KeyList) -> bool:
+    """Whether the key list was read from a quoted Deforum string: `reparse_string` points every node at
+    the string, so each key's span is the list's own (two keys written in dfm never share one)."""
+    return len(arg.keys) > 1 and all(k.span == arg.span for k in arg.keys)
+
+
+def _deforum_order(ctx: CompileContext, name: str, arg: ir.KeyList, settings: dict) -> ir.KeyList:
+    """A quoted Deforum schedule with its keys as Deforum reads them: by frame, the last of two keys on one
+    frame kept (its parser fills a dict, its series is indexed by frame), with DFM308 naming the change.
+    dfm's own keys stay checked (DFM301, DFM302); keys whose frame fails are left to `resolve_keys`."""
+    if not _pasted(arg):
+        return arg
+    frames: list[int] = []
+    for k in arg.keys:
+        f = _plain_frame(k.at, settings)
+        if f is None:
+            return arg
+        frames.append(f)
+    last = {f: i for i, f in enumerate(frames)}  # the last key at each frame wins
+    order = sorted(last.values(), key=lambda i: frames[i])
+    if order == list(range(len(arg.keys))):
+        return arg
+    changes = []
+    if any(b < a for a, b in zip(frames, frames[1:], strict=False)):
+        changes.append(f"frames {', '.join(map(str, frames))} read in the order "
+                       f"{', '.join(str(frames[i]) for i in order)}")
+    dropped = sorted({frames[i] for i in range(len(frames)) if last[frames[i]] != i})
+    if dropped:
+        changes.append(f"the last key kept at frame{'s' if len(dropped) > 1 else ''} "
+                       f"{', '.join(map(str, dropped))}")
+    ctx.warn("DFM308", f"`{name}`: keys reordered as Deforum reads them: {'; '.join(changes)}", arg.span,
+             parameter=name, help="write the keys in increasing frame order, one per frame")
+    return ir.KeyList(tuple(arg.keys[i] for i in order), arg.trailing_comma, arg.span)
+
+
+def _plain_frame(t: ir.Time, settings: dict) -> int | None:
+    """The frame of a key in Deforum's syntax (a whole number, or a quoted `"max_f-2"`), without diagnostics;
+    None for anything else (seconds, beats, a failing expression): `resolve_keys` reports those."""
+    if t.unit == "f":
+        return int(t.value) if float(t.value).is_integer() else None
+    if t.unit != "x" or t.expr is None or "t" in ir.variables(t.expr):
+        return None
+    env = environment(settings["frames"], settings["fps"], settings.get("bpm"), settings["seed"])
+    try:
+        x = constant_value(t.expr, env)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return math.trunc(x) if math.isfinite(x) else None
 
 
 def resolve_keys(ctx: CompileContext, name: str, arg: ir.KeyList, settings: dict) -> list[ResolvedKey]:

@@ -62,6 +62,11 @@ CODES: dict[str, tuple[str, str]] = {
                "there: linear, step, ease_in, ease_out, ease_in_out or cubic."),
     "DFM307": ("key not at frame 0", "The first keyframe is after frame 0; its value holds before it (Deforum "
                "would crash here)."),
+    "DFM308": ("Deforum keys reordered", "A quoted Deforum schedule (`zoom \"0:(1), 20:(5), 10:(2)\"`) has keys "
+               "out of frame order or two keys on one frame. Deforum fills its series by frame, so dfm reads it "
+               "the same way: keys sorted by frame, the last of two keys on one frame kept. The warning names "
+               "the change; write the keys in order to silence it (dfm's own, unquoted keys must be in order: "
+               "DFM302, DFM301)."),
     # per-frame values (compiler/lower)
     "DFM401": ("value out of range at a frame", "A schedule's value leaves the parameter's valid range at some "
                "frame; the message names the first such frame and its value."),

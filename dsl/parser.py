@@ -13,7 +13,9 @@ diagnostic and a help line:
   a real scene is a few KB, and a schedule of one key per frame for an hour of video about 1 MB);
 - `MAX_EXPR_NODES` operators and parentheses in one expression (a key's value, or a statement's
   value), counted by a linear scan before Lark builds a tree;
-- `MAX_EXPR_DEPTH` levels of nesting in an expression;
+- `MAX_EXPR_DEPTH` levels of nesting in an expression (parentheses, calls, operands on the right;
+  a left-associative chain `1+0+…+0` is flat and does not count), and `MAX_EXPR_HEIGHT` levels of the
+  tree all told, since every later pass walks it recursively;
 - `MAX_NUMBER_LENGTH` characters in a numeric literal (number, size, time, key frame), so that no
   conversion ever meets Python's limit on integer digits. A float literal that overflows, `1e400`,
   is kept as infinity and the compiler range-checks it.
@@ -42,7 +44,11 @@ from . import ir
 from .diagnostics import Diagnostic, error
 
 MAX_SYNTAX_ERRORS = 50
-MAX_EXPR_DEPTH = 200  # deeper expressions are refused: every later pass walks the tree recursively
+MAX_EXPR_DEPTH = 200  # levels of real nesting; a left-associative chain `a+b+c` counts as one level
+# The tree's height, a chain's links included: every later pass walks the tree recursively (~1 Python frame
+# a level), so this keeps them all well inside Python's recursion limit of 1000. The work an expression
+# costs is bounded by MAX_EXPR_NODES.
+MAX_EXPR_HEIGHT = 500
 MAX_EXPR_NODES = 10_000  # operators and parentheses in one expression; checked before Lark builds a tree
 MAX_NUMBER_LENGTH = 100  # characters in one numeric literal: a float has 17 significant digits
 MAX_STATEMENT_LENGTH = 2 * 1024 * 1024  # characters in one statement: Lark needs ~400 bytes a character
@@ -305,34 +311,44 @@ class _Builder:
             value_text=value_text,
         )
 
-    def expr(self, node, depth: int = 0) -> ir.Expr:
+    def expr(self, node, depth: int = 0, height: int = 0) -> ir.Expr:
+        """`depth` counts real nesting, `height` every level of the tree (see MAX_EXPR_DEPTH)."""
         if isinstance(node, Token):  # only reachable through inlined single-token rules
             raise AssertionError(f"unexpected token {node!r}")
         if depth > MAX_EXPR_DEPTH:
             raise _Refused(self.span_of(node), f"expression nested more than {MAX_EXPR_DEPTH} levels deep",
                            "split it into keyframes, or simplify it")
+        if height > MAX_EXPR_HEIGHT:
+            raise _Refused(self.span_of(node), f"expression nested more than {MAX_EXPR_HEIGHT} operations deep, "
+                           "counting each operator of a chain like `a+b+…`", "split it into keyframes, or simplify it")
         kind, ch = node.data, node.children
         span = self.span_of(node)
-        d = depth + 1
+        d, h = depth + 1, height + 1
+        if kind in ("binary", "compare", "bit_or", "bit_and"):
+            # the left operand continues a left-associative chain: one level of nesting however long it is
+            left = self.expr(ch[0], depth if _same_chain(kind, ch[0]) else d, h)
+            right = self.expr(ch[-1], d, h)
+            op = {"bit_or": "|", "bit_and": "&"}.get(kind) or str(ch[1])
+            return ir.Binary(op, left, right, span)
         if kind == "number":
             text = self.literal(ch[0])
             return ir.Number(float(text), text, span)
         if kind == "variable":
             return ir.Variable(str(ch[0]), span)
         if kind == "call":
-            args = tuple(self.expr(a, d) for a in ch[1:] if a is not None)
+            args = tuple(self.expr(a, d, h) for a in ch[1:] if a is not None)
             return ir.Call(str(ch[0]), args, span, self.span_of(ch[0]))
         if kind == "unary":
-            return ir.Unary(str(ch[0]), self.expr(ch[1], d), span)
+            return ir.Unary(str(ch[0]), self.expr(ch[1], d, h), span)
         if kind == "power":
-            return ir.Binary("**", self.expr(ch[0], d), self.expr(ch[1], d), span)
-        if kind in ("binary", "compare"):
-            return ir.Binary(str(ch[1]), self.expr(ch[0], d), self.expr(ch[2], d), span)
-        if kind == "bit_or":
-            return ir.Binary("|", self.expr(ch[0], d), self.expr(ch[1], d), span)
-        if kind == "bit_and":
-            return ir.Binary("&", self.expr(ch[0], d), self.expr(ch[1], d), span)
+            return ir.Binary("**", self.expr(ch[0], d, h), self.expr(ch[1], d, h), span)
         raise AssertionError(f"unknown expression node {kind}")
+
+
+def _same_chain(kind: str, left) -> bool:
+    """Whether `left`, the left operand of a `kind` node, is a link of the same chain (`(a+b)+c` as well:
+    the parentheses make no level of their own in the tree)."""
+    return isinstance(left, Tree) and left.data == kind
 
 
 # ---- syntax errors in words ----------------------------------------------------------------------

@@ -437,3 +437,18 @@ def test_alternation_on_one_step_frames_is_a_warning():
     # int(0.35 × 4) = 1 step per img2img frame: the first alternation comes after evaluation 1
     (d,) = _dfm504(scene)
     assert "9 of its 10 diffused frame(s), the first at frame 1" in d.message
+
+
+def test_a_backtick_that_gives_a_whole_number_is_written_as_deforum_writes_it():
+    """`[cat:dog:`3`]` at 20 steps switches at step 3 (Deforum writes `3`, A1111 reads an integer as a
+    step); written `3.0`, it was a fraction of 300 % and never switched."""
+    import json
+
+    from dfm.api import compile_text
+    from dfm.compiler.prompt_syntax import format_number
+
+    assert [format_number(x) for x in (3.0, -2.0, 0.5, 1e-05, 2.0**60)] == ["3", "-2", "0.5", "0.00001",
+                                                                            "1152921504606847000"]
+    table = compile_text('dfm 1\nframes 2\nsteps 20\nsampler euler\nprompt 0 "[cat:dog:`3`] on a mat"\n')
+    schedule = json.loads(table["prompt_pieces"][0])["parts"][0]["schedule"]
+    assert schedule == [[3, [["cat on a mat", 1.0]]], [20, [["dog on a mat", 1.0]]]]
