@@ -15,7 +15,7 @@ so the runtime never reads the syntax itself.
   ``]`` that closes nothing is literal text. `check` warns about both (DFM501).
 - ``BREAK`` (a word of its own, in capitals) ends the current 75-token chunk. Unlike A1111, a BREAK
   inside brackets still breaks (A1111 multiplies its marker's weight there and then encodes the word
-  "BREAK" as text).
+  "BREAK" as text): `check` warns at it (DFM501), so the difference is never silent.
 - Neighbouring pieces of equal weight merge into one (A1111 tokenizes each piece on its own).
 
 Extra-network tags (``<lora:name:0.8>``, ``<hypernet:…>``) are removed from the text CLIP sees, as
@@ -143,6 +143,12 @@ def _attention(text: str) -> tuple[list[Piece | str], list[Issue]]:
                 opener = "(" if tok[-1] == ")" else "["
                 issues.append(Issue("DFM501", False, f"`{tok[-1]}` closes no `{opener}`: it is encoded as text",
                                     m.end() - 1, m.end(), f"remove it, or write `\\{tok[-1]}` for the character"))
+            if round_open or square_open:  # dfm breaks the chunk here too; say where A1111 would not
+                for b in _BREAK_WORD.finditer(tok):
+                    issues.append(Issue(
+                        "DFM501", False, "`BREAK` inside brackets starts a new chunk in dfm; A1111 encodes the word "
+                        "BREAK as text there (only a BREAK outside every bracket breaks)", m.start() + b.start(),
+                        m.start() + b.end(), "move BREAK outside the brackets, or write `break` for the word"))
             for i, part in enumerate(_break_split(tok)):
                 if i:
                     res.append(BREAK)

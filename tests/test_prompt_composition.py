@@ -452,3 +452,15 @@ def test_a_backtick_that_gives_a_whole_number_is_written_as_deforum_writes_it():
     table = compile_text('dfm 1\nframes 2\nsteps 20\nsampler euler\nprompt 0 "[cat:dog:`3`] on a mat"\n')
     schedule = json.loads(table["prompt_pieces"][0])["parts"][0]["schedule"]
     assert schedule == [[3, [["cat on a mat", 1.0]]], [20, [["dog on a mat", 1.0]]]]
+
+
+def test_a_break_inside_brackets_is_not_a_silent_difference():
+    """dfm breaks the chunk at a BREAK inside brackets, where A1111 encodes the word: check says so, at the
+    word; a BREAK outside every bracket gets no warning."""
+    from dfm.api import check_text
+
+    text = 'dfm 1\nframes 2\nprompt 0 "(a BREAK b) c BREAK d"\n'
+    found = [d for d in check_text(text) if d.code == "DFM501"]
+    assert len(found) == 1 and "inside brackets" in found[0].message
+    assert (found[0].span.line, found[0].span.col, found[0].span.end_col) == (3, 14, 19)
+    assert not [d for d in check_text('dfm 1\nframes 2\nprompt 0 "(a) BREAK b"\n') if d.code == "DFM501"]
