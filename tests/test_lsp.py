@@ -445,3 +445,142 @@ def test_the_client_refuses_a_content_length_it_should_not_allocate():
     finally:
         c._proc.kill()
         c._proc.wait()
+
+
+# ---- stream framing: a bad header costs one message, never the server (issue 21) -----------------
+
+
+def _frame(message: dict) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+BAD_FRAMES = {
+    "huge length": b"Content-Length: 1000000000000\r\n\r\n{}",
+    "10 MB of digits": b"Content-Length: " + b"9" * (10 << 20) + b"\r\n\r\n{}",
+    "no length": b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n{\"jsonrpc\": \"2.0\"}",
+    "negative length": b"Content-Length: -5\r\n\r\n{}",
+    "not a number": b"Content-Length: twelve\r\n\r\n{\"a\": 1}",
+    "a line over the limit": b"X-Junk: " + b"x" * 5000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_framed_reader_drops_a_bad_message_and_resynchronises(bad, caplog):
+    import io
+
+    from dfm.app.lsp.framing import FramedReader
+
+    good = [{"jsonrpc": "2.0", "id": i, "method": "shutdown"} for i in (1, 2)]
+    reader = FramedReader(io.BytesIO(_frame(good[0]) + bad + _frame(good[1])))
+    got = []
+    while header := reader.readline():
+        length = int(header.split(b":")[1])
+        assert reader.readline() == b"\r\n"
+        got.append(json.loads(reader.read(length)))
+    assert got == good
+    assert "dropped a malformed message" in caplog.text
+
+
+def test_framed_reader_passes_headers_pygls_understands():
+    import io
+
+    from dfm.app.lsp.framing import MAX_MESSAGE_BYTES, FramedReader
+    from dfm.dsl.parser import MAX_SOURCE_LENGTH
+
+    assert MAX_MESSAGE_BYTES >= 6 * MAX_SOURCE_LENGTH  # the largest scene, every character escaped, fits
+    body = b'{"jsonrpc": "2.0", "method": "exit"}'
+    reader = FramedReader(io.BytesIO(b"Content-Length: %d\r\nContent-Type: x\r\n\r\n" % len(body) + body))
+    assert (reader.readline(), reader.readline(), reader.read(len(body))) == \
+        (b"Content-Length: %d\r\n" % len(body), b"\r\n", body)
+    assert reader.readline() == b""
+
+
+def test_the_server_survives_bad_framing_and_keeps_answering():
+    with StdioClient(timeout=TIMEOUT) as c:
+        c.initialize()
+        for name, bad in BAD_FRAMES.items():
+            c.send_raw(bad)
+            text = "dfm 1\nfps 15\n"
+            uri = f"file:///tmp/framing-{len(name)}-{name.replace(' ', '-')}.dfm"
+            c.open(uri, text)
+            h = c.at("textDocument/hover", uri, 1, 1)  # the server still reads, answers and is in sync
+            assert h is not None and "fps" in json.dumps(h), name
+        assert c._proc.poll() is None
+
+
+# ---- bounded features: hover never queues behind a long check (issue 21) --------------------------
+
+
+def test_hover_answers_while_a_long_check_runs(folder):
+    import time
+
+    # 10 KB of `(` in a prompt took an editor's hover 74 s; end to end, whether the check of it is slow (hover
+    # answers from the last analysis, see the next test) or not (from the new one)
+    slow = "".join(f'prompt {n}s "{"(" * 10240}"\n' for n in (1, 2, 3))
+    with StdioClient(timeout=TIMEOUT) as c:  # its own server: the slow check must not hold up other tests
+        c.initialize()
+        uri = uri_for(folder, "slow-check.dfm")
+        c.diagnostics(uri, after=c.open(uri, SCENE))
+        c.change(uri, range_={"start": {"line": 4, "character": 0}, "end": {"line": 4, "character": 0}},
+                 new_text=slow)
+        time.sleep(0.5)  # past the debounce: the check of the new text is running
+        start = time.monotonic()
+        before = c.at("textDocument/hover", uri, 2, 1)  # `fps`, above the edit
+        after = c.at("textDocument/hover", uri, 7 + 3, 2)  # `angle`, below it: three lines further down
+        elapsed = time.monotonic() - start
+        c._proc.kill()  # rather than wait at exit for the check to end
+    assert before is not None and "fps" in before["contents"]["value"]
+    assert after is not None and "angle" in after["contents"]["value"]
+    assert after["range"]["start"]["line"] == 7 + 3
+    assert elapsed < 15, f"hover waited {elapsed:.1f} s for the check"
+
+
+def test_hover_does_not_wait_for_a_check_that_never_ends():
+    """In process, with a check that never finishes: hover answers from the last analysis anyway."""
+    import asyncio
+
+    from dfm.app.lsp import server
+
+    async def scenario():
+        ls = server.create_server()
+        uri = "file:///tmp/never-ends.dfm"
+        doc = server.Document(uri, SCENE, 1)
+        doc.last = features.analyse(SCENE)
+        ls.documents[uri] = doc
+        doc.text, doc.revision = SCENE.replace("frames 120\n", "frames 120\nprompt 2s \"(((\"\n"), 1
+        never = asyncio.get_running_loop().create_future()
+        ls.analysis = lambda d: never  # the check of the edited text is still running, for good
+
+        def ask(line: int):
+            params = lsp.HoverParams(lsp.TextDocumentIdentifier(uri), lsp.Position(line, 1))
+            return asyncio.wait_for(server.hover(ls, params), 10)  # before the fix: TimeoutError
+
+        fps, angle, edited = await ask(2), await ask(8), None
+        try:
+            edited = await asyncio.wait_for(server.hover(ls, lsp.HoverParams(
+                lsp.TextDocumentIdentifier(uri), lsp.Position(4, 1))), 2 * server.HOVER_BUDGET_S)
+        except TimeoutError:
+            pass  # the edited line: the old analysis does not cover it, so hover waits for the new one
+        return fps, angle, edited
+
+    fps, angle, edited = asyncio.run(scenario())
+    assert fps is not None and "fps" in fps.contents.value
+    assert angle is not None and "angle" in angle.contents.value and angle.range.start.line == 8
+    assert edited is None
+
+
+@pytest.mark.parametrize("old, new, offset, expected", [
+    ("fps 15\nx\n", "fps 1\nx\n", 1, None),  # the hovered line itself changed
+    ("fps 1\nx\n", "fps 15\nx\n", 1, None),
+    ("a\nfps 15\n", "a\nfps 15\nb\n", 3, 3),  # an edit below
+    ("a\nfps 15", "a\nfps 15\nb", 3, None),  # ... that lengthened the hovered (last) line's text
+    ("zz\nfps 15\n", "a\nfps 15\n", 3, 4),  # an edit above: the same line, shifted
+    ("fps 15\n", "x\nfps 15\n", 3, 1),
+    ("fps 15\n", "xfps 15\n", 2, None),
+    ("ab\ncd", "ab\nXcd", 4, None),
+])
+def test_hover_falls_back_only_where_the_text_is_unchanged(old, new, offset, expected):
+    from dfm.app.lsp.server import _unchanged_offset
+
+    assert _unchanged_offset(old, new, offset) == expected

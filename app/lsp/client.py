@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-MAX_MESSAGE_BYTES = 64 << 20  # a larger Content-Length is a broken stream: never allocate it
+from .framing import MAX_MESSAGE_BYTES  # a larger Content-Length is a broken stream: never allocate it
 
 
 class LspError(RuntimeError):
@@ -122,6 +122,12 @@ class StdioClient:
         assert self._proc and self._proc.stdin
         body = json.dumps(message).encode("utf-8")
         self._proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self._proc.stdin.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes exactly as given, framing included: for tests of what a broken client sends."""
+        assert self._proc and self._proc.stdin
+        self._proc.stdin.write(data)
         self._proc.stdin.flush()
 
     # -- JSON-RPC

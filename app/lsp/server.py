@@ -3,9 +3,12 @@
 Each open document keeps its own text (changes applied here with LSP's line rules, see positions.py)
 and a revision counter. Every change restarts a short timer (`DEBOUNCE_S`); when it fires, the text is
 compiled on one worker thread, so a long scene never blocks completion, and the diagnostics are
-published if no newer text has arrived meanwhile. Hover, inlay hints, symbols and code actions wait for
-the compile of the current text (or reuse it), so they never describe an older version. Formatting
-runs on the same worker: the parser is used from one thread only.
+published if no newer text has arrived meanwhile; a queued compile whose text has been replaced by the
+time the worker reaches it is skipped. Inlay hints, symbols and code actions wait for the compile of the
+current text (or reuse it), so they never describe an older version. Hover waits at most `HOVER_BUDGET_S`
+when the last finished analysis still covers the text under the pointer (the text before or after the
+edit is unchanged) and then answers from that one: a scene that takes long to check never makes the
+pointer wait. Formatting runs on the same worker: the parser is used from one thread only.
 
 `dfm.app.lsp.features` (and with it the compiler, numpy and lark) is imported on the worker right after
 `initialized`, not before `initialize` is answered, so the server starts in the time pygls takes.
@@ -19,17 +22,20 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from ... import __version__
+from .framing import FramedReader
 from .positions import LineIndex
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.15  # wait this long after the last keystroke before checking again
+HOVER_BUDGET_S = 1.0  # then hover answers from the last finished analysis, where that still applies
 
 
 @dataclass(eq=False)
@@ -42,6 +48,7 @@ class Document:
     timer: asyncio.TimerHandle | None = None
     pending: asyncio.Future | None = None  # the analysis of `pending_revision`, running or done
     pending_revision: int = -1
+    last: Any = None  # the newest finished Analysis, of any revision: what hover falls back on
     _index: LineIndex | None = field(default=None, repr=False)
 
     def index(self, encoding: str) -> LineIndex:
@@ -102,9 +109,25 @@ class DfmLanguageServer(LanguageServer):
 
         if doc.pending is None or doc.pending_revision != doc.revision:
             path, base = doc.location()
-            doc.pending = asyncio.ensure_future(self.run(features.analyse, doc.text, path, base, doc.revision))
-            doc.pending_revision = doc.revision
+            text, revision = doc.text, doc.revision
+
+            def job():
+                if doc.revision != revision:  # replaced while queued: whoever waits checks the revision anyway
+                    return features.Analysis(text, revision, None, crash="skipped: the text changed")
+                return features.analyse(text, path, base, revision)
+
+            doc.pending = asyncio.ensure_future(self.run(job))
+            doc.pending_revision = revision
+            doc.pending.add_done_callback(lambda f: self._finished(doc, f))
         return await asyncio.shield(doc.pending)
+
+    @staticmethod
+    def _finished(doc: Document, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        an = future.result()
+        if an.result is not None and (doc.last is None or an.revision > doc.last.revision):
+            doc.last = an
 
     def spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -210,8 +233,7 @@ def completion(ls: DfmLanguageServer, params: lsp.CompletionParams) -> lsp.Compl
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return None
-    done = doc.pending is not None and doc.pending.done() and not doc.pending.cancelled()
-    latest = doc.pending.result() if done and doc.pending.exception() is None else None  # for fps, bpm…
+    latest = doc.last  # for fps, bpm…: completion never waits for a check
     trigger = params.context.trigger_character if params.context else None
     items = items_at(latest, doc.text, doc.index(ls.encoding), params.position,
                                 snippets=ls.snippets, trigger=trigger, insert_replace=ls.insert_replace)
@@ -228,15 +250,50 @@ async def _analysed(ls: DfmLanguageServer, uri: str):
     return (doc, an) if an.revision == doc.revision else None
 
 
+def _unchanged_offset(old: str, new: str, offset: int) -> int | None:
+    """Where `offset` in `new` is in `old`, when the text around it (to a line's end either way) is the same
+    in both: before the first or after the last character an edit changed. None otherwise."""
+    end = new.find("\n", offset) + 1  # through the line break, so that a longer old line counts as a change
+    if new[:end or len(new)] == old[:end or len(old)]:  # (no break: the last line, so all of the text)
+        return offset
+    start = new.rfind("\n", 0, offset) + 1
+    old_start = start + len(old) - len(new)
+    at_line_start = old_start == 0 or (old_start > 0 and old[old_start - 1] == "\n")  # as `start` is in new
+    if at_line_start and new[start:] == old[old_start:]:
+        return old_start + offset - start
+    return None
+
+
 async def hover(ls: DfmLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
     from .hover import hover as hover_at
 
-    found = await _analysed(ls, params.text_document.uri)
-    if found is None:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
         return None
-    doc, an = found
     index = doc.index(ls.encoding)
-    return hover_at(an, index, index.offset(params.position))
+    offset = index.offset(params.position)
+    last = doc.last
+    old = None if last is None else _unchanged_offset(last.text, doc.text, offset)
+    current = asyncio.ensure_future(ls.analysis(doc))
+    if old is not None:  # the last analysis still covers this spot: wait for a newer one a little only
+        done, _ = await asyncio.wait({current}, timeout=HOVER_BUDGET_S)
+        if not done:
+            if old == offset:
+                return hover_at(last, index, offset)
+            old_index = LineIndex(last.text, ls.encoding)  # answered in the old text's positions, then moved
+            h = hover_at(last, old_index, old)
+            return None if h is None else _shifted(h, old_index, index, offset - old)
+    an = await current
+    if an.revision != doc.revision or doc.closed:
+        return None
+    return hover_at(an, index, offset)
+
+
+def _shifted(h: lsp.Hover, old: LineIndex, new: LineIndex, delta: int) -> lsp.Hover:
+    if h.range is not None:
+        start, end = old.offset(h.range.start) + delta, old.offset(h.range.end) + delta
+        h.range = lsp.Range(new.position(start), new.position(end))
+    return h
 
 
 async def inlay_hint(ls: DfmLanguageServer, params: lsp.InlayHintParams) -> list[lsp.InlayHint] | None:
@@ -313,5 +370,6 @@ def serve(log_file: str | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() anywhere must not corrupt the protocol stream
-    create_server().start_io(stdin, stdout)
+    # pygls frames stdin itself and trusts every Content-Length; FramedReader checks them first (framing.py)
+    create_server().start_io(FramedReader(stdin), stdout)
     return 0
