@@ -7,13 +7,14 @@ Imported only by a scene that has an `audio` statement, so `dfm check` of any ot
 - **Features** are computed on a grid of hops (`HOP` samples = 11.6 ms) from a short-time Fourier
   transform (`N_FFT` samples, Hann window, frames centred on the hop):
   `rms` (loudness of the samples around the hop), `onset` (spectral flux: the half-wave rectified rise of
-  the log-compressed magnitude spectrum, summed over bins), `low` / `mid` / `high` (the square root of the
+  the log-compressed magnitude spectrum, summed over bins, less its moving median over a second),
+  `low` / `mid` / `high` (the square root of the
   spectral power in 20–250 Hz, 250–4000 Hz and 4000 Hz up). Each is normalised **per track**: divided by
   its maximum over the whole file, so it lies in 0..1 and digital silence is 0.
 - **Tempo**: the autocorrelation of the onset envelope, weighted towards 120 bpm (a log-normal prior, one
   octave wide), picks the beat period between 60 and 200 bpm; dynamic programming then places beats that
   fall on onsets while keeping that period (Ellis 2007, "Beat tracking by dynamic programming"); each beat
-  is refined to the onset peak around it, and the tempo is the least-squares slope of beat time against
+  is timed by the centroid of the flux around its peak, and the tempo is the least-squares slope of beat time against
   beat number. It is reported at the precision the analysis has (`readable_tempo`): the nearest whole,
   half, tenth or hundredth bpm within the fit's uncertainty (three standard errors) plus the hop grid's
   (the first and last beats each up to half a hop off), so an exact 120 bpm click track
@@ -21,17 +22,19 @@ Imported only by a scene that has an `audio` statement, so `dfm check` of any ot
 - **Cache**: the per-track analysis is stored by the sha256 of the file's bytes in
   `$XDG_CACHE_HOME/dfm/audio` (else `~/.cache/dfm/audio`), so a second `dfm check` decodes nothing.
 - **Per frame** (`frame_features`): frame *i* covers the track time `[offset + i/fps, offset + (i+1)/fps)`.
-  `onset` is the largest hop value in that window (peaks are short), `rms`, `low`, `mid`, `high` the mean;
+  `onset` is the strongest onset peak timed in that window, else 0 (one frame per hit), `rms`, `low`, `mid`,
+  `high` the mean;
   `beat` is 1 on the frame whose window holds a beat's time (at 120 bpm and 15 fps: every 7.5 frames, the
   beat at 0.5 s on frame 7, at 1 s on frame 15); `beat_phase` is 0 on a beat frame and rises through the
-  beat to just under 1 (the frame's start time between the beat before it and the next). Past the end of
-  the track every feature is 0.
+  beat to just under 1 (the frame's start time between the beat before it and the next). No beat comes
+  before the first hit or after the last. Past the end of the track every feature is 0.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +44,17 @@ import numpy as np
 SR = 22050
 N_FFT = 1024
 HOP = 256
-VERSION = 2  # of the analysis: part of the cache key (2: the tempo at the precision the analysis has)
+VERSION = 3  # of the analysis: part of the cache key (3: onset peaks, the flux above its moving median)
 BANDS = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, SR / 2)}
 FEATURES = ("onset", "rms", "beat", "beat_phase", "low", "mid", "high")
 TEMPO_RANGE = (60.0, 200.0)
 MAX_SECONDS = 2 * 3600  # the longest track read: its samples alone are 635 MB at SR
 CHUNK_HOPS = 4096  # the analysis runs this many hops at a time, so its memory does not grow with the track
-# the spectral flux of an onset peaks while the sound enters the analysis window, about this much before
-# the sound itself (measured on clicks); beat times and the per-frame onset are shifted back by it
-ONSET_LAG = 0.011
+# the spectral flux of an onset rises while the sound enters the analysis window, before the sound itself:
+# its centroid sits 10.2 to 14.1 ms early (measured on clicks at every phase of the hop grid), so onset
+# and beat times are shifted by a little more than the most, and a hit on a frame's start stays on that frame
+ONSET_LAG = 0.0145
+FLOOR_SECONDS = 1.0  # the moving median subtracted from the spectral flux: a steady noise's flux is no onset
 
 
 class AudioError(Exception):
@@ -73,6 +78,8 @@ class Analysis:
     high: np.ndarray
     beats: np.ndarray  # beat times, seconds
     tempo: float  # bpm, NaN when no tempo was found
+    peaks: np.ndarray  # onset peak times, seconds
+    peak_values: np.ndarray  # the onset at each peak (0..1)
 
     @property
     def hop_seconds(self) -> float:
@@ -140,7 +147,9 @@ def analyse(samples: np.ndarray) -> Analysis:
     window = np.hanning(N_FFT)
     rms, flux = np.empty(count), np.zeros(count)
     bands = {name: np.empty(count) for name in BANDS}
-    before = None  # the previous chunk's last log magnitude: the flux of a chunk's first hop needs it
+    # the previous chunk's last log magnitude: the flux of a chunk's first hop needs it. Before the track is
+    # silence, so a hit on its first sample is an onset (it was lost when hop 0 had no flux)
+    before = np.zeros((1, N_FFT // 2 + 1))
     for lo in range(0, count, CHUNK_HOPS):
         hi = min(count, lo + CHUNK_HOPS)
         frames = _frames(samples, lo, hi)
@@ -150,15 +159,51 @@ def analyse(samples: np.ndarray) -> Analysis:
         for name, mask in masks.items():
             bands[name][lo:hi] = np.sqrt(power[:, mask].sum(axis=1))
         logmag = np.log1p(1000.0 * mag)
-        cur, prev = (logmag[1:], logmag[:-1]) if before is None else (logmag, np.vstack([before, logmag[:-1]]))
-        flux[hi - len(cur):hi] = np.maximum(cur - prev, 0.0).sum(axis=1)
+        flux[lo:hi] = np.maximum(logmag - np.vstack([before, logmag[:-1]]), 0.0).sum(axis=1)
         before = logmag[-1:]
+    if count > 1:  # a track that starts loud rises from silence over every bin: an onset, no louder than the rest
+        flux[0] = min(flux[0], float(flux[1:].max()))
+    # a steady noise has a flux of its own, as high as a hit's on a noisy mix: only the flux above it counts
+    flux = np.maximum(flux - _moving_median(flux, int(round(FLOOR_SECONDS * SR / HOP))), 0.0)
     # a click's rise is split between neighbouring hops by where it falls: summed over three hops (35 ms)
-    # its peak no longer depends on that
-    onset = _normalised(np.convolve(flux, np.ones(3), mode="same"))
-    beats, tempo = track_beats(onset)
+    # its peak no longer depends on that (not np.convolve "same": on a track under 3 hops it returns 3 values)
+    padded = np.pad(flux, 1)
+    onset = _normalised(padded[:-2] + padded[1:-1] + padded[2:])
+    peaks = _peaks(onset)
+    beats, tempo = track_beats(onset, flux=flux)
     return Analysis(duration=len(samples) / SR, onset=onset, rms=_normalised(rms), low=_normalised(bands["low"]),
-                    mid=_normalised(bands["mid"]), high=_normalised(bands["high"]), beats=beats, tempo=tempo)
+                    mid=_normalised(bands["mid"]), high=_normalised(bands["high"]), beats=beats, tempo=tempo,
+                    peaks=np.array([_time(flux, int(h)) for h in peaks]), peak_values=onset[peaks])
+
+
+def _moving_median(x: np.ndarray, width: int, step: int = 8) -> np.ndarray:
+    """The median of x over `width` hops around each hop, taken every `step` hops and interpolated between
+    (a median every hop of a 2-hour track would cost seconds)."""
+    if len(x) < 2:
+        return np.zeros_like(x)
+    half = width // 2
+    padded = np.pad(x, half, mode="reflect" if len(x) > half else "symmetric")  # "edge" would repeat a first hit
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[::step]
+    at = np.arange(0, len(x), step)[:len(windows)]
+    return np.interp(np.arange(len(x)), at, np.median(windows, axis=1))
+
+
+def _peaks(env: np.ndarray) -> np.ndarray:
+    """The hops where env has a local maximum above 0 (the first hop of a flat top)."""
+    if len(env) == 0:
+        return np.zeros(0, dtype=np.int64)
+    left = np.concatenate([[-1.0], env[:-1]])
+    right = np.concatenate([env[1:], [-1.0]])
+    return np.flatnonzero((env > left) & (env >= right) & (env > 0))
+
+
+def _time(flux: np.ndarray, h: int) -> float:
+    """The time (s) of the onset that peaks at hop h: the centroid of the flux over two hops either side
+    (steadier across the hop grid than a parabola through the smoothed peak), shifted by ONSET_LAG."""
+    lo, hi = max(0, h - 2), min(len(flux), h + 3)
+    w = flux[lo:hi]
+    at = float((np.arange(lo, hi) * w).sum() / w.sum()) if w.sum() > 0 else float(h)
+    return max(0.0, at * HOP / SR + ONSET_LAG)
 
 
 def _period(onset: np.ndarray) -> float | None:
@@ -193,8 +238,10 @@ def _period(onset: np.ndarray) -> float | None:
     return lag
 
 
-def track_beats(onset: np.ndarray, tightness: float = 100.0) -> tuple[np.ndarray, float]:
-    """Beat times (s) and tempo (bpm) by dynamic programming over the onset envelope (Ellis 2007)."""
+def track_beats(onset: np.ndarray, tightness: float = 100.0,
+                flux: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Beat times (s) and tempo (bpm) by dynamic programming over the onset envelope (Ellis 2007); `flux`
+    (the envelope before smoothing) times each beat, else the envelope itself."""
     period = _period(onset)
     if period is None:
         return np.zeros(0), float("nan")
@@ -222,8 +269,13 @@ def track_beats(onset: np.ndarray, tightness: float = 100.0) -> tuple[np.ndarray
         i = int(back[i])
     hops = np.array(path[::-1], dtype=np.float64)
     hops = hops[onset[hops.astype(int)] > 0.1 * onset.max()] if onset.max() > 0 else hops
-    hops = np.array([_peak(onset, int(h)) for h in hops])
-    times = hops * HOP / SR + ONSET_LAG
+    hops = np.array([_snap(onset, int(h)) for h in hops], dtype=np.int64)
+    if len(hops):
+        # the path keeps its period through a break, but no beat comes before the first hit or after the last
+        strength = onset[hops]
+        strong = np.flatnonzero(strength >= 0.5 * float(np.median(strength)))
+        hops = np.unique(hops[strong[0]:strong[-1] + 1])
+    times = np.array([_time(onset if flux is None else flux, int(h)) for h in hops])
     if len(times) < 2:
         return times, readable_tempo(60.0 / (period * HOP / SR), 0.0, period * HOP / SR)
     k = np.arange(len(times))
@@ -249,14 +301,10 @@ def readable_tempo(bpm: float, std_error: float, span: float) -> float:
     return float(round(bpm, 2))
 
 
-def _peak(x: np.ndarray, i: int) -> float:
-    """The hop position of the peak at i, refined between hops by a parabola."""
-    if 0 < i < len(x) - 1:
-        a, b, c = x[i - 1], x[i], x[i + 1]
-        d = a - 2 * b + c
-        if d < 0:
-            return i + float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
-    return float(i)
+def _snap(x: np.ndarray, i: int) -> int:
+    """The hop of the largest x within two hops of i (the peak a beat on hop i sits on)."""
+    lo = max(0, i - 2)
+    return lo + int(np.argmax(x[lo:i + 3]))
 
 
 # ---- cache ---------------------------------------------------------------------------------------
@@ -278,6 +326,9 @@ def file_hash(path: str | os.PathLike) -> str:
 def load(path: str | os.PathLike) -> Analysis:
     """The analysis of the track at `path`, from the cache when its bytes were analysed before."""
     try:
+        # /dev/zero, /dev/urandom or a FIFO never end: hashing or decoding one would hang `dfm check`
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise AudioError(f"`{path}` is not a regular file", "write the path of an audio file")
         digest = file_hash(path)
     except OSError as e:
         raise AudioError(f"`{path}` cannot be read: {e.strerror or e}", "write the path of an audio file") from None
@@ -286,7 +337,7 @@ def load(path: str | os.PathLike) -> Analysis:
         with np.load(cached) as data:
             return Analysis(duration=float(data["duration"]), onset=data["onset"], rms=data["rms"],
                             low=data["low"], mid=data["mid"], high=data["high"], beats=data["beats"],
-                            tempo=float(data["tempo"]))
+                            tempo=float(data["tempo"]), peaks=data["peaks"], peak_values=data["peak_values"])
     except (OSError, KeyError, ValueError):
         pass
     result = analyse(decode(path))
@@ -294,7 +345,8 @@ def load(path: str | os.PathLike) -> Analysis:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, duration=result.duration, onset=result.onset, rms=result.rms, low=result.low,
-                 mid=result.mid, high=result.high, beats=result.beats, tempo=result.tempo)
+                 mid=result.mid, high=result.high, beats=result.beats, tempo=result.tempo, peaks=result.peaks,
+                 peak_values=result.peak_values)
         os.replace(tmp, cached)
     except OSError:
         pass  # a read-only cache only costs the next run a decode
@@ -318,28 +370,34 @@ def frame_features(a: Analysis, frames: int, fps: float, offset: float = 0.0) ->
         return lo, np.maximum(hi, np.minimum(lo + 1, n))  # a window shorter than a hop takes the next hop
 
     out: dict[str, np.ndarray] = {}
-    for name in ("onset", "rms", "low", "mid", "high"):
+    for name in ("rms", "low", "mid", "high"):
         x = np.asarray(getattr(a, name), dtype=np.float64)
-        lo, hi = window(ONSET_LAG if name == "onset" else 0.0)
+        lo, hi = window(0.0)
         col = np.zeros(frames)
         use = inside & (lo < n)
-        if use.any():
-            if name == "onset":  # the largest value in the window: onsets are short
-                idx = np.flatnonzero(use)
-                col[idx] = [x[lo[i]:hi[i]].max() for i in idx]
-            else:  # the mean over the window
-                csum = np.concatenate([[0.0], np.cumsum(x)])
-                col[use] = (csum[hi[use]] - csum[lo[use]]) / (hi[use] - lo[use])
+        if use.any():  # the mean over the window
+            csum = np.concatenate([[0.0], np.cumsum(x)])
+            col[use] = (csum[hi[use]] - csum[lo[use]]) / (hi[use] - lo[use])
         out[name] = col
+    # onset: the strongest onset peak in the frame, so a hit lights one frame, not the two its rise spans
+    onset = np.zeros(frames)
+    at = _frame_of(np.asarray(a.peaks, dtype=np.float64), offset, fps, frames)
+    np.maximum.at(onset, at[at >= 0], np.asarray(a.peak_values, dtype=np.float64)[at >= 0])
+    out["onset"] = onset
     beats = np.asarray(a.beats, dtype=np.float64)
     beat = np.zeros(frames)
-    held = np.floor((beats - offset) * fps + 1e-9).astype(np.int64)
-    held = held[(beats >= offset) & (held >= 0) & (held < frames)]
-    beat[held] = 1.0
+    held = _frame_of(beats, offset, fps, frames)
+    beat[held[held >= 0]] = 1.0
     out["beat"] = beat
     out["beat_phase"] = _phase(beats, start, end)
     order = {k: out[k] for k in FEATURES}
     return order
+
+
+def _frame_of(times: np.ndarray, offset: float, fps: float, frames: int) -> np.ndarray:
+    """The frame whose span holds each time, -1 for one before the offset or past the last frame."""
+    at = np.floor((times - offset) * fps + 1e-9).astype(np.int64)
+    return np.where((times >= offset) & (at >= 0) & (at < frames), at, -1)
 
 
 def _phase(beats: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
