@@ -21,19 +21,33 @@ class UsageError(UserError):
     exit_code = EXIT_USAGE
 
 
-def read_source(path: str) -> str:
-    """The text of a scene file, or of standard input for "-"."""
+def read_source(path: str, limit: int | None = None, what: str = "scene") -> str:
+    """The text of a scene file (or, with `limit` and `what`, another text file), or of standard input for
+    "-". At most `limit` bytes (a scene's: 4 bytes a character of the parser's MAX_SOURCE_LENGTH, which
+    then says exactly how long it is) are read: a 2 GB file or /dev/zero is refused, not read whole."""
+    from ..contract.files import kind_of, read_limited, shown
+
+    if limit is None:
+        from ..dsl.parser import MAX_SOURCE_LENGTH
+
+        limit = 4 * MAX_SOURCE_LENGTH
     if path == "-":
-        return sys.stdin.read()
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{path}: no such file")
-    if p.is_dir():
-        raise UsageError(f"{path}: is a folder; give .dfm files")
+        text = sys.stdin.read(limit + 1)  # characters, not bytes: a bound all the same
+        if len(text) > limit:
+            raise UsageError(f"standard input is more than {limit:,} characters, more than a {what} can be")
+        return text
+    kind = kind_of(path)  # a path the OS refuses is a FileError naming it
+    if kind is None:
+        raise UsageError(f"{shown(path)}: no such file")
+    if kind == "folder":
+        raise UsageError(f"{shown(path)}: is a folder; give .dfm files" if what == "scene" else
+                         f"{shown(path)}: is a folder; give a {what}")
+    data = read_limited(path, limit, what, UsageError)
     try:
-        return p.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UsageError(f"{shown(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as a file opened as text reads (universal newlines)
 
 
 def color(stream: TextIO) -> bool:

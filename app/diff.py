@@ -26,8 +26,10 @@ from ..compiler.lower import CAMERA_SCHEDULES
 from ..compiler.units import frames_of
 from ..contract import changes
 from ..contract.errors import UserError
+from ..contract.files import kind_of, shown
 from ..contract.modes import MODES
 from ..dsl import ir
+from ..dsl.parser import MAX_SOURCE_LENGTH
 from .exit_codes import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
 _CAMERA = {schedule: column for column, schedule in CAMERA_SCHEDULES.items()}  # angle -> cam_angle, ...
@@ -58,36 +60,62 @@ class Version:
     base_dir: Path  # relative paths in the scene are read from here
 
 
+MAX_SPEC_SHOWN = 100  # characters of a version's name in a message
+
+
 def load_version(spec: str, cwd: Path | None = None) -> Version:
     """A scene file, or `REV:PATH` read with `git show` (PATH from the repository's top, or from the
-    working directory when it starts with ./ or ../)."""
+    working directory when it starts with ./ or ../). Either is bounded as `dfm check` bounds a scene, and
+    must be one file of UTF-8 text."""
+    from .console import read_source
+
     cwd = cwd or Path.cwd()
     path = cwd / spec
-    if path.is_file():
-        try:
-            return Version(path.read_text(encoding="utf-8"), spec, path.resolve().parent)
-        except UnicodeDecodeError as exc:
-            raise DiffError(f"{spec}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    label = shown(spec)
+    try:
+        kind = kind_of(path)
+    except UserError:  # a name the OS refuses (a 5,000-character revision) may still be a git revision
+        kind = None
+    if kind in ("file", "other"):  # read_source refuses a FIFO or a device with its own message
+        return Version(read_source(str(path)), spec, path.resolve().parent)
     if ":" not in spec:
-        raise DiffError(f"{spec}: no such file (a git revision looks like HEAD:{spec})")
+        raise DiffError(f"{label}: no such file (a git revision looks like HEAD:{label})")
     if spec.startswith("-"):  # `git show` would read it as an option (`--output=FILE` writes a file)
-        raise DiffError(f"{spec}: no such file, and a git revision does not start with `-`")
+        raise DiffError(f"{label}: no such file, and a git revision does not start with `-`")
     rev, _, inside = spec.partition(":")
-    shown = _git(["show", spec], cwd)
-    if shown.returncode != 0:
-        why = shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else "git show failed"
-        raise DiffError(f"{spec}: not a file, and git cannot read it: {why}")
+    # `git show` of a folder prints its listing ("tree HEAD:dir"), which would compile as a scene: ask first
+    what = _git(["cat-file", "-t", spec], cwd)
+    if what.returncode != 0:
+        lines = what.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = shown(lines[-1]) if lines else "git cannot read it"
+        raise DiffError(f"{label}: not a file, and git cannot read it: {why}")
+    kind = what.stdout.decode("utf-8", "replace").strip()
+    if kind != "blob":
+        raise DiffError(f"{label} is a {kind} in git, not a file", "name a scene file: REV:path/to/scene.dfm")
+    size = _git(["cat-file", "-s", spec], cwd).stdout.decode("ascii", "replace").strip()
+    limit = 4 * MAX_SOURCE_LENGTH  # as read_source bounds a scene file: git would hand over all of it
+    if not size.isdigit() or int(size) > limit:
+        raise DiffError(f"{label} is {size} bytes, more than a scene can be ({limit:,})",
+                        "check that this is the scene you meant")
+    shown_file = _git(["cat-file", "blob", spec], cwd)
+    if shown_file.returncode != 0:
+        raise DiffError(f"{label}: git cannot read it")
+    try:
+        text = shown_file.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DiffError(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if inside.startswith(("./", "../")):
         base = (cwd / inside).resolve().parent
     else:
-        top = _git(["rev-parse", "--show-toplevel"], cwd).stdout.strip()
+        top = _git(["rev-parse", "--show-toplevel"], cwd).stdout.decode("utf-8", "replace").strip()
         base = (Path(top) / inside).parent if top else cwd
-    return Version(shown.stdout, spec, base)
+    return Version(text, spec, base)
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """git's output as bytes: a committed file need not be UTF-8 (decoding is the caller's, with an error)."""
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8")
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True)
     except OSError as exc:
         raise DiffError(f"cannot run git: {exc}") from None
 

@@ -87,19 +87,62 @@ class Exporter:
 # ---- reading -----------------------------------------------------------------------------------------
 
 
+MAX_SETTINGS_BYTES = 128 * 2**20  # a Deforum settings file is a few kB; a Parseq manifest ~1 kB a frame
+MAX_SETTINGS_STRING = 2 * 2**20  # characters in one value: a scene statement holds at most this many (the parser's)
+MAX_SETTINGS_DEPTH = 100  # levels of nesting: Deforum's and Parseq's files have 3 or 4
+
+
 def load_settings(data: Mapping | str | bytes) -> dict:
-    """The settings object, or SettingsError with a reason a person can act on."""
+    """The settings object, or SettingsError with a reason a person can act on. Sizes are bounded before
+    anything is built from them: the text's, its nesting (json's parser recurses: a deep file would be a
+    RecursionError) and each string's (a 100 MB value would reach the formatter)."""
     if isinstance(data, (str, bytes)):
+        if len(data) > MAX_SETTINGS_BYTES:
+            raise SettingsError(f"the file is {len(data):,} characters long (at most {MAX_SETTINGS_BYTES:,})",
+                                help="a Deforum settings file is a few kB: check that this is the file you meant")
         try:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise SettingsError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                                 help="a Deforum settings file is one JSON object; check commas and quotes "
                                 "near that spot") from None
+        except RecursionError:
+            raise SettingsError(f"the JSON is nested more than {MAX_SETTINGS_DEPTH} levels deep",
+                                help="a Deforum settings file is one object of settings, nested a few levels "
+                                "at most") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                help="save the settings file as UTF-8") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits (Python's limit on int())
+            raise SettingsError(f"not readable JSON: {str(exc)[:200]}",
+                                help="check the numbers in the file") from None
     if not isinstance(data, Mapping):
         raise SettingsError(f"expected a JSON object of settings, got {type(data).__name__}",
                             help="a Deforum settings file looks like {\"W\": 512, \"H\": 512, …}")
+    _check_sizes(data)
     return dict(data)
+
+
+def _check_sizes(data: Mapping) -> None:
+    """SettingsError naming the first value nested past MAX_SETTINGS_DEPTH or a string longer than
+    MAX_SETTINGS_STRING. Walked with a stack, not recursion, for the same reason json needs the bound."""
+    stack: list[tuple[str, object, int]] = [("", data, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if len(where) > MAX_SETTINGS_STRING:  # a key is a value too
+            raise SettingsError(f"a key of {len(where):,} characters (at most {MAX_SETTINGS_STRING:,}): "
+                                f"`{where[:80]}…`", help="shorten that key, or leave it out")
+        if isinstance(value, str) and len(value) > MAX_SETTINGS_STRING:
+            raise SettingsError(f"`{where[:80]}` is a text of {len(value):,} characters (at most "
+                                f"{MAX_SETTINGS_STRING:,})", help="shorten that value, or leave the key out")
+        if isinstance(value, Mapping | list | tuple):
+            if depth >= MAX_SETTINGS_DEPTH:
+                raise SettingsError(f"`{where[:80]}` is nested more than {MAX_SETTINGS_DEPTH} levels deep",
+                                    help="a Deforum settings file is one object of settings, nested a few "
+                                    "levels at most")
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            # the path is kept short for the message, except a too-long key itself, refused above
+            stack.extend((f"{where[:200]}.{k}" if where else str(k), v, depth + 1) for k, v in items)
 
 
 # ---- numbers -------------------------------------------------------------------------------------------
@@ -130,5 +173,6 @@ def number_keys(values: np.ndarray, start: int, stop: int) -> list[tuple[int, st
     return [(start + i, number_text(seg[i])) for i in sorted(keep)]
 
 
-__all__ = ["SettingsError", "ImportResult", "ExportResult", "Exporter", "Level", "Unsupported", "load_settings",
+__all__ = ["MAX_SETTINGS_BYTES", "MAX_SETTINGS_STRING", "SettingsError",
+           "ImportResult", "ExportResult", "Exporter", "Level", "Unsupported", "load_settings",
            "number_text", "number_keys"]

@@ -87,6 +87,8 @@ def safetensors_header(path: Path) -> dict:
         table = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise NetworkFileError("its header is not valid JSON: not a .safetensors file") from None
+    except RecursionError:  # json's parser recurses: a header of deeply nested lists is not a tensor table
+        raise NetworkFileError("its header is nested too deeply: not a .safetensors file") from None
     if not isinstance(table, dict):
         raise NetworkFileError("its header is not a tensor table: not a .safetensors file")
     return {k: v for k, v in table.items() if k != "__metadata__" and isinstance(v, dict)}

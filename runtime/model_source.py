@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contract.errors import UserError
+from ..contract.files import kind_of
 from .errors import RenderError
 from .hashing import verify_sha256
 
@@ -55,9 +57,13 @@ def resolve_source(spec: str, base_dirs: tuple[Path, ...] = ()) -> ModelSource:
     raw = Path(spec).expanduser()
     candidates = [raw] if raw.is_absolute() else [*(b / raw for b in base_dirs), raw]
     for c in candidates:
-        if c.is_file():
+        try:
+            kind = kind_of(c)  # a path the OS refuses (too long, a NUL byte): an error naming it, not OSError
+        except UserError as e:
+            raise RenderError(f"model {e.message}", e.help) from None
+        if kind == "file":
             return ModelSource("file", spec, c.resolve())
-        if c.is_dir():
+        if kind == "folder":
             if not (c / "model_index.json").is_file() and not (c / "unet").is_dir():
                 raise RenderError(
                     f"model folder {c} is not a diffusers model (no model_index.json, no unet/)",

@@ -13,6 +13,7 @@ the finished ones.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import itertools
 import json
 import math
@@ -123,9 +124,18 @@ def vary_text(text: str, path: str, values: Sequence[tuple[str, str]]) -> str:
     return text
 
 
+MAX_LABEL = 100  # characters of a variation's folder name: a file system allows 255 bytes in one name
+
+
 def variation_label(values: Sequence[tuple[str, str]]) -> str:
-    """The folder of a variation: `seed=3,strength=0.5` (characters a file name should not hold become _)."""
-    return ",".join(f"{name}={_safe(value)}" for name, value in values)
+    """The folder of a variation: `seed=3,strength=0.5` (characters a file name should not hold become _).
+    A longer one (a varied prompt) is cut and ends in a hash of the whole, so that it is a name the file
+    system takes and two long values still have two folders."""
+    label = ",".join(f"{name}={_safe(value)}" for name, value in values)
+    if len(label) <= MAX_LABEL:
+        return label
+    digest = hashlib.sha256(repr(tuple(values)).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{label[:MAX_LABEL - 13].rstrip('_,=')}-{digest}"
 
 
 def _safe(value: str) -> str:

@@ -23,10 +23,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...compiler.deforum_import import import_settings
-    from ...compiler.interop import SettingsError, load_settings
+    from ...compiler.interop import MAX_SETTINGS_BYTES, SettingsError, load_settings
     from ...compiler.parseq import from_parseq_manifest
 
-    text = read_source(args.settings)
+    text = read_source(args.settings, MAX_SETTINGS_BYTES, "settings file")  # bounded: never read a 2 GB file whole
     try:
         data = load_settings(text)
         is_parseq = "rendered_frames" in data  # a Parseq manifest rather than Deforum settings
