@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +89,43 @@ class Analysis:
 
 
 # ---- decoding ------------------------------------------------------------------------------------
+
+
+_DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def header_seconds(path: str | os.PathLike) -> float | None:
+    """The track's length as its header states it, read without decoding: a PCM WAV's own header, else the
+    `Duration:` ffmpeg reads from the container (it stops after the header with no output asked). None
+    where neither says."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate = w.getframerate()
+            return w.getnframes() / rate if rate else None
+    except (wave.Error, EOFError, OSError):
+        pass  # not a PCM WAV: ask ffmpeg
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return None
+    proc = subprocess.run([exe, "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, check=False)
+    found = _DURATION.search(proc.stderr)
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def check_length(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> None:
+    """AudioError for a track whose header says it is longer than `max_seconds`, before a byte is decoded (a
+    3-hour WAV cost 9 s and 1.3 GB to refuse)."""
+    seconds = header_seconds(path)
+    if seconds is not None and seconds > max_seconds + 1:
+        raise AudioError(f"`{Path(path).name}` is {seconds / 3600:.2f} h long, longer than {max_seconds / 3600:g} h, "
+                         "the longest track dfm reads",
+                         "trim it to the part the scene uses (`ffmpeg -ss START -t LENGTH`)")
 
 
 def decode(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -329,6 +368,7 @@ def load(path: str | os.PathLike) -> Analysis:
         # /dev/zero, /dev/urandom or a FIFO never end: hashing or decoding one would hang `dfm check`
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise AudioError(f"`{path}` is not a regular file", "write the path of an audio file")
+        check_length(path)  # from the header: a track too long is refused before it is hashed or decoded
         digest = file_hash(path)
     except OSError as e:
         raise AudioError(f"`{path}` cannot be read: {e.strerror or e}", "write the path of an audio file") from None

@@ -314,3 +314,25 @@ def test_a_path_that_is_not_a_regular_file_is_refused_before_it_is_read(tmp_path
     for path in (tmp_path / "pipe.wav", Path("/dev/zero")):
         with pytest.raises(audio.AudioError, match="not a regular file"):
             audio.load(path)
+
+
+def test_a_track_too_long_is_refused_from_its_header_before_it_is_read(tmp_path, monkeypatch):
+    """A 3-hour track is refused by the length its header states: nothing is hashed or decoded (a 3-hour WAV
+    cost 9 s and 1.3 GB to refuse). The WAV is 3 h at 8 samples/s: a small file with a long header length."""
+    long_wav = tmp_path / "long.wav"
+    with wave.open(str(long_wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8)
+        w.writeframes(bytes(2 * 8 * 3 * 3600))
+    assert audio.header_seconds(long_wav) == pytest.approx(3 * 3600)
+
+    def never(*args, **kwargs):
+        raise AssertionError("read the track")
+
+    monkeypatch.setattr(audio, "decode", never)
+    monkeypatch.setattr(audio, "file_hash", never)
+    with pytest.raises(audio.AudioError, match=r"3\.00 h long, longer than 2 h"):
+        audio.load(long_wav)
+    mp3 = encode(write_wav(tmp_path / "short.wav", click_track(seconds=2)), ".mp3")
+    assert audio.header_seconds(mp3) == pytest.approx(2.0, abs=0.1)  # a container's length, from ffmpeg
