@@ -72,7 +72,9 @@ if __name__ == "__main__":
     if args.ci_cases:
         ok &= derandomised(fz.test_mutated_examples_never_crash, "mutated examples", args.ci_cases)
         ok &= derandomised(fz.test_generated_scenes_never_crash, "generated scenes", args.ci_cases)
+        ok &= derandomised(fz.test_hostile_shapes_never_crash, "hostile shapes", max(10, args.ci_cases // 3))
     if args.cases:
         ok &= campaign("mutated examples", fz.mutants, fz.holds, args.cases) == 0
         ok &= campaign("generated scenes", fz.scenes, fz.holds, args.cases) == 0
+        ok &= campaign("hostile shapes", fz.hostile, fz.holds, max(1, args.cases // 10)) == 0
     sys.exit(0 if ok else 1)

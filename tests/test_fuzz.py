@@ -74,6 +74,22 @@ statement = st.one_of(st.builds(lambda n, v: f"{n} {v}", st.sampled_from(NAMES),
                           lambda s: s.replace('"', "").replace("\\", "").replace("\n", " "))))
 scenes = st.lists(statement, max_size=10).map(lambda sts: "dfm 1\n" + "\n".join(sts) + "\n")
 
+# hostile shapes (issue 21): long runs of brackets, spaces and prompt syntax inside a prompt, long paths in every
+# path-taking statement, long flat expressions; each must end in diagnostics or a table, never a crash
+PROMPT_RUNS = ["(", "[", ")", "]", " ", "BREAK ", " AND ", "`t`", "`1/(t-2)`", "--neg ", ":", "|", "\\(", "(a:1.2)",
+               "[a:b:3]", "[a|b]", "<lora:x:1>", "\u00e9"]
+runs = st.builds(lambda parts: "".join(parts), st.lists(st.builds(lambda s, n: s * n, st.sampled_from(PROMPT_RUNS),
+                                                                   st.integers(1, 3000)), min_size=1, max_size=4))
+hostile_prompt = st.builds(lambda t, s: f'prompt {t} "{s}"', st.sampled_from(["0", "5", "1s"]), runs)
+long_path = st.builds(lambda name, c, n: f'{name} "{c * n}"', st.sampled_from(
+    ["model", "init_image", "audio", "lora", "embedding", "video_init_path", "lora_dir", "depth_model"]),
+    st.sampled_from(["a", "/", "../", "é", " "]), st.integers(100, 5000))
+flat_sum = st.builds(lambda name, op, n: f"{name} 0:({op.join(['1'] * n)})",
+                     st.sampled_from(["zoom", "angle", "noise"]), st.sampled_from(["+", "*", "-", "+0*"]),
+                     st.integers(2, 800))
+hostile = st.lists(st.one_of(hostile_prompt, long_path, flat_sum, statement), min_size=1, max_size=5).map(
+    lambda sts: "dfm 1\nframes 12\n" + "\n".join(sts) + "\n")
+
 
 def holds(text: str) -> None:
     with warnings.catch_warnings():
@@ -102,4 +118,10 @@ def test_mutated_examples_never_crash(text):
 @FUZZ
 @given(scenes)
 def test_generated_scenes_never_crash(text):
+    holds(text)
+
+
+@settings(FUZZ, max_examples=max(10, CASES // 3))
+@given(hostile)
+def test_hostile_shapes_never_crash(text):
     holds(text)
