@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
+SLOW_SECONDS = 2.0  # the issue's bound on one input's check
+
 
 def derandomised(test, name: str, cases: int) -> bool:
     """One of tests/test_fuzz.py's tests as written (same settings, same cases each run), at `cases`."""
@@ -38,22 +40,30 @@ def derandomised(test, name: str, cases: int) -> bool:
 
 def campaign(name: str, strategy, holds, cases: int) -> int:
     failures: list[str] = []
+    slow: list[tuple[float, str]] = []  # inputs whose check and compile took over SLOW_SECONDS
 
     @settings(max_examples=cases, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(strategy)
     def run(text: str) -> None:
+        began = time.perf_counter()
         try:
             holds(text)
         except Exception as exc:  # collect, keep going: a campaign reports every class it finds
             failures.append(f"{type(exc).__name__}: {str(exc)[:120]} <- {text[:200]!r}")
+        took = time.perf_counter() - began
+        if took > SLOW_SECONDS:
+            slow.append((took, text[:200]))
 
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    print(f"{name} (random): {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), {len(failures)} failures")
+    print(f"{name} (random): {cases} cases in {seconds:.0f} s ({cases / seconds:.0f}/s), {len(failures)} failures, "
+          f"{len(slow)} over {SLOW_SECONDS:g} s (check and compile together)")
     for f in failures[:20]:
         print("  ", f)
+    for took, text in sorted(slow, reverse=True)[:5]:
+        print(f"   {took:.1f} s <- {text!r}")
     return len(failures)
 
 
@@ -65,7 +75,7 @@ if __name__ == "__main__":
                     help="derandomised cases per generator of the suite's tests (default 5,000; 0 skips them)")
     args = ap.parse_args()
     # read by tests/test_fuzz.py at import, so it has to be set first
-    os.environ["DFM_FUZZ_CASES"] = str(args.ci_cases)
+    os.environ["DFM_FUZZ_CASES"] = str(max(1, args.ci_cases))  # hypothesis wants at least one case
     import test_fuzz as fz
 
     ok = True
