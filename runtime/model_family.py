@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 from ..contract import families
@@ -80,8 +81,10 @@ def load_pickle_weights(path: Path) -> dict:
     """A .ckpt's state dict, read with `weights_only=True` (tensors only, no code)."""
     import torch  # here, not above: telling a family from a .safetensors needs no torch
 
+    # mmap (no copy of a multi-GB file in memory) works for torch's zip format only; a legacy pickle file (saved
+    # before torch 1.6, or with _use_new_zipfile_serialization=False) is read whole, still as weights only
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as e:  # pickle errors come in many classes
         raise RenderError(
             f"{path} cannot be read as weights only: {first_line(e)}",

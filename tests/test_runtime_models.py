@@ -364,3 +364,19 @@ def test_sdxl_below_768_warns_only_for_a_size_the_scene_set(tmp_path, monkeypatc
     turbo = tmp_path / "sdxl-turbo"
     shutil.copytree(tmp_path / "xl", turbo)
     assert family_warnings(table("size 512x512\n").with_settings(model=str(turbo)), load(turbo)) == []  # 512² trained
+
+
+def test_a_legacy_pickle_checkpoint_loads_as_weights_only(tmp_path):
+    """A .pt saved in torch's legacy (non-zip) format cannot be memory-mapped: it is read whole, still with
+    weights_only (it was refused with torch's mmap message)."""
+    import torch
+
+    from dfm.runtime.model_family import load_pickle_weights
+
+    state = {"state_dict": {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}}
+    legacy, current = tmp_path / "legacy.pt", tmp_path / "current.pt"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    torch.save(state, current)
+    for path in (legacy, current):
+        loaded = load_pickle_weights(path)
+        assert list(loaded) == ["w"] and torch.equal(loaded["w"], state["state_dict"]["w"])
