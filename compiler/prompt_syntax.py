@@ -38,6 +38,7 @@ JSON forms):
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -153,14 +154,36 @@ def _attention(text: str) -> tuple[list[Piece | str], list[Issue]]:
                 if i:
                     res.append(BREAK)
                 res.append([part, 1.0])
+    _close_at_end(res, [start for start, _ in round_open], [start for start, _ in square_open])
     for opened, what, factor in ((round_open, "(", ROUND), (square_open, "[", SQUARE)):
-        for start, at in opened:
-            multiply(start, factor)
+        for _, at in opened:
             issues.append(Issue("DFM501", False, f"`{what}` is never closed: it weighs everything after it "
                                 f"(×{factor:.4g}), as A1111 reads it", at, at + 1,
                                 f"close it with `{')' if what == '(' else ']'}`, or write `\\{what}` for the "
                                 "character"))
     return _merged(res), issues
+
+
+def _close_at_end(res: list, round_starts: list[int], square_starts: list[int]) -> None:
+    """Weigh the pieces by the brackets never closed, as A1111 closes them at the end: each `(` (then each
+    `[`), in order, multiplies every piece from its own on. Done bracket by bracket that is quadratic (3,000
+    unclosed brackets before 3,000 pieces took 9 s); here each piece gets its count of brackets, and the
+    repeated products are shared, computed one multiplication at a time so the weights are the same bits."""
+    if not round_starts and not square_starts:
+        return
+    powers: dict[tuple[float, float], list[float]] = {}
+
+    def repeated(value: float, factor: float, times: int) -> float:
+        seq = powers.setdefault((value, factor), [value])
+        while len(seq) <= times:
+            seq.append(seq[-1] * factor)
+        return seq[times]
+
+    for k, p in enumerate(res):
+        if p == BREAK:
+            continue
+        rounds, squares = bisect.bisect_right(round_starts, k), bisect.bisect_right(square_starts, k)
+        p[1] = repeated(repeated(p[1], ROUND, rounds), SQUARE, squares)
 
 
 def _break_split(tok: str) -> list[str]:
