@@ -28,12 +28,12 @@ import functools
 import json
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .files import kind_of, shown
 
 BASES = ("sd15", "sd21", "sdxl")  # the architectures the runtime loads
 FAMILIES = ("sd15", "sd21", "sd21-v", "sdxl", "sdxl-turbo", "sd-turbo", "sdxl-lightning", "lcm")
@@ -213,14 +213,14 @@ def safetensors_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]
                 raise ValueError(f"a header of {n} bytes in a file of {size}")
             table = json.loads(f.read(n).decode("utf-8"))
     except RecursionError:  # json's parser recurses: a header of deeply nested lists is not a model's
-        raise UserError(f"{_shown(path)} is not a readable .safetensors file: its header is nested too deeply",
+        raise UserError(f"{shown(path)} is not a readable .safetensors file: its header is nested too deeply",
                         "download the file again") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
         why = (e.strerror or e) if isinstance(e, OSError) else e
-        raise UserError(f"{_shown(path)} is not a readable .safetensors file: {why}",
+        raise UserError(f"{shown(path)} is not a readable .safetensors file: {why}",
                         "download the file again") from None
     if not isinstance(table, dict):
-        raise UserError(f"{_shown(path)} is not a readable .safetensors file: its header is not a table",
+        raise UserError(f"{shown(path)} is not a readable .safetensors file: its header is not a table",
                         "download the file again")
     meta = table.pop("__metadata__", None)
     shapes = {k: list(v.get("shape", [])) for k, v in table.items() if isinstance(v, dict)}
@@ -338,33 +338,12 @@ def hub_family(repo_id: str) -> Family:
                                      "cache")
 
 
-def _shown(path: str | os.PathLike) -> str:
-    """A path for a message, shortened in the middle (contract/files.py `shown`: this module imports no other
-    but errors, so the language server can load it alone)."""
-    text = os.fspath(path)
-    return text if len(text) <= 100 else f"{text[:66]}…{text[-33:]} ({len(text):,} characters)"
-
-
-def _kind(path: Path) -> str | None:
-    """"file", "folder", "other" or None (nothing there), as contract/files.py `kind_of`: a path the OS refuses
-    (a name longer than the file system allows, a NUL byte) is a UserError naming it, not an OSError."""
-    try:
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError) as e:
-        why = (e.strerror or str(e)) if isinstance(e, OSError) else "it holds a NUL character"
-        raise UserError(f"model path {_shown(path)} cannot be read: {why}",
-                        "check its permissions, or use a shorter path (a name is at most 255 bytes)") from None
-    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
-
-
 def source_family(spec: str, base_dir: Path | None = None) -> Family:
     """The family of what a scene's `model` (or `--model`) names: a folder, a file or a hub id. A path
     that does not exist is guessed from its name (the compiler has warned that it is missing)."""
     raw = Path(os.path.expanduser(spec))
     path = raw if raw.is_absolute() or base_dir is None else base_dir / raw
-    kind = _kind(path)
+    kind = kind_of(path)  # a path the OS refuses is a FileError naming it
     if kind == "folder":
         return folder_family(path)
     if kind == "file":
