@@ -67,7 +67,9 @@ expr = st.recursive(st.one_of(number, st.sampled_from(["t", "max_f", "pi", "fps"
                     max_leaves=6)
 keylist = st.lists(st.builds(lambda t, v, c: f"{t}:({v}){c}", time, expr, st.sampled_from(
     ["", " step", " ease_in_out", " cubic", " bogus"])), min_size=1, max_size=4).map(", ".join)
-value = st.one_of(number, expr, keylist, st.sampled_from(["on", "off", "lab", "euler", "64x64", '"x"', "2s"]),
+# a Deforum schedule pasted as a quoted string: its keys may come in any order (sorted as Deforum reads them)
+value = st.one_of(number, expr, keylist, keylist.map(lambda s: f'"{s}"'),
+                  st.sampled_from(["on", "off", "lab", "euler", "64x64", '"x"', "2s"]),
                   st.builds(lambda a, b: f"{a}x{b}", st.integers(0, 5000), st.integers(0, 5000)))
 statement = st.one_of(st.builds(lambda n, v: f"{n} {v}", st.sampled_from(NAMES), value),
                       st.builds(lambda t, s: f'prompt {t} "{s}"', time, st.text(max_size=12).map(
