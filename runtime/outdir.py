@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contract.files import write_atomic
+from ..contract.errors import UserError
+from ..contract.files import read_limited, write_atomic
 from .encoder import temp_paths
 from .errors import RenderError
 from .record import STATE_DIR, is_temp_file  # noqa: F401 - STATE_DIR: re-exported, the folder's layout
@@ -58,9 +59,9 @@ def owned_frames(root: Path) -> int:
 
 def owned_files(folder: Path) -> set[str]:
     """The names `record_files` listed in `folder` (none without a readable record)."""
-    try:
-        data = json.loads((Path(folder) / OWNED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a few names: a file of over a MiB (or nested JSON) is no record dfm wrote
+        data = json.loads(read_limited(Path(folder) / OWNED_FILE, 1 << 20).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, UserError):
         return set()
     files = data.get("files") if isinstance(data, dict) and data.get("dfm_files") == 1 else None
     return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()

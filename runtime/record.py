@@ -23,6 +23,7 @@ RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for increme
 # kept: the sha256 of each frame as dfm wrote it ("INDEX HEX" per line, appended; the last line of an index
 # wins), so a frame changed on disk since (its size and PNG end intact) is not trusted as kept
 HASHES_FILE = "frames.sha256"
+HASHES_BYTES = 128 << 20  # 1,000,000 frames (the compiler's limit) at 72 bytes a line, with room
 
 
 def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
@@ -51,8 +52,9 @@ def append_hashes(out_dir: Path, digests: list[tuple[int, str]]) -> None:
 def read_hashes(out_dir: Path) -> dict[int, str]:
     """The digest dfm logged last for each frame of `out_dir` (none for a render made before they were)."""
     out: dict[int, str] = {}
-    try:
-        text = hashes_path(out_dir).read_text(encoding="ascii", errors="replace")
+    try:  # at most HASHES_BYTES: one line per frame of the largest scene; a longer file is read that far
+        with open(hashes_path(out_dir), "rb") as f:
+            text = f.read(HASHES_BYTES).decode("ascii", errors="replace")
     except OSError:
         return out
     for line in text.splitlines():

@@ -111,3 +111,15 @@ def test_what_the_record_of_dfms_files_allows(tmp_path):
     (folder / OWNED_FILE).write_text("not json")  # a damaged record lists nothing
     with pytest.raises(RenderError, match="plot.png"):
         check_output(folder)
+
+
+def test_a_hostile_record_of_the_folder_lists_nothing(tmp_path):
+    """The record of the files plot and preview wrote is read within a MiB and as flat JSON: a nested or huge
+    one is no record dfm wrote, so it lists nothing (and the render refuses the folder's files)."""
+    (tmp_path / OWNED_FILE).write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert owned_files(tmp_path) == set()
+    (tmp_path / OWNED_FILE).write_text('{"dfm_files": 1, "files": ["plot.png"], "pad": "' + "x" * (2 << 20) + '"}',
+                                       encoding="utf-8")
+    assert owned_files(tmp_path) == set()
+    (tmp_path / OWNED_FILE).write_text('{"dfm_files": 1, "files": ["plot.png"]}', encoding="utf-8")
+    assert owned_files(tmp_path) == {"plot.png"}

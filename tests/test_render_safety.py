@@ -292,3 +292,12 @@ def test_a_checkpoint_that_counts_on_a_frame_damaged_inside_is_not_continued(tin
     render(table, out, device="cpu")
     assert {k: v for k, v in snapshot(out).items() if k.startswith("frames/")} == \
         {k: v for k, v in snapshot(ref).items() if k.startswith("frames/")}
+
+
+def test_the_digest_log_is_read_within_its_bound(tmp_path, monkeypatch):
+    from dfm.runtime import record
+
+    record.append_hashes(tmp_path, [(0, "a" * 64), (1, "b" * 64)])
+    assert record.read_hashes(tmp_path) == {0: "a" * 64, 1: "b" * 64}
+    monkeypatch.setattr(record, "HASHES_BYTES", 70)  # the first line and a torn part of the second
+    assert record.read_hashes(tmp_path) == {0: "a" * 64}
