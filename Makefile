@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	@echo "Adding the test tools and Ray to $(VENV) (pip install -e '.[test,ray]')"
-	@$(PIP) install -e '.[test,ray]'
+	@echo "Adding the test tools, Ray and the ControlNet preprocessors to $(VENV) (pip install -e '.[test,ray,controlnet]')"
+	@$(PIP) install -e '.[test,ray,controlnet]'
 	@touch $@
 
 # table, plot and motion preview always (seconds, no model); then the few-step render if the model is

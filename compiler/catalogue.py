@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..contract import controlnet as cn
 from ..contract.modes import NAMES, names_where
 from ..contract.reads import ColumnRead, Effect, Read
 from ..contract.table import DERIVED, ColumnType
@@ -73,6 +74,9 @@ class Param:
     # column: `dfm diff` groups their changes under the statement that made them
     feeds: tuple[str, ...] = ()
     moves_rows: bool = False  # a setting that moves or makes rows: every column may change through it
+    # the ControlNet unit (1..5) the row belongs to: its setting or column exists only while the unit is
+    # active (contract/controlnet.py), so a scene without ControlNet has none of the 70 unit rows
+    cn_unit: int | None = None
 
     @property
     def column_type(self) -> ColumnType:
@@ -385,6 +389,81 @@ PARAMS: tuple[Param, ...] = (
     _sched("threshold", 0.0, "Unsharp mask: pixels whose difference from the blur is below this (0..255) are "
            "left unsharpened.", "image", modes=MOTION, aliases=("antiblur_threshold",),
            parseq="antiblur_threshold", min=0, max=255, deforum="threshold_schedule", read=Read.INIT),
+)
+
+
+
+def _unit_rows(n: int) -> tuple[Param, ...]:
+    """ControlNet unit n's statements, named as Deforum's keys (`cn_1_weight`): settings, and three schedules
+    read on diffused rows. Deforum's `cn_N_low_vram` and `cn_N_overwrite_frames` have no row: they are about
+    A1111's memory and its extracted frames, which dfm does not have (the importer notes them)."""
+    def name(field: str) -> str:
+        return cn.column(n, field)
+
+    def unit_set(field, type, default, doc, **kw) -> Param:
+        return _set(name(field), type, default, doc, "controlnet", deforum=name(field), cn_unit=n, **kw)
+
+    def unit_sched(field, default, doc, **kw) -> Param:
+        return Param(name(field), Kind.SCHEDULE, "float", default, doc, "controlnet", deforum=name(field),
+                     parseq=name(field), aliases=(f"{name(field)}_schedule",), read=Read.DIFFUSED, cn_unit=n, **kw)
+
+    preprocessors = tuple(cn.PREPROCESSORS)
+    return (
+        unit_set("model", "string", None, "ControlNet model of this unit: a hub id, a diffusers folder, a "
+                 ".safetensors file, or an A1111 name (`control_v11p_sd15_canny [d14c016b]`) looked up by its "
+                 "stem in `controlnet_dir`. Setting it turns the unit on. Its family must be the scene model's "
+                 "(SD 1.x/2.x or SDXL)."),
+        unit_set("enabled", "bool", True, "`false` turns the unit off and keeps its statements (the unit is "
+                 "on whenever its model is set)."),
+        unit_set("module", "enum", "none", "Preprocessor that turns the source into the control image: "
+                 + ", ".join(f"{k} ({v.doc})" for k, v in cn.PREPROCESSORS.items()) + ". A1111 module names "
+                 "are accepted.", choices=preprocessors,
+                 choice_aliases={k: v for k, v in cn.PREPROCESSOR_ALIASES.items() if v is not None},
+                 refused={k: "a reference unit has no ControlNet model in diffusers"
+                          for k, v in cn.PREPROCESSOR_ALIASES.items() if v is None}),
+        unit_set("vid_path", "path", None, "The control source: a video (frame i of the scene takes video "
+                 "frame i; in video mode the frames the input video's extraction takes), an image (every "
+                 "frame), or a folder of frames (sorted by name). A source shorter than the scene holds its "
+                 "last frame.", aliases=(name("source"), name("image"))),
+        unit_set("mask_vid_path", "path", None, "A mask video or image: the unit's control applies where it "
+                 "is white.", aliases=(name("mask"),)),
+        unit_set("loopback_mode", "bool", False, "The control image is the frame's own img2img source (the "
+                 "previous frame, warped), instead of `vid_path`; frame 0 uses the init image, or has no "
+                 "control without one."),
+        unit_set("processor_res", "int", 512, "The preprocessor's working resolution (short side, pixels).",
+                 min=64, max=4096),
+        unit_set("threshold_a", "float", None, "The preprocessor's first threshold (canny: low, default 100; "
+                 "mlsd: value threshold, default 0.1); unset: the preprocessor's default.", min=-1, max=1024),
+        unit_set("threshold_b", "float", None, "The preprocessor's second threshold (canny: high, default 200; "
+                 "mlsd: distance threshold, default 0.1); unset: the preprocessor's default.", min=-1, max=1024),
+        unit_set("resize_mode", "enum", "crop_and_resize", "How the control image is fitted to the frame: "
+                 "crop_and_resize (cover, then crop the centre; Deforum's \"Inner Fit (Scale to Fit)\"), "
+                 "just_resize (stretch), resize_and_fill (fit inside, then pad; \"Outer Fit (Shrink to Fit)\").",
+                 choices=cn.RESIZE_MODES, choice_aliases=cn.RESIZE_ALIASES),
+        unit_set("control_mode", "enum", "balanced", "sd-webui-controlnet's control mode: balanced, prompt "
+                 "(\"My prompt is more important\": the residuals fade towards the shallow layers) or control "
+                 "(\"ControlNet is more important\": that fade, on the conditional pass only).",
+                 choices=cn.CONTROL_MODES, choice_aliases=cn.CONTROL_ALIASES),
+        unit_set("pixel_perfect", "bool", False, "Set processor_res from the frame and source sizes "
+                 "(sd-webui-controlnet's pixel perfect)."),
+        unit_sched("weight", 1.0, "ControlNet weight of this unit per frame (its residuals' scale); 0 skips the "
+                   "unit's model on that frame.", min=0, max=10),
+        unit_sched("guidance_start", 0.0, "Where the unit starts acting, as a fraction of the frame's sampling "
+                   "steps.", min=0, max=1),
+        unit_sched("guidance_end", 1.0, "Where the unit stops acting, as a fraction of the frame's sampling "
+                   "steps.", min=0, max=1),
+    )
+
+
+PARAMS = (
+    *PARAMS,
+    _set("controlnet_dir", "path", None, "The folder A1111 ControlNet names (`cn_1_model \"control_v11p_sd15_canny "
+         "[d14c016b]\"`) are found in, by file stem (A1111's models/ControlNet).", "controlnet", export="local"),
+    _set("annotator_dir", "path", None, "A folder holding the preprocessors' weight files (lllyasviel/Annotators: "
+         "ControlNetHED.pth, body_pose_model.pth, …); unset: the Hugging Face cache.", "controlnet", export="local"),
+    _set("save_control_frames", "bool", False, "Also write each unit's control image beside the frames "
+         "(controlnet_N/00000.png).", "controlnet", export="local", effect=Effect.NONE),
+    *(row for n in range(1, cn.MAX_UNITS + 1) for row in _unit_rows(n)),
 )
 
 BY_NAME: dict[str, Param] = {}

@@ -28,7 +28,7 @@ from ..dsl import ir
 from ..dsl.diagnostics import Diagnostic, error
 from ..dsl.parser import parse, parse_statement
 from . import catalogue as cat
-from . import deforum_names, frame_values, key_times, networks, string_spans
+from . import controlnet, deforum_names, frame_values, key_times, networks, string_spans
 from .catalogue import Param
 from .context import CompileContext
 from .expressions import environment
@@ -142,6 +142,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     if resolved is None:
         return
     settings = resolved.values
+    units = controlnet.settle_units(ctx, stmts, settings)
     nets = networks.Networks(ctx, settings)
     for st in stmts.networks:
         nets.statement(st)
@@ -163,7 +164,8 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     if not result.prompts:
         ctx.err("DFM305", "the scene has no prompt", ctx.first_span(),
                 help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
-    values = evaluate_schedules(ctx, keys, frames, env, resolved.schedule_defaults)
+    values = evaluate_schedules(ctx, keys, frames, env, resolved.schedule_defaults, units=units)
+    controlnet.check_windows(ctx, stmts, values, units)
     nets.evaluate(frames, env)
     result.values = values
     with np.errstate(all="ignore"):  # an overflow is reported as a diagnostic, never a numpy warning

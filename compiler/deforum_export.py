@@ -20,6 +20,7 @@ import numpy as np
 from ..dsl import ir
 from . import catalogue as cat
 from .catalogue import Param
+from .deforum_controlnet import export_units
 from .deforum_dialect import CONVERTERS, Converter
 from .deforum_names import A1111_MODES, A1111_SAMPLERS, NEUTRAL_SETTINGS
 from .deforum_prompts import backtick_losses, write_prompts
@@ -54,6 +55,7 @@ class _A1111Exporter(Exporter):
         self.prompts()
         self.schedules()
         self.settings()
+        export_units(self)
         self.out.update(NEUTRAL_SETTINGS)
         if self.extras:
             self.out["dfm"] = {"format_version": cat.FORMAT_VERSION, "settings": self.extras}
@@ -157,7 +159,7 @@ class _A1111Exporter(Exporter):
     def schedules(self) -> None:
         env = environment(self.s.frames, self.s.fps, self.s.bpm, self.s.seed)
         for p in cat.SCHEDULES:
-            if self.mode not in p.modes:
+            if self.mode not in p.modes or p.name not in self.r.values:  # an inactive ControlNet unit's
                 continue
             values = self.r.values[p.name]
             if p.deforum is None:
@@ -193,6 +195,8 @@ class _A1111Exporter(Exporter):
     def settings(self) -> None:
         """Every other setting: under the catalogue row's key, or as its converter writes it; else kept for dfm."""
         for p in cat.SETTINGS:
+            if p.cn_unit is not None:  # export_units writes them, in Deforum's words
+                continue
             value = self.s[p.name]
             converter = CONVERTERS.get(p.name)
             if (converter and converter.scene) or p.export == "local" or self.mode not in p.modes or value is None:

@@ -26,6 +26,7 @@ from ..dsl import ir
 from ..dsl.parser import parse_statement
 from . import catalogue as cat
 from .catalogue import Kind, Param
+from .deforum_controlnet import import_units
 from .deforum_dialect import finite, reads, truthy
 from .deforum_names import (
     DEFAULT_SEED_SCHEDULE,
@@ -103,6 +104,7 @@ class _Importer:
         self.gated_schedules()
         self.convert(early=False)
         self.dfm_extras()
+        import_units(self)
         self.catalogue_keys()
         self.seed_schedule()
         self.features()
@@ -474,10 +476,6 @@ class _Importer:
             in_use += [f"{s} = {self.original[s]!r}" for s, values in feat.off.items()
                        if not re.fullmatch(feat.pattern, s) and s in self.original and self.original[s] not in values]
             switched = bool(feat.off)
-            if feat.label == "ControlNet":
-                in_use = [f"cn_{m.group(1)}" for k in keys if (m := re.fullmatch(r"cn_(\d+)_enabled", k))
-                          and truthy(self.original.get(self.origin.get(k, k)))]
-                switched = any(re.fullmatch(r"cn_\d+_enabled", k) for k in keys)
             if not rest:
                 continue
             noun = "key" if len(rest) == 1 else "keys"

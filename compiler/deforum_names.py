@@ -164,7 +164,6 @@ class Feature:
 
 _NONE = ("None", "none", "", None, False, 0, "0")
 FEATURES: tuple[Feature, ...] = (
-    Feature("ControlNet", r"cn_\d+_.*", "dfm has no ControlNet yet"),
     Feature("hybrid video", r"hybrid_.*", "dfm has no hybrid video compositing yet",
             {"hybrid_composite": _NONE, "hybrid_motion": _NONE}),
     Feature("mask", r"use_mask|use_alpha_as_mask|mask_file|invert_mask|mask_contrast_adjust|"
@@ -269,6 +268,12 @@ WRITTEN_AS = {
     "sd_model_name": 'write `model "path/or/hub-id"`',
     "add_soundtrack": 'write `audio "song.mp3"` (its "File")', "sd_model_hash": 'write `model "…" sha256 "…"`',
 }
+
+
+for _n in range(1, 6):  # Deforum's two ControlNet keys about A1111 itself, not about the render
+    WRITTEN_AS[f"cn_{_n}_low_vram"] = "A1111's memory switch for a ControlNet unit: dfm keeps it on the render's device"
+    WRITTEN_AS[f"cn_{_n}_overwrite_frames"] = ("Deforum's switch for extracting a ControlNet unit's video again: dfm "
+                                             "reads the video itself")
 
 
 def explain_key(key: str) -> str | None:

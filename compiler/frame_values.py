@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 
 
 def evaluate_schedules(ctx: CompileContext, keys: dict[str, list[ResolvedKey]], frames: int, env: dict,
-                       defaults: dict[str, float]) -> dict[str, np.ndarray]:
-    """One float64 array of `frames` values per catalogue schedule. A schedule the scene leaves out holds
-    `defaults` (the model family's) or the catalogue's default."""
+                       defaults: dict[str, float], *, units: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """One float64 array of `frames` values per catalogue schedule (a ControlNet unit's only when the unit
+    is one of the active `units`). A schedule the scene leaves out holds `defaults` (the model family's) or
+    the catalogue's default."""
     values: dict[str, np.ndarray] = {}
     for p in cat.SCHEDULES:
+        if p.cn_unit is not None and p.cn_unit not in units:
+            continue
         ks = [k for k in keys.get(p.name, []) if k.frame < frames]
         if not ks:
             default = defaults.get(p.name, p.default)

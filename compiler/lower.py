@@ -327,7 +327,7 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     cols.update(pieces_columns(cols, env, parts, cat.step_multiplier(settings.sampler)))
     cols["unet_evals"] = unet_evals(cols, parts, settings.sampler)
     order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
-    ordered = {k: cols[k] for k in order}
+    ordered = {k: cols[k] for k in order if k in cols}  # a ControlNet unit's columns only when it is active
     ordered.update({k: v for k, v in cols.items() if k not in ordered})
     # when each column is read and what each setting changes: the catalogue's rows, for the dependency rule
     return FrameTable(ordered, settings, source_hash=source_hash(source), source_path=path,
@@ -339,6 +339,8 @@ def _schedule_columns(values: dict[str, np.ndarray], rows: np.ndarray) -> dict[s
     """Each catalogue schedule at the given rows, typed by its row (Deforum casts with int(): truncation)."""
     out = {}
     for p in cat.SCHEDULES:
+        if p.name not in values:  # an inactive ControlNet unit's schedule
+            continue
         col = values[p.name][rows]
         t = p.column_type
         if t is ColumnType.INT:

@@ -84,6 +84,11 @@ CODES: dict[str, tuple[str, str]] = {
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
                "frame and is not diffused. The warning names the first such frame and the strength that would run "
                "one step; raise `steps` or lower `strength`."),
+    "DFM407": ("ControlNet unit cannot be used", "A ControlNet unit (`cn_N_…`) cannot render as written: its "
+               "model is of another family than the scene's (an SD 1.5 ControlNet on an SDXL model), an A1111 name "
+               "not found in `controlnet_dir`, no control source (neither `cn_N_vid_path` nor "
+               "`cn_N_loopback_mode true`), a preprocessor whose weights are not on this machine, or statements "
+               "of a unit that has no model (they change nothing). The message names the unit and what to do."),
     # prompt texts (compiler/prompt_syntax)
     "DFM501": ("prompt weight syntax", "A1111's attention syntax in a prompt is off: a `(` or `[` never closed "
                "weighs everything after it (A1111 reads it so, and so does dfm), a `)` or `]` that closes nothing "

@@ -187,7 +187,9 @@ def test_json_round_trip_keeps_every_type_the_settings_and_the_hash():
 
 def test_a_compiled_table_carries_every_catalogue_setting_frozen():
     t = table('prompt 0 "a"\n')
-    assert {p.name for p in cat.SETTINGS} <= set(t.settings)
+    assert {p.name for p in cat.SETTINGS if p.cn_unit is None} <= set(t.settings)
+    # a ControlNet unit's rows only while the unit is active (contract/controlnet.py)
+    assert not [name for name in t.settings if name.startswith("cn_") or name == "controlnet_units"]
     assert t.settings.color_coherence == cat.BY_NAME["color_coherence"].default
     with pytest.raises(MissingSetting, match="no_such_setting"):
         _ = t.settings.no_such_setting
@@ -198,7 +200,10 @@ def test_a_compiled_table_carries_every_catalogue_setting_frozen():
 def test_column_types_follow_the_catalogue_and_the_contract():
     t = table('prompt 0 "a"\n')
     for p in cat.SCHEDULES:
-        assert t.types[p.name] is p.column_type, p.name
+        if p.cn_unit is None:
+            assert t.types[p.name] is p.column_type, p.name
+        else:
+            assert p.name not in t.columns, p.name
     for name, kind in DERIVED_COLUMNS.items():
         assert t.types[name] is kind, name
     with pytest.raises(TableError, match="contract"):
