@@ -235,3 +235,17 @@ def test_loopback_and_low_vram_import(scene_dir: Path):
 def test_check_explains_deforums_own_unit_keys():
     d = [d for d in check_text('dfm 1\nprompt "a"\ncn_1_low_vram true\n') if d.code == "DFM101"]
     assert d and "Deforum key" in d[0].message and "memory" in d[0].help
+
+
+def test_a_parseq_manifest_drives_a_units_schedules(scene_dir: Path):
+    from dfm.compiler.parseq import from_parseq_manifest
+
+    rows = [{"frame": i, "deforum_prompt": "a cat", "cn_1_weight": 1.0 if i < 6 else 0.0,
+             "cn_1_guidance_end": 0.5 + i / 20} for i in range(8)]
+    imported = from_parseq_manifest({"meta": {"generated_by": "sd_parseq", "version": "0.1.100"},
+                                     "options": {"output_fps": 15}, "rendered_frames": rows})
+    text = imported.text + f'cn_1_model "{scene_dir / "cn"}"\ncn_1_vid_path "{scene_dir / "pose.png"}"\n'
+    r = compile_result(text, base_dir=scene_dir)
+    assert r.ok, r.diagnostics
+    assert list(r.table["cn_1_weight"]) == [1, 1, 1, 1, 1, 1, 0, 0]
+    np.testing.assert_allclose(r.table["cn_1_guidance_end"], [0.5 + i / 20 for i in range(8)])
