@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..contract.controlnet import active_units
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 
+MAX_STAMPED_FILES = 100_000  # a folder of control frames is stamped by its files, up to this many
 # the packages whose arithmetic shapes the frames; another version may give other bytes
 VERSIONED = ("dfm", "torch", "diffusers", "transformers", "numpy", "opencv-python-headless")
 
@@ -61,6 +63,28 @@ def network_files(table: FrameTable) -> dict[str, str]:
     return {"network_files": "|".join(stamps)} if stamps else {}
 
 
+def controlnet_files(table: FrameTable) -> dict[str, str]:
+    """The fingerprint entry of each active ControlNet unit's inputs: its model (a file, or a folder's
+    files), its source and mask (a folder of frames by its files), so that one replaced in place renders again.
+    A scene without units has no entry (its fingerprint is what it was before units existed)."""
+    stamps = []
+    for unit in active_units(table.settings):
+        for path in (unit.model, unit.source, unit.mask):
+            stamps.append(_tree_stamp(path) if path else "")
+    return {"controlnet_files": "|".join(stamps)} if stamps else {}
+
+
+def _tree_stamp(path: str) -> str:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return file_stamp(p) if p.exists() else path  # a hub id (the cache's revision), or a missing file
+    try:
+        files = sorted(f for f in p.rglob("*") if f.is_file())[:MAX_STAMPED_FILES]
+    except OSError:
+        return str(p)
+    return ";".join(file_stamp(f) for f in files)
+
+
 def fingerprint(table: FrameTable, *, model_kind: str, model_spec: str, model_path: Path | None,
                 model_folder: Path | None, model_sha256: str | None, depth: tuple[str, Path] | None,
                 device_type: str, dtype: str, speedups: str) -> dict[str, str]:
@@ -84,7 +108,8 @@ def fingerprint(table: FrameTable, *, model_kind: str, model_spec: str, model_pa
     }
     out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
     out.update(network_files(table))  # the LoRA and embedding files' stamps: one edited in place renders again
+    out.update(controlnet_files(table))
     return out
 
 
-__all__ = ["VERSIONED", "file_stamp", "fingerprint", "network_files", "package_versions"]
+__all__ = ["VERSIONED", "controlnet_files", "file_stamp", "fingerprint", "network_files", "package_versions"]

@@ -249,3 +249,18 @@ def test_a_parseq_manifest_drives_a_units_schedules(scene_dir: Path):
     assert r.ok, r.diagnostics
     assert list(r.table["cn_1_weight"]) == [1, 1, 1, 1, 1, 1, 0, 0]
     np.testing.assert_allclose(r.table["cn_1_guidance_end"], [0.5 + i / 20 for i in range(8)])
+
+
+def test_the_render_fingerprint_stamps_a_units_files(scene_dir: Path):
+    from dfm.runtime.fingerprint import controlnet_files
+
+    assert controlnet_files(compile_text('dfm 1\nframes 2\nprompt "a"\n')) == {}
+    (scene_dir / "cn" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 10)
+    table = compiled(scene_dir, 'cn_1_model "cn"\ncn_1_vid_path "pose.png"\n').table
+    before = controlnet_files(table)
+    assert str(scene_dir / "pose.png") in before["controlnet_files"]
+    (scene_dir / "pose.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"1" * 20)  # the source replaced in place
+    assert controlnet_files(table) != before
+    before = controlnet_files(table)
+    (scene_dir / "cn" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 11)  # new weights
+    assert controlnet_files(table) != before
