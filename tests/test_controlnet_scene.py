@@ -264,3 +264,16 @@ def test_the_render_fingerprint_stamps_a_units_files(scene_dir: Path):
     before = controlnet_files(table)
     (scene_dir / "cn" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 11)  # new weights
     assert controlnet_files(table) != before
+
+
+def test_a_weight_edit_from_frame_5_changes_frames_from_5_only(scene_dir: Path):
+    from dfm.contract import changes
+
+    body = 'cn_1_model "cn"\ncn_1_vid_path "pose.png"\nstrength 0\n'
+    old = compiled(scene_dir, body + "cn_1_weight 1\n").table
+    new = compiled(scene_dir, body + "cn_1_weight 0:(1), 4:(1), 5:(0.5)\n").table
+    assert changes.compare(old, new).first_frame == 5
+    # a unit's setting changes every frame; a unit turned on changes them all too
+    assert changes.compare(old, compiled(scene_dir, body + "cn_1_control_mode prompt\n").table).first_frame == 0
+    plain = compile_result('dfm 1\nframes 8\nprompt "a cat"\nstrength 0\n', base_dir=scene_dir).table
+    assert changes.compare(plain, old).first_frame == 0
