@@ -47,6 +47,11 @@ class Param:
     max: float | None = None
     min_open: bool = False  # the minimum itself is not allowed
     max_open: bool = False
+    excluded: tuple[float, ...] = ()  # values inside the range that cannot render (a zoom of 0)
+    # a value below this renders, but not as its name suggests (Deforum renders it too): a warning saying what
+    # it does (`warn_why`), never a refusal (DFM408)
+    warn_below: float | None = None
+    warn_why: str = ""
     multiple_of: int | None = None
     choices: tuple[str, ...] = ()
     choice_aliases: dict[str, str] = field(default_factory=dict)
@@ -84,6 +89,12 @@ class Param:
         return _COLUMN_TYPES.get(self.type, ColumnType.TEXT)
 
     def range_text(self) -> str:
+        text = self._bounds_text()
+        if self.excluded:
+            text += (", " if text else "") + ", ".join(f"≠ {_fmt(v)}" for v in self.excluded)
+        return text
+
+    def _bounds_text(self) -> str:
         if self.min is None and self.max is None:
             return ""
         lo = "" if self.min is None else ("(" if self.min_open else "[") + _fmt(self.min)
@@ -99,7 +110,7 @@ class Param:
             return False
         if self.max is not None and (v > self.max or (self.max_open and v == self.max)):
             return False
-        return True
+        return v not in self.excluded
 
 
 def _fmt(v: float) -> str:
@@ -313,8 +324,9 @@ PARAMS: tuple[Param, ...] = (
     _sched("angle", 0.0, "2D rotation per frame, counter-clockwise.", "motion", "degrees/frame",
            modes=frozenset({"2d"}), parseq="angle", parseq_delta="add", deforum="angle", read=Read.MOTION),
     _sched("zoom", 1.0, "2D scale per frame (1.02 zooms in 2 % each frame).", "motion", "×/frame",
-           modes=frozenset({"2d"}), parseq="zoom", parseq_delta="multiply", min=0, min_open=True, deforum="zoom",
-           read=Read.MOTION),
+           modes=frozenset({"2d"}), parseq="zoom", parseq_delta="multiply", excluded=(0.0,), warn_below=0,
+           warn_why="a negative zoom also turns the frame half a turn (cv2's rotation matrix with a negative scale, "
+           "as Deforum warps it)", deforum="zoom", read=Read.MOTION),
     _sched("translation_x", 0.0, "Move right per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
            modes=MOTION, parseq="translation_x", parseq_delta="add", deforum="translation_x", read=Read.MOTION),
     _sched("translation_y", 0.0, "Move down per frame (2D: pixels; 3D: camera units).", "motion", "px/frame",
@@ -355,9 +367,13 @@ PARAMS: tuple[Param, ...] = (
            "generation", modes=names_where("uses_strength"), parseq="strength", min=0, max=1,
            deforum="strength_schedule", read=Read.NEVER, feeds=STEPS_RUN),
     _sched("noise", 0.02, "Gaussian noise added to the warped previous frame (std in [-1, 1] pixel units).",
-           "generation", modes=MOTION, parseq="noise", min=0, max=10, deforum="noise_schedule", read=Read.INIT),
+           "generation", modes=MOTION, parseq="noise", warn_below=0,
+           warn_why="a negative noise adds noise as strong as its absolute value (the draw's sign flipped), as "
+           "Deforum's does", deforum="noise_schedule", read=Read.INIT),
     _sched("contrast", 1.0, "Gain applied to the warped previous frame.", "generation", modes=MOTION,
-           parseq="contrast", min=0, max=10, deforum="contrast_schedule", read=Read.INIT),
+           parseq="contrast", warn_below=0,
+           warn_why="a negative contrast inverts the warped frame (Deforum's 8-bit wrap-around: at -1 each pixel "
+           "becomes its negative)", deforum="contrast_schedule", read=Read.INIT),
     _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
            parseq="scale", min=0, max=100, deforum="cfg_scale_schedule", read=Read.DIFFUSED, feeds=("unet_evals",)),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
@@ -382,10 +398,11 @@ PARAMS: tuple[Param, ...] = (
            type="int", modes=MOTION, aliases=("antiblur_kernel",), parseq="antiblur_kernel", min=0, max=99,
            deforum="kernel_schedule", read=Read.INIT),
     _sched("sigma", 1.0, "Unsharp mask: Gaussian sigma.", "image", modes=MOTION, aliases=("antiblur_sigma",),
-           parseq="antiblur_sigma", min=0, min_open=True, max=100, deforum="sigma_schedule", read=Read.INIT),
+           parseq="antiblur_sigma", min=0, max=100, deforum="sigma_schedule", read=Read.INIT),
     _sched("amount", 0.0, "Unsharp mask: amount (0 turns it off).", "image", modes=MOTION,
-           aliases=("antiblur_amount",), parseq="antiblur_amount", min=0, max=10, deforum="amount_schedule",
-           read=Read.INIT),
+           aliases=("antiblur_amount",), parseq="antiblur_amount", warn_below=0,
+           warn_why="a negative amount does nothing: the unsharp mask sharpens only above 0, in Deforum too",
+           deforum="amount_schedule", read=Read.INIT),
     _sched("threshold", 0.0, "Unsharp mask: pixels whose difference from the blur is below this (0..255) are "
            "left unsharpened.", "image", modes=MOTION, aliases=("antiblur_threshold",),
            parseq="antiblur_threshold", min=0, max=255, deforum="threshold_schedule", read=Read.INIT),

@@ -46,6 +46,7 @@ def validate_frames(ctx: CompileContext, p: Param, arr: np.ndarray, keys: list[R
     if not bad.any():
         bad, code = out_of_range(p, arr), "DFM401"
     if not bad.any():
+        renders_otherwise(ctx, p, arr, keys)
         return
     f = int(np.argmax(bad))
     i = next((i for i in range(len(keys) - 1, -1, -1) if keys[i].frame <= f), 0)
@@ -69,9 +70,27 @@ def validate_frames(ctx: CompileContext, p: Param, arr: np.ndarray, keys: list[R
                 help="scale or clamp the expression, e.g. `clamp(…, lo, hi)`")
 
 
+def renders_otherwise(ctx: CompileContext, p: Param, arr: np.ndarray, keys: list[ResolvedKey]) -> None:
+    """A value Deforum renders, but not as the parameter's name suggests (below `warn_below`): kept, with a
+    warning at the first such frame saying what it does (DFM408)."""
+    if p.warn_below is None:
+        return
+    low = arr < p.warn_below
+    if not low.any():
+        return
+    f = int(np.argmax(low))
+    key = keys[next((i for i in range(len(keys) - 1, -1, -1) if keys[i].frame <= f), 0)]
+    ctx.warn("DFM408", f"`{p.name}` is {arr[f]:.6g} at frame {f}: {p.warn_why}", key.span, parameter=p.name, frame=f,
+             help=f"keep it at {_fmt_bound(p.warn_below)} or above unless that is the effect you want")
+
+
+def _fmt_bound(v: float) -> str:
+    return f"{v:g}"
+
+
 def out_of_range(p: Param, arr: np.ndarray) -> np.ndarray:
-    """Which values fall outside the parameter's range (open or closed at each end)."""
-    bad = np.zeros(arr.shape, dtype=bool)
+    """Which values fall outside the parameter's range (open or closed at each end), or are excluded."""
+    bad = np.isin(arr, p.excluded) if p.excluded else np.zeros(arr.shape, dtype=bool)
     if p.min is not None:
         bad |= arr <= p.min if p.min_open else arr < p.min
     if p.max is not None:

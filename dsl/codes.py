@@ -84,6 +84,11 @@ CODES: dict[str, tuple[str, str]] = {
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
                "frame and is not diffused. The warning names the first such frame and the strength that would run "
                "one step; raise `steps` or lower `strength`."),
+    "DFM408": ("value renders otherwise", "A schedule's value is in the range Deforum renders, but does not do what "
+               "the parameter's name suggests: a negative contrast inverts the frame, a negative noise adds noise "
+               "as strong as its absolute value, a negative unsharp amount does nothing, a negative zoom also turns "
+               "the frame half a turn. dfm renders it as Deforum does and says so; the message names the first "
+               "frame."),
     "DFM407": ("ControlNet unit cannot be used", "A ControlNet unit (`cn_N_…`) cannot render as written: its "
                "model is of another family than the scene's (an SD 1.5 ControlNet on an SDXL model), an A1111 name "
                "not found in `controlnet_dir`, no control source (neither `cn_N_vid_path` nor "

@@ -217,8 +217,16 @@ def grayscale(frame: Tensor) -> Tensor:
 
 
 def contrast(frame: Tensor, amount: float) -> Tensor:
-    """Gain on the frame, clipped to [0, 1] (Deforum 0.7 clips in its unsharp step, always on there)."""
-    return frame if amount == 1.0 else (frame * amount).clamp(0, 1)
+    """Gain on the frame, clipped to [0, 1] (Deforum 0.7 clips in its unsharp step, always on there).
+
+    A negative gain is what Deforum's `(img * contrast).round().astype(np.uint8)` makes of it: each 8-bit value
+    wraps around 256, so -1 turns a pixel into its negative (256 - v) and -0.5 into a brighter negative."""
+    if amount == 1.0:
+        return frame
+    if amount >= 0:
+        return (frame * amount).clamp(0, 1)
+    levels = torch.round(frame.clamp(0, 1) * 255 * amount)
+    return torch.remainder(levels, 256) / 255
 
 
 def gaussian_kernel_1d(kernel: int, sigma: float, device: torch.device) -> Tensor:
@@ -232,6 +240,8 @@ def _gaussian_kernel(kernel: int, sigma: float, device: torch.device) -> Tensor:
     if kernel <= 0:
         kernel = int(round(sigma * 3 * 2 + 1)) | 1
     kernel |= 1  # an even size (which OpenCV refuses) is taken as the next odd one
+    if sigma <= 0:  # OpenCV's sigma for a kernel size, as cv2.GaussianBlur takes sigma 0
+        sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
     x = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
     k = torch.exp(-(x**2) / (2 * sigma * sigma))
     return (k / k.sum()).to(torch.float32).to(device)
@@ -255,7 +265,7 @@ def unsharp_mask(frame: Tensor, kernel: int, sigma: float, amount: float, thresh
     threshold/255 stay as they were (what Deforum intends; its threshold > 0 crashes)."""
     if amount <= 0:
         return frame
-    blurred = gaussian_blur(frame, kernel, max(float(sigma), 1e-6))
+    blurred = gaussian_blur(frame, kernel, float(sigma))
     sharp = ((amount + 1) * frame - amount * blurred).clamp(0, 1)
     if threshold > 0:
         keep = (frame - blurred).abs() < threshold / 255
@@ -265,8 +275,9 @@ def unsharp_mask(frame: Tensor, kernel: int, sigma: float, amount: float, thresh
 
 def add_noise(frame: Tensor, amount: float, generator: torch.Generator) -> Tensor:
     """Gaussian noise of std `amount` in [-1, 1] pixel units (Deforum's), i.e. amount/2 on [0, 1] frames.
-    Not clipped, as in Deforum: the VAE sees the noisy values."""
-    if amount <= 0:
+    Not clipped, as in Deforum: the VAE sees the noisy values. A negative amount flips the draw's sign, as
+    Deforum's `sample + randn * amount` does."""
+    if amount == 0:
         return frame
     eps = torch.randn(frame.shape, generator=generator, device=generator.device, dtype=torch.float32)
     return frame + eps.to(frame.device, frame.dtype) * (amount / 2)
