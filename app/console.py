@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -95,12 +96,16 @@ def compile_file(path: str, *, notes: bool = False):
     return result
 
 
-def emit(data: str, out: str | None, source: str | None = None) -> None:
-    """`data` to stdout or the file `out`; never over `source`, the scene it was made from."""
+def emit(data: str | Callable[[TextIO], None], out: str | None, source: str | None = None) -> None:
+    """`data` (a text, or a function writing it to a stream) to stdout or the file `out`; never over `source`,
+    the scene it was made from."""
     from ..contract.files import write_atomic
 
     if out in (None, "-"):
-        sys.stdout.write(data)
+        if callable(data):
+            data(sys.stdout)
+        else:
+            sys.stdout.write(data)
     else:
         if source not in (None, "-") and Path(out).exists() and Path(out).samefile(source):
             raise UsageError(f"-o {out} is the scene itself; writing there would replace it. Choose another file")

@@ -19,7 +19,9 @@ Then, with the models loaded once and warmed up:
   the previous PIL image on the CPU, pipe(image=prev, strength=1 - strength), PNG saved), sharing dfm's
   loaded modules so both run the same weights;
 - **3d**: dfm renders a 3D scene with depth warping (one depth prediction per frame);
-- **2d_4step**: both again with 4 steps, strength 0.5 and no CFG (turbo-shaped: 2 UNet calls a frame).
+- **2d_4step**: both again with 4 steps, strength 0.5 and no CFG (turbo-shaped: 2 UNet calls a frame);
+- **controlnet** (full shapes, or `--controlnet`): the 2D scene with and without one ControlNet unit, a random
+  SD1.5-sized ControlNet built from the UNet's config (bench_controlnet.py).
 
 For each it records frames/s both ways and the ratio, dfm's per-stage time per frame (its own StageTimer,
 synchronised with the GPU at stage boundaries: RenderReport.timings), the UNet calls (dfm's count, which
@@ -473,7 +475,7 @@ def measure(name: str, tab, plan: Plan, sd, depth, pipes, out: Path, speed) -> d
 
 
 def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", speed=None,
-              ablate: bool = True, ablate_compile: bool = False) -> dict:
+              ablate: bool = True, ablate_compile: bool = False, controlnet: bool = False) -> dict:
     from dfm.runtime import speedups
     from dfm.runtime.device import pick_device
     from dfm.runtime.models import StableDiffusion, resolve_source
@@ -533,11 +535,21 @@ def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", 
                                                        cfg=plan.cfg), out, speed, ablate_compile)
         phases["switches_s"] = time.perf_counter() - t
 
+    cn_case = None
+    if controlnet:  # one ControlNet unit on the 2D scene (bench_controlnet.py)
+        import bench_controlnet
+
+        t = time.perf_counter()
+        cn_case = bench_controlnet.controlnet_case(plan, sd, lambda n: table("2d", frames=n, steps=plan.steps,
+                                                   strength=plan.strength, cfg=plan.cfg), out, work, run_dfm)
+        phases["controlnet_s"] = time.perf_counter() - t
+
     phases["total_s"] = time.perf_counter() - began
     return {
         "speedups": {"options": asdict(speed), "dtype_option": dtype, "applied": speedups.recorded(sd),
                      "attention_processors": applied.attention},
         "switches": switches,
+        "controlnet": cn_case,
         "benchmark": "bench_gpu",
         "plan": asdict(plan),
         "meaningful": plan.shapes == "full" and dev.type == "cuda",  # the targets apply to full shapes on a GPU
@@ -608,6 +620,10 @@ def print_table(result: dict) -> None:
               for k in ("off", "on")}
         print(f"  VAE decode at {vt['size']}²: tiling off {vt['off']['decode_s']:.3f} s{gb['off']}, "
               f"on {vt['on']['decode_s']:.3f} s{gb['on']}")
+    if result.get("controlnet"):
+        import bench_controlnet
+
+        bench_controlnet.print_case(result["controlnet"])
     ok = verdicts(result)
     label = "targets" if result["meaningful"] else "targets (not meaningful: tiny shapes or no GPU)"
     print(f"\n{label}: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in ok.items()))
@@ -629,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--switch-frames", type=int, help="frames of each ablation run (default 12; smoke 2)")
     ap.add_argument("--ablate-compile", action="store_true",
                     help="also time a torch.compile'd UNet in the ablation (its warm-up is reported apart)")
+    ap.add_argument("--controlnet", action=argparse.BooleanOptionalAction, default=None,
+                    help="time one ControlNet unit on the 2D scene (default: on with full shapes, off for tiny)")
     from dfm.runtime import speedups
 
     speedups.add_arguments(ap)  # the options of the main runs (the ablation flips each from these)
@@ -648,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with _common.workdir(args.workdir, "dfm-bench-gpu-") as work:
         result = benchmark(plan, args.device, work, dtype=args.dtype, speed=speedups.from_args(args),
-                           ablate=not args.no_switches, ablate_compile=args.ablate_compile)
+                           ablate=not args.no_switches, ablate_compile=args.ablate_compile,
+                           controlnet=args.controlnet if args.controlnet is not None else plan.shapes == "full")
     result["verdicts"] = verdicts(result)
     _common.write_json(json_path, result)
     print_table(result)

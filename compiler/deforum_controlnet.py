@@ -10,16 +10,12 @@ its module names, `"None"` for no model), so a file exported by dfm loads in Def
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..contract import controlnet as cn
 from . import catalogue as cat
 from .deforum_dialect import truthy
 from .deforum_names import Impact
-
-if TYPE_CHECKING:
-    from .deforum_export import _A1111Exporter
-    from .deforum_import import _Importer
 
 RESIZE_LABELS = {"crop_and_resize": "Inner Fit (Scale to Fit)", "just_resize": "Just Resize",
                  "resize_and_fill": "Outer Fit (Shrink to Fit)"}
@@ -38,7 +34,7 @@ DEFORUM_DEFAULTS: dict[str, object] = {
 NO_MODEL = ("", "none", "None", None)
 
 
-def import_units(imp: _Importer) -> None:
+def import_units(imp: Any) -> None:  # deforum_import._Importer (it imports this module)
     """Take each unit's keys Deforum would not render (a unit switched off, without a model or without a
     source), and the two keys dfm has no row for; what is left the catalogue pass imports."""
     off: list[str] = []
@@ -101,7 +97,7 @@ def _untouched(field: str, value: object) -> bool:
         return value == default
 
 
-def export_units(ex: _A1111Exporter) -> None:
+def export_units(ex: Any) -> None:  # deforum_export._A1111Exporter (it imports this module)
     """Every key of the five units: an active unit's values in Deforum's words, the others as Deforum's UI
     saves an untouched unit. The active units' schedules were written by the schedules pass."""
     active = set(ex.s.get(cn.UNITS_SETTING, ()) or ())

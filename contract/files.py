@@ -11,7 +11,9 @@ import functools
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from .errors import EXIT_USAGE, UserError
 
@@ -33,15 +35,22 @@ def file_mode(target: Path) -> int:
         return 0o666 & ~_umask()
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[TextIO], None]) -> Path:
+    """`data` into `path` through a temp file and a rename (the file's mode kept, a new one's from the umask).
+    `data` may be a function that writes the text to a stream: a large output is never one string."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = file_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            os.fchmod(f.fileno(), mode)  # mkstemp makes 0600
+        if callable(data):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as text:
+                data(text)
+                os.fchmod(text.fileno(), mode)  # mkstemp makes 0600
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                os.fchmod(f.fileno(), mode)  # mkstemp makes 0600
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

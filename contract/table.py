@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TextIO
 
 import numpy as np
 
@@ -32,6 +33,11 @@ from .errors import UserError
 from .reads import UNKNOWN, ColumnRead, Effect, Read
 
 FORMAT_VERSION = 2
+
+
+ROWS_PER_CHUNK = 8192  # rows formatted at a time when a table is written out
+JSON_VALUES_PER_CHUNK = 1024  # a text column's values can be long (a 32-part prompt's pieces)
+MAX_MEMO = 65_536  # distinct numbers per column whose text is kept while writing
 
 
 class TableError(UserError, ValueError):
@@ -271,13 +277,35 @@ class FrameTable:
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(self.names)
-        for i in range(len(self)):
-            w.writerow([_csv_cell(self.columns[k][i]) for k in self.names])
+        self.write_csv(buf)
         return buf.getvalue()
 
-    def to_json(self) -> dict:
+    def write_csv(self, out: TextIO) -> None:
+        """The CSV to a stream, a chunk of rows at a time: a million-frame table never becomes one string, and
+        a value repeated down a column is formatted once."""
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(self.names)
+        memos: dict[str, dict] = {k: {} for k in self.names}
+        for start in range(0, len(self), ROWS_PER_CHUNK):
+            cells = [_csv_cells(self.columns[k][start:start + ROWS_PER_CHUNK], memos[k]) for k in self.names]
+            w.writerows(zip(*cells, strict=True))
+
+    def write_json(self, out: TextIO, indent: int = 1) -> None:
+        """`to_json()` as JSON text to a stream, each column written a chunk of values at a time (the same
+        document as `json.dump(table.to_json(), out)`, laid out more compactly)."""
+        head = json.dumps({**self._json_head(), "columns": {}}, ensure_ascii=False, indent=indent)
+        out.write(head[:head.rindex("{}")] + "{")
+        pad = " " * (2 * indent)
+        for j, (name, values) in enumerate(self.columns.items()):
+            out.write(("," if j else "") + "\n" + pad + json.dumps(name, ensure_ascii=False) + ": [")
+            step = JSON_VALUES_PER_CHUNK
+            for start in range(0, len(values), step):
+                chunk = [_scalar(x) for x in values[start:start + step].tolist()]
+                out.write((", " if start else "") + json.dumps(chunk, ensure_ascii=False)[1:-1])
+            out.write("]")
+        out.write("\n" + " " * indent + "}\n}\n")
+
+    def _json_head(self) -> dict:
         return {
             "format_version": self.format_version,
             "source_hash": self.source_hash,
@@ -288,8 +316,10 @@ class FrameTable:
             "reads": {"columns": {k: v.to_json() for k, v in self.column_reads.items()},
                       "settings": {k: v.value for k, v in self.setting_effects.items()}},
             "types": {k: t.value for k, t in self.types.items()},
-            "columns": {k: [_scalar(x) for x in v] for k, v in self.columns.items()},
         }
+
+    def to_json(self) -> dict:
+        return {**self._json_head(), "columns": {k: [_scalar(x) for x in v] for k, v in self.columns.items()}}
 
     @classmethod
     def from_json(cls, data: Mapping) -> FrameTable:
@@ -324,6 +354,25 @@ def _scalar(x: object) -> object:
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+def _csv_cells(values: np.ndarray, memo: dict) -> list[str]:
+    """`_csv_cell` of each value, each distinct number or text formatted once (`memo`, per column)."""
+    if values.dtype == bool:
+        return ["1" if x else "0" for x in values.tolist()]
+    out = []
+    for x in values.tolist():  # Python scalars: float, int, str (the text itself), …
+        if type(x) is str:
+            out.append(x)
+            continue
+        kept = type(x) is int or (type(x) is float and x != 0.0)  # 0.0 == -0.0, but they print apart
+        text = memo.get(x) if kept else None
+        if text is None:
+            text = _csv_cell(x)
+            if kept and len(memo) < MAX_MEMO:
+                memo[x] = text
+        out.append(text)
+    return out
 
 
 def _csv_cell(x: object) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..contract.controlnet import UNIT_SCHEDULES, active_units, column
 from ..contract.modes import MODES
 from ..contract.modes import mode as mode_of
 from ..contract.reads import Read
@@ -28,7 +29,7 @@ SETTINGS_READ = (
     "color_coherence", "color_force_grayscale", "use_depth_warping", "depth_model", "midas_weight",
     "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
     "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf", "audio", "audio_offset",
-    "seed_resize_from", "lora", "embedding",
+    "seed_resize_from", "lora", "embedding", "annotator_dir", "save_control_frames",
 )
 # The columns the frame loop reads by name, declared by the code that reads them: in every mode the derived
 # columns the renderer reads (contract/table.py DERIVED; `lora_weights` only with a LoRA: networks.prepare),
@@ -49,6 +50,7 @@ def check_table(table: FrameTable) -> None:
     try:
         _check_contract(table)
         _check_values(table)
+        _check_units(table)
     except TableError as e:
         raise RenderError(e.message, e.help) from None
 
@@ -95,9 +97,28 @@ def _check_values(table: FrameTable) -> None:
         video_selection(s, len(table))
 
 
+def _check_units(table: FrameTable) -> None:
+    """Each ControlNet unit's columns are in the table and its files are there, before anything loads (a
+    render that would fail at its first frame never touches the output folder)."""
+    for unit in active_units(table.settings):
+        table.require(tuple(column(unit.number, f) for f in UNIT_SCHEDULES))
+        paths = [("model", unit.model)] if unit.model.startswith(("/", "~", ".")) else []
+        paths += [("source", unit.source)] if unit.source and not unit.loopback else []
+        paths += [("mask", unit.mask)] if unit.mask else []
+        for what, path in paths:
+            if not Path(path).expanduser().exists():
+                raise RenderError(f"ControlNet unit {unit.number}: its {what} {path} does not exist",
+                                  "check the path in the scene (relative paths are relative to the scene file)")
+        if not unit.loopback and not unit.source:
+            raise RenderError(f"ControlNet unit {unit.number} has no control source",
+                              f"set {column(unit.number, 'vid_path')} or {column(unit.number, 'loopback_mode')} true")
+
+
 def needs_depth(settings: Settings) -> bool:
-    """Deforum loads a depth model in 3D for depth warping or for saving depth maps."""
-    return mode_of(settings.mode).uses_depth and bool(settings.use_depth_warping or settings.save_depth_maps)
+    """Deforum loads a depth model in 3D for depth warping or for saving depth maps; a ControlNet unit with
+    the `depth` preprocessor needs one in any mode."""
+    in_3d = mode_of(settings.mode).uses_depth and bool(settings.use_depth_warping or settings.save_depth_maps)
+    return in_3d or any(unit.module == "depth" for unit in active_units(settings))
 
 
 def mode_warnings(settings: Settings) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
-from . import effects, networks, samplers
+from . import controlnet, effects, networks, samplers
 from .depth import DepthEstimator
 from .errors import RenderError
 from .models import StableDiffusion
@@ -93,6 +94,7 @@ class FrameRenderer:
         depth: DepthEstimator | None = None,
         video: VideoFrames | None = None,
         on_depth: Callable[[int, Tensor], None] | None = None,
+        control_dir: Path | None = None,
     ) -> None:
         s = table.settings
         self.table = table
@@ -117,6 +119,9 @@ class FrameRenderer:
         # the LoRA weights of each frame, and a prompt cache per text-encoder LoRA weights (runtime/networks.py)
         self.networks = networks.for_renderer(table, sd, self.prompts, lambda: PromptEmbeddings(PromptEncoder(sd)))
         self.unet_evals = 0  # batch items sent to the UNet (a composite prompt's parts each count)
+        # the ControlNet units and their control images (saved under `control_dir` when given); () without units
+        self.control_units = controlnet.renderer_units(table, self.device, depth=depth, save_dir=control_dir)
+        self.controlnet_calls = 0  # ControlNet calls made (one per unit on at a UNet call)
         self.state = RenderState()
         self.last_ref = last_references(table)
         # the latents of each diffusion are kept where later frames start from it (2D/3D): a restart at any
@@ -242,6 +247,7 @@ class FrameRenderer:
         else:
             with self.timer("encode"):
                 init_latents = self.sd.encode_image(source)
+        control = self.frame_control(i, row, source)
         eps = samplers.CountedEps(self.sd.eps)  # the UNet's batch items: parts + 1 per guided step
         with self.timer("denoise"):
             latents = samplers.denoise(
@@ -258,11 +264,21 @@ class FrameRenderer:
                 subseed=int(row["subseed"]),
                 subseed_strength=float(row["subseed_strength"]),
                 resize_from=resize,
+                control=control,
             )
         self.unet_evals += eps.evals
+        self.controlnet_calls += control.calls if control is not None else 0
         if self.keeps_latents:
             self.new_latents = (i, latents)
         return latents
+
+    def frame_control(self, i: int, row: Mapping[str, object], source: Tensor | None) -> controlnet.FrameControl | None:
+        """The ControlNet control of diffused row i (None without units, or when none acts on this frame);
+        `source` is what the frame img2imgs from, a loopback unit's control image."""
+        if not self.control_units:
+            return None
+        with self.timer("control"):
+            return controlnet.frame_control(self.sd, self.control_units, i, row, source)
 
     def replay(self, rows: Callable[[int], Mapping[str, object]], stop: int, latents: Callable[[int], Tensor]) -> None:
         """Bring the state to the one after frame `stop - 1` without sampling: run frames 0..stop-1 again

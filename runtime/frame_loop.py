@@ -183,12 +183,19 @@ class LocalFrames:
     def run(self, start: Start, video_mode: int) -> FramesDone:
         sd, depth = self.sd, self.depth
         writers = Writers(self.table, self.out, start, video_mode, depth.kind if depth is not None else "midas")
+        # `save_control_frames`: each unit's control images beside the frames (controlnet_N/00000.png)
+        control_dir = self.out.root if self.table.settings.save_control_frames else None
         renderer = FrameRenderer(self.table, sd, self.timer, depth=depth,
-                                 video=video_input(self.table, sd.placement.device), on_depth=writers.on_depth)
+                                 video=video_input(self.table, sd.placement.device), on_depth=writers.on_depth,
+                                 control_dir=control_dir)
         if start.checkpoint is not None:
             restore(renderer, start.checkpoint)
         before = _Calls.of(sd, depth)
-        frame_loop(renderer, self.table, start, writers, self.progress, self.cancel, self.timer)
+        try:
+            frame_loop(renderer, self.table, start, writers, self.progress, self.cancel, self.timer)
+        finally:
+            for unit in renderer.control_units:
+                unit.images.close()  # a video source's reader
         video = writers.close(self.timer)
         encoder = writers.frames.video
         after = _Calls.of(sd, depth)
@@ -203,7 +210,8 @@ class LocalFrames:
             dtype=str(sd.placement.dtype).replace("torch.", ""),
             depth_calls=after.depth - before.depth,
             depth_maps=writers.depth.written if writers.depth else 0,
-            warnings=[encoder.warning] if encoder is not None and encoder.warning else [],
+            warnings=([encoder.warning] if encoder is not None and encoder.warning else [])
+            + [w for unit in renderer.control_units for w in unit.images.warnings()],
         )
 
 

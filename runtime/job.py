@@ -23,7 +23,7 @@ import numpy as np
 from ..contract.files import file_mode
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
-from . import incremental, networks, resume, speedups
+from . import controlnet, incremental, networks, resume, speedups
 from .checks import check_table, mode_warnings
 from .depth import DepthEstimator
 from .models import StableDiffusion, family_warnings
@@ -221,12 +221,14 @@ def unet_batches(table: FrameTable) -> tuple[int, ...]:
 def load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageTimer, table: FrameTable,
                 options: speedups.Speedups | None) -> None:
     """The load stage of every render: the depth model, the SD weights, the LoRAs and embeddings (a file
-    that does not fit fails here), then the speed-up switches (torch.compile's warm-up timed as "compile")."""
+    that does not fit fails here), the ControlNet units' models, then the speed-up switches (torch.compile's
+    warm-up timed as "compile")."""
     with timer("load"):
         if depth is not None:
             depth.load()
         sd.load()
         networks.prepare(table, sd, sd.allow_pickle)
+        controlnet.load_units(table, sd)
         batches = unet_batches(table)
     speedups.apply(sd, options, size=(table.settings.width, table.settings.height), batches=batches, timer=timer)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -45,6 +46,9 @@ from .model_source import (  # noqa: F401 (some re-exported for importers of mod
     model_identity,
     resolve_source,
 )
+
+if TYPE_CHECKING:
+    from .samplers import Residuals
 
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
@@ -113,6 +117,9 @@ class StableDiffusion:
         self.allow_pickle = allow_pickle
         self.text_encoder_calls = 0
         self.unet_calls = 0
+        # the ControlNets loaded to run beside this model, by the unit's model spec (runtime/controlnet.py):
+        # kept with the model, so a render reusing it (watch mode, a worker's next task) reuses them too
+        self.controlnets: dict[str, object] = {}
         # what a guidance-embedded UNet is given (`set_guidance_scale`); until the render sets the row's:
         # diffusers' LatentConsistencyModelPipeline default
         self.guidance_scale = 8.5
@@ -398,21 +405,29 @@ class StableDiffusion:
         return cached[1]
 
     @torch.no_grad()
-    def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+    def eps(self, latents: Tensor, t: Tensor, embeddings: Tensor, residuals: Residuals | None = None) -> Tensor:
         """The UNet's prediction. For SDXL `embeddings` carries the pooled embedding as its last row
         (`prompts.PromptEncoder`), split off here with the time ids for the frame's size. A guidance-
-        embedded UNet also gets the embedded guidance scale (`guidance_condition`)."""
+        embedded UNet also gets the embedded guidance scale (`guidance_condition`). `residuals` are the
+        ControlNet units' sum for this call (runtime/controlnet.py), added to the UNet's skip connections."""
         self.unet_calls += 1
-        dtype = self.placement.dtype
-        kw = {}
+        x, hidden, kw = self.unet_inputs(latents, embeddings)
         if self.guidance_embedded:
             kw["timestep_cond"] = self.guidance_condition(latents.shape[0], latents.device)
+        if residuals is not None:
+            kw["down_block_additional_residuals"] = residuals.down
+            kw["mid_block_additional_residual"] = residuals.mid
+        return self.unet(x, t, encoder_hidden_states=hidden, **kw).sample
+
+    def unet_inputs(self, latents: Tensor, embeddings: Tensor) -> tuple[Tensor, Tensor, dict]:
+        """(latents, hidden states, keyword arguments) as the UNet takes them, in the model's dtype: for SDXL
+        the keywords hold `added_cond_kwargs` (pooled embedding, time ids). A ControlNet is called on these
+        same inputs (runtime/controlnet.py)."""
+        dtype = self.placement.dtype
         if self.family != "sdxl":
-            return self.unet(latents.to(dtype), t, encoder_hidden_states=embeddings.to(dtype), **kw).sample
+            return latents.to(dtype), embeddings.to(dtype), {}
         hidden, added = self.sdxl_conditioning(embeddings, latents.shape[-2:])
-        added = {k: v.to(dtype) for k, v in added.items()}
-        return self.unet(latents.to(dtype), t, encoder_hidden_states=hidden.to(dtype), added_cond_kwargs=added,
-                         **kw).sample
+        return latents.to(dtype), hidden.to(dtype), {"added_cond_kwargs": {k: v.to(dtype) for k, v in added.items()}}
 
     def sdxl_conditioning(self, embeddings: Tensor, latent_hw) -> tuple[Tensor, dict[str, Tensor]]:
         """(hidden states, added_cond_kwargs) from packed SDXL embeddings (B, 77·k + 1, D): the pooled

@@ -9,6 +9,13 @@ The warp itself is OpenCV on the host (numpy and cv2 only: the preview never imp
 in a fraction of a second). cv2's interpolation differs from the renderer's `grid_sample` by rounding and
 at the borders, so a preview frame can differ from the same warp on the device by a grey level or two;
 the motion is the same (tests/test_preview.py compares the two).
+
+A scene with ControlNet units shows, right of each camera frame, one panel per active unit: the control
+image that unit's ControlNet will see on that frame (runtime/control_images.py, the renderer's own
+code). A loopback unit sees the camera frame (what the previous frame, warped, would be); what needs a
+model the preview does not run (the depth preprocessor, a controlnet-aux detector whose weights are not
+downloaded) gets a labelled grey panel instead of failing the preview. torch is imported only when a unit
+needs it (a video source, a controlnet-aux detector).
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..contract.controlnet import PREPROCESSORS, UnitSettings, active_units
 from ..contract.files import write_atomic
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from .camera import camera_3d, is_still_3d, matrix_2d, screen_offsets, source_pixels
 from .encoder import Soundtrack, VideoEncoder
+from .errors import RenderError
 
 # the renderer's border, padding and sampling modes as OpenCV flags (grid_sample's "reflection" with
 # align_corners=False mirrors about the pixel edges: cv2's BORDER_REFLECT, edge pixel repeated)
@@ -36,7 +45,8 @@ CV2_BORDERS = {
 CV2_PADDING = {"border": cv2.BORDER_REPLICATE, "reflection": cv2.BORDER_REFLECT, "zeros": cv2.BORDER_CONSTANT}
 CV2_SAMPLING = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 STRIP_FRAMES = 6  # the contact strip: this many evenly spaced frames side by side,
-STRIP_WIDTH = 160  # each this many pixels wide
+STRIP_WIDTH = 160  # each this many pixels wide (the camera's part of a frame with control panels)
+PANEL_GREY = 96  # the background of a placeholder panel
 
 
 def motion_card(width: int, height: int) -> np.ndarray:
@@ -95,7 +105,13 @@ def warp_flat_3d(frame: np.ndarray, row, padding_mode: str, sampling_mode: str) 
 
 
 def preview_frames(table: FrameTable) -> Iterator[np.ndarray]:
-    """The card moved by each row's motion, as uint8 RGB frames with the reference overlay.
+    """The card moved by each row's motion, as uint8 RGB frames with the reference overlay."""
+    for frame in camera_frames(table):
+        yield overlay(frame)
+
+
+def camera_frames(table: FrameTable) -> Iterator[np.ndarray]:
+    """The card moved by each row's motion, as uint8 RGB frames (no overlay: what a render would warp).
 
     In 2D the per-frame matrices are composed and the original card is warped once per frame, so the
     preview stays sharp however long the scene (warping the previous frame, as the renderer must, would
@@ -108,17 +124,131 @@ def preview_frames(table: FrameTable) -> Iterator[np.ndarray]:
     mode = mode_of(s.mode)
     for i in range(len(table)):
         if i == 0 or not mode.camera:  # motion applies to the previous frame; frame 0 is the card
-            yield overlay(card_u8)
+            yield card_u8
             continue
         row = table.row(i)
         if not mode.uses_depth:
             total = matrix_2d(row, s.width, s.height, flip) @ total
-            yield overlay(warp_card(card_u8, total, s.border))
+            yield warp_card(card_u8, total, s.border)
         else:
             if not is_still_3d(row):  # a still camera leaves the frame as it is (warp_3d returns it)
                 frame = warp_flat_3d(frame, row, s.padding_mode, s.sampling_mode)
                 frame_u8 = to_uint8(frame)
-            yield overlay(frame_u8)
+            yield frame_u8
+
+
+def label(panel: np.ndarray, lines: list[str]) -> np.ndarray:
+    """`lines` written at the top left of a uint8 RGB panel, white on a dark band, small enough for 64 px."""
+    out = panel.copy()
+    h, w = out.shape[:2]
+    scale = max(0.25, min(w, h) / 512)
+    step = max(8, int(round(22 * scale)))
+    thick = max(1, int(round(scale * 1.5)))
+    out[: min(h, step * len(lines) + step // 3), :] //= 3
+    for k, text in enumerate(lines):
+        cv2.putText(out, text, (2, step * (k + 1) - step // 4), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def placeholder(width: int, height: int, lines: list[str]) -> np.ndarray:
+    """A grey panel saying why a unit's control image is not shown."""
+    return label(np.full((height, width, 3), PANEL_GREY, np.uint8), lines)
+
+
+def _unit_title(unit: UnitSettings) -> str:
+    return f"cn {unit.number}: {unit.module}" + (" (loopback)" if unit.loopback else "")
+
+
+def _why_not_shown(unit: UnitSettings, settings) -> list[str] | None:
+    """The lines of a unit's placeholder when the preview cannot show its control image, else None."""
+    pre = PREPROCESSORS.get(unit.module)
+    if pre is None:
+        return None  # ControlImages says what is wrong
+    if pre.name == "depth":
+        return [_unit_title(unit), "depth model:", "not run in preview"]
+    if pre.weights:
+        from .control_images import annotator_folder
+
+        try:
+            annotator_folder(pre, settings.annotator_dir)
+        except RenderError:
+            return [_unit_title(unit), "weights missing:", *pre.weights]
+    return None
+
+
+class ControlPanels:
+    """The control panels of a preview: one per active unit, each the scene's size, right of the camera."""
+
+    def __init__(self, table: FrameTable) -> None:
+        from .control_images import ControlImages
+
+        s = table.settings
+        self.width, self.height = s.width, s.height
+        self.units = active_units(s)
+        self.placeholders: dict[int, np.ndarray] = {}
+        self.images: dict[int, ControlImages] = {}
+        self._errors: list[str] = []  # why a unit's panel became a placeholder mid-preview
+        for unit in self.units:
+            why = _why_not_shown(unit, s)
+            if why is not None:
+                self.placeholders[unit.number] = placeholder(self.width, self.height, why)
+            else:
+                self.images[unit.number] = ControlImages(unit, s, self.width, self.height, "cpu",
+                                                         frame_count=len(table))
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def panel(self, unit: UnitSettings, i: int, camera: np.ndarray) -> np.ndarray:
+        """Unit `unit`'s panel on frame i; `camera` is the frame without the overlay (a loopback's source)."""
+        held = self.placeholders.get(unit.number)
+        if held is not None:
+            return held
+        try:
+            img = self.images[unit.number].array(i, camera if unit.loopback else None)
+        except RenderError as e:
+            if PREPROCESSORS[unit.module].aux_class is None:
+                raise  # a bad source or setting: the render would fail on it too
+            # weights that are there but do not load: show why, once, and go on with the motion
+            self.placeholders[unit.number] = placeholder(self.width, self.height,
+                                                         [_unit_title(unit), "could not load", "its weights"])
+            self._errors.append(e.message)
+            return self.placeholders[unit.number]
+        if img is None:
+            return placeholder(self.width, self.height, [_unit_title(unit), "no control"])
+        return label(img, [_unit_title(unit)])
+
+    def beside(self, i: int, camera: np.ndarray) -> np.ndarray:
+        """The camera frame `camera` (uint8 RGB, no overlay) with its overlay, and frame i's panels to its
+        right."""
+        return np.concatenate([overlay(camera), *(self.panel(u, i, camera) for u in self.units)], axis=1)
+
+    def warnings(self) -> list[str]:
+        return [w for c in self.images.values() for w in c.warnings()] + self._errors
+
+    def close(self) -> None:
+        for c in self.images.values():
+            c.close()
+
+
+def with_control_panels(table: FrameTable, warn: Callable[[str], None] | None = None) -> Iterator[np.ndarray]:
+    """The preview frames (`preview_frames`) with each active unit's control image beside each; the same
+    frames for a scene without units. A loopback unit gets the camera frame without the overlay, as a
+    render's previous frame has none. `warn` hears, once the frames are done, what the units had to say (a
+    source shorter than the scene holds its last frame)."""
+    if not active_units(table.settings):
+        yield from preview_frames(table)
+        return
+    panels = ControlPanels(table)
+    try:
+        for i, frame in enumerate(camera_frames(table)):
+            yield panels.beside(i, frame)
+        if warn is not None:
+            for w in panels.warnings():
+                warn(w)
+    finally:
+        panels.close()
 
 
 def strip_path(video: Path) -> Path:
@@ -145,17 +275,19 @@ def write_strip(tiles: list[np.ndarray], path: Path, width: int = STRIP_WIDTH) -
 
 
 def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int, int], None] | None = None,
-                   strip: Path | None = None) -> Path:
-    """Write the preview video (H.264 at the scene's fps), and with `strip` its contact strip there (PNG,
-    `STRIP_FRAMES` frames: see `write_strip`); returns the video's path."""
+                   strip: Path | None = None, warn: Callable[[str], None] | None = None) -> Path:
+    """Write the preview video (H.264 at the scene's fps; with ControlNet units, one control panel per unit
+    right of the camera), and with `strip` its contact strip there (PNG, `STRIP_FRAMES` frames: see
+    `write_strip`); returns the video's path. `warn` hears the control sources' warnings."""
     s = table.settings
+    panels = 1 + len(active_units(s))  # the camera, then one control panel per unit
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    video = VideoEncoder(out_path, s.width, s.height, float(s.fps), 23,
+    video = VideoEncoder(out_path, s.width * panels, s.height, float(s.fps), 23,
                          soundtrack=Soundtrack.of(s.audio, s.audio_offset, len(table), s.fps))
     picks = strip_picks(len(table)) if strip is not None else set()
     tiles = []
     try:
-        for i, frame in enumerate(preview_frames(table)):
+        for i, frame in enumerate(with_control_panels(table, warn)):
             video.add(frame)
             if i in picks:
                 tiles.append(frame)
@@ -166,5 +298,5 @@ def render_preview(table: FrameTable, out_path: Path, *, progress: Callable[[int
         raise
     path = video.close()
     if strip is not None and tiles:
-        write_strip(tiles, strip)
+        write_strip(tiles, strip, STRIP_WIDTH * panels)
     return path

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..contract.table import FrameTable, Settings
-from . import resume, speedups
+from . import controlnet, resume, speedups
 from .checks import check_table, needs_depth
 from .depth import DepthEstimator, depth_map_scale
 from .device import Placement, pick_device
@@ -83,7 +83,8 @@ def resolve_depth(settings: Settings, placement: Placement, *, override: str | N
     spec = override or settings.depth_model
     if not spec:
         raise RenderError(
-            "3D needs a depth model for use_depth_warping or save_depth_maps",
+            "this render needs a depth model (3D depth warping or depth maps, or a ControlNet unit with the depth "
+            "preprocessor)",
             'set depth_model "Intel/dpt-hybrid-midas" (or a local folder), or use_depth_warping off',
         )
     base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
@@ -161,6 +162,9 @@ def manifest(
         "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    units = controlnet.describe_units(table, sd)
+    if units:  # what each ControlNet unit used (a scene without units has no such key)
+        out["controlnet"] = units
     if depth is not None:
         out["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
         if report.depth_maps:
@@ -244,7 +248,7 @@ def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEsti
         return None
     if depth is None:
         raise RenderError(
-            "this 3D render needs a depth model (use_depth_warping or save_depth_maps)",
+            "this render needs a depth model (3D depth warping or depth maps, or a ControlNet depth unit)",
             "pass run_render a DepthEstimator (render() resolves the scene's depth_model)",
         )
     return depth

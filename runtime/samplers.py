@@ -13,8 +13,10 @@ in one batched call.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
 
 import torch
 from diffusers import (
@@ -88,8 +90,40 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpmpp_2m_sde_trailing": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_TRAILING}, takes_generator=True),
 }
 
-# eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives
-EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+# eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives. With
+# ControlNet it is also called as eps_fn(latents, t, embeddings, residuals) (`StableDiffusion.eps`)
+EpsFn = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class Residuals:
+    """What ControlNets add to one UNet call: one tensor per down-block output (shallow to deep), one for the
+    mid block (diffusers' down_block_additional_residuals / mid_block_additional_residual)."""
+
+    down: tuple[Tensor, ...]
+    mid: Tensor
+
+    def __add__(self, other: Residuals) -> Residuals:
+        """Two units' residuals summed, as diffusers' MultiControlNetModel sums them."""
+        down = tuple(a + b for a, b in zip(self.down, other.down, strict=True))
+        return Residuals(down, self.mid + other.mid)
+
+
+class Control(Protocol):
+    """What a denoise with ControlNet asks at each UNet call (runtime/controlnet.py `FrameControl`). `index`
+    counts the loop's steps from 0 and `n` is how many it runs (diffusers' guidance window is read from
+    these); `uncond` is a bool per batch item, true for the unconditional (negative) ones."""
+
+    def on(self, index: int, n: int) -> bool:
+        """Whether any unit gives residuals at this step (none: the UNet call is the plain one)."""
+
+    def residuals(self, index: int, n: int, latents: Tensor, t: Tensor, embeddings: Tensor,
+                  uncond: Tensor) -> Residuals | None:
+        """The summed residuals for one UNet call on exactly these inputs, None when no unit gives any."""
+
+
+# (latents, t, embeddings, uncond) -> the residuals of one UNet call: a Control bound to one step
+StepControl = Callable[[Tensor, Tensor, Tensor, Tensor], Residuals | None]
 
 
 @dataclass(frozen=True)
@@ -124,9 +158,11 @@ class CountedEps:
         self.eps_fn = eps_fn
         self.evals = 0
 
-    def __call__(self, latents: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+    def __call__(self, latents: Tensor, t: Tensor, embeddings: Tensor, residuals: Residuals | None = None) -> Tensor:
         self.evals += int(latents.shape[0])
-        return self.eps_fn(latents, t, embeddings)
+        if residuals is None:
+            return self.eps_fn(latents, t, embeddings)
+        return self.eps_fn(latents, t, embeddings, residuals)
 
 
 def make_scheduler(name: str, base_config: Mapping):
@@ -158,7 +194,8 @@ def img2img_timesteps(scheduler, steps: int, effective_steps: int, device: torch
     return scheduler.timesteps[start:]
 
 
-def cfg_eps(eps_fn: EpsFn, latents: Tensor, t: Tensor, step: StepCond, cfg_scale: float) -> Tensor:
+def cfg_eps(eps_fn: EpsFn, latents: Tensor, t: Tensor, step: StepCond, cfg_scale: float,
+            control: StepControl | None = None) -> Tensor:
     """The guided prediction of one step. The unconditional embedding and the parts go to the UNet in one
     batched call per embedding shape (unconditional first): embeddings of different lengths (long prompts
     are several 77-token chunks) take a call each, as in A1111.
@@ -166,9 +203,12 @@ def cfg_eps(eps_fn: EpsFn, latents: Tensor, t: Tensor, step: StepCond, cfg_scale
     A plain step (one part of weight 1) is `eps_u + cfg * (eps_c - eps_u)`, or the conditional prediction
     alone without an unconditional pass (the loop passes none for a scale of 1 or less, as diffusers does).
     Several parts are A1111's composable guidance `eps_u + cfg * sum_i(w_i * (eps_i - eps_u))`; without an
-    unconditional pass (a crossfade between two plain prompts' predictions) they are `sum_i(w_i * eps_i)`."""
+    unconditional pass (a crossfade between two plain prompts' predictions) they are `sum_i(w_i * eps_i)`.
+
+    `control` gives each UNet call its ControlNet residuals, told which batch items are unconditional."""
     embeddings = [e for _, e in step.parts] if step.uncond is None else [step.uncond, *(e for _, e in step.parts)]
-    preds = _batched(eps_fn, latents, t, embeddings)
+    uncond = [False] * len(step.parts) if step.uncond is None else [True] + [False] * len(step.parts)
+    preds = _batched(eps_fn, latents, t, embeddings, control, uncond)
     weights = [w for w, _ in step.parts]
     if step.uncond is None:
         if step.plain:
@@ -186,22 +226,37 @@ def cfg_eps(eps_fn: EpsFn, latents: Tensor, t: Tensor, step: StepCond, cfg_scale
     return eps_u + cfg_scale * total
 
 
-def _batched(eps_fn: EpsFn, latents: Tensor, t: Tensor, embeddings: list[Tensor]) -> list[Tensor]:
+def _batched(eps_fn: EpsFn, latents: Tensor, t: Tensor, embeddings: list[Tensor],
+             control: StepControl | None = None, uncond: Sequence[bool] = ()) -> list[Tensor]:
     """The prediction for each embedding, in order: one UNet call per distinct embedding shape, in the
-    order the shapes first appear (a single embedding is sent as it is, without a concatenation)."""
+    order the shapes first appear (a single embedding is sent as it is, without a concatenation).
+    `uncond[k]` says embedding k is the unconditional one (what `control` is told per batch item)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for k, e in enumerate(embeddings):
         groups.setdefault(tuple(e.shape), []).append(k)
     out: list[Tensor | None] = [None] * len(embeddings)
     for members in groups.values():
+        flags = [bool(uncond[k]) if uncond else False for k in members]
         if len(members) == 1:
-            out[members[0]] = eps_fn(latents, t, embeddings[members[0]])
+            out[members[0]] = _controlled(eps_fn, latents, t, embeddings[members[0]], control, flags)
             continue
         n = len(members)
-        preds = eps_fn(torch.cat([latents] * n), t, torch.cat([embeddings[k] for k in members])).chunk(n)
+        x, e = torch.cat([latents] * n), torch.cat([embeddings[k] for k in members])
+        preds = _controlled(eps_fn, x, t, e, control, flags).chunk(n)
         for k, eps in zip(members, preds, strict=True):
             out[k] = eps
     return out  # type: ignore[return-value]  # every index is filled above
+
+
+def _controlled(eps_fn: EpsFn, x: Tensor, t: Tensor, e: Tensor, control: StepControl | None,
+                flags: list[bool]) -> Tensor:
+    """One UNet call, with the residuals `control` gives for it (none: the plain call, as without ControlNet).
+    `flags` holds one unconditional flag per embedding in the batch; each covers its share of `x`'s items."""
+    if control is None:
+        return eps_fn(x, t, e)
+    uncond = torch.tensor(flags, device=x.device).repeat_interleave(x.shape[0] // len(flags))
+    residuals = control(x, t, e, uncond)
+    return eps_fn(x, t, e) if residuals is None else eps_fn(x, t, e, residuals)
 
 
 @torch.no_grad()
@@ -222,6 +277,7 @@ def denoise(
     subseed: int = 0,
     subseed_strength: float = 0.0,
     resize_from: tuple[int, int] | None = None,
+    control: Control | None = None,
 ) -> Tensor:
     """Sample one frame's latents.
 
@@ -233,6 +289,9 @@ def denoise(
 
     `conditioning(s)` gives step s's conditioning (s counts the UNet evaluations from 0, in img2img too);
     `cond`/`uncond` instead are one plain conditioning for every step.
+
+    `control` adds ControlNet residuals to the UNet calls of the steps where it is `on`; the other steps
+    (and a denoise without it) make exactly the calls they make without ControlNet.
     """
     if conditioning is None:
         if cond is None:
@@ -255,8 +314,10 @@ def denoise(
                               resize_from=resize_from)
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
     step_kw = {"generator": generator} if takes_generator else {}
+    n = len(timesteps)
     for s, t in enumerate(timesteps):
         x = scheduler.scale_model_input(latents, t)
-        eps = cfg_eps(eps_fn, x, t, conditioning(s), cfg_scale)
+        step_control = partial(control.residuals, s, n) if control is not None and control.on(s, n) else None
+        eps = cfg_eps(eps_fn, x, t, conditioning(s), cfg_scale, step_control)
         latents = scheduler.step(eps.float(), t, latents, **step_kw).prev_sample
     return latents

@@ -45,7 +45,7 @@ def test_each_stage_imports_only_what_comes_before_it(stage, forbidden):
 
 
 STDLIB = {"__future__", "csv", "hashlib", "io", "json", "collections", "dataclasses", "enum", "functools",
-          "pathlib", "os", "stat", "tempfile"}
+          "pathlib", "os", "stat", "tempfile", "typing"}
 
 
 def test_the_table_contract_is_numpy_only():

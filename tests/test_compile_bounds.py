@@ -91,3 +91,37 @@ def test_what_check_accepts_compiles(body):
 
     assert [d for d in check_text('dfm 1\nprompt 0 "a"\n' + body) if d.is_error] == []
     assert compiled(body).table is not None
+
+
+class _Sink:
+    """A text stream that keeps only the size of its largest write and the total."""
+
+    def __init__(self) -> None:
+        self.largest = self.total = 0
+
+    def write(self, text: str) -> int:
+        self.largest = max(self.largest, len(text))
+        self.total += len(text)
+        return len(text)
+
+
+def test_a_long_table_is_written_a_chunk_at_a_time_and_reads_the_same():
+    import io
+    import json
+
+    from dfm.api import compile_text
+
+    parts = " AND ".join(f"part{i}:{i % 3 + 1}" for i in range(32))
+    table = compile_text(f'dfm 1\nframes 30000\nprompt "{parts}"\n')
+    sink = _Sink()
+    table.write_csv(sink)
+    assert sink.total > 30_000 * 1000 and sink.largest < 50_000  # rows go out one by one, never the whole text
+    sink = _Sink()
+    table.write_json(sink)
+    assert sink.largest < 4 * 2**20
+    small = compile_text('dfm 1\nframes 5\nprompt "a `t` b"\nzoom 0:(1), 2:(-1.5)\n')
+    text = io.StringIO()
+    small.write_json(text)
+    assert json.loads(text.getvalue()) == json.loads(json.dumps(small.to_json()))
+    rows = small.to_csv().splitlines()
+    assert rows[0].split(",")[:3] == ["frame", "time", "angle"] and len(rows) == 6

@@ -202,7 +202,7 @@ def test_hover_on_a_parameter(client, folder):
     line = SCENE.splitlines().index("zoom 0:(1,04)")
     hover = client.at("textDocument/hover", uri, line, 1)
     text = hover["contents"]["value"]
-    for part in ("**zoom**", "2D scale per frame", "unit: ×/frame", "default: `1`", "range: > 0",
+    for part in ("**zoom**", "2D scale per frame", "unit: ×/frame", "default: `1`", "range: ≠ 0",
                  "Deforum: `zoom`", "In this scene: `1.04`"):
         assert part in text, part
     assert hover["range"] == {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 4}}

@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_ERRORS
     table = result.table
-    if args.format == "csv":
-        data = table.to_csv()
+    if args.format == "csv":  # written a chunk of rows at a time: a long table is never one string
+        data = table.write_csv
     elif args.format == "json":
-        data = json.dumps(table.to_json(), ensure_ascii=False, indent=1) + "\n"
+        data = table.write_json
     else:
         from ...compiler.parseq import to_parseq_manifest
 

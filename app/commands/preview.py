@@ -1,5 +1,6 @@
 """`dfm preview FILE`: the camera motion over a test card, no model (seconds), and a strip of six of its frames
-(PNG: viewable without a video player); `--watch` previews on each save."""
+(PNG: viewable without a video player); `--watch` previews on each save. A scene with ControlNet units shows
+each unit's control image beside the camera."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ..render_args import preview_out, scene_table
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("preview", help="the camera motion over a test card, no model (seconds)")
+    p = sub.add_parser("preview", help="the camera motion over a test card, and each ControlNet unit's control "
+                       "image beside it, no model (seconds)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", metavar="MP4", help="default: outputs/<scene name>/preview.mp4; the strip "
                    "of six frames goes beside it (NAME_strip.png)")
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     out = preview_out(args)
     progress = progress_bar(args.quiet, "preview")
     try:
-        path = render_preview(scene_table(result, args), out, progress=progress, strip=strip_path(out))
+        path = render_preview(scene_table(result, args), out, progress=progress, strip=strip_path(out),
+                              warn=lambda text: print(f"warning: {text}", file=sys.stderr))
     finally:
         progress.close()
     print(f"wrote {path} and {strip_path(path)}", file=sys.stderr)

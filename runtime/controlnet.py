@@ -1,0 +1,342 @@
+"""ControlNet at render time: a unit's model loaded beside the SD model, and the residuals the units add to
+each UNet call of a frame's denoise.
+
+A unit (contract/controlnet.py) is a ControlNet model, a control image per frame (runtime/control_images.py)
+and three per-frame columns: `cn_N_weight` (diffusers' conditioning scale), `cn_N_guidance_start` and
+`cn_N_guidance_end` (the fraction of the frame's steps it acts on, as diffusers computes it). Each is called on
+exactly what the UNet gets (latents, timestep, text embeddings, SDXL's pooled embedding and time ids), and the
+units' residuals are summed as diffusers' MultiControlNetModel sums them. Control modes follow
+sd-webui-controlnet: "balanced" uses the residuals as they are; "prompt" scales the k-th (12 down, then mid)
+by 0.825^(12 - k), so the deep ones weigh most and the shallow ones about a tenth; "control" does the same and
+zeroes them on the unconditional batch items, so the guidance pushes towards the control. A mask multiplies
+a unit's residuals. A frame whose units are all at weight 0 (or off at every step) calls no ControlNet and
+is the same bytes as a frame without ControlNet.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..contract.controlnet import CONTROL_MODES, UnitSettings, active_units, column
+from ..contract.table import FrameTable, Settings
+from .errors import RenderError
+from .model_source import HUB_ID, PICKLE_SUFFIXES, fetch_snapshot, first_line
+from .models import StableDiffusion, quiet_loading
+from .samplers import Residuals
+
+# sd-webui-controlnet's soft injection ("prompt" and "control" modes): residual k of 13 scaled by 0.825^(12-k)
+SOFT_DECAY = 0.825
+SOFT_DEPTH = 12
+LOAD_HELP = ("point the unit's model at a diffusers ControlNet folder (config.json + "
+             "diffusion_pytorch_model.safetensors), a ControlNet .safetensors file, or a hub id in the local cache")
+HUB_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
+# ---- loading ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedControlNet:
+    """A unit's model, loaded and placed like the UNet, with where it came from (for the manifest)."""
+
+    spec: str  # what the scene wrote
+    kind: str  # "folder" | "file" | "hub"
+    path: Path  # the folder, file or hub snapshot it was read from
+    net: torch.nn.Module  # a diffusers ControlNetModel
+
+
+def controlnet_config(unet) -> dict:
+    """The config of a ControlNet of `unet`'s architecture (diffusers' `from_unet` mapping, built on the meta
+    device: no weights are made). A single .safetensors file names no config, and the hub is not asked for one."""
+    from diffusers import ControlNetModel
+
+    with torch.device("meta"), quiet_loading():
+        net = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    return {k: v for k, v in dict(net.config).items() if not k.startswith("_")} | {"_class_name": "ControlNetModel"}
+
+
+def resolve(spec: str, n: int, allow_pickle: bool) -> tuple[str, Path]:
+    """(kind, path) of unit n's model: an existing file or folder, or a hub id found in the local cache."""
+    path = Path(spec).expanduser()
+    where = f"ControlNet unit {n}: model {spec}"
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise RenderError(f"{where} is a pickle file, which can run code when loaded",
+                              "convert it to .safetensors, or pass --allow-pickle if you trust the file")
+        return "file", path.resolve()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise RenderError(f"{where} is a folder without config.json, not a diffusers ControlNet", LOAD_HELP)
+        return "folder", path.resolve()
+    if path.is_absolute() or spec.startswith((".", "~")) or not HUB_ID.match(spec):
+        raise RenderError(f"{where} does not exist", f"check the path, or {LOAD_HELP}")
+    patterns = HUB_FILES + (["diffusion_pytorch_model.bin"] if allow_pickle else [])
+    return "hub", fetch_snapshot(spec, patterns, f"ControlNet (unit {n})", LOAD_HELP)
+
+
+def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
+    """Unit n's model `spec` read from disk, in the UNet's dtype on its device, checked to fit the UNet; any
+    failure is a RenderError naming the unit, the model and what to do."""
+    from diffusers import ControlNetModel
+
+    kind, path = resolve(spec, n, sd.allow_pickle)
+    dtype = sd.placement.dtype
+    try:
+        with quiet_loading():
+            if kind == "file":
+                net = _from_single_file(ControlNetModel, path, sd, dtype)
+            else:
+                net = ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
+                                                      use_safetensors=None if sd.allow_pickle else True)
+    except RenderError:
+        raise
+    except Exception as e:  # diffusers raises OSError/ValueError/KeyError/RuntimeError/EnvironmentError here
+        help = f"check that it is a ControlNet for this model's family ({sd.family}), or {LOAD_HELP}"
+        raise RenderError(f"ControlNet unit {n}: could not load {spec}: {first_line(e)}", help) from None
+    net = net.to(sd.placement.device).eval().requires_grad_(False)
+    check_fits(net, sd, spec, n)
+    return LoadedControlNet(spec, kind, path, net)
+
+
+def _from_single_file(cls, path: Path, sd: StableDiffusion, dtype: torch.dtype):
+    """A ControlNet file (original layout, or diffusers' keys): its config is the one beside it, or that of a
+    ControlNet of the SD model's own UNet (what a ControlNet trained for the model has), with the widths of
+    the file's own control-image embedding."""
+    here = path.parent / "config.json"
+    if here.is_file() and '"ControlNetModel"' in here.read_text(encoding="utf-8", errors="replace"):
+        return cls.from_single_file(str(path), config=str(path.parent), local_files_only=True, torch_dtype=dtype)
+    config = controlnet_config(sd.unet)
+    widths = cond_embedding_widths(path)
+    if widths:
+        config["conditioning_embedding_out_channels"] = widths
+    with tempfile.TemporaryDirectory(prefix="dfm-controlnet-") as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        return cls.from_single_file(str(path), config=tmp, local_files_only=True, torch_dtype=dtype)
+
+
+def cond_embedding_widths(path: Path) -> list[int] | None:
+    """The widths of the control-image embedding of a .safetensors ControlNet in diffusers' key names (read
+    from the header, no weights); None for another layout (the original one has real ControlNets' widths,
+    the only ones diffusers' converter reads)."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    prefix = "controlnet_cond_embedding."
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys() if k.startswith(prefix) and k.endswith(".weight")}
+    if prefix + "conv_in.weight" not in shapes:
+        return None
+    # blocks come in pairs (a conv at the width, then a stride-2 conv to the next): each pair's second is a width
+    blocks = [int(k.split(".")[2]) for k in shapes if k.startswith(prefix + "blocks.")]
+    strided = sorted(b for b in blocks if b % 2)
+    return [shapes[prefix + "conv_in.weight"][0]] + [shapes[f"{prefix}blocks.{b}.weight"][0] for b in strided]
+
+
+def check_fits(net, sd: StableDiffusion, spec: str, n: int) -> None:
+    """The ControlNet's residuals have the UNet's shapes (same block widths, cross-attention width and added
+    conditioning), or a RenderError saying which model family it is for."""
+    def plain(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    for key in ("block_out_channels", "layers_per_block", "cross_attention_dim", "addition_embed_type"):
+        want, got = plain(sd.unet.config.get(key)), plain(net.config.get(key))
+        if want != got:
+            raise RenderError(
+                f"ControlNet unit {n}: {spec} does not fit the model: its {key} is {got}, the UNet's is {want}",
+                f"use a ControlNet trained for this model's family ({sd.family})",
+            )
+
+
+def controlnet_for(sd: StableDiffusion, unit: UnitSettings) -> LoadedControlNet:
+    """The loaded model of `unit`, loaded on first use and kept with `sd` (units sharing a model share it)."""
+    found = sd.controlnets.get(unit.model)
+    if found is None:
+        found = load_controlnet(sd, unit.model, unit.number)
+        sd.controlnets[unit.model] = found
+    return found  # type: ignore[return-value]  # only this module fills sd.controlnets
+
+
+def load_units(table: FrameTable, sd: StableDiffusion) -> tuple[LoadedControlNet, ...]:
+    """Load every active unit's model (the render's load stage): a missing or broken file fails here."""
+    return tuple(controlnet_for(sd, u) for u in active_units(table.settings))
+
+
+def describe_units(table: FrameTable, sd: StableDiffusion) -> list[dict]:
+    """What each unit of a render used, for the manifest: its model (as written, where it was read from) and
+    its preprocessor and modes."""
+    out = []
+    for u in active_units(table.settings):
+        loaded = sd.controlnets.get(u.model)
+        out.append({
+            "unit": u.number, "model": u.model,
+            "kind": loaded.kind if loaded is not None else None,  # type: ignore[attr-defined]
+            "path": str(loaded.path) if loaded is not None else None,  # type: ignore[attr-defined]
+            "module": u.module, "source": u.source, "mask": u.mask, "loopback": u.loopback,
+            "control_mode": u.control_mode, "resize_mode": u.resize_mode,
+        })
+    return out
+
+
+# ---- the residuals: small functions over tensors -----------------------------------------------------------
+
+
+def unit_on(index: int, n: int, start: float, end: float) -> bool:
+    """Whether a unit acts at loop index `index` of `n` steps: diffusers' guidance window
+    (`not (i / n < start or (i + 1) / n > end)`)."""
+    return not (index / n < start or (index + 1) / n > end)
+
+
+def soft_scales(count: int) -> list[float]:
+    """sd-webui-controlnet's soft-injection factors of `count` residuals (12 down + mid for SD 1.x): residual k
+    is scaled by 0.825^(12 - k). As there, a model with fewer (SDXL's 9 + mid) takes the first `count`."""
+    return [SOFT_DECAY ** float(SOFT_DEPTH - k) for k in range(count)]
+
+
+def resized_mask(mask: Tensor, like: Tensor) -> Tensor:
+    """`mask` (1, 1, H, W) averaged down to `like`'s spatial size, in its dtype (broadcasts over the batch
+    and the channels)."""
+    if tuple(mask.shape[-2:]) != tuple(like.shape[-2:]):
+        mask = torch.nn.functional.interpolate(mask.float(), size=tuple(like.shape[-2:]), mode="area")
+    return mask.to(device=like.device, dtype=like.dtype)
+
+
+def shape_residuals(res: Residuals, mode: str, uncond: Tensor, mask: Tensor | None) -> Residuals:
+    """One unit's residuals as its control mode and mask make them (see the module's docstring)."""
+    if mode not in CONTROL_MODES:
+        raise RenderError(f"unknown ControlNet control mode {mode!r}", f"use one of {', '.join(CONTROL_MODES)}")
+    tensors = [*res.down, res.mid]
+    if mode in ("prompt", "control"):
+        tensors = [r * s for r, s in zip(tensors, soft_scales(len(tensors)), strict=True)]
+    if mode == "control":  # sd-webui-controlnet's cfg injection: the negative pass gets no control
+        keep = (~uncond.bool()).to(device=tensors[0].device, dtype=tensors[0].dtype).view(-1, 1, 1, 1)
+        tensors = [r * keep for r in tensors]
+    if mask is not None:
+        tensors = [r * resized_mask(mask, r) for r in tensors]
+    return Residuals(tuple(tensors[:-1]), tensors[-1])
+
+
+# ---- one frame's control ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitInput:
+    """One unit on one frame: its model, its control image (1, 3, H, W) and mask (1, 1, H, W) in [0, 1], and
+    the row's weight and guidance window."""
+
+    number: int
+    net: torch.nn.Module
+    image: Tensor
+    mask: Tensor | None
+    weight: float
+    start: float
+    end: float
+    mode: str
+
+
+# (latents, embeddings) -> (latents, hidden states, keyword arguments) as the UNet takes them
+UnetInputs = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, dict]]
+
+
+class FrameControl:
+    """The ControlNet residuals of one frame's denoise (`samplers.Control`): each unit on at a step is called
+    on the UNet's own inputs, and their shaped residuals are summed. Holds the control image repeated to each
+    batch size met (the state worth keeping between the steps)."""
+
+    def __init__(self, units: Sequence[UnitInput], unet_inputs: UnetInputs) -> None:
+        self.units = tuple(units)
+        self.unet_inputs = unet_inputs
+        self.calls = 0  # ControlNet calls made
+        self._images: dict[tuple[int, int], Tensor] = {}
+
+    def on(self, index: int, n: int) -> bool:
+        return any(unit_on(index, n, u.start, u.end) for u in self.units)
+
+    def residuals(self, index: int, n: int, latents: Tensor, t: Tensor, embeddings: Tensor,
+                  uncond: Tensor) -> Residuals | None:
+        live = [u for u in self.units if unit_on(index, n, u.start, u.end)]
+        if not live:
+            return None
+        x, hidden, kw = self.unet_inputs(latents, embeddings)
+        total: Residuals | None = None
+        for u in live:
+            down, mid = u.net(x, t, encoder_hidden_states=hidden, controlnet_cond=self._image(u, x.shape[0]),
+                              conditioning_scale=u.weight, return_dict=False, **kw)
+            self.calls += 1
+            res = shape_residuals(Residuals(tuple(down), mid), u.mode, uncond, u.mask)
+            total = res if total is None else total + res
+        return total
+
+    def _image(self, u: UnitInput, batch: int) -> Tensor:
+        key = (u.number, batch)
+        if key not in self._images:  # as diffusers' prepare_control_image: the one image for every item
+            self._images[key] = u.image.to(dtype=u.net.dtype).repeat(batch, 1, 1, 1)
+        return self._images[key]
+
+
+# ---- what a renderer keeps: each unit's images -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RendererUnit:
+    """An active unit of a render: its settings and its control images (runtime/control_images.py)."""
+
+    unit: UnitSettings
+    images: object  # a ControlImages: image(i, loopback) and mask(i)
+
+
+def open_images(unit: UnitSettings, settings: Settings, width: int, height: int, device: torch.device, *,
+                depth=None, save_dir: Path | None = None, frame_count: int | None = None):
+    """The control images of `unit` (runtime/control_images.py), imported only for a scene with units."""
+    from .control_images import ControlImages
+
+    return ControlImages(unit, settings, width, height, device, depth=depth, save_dir=save_dir,
+                         frame_count=frame_count)
+
+
+def renderer_units(table: FrameTable, device: torch.device, *, depth=None,
+                   save_dir: Path | None = None) -> tuple[RendererUnit, ...]:
+    """The table's active units, each with its control images (saved in `save_dir`/controlnet_N/ when given);
+    () without units. A table missing a unit's columns is refused here, before any frame."""
+    units = active_units(table.settings)
+    missing = [column(u.number, f) for u in units for f in ("weight", "guidance_start", "guidance_end")
+               if column(u.number, f) not in table]
+    if missing:
+        raise RenderError(f"the table has ControlNet units but no {', '.join(missing)} column", "recompile the scene "
+                          "with this dfm (`dfm compile`)")
+    s = table.settings
+    return tuple(RendererUnit(u, open_images(u, s, s.width, s.height, device, depth=depth,
+                                             save_dir=save_dir / f"controlnet_{u.number}" if save_dir else None,
+                                             frame_count=len(table))) for u in units)
+
+
+def frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, row: Mapping[str, object],
+                  loopback: Tensor | None) -> FrameControl | None:
+    """The control of diffused row i, or None when no unit acts on it: every unit at weight 0, or without a
+    control image on this frame (then no ControlNet runs and the frame is the one without ControlNet).
+    `loopback` is the frame's img2img source (None for txt2img), what a loopback unit controls with."""
+    inputs = []
+    for u in units:
+        n = u.unit.number
+        weight = float(row[column(n, "weight")])
+        if weight == 0.0:
+            continue  # neither the image nor the model is needed
+        image = u.images.image(i, loopback)  # type: ignore[attr-defined]
+        if image is None:
+            continue
+        start, end = float(row[column(n, "guidance_start")]), float(row[column(n, "guidance_end")])
+        inputs.append(UnitInput(n, controlnet_for(sd, u.unit).net, image, u.images.mask(i),  # type: ignore[attr-defined]
+                                weight, start, end, u.unit.control_mode))
+    return FrameControl(inputs, sd.unet_inputs) if inputs else None
+
+
+__all__ = ["SOFT_DECAY", "FrameControl", "LoadedControlNet", "RendererUnit", "UnitInput", "controlnet_config",
+           "controlnet_for", "describe_units", "frame_control", "load_controlnet", "load_units", "open_images",
+           "renderer_units", "resized_mask", "shape_residuals", "soft_scales", "unit_on"]
