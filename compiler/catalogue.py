@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ..contract import controlnet as cn
+from ..contract import hybrid
 from ..contract.modes import NAMES, names_where
 from ..contract.reads import ColumnRead, Effect, Read
 from ..contract.table import DERIVED, ColumnType
@@ -55,6 +56,8 @@ class Param:
     multiple_of: int | None = None
     choices: tuple[str, ...] = ()
     choice_aliases: dict[str, str] = field(default_factory=dict)
+    # each choice as Deforum's UI writes it ("Optical Flow"), for the export; a choice without one is written as is
+    labels: dict[str, str] = field(default_factory=dict)
     # choices (normalised) or values (as written) users bring that have no faithful equivalent -> why, for the help
     refused: dict[str, str] = field(default_factory=dict)
     auto: bool = False  # `NAME auto` reads the value from the scene's audio track
@@ -279,14 +282,15 @@ PARAMS: tuple[Param, ...] = (
     _set("save_depth_maps", "bool", False, "3D: also write each depth map.", "3d", modes=frozenset({"3d"}),
          deforum="save_depth_maps"),
     # video input
-    _set("video_init_path", "path", None, "Video mode: the input video.", "video", modes=frozenset({"video"}),
+    _set("video_init_path", "path", None, "Video mode: the input video. In 2D and 3D: the hybrid video "
+         "(`hybrid_composite`, `hybrid_motion`).", "video", modes=frozenset({"video", *MOTION}),
          aliases=("video_init", "video_input"), deforum="video_init_path"),
-    _set("extract_nth_frame", "int", 1, "Video mode: use every Nth input frame.", "video", min=1,
-         modes=frozenset({"video"}), deforum="extract_nth_frame"),
-    _set("extract_from_frame", "int", 0, "Video mode: first input frame used.", "video", min=0,
-         modes=frozenset({"video"}), deforum="extract_from_frame"),
-    _set("extract_to_frame", "int", -1, "Video mode: last input frame used (-1: the end).", "video", min=-1,
-         modes=frozenset({"video"}), deforum="extract_to_frame"),
+    _set("extract_nth_frame", "int", 1, "Video mode (and hybrid video): use every Nth input frame.", "video", min=1,
+         modes=frozenset({"video", *MOTION}), deforum="extract_nth_frame"),
+    _set("extract_from_frame", "int", 0, "Video mode (and hybrid video): first input frame used.", "video", min=0,
+         modes=frozenset({"video", *MOTION}), deforum="extract_from_frame"),
+    _set("extract_to_frame", "int", -1, "Video mode (and hybrid video): last input frame used (-1: the end).",
+         "video", min=-1, modes=frozenset({"video", *MOTION}), deforum="extract_to_frame"),
     _set("video_mask_path", "path", None, "Video mode: a mask video (white = keep the input).", "video",
          modes=frozenset({"video"}), deforum="video_mask_path"),
     # interpolation
@@ -410,6 +414,80 @@ PARAMS: tuple[Param, ...] = (
 
 
 
+# ---- hybrid video and optical flow (Deforum's hybrid_* and optical_flow_* keys), 2D and 3D --------------------
+
+FLOW_METHODS = ("dis_medium", "dis_fine", "farneback", "raft")
+_FLOW_OFF = ("none", *FLOW_METHODS)
+_FLOW_LABELS = {"none": "None", "dis_medium": "DIS Medium", "dis_fine": "DIS Fine", "farneback": "Farneback",
+                "raft": "RAFT"}
+_HYBRID_ON = {"false": "none", "true": "normal"}  # early Deforum files store hybrid_composite as a bool
+
+
+def _hyb_set(name, type, default, doc, **kw) -> Param:
+    return _set(name, type, default, doc, "hybrid", modes=MOTION, deforum=name, **kw)
+
+
+def _hyb_sched(name, default, doc, read: Read, **kw) -> Param:
+    return _sched(name, default, doc, "hybrid", modes=MOTION, deforum=f"{name}_schedule", parseq=None, read=read,
+                  **kw)
+
+
+HYBRID: tuple[Param, ...] = (
+    _hyb_set("hybrid_composite", "enum", "none", "Blend the input video's frame into each frame before it is "
+             "diffused (`video_init_path`): none, normal, before_motion (blended before the camera moves) or "
+             "after_generation (into the diffused frame).", choices=("none", "normal", "before_motion",
+                                                                     "after_generation"),
+             choice_aliases=_HYBRID_ON, labels={"none": "None", "normal": "Normal", "before_motion": "Before Motion",
+                                                "after_generation": "After Generation"}),
+    _hyb_set("hybrid_motion", "enum", "none", "Move the frame with the input video's camera: none, optical_flow "
+             "(dense flow between video frames), perspective or affine (RANSAC on matched features).",
+             choices=("none", "optical_flow", "perspective", "affine"),
+             labels={"none": "None", "optical_flow": "Optical Flow", "perspective": "Perspective", "affine": "Affine"}),
+    _hyb_set("hybrid_motion_use_prev_img", "bool", False, "Hybrid motion from the previous output frame to the "
+             "next video frame, instead of between consecutive video frames."),
+    _hyb_set("hybrid_flow_method", "enum", "dis_medium", "Optical flow of hybrid motion: dis_medium, dis_fine, "
+             "farneback (OpenCV, no weights) or raft (torchvision's RAFT-large, from its local weights file).",
+             choices=FLOW_METHODS, labels=_FLOW_LABELS),
+    _hyb_set("hybrid_flow_consistency", "bool", False, "Check the flow forwards and backwards and leave occluded "
+             "pixels unmoved, so they are not smeared."),
+    _hyb_set("hybrid_consistency_blur", "int", 2, "Blur (pixels) of the consistency mask.", min=0, max=64),
+    _hyb_set("hybrid_comp_mask_type", "enum", "none", "Where the composite shows the video: none (everywhere), "
+             "depth (the frame's depth), video_depth (the video frame's depth), blend (a grey blend of the two), "
+             "difference (where they differ).", choices=("none", "depth", "video_depth", "blend", "difference"),
+             labels={"none": "None", "depth": "Depth", "video_depth": "Video Depth", "blend": "Blend",
+                     "difference": "Difference"}),
+    _hyb_set("hybrid_comp_mask_inverse", "bool", False, "Invert the composite mask."),
+    _hyb_set("hybrid_comp_mask_equalize", "enum", "none", "Equalise the mask's histogram: none, before or after "
+             "its contrast, or both.", choices=("none", "before", "after", "both"),
+             labels={"none": "None", "before": "Before", "after": "After", "both": "Both"}),
+    _hyb_set("hybrid_comp_mask_auto_contrast", "bool", False, "Stretch the mask's levels between the auto-contrast "
+             "cut-off schedules."),
+    _hyb_set("hybrid_use_first_frame_as_init_image", "bool", True, "With hybrid video, frame 0 starts from the "
+             "input video's first frame (as an init image)."),
+    _hyb_set("hybrid_use_init_image", "bool", False, "Use `init_image` as the hybrid video (a still)."),
+    _set("optical_flow_cadence", "enum", "none", "With cadence > 1: warp the tween frames along the optical flow "
+         "between the two diffused frames (none: a plain cross-fade), by this method.", "hybrid",
+         choices=_FLOW_OFF, labels=_FLOW_LABELS, modes=MOTION, deforum="optical_flow_cadence"),
+    _set("optical_flow_redo_generation", "enum", "none", "Diffuse each frame twice: once to measure the flow from "
+         "the previous frame, then again from the previous frame moved along it (Deforum's redo generation).",
+         "hybrid", choices=_FLOW_OFF, labels=_FLOW_LABELS, modes=MOTION,
+         deforum="optical_flow_redo_generation"),
+    _hyb_sched("hybrid_comp_alpha", 1.0, "How much of the composite replaces the frame (1: all of it).",
+               Read.INIT, min=0, max=1),
+    _hyb_sched("hybrid_comp_mask_blend_alpha", 0.5, "The blend mask's share of the video frame.", Read.INIT,
+               min=0, max=1),
+    _hyb_sched("hybrid_comp_mask_contrast", 1.0, "Contrast of the composite mask.", Read.INIT, min=0, max=100),
+    _hyb_sched("hybrid_comp_mask_auto_contrast_cutoff_high", 100.0, "Auto-contrast: the percentile of the mask "
+               "made white.", Read.INIT, min=0, max=100),
+    _hyb_sched("hybrid_comp_mask_auto_contrast_cutoff_low", 0.0, "Auto-contrast: the percentile of the mask made "
+               "black.", Read.INIT, min=0, max=100),
+    _hyb_sched("hybrid_flow_factor", 1.0, "Scale of the hybrid motion's optical flow.", Read.MOTION),
+    _hyb_sched("cadence_flow_factor", 1.0, "Scale of the flow the tween frames follow (optical_flow_cadence).",
+               Read.EVERY),
+    _hyb_sched("redo_flow_factor", 1.0, "Scale of the flow a redo generation moves the frame by.", Read.DIFFUSED),
+)
+
+
 def _unit_rows(n: int) -> tuple[Param, ...]:
     """ControlNet unit n's statements, named as Deforum's keys (`cn_1_weight`): settings, and three schedules
     read on diffused rows. Deforum's `cn_N_low_vram` and `cn_N_overwrite_frames` have no row: they are about
@@ -479,8 +557,9 @@ PARAMS = (
     _set("annotator_dir", "path", None, "A folder holding the preprocessors' weight files (lllyasviel/Annotators: "
          "ControlNetHED.pth, body_pose_model.pth, …); unset: the Hugging Face cache.", "controlnet", export="local"),
     _set("save_control_frames", "bool", False, "Also write each unit's control image beside the frames "
-         "(controlnet_N/00000.png).", "controlnet", export="local", effect=Effect.NONE),
+         "(controlnet_N/00000.png).", "controlnet", export="local"),
     *(row for n in range(1, cn.MAX_UNITS + 1) for row in _unit_rows(n)),
+    *HYBRID,
 )
 
 BY_NAME: dict[str, Param] = {}
@@ -525,6 +604,16 @@ def temporary(*params: Param) -> Iterator[None]:
 # statements that are not parameters
 VERSION_STATEMENT = "dfm"
 FORMAT_VERSION = 1
+
+
+def column_present(p: Param, settings: Mapping[str, object]) -> bool:
+    """Whether schedule `p` has a column in the table of these settings: a ControlNet unit's only while the unit
+    is active, the hybrid schedules only while hybrid video or optical flow is on; every other one always."""
+    if p.cn_unit is not None:
+        return p.cn_unit in (settings.get(cn.UNITS_SETTING) or ())
+    if p.group == "hybrid":
+        return hybrid.in_use(settings)
+    return True
 
 
 def setting_defaults() -> dict[str, object]:

@@ -33,6 +33,7 @@ from .catalogue import Param
 from .context import CompileContext
 from .expressions import environment
 from .frame_values import check_finite, evaluate_schedules
+from .hybrid import check_hybrid
 from .lower import PromptValueError, accumulated_camera, source_hash
 from .lower import build_table as lower_table
 from .render_warnings import edit_columns, unreached_edits, zero_step_frames
@@ -143,6 +144,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
         return
     settings = resolved.values
     units = controlnet.settle_units(ctx, stmts, settings)
+    check_hybrid(ctx, stmts, settings)
     nets = networks.Networks(ctx, settings)
     for st in stmts.networks:
         nets.statement(st)
@@ -164,7 +166,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     if not result.prompts:
         ctx.err("DFM305", "the scene has no prompt", ctx.first_span(),
                 help='add one, e.g. `prompt 0 "a lighthouse at dawn"`')
-    values = evaluate_schedules(ctx, keys, frames, env, resolved.schedule_defaults, units=units)
+    values = evaluate_schedules(ctx, keys, frames, env, resolved.schedule_defaults, settings=settings)
     controlnet.check_windows(ctx, stmts, values, units)
     nets.evaluate(frames, env)
     result.values = values

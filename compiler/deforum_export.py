@@ -216,7 +216,7 @@ class _A1111Exporter(Exporter):
         if converter is not None and converter.write is not None:
             return converter.write(value)
         if p.deforum and not (converter is not None and converter.carried):
-            return {p.deforum: _plain(value)}
+            return {p.deforum: p.labels.get(value, _plain(value)) if isinstance(value, str) else _plain(value)}
         return None
 
 

@@ -71,6 +71,7 @@ class _Importer:
         self.inactive: list[str] = []
         self.inactive_keys: list[str] = []
         self.seed_behaviour: str | None = None  # as imported
+        self.null_keys: list[str] = []  # keys saved without a value: dfm's defaults are used
 
     # -- bookkeeping
     def has(self, key: str) -> bool:
@@ -364,6 +365,9 @@ class _Importer:
                 self.setting(p, key, value)
 
     def setting(self, p: Param, key: str, value: object) -> None:
+        if value is None:
+            self.null_keys.append(key)
+            return
         args = _setting_args(p, value)
         if args is None:
             self.warn(f"`{key}` = {value!r} is not a valid {p.name}; dfm's default is used", [key])
@@ -397,7 +401,10 @@ class _Importer:
 
     def schedule_value(self, name: str, key: str, value: object) -> ir.Value | None:
         """A Deforum schedule (a string of keys, or a notebook number) as a key list or an expression."""
-        if isinstance(value, bool) or value is None:
+        if value is None:
+            self.null_keys.append(key)
+            return None
+        if isinstance(value, bool):
             self.warn(f"`{key}` = {value!r} is not a schedule; left out", [key])
             return None
         if isinstance(value, (int, float)):
@@ -493,6 +500,10 @@ class _Importer:
             self.data.clear()
 
     def summaries(self) -> None:
+        if self.null_keys:
+            keys = self.null_keys
+            self.warn(f"{len(keys)} {'key has' if len(keys) == 1 else 'keys have'} no value (null), so dfm's "
+                      f"defaults are used: {_group_names(keys)}", keys, Impact.NO_EFFECT)
         if self.unused_in_mode:
             keys = self.unused_in_mode
             self.warn(f"left out {len(keys)} keys not used in mode {self.mode}: {', '.join(keys)}", keys,

@@ -164,8 +164,10 @@ class Feature:
 
 _NONE = ("None", "none", "", None, False, 0, "0")
 FEATURES: tuple[Feature, ...] = (
-    Feature("hybrid video", r"hybrid_.*", "dfm has no hybrid video compositing yet",
-            {"hybrid_composite": _NONE, "hybrid_motion": _NONE}),
+    Feature("hybrid video extras", r"hybrid_generate_inputframes|hybrid_generate_human_masks|"
+            r"hybrid_comp_save_extra_frames", "dfm reads the hybrid video itself, has no human masks (Robust Video "
+            "Matting) and does not save the intermediate composites", {"hybrid_generate_human_masks": _NONE,
+                                                                     "hybrid_comp_save_extra_frames": _NONE}),
     Feature("mask", r"use_mask|use_alpha_as_mask|mask_file|invert_mask|mask_contrast_adjust|"
             r"mask_brightness_adjust|overlay_mask|mask_overlay_blur|fill|full_res_mask|full_res_mask_padding|"
             r"use_noise_mask|mask_schedule|noise_mask_schedule", "dfm has no inpainting masks yet",
@@ -187,9 +189,8 @@ FEATURES: tuple[Feature, ...] = (
             "read only with an InstructPix2Pix model, which dfm does not load", harmless=True),
     Feature("aspect ratio", r"aspect_ratio_schedule|aspect_ratio_use_old_formula",
             "dfm's 3D warp uses the frame's own aspect ratio"),
-    Feature("optical flow", r"optical_flow_cadence|cadence_flow_factor_schedule|optical_flow_redo_generation|"
-            r"redo_flow_factor_schedule|diffusion_redo", "dfm has no optical-flow cadence or redo",
-            {"optical_flow_cadence": _NONE, "optical_flow_redo_generation": _NONE, "diffusion_redo": _NONE}),
+    Feature("diffusion redo", r"diffusion_redo", "dfm has no diffusion redo (it diffuses each frame once, or twice "
+            "with optical_flow_redo_generation)", {"diffusion_redo": _NONE}),
     Feature("perlin noise", r"perlin_octaves|perlin_persistence|perlin_w|perlin_h",
             "dfm's noise is Gaussian (Deforum's 'uniform')", {"noise_type": ("uniform", "Uniform")}),
     Feature("colour source", r"color_coherence_image_path|color_coherence_video_every_N_frames|"
@@ -246,8 +247,7 @@ NEUTRAL_SETTINGS: dict[str, object] = {
     "enable_sampler_scheduling": False, "enable_checkpoint_scheduling": False,
     "enable_noise_multiplier_scheduling": False,
     "enable_ddim_eta_scheduling": False, "enable_ancestral_eta_scheduling": False, "use_mask": False,
-    "use_noise_mask": False, "hybrid_composite": "None", "hybrid_motion": "None",
-    "optical_flow_cadence": "None", "optical_flow_redo_generation": "None", "diffusion_redo": "0",
+    "use_noise_mask": False, "diffusion_redo": "0",
     "use_looper": False, "parseq_manifest": "", "resume_from_timestring": False,
 }
 

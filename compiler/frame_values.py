@@ -3,6 +3,7 @@ frame checked against the parameter's range, and the accumulated columns checked
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
 
 
 def evaluate_schedules(ctx: CompileContext, keys: dict[str, list[ResolvedKey]], frames: int, env: dict,
-                       defaults: dict[str, float], *, units: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    """One float64 array of `frames` values per catalogue schedule (a ControlNet unit's only when the unit
-    is one of the active `units`). A schedule the scene leaves out holds `defaults` (the model family's) or
-    the catalogue's default."""
+                       defaults: dict[str, float], *, settings: Mapping[str, object] | None = None
+                       ) -> dict[str, np.ndarray]:
+    """One float64 array of `frames` values per catalogue schedule that has a column with these `settings`
+    (`catalogue.column_present`: a ControlNet unit's only when it is active, …). A schedule the scene leaves out
+    holds `defaults` (the model family's) or the catalogue's default."""
     values: dict[str, np.ndarray] = {}
     for p in cat.SCHEDULES:
-        if p.cn_unit is not None and p.cn_unit not in units:
+        if settings is not None and not cat.column_present(p, settings):
             continue
         ks = [k for k in keys.get(p.name, []) if k.frame < frames]
         if not ks:

@@ -84,6 +84,11 @@ CODES: dict[str, tuple[str, str]] = {
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
                "frame and is not diffused. The warning names the first such frame and the strength that would run "
                "one step; raise `steps` or lower `strength`."),
+    "DFM409": ("hybrid video cannot be used", "Hybrid video (`hybrid_composite`, `hybrid_motion`) or optical flow "
+               "(`optical_flow_cadence`, `optical_flow_redo_generation`) cannot render as written: hybrid video "
+               "without `video_init_path` (or `hybrid_use_init_image` without `init_image`), RAFT without its "
+               "weights file on this machine, or (a warning) an input video shorter than the scene, optical-flow "
+               "cadence at cadence 1, a `video_init_path` that nothing reads."),
     "DFM408": ("value renders otherwise", "A schedule's value is in the range Deforum renders, but does not do what "
                "the parameter's name suggests: a negative contrast inverts the frame, a negative noise adds noise "
                "as strong as its absolute value, a negative unsharp amount does nothing, a negative zoom also turns "

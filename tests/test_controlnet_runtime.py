@@ -168,7 +168,8 @@ def with_units(table, models: dict[int, str], *, weight=1.0, start=0.0, end=1.0,
     settings: dict[str, object] = {"controlnet_units": tuple(models)}
     cols = {}
     for n, model in models.items():
-        settings |= {column(n, "model"): model, column(n, "module"): "none", column(n, "vid_path"): None,
+        # a source that exists (the render checks it before loading); the tests' images stand in for its frames
+        settings |= {column(n, "model"): model, column(n, "module"): "none", column(n, "vid_path"): __file__,
                      column(n, "mask_vid_path"): None, column(n, "loopback_mode"): loopback,
                      column(n, "processor_res"): 64, column(n, "threshold_a"): None, column(n, "threshold_b"): None,
                      column(n, "resize_mode"): "just_resize", column(n, "control_mode"): mode,

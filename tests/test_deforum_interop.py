@@ -104,15 +104,15 @@ def test_a1111_default_file_warnings_say_what_changes_the_render(a1111):
         assert warning_with(result, *words).impact is Impact.DIFFERS, words
     assert warning_with(result, "seed -1").impact is Impact.NOTE
     # switched off, at a default, unused in the mode, provenance: nothing the render loses
-    for words in [("hybrid video",), ("not used in mode 3d",), ("provenance",),
+    for words in [("mask keys",), ("not used in mode 3d",), ("provenance",),
                   ("switched off in the file",), ("InstructPix2Pix",)]:
         assert warning_with(result, *words).impact is Impact.NO_EFFECT, words
     assert all("nothing is lost" not in w for w in differs)
-    hybrid = warning_with(result, "hybrid video")
-    assert len(hybrid.keys) == 19 and "hybrid_comp_alpha_schedule" in hybrid.keys
+    masks = warning_with(result, "mask keys")
+    assert len(masks.keys) == 12 and "mask_file" in masks.keys
     # the warnings are still the plain texts the API always gave
     assert all(isinstance(w, str) for w in result.warnings)
-    assert warning_with(result, "hybrid video") == str(warning_with(result, "hybrid video"))
+    assert warning_with(result, "mask keys") == str(warning_with(result, "mask keys"))
 
 
 def test_warnings_name_only_the_commands_that_do_what_the_key_did():
