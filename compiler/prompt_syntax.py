@@ -50,6 +50,10 @@ from ..dsl import ir
 from ..dsl.parser import parse_statement
 
 ROUND = 1.1  # ( )
+# brackets closed inside more than this many open ones: an error (the weight would be 1.1^100 ≈ 13,781 or
+# more, far past meaning), and the check stays linear — each close multiplies every piece inside it, so a
+# piece is multiplied once per enclosing closed bracket
+MAX_ATTENTION_DEPTH = 100
 SQUARE = 1 / 1.1  # [ ]
 BREAK = "BREAK"  # the chunk-break marker in a pieces list
 
@@ -113,7 +117,13 @@ def _attention(text: str) -> tuple[list[Piece | str], list[Issue]]:
     round_open: list[tuple[int, int]] = []  # (first piece inside, offset of the bracket)
     square_open: list[tuple[int, int]] = []
 
+    too_deep: list[int] = []  # where the first bracket past MAX_ATTENTION_DEPTH closed
+
     def multiply(start: int, factor: float) -> None:
+        if len(round_open) + len(square_open) >= MAX_ATTENTION_DEPTH:  # the one just popped counted too
+            if not too_deep:
+                too_deep.append(m.start())
+            return
         for p in res[start:]:
             if p != BREAK:
                 p[1] *= factor
@@ -154,6 +164,9 @@ def _attention(text: str) -> tuple[list[Piece | str], list[Issue]]:
                 if i:
                     res.append(BREAK)
                 res.append([part, 1.0])
+    if too_deep:
+        issues.append(Issue("DFM501", True, f"brackets nested more than {MAX_ATTENTION_DEPTH} deep", too_deep[0],
+                            too_deep[0] + 1, "use an explicit weight, `(word:1.5)`, instead of many brackets"))
     _close_at_end(res, [start for start, _ in round_open], [start for start, _ in square_open])
     for opened, what, factor in ((round_open, "(", ROUND), (square_open, "[", SQUARE)):
         for _, at in opened:

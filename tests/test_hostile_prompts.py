@@ -152,3 +152,18 @@ def test_brackets_never_closed_weigh_as_one_multiplication_each():
                 w *= ps.SQUARE
             want.append((p[0], w))
         assert [p if p == ps.BREAK else (p[0], p[1]) for p in got] == want
+
+
+def test_brackets_closed_far_away_stay_linear_and_past_100_deep_are_an_error():
+    import time
+
+    from dfm.api import check_text
+    from dfm.compiler.prompt_syntax import MAX_ATTENTION_DEPTH
+
+    ok = "(" * MAX_ATTENTION_DEPTH + "cat" + ")" * MAX_ATTENTION_DEPTH
+    assert not [d for d in check_text(f'dfm 1\nprompt "{ok}"\n') if d.is_error]
+    deep = "(a " * 40_000 + "cat" + " b)" * 40_000
+    start = time.perf_counter()
+    errors = [d for d in check_text(f'dfm 1\nprompt "{deep}"\n') if d.is_error]
+    assert time.perf_counter() - start < 30  # a hang guard: quadratic before (80 s), about 2 s now
+    assert errors and errors[0].code == "DFM501" and "nested more than 100 deep" in errors[0].message
