@@ -57,8 +57,9 @@ def statement(name: str, *args: ir.Value) -> ir.Statement:
 
 
 def comment(text: str) -> ir.Comment:
-    """A comment line; `text` without the leading `#`."""
-    return ir.Comment(f"# {text}".rstrip(), trailing=False)
+    """A comment line; `text` without the leading `#`. A line break inside (a file name may hold one) becomes a
+    space: the rest of the text would otherwise be read as statements."""
+    return ir.Comment(f"# {' '.join(text.splitlines())}".rstrip(), trailing=False)
 
 
 def commented(st: ir.Statement, note: str = "") -> ir.Comment:

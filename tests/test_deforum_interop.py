@@ -518,3 +518,9 @@ def test_each_colour_label_reads_back_to_its_choice():
     row = cat.BY_NAME["color_coherence"]
     assert {choice: cat.resolve_choice(row, color_label(choice)) for choice in row.choices} == \
         {choice: choice for choice in row.choices}
+
+
+def test_a_source_name_with_a_line_break_stays_in_its_comment():
+    imported = import_settings({"animation_mode": "2D", "max_frames": 3, "prompts": {"0": "a"}}, "a\nb.txt\u2028c")
+    assert imported.text.splitlines()[0].startswith("# imported from a b.txt c by")
+    assert not [d for d in check_text(imported.text) if d.is_error]
