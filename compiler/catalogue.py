@@ -496,7 +496,8 @@ def _unit_rows(n: int) -> tuple[Param, ...]:
         return cn.column(n, field)
 
     def unit_set(field, type, default, doc, **kw) -> Param:
-        return _set(name(field), type, default, doc, "controlnet", deforum=name(field), cn_unit=n, **kw)
+        kw.setdefault("deforum", name(field))
+        return _set(name(field), type, default, doc, "controlnet", cn_unit=n, **kw)
 
     def unit_sched(field, default, doc, **kw) -> Param:
         return Param(name(field), Kind.SCHEDULE, "float", default, doc, "controlnet", deforum=name(field),
@@ -541,6 +542,10 @@ def _unit_rows(n: int) -> tuple[Param, ...]:
                  choices=cn.CONTROL_MODES, choice_aliases=cn.CONTROL_ALIASES),
         unit_set("pixel_perfect", "bool", False, "Set processor_res from the frame and source sizes "
                  "(sd-webui-controlnet's pixel perfect)."),
+        unit_set("union_type", "enum", "auto", "For a ControlNet Union (SDXL): which kind of control the image is, "
+                 "one of " + ", ".join(cn.UNION_TYPES) + "; auto: the preprocessor's (canny, lineart and mlsd are "
+                 "canny; softedge_* softedge; …). No effect on a plain ControlNet.",
+                 choices=("auto", *cn.UNION_TYPES), deforum=None),
         unit_sched("weight", 1.0, "ControlNet weight of this unit per frame (its residuals' scale); 0 skips the "
                    "unit's model on that frame.", min=0, max=10),
         unit_sched("guidance_start", 0.0, "Where the unit starts acting, as a fraction of the frame's sampling "

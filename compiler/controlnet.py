@@ -94,6 +94,7 @@ def _check_unit(ctx: CompileContext, stmts: Statements, values: dict, n: int) ->
     else:
         values[model_name] = resolved
         ok = _check_family(ctx, values, resolved, span, n) and ok
+        ok = _union_type(ctx, stmts, values, resolved, n) and ok
     ok = _check_source(ctx, stmts, values, n) and ok
     return _check_preprocessor(ctx, stmts, values, n) and ok
 
@@ -210,6 +211,62 @@ def _config_base(config: Path) -> tuple[str | None, str]:
         return "sdxl", "its config.json"
     dim = data.get("cross_attention_dim")
     return (CROSS_ATTENTION.get(int(dim)) if isinstance(dim, int) else None), "its config.json"
+
+
+def is_union(spec: str) -> bool:
+    """Whether a ControlNet is a ControlNet Union (one model, several control types): its config's class, its
+    weights' task embedding, or (a hub id not in the cache) its name."""
+    path = Path(spec)
+    try:
+        kind = kind_of(path) if path.is_absolute() else None
+    except UserError:
+        return False
+    config = path / "config.json" if kind == "folder" else None
+    if kind is None and not path.is_absolute():
+        snaps = families.hub_cache_dir() / ("models--" + spec.replace("/", "--")) / "snapshots"
+        try:
+            config = next((p / "config.json" for p in sorted(snaps.iterdir()) if (p / "config.json").is_file()), None)
+        except OSError:
+            config = None
+        if config is None:
+            return "union" in spec.lower()
+    if config is not None:
+        try:
+            data = json.loads(read_limited(config, MAX_CONFIG_BYTES, "config.json"))
+        except (UserError, ValueError, RecursionError):
+            return False
+        return isinstance(data, dict) and "Union" in str(data.get("_class_name", ""))
+    if kind == "file" and path.suffix.lower() == ".safetensors":
+        try:
+            shapes, _ = families.safetensors_header(path)
+        except UserError:
+            return False
+        return "task_embedding" in shapes
+    return False
+
+
+def _union_type(ctx: CompileContext, stmts: Statements, values: dict, resolved: str, n: int) -> bool:
+    """A Union unit's control type, explicit or from its preprocessor ("" for a plain ControlNet)."""
+    name = cn.column(n, "union_type")
+    given = stmts.settings.get(name)
+    chosen = str(values.get(name) or "auto")
+    if not is_union(resolved):
+        if chosen != "auto" and given is not None:
+            ctx.warn("DFM407", f"`{name}` has no effect: unit {n}'s model is not a ControlNet Union",
+                     given.statement.span, parameter=name, help=f"remove `{name}`")
+        values[name] = ""
+        return True
+    if chosen == "auto":
+        module = str(values[cn.column(n, "module")])
+        chosen = cn.UNION_FOR_MODULE.get(module, "")
+        if not chosen:
+            at = given or stmts.settings.get(cn.column(n, "module")) or stmts.settings.get(cn.column(n, "model"))
+            ctx.err("DFM407", f"ControlNet unit {n} is a ControlNet Union: which kind of control is its image (the "
+                    f"preprocessor `{module}` does not say)?", at.statement.span if at else ctx.first_span(),
+                    parameter=name, help=f"set `{name}` to one of {', '.join(cn.UNION_TYPES)}")
+            return False
+    values[name] = chosen
+    return True
 
 
 def _check_family(ctx: CompileContext, values: dict, resolved: str, span: ir.Span, n: int) -> bool:

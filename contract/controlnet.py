@@ -38,6 +38,17 @@ CONTROL_ALIASES = {
 }
 
 
+# ControlNet Union (SDXL, xinsir/controlnet-union-sdxl-1.0): one model for several kinds of control, told which
+# by its control type, in the model's index order
+UNION_TYPES = ("openpose", "depth", "softedge", "canny", "normal", "segment", "tile", "repaint")
+# the control type a preprocessor's image is (`cn_N_union_type auto`)
+UNION_FOR_MODULE = {
+    "openpose": "openpose", "depth": "depth", "softedge_hed": "softedge", "softedge_pidinet": "softedge",
+    "canny": "canny", "lineart": "canny", "lineart_anime": "canny", "lineart_standard": "canny", "mlsd": "canny",
+    "normal_bae": "normal",
+}
+
+
 @dataclass(frozen=True)
 class Preprocessor:
     """A preprocessor (A1111's "module"): what turns a source image into the control image."""
@@ -109,6 +120,7 @@ class UnitSettings:
     resize_mode: str  # RESIZE_MODES
     control_mode: str  # CONTROL_MODES
     pixel_perfect: bool  # processor_res follows the frame size (sd-webui-controlnet's pixel perfect)
+    union_type: str = ""  # a ControlNet Union's control type (UNION_TYPES); "" for a plain ControlNet
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, object], n: int) -> UnitSettings:
@@ -127,6 +139,7 @@ class UnitSettings:
             threshold_a=opt_float("threshold_a"), threshold_b=opt_float("threshold_b"),
             resize_mode=str(get("resize_mode")), control_mode=str(get("control_mode")),
             pixel_perfect=bool(get("pixel_perfect")),
+            union_type=str(settings.get(column(n, "union_type")) or ""),
         )
 
 

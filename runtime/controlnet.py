@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..contract.controlnet import CONTROL_MODES, UnitSettings, active_units, column
+from ..contract.controlnet import CONTROL_MODES, UNION_TYPES, UnitSettings, active_units, column
 from ..contract.table import FrameTable, Settings
 from .errors import RenderError
 from .model_source import HUB_ID, PICKLE_SUFFIXES, fetch_snapshot, first_line
@@ -84,17 +84,22 @@ def resolve(spec: str, n: int, allow_pickle: bool) -> tuple[str, Path]:
 def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
     """Unit n's model `spec` read from disk, in the UNet's dtype on its device, checked to fit the UNet; any
     failure is a RenderError naming the unit, the model and what to do."""
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, ControlNetUnionModel
 
     kind, path = resolve(spec, n, sd.allow_pickle)
     dtype = sd.placement.dtype
+    union = kind != "file" and _is_union_folder(path)
+    if kind == "file" and _is_union_file(path):
+        raise RenderError(f"ControlNet unit {n}: {spec} is a ControlNet Union as a single file",
+                          "use its diffusers folder (config.json beside the weights), as the hub id gives it")
     try:
         with quiet_loading():
             if kind == "file":
                 net = _from_single_file(ControlNetModel, path, sd, dtype)
             else:
-                net = ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
-                                                      use_safetensors=None if sd.allow_pickle else True)
+                cls = ControlNetUnionModel if union else ControlNetModel
+                net = cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
+                                          use_safetensors=None if sd.allow_pickle else True)
     except RenderError:
         raise
     except Exception as e:  # diffusers raises OSError/ValueError/KeyError/RuntimeError/EnvironmentError here
@@ -103,6 +108,30 @@ def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
     net = net.to(sd.placement.device).eval().requires_grad_(False)
     check_fits(net, sd, spec, n)
     return LoadedControlNet(spec, kind, path, net)
+
+
+def _is_union_folder(path: Path) -> bool:
+    try:
+        return '"ControlNetUnionModel"' in (path / "config.json").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _is_union_file(path: Path) -> bool:
+    if path.suffix.lower() != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "task_embedding" in f.keys()
+    except Exception:  # not a readable safetensors file: its loading says why
+        return False
+
+
+def is_union(net: torch.nn.Module) -> bool:
+    """A ControlNet Union takes a list of control images and a one-hot control type."""
+    return hasattr(net, "task_embedding")
 
 
 def _from_single_file(cls, path: Path, sd: StableDiffusion, dtype: torch.dtype):
@@ -181,6 +210,7 @@ def describe_units(table: FrameTable, sd: StableDiffusion) -> list[dict]:
             "path": str(loaded.path) if loaded is not None else None,  # type: ignore[attr-defined]
             "module": u.module, "source": u.source, "mask": u.mask, "loopback": u.loopback,
             "control_mode": u.control_mode, "resize_mode": u.resize_mode,
+            **({"union_type": u.union_type} if u.union_type else {}),
         })
     return out
 
@@ -239,6 +269,7 @@ class UnitInput:
     start: float
     end: float
     mode: str
+    union_index: int | None = None  # a ControlNet Union's control type (contract UNION_TYPES index)
 
 
 # (latents, embeddings) -> (latents, hidden states, keyword arguments) as the UNet takes them
@@ -267,12 +298,23 @@ class FrameControl:
         x, hidden, kw = self.unet_inputs(latents, embeddings)
         total: Residuals | None = None
         for u in live:
-            down, mid = u.net(x, t, encoder_hidden_states=hidden, controlnet_cond=self._image(u, x.shape[0]),
-                              conditioning_scale=u.weight, return_dict=False, **kw)
+            image = self._image(u, x.shape[0])
+            if u.union_index is None:
+                down, mid = u.net(x, t, encoder_hidden_states=hidden, controlnet_cond=image,
+                                  conditioning_scale=u.weight, return_dict=False, **kw)
+            else:  # as diffusers' union pipelines call it: the image in its type's slot, the type one-hot
+                down, mid = u.net(x, t, encoder_hidden_states=hidden, controlnet_cond=[image],
+                                  control_type=self._control_type(u, x.shape[0]), control_type_idx=[u.union_index],
+                                  conditioning_scale=u.weight, return_dict=False, **kw)
             self.calls += 1
             res = shape_residuals(Residuals(tuple(down), mid), u.mode, uncond, u.mask)
             total = res if total is None else total + res
         return total
+
+    def _control_type(self, u: UnitInput, batch: int) -> Tensor:
+        onehot = torch.zeros(1, int(u.net.config.num_control_type), device=u.image.device, dtype=u.net.dtype)
+        onehot[0, int(u.union_index)] = 1
+        return onehot.repeat(batch, 1)
 
     def _image(self, u: UnitInput, batch: int) -> Tensor:
         key = (u.number, batch)
@@ -317,6 +359,20 @@ def renderer_units(table: FrameTable, device: torch.device, *, depth=None,
                                              frame_count=len(table))) for u in units)
 
 
+def union_index(unit: UnitSettings, net: torch.nn.Module) -> int | None:
+    """A Union unit's control type index (None for a plain ControlNet); a Union without a type is an error."""
+    if not is_union(net):
+        return None
+    if unit.union_type not in UNION_TYPES:
+        raise RenderError(f"ControlNet unit {unit.number} is a ControlNet Union without a control type",
+                          f"set cn_{unit.number}_union_type to one of {', '.join(UNION_TYPES)}")
+    index = UNION_TYPES.index(unit.union_type)
+    if index >= int(net.config.num_control_type):
+        raise RenderError(f"ControlNet unit {unit.number}: the model has {net.config.num_control_type} control types, "
+                          f"not `{unit.union_type}`", "choose another cn_N_union_type")
+    return index
+
+
 def frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, row: Mapping[str, object],
                   loopback: Tensor | None) -> FrameControl | None:
     """The control of diffused row i, or None when no unit acts on it: every unit at weight 0, or without a
@@ -332,11 +388,12 @@ def frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, ro
         if image is None:
             continue
         start, end = float(row[column(n, "guidance_start")]), float(row[column(n, "guidance_end")])
-        inputs.append(UnitInput(n, controlnet_for(sd, u.unit).net, image, u.images.mask(i),  # type: ignore[attr-defined]
-                                weight, start, end, u.unit.control_mode))
+        net = controlnet_for(sd, u.unit).net
+        inputs.append(UnitInput(n, net, image, u.images.mask(i),  # type: ignore[attr-defined]
+                                weight, start, end, u.unit.control_mode, union_index(u.unit, net)))
     return FrameControl(inputs, sd.unet_inputs) if inputs else None
 
 
 __all__ = ["SOFT_DECAY", "FrameControl", "LoadedControlNet", "RendererUnit", "UnitInput", "controlnet_config",
            "controlnet_for", "describe_units", "frame_control", "load_controlnet", "load_units", "open_images",
-           "renderer_units", "resized_mask", "shape_residuals", "soft_scales", "unit_on"]
+           "renderer_units", "resized_mask", "shape_residuals", "soft_scales", "union_index", "unit_on"]
