@@ -584,3 +584,33 @@ def test_hover_falls_back_only_where_the_text_is_unchanged(old, new, offset, exp
     from dfm.app.lsp.server import _unchanged_offset
 
     assert _unchanged_offset(old, new, offset) == expected
+
+
+def test_outline_and_inlay_hints_do_not_wait_for_a_check_that_never_ends():
+    """In process: the outline and the hints answer within their budget from the last analysis of the same
+    text, and with nothing (not a hang) when the text changed since."""
+    import asyncio
+
+    from dfm.app.lsp import server
+
+    async def scenario():
+        ls = server.create_server()
+        # no editor handshake in process: say the client takes nested symbols
+        ls.__class__ = type("Nested", (server.DfmLanguageServer,), {"hierarchical_symbols": True})
+        uri = "file:///tmp/never-ends.dfm"
+        doc = server.Document(uri, SCENE, 1)
+        doc.last = features.analyse(SCENE)
+        ls.documents[uri] = doc
+        never = asyncio.get_running_loop().create_future()
+        ls.analysis = lambda d: never
+        ident = lsp.TextDocumentIdentifier(uri)
+        symbols = await asyncio.wait_for(server.document_symbol(ls, lsp.DocumentSymbolParams(ident)), 10)
+        hints = await asyncio.wait_for(server.inlay_hint(ls, lsp.InlayHintParams(
+            ident, lsp.Range(lsp.Position(0, 0), lsp.Position(40, 0)))), 10)
+        doc.text, doc.revision = SCENE + "fps 24\n", 1
+        stale = await asyncio.wait_for(server.document_symbol(ls, lsp.DocumentSymbolParams(ident)), 10)
+        return symbols, hints, stale
+
+    symbols, hints, stale = asyncio.run(scenario())
+    assert symbols and hints is not None
+    assert stale is None

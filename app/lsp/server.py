@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.15  # wait this long after the last keystroke before checking again
 HOVER_BUDGET_S = 1.0  # then hover answers from the last finished analysis, where that still applies
+FEATURE_BUDGET_S = 1.0  # inlay hints, symbols, code actions: then the last analysis of the same text, or nothing
 
 
 @dataclass(eq=False)
@@ -241,12 +242,18 @@ def completion(ls: DfmLanguageServer, params: lsp.CompletionParams) -> lsp.Compl
 
 
 async def _analysed(ls: DfmLanguageServer, uri: str):
-    """(document, its analysis) once the compile of its current text is done; None when the document is
-    unknown or its text changed while it was compiled (the editor asks again)."""
+    """(document, its analysis) of its current text, waited for at most FEATURE_BUDGET_S: after that, the last
+    finished analysis if it was of this same text, else None (the editor keeps what it shows and asks again).
+    A long check never holds up the outline, the inlay hints or the quick fixes."""
     doc = ls.document(uri)
     if doc is None:
         return None
-    an = await ls.analysis(doc)
+    current = asyncio.ensure_future(ls.analysis(doc))
+    done, _ = await asyncio.wait({current}, timeout=FEATURE_BUDGET_S)
+    if not done:
+        last = doc.last
+        return (doc, last) if last is not None and last.text == doc.text else None
+    an = current.result()
     return (doc, an) if an.revision == doc.revision else None
 
 
