@@ -451,8 +451,9 @@ HYBRID: tuple[Param, ...] = (
     _hyb_set("hybrid_flow_consistency", "bool", False, "Check the flow forwards and backwards and leave occluded "
              "pixels unmoved, so they are not smeared."),
     _hyb_set("hybrid_consistency_blur", "int", 2, "Blur (pixels) of the consistency mask.", min=0, max=64),
-    _hyb_set("hybrid_comp_mask_type", "enum", "none", "Where the composite shows the video: none (everywhere), "
-             "depth (the frame's depth), video_depth (the video frame's depth), blend (a grey blend of the two), "
+    _hyb_set("hybrid_comp_mask_type", "enum", "none", "The composite's mask, as in Deforum: the previous frame "
+             "stays where it is white, the video shows where it is black. none (the video everywhere), depth (the "
+             "frame's depth, far white), video_depth (the video frame's), blend (a grey blend of the two), "
              "difference (where they differ).", choices=("none", "depth", "video_depth", "blend", "difference"),
              labels={"none": "None", "depth": "Depth", "video_depth": "Video Depth", "blend": "Blend",
                      "difference": "Difference"}),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..contract import hybrid
 from ..contract.modes import mode as mode_of
 from ..contract.table import CAMERA_COLUMNS, FORMAT_VERSION, ColumnType, FrameTable, Settings
 from . import catalogue as cat
@@ -371,7 +372,7 @@ def _animation(s: Settings, values: dict[str, np.ndarray], prompts: Keyed, negat
     steps = cols["steps"]
     eff = effective_steps(cols["strength"], steps)
     if not mode_of(s.mode).reads_video:  # video input img2imgs frame 0 like the others
-        if s.init_image:
+        if s.init_image or (mode_of(s.mode).camera and hybrid.starts_from_video(s)):
             init_strength = s.init_strength if s.init_strength is not None else cols["strength"][0]
             eff[0] = effective_steps(np.array([init_strength]), steps[:1])[0]
         else:

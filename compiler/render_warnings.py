@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..contract import hybrid
 from ..contract.modes import mode as mode_of
 from ..contract.table import Settings
 from ..dsl import ir
@@ -44,7 +45,8 @@ def zero_step_frames(ctx: CompileContext, given: dict[str, Setting], schedule_st
         eff = effective_steps(strength, values["steps"])
     cadence = mode_of(settings["mode"]).cadence(settings["cadence"])
     zero = cadence_plan(len(strength), cadence)[0] & (eff == 0) & (strength < 1.0)
-    if not mode_of(settings["mode"]).reads_video and not settings["init_image"]:
+    from_video = mode_of(settings["mode"]).camera and hybrid.starts_from_video(settings)
+    if not mode_of(settings["mode"]).reads_video and not settings["init_image"] and not from_video:
         zero[0] = False  # frame 0 is txt2img: the full schedule
     if not zero.any():
         return

@@ -31,3 +31,10 @@ def in_use(settings: Mapping[str, object]) -> bool:
     """Whether anything hybrid or optical-flow is switched on (then the schedule columns are in the table)."""
     return uses_video(settings) or settings.get("optical_flow_cadence", "none") != "none" or \
         settings.get("optical_flow_redo_generation", "none") != "none"
+
+
+def starts_from_video(settings: Mapping[str, object]) -> bool:
+    """Whether frame 0 is img2img from the hybrid video's first frame (Deforum's
+    hybrid_use_first_frame_as_init_image): then it runs the init image's steps, as with an `init_image`."""
+    return uses_video(settings) and bool(settings.get("hybrid_use_first_frame_as_init_image")) and \
+        not settings.get("hybrid_use_init_image")

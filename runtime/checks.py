@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..contract import hybrid
 from ..contract.controlnet import UNIT_SCHEDULES, active_units, column
 from ..contract.modes import MODES
 from ..contract.modes import mode as mode_of
@@ -15,6 +16,7 @@ from ..contract.reads import Read
 from ..contract.table import DERIVED, FrameTable, MissingSetting, Settings, TableError
 from . import camera, effects, networks, samplers
 from .errors import RenderError
+from .flow import RAFT_URL, raft_weights_path
 from .frame import INIT_EFFECTS, SAMPLER_COLUMNS
 from .prompts import COLUMNS as PROMPT_COLUMNS
 from .video_input import video_selection
@@ -95,6 +97,50 @@ def _check_values(table: FrameTable) -> None:
                 raise RenderError(f"{name} {s[name]!r} is not known", "use one of " + ", ".join(allowed))
     if mode.reads_video:
         video_selection(s, len(table))
+    if mode.camera and hybrid.uses_video(s):
+        _check_hybrid(table)
+
+
+# the hybrid video's settings and the columns its frames read (runtime/hybrid.py), required once it is on
+HYBRID_SETTINGS = ("hybrid_composite", "hybrid_motion", "hybrid_motion_use_prev_img", "hybrid_flow_method",
+                   "hybrid_flow_consistency", "hybrid_consistency_blur", "hybrid_comp_mask_type",
+                   "hybrid_comp_mask_inverse", "hybrid_comp_mask_equalize", "hybrid_comp_mask_auto_contrast",
+                   "hybrid_use_first_frame_as_init_image", "hybrid_use_init_image")
+HYBRID_COLUMNS = ("hybrid_comp_alpha", "hybrid_comp_mask_blend_alpha", "hybrid_comp_mask_contrast",
+                  "hybrid_comp_mask_auto_contrast_cutoff_high", "hybrid_comp_mask_auto_contrast_cutoff_low",
+                  "hybrid_flow_factor")
+_HYBRID_CHOICES = {"hybrid_composite": ("none", "normal", "before_motion", "after_generation"),
+                   "hybrid_motion": ("none", "optical_flow", "perspective", "affine"),
+                   "hybrid_flow_method": hybrid.FLOW_METHODS,
+                   "hybrid_comp_mask_type": ("none", "depth", "video_depth", "blend", "difference"),
+                   "hybrid_comp_mask_equalize": ("none", "before", "after", "both")}
+
+
+def _check_hybrid(table: FrameTable) -> None:
+    """A 2D/3D scene with hybrid video: its settings, columns and video (or still) are there, before any model
+    loads (the video's length as in video mode: one selected frame per row)."""
+    s = table.settings
+    missing = [name for name in HYBRID_SETTINGS if name not in s]
+    if missing:
+        raise MissingSetting("the table has no setting " + ", ".join(f"`{name}`" for name in missing))
+    table.require(HYBRID_COLUMNS)
+    for name, allowed in _HYBRID_CHOICES.items():
+        if s[name] not in allowed:
+            raise RenderError(f"{name} {s[name]!r} is not known", "use one of " + ", ".join(allowed))
+    raft = raft_weights_path()
+    if s.hybrid_motion == "optical_flow" and s.hybrid_flow_method == "raft" and not raft.is_file():
+        raise RenderError(f"hybrid_flow_method raft needs torchvision's RAFT-large weights, which are not at {raft}",
+                          f"download {RAFT_URL} and put it there, or use dis_medium, dis_fine or farneback")
+    if s.hybrid_use_init_image:
+        if not s.init_image:
+            raise RenderError("hybrid_use_init_image uses the init image as the hybrid video, but there is none",
+                              'set init_image "still.png", or hybrid_use_init_image false')
+        return
+    if not s.video_init_path:
+        raise RenderError(
+            f"hybrid video (hybrid_composite {s.hybrid_composite}, hybrid_motion {s.hybrid_motion}) needs an input "
+            "video", 'set video_init_path "clip.mp4" in the scene, or hybrid_use_init_image true for a still')
+    video_selection(s, len(table))
 
 
 def _check_units(table: FrameTable) -> None:
@@ -116,9 +162,15 @@ def _check_units(table: FrameTable) -> None:
 
 def needs_depth(settings: Settings) -> bool:
     """Deforum loads a depth model in 3D for depth warping or for saving depth maps; a ControlNet unit with
-    the `depth` preprocessor needs one in any mode."""
+    the `depth` preprocessor, or a hybrid composite with a depth mask, needs one in any mode with a camera."""
     in_3d = mode_of(settings.mode).uses_depth and bool(settings.use_depth_warping or settings.save_depth_maps)
-    return in_3d or any(unit.module == "depth" for unit in active_units(settings))
+    return in_3d or any(unit.module == "depth" for unit in active_units(settings)) or _hybrid_depth_mask(settings)
+
+
+def _hybrid_depth_mask(settings: Settings) -> bool:
+    """A hybrid composite masked by depth (the frame's or the video's) needs a depth model, in 2D too."""
+    return mode_of(settings.mode).camera and settings.get("hybrid_composite", "none") != "none" and \
+        settings.get("hybrid_comp_mask_type", "none") in ("depth", "video_depth")
 
 
 def mode_warnings(settings: Settings) -> list[str]:

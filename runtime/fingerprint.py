@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..contract import hybrid
 from ..contract.controlnet import active_units
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
@@ -104,7 +105,9 @@ def fingerprint(table: FrameTable, *, model_kind: str, model_spec: str, model_pa
         # attention kernel, memory format, VAE tiling, torch.compile: each changes bytes
         "speedups": speedups,
         "init_image": file_stamp(s.init_image),
-        "video_init_path": file_stamp(s.video_init_path) if mode_of(s.mode).reads_video else "",
+        # the input video, in video mode and as the hybrid video of 2D/3D
+        "video_init_path": file_stamp(s.video_init_path)
+        if mode_of(s.mode).reads_video or (mode_of(s.mode).camera and hybrid.uses_video(s)) else "",
     }
     out.update({f"version:{name}": versions.get(name, "") for name in VERSIONED})
     out.update(network_files(table))  # the LoRA and embedding files' stamps: one edited in place renders again

@@ -5,7 +5,10 @@ or 3D with a depth map predicted from the newest diffusion); if the row is diffu
 newest diffusion warped through this frame and prepared by the image effects in `INIT_EFFECTS` order, or in
 video mode the row's input video frame -- and img2img it with the row's strength (`effective_steps`), cfg,
 seed and prompt; then write the row's blend of the older and newer diffusions (cadence). Rows are read,
-never recomputed; the mode's properties (contract/modes.py) say where a frame starts from.
+never recomputed; the mode's properties (contract/modes.py) say where a frame starts from. With hybrid
+video (runtime/hybrid.py) the video's motion follows the camera warp on every live image, and its frame
+is composited into the init before the warp (before_motion), after it (normal) or into the diffused image
+(after_generation); the first video frame can be frame 0's init.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..contract.hybrid import uses_video as hybrid_in_video
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
-from . import controlnet, effects, networks, samplers
+from . import controlnet, effects, hybrid, networks, samplers
 from .depth import DepthEstimator
 from .errors import RenderError
+from .flow import estimate_flow, flow_tween, shared_cache, to_uint8, warp_by_flow
 from .models import StableDiffusion
 from .prompts import PromptEmbeddings, PromptEncoder
 from .timing import StageTimer
@@ -30,6 +35,7 @@ from .video_input import VideoFrames
 from .warp import warp_2d, warp_3d
 
 PIXEL_NOISE_SEED_OFFSET = 2**32  # the pixel noise of a frame gets its own stream, apart from the latent noise
+REDO_SEED_OFFSET = 2**33  # the trial diffusion of optical_flow_redo_generation: a stream apart from both
 # the parameter columns a diffusion's sampling reads (`FrameRenderer.latents`), besides the derived ones
 SAMPLER_COLUMNS = ("steps", "cfg_scale", "subseed", "subseed_strength")
 
@@ -131,6 +137,15 @@ class FrameRenderer:
         self._replay: Callable[[int], Tensor] | None = None  # while replaying: the latents of diffusion i
         self._last_depth: tuple[Tensor, Tensor] | None = None  # (image, its depth map): see predict_depth
         self._new_scheduler: Callable[[], object] | None = None  # a fresh scheduler for each diffusion
+        # optical-flow cadence and redo generation: "none" or a flow method (runtime/flow.py); the flows are
+        # cached by the frames' contents for the process, so a resumed or replayed render measures none twice
+        self.cadence_flow = str(s.get("optical_flow_cadence", "none"))
+        self.redo_flow = str(s.get("optical_flow_redo_generation", "none"))
+        self.flows = shared_cache()
+        # hybrid video (runtime/hybrid.py): composited into the frames and moving them; None when not used
+        self.hybrid = self._hybrid_video(s)
+        # before_motion: (frame i, the init composited before frame i's warp, then warped and moved)
+        self._hybrid_init: tuple[int, Tensor] | None = None
 
     def warp(self, frame: Tensor, row: Mapping[str, object], depth: Tensor | None = None) -> Tensor:
         """`frame` moved by row's camera: 2D, or 3D through `depth` (None: a flat plane)."""
@@ -170,10 +185,71 @@ class FrameRenderer:
             return
         live = [k for k in state.buffers if k < i]
         depth = self.predict_depth(i, state.buffers[max(live)]) if live and self.mode.uses_depth else None
+        pre = self.hybrid_before_motion(i, row, state.buffers[max(live)]) if live else None
         with self.timer("warp"):
             for k in live:
                 state.buffers[k] = self.warp(state.buffers[k], row, depth)
+            pre = self.warp(pre, row, depth) if pre is not None else None
+        self._hybrid_init = (i, pre) if pre is not None else None
+        if self.hybrid is not None and live:
+            self.hybrid_motion(i, row, live)
         state.at = i
+
+    # ---- hybrid video (runtime/hybrid.py): where each step sits in the frame ----------------------------
+
+    def _hybrid_video(self, s) -> hybrid.HybridVideo | None:
+        """The hybrid video of a 2D/3D scene that composites or moves with one: the input video's frames, or
+        with hybrid_use_init_image the init image as a still."""
+        if not self.mode.camera or not hybrid_in_video(s):
+            return None
+        if s.get("hybrid_use_init_image", False):
+            still = load_init_image(str(s.init_image), self.width, self.height, self.device)
+            frames = lambda i: still  # noqa: E731 - the still is every frame of the "video"
+        elif self.video is None:
+            raise RuntimeError("a hybrid video scene's renderer was given no video frames (frame_loop.video_input)")
+        else:
+            frames = self.video.frame
+        return hybrid.HybridVideo(frames, s, border=self.border, depth=self.depth, flows=self.flows,
+                                  estimate=self.estimate_flow)
+
+    def _frame_depth(self) -> Tensor | None:
+        """In 3D, the depth map this frame predicted (of the newest diffusion): the composite's depth mask."""
+        return self._last_depth[1] if self._last_depth is not None and self.mode.uses_depth else None
+
+    def hybrid_before_motion(self, i: int, row: Mapping[str, object], newest: Tensor) -> Tensor | None:
+        """before_motion compositing: video frame i composited into the newest image before this frame's
+        camera warp, as diffused row i's init only (the image itself stays as the tweens show it)."""
+        h = self.hybrid
+        if h is None or h.cs.stage != "before_motion" or not bool(row["diffused"]):
+            return None
+        with self.timer("hybrid"):
+            return h.composite(i, newest, row, self._frame_depth())
+
+    def hybrid_motion(self, i: int, row: Mapping[str, object], live: list[int]) -> None:
+        """Every live image (and a before_motion init) moved by frame i's hybrid motion, after the camera:
+        one motion per frame, measured between video frames i-1 and i, or from the newest image to frame i."""
+        state = self.state
+        with self.timer("hybrid"):
+            motion = self.hybrid.motion(i, state.buffers[max(live)])
+            if motion is None:
+                return
+            for k in live:
+                state.buffers[k] = self.hybrid.move(state.buffers[k], motion, row)
+            if self._hybrid_init is not None:
+                self._hybrid_init = (i, self.hybrid.move(self._hybrid_init[1], motion, row))
+
+    def hybrid_init(self, i: int, row: Mapping[str, object], image: Tensor) -> Tensor:
+        """What diffused row i's init effects start from: the newest image, or its composite with video frame
+        i (normal: after the warp; before_motion: made by `advance`)."""
+        h = self.hybrid
+        if h is None:
+            return image
+        if h.cs.stage == "before_motion" and self._hybrid_init is not None and self._hybrid_init[0] == i:
+            return self._hybrid_init[1]
+        if h.cs.stage != "normal":
+            return image
+        with self.timer("hybrid"):
+            return h.composite(i, image, row, self._frame_depth())
 
     def prepare_init(
         self, image: Tensor, row: Mapping[str, object], noise_gen: torch.Generator, steps_run: int
@@ -193,12 +269,35 @@ class FrameRenderer:
         if source is not None and steps_run < 1:
             image = source  # strength 1: keep the frame (no VAE round trip, no noise)
         else:
+            if self.redo_flow != "none" and self._replay is None and self.mode.camera and source is not None \
+                    and self.state.newest(before=i) is not None:
+                source = self.redo_source(i, row, source)
             latents = self.latents(i, row, source)
             with self.timer("decode"):
                 image = self.sd.decode_latents(latents)
+        if self.hybrid is not None and self.hybrid.cs.stage == "after_generation" and i > 0:
+            with self.timer("hybrid"):
+                image = self.hybrid.composite(i, image, row, self._frame_depth())
         if self.grayscale:
             image = effects.grayscale(image)
         return image
+
+    def redo_source(self, i: int, row: Mapping[str, object], source: Tensor) -> Tensor:
+        """Optical-flow redo generation: diffuse row i once from `source` (the prepared previous frame) with
+        a seed of its own, measure the flow from `source` to that trial image, and return `source` moved
+        along it by the row's redo_flow_factor; the row then diffuses from that for real, with its own seed.
+
+        Deforum (render.py) draws the trial's seed from Python's global RNG and moves the *trial image*
+        along the flow, replacing the noised init with it; here the seed is the row's plus REDO_SEED_OFFSET
+        (deterministic, resumable) and the previous frame moves, so the frame keeps its content and takes
+        the motion the trial showed. The trial's latents are not kept: a replay decodes the final ones."""
+        trial_row = {**row, "seed": int(row["seed"]) + REDO_SEED_OFFSET}
+        latents = self.latents(i, trial_row, source)
+        with self.timer("decode"):
+            trial = self.sd.decode_latents(latents)
+        with self.timer("flow"):
+            flow = self.flows.flow(to_uint8(source), to_uint8(trial), self.redo_flow, self.estimate_flow)
+        return warp_by_flow(source, flow, float(row["redo_flow_factor"]))
 
     def source(self, i: int, row: Mapping[str, object], steps_run: int) -> Tensor | None:
         """What diffused row i starts from: its input video frame, the previous frame warped through i and
@@ -212,7 +311,10 @@ class FrameRenderer:
             prev = self.state.newest(before=i)
             if prev is not None:
                 noise_gen = samplers.frame_generator(seed + PIXEL_NOISE_SEED_OFFSET, self.device)
-                source = self.prepare_init(self.state.buffers[prev], row, noise_gen, steps_run)
+                init = self.hybrid_init(i, row, self.state.buffers[prev])
+                source = self.prepare_init(init, row, noise_gen, steps_run)
+            elif self.hybrid is not None and self.hybrid.first_as_init:
+                source = self.hybrid.frame(0)  # Deforum's hybrid_use_first_frame_as_init_image
             elif self.init_image:
                 source = load_init_image(str(self.init_image), self.width, self.height, self.device)
         return source
@@ -310,7 +412,8 @@ class FrameRenderer:
         return out
 
     def compose(self, i: int, row: Mapping[str, object]) -> Tensor:
-        """The written frame: (1 - tween)·older + tween·newer, or the newer alone."""
+        """The written frame: (1 - tween)·older + tween·newer, or the newer alone; with optical-flow cadence
+        the two are first moved along the flow between them (`flow_blend`)."""
         state = self.state
         to = int(row["tween_to"])
         frm = int(row["tween_from"])
@@ -323,8 +426,36 @@ class FrameRenderer:
             return state.buffers[to]
         if frm not in state.buffers:
             raise RuntimeError(f"frame {i}: the table blends diffusion {frm}, which was never rendered")
+        if self.cadence_flow != "none":
+            return self.flow_blend(state.buffers[frm], state.buffers[to], tween, float(row["cadence_flow_factor"]))
         with self.timer("blend"):
             return effects.blend(state.buffers[frm], state.buffers[to], tween)
+
+    def flow_blend(self, older: Tensor, newer: Tensor, tween: float, factor: float) -> Tensor:
+        """Optical-flow cadence: the tween at weight `tween` between two diffusions, as they are at this frame
+        (both carried through the same camera), moved along the flow F from the older to the newer: the older
+        pushed forward by F·tween·factor, the newer pulled back by F·(1 − tween)·factor, then cross-faded
+        (runtime/flow.py `flow_tween`), so moving content travels from one place to the other instead of
+        fading out in one and in at the other.
+
+        Where Deforum's arithmetic differs (render.py's tween loop), on purpose: Deforum measures the flow
+        once per pair, halves it, pre-warps the newer image back by the half, carries the flow field through
+        each frame's camera warp as if it were an image, and then warps both images *in place* by the same
+        half flow × tween at every tween, so the displacements pile up frame after frame and neither image
+        reaches the other's position at the weights it is shown. Here each tween's displacement is exactly
+        proportional to its weight and both images meet at one place; the flow is measured between the two
+        images as they are at this frame, which makes the camera's effect on it exact and keeps resume exact
+        (the flow is a function of the saved buffers). The cost: with a moving camera the pair changes every
+        frame, so one flow per tween frame (see benchmarks/bench_flow.py); with a still camera the content
+        cache makes it one per pair."""
+        with self.timer("flow"):
+            flow = self.flows.flow(to_uint8(older), to_uint8(newer), self.cadence_flow, self.estimate_flow)
+        with self.timer("blend"):
+            return flow_tween(older, newer, flow, tween, factor)
+
+    def estimate_flow(self, a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+        """runtime/flow.py's estimate_flow on this render's device (RAFT runs there)."""
+        return estimate_flow(a, b, method, device=self.device)
 
 
 

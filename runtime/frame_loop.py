@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..contract import changes
+from ..contract import changes, hybrid
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
 from . import resume, speedups
@@ -44,9 +44,13 @@ def row_view(table: FrameTable) -> Callable[[int], dict[str, object]]:
 
 
 def video_input(table: FrameTable, device: torch.device) -> VideoFrames | None:
-    """The input frames of a mode that reads a video (opened at the first frame; nothing is decoded before)."""
+    """The input frames of a mode that reads a video, or of a 2D/3D scene's hybrid video (opened at the first
+    frame; nothing is decoded before). A hybrid "video" that is the init image (hybrid_use_init_image) opens
+    nothing."""
     s = table.settings
-    if not mode_of(s.mode).reads_video:
+    mode = mode_of(s.mode)
+    hybrid_video = mode.camera and hybrid.uses_video(s) and not s.get("hybrid_use_init_image", False)
+    if not (mode.reads_video or hybrid_video):
         return None
     path = Path(str(s.video_init_path)).expanduser()  # as video_selection reads it
     return VideoFrames(path, video_selection(s, len(table)), s.width, s.height, device)

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..contract import hybrid as hybrid_contract
 from ..contract.controlnet import PREPROCESSORS, UnitSettings, active_units
 from ..contract.files import write_atomic
 from ..contract.modes import mode as mode_of
@@ -118,10 +119,13 @@ def camera_frames(table: FrameTable) -> Iterator[np.ndarray]:
     blur the card a little more on every frame). In 3D the card is a flat plane (no depth model runs),
     warped frame after frame as the renderer does. Modes without a camera show the card still."""
     s = table.settings
+    mode = mode_of(s.mode)
+    if mode.camera and hybrid_contract.uses_video(s):
+        yield from hybrid_frames(table)
+        return
     card = motion_card(s.width, s.height)
     card_u8 = to_uint8(card)
     frame, frame_u8, total, flip = card, card_u8, np.eye(3), bool(s.perspective_flip)
-    mode = mode_of(s.mode)
     for i in range(len(table)):
         if i == 0 or not mode.camera:  # motion applies to the previous frame; frame 0 is the card
             yield card_u8
@@ -135,6 +139,90 @@ def camera_frames(table: FrameTable) -> Iterator[np.ndarray]:
                 frame = warp_flat_3d(frame, row, s.padding_mode, s.sampling_mode)
                 frame_u8 = to_uint8(frame)
             yield frame_u8
+
+
+def camera_step(frame: np.ndarray, row, settings) -> np.ndarray:
+    """One row's camera motion applied to the previous preview frame (uint8 RGB), as the renderer does."""
+    if not mode_of(settings.mode).uses_depth:
+        return warp_card(frame, matrix_2d(row, settings.width, settings.height, bool(settings.perspective_flip)),
+                         settings.border)
+    if is_still_3d(row):
+        return frame
+    return to_uint8(warp_flat_3d(frame.astype(np.float32) / 255, row, settings.padding_mode, settings.sampling_mode))
+
+
+def hybrid_frames(table: FrameTable) -> Iterator[np.ndarray]:
+    """The card under a scene's hybrid video, frame after frame as the renderer treats its previous frame (so
+    it blurs a little more each frame, as a render's would): composited before the camera (before_motion),
+    moved by the camera, then by the video's own motion (runtime/hybrid.py, the renderer's code), composited
+    (normal, after_generation) on the diffused rows. No depth model runs: a depth mask composites unmasked.
+    Imports torch (the video reader), as only a hybrid scene's preview must."""
+    from . import hybrid as hy
+
+    s = table.settings
+    video, close = _host_video(table)
+    motions = hy.Motions(hy.MotionSettings.of(s))
+    cs = hy.CompositeSettings.of(s)
+    border = CV2_BORDERS.get(s.border, cv2.BORDER_REPLICATE)
+
+    def blend(frame: np.ndarray, i: int, row) -> np.ndarray:
+        if cs.stage == "none" or not bool(row["diffused"]):
+            return frame
+        shown = hy.CompositeSettings(cs.stage, "none", cs.invert, cs.equalize, cs.auto_contrast) \
+            if cs.mask in ("depth", "video_depth") else cs
+        mask = hy.comp_mask(shown, row, frame, video(i))
+        out = hy.composite(frame.astype(np.float32) / 255, video(i).astype(np.float32) / 255,
+                           None if mask is None else mask[..., None], float(row["hybrid_comp_alpha"]))
+        return to_uint8(out)
+
+    frame = to_uint8(motion_card(s.width, s.height))
+    try:
+        yield frame
+        for i in range(1, len(table)):
+            row = table.row(i)
+            if cs.stage == "before_motion":
+                frame = blend(frame, i, row)
+            frame = camera_step(frame, row, s)
+            if motions.ms.kind != "none":
+                motion = motions.between(frame if motions.ms.use_prev else video(i - 1), video(i))
+                frame = hy.move_host(frame, motion, float(row["hybrid_flow_factor"]), border)
+            if cs.stage in ("normal", "after_generation"):
+                frame = blend(frame, i, row)
+            yield frame
+    finally:
+        close()
+
+
+def _host_video(table: FrameTable) -> tuple[Callable[[int], np.ndarray], Callable[[], None]]:
+    """Frame i of a scene's hybrid video as uint8 RGB on the host: the video's selected frames (the
+    renderer's reader), or the init image as a still; and how to close the reader."""
+    s = table.settings
+    if s.get("hybrid_use_init_image", False):
+        bgr = cv2.imread(str(s.init_image))
+        if bgr is None:
+            raise RenderError(f"cannot read init image {s.init_image}", "use a PNG or JPEG file")
+        still = cv2.cvtColor(cv2.resize(bgr, (s.width, s.height), interpolation=cv2.INTER_LANCZOS4),
+                             cv2.COLOR_BGR2RGB)
+        return (lambda i: still), (lambda: None)
+    import torch
+
+    from .flow import to_uint8 as tensor_to_uint8
+    from .video_input import VideoFrames, video_selection
+
+    if not s.video_init_path:
+        raise RenderError("hybrid video needs an input video", 'set video_init_path "clip.mp4" in the scene')
+    frames = VideoFrames(Path(str(s.video_init_path)).expanduser(), video_selection(s, len(table)), s.width,
+                         s.height, torch.device("cpu"))
+    memo: dict[int, np.ndarray] = {}  # frames i-1 and i: the reader only goes forward
+
+    def frame(i: int) -> np.ndarray:
+        if i not in memo:
+            memo[i] = tensor_to_uint8(frames.frame(i))
+            for old in [k for k in memo if k < i - 1]:
+                del memo[old]
+        return memo[i]
+
+    return frame, frames.close
 
 
 def label(panel: np.ndarray, lines: list[str]) -> np.ndarray:

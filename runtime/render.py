@@ -83,8 +83,8 @@ def resolve_depth(settings: Settings, placement: Placement, *, override: str | N
     spec = override or settings.depth_model
     if not spec:
         raise RenderError(
-            "this render needs a depth model (3D depth warping or depth maps, or a ControlNet unit with the depth "
-            "preprocessor)",
+            "this render needs a depth model (3D depth warping or depth maps, a ControlNet unit with the depth "
+            "preprocessor, or a hybrid depth mask)",
             'set depth_model "Intel/dpt-hybrid-midas" (or a local folder), or use_depth_warping off',
         )
     base_dirs = (Path(scene_path).resolve().parent,) if scene_path and override is None else ()
@@ -248,7 +248,8 @@ def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEsti
         return None
     if depth is None:
         raise RenderError(
-            "this render needs a depth model (3D depth warping or depth maps, or a ControlNet depth unit)",
+            "this render needs a depth model (3D depth warping or depth maps, a ControlNet depth unit, or a hybrid "
+            "depth mask)",
             "pass run_render a DepthEstimator (render() resolves the scene's depth_model)",
         )
     return depth

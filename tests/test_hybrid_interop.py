@@ -92,3 +92,23 @@ def test_raft_without_its_weights_is_a_check_error_naming_the_file(tmp_path, mon
     diags = check_text(f'dfm 1\nframes 8\nprompt "a"\nhybrid_motion optical_flow\nhybrid_flow_method raft\n'
                        f'video_init_path "{CLIP}"\n')
     assert not [d for d in diags if d.is_error]
+
+
+def test_frame_0_from_the_first_video_frame_runs_the_init_images_steps():
+    base = f'dfm 1\nframes 4\nprompt "a"\nsteps 20\nstrength 0.75\nvideo_init_path "{CLIP}"\nhybrid_motion affine\n'
+    t = compile_text(base)
+    assert t["effective_steps"].tolist() == [5, 5, 5, 5]  # int((1 - 0.75) × 20): img2img from video frame 0
+    t = compile_text(base + "hybrid_use_first_frame_as_init_image false\n")
+    assert t["effective_steps"].tolist()[0] == 20  # txt2img
+
+
+def test_the_fingerprint_stamps_the_hybrid_video():
+    from dfm.runtime.fingerprint import fingerprint
+
+    def stamp(text: str) -> str:
+        return fingerprint(compile_text(text), model_kind="hub", model_spec="x", model_path=None, model_folder=None,
+                           model_sha256=None, depth=None, device_type="cpu", dtype="float32",
+                           speedups="")["video_init_path"]
+
+    assert str(CLIP) in stamp(f'dfm 1\nframes 4\nprompt "a"\nvideo_init_path "{CLIP}"\nhybrid_motion affine\n')
+    assert stamp('dfm 1\nframes 4\nprompt "a"\n') == ""
