@@ -32,6 +32,10 @@ SETTINGS_READ = (
     "padding_mode", "sampling_mode", "save_depth_maps", "video_init_path", "extract_nth_frame",
     "extract_from_frame", "extract_to_frame", "video_mask_path", "save_video", "video_crf", "audio", "audio_offset",
     "seed_resize_from", "lora", "embedding", "annotator_dir", "save_control_frames",
+    "hybrid_composite", "hybrid_motion", "hybrid_motion_use_prev_img", "hybrid_flow_method", "hybrid_flow_consistency",
+    "hybrid_consistency_blur", "hybrid_comp_mask_type", "hybrid_comp_mask_inverse", "hybrid_comp_mask_equalize",
+    "hybrid_comp_mask_auto_contrast", "hybrid_use_first_frame_as_init_image", "hybrid_use_init_image",
+    "optical_flow_cadence", "optical_flow_redo_generation",
 )
 # The columns the frame loop reads by name, declared by the code that reads them: in every mode the derived
 # columns the renderer reads (contract/table.py DERIVED; `lora_weights` only with a LoRA: networks.prepare),
@@ -169,8 +173,8 @@ def needs_depth(settings: Settings) -> bool:
 
 def _hybrid_depth_mask(settings: Settings) -> bool:
     """A hybrid composite masked by depth (the frame's or the video's) needs a depth model, in 2D too."""
-    return mode_of(settings.mode).camera and settings.get("hybrid_composite", "none") != "none" and \
-        settings.get("hybrid_comp_mask_type", "none") in ("depth", "video_depth")
+    return mode_of(settings.mode).camera and settings.hybrid_composite != "none" and \
+        settings.hybrid_comp_mask_type in ("depth", "video_depth")
 
 
 def mode_warnings(settings: Settings) -> list[str]:

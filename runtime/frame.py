@@ -139,8 +139,8 @@ class FrameRenderer:
         self._new_scheduler: Callable[[], object] | None = None  # a fresh scheduler for each diffusion
         # optical-flow cadence and redo generation: "none" or a flow method (runtime/flow.py); the flows are
         # cached by the frames' contents for the process, so a resumed or replayed render measures none twice
-        self.cadence_flow = str(s.get("optical_flow_cadence", "none"))
-        self.redo_flow = str(s.get("optical_flow_redo_generation", "none"))
+        self.cadence_flow = str(s.optical_flow_cadence)
+        self.redo_flow = str(s.optical_flow_redo_generation)
         self.flows = shared_cache()
         # hybrid video (runtime/hybrid.py): composited into the frames and moving them; None when not used
         self.hybrid = self._hybrid_video(s)
@@ -202,7 +202,7 @@ class FrameRenderer:
         with hybrid_use_init_image the init image as a still."""
         if not self.mode.camera or not hybrid_in_video(s):
             return None
-        if s.get("hybrid_use_init_image", False):
+        if s.hybrid_use_init_image:
             still = load_init_image(str(s.init_image), self.width, self.height, self.device)
             frames = lambda i: still  # noqa: E731 - the still is every frame of the "video"
         elif self.video is None:

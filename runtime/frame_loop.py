@@ -49,7 +49,7 @@ def video_input(table: FrameTable, device: torch.device) -> VideoFrames | None:
     nothing."""
     s = table.settings
     mode = mode_of(s.mode)
-    hybrid_video = mode.camera and hybrid.uses_video(s) and not s.get("hybrid_use_init_image", False)
+    hybrid_video = mode.camera and hybrid.uses_video(s) and not s.hybrid_use_init_image
     if not (mode.reads_video or hybrid_video):
         return None
     path = Path(str(s.video_init_path)).expanduser()  # as video_selection reads it

@@ -91,9 +91,9 @@ class CompositeSettings:
 
     @classmethod
     def of(cls, s: Mapping[str, object]) -> CompositeSettings:
-        return cls(str(s.get("hybrid_composite", "none")), str(s.get("hybrid_comp_mask_type", "none")),
-                   bool(s.get("hybrid_comp_mask_inverse", False)), str(s.get("hybrid_comp_mask_equalize", "none")),
-                   bool(s.get("hybrid_comp_mask_auto_contrast", False)))
+        return cls(str(s.hybrid_composite), str(s.hybrid_comp_mask_type),
+                   bool(s.hybrid_comp_mask_inverse), str(s.hybrid_comp_mask_equalize),
+                   bool(s.hybrid_comp_mask_auto_contrast))
 
 
 def raw_mask(kind: str, prev: np.ndarray, video: np.ndarray, *, blend_alpha: float = 0.5,
@@ -250,9 +250,9 @@ class MotionSettings:
 
     @classmethod
     def of(cls, s: Mapping[str, object]) -> MotionSettings:
-        return cls(str(s.get("hybrid_motion", "none")), bool(s.get("hybrid_motion_use_prev_img", False)),
-                   str(s.get("hybrid_flow_method", "dis_medium")), bool(s.get("hybrid_flow_consistency", False)),
-                   int(s.get("hybrid_consistency_blur", 0)))
+        return cls(str(s.hybrid_motion), bool(s.hybrid_motion_use_prev_img),
+                   str(s.hybrid_flow_method), bool(s.hybrid_flow_consistency),
+                   int(s.hybrid_consistency_blur))
 
 
 class Motions:
@@ -299,7 +299,7 @@ class HybridVideo:
         self.frames = frames
         self.cs = CompositeSettings.of(settings)
         self.ms = MotionSettings.of(settings)
-        self.first_as_init = bool(settings.get("hybrid_use_first_frame_as_init_image", False))
+        self.first_as_init = bool(settings.hybrid_use_first_frame_as_init_image)
         self.border = border
         self.depth = depth
         self.motions = Motions(self.ms, flows, estimate)

@@ -197,7 +197,7 @@ def _host_video(table: FrameTable) -> tuple[Callable[[int], np.ndarray], Callabl
     """Frame i of a scene's hybrid video as uint8 RGB on the host: the video's selected frames (the
     renderer's reader), or the init image as a still; and how to close the reader."""
     s = table.settings
-    if s.get("hybrid_use_init_image", False):
+    if s.hybrid_use_init_image:
         bgr = cv2.imread(str(s.init_image))
         if bgr is None:
             raise RenderError(f"cannot read init image {s.init_image}", "use a PNG or JPEG file")

@@ -5,12 +5,17 @@ has a row here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from dfm.api import check_text
 from dfm.compiler import catalogue as cat
+from dfm.contract import hybrid
 from dfm.runtime import effects
+
+CLIP = Path(__file__).resolve().parents[1] / "examples" / "input.mp4"
 
 # parameter -> (values Deforum renders as written, values that cannot render), a mode where it is read
 PINNED: dict[str, tuple[tuple[float, ...], tuple[float, ...], str]] = {
@@ -44,6 +49,15 @@ PINNED: dict[str, tuple[tuple[float, ...], tuple[float, ...], str]] = {
     "sigma": ((0, 1, 100), (-1, 101), "2d"),  # sigma 0: OpenCV derives it from the kernel size
     "amount": ((0, 2, -1), (), "2d"),
     "threshold": ((0, 255), (-1, 256), "2d"),
+    # hybrid video (a scene with it on): PIL's blends in Deforum take alpha in [0, 1], the cut-offs are percents
+    "hybrid_comp_alpha": ((0, 1), (-0.1, 1.1), "2d"),
+    "hybrid_comp_mask_blend_alpha": ((0, 1), (-0.1, 1.1), "2d"),
+    "hybrid_comp_mask_contrast": ((0, 2, 100), (-1, 101), "2d"),
+    "hybrid_comp_mask_auto_contrast_cutoff_high": ((0, 100), (-1, 101), "2d"),
+    "hybrid_comp_mask_auto_contrast_cutoff_low": ((0, 100), (-1, 101), "2d"),
+    "hybrid_flow_factor": ((-5, 0, 5), (), "2d"),
+    "cadence_flow_factor": ((-5, 0, 5), (), "2d"),
+    "redo_flow_factor": ((-5, 0, 5), (), "2d"),
 }
 WARNED = {("zoom", -1), ("noise", -0.2), ("contrast", -1), ("contrast", -0.5), ("amount", -1)}
 
@@ -51,6 +65,9 @@ WARNED = {("zoom", -1), ("noise", -0.2), ("contrast", -1), ("contrast", -0.5), (
 def scene(name: str, value: float, mode: str) -> str:
     """A scene where `name` is its default at frame 0 and `value` from frame 1."""
     extra = "seed_behavior schedule\n" if name == "seed_schedule" else ""
+    if name in hybrid.SCHEDULES:  # their columns exist while hybrid video is on
+        extra = f'video_init_path "{CLIP}"\nhybrid_composite normal\n'
+        mode = "2d"
     default = cat.BY_NAME[name].default
     return f'dfm 1\nmode {mode}\nframes 3\nprompt "a"\n{extra}{name} 0:({default!r}), 1:({value!r}) step\n'
 
