@@ -306,6 +306,28 @@ PARAMS: tuple[Param, ...] = (
     _set("save_video", "bool", True, "Encode video.mp4 after the frames.", "output", effect=Effect.VIDEO),
     _set("video_crf", "int", 17, "H.264 quality of video.mp4 (0 best … 51 worst).", "output", min=0, max=51,
          export="local", effect=Effect.VIDEO),
+    # finishing (runtime/interpolate.py, runtime/upscale.py): more files beside video.mp4, the frames untouched
+    _set("interpolate", "enum", "none", "Frame interpolation of the finished video: none, flow (optical flow, no "
+         "weights), rife (Practical-RIFE v4.6, `interpolate_weights`) or film (FILM's TorchScript model, "
+         "`interpolate_weights`); writes the interpolated video beside video.mp4.", "output", modes=ANIMATED,
+         choices=("none", "flow", "rife", "film"),
+         choice_aliases={"disabled": "none", "rife_v4_6": "rife", "rife_v4_3": "rife", "rife_v4_0": "rife"},
+         labels={"none": "None", "rife": "RIFE v4.6", "film": "FILM"}, deforum="frame_interpolation_engine",
+         effect=Effect.VIDEO),
+    _set("interpolate_times", "int", 2, "Interpolation: N − 1 new frames between each pair; the fps × N (with "
+         "`interpolate_slow_mo`, the fps kept and the clip N times longer).", "output", min=2, max=10,
+         modes=ANIMATED, deforum="frame_interpolation_x_amount", effect=Effect.VIDEO),
+    _set("interpolate_slow_mo", "bool", False, "Interpolation keeps the fps: slow motion (the soundtrack is "
+         "dropped).", "output", modes=ANIMATED, deforum="frame_interpolation_slow_mo_enabled", effect=Effect.VIDEO),
+    _set("interpolate_weights", "path", None, "The RIFE (flownet.pkl) or FILM (film_net_fp16.pt) weights file.",
+         "output", modes=ANIMATED, export="local", effect=Effect.VIDEO),
+    _set("interpolate_upscaled", "bool", False, "Interpolate the upscaled video (with `upscale_model`) instead of "
+         "video.mp4.", "output", modes=ANIMATED, deforum="frame_interpolation_use_upscaled", effect=Effect.VIDEO),
+    _set("upscale_model", "path", None, "An upscaler (ESRGAN family and others spandrel reads: .safetensors; a "
+         ".pth only with --allow-pickle); writes the upscaled video beside video.mp4.", "output", export="local",
+         effect=Effect.VIDEO),
+    _set("upscale_scale", "float", None, "The upscale factor (unset: the model's own, e.g. 4 for a 4x model).",
+         "output", min=1, max=8, effect=Effect.VIDEO),
     # prompts
     Param("prompt", Kind.PROMPT, "string", None, "The positive prompt from a frame on: `prompt 4s \"a cat\"`. "
           "Without a time it starts at frame 0. ` --neg ` inside splits off a negative part.", "prompts",

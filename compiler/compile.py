@@ -32,6 +32,7 @@ from . import controlnet, deforum_names, frame_values, key_times, networks, stri
 from .catalogue import Param
 from .context import CompileContext
 from .expressions import environment
+from .finishing import check_finishing
 from .frame_values import check_finite, evaluate_schedules
 from .hybrid import check_hybrid
 from .lower import PromptValueError, accumulated_camera, source_hash
@@ -145,6 +146,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     settings = resolved.values
     units = controlnet.settle_units(ctx, stmts, settings)
     check_hybrid(ctx, stmts, settings)
+    check_finishing(ctx, stmts, settings)
     nets = networks.Networks(ctx, settings)
     for st in stmts.networks:
         nets.statement(st)

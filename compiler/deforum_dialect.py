@@ -22,7 +22,7 @@ from ..contract.modes import mode as mode_of
 from ..dsl import ir
 from . import catalogue as cat
 from .deforum_names import A1111_DEPTH, Impact
-from .scene_writer import commented, statement, string, word
+from .scene_writer import commented, number, statement, string, word
 
 # what the export writes for a value: the Deforum keys and their values, or None when Deforum has no faithful
 # equivalent (the value then travels under the `dfm` key, with a warning when it is not the default)
@@ -181,6 +181,39 @@ def read_save_video(r: SettingsReader) -> None:
         r.map("skip_video_creation")
 
 
+def read_interpolation_amount(r: SettingsReader) -> None:
+    """`frame_interpolation_x_amount`: a number, or "x2" … "x10" / "Disabled" in older files."""
+    key = "frame_interpolation_x_amount"
+    if not r.has(key):
+        return
+    raw = str(r.take(key)).strip().lower().lstrip("x")
+    if raw.isdigit() and 2 <= int(raw) <= 10:
+        r.settings["interpolate_times"] = (number(int(raw)),)
+        r.map(key)
+    elif raw in ("disabled", "none", "", "0", "1"):
+        r.map(key)  # no interpolation: the engine's own key says so too
+    else:
+        r.warn(f"`{key}` = {raw!r} is not 2..10: dfm's default (2) is used", [key])
+
+
+def read_upscale(r: SettingsReader) -> None:
+    """Deforum's upscaler is Real-ESRGAN's ncnn binary with a model *name*: dfm needs the model's file."""
+    keys = [k for k in ("r_upscale_video", "r_upscale_factor", "r_upscale_model", "r_upscale_keep_imgs") if r.has(k)]
+    if not keys:
+        return
+    on = truthy(r.take("r_upscale_video")) if r.has("r_upscale_video") else False
+    factor = str(r.take("r_upscale_factor") or "").strip().lower().lstrip("x")
+    model = r.take("r_upscale_model")
+    r.take("r_upscale_keep_imgs")
+    r.map(*keys)
+    if on:
+        if factor.isdigit() and 1 <= int(factor) <= 8:
+            r.settings["upscale_scale"] = (number(int(factor)),)
+        r.warn(f"Deforum upscales with Real-ESRGAN's ncnn model `{model}`, a name, not a file: set `upscale_model` to "
+               "that model's .safetensors (or .pth with --allow-pickle) for dfm to upscale — IN USE in this file",
+               keys)
+
+
 def read_noise_type(r: SettingsReader) -> None:
     """Deforum's noise kind; dfm's noise is Gaussian, as Deforum's "uniform" (the export writes that)."""
     if not r.has("noise_type"):
@@ -246,6 +279,8 @@ _CONVERTERS = (
     Converter("depth_model", write_depth_model, read_depth_model),
     Converter("save_video", write_save_video, read_save_video),
     Converter("noise_type", read=read_noise_type),
+    Converter("interpolate_times", lambda v: {"frame_interpolation_x_amount": int(v)}, read_interpolation_amount),
+    Converter("r_upscale_video", read=read_upscale),
     Converter("color_coherence", write_color_coherence, read_color_coherence),
     Converter("audio", write_audio, read_audio),
     Converter("cadence", lambda v: {"diffusion_cadence": str(int(v))}),  # Deforum stores it as text

@@ -203,9 +203,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("resume", r"resume_from_timestring|resume_timestring",
             "dfm resumes an interrupted render by itself (run the same `dfm render` again)",
             {"resume_from_timestring": _NONE}),
-    Feature("upscaling", r"r_upscale_.*", "dfm has no upscaler", {"r_upscale_video": _NONE}),
-    Feature("frame interpolation", r"frame_interpolation_.*", "dfm has no FILM/RIFE interpolation",
-            {"frame_interpolation_engine": _NONE}),
+    Feature("frame interpolation extras", r"frame_interpolation_keep_imgs|frame_interpolation_slow_mo_amount",
+            "dfm keeps its interpolation frames only while it works, and slows motion by `interpolate_times` "
+            "(`interpolate_slow_mo`)", {"frame_interpolation_slow_mo_enabled": _NONE}),
     Feature("output option", r"make_gif|delete_imgs|store_frames_in_ram|save_samples|save_settings|"
             r"display_samples|save_sample_per_step|show_sample_per_step|filename_format|make_grid|grid_rows|"
             r"outdir|bit_depth_output|ffmpeg_.*|create_gif", "dfm always writes PNG frames and video.mp4",
@@ -270,6 +270,9 @@ WRITTEN_AS = {
 }
 
 
+for _key in ("r_upscale_video", "r_upscale_factor", "r_upscale_model", "r_upscale_keep_imgs"):
+    WRITTEN_AS[_key] = ("Deforum's upscaler names a Real-ESRGAN ncnn model: dfm's is `upscale_model \"file\"` (a "
+                        ".safetensors or .pth upscaler) and `upscale_scale`")
 for _n in range(1, 6):  # Deforum's two ControlNet keys about A1111 itself, not about the render
     WRITTEN_AS[f"cn_{_n}_low_vram"] = "A1111's memory switch for a ControlNet unit: dfm keeps it on the render's device"
     WRITTEN_AS[f"cn_{_n}_overwrite_frames"] = ("Deforum's switch for extracting a ControlNet unit's video again: dfm "

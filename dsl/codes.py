@@ -84,6 +84,9 @@ CODES: dict[str, tuple[str, str]] = {
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
                "frame and is not diffused. The warning names the first such frame and the strength that would run "
                "one step; raise `steps` or lower `strength`."),
+    "DFM410": ("finishing cannot run", "Frame interpolation or upscaling cannot run as written: `interpolate rife` "
+               "or `film` without `interpolate_weights`, `interpolate_upscaled` without an `upscale_model`, or "
+               "`save_video off` (the finishing works on video.mp4)."),
     "DFM409": ("hybrid video cannot be used", "Hybrid video (`hybrid_composite`, `hybrid_motion`) or optical flow "
                "(`optical_flow_cadence`, `optical_flow_redo_generation`) cannot render as written: hybrid video "
                "without `video_init_path` (or `hybrid_use_init_image` without `init_image`), RAFT without its "
