@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ from ..contract.files import kind_of, read_limited, shown
 from ..dsl import ir
 from . import catalogue as cat
 from .networks import HUB_ID
-from .paths import scene_relative
+from .paths import scene_relative, stem_index
 
 if TYPE_CHECKING:
     from .context import CompileContext
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".pt", ".bin")  # A1111's models/ControlNet holds these
 A1111_NAME = re.compile(r"^(?P<stem>[^/\\]+?)(?:\s*\[(?P<hash>[0-9a-fA-F]{6,64})\])?$")
 MAX_CONFIG_BYTES = 1 << 20
-MAX_FOLDER_FILES = 20_000
 BASE_TITLES = {"sd15": "SD 1.x", "sd21": "SD 2.x", "sdxl": "SDXL"}
 # the cross-attention width of a UNet (and of its ControlNet) tells the architecture
 CROSS_ATTENTION = {768: "sd15", 1024: "sd21", 2048: "sdxl"}
@@ -139,24 +137,7 @@ def resolve_model(ctx: CompileContext, text: str, controlnet_dir: str | None, sp
 
 def find_by_stem(folder: Path, stem: str) -> tuple[Path | None, str | None]:
     """The model file (or diffusers folder) named `stem` in `folder` or below, and else the nearest stem."""
-    stems: dict[str, Path] = {}
-    seen = 0
-    try:
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            if (Path(root) / "config.json").is_file() and Path(root) != folder:
-                stems.setdefault(Path(root).name.lower(), Path(root))
-            for f in sorted(files):
-                seen += 1
-                if seen > MAX_FOLDER_FILES:
-                    break
-                p = Path(root) / f
-                if p.suffix.lower() in MODEL_SUFFIXES:
-                    stems.setdefault(p.stem.lower(), p)
-            if seen > MAX_FOLDER_FILES:
-                break
-    except OSError:
-        return None, None
+    stems = stem_index(folder, MODEL_SUFFIXES, model_folders=True)
     hit = stems.get(stem.lower())
     return hit, (None if hit else cat.did_you_mean(stem, stems))
 

@@ -38,6 +38,7 @@ from ..contract.table import FrameTable
 from ..dsl import ir
 from . import catalogue as cat
 from .expressions import check_expr, is_plain_number
+from .paths import stem_index
 from .prompt_syntax import LOADED_NETWORKS
 from .schedules import CURVES, ResolvedKey, evaluate_keys
 
@@ -47,7 +48,6 @@ WEIGHT_WARN = 2.0  # beyond ±2 a LoRA usually breaks the image: a warning
 MAX_LORAS = 32  # per scene: each is an adapter in the UNet, evaluated at every step
 MAX_EMBEDDINGS = 256
 MAX_HEADER_BYTES = 64 * 2**20  # a LoRA's header is a few hundred KiB; beyond this the file is not safetensors
-MAX_FOLDER_FILES = 20_000  # files looked at when a folder is searched
 MAX_VECTORS = 75  # an embedding's vectors must fit one 75-token chunk (A1111's limit too)
 NETWORK_SUFFIXES = (".safetensors", ".pt", ".ckpt")  # A1111's Lora folder; .pt/.ckpt are pickles
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
@@ -376,23 +376,7 @@ class Networks:
     def folder_index(self, folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
         key = str(folder)
         if key not in self._folders:
-            index: dict[str, Path] = {}
-            try:
-                seen = 0
-                for root, dirs, files in os.walk(folder):
-                    dirs.sort()
-                    for f in sorted(files):
-                        seen += 1
-                        if seen > MAX_FOLDER_FILES:
-                            break
-                        p = Path(root) / f
-                        if p.suffix.lower() in suffixes:
-                            index.setdefault(p.stem.lower(), p)
-                    if seen > MAX_FOLDER_FILES:
-                        break
-            except OSError:
-                pass
-            self._folders[key] = index
+            self._folders[key] = stem_index(folder, suffixes)
         return self._folders[key]
 
     def dir_embeddings(self, text: str, span: ir.Span) -> None:

@@ -45,3 +45,30 @@ def exists(ctx: CompileContext, name: str, path: Path, v: ir.String) -> bool | N
         ctx.err("DFM403", f"{name}: the path `{v.value[:60]}{'…' if len(v.value) > 60 else ''}` cannot be "
                 f"used: {why}", v.span, parameter=name, help="write the path of an existing file")
         return None
+
+
+MAX_FOLDER_FILES = 20_000  # files looked at when a folder is searched by stem
+
+
+def stem_index(folder: Path, suffixes: tuple[str, ...], *, model_folders: bool = False) -> dict[str, Path]:
+    """Lower-cased file stem -> the first file (in sorted order, subfolders included) with one of `suffixes`,
+    as A1111 indexes its model folders; with `model_folders`, also each subfolder holding a config.json (a
+    diffusers model) by its name. At most MAX_FOLDER_FILES files are looked at; an unreadable folder is empty."""
+    index: dict[str, Path] = {}
+    seen = 0
+    try:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            here = Path(root)
+            if model_folders and here != folder and (here / "config.json").is_file():
+                index.setdefault(here.name.lower(), here)
+            for f in sorted(files):
+                seen += 1
+                if seen > MAX_FOLDER_FILES:
+                    return index
+                p = here / f
+                if p.suffix.lower() in suffixes:
+                    index.setdefault(p.stem.lower(), p)
+    except OSError:
+        pass
+    return index

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny_models import write_lossless_clip
 
 from dfm.contract.controlnet import UnitSettings
 from dfm.contract.table import Settings
@@ -37,16 +38,7 @@ def write_png(path, rgb: np.ndarray):
 
 
 def write_video(path, frames):
-    import imageio_ffmpeg
-
-    h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=10, codec="ffv1", pix_fmt_in="rgb24",
-                                         pix_fmt_out="bgr0", macro_block_size=1, ffmpeg_log_level="error")
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
-    return path
+    return write_lossless_clip(path, frames)
 
 
 @pytest.fixture(scope="module")

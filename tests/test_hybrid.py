@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_table
+from tiny_models import make_table, write_lossless_clip
 
 from dfm.runtime import RenderError
 from dfm.runtime import hybrid as hy
@@ -35,15 +35,7 @@ def window(canvas: np.ndarray, k: int) -> np.ndarray:
 
 
 def write_clip(path, frames) -> None:
-    import imageio_ffmpeg
-
-    h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=10, codec="ffv1", pix_fmt_in="rgb24",
-                                         pix_fmt_out="bgr0", macro_block_size=1, ffmpeg_log_level="error")
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
+    write_lossless_clip(path, frames)
 
 
 @pytest.fixture(scope="module")

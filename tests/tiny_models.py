@@ -425,3 +425,17 @@ def with_prompts(table, **texts):
         cols[name] = values
         cols[f"{name}_pieces"] = [pieces_json(v) for v in values]
     return table.with_columns(**cols)
+
+
+def write_lossless_clip(path: Path, frames) -> Path:
+    """`frames` (uint8 RGB arrays) as a lossless FFV1 video at 10 fps, so a test reads back the exact pixels."""
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=10, codec="ffv1", pix_fmt_in="rgb24",
+                                         pix_fmt_out="bgr0", macro_block_size=1, ffmpeg_log_level="error")
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    return path
