@@ -1,6 +1,7 @@
 """The `dfm` command line: check, fmt, compile, plot, import, export, render, batch, preview, diff, lsp,
-explain, demo. Each command is a module of app/commands/ (its arguments and its handler); this file lists
-them in help order, parses, and hands the command to app/dispatch.py, which prints any error it raises.
+explain, demo, interpolate, upscale. Each command is a module of app/commands/ (its arguments and its
+handler); this file lists them in help order, parses, and hands the command to app/dispatch.py, which
+prints any error it raises.
 
 Exit codes (as ruff; app/exit_codes.py): 0 clean; 1 errors found (or `fmt --check` would change a file);
 2 bad usage or an internal error; 130 interrupted. Heavy modules (torch, diffusers, matplotlib) are
@@ -13,12 +14,28 @@ import argparse
 import sys
 
 from .. import __version__
-from .commands import batch, check, demo, diff, explain, export, fmt, import_, lsp, plot, preview, render
+from .commands import (
+    batch,
+    check,
+    demo,
+    diff,
+    explain,
+    export,
+    fmt,
+    import_,
+    interpolate,
+    lsp,
+    plot,
+    preview,
+    render,
+    upscale,
+)
 from .commands import compile as compile_command
 from .dispatch import run_command
 from .exit_codes import EXIT_USAGE
 
-COMMANDS = (check, fmt, compile_command, plot, import_, export, render, batch, preview, diff, lsp, explain, demo)
+COMMANDS = (check, fmt, compile_command, plot, import_, export, render, batch, preview, diff, lsp, explain, demo,
+            interpolate, upscale)
 
 
 def build_parser() -> argparse.ArgumentParser:

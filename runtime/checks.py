@@ -35,7 +35,8 @@ SETTINGS_READ = (
     "hybrid_composite", "hybrid_motion", "hybrid_motion_use_prev_img", "hybrid_flow_method", "hybrid_flow_consistency",
     "hybrid_consistency_blur", "hybrid_comp_mask_type", "hybrid_comp_mask_inverse", "hybrid_comp_mask_equalize",
     "hybrid_comp_mask_auto_contrast", "hybrid_use_first_frame_as_init_image", "hybrid_use_init_image",
-    "optical_flow_cadence", "optical_flow_redo_generation",
+    "optical_flow_cadence", "optical_flow_redo_generation", "interpolate", "interpolate_times", "interpolate_slow_mo",
+    "interpolate_weights", "interpolate_upscaled", "upscale_model", "upscale_scale",
 )
 # The columns the frame loop reads by name, declared by the code that reads them: in every mode the derived
 # columns the renderer reads (contract/table.py DERIVED; `lora_weights` only with a LoRA: networks.prepare),

@@ -62,6 +62,7 @@ class RenderReport:
     resumed_at: int = 0  # the first frame this run rendered (> 0: continued from a checkpoint, or frames kept)
     kept_frames: int = 0  # frames of the previous render in the folder this run kept (incremental re-render)
     kept: str = ""  # what it kept and why: "frames 0–59 kept: the first change is the prompt at frame 60"
+    finished: tuple[Path, ...] = ()  # the upscaled / interpolated videos beside video.mp4 (runtime/finishing.py)
 
 
 class RenderInterrupted(KeyboardInterrupt):
@@ -277,7 +278,7 @@ class FrameSource(Protocol):
 def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint: Callable[[], dict[str, str]],
             manifest: Callable[[RenderReport, float], dict], restart: bool = False,
             on_resume: Callable[[int, int], None] | None = None,
-            on_keep: Callable[[str], None] | None = None) -> RenderReport:
+            on_keep: Callable[[str], None] | None = None, allow_pickle: bool = False) -> RenderReport:
     """Render `table` into `out` with `frames`: the one orchestration of every render path.
 
     Nothing in the folder changes until the models are loaded: a render that fails before its first frame
@@ -321,8 +322,24 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
         kept_frames=start.kept_frames if start.checkpoint is None else 0,
         kept=start.kept,
     )
-    finish_output(table, out, start, manifest(report, started))
+    written = manifest(report, started)
+    finish_output(table, out, start, written)
+    if writes_finished(table, report):
+        from .finishing import finish_video
+
+        report.finished = tuple(finish_video(table, out.root, allow_pickle=allow_pickle,
+                                             device=report.device or "auto"))
+        try:  # the manifest lists them: they are dfm's files of this render
+            write_json(out.root / "manifest.json", {**written, "finished": [p.name for p in report.finished]})
+        except OSError as e:
+            raise unwritable(out.root, e) from None
     return report
+
+
+def writes_finished(table: FrameTable, report: RenderReport) -> bool:
+    """Whether the scene asks for an upscaled or interpolated video, and there is a video.mp4 to start from."""
+    s = table.settings
+    return bool(s.upscale_model or s.interpolate != "none") and report.video is not None
 
 
 def finish_output(table: FrameTable, out: Output, start: Start, manifest: dict) -> None:

@@ -69,7 +69,7 @@ def run_render(
     frames = LocalFrames(table, sd, out, timer, depth=depth, speed=speed, progress=progress, cancel=cancel,
                          on_stage=on_stage)
     return run_job(table, out, frames, fingerprint=fingerprint, restart=restart, on_resume=on_resume,
-                   on_keep=on_keep,
+                   on_keep=on_keep, allow_pickle=sd.allow_pickle,
                    manifest=lambda report, started: manifest(table, sd, report, scene_text, scene_path, started, depth))
 
 

@@ -1,0 +1,43 @@
+"""A scene that asks for finishing: `dfm render` writes the upscaled and the interpolated video beside
+video.mp4, lists them in the manifest, and leaves frames/ and video.mp4 as they were."""
+
+from __future__ import annotations
+
+import json
+
+import imageio_ffmpeg
+from test_upscale import tiny_esrgan_state
+from tiny_models import make_table
+
+from dfm.runtime.render import render
+
+
+def frames_of(path) -> tuple[int, float, tuple[int, int]]:
+    count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    meta = next(imageio_ffmpeg.read_frames(str(path)))
+    return count, float(meta["fps"]), tuple(meta["size"])
+
+
+def test_a_render_writes_the_finished_videos_beside_its_own(tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    upscaler = tmp_path / "esrgan2x.safetensors"
+    save_file(tiny_esrgan_state(2), upscaler)
+    model = str(tiny_models["folder"])
+    plain = make_table(5, mode="2d", model=model, strength=0.5, angle=2.0)
+    render(plain, tmp_path / "plain", device="cpu")
+    table = plain.with_settings(interpolate="flow", interpolate_times=2, upscale_model=str(upscaler))
+    report = render(table, tmp_path / "out", device="cpu")
+    out = tmp_path / "out"
+    assert [p.name for p in report.finished] == ["video_upscaled.mp4", "video_x2.mp4"]
+    count, fps, size = frames_of(out / "video_x2.mp4")
+    assert count == (5 - 1) * 2 + 1 and abs(fps - 2 * float(table.settings.fps)) < 1e-6
+    up_count, _, up_size = frames_of(out / "video_upscaled.mp4")
+    assert up_count == 5 and up_size == (2 * table.settings.width, 2 * table.settings.height)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["finished"] == ["video_upscaled.mp4", "video_x2.mp4"]
+    # the render itself is the one without finishing, byte for byte
+    for i in range(5):
+        assert (out / "frames" / f"{i:05d}.png").read_bytes() == (tmp_path / "plain" / "frames" / f"{i:05d}.png"
+                                                                  ).read_bytes()
+    assert not [p for p in out.iterdir() if p.name.endswith((".interpolating", ".upscaling"))]
