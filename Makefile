@@ -47,6 +47,9 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_stages.py --check
 	$(BIN)/python benchmarks/bench_fewstep.py --cpu-smoke
 	$(BIN)/python benchmarks/bench_lsp.py
+	$(BIN)/python benchmarks/bench_flow.py
+	$(BIN)/python benchmarks/bench_interpolate.py
+	$(BIN)/python benchmarks/bench_upscale.py
 	$(BIN)/python benchmarks/bench_checkpoints.py
 	$(BIN)/python benchmarks/bench_lora.py
 
