@@ -373,3 +373,8 @@ def video_duration(path: Path) -> tuple[float, float | None]:
 __all__ = ["DEFAULT_FOLDER_FPS", "MAX_FRAMES", "MAX_SIDE", "Clip", "Written", "check_fps", "check_target",
            "has_audio", "natural_key", "open_clip", "read_frames", "read_manifest", "temp_paths", "video_duration",
            "write_video"]
+
+
+def output_name(times: int, slow_mo: bool) -> str:
+    """The suffix of an interpolated video's name: _x2, _x2_slowmo (here, torch-free, for the command too)."""
+    return f"_x{times}" + ("_slowmo" if slow_mo else "")

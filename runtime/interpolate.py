@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ..contract.errors import UserError
 from ..contract.files import read_limited, shown, write_atomic
-from .clips import Clip, check_target, open_clip, write_video
+from .clips import Clip, check_target, open_clip, output_name, write_video
 from .device import pick_device
 from .errors import RenderError
 from .flow import MAX_SIDE as FLOW_MAX_SIDE
@@ -614,11 +614,6 @@ def interpolate_clip(clip: Clip, out: Path, *, times: int, engine: Engine, slow_
         notes.append(written.warning)
     _remove_work(folder)
     return Interpolated(out, total, fps, done, tuple(notes))
-
-
-def output_name(times: int, slow_mo: bool) -> str:
-    """The suffix of an interpolated video's name: _x2, _x2_slowmo."""
-    return f"_x{times}" + ("_slowmo" if slow_mo else "")
 
 
 def finish_interpolation(render_dir: Path, times: int, engine: str, weights: Path | None, slow_mo: bool, *,

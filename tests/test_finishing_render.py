@@ -41,3 +41,15 @@ def test_a_render_writes_the_finished_videos_beside_its_own(tiny_models, tmp_pat
         assert (out / "frames" / f"{i:05d}.png").read_bytes() == (tmp_path / "plain" / "frames" / f"{i:05d}.png"
                                                                   ).read_bytes()
     assert not [p for p in out.iterdir() if p.name.endswith((".interpolating", ".upscaling"))]
+
+
+def test_asking_for_interpolation_later_keeps_every_frame_and_adds_the_video(tiny_models, tmp_path):
+    model = str(tiny_models["folder"])
+    table = make_table(4, mode="2d", model=model, strength=0.5, angle=2.0)
+    out = tmp_path / "out"
+    render(table, out, device="cpu")
+    frames = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    report = render(table.with_settings(interpolate="flow", interpolate_times=3), out, device="cpu")
+    assert report.kept_frames == 4 and [p.name for p in report.finished] == ["video_x3.mp4"]
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == frames
+    assert frames_of(out / "video_x3.mp4")[0] == (4 - 1) * 3 + 1

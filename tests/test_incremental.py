@@ -106,8 +106,11 @@ def test_a_longer_or_shorter_scene_keeps_the_frames_it_shares(base):
 def test_every_setting_the_runtime_reads_changes_frames_or_the_video():
     effects = cat.setting_effects()
     assert {n for n in SETTINGS_READ if effects.get(n) is Effect.NONE} == set()
-    assert {n for n in SETTINGS_READ if effects.get(n) is Effect.VIDEO} == {"fps", "save_video", "video_crf", "audio",
-                                                                           "audio_offset"}
+    assert {n for n in SETTINGS_READ if effects.get(n) is Effect.VIDEO} == {
+        "fps", "save_video", "video_crf", "audio", "audio_offset",
+        # the finishing: more videos beside video.mp4, made from it
+        "interpolate", "interpolate_times", "interpolate_slow_mo", "interpolate_weights", "interpolate_upscaled",
+        "upscale_model", "upscale_scale"}
     table = make_table(3)
     assert table.setting_effects == effects  # the compiler hands the catalogue's rule over in the table
     assert table.effect_of("a setting no row names") is Effect.FRAMES  # unknown: every frame, to be safe

@@ -39,7 +39,12 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-from ...runtime.interpolate import output_name  # noqa: E402  (the suffix of a default output: _x2, _x2_slowmo)
+def output_name(times: int, slow_mo: bool) -> str:
+    """The suffix of a default output: _x2, _x2_slowmo (runtime/clips.py's, imported only when used: the
+    command line imports this module at start, before any OpenCV)."""
+    from ...runtime.clips import output_name as name
+
+    return name(times, slow_mo)
 
 
 def default_output(input_path: Path, kind: str, times: int, slow_mo: bool) -> Path:
