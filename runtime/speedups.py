@@ -194,7 +194,10 @@ def apply(sd, options: Speedups | None = None, *, size: tuple[int, int] | None =
     if done is not None and done[0] == key:
         return done[1]
     unet, vae = sd.unet, sd.vae
-    for m in (unet, vae):
+    # the ControlNets the render loaded (runtime/controlnet.py) run beside the UNet on the same inputs: the
+    # same attention kernel and memory format (torch.compile stays the UNet's own)
+    nets = [loaded.net for loaded in getattr(sd, "controlnets", {}).values()]
+    for m in (unet, vae, *nets):
         _set_attention(m, options.attention)
         _memory_format(m, cl)
     _set_tiling(vae, tiling)

@@ -419,3 +419,16 @@ def test_a_render_controlled_by_an_image_file_and_a_loopback_unit(cn15, tmp_path
     assert all(png("loop", i) != png("plain", i) for i in (1, 2))
     units = json.loads((tmp_path / "image" / "manifest.json").read_text())["controlnet"]
     assert units[0]["source"] == str(tmp_path / "control.png") and units[0]["mask"] == str(tmp_path / "mask.png")
+
+
+def test_the_speed_up_switches_reach_the_controlnets(tiny_models, tmp_path):
+    from dfm.runtime import speedups
+
+    sd = load(tiny_models["folder"])
+    forms = save_controlnet_forms(tmp_path / "cn", sd.unet, seed=51)
+    sd.controlnets[str(forms["folder"])] = load_controlnet(sd, str(forms["folder"]), 1)
+    speedups.apply(sd, speedups.Speedups(attention="math", channels_last="on"))
+    net = sd.controlnets[str(forms["folder"])].net
+    assert speedups.attention_processors(net) == "AttnProcessor"
+    conv = net.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
