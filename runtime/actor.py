@@ -157,6 +157,8 @@ class _Rows:
     def close(self) -> None:
         if self.renderer.video is not None:
             self.renderer.video.close()
+        for unit in self.renderer.control_units:
+            unit.images.close()  # a ControlNet unit's video reader
 
 
 class RenderWorker:
