@@ -1,0 +1,266 @@
+"""Rectified-flow (flow-matching) sampling for Stable Diffusion 3 / 3.5 and Flux: the counterpart of
+samplers.py's `denoise` for models that predict a velocity instead of noise.
+
+A flow model sees `x_t = (1 - sigma) * x_0 + sigma * noise` and predicts the velocity `noise - x_0`;
+FlowMatchEulerDiscreteScheduler steps `x <- x + (sigma_next - sigma) * v`. img2img noises the frame to
+the first kept sigma with `scheduler.scale_noise` (flow models have no `add_noise`). The schedule, the
+noising and the random draws follow diffusers' StableDiffusion3Img2ImgPipeline and FluxImg2ImgPipeline
+(and their txt2img pipelines) exactly, so the latents are theirs for the same seed.
+
+The loop always holds latents in the image layout (B, C, H, W), float32. Flux's transformer reads 2x2
+patches packed into a sequence; `flux_velocity` packs and unpacks around the model call. Both are
+permutations, and the scheduler's step and `scale_noise` act element by element, so sampling in the
+unpacked layout gives exactly the numbers of diffusers' packed loop, and the renderer's VAE, warps and
+colour code see the same layout for every model family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .noise import initial_noise
+
+
+@dataclass(frozen=True)
+class FlowCond:
+    """What a flow transformer is conditioned on by one prompt: the token sequence (CLIP and T5
+    embeddings joined, as the pipelines' `encode_prompt` returns them) and the pooled CLIP vector."""
+
+    embeds: Tensor  # (B, tokens, joint_attention_dim)
+    pooled: Tensor  # (B, pooled_projection_dim)
+
+
+# (latents (B, C, H, W), t: a scheduler timestep on the 0..1000 scale, cond, guidance) -> velocity (B, C, H, W)
+VelocityFn = Callable[[Tensor, Tensor, FlowCond, "float | None"], Tensor]
+
+
+# ---- the schedule ------------------------------------------------------------------------------------------
+
+
+def calculate_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
+                    base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """diffusers' `calculate_shift` (pipelines/flux/pipeline_flux.py): the dynamic shift `mu`, linear in
+    the number of image tokens, from `base_shift` at `base_seq_len` to `max_shift` at `max_seq_len`."""
+    m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    b = base_shift - m * base_seq_len
+    return image_seq_len * m + b
+
+
+def image_seq_len(latent_height: int, latent_width: int, patch_size: int) -> int:
+    """How many image tokens the transformer sees: patches of `patch_size` (SD3: its config's
+    patch_size, 2; Flux: 2, the 2x2 packing)."""
+    return (int(latent_height) // patch_size) * (int(latent_width) // patch_size)
+
+
+def flow_mu(scheduler_config, latent_height: int, latent_width: int, *, patch_size: int = 2,
+            default_max_shift: float = 1.15) -> float | None:
+    """The pipelines' `mu` for a frame of this latent size, None when the scheduler does not shift
+    dynamically. The config's own shift bounds are used; where it lacks `max_shift`, SD3's pipelines
+    take 1.16 and Flux's 1.15 (hence `default_max_shift`)."""
+    if not scheduler_config.get("use_dynamic_shifting", False):
+        return None
+    return calculate_shift(
+        image_seq_len(latent_height, latent_width, patch_size),
+        scheduler_config.get("base_image_seq_len", 256),
+        scheduler_config.get("max_image_seq_len", 4096),
+        scheduler_config.get("base_shift", 0.5),
+        scheduler_config.get("max_shift", default_max_shift),
+    )
+
+
+def flux_sigmas(steps: int) -> np.ndarray:
+    """The sigmas Flux's pipelines pass to the scheduler (before its shift): 1 down to 1/steps, evenly.
+    SD3's pipelines pass none and take the scheduler's own spacing."""
+    return np.linspace(1.0, 1 / steps, steps)
+
+
+def flow_timesteps(scheduler, steps: int, effective_steps: int, device: torch.device | str, *,
+                   mu: float | None = None, sigmas: Sequence[float] | np.ndarray | None = None) -> Tensor:
+    """The last `effective_steps` timesteps of a `steps`-step schedule, and the scheduler set to start there.
+
+    diffusers' img2img pipelines (`retrieve_timesteps`, then `get_timesteps`) keep the last
+    `steps - int(steps - steps * strength)` timesteps; for strength = effective_steps / steps that is
+    `effective_steps`, which dfm reads from its FrameTable (Deforum's `int((1 - strength) * steps)`) rather
+    than recomputing it from a float strength that can round one step the other way."""
+    kwargs: dict = {}
+    if mu is not None:
+        kwargs["mu"] = float(mu)
+    if sigmas is None:
+        scheduler.set_timesteps(int(steps), device=device, **kwargs)
+    else:  # the scheduler takes the step count from the sigmas (diffusers' `retrieve_timesteps`)
+        scheduler.set_timesteps(sigmas=sigmas, device=device, **kwargs)
+    n = max(0, min(int(effective_steps), int(steps)))
+    start = (int(steps) - n) * scheduler.order
+    scheduler.set_begin_index(start)  # scale_noise and the first step read their sigma from here
+    return scheduler.timesteps[start:]
+
+
+# ---- the loop ----------------------------------------------------------------------------------------------
+
+
+def cfg_velocity(velocity_fn: VelocityFn, latents: Tensor, t: Tensor, cond: FlowCond, uncond: FlowCond | None,
+                 cfg_scale: float, guidance: float | None = None) -> Tensor:
+    """The guided velocity of one step: `v_u + cfg * (v_c - v_u)` with an unconditional (negative) pass,
+    the conditional velocity alone without one. SD3's pipeline sends both in one batch, unconditional
+    first; so does this wherever the two embeddings have the same shape (else one call each)."""
+    if uncond is None:
+        return velocity_fn(latents, t, cond, guidance)
+    if cond.embeds.shape == uncond.embeds.shape and cond.pooled.shape == uncond.pooled.shape:
+        both = FlowCond(torch.cat([uncond.embeds, cond.embeds]), torch.cat([uncond.pooled, cond.pooled]))
+        v_u, v_c = velocity_fn(torch.cat([latents] * 2), t, both, guidance).chunk(2)
+    else:
+        v_c = velocity_fn(latents, t, cond, guidance)
+        v_u = velocity_fn(latents, t, uncond, guidance)
+    return v_u + cfg_scale * (v_c - v_u)
+
+
+@torch.no_grad()
+def flow_denoise(
+    velocity_fn: VelocityFn,
+    scheduler,
+    *,
+    cond: FlowCond,
+    uncond: FlowCond | None,
+    cfg_scale: float,
+    steps: int,
+    effective_steps: int,
+    generator: torch.Generator,
+    init_latents: Tensor | None = None,
+    shape: tuple[int, ...] | None = None,
+    mu: float | None = None,
+    sigmas: Sequence[float] | np.ndarray | None = None,
+    guidance: float | None = None,
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
+    resize_from: tuple[int, int] | None = None,
+) -> Tensor:
+    """Sample one frame's latents (B, C, H, W) with a flow-matching scheduler.
+
+    txt2img (`init_latents` None): noise of `shape` is the sample at sigma 1, then all `steps` steps.
+    img2img: `init_latents` (VAE latents, shifted and scaled) moved to the first kept sigma by
+    `scale_noise`, then `effective_steps` steps; 0 steps returns the init unchanged (Deforum keeps the frame).
+
+    The unconditional pass runs only when `uncond` is given and `cfg_scale` > 1, as in diffusers (SD3's
+    CFG, Flux's "true CFG"); Flux-dev's distilled `guidance` is a number the transformer embeds, sent to
+    `velocity_fn` with every call. `mu` (dynamic shift) and `sigmas` (Flux's spacing) shape the schedule
+    as in `flow_timesteps`. Every random draw is the frame generator's: the starting noise, drawn in
+    the pipelines' order and shape (`noise.initial_noise`, so subseeds and "resize seed from" work as in
+    `samplers.denoise`), and the noise of a stochastic scheduler's steps.
+    """
+    device = generator.device
+    uncond = uncond if uncond is not None and cfg_scale > 1 else None
+    if init_latents is None:
+        if shape is None:
+            raise ValueError("flow_denoise needs `init_latents` or `shape`")
+        timesteps = flow_timesteps(scheduler, steps, steps, device, mu=mu, sigmas=sigmas)
+        latents = initial_noise(shape, generator, subseed=subseed, subseed_strength=subseed_strength,
+                                resize_from=resize_from)
+    else:
+        if int(effective_steps) < 1:
+            return init_latents
+        timesteps = flow_timesteps(scheduler, steps, effective_steps, device, mu=mu, sigmas=sigmas)
+        init = init_latents.float()
+        noise = initial_noise(init.shape, generator, subseed=subseed, subseed_strength=subseed_strength,
+                              resize_from=resize_from)
+        latents = scheduler.scale_noise(init, timesteps[:1].repeat(init.shape[0]), noise)
+    for t in timesteps:
+        v = cfg_velocity(velocity_fn, latents, t, cond, uncond, cfg_scale, guidance)
+        latents = scheduler.step(v.float(), t, latents, generator=generator).prev_sample
+    return latents
+
+
+# ---- the models --------------------------------------------------------------------------------------------
+
+
+def sd3_velocity(transformer) -> VelocityFn:
+    """SD3/SD3.5's MMDiT as a velocity function: the timestep on the 0..1000 scale, one per batch item.
+    SD3 has no guidance embedding, so `guidance` is ignored."""
+
+    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None) -> Tensor:
+        dtype = transformer.dtype
+        out = transformer(
+            hidden_states=latents.to(dtype),
+            timestep=t.expand(latents.shape[0]),
+            encoder_hidden_states=cond.embeds.to(dtype),
+            pooled_projections=cond.pooled.to(dtype),
+            return_dict=False,
+        )[0]
+        return out.float()
+
+    return velocity
+
+
+def pack_latents(latents: Tensor) -> Tensor:
+    """Flux's packing: (B, C, H, W) -> (B, H/2 * W/2, C * 4), each 2x2 patch one token (H and W even)."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_latents(packed: Tensor, height: int, width: int) -> Tensor:
+    """The inverse of `pack_latents`: (B, H/2 * W/2, C * 4) -> (B, C, H, W) for latent `height`, `width`."""
+    b, _, d = packed.shape
+    x = packed.view(b, height // 2, width // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, d // 4, height, width)
+
+
+def flux_image_ids(height: int, width: int, device: torch.device | str, dtype: torch.dtype) -> Tensor:
+    """The positions Flux's rotary embedding gives the image tokens: (row, column) of each 2x2 patch,
+    for latent `height`, `width` (diffusers' `_prepare_latent_image_ids`)."""
+    ids = torch.zeros(height // 2, width // 2, 3)
+    ids[..., 1] = ids[..., 1] + torch.arange(height // 2)[:, None]
+    ids[..., 2] = ids[..., 2] + torch.arange(width // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+def flux_velocity(transformer) -> VelocityFn:
+    """Flux's transformer as a velocity function over unpacked latents: pack, the timestep divided by
+    1000 (Flux embeds sigma), text tokens at position 0, guidance embedded where the model has it
+    (Flux-dev; Flux-schnell has none and ignores it), unpack."""
+    takes_guidance = bool(transformer.config.guidance_embeds)
+
+    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None) -> Tensor:
+        dtype = transformer.dtype
+        b, _, h, w = latents.shape
+        x = pack_latents(latents).to(dtype)
+        g = None
+        if takes_guidance:
+            if guidance is None:
+                raise ValueError("this Flux model embeds a guidance scale: pass `guidance`")
+            g = torch.full([1], float(guidance), device=latents.device, dtype=torch.float32).expand(b)
+        out = transformer(
+            hidden_states=x,
+            timestep=t.expand(b).to(latents.dtype) / 1000,
+            guidance=g,
+            pooled_projections=cond.pooled.to(dtype),
+            encoder_hidden_states=cond.embeds.to(dtype),
+            txt_ids=torch.zeros(cond.embeds.shape[1], 3, device=latents.device, dtype=dtype),
+            img_ids=flux_image_ids(h, w, latents.device, dtype),
+            return_dict=False,
+        )[0]
+        return unpack_latents(out.float(), h, w)
+
+    return velocity
+
+
+__all__ = [
+    "FlowCond",
+    "VelocityFn",
+    "calculate_shift",
+    "cfg_velocity",
+    "flow_denoise",
+    "flow_mu",
+    "flow_timesteps",
+    "flux_image_ids",
+    "flux_sigmas",
+    "flux_velocity",
+    "image_seq_len",
+    "pack_latents",
+    "sd3_velocity",
+    "unpack_latents",
+]
