@@ -142,7 +142,10 @@ SAMPLERS = (
     "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "ddim", "plms", "unipc",
     "euler_karras", "euler_exponential", "heun_karras", "dpmpp_2m_exponential", "dpmpp_2m_sde_exponential",
     "lcm", "euler_trailing", "euler_a_trailing", "dpmpp_2m_trailing", "dpmpp_2m_sde_trailing",  # few-step models
+    "flow_euler",  # rectified-flow models (SD3 / SD3.5, Flux): diffusers' FlowMatchEulerDiscreteScheduler
 )
+# the samplers of rectified-flow families (contract/families.py FLOW_BASES), and only of them (compiler/flow_family.py)
+FLOW_SAMPLERS = frozenset({"flow_euler"})
 SAMPLER_ALIASES = {
     "euler_ancestral": "euler_a", "k_euler_a": "euler_a", "k_euler_ancestral": "euler_a", "k_euler": "euler",
     "lms": "klms", "k_lms": "klms", "lms_karras": "klms_karras", "k_heun": "heun",
@@ -226,7 +229,8 @@ PARAMS: tuple[Param, ...] = (
          "optionally followed by `sha256 \"<hex>\"`. Its family sets size, steps, cfg_scale and sampler where "
          "the scene sets none (SDXL 1024x1024; turbo 512x512, cfg 0, 4 steps).",
          "generation", aliases=("sd_model", "model_checkpoint")),
-    _set("sampler", "enum", "euler_a", "Sampler (diffusers scheduler). Deforum and A1111 names are accepted.",
+    _set("sampler", "enum", "euler_a", "Sampler (diffusers scheduler). Deforum and A1111 names are accepted. "
+         "SD3 / SD3.5 and Flux sample with `flow_euler` (their default), and only they do.",
          "generation", choices=SAMPLERS, choice_aliases=SAMPLER_ALIASES, refused=UNSUPPORTED_SAMPLERS,
          deforum="sampler"),
     _set("seed", "seed", 42, "Start seed, optionally followed by the seed behaviour and its N: `seed 42 iter 2`.",

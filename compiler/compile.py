@@ -33,6 +33,7 @@ from .catalogue import Param
 from .context import CompileContext
 from .expressions import environment
 from .finishing import check_finishing
+from .flow_family import check_flow_family
 from .frame_values import check_finite, evaluate_schedules
 from .hybrid import check_hybrid
 from .lower import PromptValueError, accumulated_camera, source_hash
@@ -144,6 +145,7 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
     if resolved is None:
         return
     settings = resolved.values
+    check_flow_family(ctx, stmts, settings)  # SD3 / Flux: sampler, size, what the family ignores
     units = controlnet.settle_units(ctx, stmts, settings)
     check_hybrid(ctx, stmts, settings)
     check_finishing(ctx, stmts, settings)

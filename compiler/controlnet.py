@@ -256,7 +256,7 @@ def _check_family(ctx: CompileContext, values: dict, resolved: str, span: ir.Spa
         scene = families.source_family(str(values.get("model") or ""), ctx.base_dir)
     except UserError:
         return True  # the scene's model is itself reported (DFM405)
-    if base is None or scene.base == base:
+    if base is None or scene.base == base or scene.flow:  # a flow family's units are refused (flow_family.py)
         return True
     example = "xinsir/controlnet-canny-sdxl-1.0" if scene.base == "sdxl" else "lllyasviel/control_v11p_sd15_canny"
     ctx.err("DFM407", f"ControlNet unit {n} is an {BASE_TITLES[base]} ControlNet ({why}), but the scene's model is "

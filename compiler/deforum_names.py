@@ -48,6 +48,7 @@ def impact_of(warning: str) -> Impact:
 
 # dfm sampler -> the A1111 label (normalise_choice of each label gives the dfm name back)
 A1111_SAMPLERS: dict[str, str] = {
+    "flow_euler": "Flow Euler",  # dfm's flow-matching Euler (Flux, SD3); Forge shows it as "Euler" for those models
     "euler": "Euler", "euler_a": "Euler a", "klms": "LMS", "klms_karras": "LMS Karras", "heun": "Heun",
     "dpm2": "DPM2", "dpm2_karras": "DPM2 Karras", "dpm2_a": "DPM2 a", "dpm2_a_karras": "DPM2 a Karras",
     "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "dpmpp_2m_sde": "DPM++ 2M SDE",

@@ -60,7 +60,8 @@ def model_setting(ctx: CompileContext, settings: dict[str, Setting], p: Param, s
 def family_defaults(ctx: CompileContext, given: dict[str, Setting], schedule_statements: dict[str, ir.Statement],
                     values: dict) -> dict[str, float]:
     """The model family's own size, steps, cfg_scale and sampler (contract/families.py DEFAULTS: SDXL at
-    1024x1024, turbo models at 512x512 with cfg 0 and 4 trailing steps…) wherever the scene sets none
+    1024x1024, turbo models at 512x512 with cfg 0 and 4 trailing steps, Flux and SD3 at 1024x1024 with
+    flow_euler…) wherever the scene sets none
     of them, with a note saying which. Settings go into `values`; the schedules' defaults are returned.
     The model is the scene's; `dfm render --model` warns when its family's defaults differ
     (runtime/model_family.py family_warnings)."""

@@ -18,6 +18,13 @@ Families and what they are trained for (`DEFAULTS`, the one table of per-family 
 | sd-turbo | SD-Turbo (SD 2.1 distilled) | 512² | 1-4 steps, no guidance |
 | sdxl-lightning | SDXL-Lightning / Hyper-SDXL | 1024² | 2-8 steps, no guidance |
 | lcm | a latent-consistency distilled UNet (on SD 1.x or SDXL) | its base's | 2-8 steps |
+| sd3 | Stable Diffusion 3 / 3.5 (large or medium), an MMDiT with rectified flow | 1024² | no |
+| sd35-turbo | SD3.5 Large Turbo (adversarial distillation) | 1024² | 4 steps, no guidance |
+| flux-dev | Flux.1 [dev]: guidance-distilled (the guidance is an input, no unconditional pass) | 1024² | no |
+| flux-schnell | Flux.1 [schnell]: timestep-distilled, no guidance embedding | 1024² | 1-4 steps, no guidance |
+
+The last four are rectified-flow models (`FLOW_BASES`: base `sd3` or `flux`): a transformer over 16-channel
+latents in 2x2 patches instead of a UNet, text from CLIP and T5, sampled by `flow_euler`.
 
 Standard library only (tests/test_families.py checks it): `dfm check` must stay torch-free and fast.
 """
@@ -35,13 +42,18 @@ from pathlib import Path
 from .errors import UserError
 from .files import kind_of, shown
 
-BASES = ("sd15", "sd21", "sdxl")  # the architectures the runtime loads
-FAMILIES = ("sd15", "sd21", "sd21-v", "sdxl", "sdxl-turbo", "sd-turbo", "sdxl-lightning", "lcm")
+BASES = ("sd15", "sd21", "sdxl", "sd3", "flux")  # the architectures the runtime loads
+FLOW_BASES = ("sd3", "flux")  # rectified-flow transformers (runtime/flow_matching.py), sampled by FLOW_SAMPLER
+FLOW_SAMPLER = "flow_euler"  # diffusers' FlowMatchEulerDiscreteScheduler (compiler/catalogue.py SAMPLERS)
+FAMILIES = ("sd15", "sd21", "sd21-v", "sdxl", "sdxl-turbo", "sd-turbo", "sdxl-lightning", "lcm",
+            "sd3", "sd35-turbo", "flux-dev", "flux-schnell")
 TITLES = {
     "sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x (512, epsilon)",
     "sd21-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL",
     "sdxl-turbo": "SDXL-Turbo", "sd-turbo": "SD-Turbo", "sdxl-lightning": "SDXL-Lightning / Hyper-SDXL",
     "lcm": "a latent consistency model (LCM)",
+    "sd3": "Stable Diffusion 3 / 3.5", "sd35-turbo": "SD3.5 Large Turbo",
+    "flux-dev": "Flux.1 [dev]", "flux-schnell": "Flux.1 [schnell]",
 }
 
 # Compile-time defaults per family, used only where the scene sets none. Sources: the model cards.
@@ -52,6 +64,13 @@ TITLES = {
 # EulerDiscreteScheduler, 2/4/8-step checkpoints. LCM (LCM_Dreamshaper_v7, lcm-sdxl): 4 steps with
 # LCMScheduler; their cards use guidance 8.0, near dfm's default 7, so cfg_scale keeps its default.
 # sd21-v: the 768-v model is trained at 768².
+# Rectified-flow families, all at 1024x1024 with `flow_euler` (FlowMatchEulerDiscreteScheduler, their
+# scheduler_config.json): black-forest-labs/FLUX.1-dev, `guidance_scale=3.5` (the embedded guidance, which
+# dfm's cfg_scale feeds) and FluxPipeline's default of 28 steps (the card's example runs 50);
+# FLUX.1-schnell, `guidance_scale=0.0`, `num_inference_steps=4`; stabilityai/stable-diffusion-3.5-large,
+# `num_inference_steps=28, guidance_scale=3.5` (3.5-medium: 40 and 4.5; SD3-medium: 28 and 7.0, both in
+# SD3_VARIANTS); stable-diffusion-3.5-large-turbo, `num_inference_steps=4, guidance_scale=0.0`. With
+# Deforum's strength 0.65 the 4-step models run int(0.35 × 4) = 1 step per frame, as the turbo ones above.
 DEFAULTS: dict[str, dict[str, object]] = {
     "sd15": {},
     "sd21": {},
@@ -61,15 +80,46 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "sd-turbo": {"size": (512, 512), "cfg_scale": 0.0, "steps": 4, "sampler": "euler_a_trailing"},
     "sdxl-lightning": {"size": (1024, 1024), "cfg_scale": 0.0, "steps": 4, "sampler": "euler_trailing"},
     "lcm": {"steps": 4, "sampler": "lcm"},
+    "sd3": {"size": (1024, 1024), "cfg_scale": 3.5, "steps": 28, "sampler": FLOW_SAMPLER},
+    "sd35-turbo": {"size": (1024, 1024), "cfg_scale": 0.0, "steps": 4, "sampler": FLOW_SAMPLER},
+    "flux-dev": {"size": (1024, 1024), "cfg_scale": 3.5, "steps": 28, "sampler": FLOW_SAMPLER},
+    "flux-schnell": {"size": (1024, 1024), "cfg_scale": 0.0, "steps": 4, "sampler": FLOW_SAMPLER},
 }
+# sd3's defaults per model (Family.variant; "3.5-large", or "" when nothing tells, takes DEFAULTS["sd3"])
+SD3_VARIANTS: dict[str, dict[str, object]] = {
+    "3.5-medium": {"cfg_scale": 4.5, "steps": 40},  # stabilityai/stable-diffusion-3.5-medium's card
+    "3-medium": {"cfg_scale": 7.0, "steps": 28},  # stabilityai/stable-diffusion-3-medium-diffusers' card
+}
+SD3_VARIANT_TITLES = {"3.5-large": "SD3.5 Large", "3.5-medium": "SD3.5 Medium", "3-medium": "SD3 Medium"}
 LCM_SDXL_SIZE = (1024, 1024)  # an LCM distilled from SDXL keeps SDXL's size
 
 MAX_HEADER = 64 * 1024 * 1024  # a .safetensors header larger than this is not a model's (SDXL's is ~200 kB)
-_HELP = "point the model at a local diffusers folder or a .safetensors file of SD 1.x, 2.x or SDXL"
+_HELP = ("point the model at a local diffusers folder or a .safetensors file of SD 1.x, 2.x, SDXL, SD3 / SD3.5 or "
+         "Flux.1 [dev] / [schnell]")
+RENDERED = "dfm renders SD 1.x, 2.x, SDXL, SD3 / SD3.5 and Flux.1 [dev] / [schnell] text-to-image models"
+# the rectified-flow pipelines dfm renders (its own loop follows their img2img variants), by base
+FLOW_PIPELINES = {
+    "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
+}
+FLOW_TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
+FLUX_CHANNELS = 64  # Flux's transformer reads 16 latent channels in 2x2 patches; Fill has 384, Canny/Depth 128
+# Flux models that are not text-to-image (an image goes in beside the prompt): not rendered yet, told by name
+FLUX_EDIT_NAMES = {"kontext": "Flux.1 Kontext (an image-editing model)", "fill": "Flux.1 Fill (an inpainting model)",
+                   "canny": "Flux.1 Canny (a control model)", "depth": "Flux.1 Depth (a control model)",
+                   "redux": "Flux.1 Redux (an image-variation adapter)"}
 # pipelines in a model_index.json that dfm cannot render, with the reason (checked before any weight is read)
 UNSUPPORTED_PIPELINES = {
-    "StableDiffusion3Pipeline": "Stable Diffusion 3",
-    "FluxPipeline": "Flux",
+    "StableDiffusion3InpaintPipeline": "an SD3 inpainting pipeline",
+    "StableDiffusion3ControlNetPipeline": "an SD3 ControlNet pipeline (ControlNet with SD3 is not wired yet)",
+    "FluxInpaintPipeline": "a Flux inpainting pipeline",
+    "FluxFillPipeline": FLUX_EDIT_NAMES["fill"],
+    "FluxKontextPipeline": FLUX_EDIT_NAMES["kontext"],
+    "FluxKontextInpaintPipeline": FLUX_EDIT_NAMES["kontext"],
+    "FluxControlPipeline": "Flux.1 Canny / Depth (a control model)",
+    "FluxControlImg2ImgPipeline": "Flux.1 Canny / Depth (a control model)",
+    "FluxControlNetPipeline": "a Flux ControlNet pipeline (ControlNet with Flux is not wired yet)",
+    "FluxPriorReduxPipeline": FLUX_EDIT_NAMES["redux"],
     "StableDiffusionXLInpaintPipeline": "an SDXL inpainting model",
     "StableDiffusionInpaintPipeline": "an inpainting model",
     "StableCascadePriorPipeline": "Stable Cascade",
@@ -78,7 +128,8 @@ UNSUPPORTED_PIPELINES = {
 
 
 class UnsupportedModel(UserError):
-    """The model is of a family dfm cannot render (SD3, Flux, an inpainting UNet, a refiner alone)."""
+    """The model is of a family dfm cannot render (an inpainting UNet, Flux Kontext or Fill, Stable Cascade,
+    PixArt, a refiner alone)."""
 
 
 @dataclass(frozen=True)
@@ -87,31 +138,79 @@ class Family:
     base: str  # one of BASES: what the runtime loads (its pipeline, its config skeleton)
     why: str  # how it was told, for `dfm check`'s note ("its UNet takes a guidance embedding")
     guess: bool = False  # told from a name only: nothing was read that says so
+    variant: str = ""  # sd3 only: "3.5-large", "3.5-medium", "3-medium" (SD3_VARIANTS), "" when nothing tells
 
     @property
     def title(self) -> str:
-        return TITLES[self.name]
+        return SD3_VARIANT_TITLES.get(self.variant, TITLES[self.name]) if self.name == "sd3" else TITLES[self.name]
+
+    @property
+    def flow(self) -> bool:
+        """A rectified-flow transformer (SD3 / SD3.5, Flux), sampled by `flow_euler`."""
+        return self.base in FLOW_BASES
 
     @property
     def guidance_embedded(self) -> bool:
-        return "time_cond_proj_dim" in self.why
+        """The guidance scale is an input of the model (an LCM with time_cond_proj_dim, Flux.1 [dev]): one
+        conditional pass per step, never an unconditional one."""
+        return self.name == "flux-dev" or "time_cond_proj_dim" in self.why
 
     def defaults(self) -> dict[str, object]:
         """This family's defaults (a copy): what a scene that sets none of them gets."""
         out = dict(DEFAULTS[self.name])
         if self.name == "lcm" and self.base == "sdxl":
             out["size"] = LCM_SDXL_SIZE
+        if self.name == "sd3":
+            out.update(SD3_VARIANTS.get(self.variant, {}))
         return out
 
 
 # ---- names ---------------------------------------------------------------------------------------------
 
 
+# `stable-diffusion-3…`, `sd3`, `sd3.5`, `sd35`; not `sd-3d-icons` (a 3D-style SD model) nor `sd-30`
+_SD3_NAME = re.compile(r"stable-diffusion-3(?![0-9])|(^|[^a-z0-9])sd-?3(?![0-9a-z])|(^|[^a-z0-9])sd-?3\.?5(?![0-9])")
+
+
+def sd3_variant(name: str) -> str:
+    """Which SD3 model a name says: "3.5-medium", "3-medium", "3.5-large", or "" when it does not."""
+    n = name.lower().replace("_", "-")
+    three_five = bool(re.search(r"3\.5|3-5|sd-?35", n))
+    if "medium" in n:
+        return "3.5-medium" if three_five else "3-medium"
+    return "3.5-large" if "large" in n else ""
+
+
+def flux_edit_model(name: str) -> str | None:
+    """What a Flux model's name says it is when it is not text-to-image (Kontext, Fill, Canny, Depth, Redux)."""
+    n = name.lower()
+    return next((what for word, what in FLUX_EDIT_NAMES.items() if word in n), None)
+
+
+def _flow_from_name(n: str, name: str, why: str, guess: bool = True) -> Family | None:
+    """Flux (`flux`, `schnell`) or SD3 (`stable-diffusion-3…`, `sd3`, `sd3.5`; `turbo`) from a name."""
+    if "flux" in n:
+        edit = flux_edit_model(n)
+        if edit is not None:
+            raise UnsupportedModel(f"`{name}` is {edit}; {RENDERED}", _HELP)
+        return Family("flux-schnell" if "schnell" in n else "flux-dev", "flux", why, guess)
+    if _SD3_NAME.search(n):
+        if "turbo" in n:
+            return Family("sd35-turbo", "sd3", why, guess, "3.5-large")
+        return Family("sd3", "sd3", why, guess, sd3_variant(n))
+    return None
+
+
 def family_from_name(name: str, why: str = "") -> Family:
-    """A guess from a hub id or a file name: `sdxl-turbo`, `sd-turbo`, `lcm`, `lightning`, `hyper`, `xl`,
-    `stable-diffusion-2…` (with `base`: 512 epsilon; without: 768-v), else SD 1.x."""
+    """A guess from a hub id or a file name: `flux` (`schnell`), `stable-diffusion-3…`/`sd3` (`turbo`,
+    `medium`), `sdxl-turbo`, `sd-turbo`, `lcm`, `lightning`, `hyper`, `xl`, `stable-diffusion-2…` (with
+    `base`: 512 epsilon; without: 768-v), else SD 1.x. A Flux Kontext / Fill / Canny / Depth name is
+    UnsupportedModel."""
     n = name.lower().replace("_", "-")
     why = why or f"a guess from the name `{name}`"
+    flow = _flow_from_name(n, name, why)
+    if flow is not None:
+        return flow
     xl = bool(re.search(r"xl", n))
     if "turbo" in n:
         return Family("sdxl-turbo" if xl else "sd-turbo", "sdxl" if xl else "sd21", why, True)
@@ -147,12 +246,19 @@ def folder_family(folder: Path, what: str | None = None, *, name: str | None = N
     say (a turbo model's). An unsupported pipeline is UnsupportedModel naming it."""
     what = what or f"diffusers folder {folder}"
     index = _read_json(folder / "model_index.json")
+    cls = str(index.get("_class_name", ""))
+    if cls in UNSUPPORTED_PIPELINES:
+        raise UnsupportedModel(f"{what} is {UNSUPPORTED_PIPELINES[cls]}; {RENDERED}", _HELP)
+    transformer = _read_json(folder / "transformer" / "config.json")
+    base = FLOW_PIPELINES.get(cls) or FLOW_TRANSFORMERS.get(str(transformer.get("_class_name", "")))
+    if base is not None:
+        return _flow_folder(base, transformer, what, name or folder.name, source)
+    if "transformer" in index or (folder / "transformer").is_dir():
+        known = cls or "no pipeline class"
+        raise UnsupportedModel(f"{what} is a transformer-based model dfm does not know ({known}); {RENDERED}",
+                               _HELP)
     unet = _read_json(folder / "unet" / "config.json")
     sched = _read_json(folder / "scheduler" / "scheduler_config.json")
-    cls = str(index.get("_class_name", ""))
-    if cls in UNSUPPORTED_PIPELINES or "transformer" in index:
-        name = UNSUPPORTED_PIPELINES.get(cls, f"a transformer-based model ({cls or 'no UNet'})")
-        raise UnsupportedModel(f"{what} is {name}; dfm renders SD 1.x, 2.x and SDXL models", _HELP)
     channels = unet.get("in_channels", 4)
     if channels not in (4, None):
         raise UnsupportedModel(f"{what} has a UNet of {channels} input channels (an inpainting or "
@@ -164,6 +270,37 @@ def folder_family(folder: Path, what: str | None = None, *, name: str | None = N
                                "point the model at an SDXL base model")
     base = "sdxl" if xl else ("sd21" if unet.get("cross_attention_dim", 768) == 1024 else "sd15")
     return _refine(base, unet, sched, name or folder.name, source)
+
+
+def _flow_folder(base: str, transformer: dict, what: str, name: str, source: str) -> Family:
+    """An SD3 or Flux folder's family from its transformer/config.json, then its name (SD3.5 Large Turbo
+    ships Large's configs; Kontext ships Flux.1 [dev]'s)."""
+    n = name.lower().replace("_", "-")
+    if base == "flux":
+        edit = flux_edit_model(n)
+        channels = transformer.get("in_channels", FLUX_CHANNELS)
+        if edit is None and channels != FLUX_CHANNELS:
+            edit = f"a Flux model of {channels} input channels (Fill or a control model)"
+        if edit is not None:
+            raise UnsupportedModel(f"{what} is {edit}; {RENDERED}", _HELP)
+        if "guidance_embeds" not in transformer:
+            fam = _flow_from_name(n, name, "")
+            return Family(fam.name if fam else "flux-dev", "flux", f"{source} (Flux); guidance embedding or not: "
+                          f"a guess from its name `{name}`", True)
+        dev = bool(transformer["guidance_embeds"])
+        return Family("flux-dev" if dev else "flux-schnell", "flux",
+                      f"{source} (Flux, guidance_embeds {'true' if dev else 'false'})")
+    if transformer.get("dual_attention_layers"):
+        variant, told = "3.5-medium", "its transformer's dual-attention layers"
+    elif transformer.get("num_layers") == 38:
+        variant, told = "3.5-large", "its transformer's 38 layers"
+    elif transformer.get("num_layers") == 24 and not transformer.get("qk_norm"):
+        variant, told = "3-medium", "its transformer's 24 layers without qk-norm"
+    else:
+        variant, told = sd3_variant(n), f"its name `{name}`"
+    if "turbo" in n:
+        return Family("sd35-turbo", "sd3", f"{source} (SD3) and its name `{name}`", False, "3.5-large")
+    return Family("sd3", "sd3", f"{source} (SD3){', ' + told if variant else ''}", False, variant)
 
 
 def _refine(base: str, unet: dict, sched: dict, name: str, source: str) -> Family:
@@ -199,6 +336,59 @@ XL_OPEN_CLIP = "conditioner.embedders.1.model."
 XL_REFINER = "conditioner.embedders.0.model."
 
 
+FLOW_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.", "model.")  # ComfyUI, SAI, diffusers
+
+
+def _flow_from_keys(shapes: dict[str, list[int]], name: str, metadata: dict) -> Family | None:
+    """SD3 / SD3.5 or Flux from a single file's transformer keys, in the original layout (SD3:
+    `joint_blocks.*`; Flux: `double_blocks.*`, `guidance_in.*` on [dev]) or diffusers' (SD3:
+    `transformer_blocks.*.attn.add_q_proj`; Flux: `single_transformer_blocks.*`,
+    `time_text_embed.guidance_embedder.*` on [dev]), under any of FLOW_PREFIXES; None for neither."""
+    keys: dict[str, list[int]] = {}
+    for k, shape in shapes.items():
+        for prefix in FLOW_PREFIXES:
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+                break
+        keys[k] = shape
+    stem = Path(name).stem
+    n = stem.lower().replace("_", "-")
+    told = "its weights' keys"
+
+    def starts(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    if starts("double_blocks.") or starts("single_transformer_blocks."):
+        bfl = starts("double_blocks.")
+        channels = (keys.get("img_in.weight") if bfl else keys.get("x_embedder.weight")) or [0, FLUX_CHANNELS]
+        edit = flux_edit_model(n)
+        if edit is None and len(channels) > 1 and int(channels[1]) != FLUX_CHANNELS:
+            edit = f"a Flux model of {channels[1]} input channels (Fill or a control model)"
+        if edit is not None:
+            raise UnsupportedModel(f"{name} is {edit}; {RENDERED}", _HELP)
+        dev = starts("guidance_in." if bfl else "time_text_embed.guidance_embedder.")
+        return Family("flux-dev" if dev else "flux-schnell", "flux",
+                      f"{told} (Flux, {'a' if dev else 'no'} guidance embedding)")
+    sai = starts("joint_blocks.")
+    if not (sai or any(k.startswith("transformer_blocks.") and ".attn.add_q_proj" in k for k in keys)):
+        return None
+    block = r"joint_blocks\.(\d+)\." if sai else r"transformer_blocks\.(\d+)\."
+    layers = len({m.group(1) for k in keys if (m := re.match(block, k))})
+    spec = " ".join(str(metadata.get(f"modelspec.{f}", "")) for f in ("architecture", "title")).lower()
+    if any(".attn2." in k for k in keys):
+        variant, how = "3.5-medium", "dual-attention blocks"
+    elif layers == 38:
+        variant, how = "3.5-large", "38 blocks"
+    elif layers == 24 and not any(k.endswith(("attn.ln_q.weight", "attn.norm_q.weight")) for k in keys):
+        variant, how = "3-medium", "24 blocks without qk-norm"
+    else:
+        variant, how = sd3_variant(spec) or sd3_variant(n), "its metadata or name"
+    if "turbo" in spec or "turbo" in n:
+        return Family("sd35-turbo", "sd3", f"{told} (SD3) and its {'metadata' if 'turbo' in spec else 'name'}",
+                      False, "3.5-large")
+    return Family("sd3", "sd3", f"{told} (SD3{', ' + how if variant else ''})", False, variant)
+
+
 def safetensors_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
     """(key -> shape, metadata) from a .safetensors header, without reading a weight. A file that is not
     one (too short, a length past the file's end or above MAX_HEADER, not JSON) is UserError."""
@@ -228,11 +418,15 @@ def safetensors_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]
 
 
 def family_from_keys(shapes: dict[str, list[int]], name: str, metadata: dict | None = None) -> Family | None:
-    """The family of a single-file checkpoint from its keys and shapes (SD 1.x / 2.x by the width of the
-    UNet's cross-attention, 768 or 1024; SDXL by its two embedders), refined by its metadata (SAI's
+    """The family of a single-file checkpoint from its keys and shapes (SD3 / Flux by their transformer's
+    blocks; SD 1.x / 2.x by the width of the UNet's cross-attention, 768 or 1024; SDXL by its two
+    embedders), refined by its metadata (SAI's
     `modelspec.*`) and its name; None when the keys are of no known family. An inpainting UNet (9 input
     channels) or an SDXL refiner is UnsupportedModel."""
     metadata = metadata or {}
+    flow = _flow_from_keys(shapes, name, metadata)
+    if flow is not None:
+        return flow
     if UNET_IN in shapes and len(shapes[UNET_IN]) > 1 and int(shapes[UNET_IN][1]) != 4:
         raise UnsupportedModel(f"{name} is an inpainting model (a UNet of {shapes[UNET_IN][1]} input channels); "
                                "dfm renders text-to-image models", "use a text-to-image checkpoint")
@@ -353,5 +547,6 @@ def source_family(spec: str, base_dir: Path | None = None) -> Family:
     return family_from_name(Path(spec).stem, f"a guess from the name `{spec}` (not found)")
 
 
-__all__ = ["BASES", "DEFAULTS", "FAMILIES", "Family", "UnsupportedModel", "family_from_keys", "family_from_name",
-           "file_family", "folder_family", "hub_family", "safetensors_header", "source_family"]
+__all__ = ["BASES", "DEFAULTS", "FAMILIES", "FLOW_BASES", "FLOW_SAMPLER", "Family", "UnsupportedModel",
+           "family_from_keys", "family_from_name", "file_family", "folder_family", "hub_family", "safetensors_header",
+           "source_family"]

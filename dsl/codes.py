@@ -46,7 +46,8 @@ CODES: dict[str, tuple[str, str]] = {
                "`duration auto` took, from the `audio` track."),
     "DFM207": ("defaults from the model family", "A note, not a problem: the scene's model is of a family "
                "trained for other settings than dfm's defaults (SDXL at 1024x1024; SDXL-Turbo and SD-Turbo at "
-               "512x512 with cfg_scale 0, 4 steps and a trailing sampler; LCM with 4 steps and the lcm sampler), "
+               "512x512 with cfg_scale 0, 4 steps and a trailing sampler; LCM with 4 steps and the lcm sampler; "
+               "Flux and SD3.5 at 1024x1024 with flow_euler and their own steps and guidance), "
                "and the scene sets none of them, so the family's are used. The note lists them; set any in the "
                "scene to choose your own."),
     # keys
@@ -77,9 +78,11 @@ CODES: dict[str, tuple[str, str]] = {
     "DFM404": ("audio cannot be used", "The `audio` file cannot be decoded (not an audio file, or a format "
                "ffmpeg does not read), holds no audio, starts past its end (`from`), or has no tempo that "
                "`bpm auto` can detect."),
-    "DFM405": ("model cannot be rendered", "The scene's `model` is of a family dfm does not render (Stable "
-               "Diffusion 3, Flux, an inpainting UNet, an SDXL refiner alone) or its file cannot be read. A warning "
-               "at check time, since `dfm render --model` may replace it; the render refuses it."),
+    "DFM405": ("model cannot be rendered", "The scene's `model` is of a family dfm does not render (an "
+               "inpainting model, Flux Kontext/Fill/Redux, Stable Cascade, an SDXL refiner alone) or its file cannot "
+               "be read, or the scene uses what its family does not support yet (composable `AND` prompts with "
+               "Flux or SD3). A warning at check time for the model, since `dfm render --model` may replace it; "
+               "the render refuses it."),
     "DFM406": ("a frame runs no steps", "With few steps, Deforum's int((1 - strength) × steps) rounds to 0 for a "
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "
                "frame and is not diffused. The warning names the first such frame and the strength that would run "

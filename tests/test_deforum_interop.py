@@ -416,7 +416,8 @@ def random_scene(seed: int) -> str:
     lines = ["dfm 1", f"mode {mode}", f"frames {frames}", f"fps {fps}", f"size {rng.choice([512, 640])}x512",
              f"seed {rng.randint(0, 2**32 - 1)} {behaviour}" + (" 2" if behaviour == "iter" and rng.random() < .5
                                                                 else ""),
-             f"cadence {rng.randint(1, 3)}", f"sampler {rng.choice(cat.SAMPLERS)}"]
+             f"cadence {rng.randint(1, 3)}",
+             f"sampler {rng.choice([s for s in cat.SAMPLERS if s not in cat.FLOW_SAMPLERS])}"]  # SD scenes
     for i, f in enumerate(sorted(rng.sample(range(frames), rng.randint(1, 3)))):
         neg = " --neg ugly" if rng.random() < 0.3 else ""
         lines.append(f'prompt {0 if i == 0 else f} "prompt number {i}{neg}"')

@@ -57,8 +57,9 @@ def test_turbo_lcm_and_epsilon_sd2_folders(tmp_path):
 
 
 @pytest.mark.parametrize(("edits", "says"), [
-    ({"index": {"_class_name": "StableDiffusion3Pipeline", "transformer": ["a", "b"]}}, "Stable Diffusion 3"),
-    ({"index": {"_class_name": "FluxPipeline"}}, "Flux"),
+    # SD3 and Flux are families now (tests/test_flow_families.py); their edit and inpainting models are not
+    ({"index": {"_class_name": "FluxKontextPipeline", "transformer": ["a", "b"]}}, "Kontext"),
+    ({"index": {"_class_name": "StableDiffusion3InpaintPipeline"}}, "SD3 inpainting"),
     ({"index": {"_class_name": "SomethingNew", "transformer": ["a", "b"]}}, "transformer-based"),
     ({"unet": {"in_channels": 9}}, "9 input channels"),
 ])
@@ -180,7 +181,8 @@ def test_the_defaults_table_covers_every_family_with_catalogue_names():
             if name == "sampler":
                 assert value in cat.SAMPLERS, fam
             elif name == "size":
-                assert all(v % 8 == 0 for v in value)
+                assert all(v % (16 if fam in ("sd3", "sd35-turbo", "flux-dev", "flux-schnell") else 8) == 0
+                           for v in value)
             else:
                 assert p.min <= value <= p.max, (fam, name)
     assert family_from_name("sdxl-turbo").defaults()["cfg_scale"] <= 1  # the unconditional pass is skipped
@@ -234,10 +236,10 @@ def test_sdxl_gets_1024_and_sd15_keeps_dfms_defaults(tmp_path, monkeypatch):
 
 
 def test_an_unsupported_model_is_a_warning_at_check_time(tmp_path, monkeypatch):
-    folder = copy_with(tmp_path, "sd15", "flux", index={"_class_name": "FluxPipeline"})
+    folder = copy_with(tmp_path, "sd15", "fill", index={"_class_name": "FluxFillPipeline"})
     r = compiled(f'model "{folder}"\nframes 2\n', tmp_path, monkeypatch)
     (w,) = codes(r, "DFM405")
-    assert w.severity.value == "warning" and "Flux" in w.message and r.table is not None
+    assert w.severity.value == "warning" and "Flux.1 Fill" in w.message and r.table is not None
 
 
 def test_few_steps_never_run_zero_steps_silently(tmp_path, monkeypatch):
