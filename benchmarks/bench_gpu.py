@@ -23,6 +23,12 @@ Then, with the models loaded once and warmed up:
 - **controlnet** (full shapes, or `--controlnet`): the 2D scene with and without one ControlNet unit, a random
   SD1.5-sized ControlNet built from the UNet's config (bench_controlnet.py).
 
+- **flux** and **sd3** (full shapes on a GPU, or `--flow`): a Flux.1-dev-shaped (12 B transformer) and an
+  SD3.5-Large-shaped (8 B MMDiT) random-weight model at 1024², bf16, each rendering a 2D scene through dfm
+  with its family's defaults (flow_euler, 28 steps, cfg 3.5: Flux embeds it, SD3 runs CFG), strength 0.65.
+  Their T5 is T5-XXL's width with 2 of its 24 layers (it runs once per distinct prompt, not per step).
+  Frames/s, per-stage time, transformer calls (exact), the per-call floor and overhead, peak VRAM.
+
 For each it records frames/s both ways and the ratio, dfm's per-stage time per frame (its own StageTimer,
 synchronised with the GPU at stage boundaries: RenderReport.timings), the UNet calls (dfm's count, which
 must equal Σ effective_steps over the diffused rows, and the naive loop's, counted by a hook), the UNet-only
@@ -202,6 +208,165 @@ def build_models(plan: Plan, root: Path, device: torch.device, dtype: torch.dtyp
                        build_dpt_hybrid(root / "dpt-hybrid", device, dtype))
     done.write_text(json.dumps([str(f) for f in folders]), encoding="utf-8")
     return folders
+
+
+# ---- rectified-flow models (SD3 / Flux) -------------------------------------------------------------------------
+
+FLOW_STEPS, FLOW_CFG, FLOW_STRENGTH = 28, 3.5, 0.65  # FLUX.1-dev's and SD3.5 Large's defaults; Deforum's strength
+T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_heads=64, feed_forward_proj="gated-gelu")
+
+
+def _flow_vae(full: bool, shift: float, scale: float):
+    from diffusers import AutoencoderKL
+
+    if not full:
+        from tiny_flow_models import tiny_flow_vae
+
+        return tiny_flow_vae()
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+                         up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512],
+                         layers_per_block=2, latent_channels=16, norm_num_groups=32, sample_size=1024,
+                         scaling_factor=scale, shift_factor=shift, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def build_flow(kind: str, folder: Path, work: Path, device: torch.device, dtype: torch.dtype, full: bool) -> Path:
+    """A Flux.1-dev-shaped ("flux") or SD3.5-Large-shaped ("sd3") diffusers folder with random weights, made on
+    `device` and saved in `dtype`; tiny shapes: tests/tiny_flow_models.py's pipelines."""
+    import tiny_flow_models as tf
+
+    if not full:
+        pipe = tf.build_flux_pipeline(work) if kind == "flux" else tf.build_sd3_pipeline(work)
+        pipe.save_pretrained(str(folder), safe_serialization=True)
+        return folder
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+    )
+
+    tok = CLIPTokenizer.from_pretrained(str(write_clip_sized_tokenizer(work / "tokenizer")), model_max_length=77)
+    clip_l = dict(vocab_size=CLIP_VOCAB, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                  num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
+    clip_g = dict(clip_l, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                  hidden_act="gelu", projection_dim=1280)
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # random init straight in bf16: a 12 B model never exists in fp32
+    try:
+        with device:
+            t5 = T5EncoderModel(T5Config(num_layers=2, **T5_XXL))
+            if kind == "flux":
+                transformer = FluxTransformer2DModel(
+                    patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                    guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+                pipe = FluxPipeline(
+                    transformer=transformer, vae=_flow_vae(True, 0.1159, 0.3611),
+                    text_encoder=CLIPTextModel(CLIPTextConfig(**clip_l)), tokenizer=tok, text_encoder_2=t5,
+                    tokenizer_2=tf.t5_tokenizer(),
+                    scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                              max_shift=1.15, base_image_seq_len=256,
+                                                              max_image_seq_len=4096))
+            else:
+                transformer = SD3Transformer2DModel(
+                    sample_size=128, patch_size=2, in_channels=16, num_layers=38, attention_head_dim=64,
+                    num_attention_heads=38, joint_attention_dim=4096, caption_projection_dim=2432,
+                    pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192, qk_norm="rms_norm")
+                pipe = StableDiffusion3Pipeline(
+                    transformer=transformer, vae=_flow_vae(True, 0.0609, 1.5305),
+                    text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**clip_l)), tokenizer=tok,
+                    text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**clip_g)), tokenizer_2=tok,
+                    text_encoder_3=t5, tokenizer_3=tf.t5_tokenizer(),
+                    scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    finally:
+        torch.set_default_dtype(default)
+    pipe.save_pretrained(str(folder), safe_serialization=True, max_shard_size="10GB")
+    del pipe, transformer, t5
+    return folder
+
+
+def flow_scene(model: Path, size: int, frames: int, steps: int) -> str:
+    return (f'dfm 1\nmode 2d\nsize {size}x{size}\nfps 30\nframes {frames}\ncadence 1\nmodel "{model}"\n'
+            f"sampler flow_euler\nsteps {steps}\nstrength {FLOW_STRENGTH}\ncfg_scale {FLOW_CFG}\nseed 42\n"
+            "color_coherence lab\nnoise 0:(0.02)\nangle 0:(0.5)\nzoom 0:(1.01)\ntranslation_x 0:(1)\n"
+            'prompt 0 "a sports car on the beach, golden hour"\nnegative "blurry, low quality"\n')
+
+
+def flow_seconds_per_call(sd, size: int, batch: int, calls: int) -> float:
+    """The transformer alone: one velocity call on a frame's latents (a batch of 2 with SD3's CFG)."""
+    from dfm.runtime.prompts import PromptEncoder
+
+    dev = sd.placement.device
+    cond = sd.flow_cond(PromptEncoder(sd)('[["",1.0]]'))
+    if batch > 1:
+        cond = type(cond)(torch.cat([cond.embeds] * batch), torch.cat([cond.pooled] * batch))
+    h = size // sd.latent_scale
+    x = torch.zeros(batch, sd.latent_channels, h, h, device=dev)
+    t = torch.tensor(500.0, device=dev)
+    with torch.inference_mode():
+        sd.velocity(x, t, cond, FLOW_CFG)
+        sync(dev)
+        start = time.perf_counter()
+        for _ in range(calls):
+            sd.velocity(x, t, cond, FLOW_CFG)
+        sync(dev)
+    return (time.perf_counter() - start) / calls
+
+
+def flow_case(kind: str, plan: Plan, device_spec: str, work: Path) -> dict:
+    """One rectified-flow model built, loaded by dfm and timed on a 2D scene (see the module docstring)."""
+    from dfm.runtime.device import pick_device
+    from dfm.runtime.models import StableDiffusion, quiet_loading, resolve_source
+
+    full = plan.shapes == "full"
+    placement = pick_device(device_spec, "bf16" if full else "fp32")
+    dev = placement.device
+    size, frames, steps = (1024, 8, FLOW_STEPS) if full else (64, 3, 4)
+    phases = {}
+    t = time.perf_counter()
+    with quiet_loading():
+        folder = build_flow(kind, work / kind, work / f"build_{kind}", dev, placement.dtype, full)
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    phases["build_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sd = StableDiffusion(resolve_source(str(folder)), placement)
+    sd.load()
+    phases["load_s"] = time.perf_counter() - t
+    loaded = allocated_bytes(dev)
+    table = compile_scene(flow_scene(folder, size, frames, steps))
+    run_dfm(f"{kind}_warm", compile_scene(flow_scene(folder, size, 1, 2)), sd, None, work / "renders")
+    t = time.perf_counter()
+    dfm = run_dfm(kind, table, sd, None, work / "renders")
+    phases["run_s"] = time.perf_counter() - t
+    batch = 2 if kind == "sd3" and FLOW_CFG > 1 else 1
+    per_call = flow_seconds_per_call(sd, size, batch, plan.floor_calls)
+    floor = per_call * dfm["unet_calls"]
+    wall = dfm["frames"] / dfm["fps"]
+    shutil.rmtree(work / "renders", ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # tens of GB: the next model needs the disk
+    family = sd.model_family.name
+    del sd
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"family": family, "size": size, "frames": frames, "steps": steps, "strength": FLOW_STRENGTH,
+            "cfg": FLOW_CFG, "dtype": str(placement.dtype).replace("torch.", ""), "dfm": dfm,
+            "unet_calls_exact": dfm["unet_calls"] == dfm["expected_unet_calls"],
+            "transformer_ms_per_call": round(1000 * per_call, 3),
+            "overhead": round(max(0.0, 1 - floor / wall), 4), "models_vram_bytes": loaded,
+            "phases_s": {k: round(v, 3) for k, v in phases.items()}}
 
 
 # ---- measuring --------------------------------------------------------------------------------------------------
@@ -645,6 +810,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--switch-frames", type=int, help="frames of each ablation run (default 12; smoke 2)")
     ap.add_argument("--ablate-compile", action="store_true",
                     help="also time a torch.compile'd UNet in the ablation (its warm-up is reported apart)")
+    ap.add_argument("--flow", action=argparse.BooleanOptionalAction, default=None,
+                    help="time a Flux- and an SD3-shaped model (default: on with full shapes, off for tiny)")
     ap.add_argument("--controlnet", action=argparse.BooleanOptionalAction, default=None,
                     help="time one ControlNet unit on the 2D scene (default: on with full shapes, off for tiny)")
     from dfm.runtime import speedups
@@ -668,9 +835,21 @@ def main(argv: list[str] | None = None) -> int:
         result = benchmark(plan, args.device, work, dtype=args.dtype, speed=speedups.from_args(args),
                            ablate=not args.no_switches, ablate_compile=args.ablate_compile,
                            controlnet=args.controlnet if args.controlnet is not None else plan.shapes == "full")
+        if args.flow if args.flow is not None else plan.shapes == "full":
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            result["flow"] = {kind: flow_case(kind, plan, args.device, work) for kind in ("flux", "sd3")}
     result["verdicts"] = verdicts(result)
+    if result.get("flow"):
+        result["verdicts"]["flow_calls_exact"] = all(c["unet_calls_exact"] for c in result["flow"].values())
     _common.write_json(json_path, result)
     print_table(result)
+    for kind, case in (result.get("flow") or {}).items():
+        d = case["dfm"]
+        print(f"\n{kind} ({case['family']}, {case['size']}², {case['dtype']}): {d['fps']:.3f} frames/s, transformer "
+              f"calls {d['unet_calls']}/{d['expected_unet_calls']}, {case['transformer_ms_per_call']:.1f} ms/call, "
+              f"overhead {100 * case['overhead']:.1f} %, peak VRAM {d['peak_vram_bytes']}")
     print(f"\nwrote {json_path}")
     return 0
 

@@ -29,7 +29,7 @@ from .depth import DepthEstimator
 from .errors import RenderError
 from .flow import estimate_flow, flow_tween, shared_cache, to_uint8, warp_by_flow
 from .models import StableDiffusion
-from .prompts import PromptEmbeddings, PromptEncoder
+from .prompts import PromptEmbeddings, PromptEncoder, flow_refusals
 from .timing import StageTimer
 from .video_input import VideoFrames
 from .warp import warp_2d, warp_3d
@@ -121,6 +121,7 @@ class FrameRenderer:
         self.depth = depth
         self.video = video
         self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
+        flow_refusals(table, sd)  # what SD3/Flux cannot do yet: refused before the first frame (and the LoRAs)
         self.prompts = PromptEmbeddings(PromptEncoder(sd))
         # the LoRA weights of each frame, and a prompt cache per text-encoder LoRA weights (runtime/networks.py)
         self.networks = networks.for_renderer(table, sd, self.prompts, lambda: PromptEmbeddings(PromptEncoder(sd)))
@@ -324,6 +325,11 @@ class FrameRenderer:
         replaying, the ones the first render kept."""
         if self._replay is not None:
             return self._replay(i).to(self.device)
+        if getattr(self.sd, "is_flow", False):
+            latents = self.flow_latents(row, source)
+            if self.keeps_latents:
+                self.new_latents = (i, latents)
+            return latents
         seed = int(row["seed"])
         gen = samplers.frame_generator(seed, self.device)
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
@@ -372,6 +378,51 @@ class FrameRenderer:
         self.controlnet_calls += control.calls if control is not None else 0
         if self.keeps_latents:
             self.new_latents = (i, latents)
+        return latents
+
+    def flow_latents(self, row: Mapping[str, object], source: Tensor | None) -> Tensor:
+        """The final latents of a diffused row on a rectified-flow model (SD3/SD3.5, Flux), sampled by
+        runtime/flow_matching.py as the models' own img2img pipelines sample: the row's steps, effective steps,
+        seed, subseed and cfg_scale (SD3: classifier-free guidance with the negative prompt above 1; Flux-dev:
+        the scale the transformer embeds, no unconditional pass; Flux-schnell: none)."""
+        from .flow_matching import flow_denoise
+
+        sd = self.sd
+        gen = samplers.frame_generator(int(row["seed"]), self.device)
+        steps, steps_run = int(row["steps"]), int(row["effective_steps"])
+        cfg = float(row["cfg_scale"])
+        flux = sd.family == "flux"
+        with self.timer("text"):  # Flux never runs an unconditional pass: its negative is not even encoded
+            step = self.prompts.conditioning(row, cfg, guidance_embedded=flux)(0)
+            cond = sd.flow_cond(step.parts[0][1])
+            uncond = sd.flow_cond(step.uncond) if step.uncond is not None else None
+        if self._new_scheduler is None:  # the model's config is read once it is loaded
+            self._new_scheduler = samplers.scheduler_maker(self.sampler, sd.scheduler_config)
+        scale = sd.latent_scale
+        resize, from_size = None, self.table.settings.seed_resize_from
+        if from_size is not None:  # A1111's "resize seed from", as in `latents`
+            resize = (int(from_size[1]) // scale, int(from_size[0]) // scale)
+        latent_hw = (self.height // scale, self.width // scale)
+        init_latents, shape = None, None
+        if source is None:
+            shape = (1, sd.latent_channels, *latent_hw)
+        else:
+            with self.timer("encode"):
+                init_latents = sd.encode_image(source)
+        mu, sigmas = sd.flow_schedule(steps, *latent_hw)
+        evals = [0]
+
+        def velocity(latents: Tensor, t: Tensor, c, guidance: float | None = None) -> Tensor:
+            evals[0] += int(latents.shape[0])
+            return sd.velocity(latents, t, c, guidance)
+
+        with self.timer("denoise"):
+            latents = flow_denoise(
+                velocity, self._new_scheduler(), cond=cond, uncond=uncond, cfg_scale=0.0 if flux else cfg,
+                steps=steps, effective_steps=steps_run, generator=gen, init_latents=init_latents, shape=shape,
+                mu=mu, sigmas=sigmas, guidance=cfg if flux else None, subseed=int(row["subseed"]),
+                subseed_strength=float(row["subseed_strength"]), resize_from=resize)
+        self.unet_evals += evals[0]
         return latents
 
     def frame_control(self, i: int, row: Mapping[str, object], source: Tensor | None) -> controlnet.FrameControl | None:

@@ -224,6 +224,9 @@ def load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageT
     """The load stage of every render: the depth model, the SD weights, the LoRAs and embeddings (a file
     that does not fit fails here), the ControlNet units' models, then the speed-up switches (torch.compile's
     warm-up timed as "compile")."""
+    from .prompts import flow_refusals
+
+    flow_refusals(table, sd)  # from the configs alone: what Flux/SD3 cannot render yet, before any weight loads
     with timer("load"):
         if depth is not None:
             depth.load()

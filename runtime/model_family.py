@@ -3,7 +3,9 @@
 The rules are contract/families.py's, shared with the compiler: an SDXL folder has a `text_encoder_2/` (or a
 UNet whose `addition_embed_type` is "text_time"); single files are told apart by their keys; a UNet with
 `time_cond_proj_dim` is a guidance-embedded LCM. A single file gets its config folder here (`config_skeleton`),
-and `family_warnings` says where the render's family would have compiled the scene otherwise.
+and `family_warnings` says where the render's family would have compiled the scene otherwise. SD3/SD3.5 and
+Flux folders are also told here from their transformer's config (`flow_folder_family`), so the runtime loads
+the right classes whatever the contract's name for them; their single files are not loaded yet.
 """
 
 from __future__ import annotations
@@ -70,11 +72,82 @@ def folder_family(folder: Path, what: str) -> str:
 
 
 def folder_model_family(folder: Path, what: str, name: str | None = None) -> families.Family:
-    """The full family of a diffusers folder (`name`, a hub id, helps tell a turbo model)."""
+    """The full family of a diffusers folder (`name`, a hub id, helps tell a turbo model). A rectified-flow
+    model (SD3/SD3.5, Flux) is told by the runtime itself from its transformer (`flow_folder_family`); the
+    contract's family (its name, SD3 variant) is taken where it agrees on the base, and its refusals stand."""
+    flow = flow_folder_family(folder, what, name)
     try:
-        return families.folder_family(folder, what, name=name)
-    except families.UnsupportedModel as e:
+        fam = families.folder_family(folder, what, name=name)
+    except families.UnsupportedModel as e:  # (a Flux Kontext / Fill told by its name, say)
         raise RenderError(e.message, e.help) from None
+    if flow is not None and fam.base != flow.base:
+        return flow
+    return fam
+
+
+# the transformer classes of the rectified-flow families dfm renders, and their base architecture
+FLOW_TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
+# pipelines built on those transformers that are not text-to-image models dfm can img2img with
+FLOW_REFUSED = {
+    "FluxKontextPipeline": "Flux Kontext (an image-edit model)",
+    "FluxFillPipeline": "Flux Fill (an inpainting model)",
+    "FluxControlPipeline": "Flux Control (a depth/canny conditioned model)",
+}
+
+
+def flow_folder_family(folder: Path, what: str, name: str | None = None) -> families.Family | None:
+    """The family of a diffusers folder of SD3/SD3.5 or Flux, from model_index.json and the transformer's
+    config (no weights read); None for any other folder. Flux with a guidance embedding is flux-dev, without
+    one flux-schnell; an SD3 folder whose name says turbo is sd35-turbo. A Flux image-edit, fill or control
+    model is a RenderError naming it."""
+    index = _read_json(folder / "model_index.json")
+    transformer = _read_json(folder / "transformer" / "config.json")
+    cls = str(index.get("_class_name", ""))
+    base = FLOW_TRANSFORMERS.get(str(transformer.get("_class_name", "")))
+    if base is None:
+        return None
+    if cls in FLOW_REFUSED:
+        raise RenderError(f"{what} is {FLOW_REFUSED[cls]}; dfm renders Flux dev and schnell text-to-image models",
+                          "point the model at FLUX.1-dev or FLUX.1-schnell")
+    source = f"its transformer ({transformer['_class_name']})"
+    if base == "flux":
+        channels = transformer.get("in_channels", 64)
+        if channels != 64:
+            raise RenderError(f"{what} has a Flux transformer of {channels} input channels (a Fill or Control "
+                              "model); dfm renders Flux text-to-image models", "point the model at FLUX.1-dev or "
+                              "FLUX.1-schnell")
+        if transformer.get("guidance_embeds", False):
+            return families.Family("flux-dev", "flux", f"{source} embeds a guidance scale")
+        return families.Family("flux-schnell", "flux", f"{source} has no guidance embedding")
+    label = str(name or folder.name).lower()
+    if "turbo" in label:
+        return families.Family("sd35-turbo", "sd3", f"{source} and its name `{name or folder.name}`")
+    return families.Family("sd3", "sd3", source)
+
+
+def flow_file_family(path: Path) -> str | None:
+    """"SD3" or "Flux" for a single .safetensors file of those models, told by its keys (header only), else None."""
+    try:
+        shapes, _ = families.safetensors_header(path)
+    except UserError:
+        return None
+    for key in shapes:
+        k = key.removeprefix("model.diffusion_model.")
+        if k.startswith("joint_blocks."):
+            return "SD3"
+        if k.startswith(("double_blocks.", "single_blocks.")):
+            return "Flux"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        if path.stat().st_size > 1024 * 1024:  # a config is a few kB
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_pickle_weights(path: Path) -> dict:

@@ -33,6 +33,19 @@ _HUB_PATTERNS = [
     "tokenizer_2/*",  # SDXL's second tokenizer and text encoder (absent from SD 1.x/2.x repos)
     "text_encoder_2/config.json",
     "text_encoder_2/model.safetensors",
+    # SD3 / Flux (absent from SD repos): the transformer, the T5 encoder (text_encoder_2 in Flux, _3 in SD3) and
+    # its tokenizer, in the sharded files these repos ship (never an fp16 variant: no pattern names one)
+    "transformer/config.json",
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/diffusion_pytorch_model-*-of-*.safetensors",
+    "transformer/diffusion_pytorch_model.safetensors.index.json",
+    "text_encoder_2/model-*-of-*.safetensors",
+    "text_encoder_2/model.safetensors.index.json",
+    "text_encoder_3/config.json",
+    "text_encoder_3/model.safetensors",
+    "text_encoder_3/model-*-of-*.safetensors",
+    "text_encoder_3/model.safetensors.index.json",
+    "tokenizer_3/*",
 ]
 LOAD_HELP = "point --model at a local diffusers folder or a .safetensors file"
 

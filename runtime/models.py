@@ -1,4 +1,5 @@
-"""Loading a Stable Diffusion model (1.x, 2.x, SDXL) and running its parts: `StableDiffusion`.
+"""Loading a Stable Diffusion model (1.x, 2.x, SDXL, and the rectified-flow SD3/SD3.5 and Flux) and running
+its parts: `StableDiffusion`.
 
 Only the components a render uses are loaded (tokenizer, text encoder, UNet, VAE; never a safety
 checker), each on first use. Everything is loaded with `local_files_only=True`; a hub id is first
@@ -31,6 +32,7 @@ from .model_family import (  # noqa: F401 (some re-exported for importers of mod
     config_skeleton,
     detect_family,
     file_key_family,
+    flow_file_family,
     folder_family,
     folder_model_family,
     load_pickle_weights,
@@ -52,6 +54,12 @@ if TYPE_CHECKING:
 
 FOLDER_PARTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a diffusers SD folder's components
 SDXL_PARTS = ("tokenizer_2", "text_encoder_2")  # and an SDXL folder's two more
+FLOW_BASES = ("sd3", "flux")  # rectified-flow models: a transformer predicts a velocity (runtime/flow_matching.py)
+# an SD3 / Flux folder's components: SD3 has two CLIPs and a T5 (text_encoder_3, optional in diffusers: without
+# it the T5 tokens are zeros), Flux one CLIP (pooled only) and its T5 as text_encoder_2
+FLOW_PARTS = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2", "transformer", "vae", "scheduler")
+# T5 tokens read per prompt: diffusers' defaults (SD3: 256; Flux: 512, which FLUX.1-schnell's card lowers to 256)
+T5_MAX_LENGTH = {"sd3": 256, "sd35-turbo": 256, "flux-dev": 512, "flux-schnell": 256}
 
 
 @contextmanager
@@ -132,7 +140,9 @@ class StableDiffusion:
         """Load every component a render uses now (the render's load stage) instead of on first use."""
         self.check_folder()
         _ = self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler_config
-        if self.family == "sdxl":
+        if self.is_flow:
+            _ = self.tokenizer_2, self.text_encoder_2, self.t5_tokenizer, self.t5_encoder
+        elif self.family == "sdxl":
             _ = self.tokenizer_2, self.text_encoder_2
             self.check_sdxl()
 
@@ -157,7 +167,10 @@ class StableDiffusion:
         (a missing text_encoder/ would otherwise surface later as a "broken tokenizer")."""
         if self.folder is None:
             return
-        parts = FOLDER_PARTS + (SDXL_PARTS if self.family == "sdxl" else ())
+        if self.is_flow:
+            parts = FLOW_PARTS
+        else:
+            parts = FOLDER_PARTS + (SDXL_PARTS if self.family == "sdxl" else ())
         missing = [n for n in parts if not (self.folder / n).is_dir()]
         if missing:
             raise RenderError(f"{self.source.describe()} has no {', '.join(m + '/' for m in missing)} folder"
@@ -169,6 +182,11 @@ class StableDiffusion:
         model_index.json and configs (a hub id's name helps tell a turbo model), or a single file's keys;
         cheap: no weights read. A pipeline dfm cannot render is a RenderError naming it."""
         if self.folder is None:
+            if self.source.path.suffix.lower() == ".safetensors":
+                flow = flow_file_family(self.source.path)
+                if flow is not None:
+                    raise RenderError(f"{self.source.path.name} is a single-file {flow} checkpoint, which dfm does not "
+                                      "load yet", f"use the model's diffusers folder (or its hub id) for {flow}")
             here = self.source.path.parent
             if (here / "model_index.json").is_file():  # the file's own config folder says
                 return folder_model_family(here, self.source.describe(), self.source.path.stem)
@@ -180,8 +198,15 @@ class StableDiffusion:
 
     @cached_property
     def family(self) -> str:
-        """The base architecture the loader and the prompt encoder follow: "sd15", "sd21" or "sdxl"."""
+        """The base architecture the loader and the prompt encoder follow: "sd15", "sd21", "sdxl", or the
+        rectified-flow "sd3" and "flux"."""
         return self.model_family.base
+
+    @property
+    def is_flow(self) -> bool:
+        """A rectified-flow model (SD3/SD3.5, Flux): its `unet` is a transformer predicting a velocity, sampled
+        by runtime/flow_matching.py; its prompts are CLIP and T5 embeddings (prompts.PromptEncoder)."""
+        return self.family in FLOW_BASES
 
     @cached_property
     def _single_file_pipeline(self):
@@ -243,6 +268,8 @@ class StableDiffusion:
         common = {"local_files_only": True}
         safetensors = None if self.allow_pickle else True
         try:
+            if self.is_flow:
+                return self._load_flow_part(name, safetensors)
             if name in ("tokenizer", "tokenizer_2"):
                 return CLIPTokenizer.from_pretrained(str(folder), subfolder=name, **common)
             if name in ("text_encoder", "text_encoder_2"):
@@ -280,6 +307,33 @@ class StableDiffusion:
                 f"could not load the {name} of {self.source.describe()}: {first_line(e)}", help
             ) from None
 
+    def _load_flow_part(self, name: str, safetensors: bool | None):
+        """One component of an SD3 or Flux folder, each class named here (never taken from model_index.json)."""
+        from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel
+        from transformers import (
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            CLIPTokenizer,
+            T5EncoderModel,
+            T5TokenizerFast,
+        )
+
+        folder, sd3 = str(self.folder), self.family == "sd3"
+        common = {"local_files_only": True}
+        t5_tok, t5_enc = ("tokenizer_3", "text_encoder_3") if sd3 else ("tokenizer_2", "text_encoder_2")
+        if name == t5_tok:
+            return T5TokenizerFast.from_pretrained(folder, subfolder=name, **common)
+        if name in ("tokenizer", "tokenizer_2"):
+            return CLIPTokenizer.from_pretrained(folder, subfolder=name, **common)
+        weights = {"use_safetensors": safetensors, **common}
+        if name == t5_enc:
+            return T5EncoderModel.from_pretrained(folder, subfolder=name, dtype=self.placement.dtype, **weights)
+        if name in ("text_encoder", "text_encoder_2"):
+            cls = CLIPTextModelWithProjection if sd3 else CLIPTextModel
+            return cls.from_pretrained(folder, subfolder=name, dtype=self.placement.dtype, **weights)
+        cls = {"transformer": SD3Transformer2DModel if sd3 else FluxTransformer2DModel, "vae": AutoencoderKL}[name]
+        return cls.from_pretrained(folder, subfolder=name, torch_dtype=self.placement.dtype, **weights)
+
     @cached_property
     def vae_dtype(self) -> torch.dtype:
         """SDXL's VAE overflows in float16 (NaN/black frames): it is kept in float32 when its config asks
@@ -301,7 +355,32 @@ class StableDiffusion:
 
     @cached_property
     def tokenizer_2(self):
+        if self.family == "flux":
+            return self.t5_tokenizer
         return self._checked_tokenizer("tokenizer_2", self.text_encoder_2.config)
+
+    @cached_property
+    def t5_tokenizer(self):
+        """The T5 tokenizer of a flow model (SD3's tokenizer_3, Flux's tokenizer_2); None for SD3 without one."""
+        name = "tokenizer_3" if self.family == "sd3" else "tokenizer_2"
+        if self.family == "sd3" and self.folder is not None and not (self.folder / name).is_dir():
+            return None
+        return self._component(name)
+
+    @cached_property
+    def t5_encoder(self):
+        """The T5 encoder of a flow model (SD3's text_encoder_3, Flux's text_encoder_2); None for an SD3 folder
+        without one (diffusers then gives zeros for the T5 tokens)."""
+        if self.family == "flux":
+            return self.text_encoder_2
+        if self.folder is not None and not (self.folder / "text_encoder_3").is_dir():
+            return None
+        return self._component("text_encoder_3")
+
+    @property
+    def t5_max_length(self) -> int:
+        """How many T5 tokens a prompt is read as (padded or cut to), diffusers' default for the family."""
+        return T5_MAX_LENGTH.get(self.model_family.name, 512 if self.family == "flux" else 256)
 
     @cached_property
     def text_encoder_2(self):
@@ -344,7 +423,8 @@ class StableDiffusion:
 
     @cached_property
     def unet(self):
-        return self._component("unet")
+        """The denoiser: the UNet, or a flow model's transformer (what speed-ups and call counts act on)."""
+        return self._component("transformer" if self.is_flow else "unet")
 
     @cached_property
     def vae(self):
@@ -363,6 +443,54 @@ class StableDiffusion:
     @property
     def latent_scale(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latents the sampler starts from (SD: the UNet's 4; SD3/Flux: the VAE's 16)."""
+        if self.is_flow:
+            return int(self.vae.config.latent_channels)
+        return int(self.unet.config.in_channels)
+
+    # -- rectified flow (SD3, Flux) --
+
+    @property
+    def patch_size(self) -> int:
+        """Latent pixels per image token side: SD3's transformer patch size, Flux's 2x2 packing."""
+        return int(self.unet.config.patch_size) if self.family == "sd3" else 2
+
+    def flow_schedule(self, steps: int, latent_height: int, latent_width: int) -> tuple[float | None, object]:
+        """(mu, sigmas) of a flow model's schedule for a frame of this latent size, as its diffusers pipelines
+        set them: the dynamic shift where the scheduler has one (SD3's pipelines default max_shift to 1.16,
+        Flux's to 1.15), and Flux's evenly spaced sigmas (SD3: the scheduler's own spacing)."""
+        from .flow_matching import flow_mu, flux_sigmas
+
+        mu = flow_mu(self.scheduler_config, latent_height, latent_width, patch_size=self.patch_size,
+                     default_max_shift=1.16 if self.family == "sd3" else 1.15)
+        return mu, (flux_sigmas(int(steps)) if self.family == "flux" else None)
+
+    @cached_property
+    def _velocity_fn(self):
+        from .flow_matching import flux_velocity, sd3_velocity
+
+        return sd3_velocity(self.unet) if self.family == "sd3" else flux_velocity(self.unet)
+
+    @torch.no_grad()
+    def velocity(self, latents: Tensor, t: Tensor, cond, guidance: float | None = None) -> Tensor:
+        """A flow model's velocity for unpacked latents (B, C, H, W) (flow_matching.VelocityFn); counted as a
+        UNet call. `guidance` is Flux-dev's embedded scale (ignored by Flux-schnell and SD3)."""
+        self.unet_calls += 1
+        return self._velocity_fn(latents, t, cond, guidance)
+
+    def pooled_dim(self) -> int:
+        """Width of a flow model's pooled text vector (SD3: both CLIP projections; Flux: CLIP-L's width)."""
+        return int(self.unet.config.pooled_projection_dim)
+
+    def flow_cond(self, packed: Tensor):
+        """A flow_matching.FlowCond from embeddings as prompts.PromptEncoder packs them: the token sequence,
+        then one last row holding the pooled vector (its first `pooled_dim` features)."""
+        from .flow_matching import FlowCond
+
+        return FlowCond(packed[:, :-1], packed[:, -1, : self.pooled_dim()])
 
     # -- running --
 
@@ -447,13 +575,21 @@ class StableDiffusion:
 
     @torch.no_grad()
     def encode_image(self, frame: Tensor) -> Tensor:
-        """Latents of a [0, 1] frame: the posterior mean (no random draw), times the VAE's scaling factor."""
+        """Latents of a [0, 1] frame: the posterior mean (no random draw), times the VAE's scaling factor; a
+        VAE with a shift factor (SD3's, Flux's) has it subtracted first, as their pipelines do."""
         x = (frame * 2 - 1).to(self.vae.dtype)
-        return self.vae.encode(x).latent_dist.mode().float() * self.vae.config.scaling_factor
+        shift = self.vae.config.get("shift_factor")
+        if shift is None:
+            return self.vae.encode(x).latent_dist.mode().float() * self.vae.config.scaling_factor
+        return (self.vae.encode(x).latent_dist.mode().float() - shift) * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor) -> Tensor:
-        x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
+        shift = self.vae.config.get("shift_factor")
+        if shift is None:
+            x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
+        else:
+            x = self.vae.decode((latents / self.vae.config.scaling_factor + shift).to(self.vae.dtype)).sample
         return (x.float() / 2 + 0.5).clamp(0, 1)
 
 

@@ -29,6 +29,13 @@ Prompts of different lengths meet in two places: classifier-free guidance (the s
 separately, as A1111 does) and crossfades, where the shorter is padded with the empty prompt's chunk
 (A1111's `pad_cond`) before the lerp.
 
+Rectified-flow models (SD3/SD3.5, Flux) read a prompt as their diffusers pipelines do (`encode_flow`): the
+pieces' texts joined, CLIP cut at 77 tokens and T5 padded or cut to the family's length (weights and BREAK
+do not apply: `prompt_warnings` says so). SD3: CLIP-L's and CLIP-G's penultimate layers side by side,
+zero-padded to T5's width, then the T5 tokens; pooled, both projections joined. Flux: the T5 tokens; pooled,
+CLIP-L's pooler output. The pooled vector travels as SDXL's does, one extra last row. Composable prompts and
+prompt editing are refused for these models (`flow_refusals`).
+
 Composable prompts and prompt editing (the table format: docs/frametable.md): a pieces value is either
 the list above (a plain prompt) or an object `{"parts": [{"weight": W, "schedule": [[END, PIECES], ...]},
 ...]}`: A1111's `AND` sub-prompts, each with its weight for this frame and the pieces in force up to each
@@ -50,8 +57,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..contract.controlnet import active_units
 from ..contract.table import FrameTable
 from .errors import RenderError
+from .models import FLOW_BASES
 from .samplers import SAMPLERS, StepCond
 
 CHUNK_TOKENS = 75  # tokens per chunk between BOS and EOS
@@ -252,8 +261,12 @@ class PromptEncoder:
 
     @property
     def packs_pooled(self) -> bool:
-        """Whether the embeddings end with a pooled row (SDXL)."""
-        return getattr(self.sd, "family", "sd15") == "sdxl"
+        """Whether the embeddings end with a pooled row (SDXL, SD3, Flux)."""
+        return getattr(self.sd, "family", "sd15") in ("sdxl", *FLOW_BASES)
+
+    @property
+    def flow(self) -> bool:
+        return getattr(self.sd, "family", "sd15") in FLOW_BASES
 
     def chunks(self, pieces: str, tok=None) -> list[Chunk]:
         tok = self.sd.tokenizer if tok is None else tok
@@ -268,6 +281,8 @@ class PromptEncoder:
     @torch.no_grad()
     def __call__(self, pieces: str, clip_skip: int = 1) -> Tensor:
         """The hidden states (1, 77·chunks, D) of one prompt, in float32 (SDXL: plus the pooled row)."""
+        if self.flow:
+            return self.encode_flow(pieces)
         if self.packs_pooled:
             return self.encode_sdxl(pieces)
         skip = int(clip_skip) if clip_skip_applies(self.sd.text_encoder_config) else 1
@@ -295,6 +310,53 @@ class PromptEncoder:
         row[0, 0, : pooled.shape[-1]] = pooled[0]
         return torch.cat([hidden, row], dim=1)
 
+    def encode_flow(self, pieces: str) -> Tensor:
+        """(1, tokens + 1, D) of an SD3 or Flux model: the token sequence its transformer reads, then the pooled
+        row (see the module docstring); as diffusers' `encode_prompt` computes them for the pieces' text."""
+        sd = self.sd
+        text = flow_text(pieces)
+        t5 = self._t5(text)
+        if sd.family == "flux":
+            ids = self._clip_ids(sd.tokenizer, text)
+            sd.text_encoder_calls += 1
+            pooled = sd.text_encoder(ids, output_hidden_states=False).pooler_output.float()
+            hidden = t5
+        else:
+            clips, pooleds = [], []
+            for tok, encoder in ((sd.tokenizer, sd.text_encoder), (sd.tokenizer_2, sd.text_encoder_2)):
+                sd.text_encoder_calls += 1
+                out = encoder(self._clip_ids(tok, text), output_hidden_states=True)
+                pooleds.append(out[0].float())
+                clips.append(out.hidden_states[-2].float())
+            clip = torch.cat(clips, dim=-1)
+            if clip.shape[-1] > t5.shape[-1]:
+                raise RenderError(f"this SD3 model's CLIP features ({clip.shape[-1]}) are wider than its T5's "
+                                  f"({t5.shape[-1]})", "use an SD3 / SD3.5 model as diffusers saves it")
+            hidden = torch.cat([torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1])), t5], dim=-2)
+            pooled = torch.cat(pooleds, dim=-1)
+        if pooled.shape[-1] > hidden.shape[-1]:
+            raise RenderError(f"a pooled text embedding of {pooled.shape[-1]} is wider than the token features "
+                              f"({hidden.shape[-1]})", "use an SD3 / Flux model as diffusers saves it")
+        row = torch.zeros(1, 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
+        row[0, 0, : pooled.shape[-1]] = pooled[0]
+        return torch.cat([hidden, row], dim=1)
+
+    def _clip_ids(self, tok, text: str) -> Tensor:
+        return tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids.to(self.sd.placement.device)
+
+    def _t5(self, text: str) -> Tensor:
+        """The T5 token embeddings (1, t5_max_length, width): zeros for an SD3 model without its T5 (diffusers)."""
+        sd = self.sd
+        n = int(sd.t5_max_length)
+        if sd.t5_encoder is None:
+            width = int(sd.unet.config.joint_attention_dim)
+            return torch.zeros(1, n, width, device=sd.placement.device)
+        ids = sd.t5_tokenizer(text, padding="max_length", max_length=n, truncation=True, add_special_tokens=True,
+                              return_tensors="pt").input_ids.to(sd.placement.device)
+        sd.text_encoder_calls += 1
+        return sd.t5_encoder(ids)[0].float()
+
     def encode_chunk(self, chunk: Chunk, clip_skip: int, encoder=None, final_norm: bool = True):
         """One chunk's hidden states (1, 77, D), weighted: one text encoder call per chunk, as A1111 makes
         (a batch of chunks would differ from them in the last bits). With an explicit `encoder` (SDXL)
@@ -316,6 +378,11 @@ class PromptEncoder:
             weighted = z * w[None, :, None]
             z = weighted * (z.mean() / weighted.mean())
         return (z, out) if explicit else z
+
+
+def flow_text(pieces: str) -> str:
+    """The text a flow model reads for a pieces value: the pieces' texts joined (weights and BREAKs dropped)."""
+    return "".join(p[0] for p in read_pieces(pieces) if p is not None)
 
 
 def _final_layer_norm(encoder) -> torch.nn.Module:
@@ -481,9 +548,80 @@ def _check_negative(prompt: Prompt, column: str) -> None:
                           "weight 1 (A1111 has no AND in negatives)", RECOMPILE)
 
 
+FLOW_TITLES = {"sd3": "SD3", "flux": "Flux"}
+
+
+def flow_refusals(table: FrameTable, sd) -> None:
+    """What a render of `table` cannot do on a rectified-flow model (SD3/SD3.5, Flux) yet, as one RenderError
+    naming it, before any weight is read (the model's family is told from its configs): composable prompts and
+    prompt editing, LoRAs and embeddings, ControlNet units, a sampler of another kind. An SD model given a flow
+    sampler is refused too. Nothing to say for an SD model with an SD sampler."""
+    s = table.settings
+    flow_sampler = bool(getattr(SAMPLERS.get(str(s.sampler)), "flow", False))
+    if sd.family not in FLOW_BASES:
+        if flow_sampler:
+            raise RenderError(f"sampler {s.sampler} is for rectified-flow models (SD3, Flux), but the model is "
+                              f"{sd.family}", "choose another sampler, e.g. euler")
+        return
+    name = FLOW_TITLES[sd.family]
+    fix = f"recompile the scene for the {name} model (`dfm compile`), or render it with an SD model"
+    if not flow_sampler:
+        raise RenderError(f"sampler {s.sampler} is not a rectified-flow sampler; {name} models sample with flow_euler",
+                          "set `sampler flow_euler`, or leave the sampler out to get the family's default")
+    for _, pieces_col in PROMPT_COLUMNS:
+        for f, value in enumerate(table[pieces_col].tolist()):
+            if str(value).lstrip().startswith("{"):
+                raise RenderError(f"frame {f}: a composable prompt (AND) or prompt editing ([from:to:when]) in "
+                                  f"`{pieces_col.removesuffix('_pieces')}`, which dfm does not render on {name} "
+                                  "models yet", "write the prompt without AND and [..:..:..]")
+    if s.lora or s.embedding:
+        raise RenderError(f"LoRAs and embeddings are not loaded into {name} models yet",
+                          "remove `lora` and `embedding` from the scene for this model")
+    if active_units(s):
+        raise RenderError(f"ControlNet units are not available for {name} models yet", fix)
+    unit = 16  # the VAE's 8 times the transformer's 2x2 patches (the real models: 1024x1024 is 64x64 tokens)
+    if int(s.width) % unit or int(s.height) % unit:
+        raise RenderError(f"{name} renders sizes in multiples of {unit}; the scene's is {s.width}x{s.height}",
+                          f"set a size whose width and height divide by {unit}, e.g. 1024x1024")
+
+
+def flow_prompt_warnings(table: FrameTable, sd) -> list[str]:
+    """What an SD3 / Flux model reads otherwise than an SD model would (see the module docstring)."""
+    name = FLOW_TITLES[sd.family]
+    out = []
+    if np.any(np.asarray(table["clip_skip"]) != 1):
+        out.append(f"clip_skip has no effect on a {name} model (its CLIP encoders are read as diffusers reads them)")
+    values = {str(v) for col in ("prompt_pieces", "negative_prompt_pieces") for v in table[col].tolist()}
+    if any(p is None or p[1] != 1.0 for v in values for p in read_pieces(v)):
+        out.append(f"attention weights ((word:1.2)) and BREAK have no effect on a {name} model: T5 reads the "
+                   "prompt's text as written")
+    if sd.family == "flux":
+        negatives = {str(v) for v in table["negative_prompt"].tolist()} - {""}
+        if negatives:
+            out.append(f"{sd.model_family.name} ignores negative prompts (guidance-distilled: no unconditional "
+                       "pass); the scene's negative prompt is not used")
+        if not sd.unet.config.guidance_embeds and np.any(np.asarray(table["cfg_scale"], dtype=float) != 0):
+            out.append("FLUX.1-schnell takes no guidance scale: cfg_scale is ignored")
+    n, tok = int(sd.t5_max_length), sd.t5_tokenizer
+    if tok is not None:
+        long = [t for t in dict.fromkeys(map(str, table["prompt"].tolist()))
+                if len(tok(flow_text(_pieces_of(table, t)), truncation=False).input_ids) > n]
+        for text in long[:MAX_LONG_NOTED]:
+            out.append(f"prompt {text[:40]!r}… is longer than the {n} T5 tokens {name} reads here: the rest is cut")
+    return out
+
+
+def _pieces_of(table: FrameTable, text: str) -> str:
+    texts = table["prompt"].tolist()
+    return str(table["prompt_pieces"][texts.index(text)])
+
+
 def prompt_warnings(table: FrameTable, sd) -> list[str]:
     """Checked once the model is loaded, before the first frame: a clip_skip deeper than the text encoder
     is a RenderError; a clip_skip on an SD 2.x model and a prompt longer than one chunk are warnings."""
+    flow_refusals(table, sd)
+    if sd.family in FLOW_BASES:
+        return flow_prompt_warnings(table, sd)
     config = sd.text_encoder_config
     skips = np.asarray(table["clip_skip"])
     layers = int(config.num_hidden_layers)
@@ -516,5 +654,6 @@ def prompt_warnings(table: FrameTable, sd) -> list[str]:
     return out
 
 
-__all__ = ["COLUMNS", "Chunk", "Part", "Prompt", "PromptEmbeddings", "PromptEncoder", "RowConditioning", "make_chunks",
-           "prompt_warnings", "read_pieces", "read_prompt", "schedule_multiplier"]
+__all__ = ["COLUMNS", "Chunk", "Part", "Prompt", "PromptEmbeddings", "PromptEncoder", "RowConditioning",
+           "flow_refusals", "flow_text", "make_chunks", "prompt_warnings", "read_pieces", "read_prompt",
+           "schedule_multiplier"]

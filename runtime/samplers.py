@@ -24,6 +24,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
@@ -44,6 +45,8 @@ class SamplerSpec:
     # whether `step()` takes the frame's generator (for its noise draws, if any): stated here, never
     # guessed from the signature at run time (a test checks this column against diffusers)
     takes_generator: bool = False
+    # a rectified-flow sampler (SD3, Flux: runtime/flow_matching.py), built from the model's config as it is
+    flow: bool = False
 
 
 _KARRAS = {"use_karras_sigmas": True}
@@ -88,7 +91,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "euler_a_trailing": SamplerSpec(EulerAncestralDiscreteScheduler, _TRAILING, takes_generator=True),
     "dpmpp_2m_trailing": SamplerSpec(DPMSolverMultistepScheduler, _TRAILING, takes_generator=True),
     "dpmpp_2m_sde_trailing": SamplerSpec(DPMSolverMultistepScheduler, {**_SDE, **_TRAILING}, takes_generator=True),
+    # rectified flow (SD3/SD3.5, Flux): the Euler step of their own pipelines, with the model's shift
+    "flow_euler": SamplerSpec(FlowMatchEulerDiscreteScheduler, takes_generator=True, flow=True),
 }
+FLOW_SAMPLERS = frozenset(name for name, spec in SAMPLERS.items() if spec.flow)
 
 # eps_fn(latents, t, embeddings) -> predicted noise; the sampler never learns which model it drives. With
 # ControlNet it is also called as eps_fn(latents, t, embeddings, residuals) (`StableDiffusion.eps`)
@@ -168,6 +174,8 @@ class CountedEps:
 def make_scheduler(name: str, base_config: Mapping):
     """A fresh scheduler (schedulers keep per-denoise state) built from the model's own config."""
     spec = SAMPLERS[name]
+    if spec.flow:  # the model's own schedule (shift, dynamic shifting) exactly, as its pipelines build it
+        return spec.cls.from_config(base_config, **spec.kwargs)
     return spec.cls.from_config(base_config, **{"timestep_spacing": "linspace", **spec.kwargs})
 
 

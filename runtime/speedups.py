@@ -158,7 +158,7 @@ def _warm_up(sd, size: tuple[int, int], batches: tuple[int, ...]) -> float:
 
     import torch
 
-    if sd.family == "sdxl":
+    if sd.family == "sdxl" or sd.is_flow:  # their conditioning is built by the frame loop
         return 0.0
     dev, dtype = sd.placement.device, sd.placement.dtype
     scale = sd.latent_scale
@@ -196,7 +196,7 @@ def apply(sd, options: Speedups | None = None, *, size: tuple[int, int] | None =
     unet, vae = sd.unet, sd.vae
     # the ControlNets the render loaded (runtime/controlnet.py) run beside the UNet on the same inputs: the
     # same attention kernel and memory format (torch.compile stays the UNet's own)
-    nets = [loaded.net for loaded in getattr(sd, "controlnets", {}).values()]
+    nets = [loaded.net for loaded in sd.controlnets.values()]
     for m in (unet, vae, *nets):
         _set_attention(m, options.attention)
         _memory_format(m, cl)

@@ -31,11 +31,13 @@ def load(folder) -> StableDiffusion:
 def test_family_is_detected_from_the_folder(sdxl, tiny_models, tmp_path):
     assert folder_family(sdxl["folder"], "x") == "sdxl"
     assert folder_family(tiny_models["folder"], "x") == "sd15"
-    for cls, name in [("StableDiffusion3Pipeline", "Stable Diffusion 3"), ("FluxPipeline", "Flux")]:
-        (tmp_path / cls).mkdir()
-        (tmp_path / cls / "model_index.json").write_text(json.dumps({"_class_name": cls, "transformer": ["x", "y"]}))
-        with pytest.raises(RenderError, match=name):
-            folder_family(tmp_path / cls, "x")
+    # SD3 and Flux are families now (tests/test_flow_families.py, tests/test_flow_render.py); an inpainting
+    # pipeline is still refused by name
+    cls = "StableDiffusionInpaintPipeline"
+    (tmp_path / cls).mkdir()
+    (tmp_path / cls / "model_index.json").write_text(json.dumps({"_class_name": cls, "unet": ["x", "y"]}))
+    with pytest.raises(RenderError, match="inpainting"):
+        folder_family(tmp_path / cls, "x")
 
 
 def test_prompt_encoding_matches_diffusers_encode_prompt(sdxl):

@@ -219,7 +219,7 @@ def test_compile_warm_up_feeds_the_unet_the_frame_loops_shapes_and_layouts():
         fake.text_encoder_calls += 1
         return torch.zeros(1, 77, 8)
 
-    fake = SimpleNamespace(family="sd15", placement=pick_device("cpu"), latent_scale=8, unet=unet,
+    fake = SimpleNamespace(family="sd15", is_flow=False, placement=pick_device("cpu"), latent_scale=8, unet=unet,
                            encode_text=encode_text, text_encoder_calls=1)
     assert speedups._warm_up(fake, (96, 64), (1, 2)) >= 0
     assert [s[:2] for s in seen] == [((1, 4, 8, 12), (1, 77, 8)), ((2, 4, 8, 12), (2, 77, 8))]

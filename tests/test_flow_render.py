@@ -1,0 +1,334 @@
+"""Rectified-flow models (SD3/SD3.5 and Flux) through dfm's renderer, on tiny random pipelines built offline
+(tests/tiny_flow_models.py): the family told from the folder, prompts encoded as the pipelines encode them,
+one frame's latents equal to diffusers' img2img/txt2img pipelines, and a 2D scene of 10 frames rendered
+deterministically, byte for byte. What these models cannot do yet is refused before the first frame."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_flow_models import save_flow_models
+from tiny_models import make_table, with_prompts
+
+from dfm.runtime import RenderError
+from dfm.runtime.device import pick_device
+from dfm.runtime.flow_matching import unpack_latents
+from dfm.runtime.frame import FrameRenderer
+from dfm.runtime.model_source import resolve_source
+from dfm.runtime.models import StableDiffusion
+from dfm.runtime.prompts import PromptEncoder, flow_refusals
+from dfm.runtime.render import render
+from dfm.runtime.timing import StageTimer
+
+SIZE = 32  # pixels; the tiny VAEs scale by 2: latents of 16x16, 8x8 image tokens
+TOL = dict(rtol=0, atol=1e-5)
+FAMILIES = {"sd3": ("sd3", "sd3"), "flux": ("flux-dev", "flux"), "flux_schnell": ("flux-schnell", "flux")}
+
+
+@pytest.fixture(scope="module")
+def flow_models(tmp_path_factory):
+    torch.set_num_threads(1)
+    return save_flow_models(tmp_path_factory.mktemp("flow_models"))
+
+
+def load(folder) -> StableDiffusion:
+    return StableDiffusion(resolve_source(str(folder)), pick_device("cpu", "auto"))
+
+
+def flow_table(folder, n: int = 10, **overrides):
+    """A 2D scene of `n` frames for a flow model: cadence 2, motion, colour coherence, a negative prompt."""
+    kw = {**dict(mode="2d", model=str(folder), sampler="flow_euler", size=(SIZE, SIZE), cadence=2, angle=2.0,
+                 zoom=1.02, translation_x=1.0, color_coherence="lab", cfg_scale=3.5), **overrides}
+    table = make_table(n, **kw)
+    prompts = ["a red cat"] * min(n, 5) + ["a blue dog"] * max(0, n - 5)
+    return with_prompts(table, prompt=prompts, negative_prompt="blurry")
+
+
+# ---- the family, the VAE, the prompts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_is_told_from_the_folder(flow_models, name):
+    sd = load(flow_models[f"{name}_folder"])
+    fam, base = FAMILIES[name]
+    assert (sd.model_family.name, sd.family, sd.is_flow) == (fam, base, True)
+    sd.load()
+    assert type(sd.unet).__name__ == ("SD3Transformer2DModel" if base == "sd3" else "FluxTransformer2DModel")
+    assert sd.latent_channels == 16 and sd.latent_scale == 2
+
+
+def test_vae_latents_are_shifted_and_scaled(flow_models):
+    """encode_image/decode_latents use the VAE's shift factor as SD3's and Flux's pipelines do."""
+    sd = load(flow_models["flux_folder"])
+    frame = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    vae = sd.vae
+    mode = vae.encode(frame * 2 - 1).latent_dist.mode()
+    z = sd.encode_image(frame)
+    assert torch.equal(z, (mode - vae.config.shift_factor) * vae.config.scaling_factor)
+    want = vae.decode(z / vae.config.scaling_factor + vae.config.shift_factor).sample
+    assert torch.equal(sd.decode_latents(z), (want / 2 + 0.5).clamp(0, 1))
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_prompt_embeddings_equal_the_pipelines(flow_models, name):
+    """PromptEncoder's packed embeddings are the pipeline's `encode_prompt` (sequence, then the pooled row)."""
+    from dfm.compiler.prompt_syntax import pieces_json
+
+    sd = load(flow_models[f"{name}_folder"])
+    pipe = flow_models[name]
+    packed = PromptEncoder(sd)(pieces_json("a red cat"))
+    cond = sd.flow_cond(packed)
+    with torch.no_grad():  # as the pipeline calls it (CPU attention picks another kernel under autograd)
+        if name == "sd3":
+            embeds, _, pooled, _ = pipe.encode_prompt("a red cat", None, None, do_classifier_free_guidance=False,
+                                                      max_sequence_length=sd.t5_max_length)
+        else:
+            embeds, pooled, _ = pipe.encode_prompt("a red cat", None, max_sequence_length=sd.t5_max_length)
+    assert cond.embeds.shape == embeds.shape and cond.embeds.shape[1] == sd.t5_max_length + (77 if name == "sd3" else 0)
+    torch.testing.assert_close(cond.embeds, embeds, rtol=0, atol=0)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=0, atol=0)
+    assert packed[0, -1, cond.pooled.shape[-1]:].abs().sum() == 0  # the pooled row is zero-padded
+
+
+# ---- one frame against diffusers' pipelines --------------------------------------------------------------------
+
+
+def frame_latents(sd, table, i: int, source):
+    renderer = FrameRenderer(table, sd, StageTimer(sd.placement.device))
+    return renderer.latents(i, table.row(i), source)
+
+
+def pipeline_latents(name, pipe, sd, row, init):
+    """What diffusers' own pipeline gives for the row: its seed, steps, strength (effective_steps / steps),
+    cfg_scale and prompts, from the same init latents (None: txt2img)."""
+    from diffusers import FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline
+
+    steps, run = int(row["steps"]), int(row["effective_steps"])
+    g = torch.Generator("cpu").manual_seed(int(row["seed"]))
+    common = dict(num_inference_steps=steps, guidance_scale=float(row["cfg_scale"]), height=SIZE, width=SIZE,
+                  generator=g, output_type="latent", max_sequence_length=sd.t5_max_length,
+                  prompt=str(row["prompt"]))
+    if name == "sd3":
+        common["negative_prompt"] = str(row["negative_prompt"])
+        if init is None:
+            return pipe(**common).images
+        return StableDiffusion3Img2ImgPipeline(**pipe.components)(image=init, strength=run / steps, **common).images
+    if init is None:
+        packed = pipe(**common).images
+    else:
+        packed = FluxImg2ImgPipeline(**pipe.components)(image=init, strength=run / steps, **common).images
+    return unpack_latents(packed, SIZE // 2, SIZE // 2)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_img2img_latents_equal_diffusers(flow_models, name):
+    """A diffused row's latents (through dfm's loaded model, FrameRenderer.latents and flow_denoise) equal
+    diffusers' img2img pipeline for the same seed, init, steps, strength, guidance and prompts."""
+    sd = load(flow_models[f"{name}_folder"])
+    table = flow_table(flow_models[f"{name}_folder"])
+    row = table.row(2)
+    assert int(row["effective_steps"]) == 2 and int(row["steps"]) == 4
+    source = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    got = frame_latents(sd, table, 2, source)
+    want = pipeline_latents(name, flow_models[name], sd, row, sd.encode_image(source))
+    assert got.shape == want.shape == (1, 16, SIZE // 2, SIZE // 2)
+    torch.testing.assert_close(got, want, **TOL)
+    assert (got - sd.encode_image(source)).abs().max() > 0.1  # the frame was really re-diffused
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_first_frame_latents_equal_diffusers_txt2img(flow_models, name):
+    sd = load(flow_models[f"{name}_folder"])
+    table = flow_table(flow_models[f"{name}_folder"])
+    got = frame_latents(sd, table, 0, None)
+    torch.testing.assert_close(got, pipeline_latents(name, flow_models[name], sd, table.row(0), None), **TOL)
+
+
+def test_flux_dev_embeds_the_rows_cfg_scale(flow_models):
+    """Flux-dev: the row's cfg_scale is the distilled guidance the transformer embeds (no negative pass)."""
+    folder = flow_models["flux_folder"]
+    sd = load(folder)
+    source = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    a = frame_latents(sd, flow_table(folder, cfg_scale=1.0), 2, source)
+    calls = sd.unet_calls
+    b = frame_latents(sd, flow_table(folder, cfg_scale=6.0), 2, source)
+    assert sd.unet_calls - calls == 2  # one transformer call per step, never an unconditional one
+    assert (a - b).abs().max() > 1e-4
+
+
+# ---- whole renders ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def two_renders(request, flow_models, tmp_path_factory):
+    name = request.param
+    folder = flow_models[f"{name}_folder"]
+    table = flow_table(folder)
+    outs = []
+    for k in range(2):
+        out = tmp_path_factory.mktemp(f"{name}_{k}") / "out"
+        report = render(table, out, model=str(folder), device="cpu")
+        outs.append((out, report))
+    return name, table, outs
+
+
+def test_a_2d_scene_renders_deterministically(two_renders):
+    name, table, ((a, ra), (b, rb)) = two_renders
+    frames_a = sorted((a / "frames").iterdir())
+    assert [p.name for p in frames_a] == [f"{i:05d}.png" for i in range(10)]
+    for p in frames_a:
+        assert p.read_bytes() == (b / "frames" / p.name).read_bytes(), p.name
+    assert (a / "video.mp4").read_bytes() == (b / "video.mp4").read_bytes()
+    # cadence 2: diffusions at 0, 2, 4, 6, 8; frame 0 runs all 4 steps, the others effective_steps 2
+    assert ra.frames == 10 and ra.unet_calls == 4 + 4 * 2 == rb.unet_calls
+    guided = name == "sd3"  # SD3: CFG with the negative prompt, batched with the prompt in one call
+    assert ra.unet_evals == (24 if guided else 12)
+    encoders = {"sd3": 3, "flux": 2, "flux_schnell": 2}[name]
+    prompts = 2 + (1 if guided else 0)  # two prompts; Flux never encodes the negative
+    assert ra.text_encoder_calls == encoders * prompts
+    m = json.loads((a / "manifest.json").read_text())
+    assert m["sampler"] == "flow_euler" and m["frames"] == 10
+
+
+def test_frames_differ_from_frame_to_frame(two_renders):
+    """Not a constant image: the motion and the diffusions change the frames."""
+    _, _, ((a, _), _) = two_renders
+    frames = [p.read_bytes() for p in sorted((a / "frames").iterdir())]
+    assert len(set(frames)) == len(frames)
+
+
+# ---- refused before the first frame ------------------------------------------------------------------------------
+
+
+def refused(folder, table, tmp_path) -> str:
+    with pytest.raises(RenderError) as e:
+        render(table, tmp_path / "out", model=str(folder), device="cpu")
+    assert not (tmp_path / "out" / "frames").exists()
+    return e.value.message
+
+
+def test_composable_prompts_are_refused(flow_models, tmp_path):
+    folder = flow_models["flux_folder"]
+    table = flow_table(folder, n=3)
+    parts = json.dumps({"parts": [{"weight": 1.0, "schedule": [[4, [["a cat", 1.0]]]]},
+                                  {"weight": 0.5, "schedule": [[4, [["a dog", 1.0]]]]}]})
+    table = table.with_columns(prompt_pieces=[parts] * 3)
+    assert "composable prompt" in refused(folder, table, tmp_path)
+
+
+def test_an_sd_sampler_on_a_flow_model_is_refused(flow_models, tmp_path):
+    folder = flow_models["sd3_folder"]
+    assert "flow_euler" in refused(folder, flow_table(folder, n=3, sampler="euler"), tmp_path)
+
+
+def test_a_lora_on_a_flow_model_is_refused_without_loading_it(flow_models):
+    """`flow_refusals` needs only the family (configs), so the load stage can call it before any weight."""
+    folder = flow_models["flux_schnell_folder"]
+    sd = load(folder)
+    with pytest.raises(RenderError, match="LoRAs"):
+        flow_refusals(flow_table(folder, n=3).with_settings(lora=("x.safetensors",)), sd)
+    assert "unet" not in sd.__dict__ and "vae" not in sd.__dict__
+
+
+def test_a_size_off_the_patch_grid_is_refused(flow_models, tmp_path):
+    folder = flow_models["flux_folder"]
+    assert "multiples of 16" in refused(folder, flow_table(folder, n=3, size=(40, 40)), tmp_path)
+
+
+def test_the_flow_sampler_on_an_sd_model_is_refused(tiny_models, tmp_path):
+    table = make_table(3, mode="2d", model=str(tiny_models["folder"]), sampler="flow_euler")
+    assert "rectified-flow" in refused(tiny_models["folder"], table, tmp_path)
+
+
+# ---- a scene through the compiler ----------------------------------------------------------------------------------
+
+SCENE = """dfm 1
+mode 2d
+model "{model}"
+size 64x64
+frames 10
+cadence 2
+steps 4
+strength 0.5
+seed 5
+prompt 0 "a cat"
+prompt 5 "a dog"
+zoom 0:(1.02)
+angle 0:(1)
+"""
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_compiled_scene_renders_with_the_familys_defaults(flow_models, name, tmp_path):
+    """A .dfm scene naming the folder compiles with the family's sampler and guidance, and renders."""
+    from dfm.api import compile_text
+
+    text = SCENE.format(model=flow_models[f"{name}_folder"])
+    table = compile_text(text, "scene.dfm")
+    assert table.settings.sampler == "flow_euler"
+    report = render(table, tmp_path / "out", scene_text=text, device="cpu")
+    assert report.frames == 10 and report.unet_calls == 4 + 4 * 2
+    assert len(list((tmp_path / "out" / "frames").iterdir())) == 10
+
+
+def test_an_edited_scene_keeps_frames_and_replays_to_the_full_renders_bytes(flow_models, tmp_path):
+    """Incremental re-render on Flux: an edit at frame 7 keeps frames 0-5 (their diffusions replayed from the
+    kept latents, decoded with the VAE's shift) and renders the rest to the bytes of a full render."""
+    folder = flow_models["flux_schnell_folder"]
+    before = flow_table(folder)
+    after = with_prompts(before, prompt=["a red cat"] * 7 + ["a green bird"] * 3)
+    out = tmp_path / "edited"
+    render(before, out, model=str(folder), device="cpu")
+    report = render(after, out, model=str(folder), device="cpu")
+    assert report.kept_frames == 6 and report.unet_calls == 2 * 2  # diffusions 6 and 8 again, 2 steps each
+    full = tmp_path / "full"
+    render(after, full, model=str(folder), device="cpu")
+    for p in sorted((full / "frames").iterdir()):
+        assert p.read_bytes() == (out / "frames" / p.name).read_bytes(), p.name
+
+
+def test_what_a_flow_model_ignores_is_said(flow_models):
+    """Flux-dev warns that it ignores the negative prompt, schnell that it ignores cfg_scale; attention
+    weights and clip_skip have no effect on either family (T5 reads the text as written)."""
+    from dfm.runtime.prompts import prompt_warnings
+
+    dev = load(flow_models["flux_folder"])
+    table = with_prompts(flow_table(flow_models["flux_folder"], n=3, clip_skip=2), prompt="a (red:1.3) cat")
+    said = " | ".join(prompt_warnings(table, dev))
+    assert "ignores negative prompts" in said and "attention weights" in said and "clip_skip" in said
+    schnell = load(flow_models["flux_schnell_folder"])
+    assert any("cfg_scale is ignored" in w for w in prompt_warnings(flow_table(flow_models["flux_schnell_folder"],
+                                                                                n=3), schnell))
+    sd3 = load(flow_models["sd3_folder"])  # SD3 reads its negative prompt (CFG): nothing to say about it
+    assert not any("negative" in w for w in prompt_warnings(flow_table(flow_models["sd3_folder"], n=3), sd3))
+
+
+def test_a_single_file_flow_checkpoint_is_refused_by_name(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux1-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2)}, str(path))
+    sd = load(path)
+    with pytest.raises(RenderError, match="single-file Flux"):
+        _ = sd.model_family
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+@pytest.mark.parametrize("mode", ["3d", "interpolation", "none"])
+def test_every_mode_renders_on_a_flow_model(flow_models, name, mode, tmp_path):
+    """3D (a depth-warped camera), interpolation (blended prompt embeddings, pooled row included) and stills
+    only see images and embeddings: they render on a flow model as on SD."""
+    extra = {}
+    if mode == "3d":
+        from tiny_models import save_depth_models
+
+        extra = dict(depth_model=str(save_depth_models(tmp_path / "depth")["dpt"]), use_depth_warping=True,
+                     translation_z=2.0)
+    folder = flow_models[f"{name}_folder"]
+    table = make_table(4, mode=mode, model=str(folder), sampler="flow_euler", size=(SIZE, SIZE), **extra)
+    report = render(table, tmp_path / "out", model=str(folder), device="cpu")
+    assert report.frames == 4
+    assert report.unet_calls == (4 + 3 * 2 if mode == "3d" else 4 * 4)  # 3D: img2img after frame 0
+    assert len(set(p.read_bytes() for p in (tmp_path / "out" / "frames").iterdir())) == 4
