@@ -36,3 +36,18 @@ def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def median_seconds(fn, repeat: int) -> float:
+    """The median wall time of `repeat` calls of `fn`, after one warm-up call (thread pools, allocators,
+    oneDNN / cuDNN algorithm choice, a first model allocation)."""
+    import statistics
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -15,15 +15,14 @@ initialised weights instead (the cost does not depend on the weights; the error 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import _common  # noqa: F401 - offline environment and tests/ on the path, before torch
 import cv2
 import numpy as np
 import torch
+from _common import median_seconds
 
 from dfm.runtime import flow as fl
 
@@ -37,16 +36,6 @@ def frames(size: int) -> tuple[np.ndarray, np.ndarray]:
     tex = ((tex - tex.min()) / (tex.max() - tex.min()) * 255).round().astype(np.uint8)
     dx, dy = int(MOTION[0]), int(MOTION[1])
     return tex[pad:pad + size, pad:pad + size], tex[pad - dy:pad - dy + size, pad - dx:pad - dx + size]
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm-up: OpenCV's thread pool, RAFT's first allocation
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

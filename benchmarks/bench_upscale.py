@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import _common  # noqa: F401 - offline environment, before torch
 import numpy as np
 import torch
+from _common import median_seconds
 
 from dfm.runtime.upscale import DEFAULT_OVERLAP, load_upscaler, upscale_frame
 
@@ -71,16 +70,6 @@ def peak_gib(device: torch.device) -> float:
         torch.cuda.reset_peak_memory_stats(device)
         return peak / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm-up: allocator, oneDNN / cuDNN algorithm choice
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
