@@ -37,7 +37,8 @@ def git(cwd: Path, *args: str) -> None:
 
 def test_the_readmes_commands_in_the_readmes_order_all_succeed(tiny_models, tmp_path, monkeypatch, capsys):
     commands = readme_commands()
-    assert [c[0] for c in commands] == ["check", "compile", "plot", "preview", "render", "diff", "import"]
+    assert [c[0] for c in commands] == ["check", "compile", "plot", "preview", "render", "diff", "import",
+                                        "interpolate", "upscale"]
     (tmp_path / "scene.dfm").write_text(SCENE)
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "scene.dfm")
@@ -46,6 +47,10 @@ def test_the_readmes_commands_in_the_readmes_order_all_succeed(tiny_models, tmp_
     # an A1111 extension settings file with every one of its keys (tests/deforum_files.py: the real file stays
     # outside the project, so a plain clone has this stand-in)
     (tmp_path / "deforum_settings.txt").write_text(json.dumps(a1111_settings(), indent=4), encoding="utf-8")
+    from safetensors.torch import save_file
+    from test_upscale import tiny_esrgan_state
+
+    save_file(tiny_esrgan_state(4), tmp_path / "4x.safetensors")  # the upscaler the README names
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "outputs" / "scene"
     kept: dict[str, bytes] = {}
@@ -61,6 +66,7 @@ def test_the_readmes_commands_in_the_readmes_order_all_succeed(tiny_models, tmp_
     assert (folder / "video.mp4").is_file() and (folder / "manifest.json").is_file()
     assert {n: (folder / n).read_bytes() for n in kept} == kept  # the render left plot and preview alone
     assert (tmp_path / "table.csv").is_file() and (tmp_path / "deforum_settings.dfm").is_file()
+    assert (folder / "video_x2.mp4").is_file() and (folder / "video_upscaled.mp4").is_file()
 
 
 def test_plot_and_preview_record_what_they_write_in_the_default_folder(tmp_path, monkeypatch):

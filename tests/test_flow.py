@@ -152,7 +152,7 @@ def test_flow_cache_computes_each_pair_once_and_stays_bounded():
 
 
 def renderer(table):
-    sd = types.SimpleNamespace(placement=types.SimpleNamespace(device=torch.device("cpu")))
+    sd = types.SimpleNamespace(family="sd15", placement=types.SimpleNamespace(device=torch.device("cpu")))
     return FrameRenderer(table, sd, StageTimer())
 
 

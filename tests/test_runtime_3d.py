@@ -358,7 +358,7 @@ class RecordingDepth:
 
 def test_depth_is_predicted_once_per_frame_from_the_newest_image():
     table = make_table(8, mode="3d", cadence=3, translation_x=1.0, translation_z=2.0)
-    sd = SimpleNamespace(placement=pick_device("cpu"), encode_text=None)
+    sd = SimpleNamespace(family="sd15", placement=pick_device("cpu"), encode_text=None)
     depth = RecordingDepth()
     calls = []
 
