@@ -35,11 +35,16 @@ def _mps_available() -> bool:
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def _dtype(dev: torch.device, dtype: str) -> torch.dtype:
-    """The models' dtype on `dev` for the asked `dtype` (auto, fp16, bf16, fp32), or a RenderError."""
+def _dtype(dev: torch.device, dtype: str, *, bf16_first: bool = False) -> torch.dtype:
+    """The models' dtype on `dev` for the asked `dtype` (auto, fp16, bf16, fp32), or a RenderError. With
+    `bf16_first` (Flux, SD3: trained in bf16, and their T5 overflows in fp16) auto is bf16 on a GPU that has
+    it natively (compute capability 8 and up), else fp16 there too."""
     want = dtype.strip().lower()
     if want == "auto":
-        return torch.float16 if dev.type == "cuda" else torch.float32
+        if dev.type != "cuda":
+            return torch.float32
+        native_bf16 = torch.cuda.get_device_capability(dev)[0] >= 8
+        return torch.bfloat16 if bf16_first and native_bf16 else torch.float16
     if want not in DTYPES:
         raise RenderError(f"unknown dtype {dtype!r}", "use auto, fp16, bf16 or fp32")
     if want == "fp16" and dev.type == "cpu":
@@ -55,9 +60,10 @@ def _dtype(dev: torch.device, dtype: str) -> torch.dtype:
     return DTYPES[want]
 
 
-def pick_device(device: str = "auto", dtype: str = "auto") -> Placement:
+def pick_device(device: str = "auto", dtype: str = "auto", *, bf16_first: bool = False) -> Placement:
     """`auto` takes CUDA, then Apple MPS, then the CPU; an explicit device must exist. `dtype` (auto, fp16,
-    bf16, fp32) is the models' precision: auto is fp16 on CUDA and fp32 elsewhere."""
+    bf16, fp32) is the models' precision: auto is fp16 on CUDA (bf16 there for a model that wants it,
+    `bf16_first`) and fp32 elsewhere."""
     want = device.strip().lower()
     if want == "auto":
         if torch.cuda.is_available():
@@ -81,11 +87,11 @@ def pick_device(device: str = "auto", dtype: str = "auto") -> Placement:
                 f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s)",
                 "pick an index below the GPU count, or use --device auto",
             )
-        return Placement(dev, _dtype(dev, dtype))
+        return Placement(dev, _dtype(dev, dtype, bf16_first=bf16_first))
     if dev.type == "mps":
         if not _mps_available():
             raise RenderError("device 'mps' asked for, but MPS is not available", "use --device cpu or auto")
-        return Placement(dev, _dtype(dev, dtype))
+        return Placement(dev, _dtype(dev, dtype, bf16_first=bf16_first))
     if dev.type == "cpu":
-        return Placement(dev, _dtype(dev, dtype))
+        return Placement(dev, _dtype(dev, dtype, bf16_first=bf16_first))
     raise RenderError(f"device {device!r} is not supported", "use auto, cpu, cuda, cuda:N or mps")

@@ -209,7 +209,7 @@ def render(
     `dfm render`; each that changes the frames' arithmetic is part of the resume fingerprint."""
     check_table(table)
     s = table.settings
-    placement = pick_device(device, dtype)
+    placement = pick_device(device, dtype, bf16_first=wants_bf16(str(model or s.model or ""), scene_path))
     timer = StageTimer(placement.device)
     depth = resolve_depth(s, placement, override=depth_model, scene_path=scene_path, allow_pickle=allow_pickle)
     with timer("load"):
@@ -240,6 +240,19 @@ def render(
 
 __all__ = ["RenderCancelled", "RenderInterrupted", "RenderReport", "manifest", "render", "resolve_depth",
            "resolve_model", "run_render"]
+
+
+def wants_bf16(model: str, scene_path: str) -> bool:
+    """Whether the render's model is of a family trained in bf16 (Flux, SD3: `--dtype auto` gives bf16 on a
+    GPU that has it), told from its configs or name without loading it."""
+    from ..contract import families
+    from ..contract.errors import UserError
+
+    base = Path(scene_path).parent if scene_path and scene_path not in ("<string>", "<stdin>") else None
+    try:
+        return bool(model) and families.source_family(model, base).base in families.FLOW_BASES
+    except UserError:
+        return False
 
 
 def _depth_in_use(settings: Settings, depth: DepthEstimator | None) -> DepthEstimator | None:

@@ -222,8 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--dtype, --attention, --channels-last, --vae-tiling, --compile."""
     g = parser.add_argument_group("speed-ups (docs/render.md, Speed)")
     g.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
-                   help="model precision: auto = fp16 on CUDA, fp32 elsewhere; bf16 needs a GPU of compute "
-                        "capability 8 or newer (or the CPU)")
+                   help="model precision: auto = fp16 on CUDA (bf16 for Flux/SD3 where native), fp32 elsewhere; "
+                        "bf16 needs a GPU of compute capability 8 or newer (or the CPU)")
     g.add_argument("--attention", choices=ATTENTION, default="sdpa",
                    help="sdpa (torch's fused attention, the default) or math (the explicit softmax)")
     g.add_argument("--channels-last", choices=SWITCH, default="auto",

@@ -332,3 +332,23 @@ def test_every_mode_renders_on_a_flow_model(flow_models, name, mode, tmp_path):
     assert report.frames == 4
     assert report.unet_calls == (4 + 3 * 2 if mode == "3d" else 4 * 4)  # 3D: img2img after frame 0
     assert len(set(p.read_bytes() for p in (tmp_path / "out" / "frames").iterdir())) == 4
+
+
+def test_auto_precision_is_bf16_for_flow_models_on_a_gpu_that_has_it(monkeypatch, tmp_path):
+    """`--dtype auto`: bf16 for Flux/SD3 on a GPU of compute capability 8+, fp16 below it and for SD; fp32 on
+    the CPU whatever the family."""
+    import torch
+
+    from dfm.runtime import device as dv
+    from dfm.runtime.render import wants_bf16
+
+    cuda = torch.device("cuda")
+    for capability, flow, want in [((8, 0), True, torch.bfloat16), ((7, 5), True, torch.float16),
+                                   ((9, 0), False, torch.float16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert dv._dtype(cuda, "auto", bf16_first=flow) is want
+    assert dv._dtype(torch.device("cpu"), "auto", bf16_first=True) is torch.float32
+    assert wants_bf16("black-forest-labs/FLUX.1-schnell", "")
+    assert wants_bf16("stabilityai/stable-diffusion-3.5-large", "")
+    assert not wants_bf16("stable-diffusion-v1-5/stable-diffusion-v1-5", "")
+    assert not wants_bf16(str(tmp_path / "missing-sd15-model"), "")
