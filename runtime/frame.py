@@ -121,7 +121,7 @@ class FrameRenderer:
         self.depth = depth
         self.video = video
         self.on_depth = on_depth  # receives (frame index, depth map) when depth maps are saved
-        flow_refusals(table, sd)  # what SD3/Flux cannot do yet: refused before the first frame (and the LoRAs)
+        flow_refusals(table, sd)  # what SD3/Flux cannot do yet: refused before the first frame
         self.prompts = PromptEmbeddings(PromptEncoder(sd))
         # the LoRA weights of each frame, and a prompt cache per text-encoder LoRA weights (runtime/networks.py)
         self.networks = networks.for_renderer(table, sd, self.prompts, lambda: PromptEmbeddings(PromptEncoder(sd)))

@@ -362,6 +362,8 @@ def _base_weights(unet) -> dict[str, Tensor]:
 def _load_lora(sd, source: str, adapter: str, allow_pickle: bool) -> _Lora:
     path = lora_file(source)
     state = read_tensors(path, allow_pickle, "LoRA")
+    if sd.is_flow:
+        return _load_flow_lora(sd, state, path.name, source, adapter)
     from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
 
     xl = sd.family == "sdxl"
@@ -411,6 +413,42 @@ def _load_lora(sd, source: str, adapter: str, allow_pickle: bool) -> _Lora:
     for attr in encoders:
         _set_text_adapters(_part(sd, attr), [], [])
     return lora
+
+
+def _load_flow_lora(sd, state: dict, name: str, source: str, adapter: str) -> _Lora:
+    """A Flux or SD3 LoRA (diffusers' `transformer.` keys, or a format diffusers' loader converts) loaded
+    into the transformer through diffusers' loader, off until a frame asks for it. Its weight is the UNet
+    weight of the frame's pair; text-encoder layers (CLIP/T5) are refused."""
+    from diffusers.loaders import FluxLoraLoaderMixin, SD3LoraLoaderMixin
+
+    flux = sd.family == "flux"
+    try:
+        with _quiet():
+            if flux:
+                state, alphas = FluxLoraLoaderMixin.lora_state_dict(dict(state), return_alphas=True)
+            else:
+                state, alphas = SD3LoraLoaderMixin.lora_state_dict(dict(state)), None
+    except (ValueError, KeyError, RuntimeError, IndexError) as e:
+        raise RenderError(f"LoRA {name} cannot be converted: {str(e).splitlines()[0][:200]}",
+                          "use a LoRA in diffusers format (`transformer.` keys)") from None
+    title = "Flux" if flux else "SD3"
+    encoders = sorted({k.split(".", 1)[0] for k in state if k.startswith("text_encoder")})
+    if encoders:
+        raise RenderError(f"LoRA {name} adapts the text encoders ({', '.join(encoders)}), which dfm does not load "
+                          f"into {title} models yet", "use a LoRA that adapts the transformer only")
+    part = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
+    transformer = sd.unet
+    if not part or not _check_layers(_peft_keys(part, True, False), transformer, "transformer", name):
+        raise RenderError(f"LoRA {name} has no layer this {title} model has",
+                          f"use a LoRA made for {title} (diffusers format, `transformer.` keys)")
+    try:
+        with _quiet():
+            transformer.load_lora_adapter(state, prefix="transformer", network_alphas=alphas, adapter_name=adapter)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise RenderError(f"LoRA {name} cannot be loaded into this model: {str(e).splitlines()[0][:200]}",
+                          f"use a LoRA made for {title}") from None
+    transformer.disable_lora()  # loaded adapters start active at weight 1: off until a frame asks for them
+    return _Lora(adapter, source, True, ())
 
 
 def _load_embeddings(sd, paths: tuple[str, ...], allow_pickle: bool, into: Installed) -> None:

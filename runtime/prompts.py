@@ -554,7 +554,7 @@ FLOW_TITLES = {"sd3": "SD3", "flux": "Flux"}
 def flow_refusals(table: FrameTable, sd) -> None:
     """What a render of `table` cannot do on a rectified-flow model (SD3/SD3.5, Flux) yet, as one RenderError
     naming it, before any weight is read (the model's family is told from its configs): composable prompts and
-    prompt editing, LoRAs and embeddings, ControlNet units, a sampler of another kind. An SD model given a flow
+    prompt editing, embeddings, ControlNet units, a sampler of another kind. An SD model given a flow
     sampler is refused too. Nothing to say for an SD model with an SD sampler."""
     s = table.settings
     flow_sampler = bool(getattr(SAMPLERS.get(str(s.sampler)), "flow", False))
@@ -574,9 +574,9 @@ def flow_refusals(table: FrameTable, sd) -> None:
                 raise RenderError(f"frame {f}: a composable prompt (AND) or prompt editing ([from:to:when]) in "
                                   f"`{pieces_col.removesuffix('_pieces')}`, which dfm does not render on {name} "
                                   "models yet", "write the prompt without AND and [..:..:..]")
-    if s.lora or s.embedding:
-        raise RenderError(f"LoRAs and embeddings are not loaded into {name} models yet",
-                          "remove `lora` and `embedding` from the scene for this model")
+    if s.embedding:
+        raise RenderError(f"embeddings are not loaded into {name} models yet",
+                          "remove `embedding` from the scene for this model")
     if active_units(s):
         raise RenderError(f"ControlNet units are not available for {name} models yet", fix)
     unit = 16  # the VAE's 8 times the transformer's 2x2 patches (the real models: 1024x1024 is 64x64 tokens)

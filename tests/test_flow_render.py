@@ -223,12 +223,14 @@ def test_an_sd_sampler_on_a_flow_model_is_refused(flow_models, tmp_path):
     assert "flow_euler" in refused(folder, flow_table(folder, n=3, sampler="euler"), tmp_path)
 
 
-def test_a_lora_on_a_flow_model_is_refused_without_loading_it(flow_models):
-    """`flow_refusals` needs only the family (configs), so the load stage can call it before any weight."""
+def test_an_embedding_on_a_flow_model_is_refused_without_loading_it(flow_models):
+    """`flow_refusals` needs only the family (configs), so the load stage can call it before any weight.
+    LoRAs load onto the transformer (tests/test_flow_lora.py); textual-inversion embeddings do not yet."""
     folder = flow_models["flux_schnell_folder"]
     sd = load(folder)
-    with pytest.raises(RenderError, match="LoRAs"):
-        flow_refusals(flow_table(folder, n=3).with_settings(lora=("x.safetensors",)), sd)
+    with pytest.raises(RenderError, match="embeddings"):
+        flow_refusals(flow_table(folder, n=3).with_settings(embedding=("x.safetensors",)), sd)
+    flow_refusals(flow_table(folder, n=3).with_settings(lora=("x.safetensors",)), sd)  # a LoRA is not refused
     assert "unet" not in sd.__dict__ and "vae" not in sd.__dict__
 
 
