@@ -58,6 +58,21 @@ def _count_frames(path: str, size: int, mtime_ns: int) -> int:
     return int(frames)
 
 
+def header(path: Path) -> dict:
+    """ffmpeg's description of a video (`size`, `fps`, `duration`, …), read before any frame is decoded; a
+    file ffmpeg cannot read is MediaError."""
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+        reader.close()
+    except (RuntimeError, OSError, StopIteration) as e:
+        raise MediaError(f"cannot read the video {path}: {last_line(e)}",
+                         "use a video file ffmpeg can decode (mp4, mov, webm, …)") from None
+    return meta
+
+
 def last_line(e: BaseException) -> str:
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(e).__name__

@@ -122,15 +122,10 @@ def _check_count(count: int, where: Path) -> int:
 
 
 def _open_video(path: Path) -> Clip:
-    import imageio_ffmpeg
-
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        meta = next(reader)
-        reader.close()
-    except (RuntimeError, OSError, StopIteration) as e:
-        raise RenderError(f"cannot read the video {shown(path)}: {media.last_line(e)}",
-                          "use a video file ffmpeg can decode (mp4, mov, webm, …)") from None
+        meta = media.header(path)
+    except media.MediaError as e:
+        raise RenderError(e.message.replace(str(path), shown(path)), e.help) from None
     width, height = (int(v) for v in meta["size"])
     _check_size(width, height, path)
     try:

@@ -231,15 +231,10 @@ def read_image(path: Path) -> np.ndarray:
 
 def _video_size(path: Path) -> tuple[int, int]:
     """(width, height) of a video's frames, read from ffmpeg's header before any frame is decoded."""
-    import imageio_ffmpeg
-
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        meta = next(reader)
-        reader.close()
-    except (RuntimeError, OSError, StopIteration) as e:
-        raise RenderError(f"cannot read control video {path}: {media.last_line(e)}",
-                          "use a video file ffmpeg can decode (mp4, mov, webm, …)") from None
+        meta = media.header(path)
+    except media.MediaError as e:
+        raise RenderError(e.message.replace("the video", "control video", 1), e.help) from None
     w, h = (int(v) for v in meta["size"])
     return w, h
 
