@@ -108,6 +108,20 @@ def test_same_latents_as_diffusers_controlnet_img2img(cn15, name, weight, start,
     assert not torch.allclose(ours, plain, atol=1e-3)  # the control mattered
 
 
+def xl_pipeline(cls, pipe, sd, net):
+    """diffusers' SDXL ControlNet pipeline `cls` over the tiny SDXL pipeline's components, euler as dfm builds it."""
+    out = cls(**{**pipe.components, "scheduler": samplers.make_scheduler("euler", sd.scheduler_config)},
+              controlnet=net, requires_aesthetics_score=False)
+    out.set_progress_bar_config(disable=True)
+    return out
+
+
+def xl_embeddings(cond, uncond) -> dict:
+    """dfm's packed SDXL embeddings (pooled as the last row) as the pipelines' keyword arguments."""
+    return {"prompt_embeds": cond[:, :-1], "pooled_prompt_embeds": cond[:, -1, :16],
+            "negative_prompt_embeds": uncond[:, :-1], "negative_pooled_prompt_embeds": uncond[:, -1, :16]}
+
+
 def test_same_latents_as_diffusers_sdxl_controlnet_img2img(tmp_path):
     from diffusers import StableDiffusionXLControlNetImg2ImgPipeline
     from sdxl_models import save_sdxl
@@ -124,15 +138,10 @@ def test_same_latents_as_diffusers_sdxl_controlnet_img2img(tmp_path):
     control = FrameControl([UnitInput(1, net, image, None, 0.9, 0.0, 0.5, "balanced")], sd.unet_inputs)
     ours = run_denoise(sd, "euler", cond, uncond, init, control, cfg=5.0, effective=2)
     assert control.calls == 1
-    pipe = StableDiffusionXLControlNetImg2ImgPipeline(
-        **{**xl["pipe"].components, "scheduler": samplers.make_scheduler("euler", sd.scheduler_config)},
-        controlnet=net, requires_aesthetics_score=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = xl_pipeline(StableDiffusionXLControlNetImg2ImgPipeline, xl["pipe"], sd, net)
     theirs = pipe(
-        prompt_embeds=cond[:, :-1], pooled_prompt_embeds=cond[:, -1, :16],
-        negative_prompt_embeds=uncond[:, :-1], negative_pooled_prompt_embeds=uncond[:, -1, :16],
-        image=init, control_image=image, strength=0.5, num_inference_steps=4, guidance_scale=5.0,
+        **xl_embeddings(cond, uncond), image=init, control_image=image, strength=0.5, num_inference_steps=4,
+        guidance_scale=5.0,
         controlnet_conditioning_scale=0.9, control_guidance_start=0.0, control_guidance_end=0.5,
         generator=torch.Generator().manual_seed(4), output_type="latent",
     ).images

@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
-from test_controlnet_runtime import control_image, embeddings, load, run_denoise
+from test_controlnet_runtime import control_image, embeddings, load, run_denoise, xl_embeddings, xl_pipeline
 from tiny_controlnets import TINY_COND_CHANNELS
 
 from dfm.api import compile_result
 from dfm.contract import controlnet as cn
-from dfm.runtime import samplers
 from dfm.runtime.controlnet import FrameControl, UnitInput, is_union, load_controlnet, union_index
 
 
@@ -62,15 +61,10 @@ def test_union_latents_equal_diffusers_union_img2img(xl):
     control = FrameControl([UnitInput(1, net, image, None, 0.9, 0.0, 1.0, "balanced", kind)], sd.unet_inputs)
     ours = run_denoise(sd, "euler", cond, uncond, init, control, cfg=5.0, effective=2)
     assert control.calls == 2
-    pipe = StableDiffusionXLControlNetUnionImg2ImgPipeline(
-        **{**xl["pipe"].components, "scheduler": samplers.make_scheduler("euler", sd.scheduler_config)},
-        controlnet=net, requires_aesthetics_score=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = xl_pipeline(StableDiffusionXLControlNetUnionImg2ImgPipeline, xl["pipe"], sd, net)
     theirs = pipe(
-        prompt_embeds=cond[:, :-1], pooled_prompt_embeds=cond[:, -1, :16],
-        negative_prompt_embeds=uncond[:, :-1], negative_pooled_prompt_embeds=uncond[:, -1, :16],
-        image=init, control_image=[image], control_mode=[kind], strength=0.5, num_inference_steps=4,
+        **xl_embeddings(cond, uncond), image=init, control_image=[image], control_mode=[kind], strength=0.5,
+        num_inference_steps=4,
         guidance_scale=5.0, controlnet_conditioning_scale=0.9, generator=torch.Generator().manual_seed(4),
         output_type="latent",
     ).images
