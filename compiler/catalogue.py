@@ -225,7 +225,8 @@ PARAMS: tuple[Param, ...] = (
          min=64, max=4096, multiple_of=8),
     # generation
     _set("model", "model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.x/2.x/SDXL model "
-         "(Turbo, Lightning and LCM ones too), or Flux.1 (dev, schnell) or SD3/SD3.5: a hub id, a local diffusers folder, or a .safetensors file; "
+         "(Turbo, Lightning and LCM ones too), or Flux.1 (dev, schnell) or SD3/SD3.5: a hub id, a local "
+         "diffusers folder, or a .safetensors file; "
          "optionally followed by `sha256 \"<hex>\"`. Its family sets size, steps, cfg_scale and sampler where "
          "the scene sets none (SDXL 1024x1024; turbo 512x512, cfg 0, 4 steps).",
          "generation", aliases=("sd_model", "model_checkpoint")),
