@@ -12,6 +12,7 @@ render -- happens here, so a new per-frame input or output is added once and eve
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from .outdir import (
 )
 from .output import write_json, write_text_atomic
 from .prompts import prompt_warnings
-from .record import keep_hashes
+from .record import keep_hashes, write_job_status
 from .timing import StageTimer
 
 
@@ -307,7 +308,13 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
         raise
     warnings = start.warnings + frames.warnings()
     video_mode = prepare_output(table, out, start)
-    done = frames.run(start, video_mode)
+    status = job_status(table, start, started)
+    say_status(out, status)
+    try:
+        done = frames.run(start, video_mode)
+    except BaseException:
+        say_status(out, {**status, "stopped": time.time()})
+        raise
     report = RenderReport(
         out_dir=out.root,
         frames=start.kept_frames + done.written,
@@ -327,6 +334,7 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
     )
     written = manifest(report, started)
     finish_output(table, out, start, written)
+    say_status(out, {**status, "finished": time.time()})
     if writes_finished(table, report):
         from .finishing import finish_video
 
@@ -337,6 +345,21 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
         except OSError as e:
             raise unwritable(out.root, e) from None
     return report
+
+
+def job_status(table: FrameTable, start: Start, started: float) -> dict:
+    """What this render does, for a live view of the folder (record.write_job_status)."""
+    return {"total": len(table), "todo": int(start.todo.sum()), "kept": start.kept or None,
+            "resumed_at": start.frame if start.checkpoint is not None else None, "started": started,
+            "pid": os.getpid()}
+
+
+def say_status(out: Output, status: dict) -> None:
+    """Write the job status; a folder that refuses it refuses the frames too, and says so there."""
+    try:
+        write_job_status(out.root, status)
+    except OSError:
+        pass
 
 
 def writes_finished(table: FrameTable, report: RenderReport) -> bool:

@@ -24,6 +24,9 @@ RECORD_FILE = "rendered.json"  # kept: what the folder's frames are, for increme
 # wins), so a frame changed on disk since (its size and PNG end intact) is not trusted as kept
 HASHES_FILE = "frames.sha256"
 HASHES_BYTES = 128 << 20  # 1,000,000 frames (the compiler's limit) at 72 bytes a line, with room
+# rewritten: the render in progress or last run, for whoever watches the folder (`dfm studio`): its frame count,
+# what it renders and keeps, when it started and ended (docs/render.md, "The output folder")
+JOB_FILE = "job.json"
 
 
 def is_temp_file(name: str, targets: tuple[str, ...] | str) -> bool:
@@ -108,6 +111,25 @@ def png_complete(path: Path) -> bool:
             return f.read() == PNG_END
     except OSError:
         return False
+
+
+def job_path(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / JOB_FILE
+
+
+def write_job_status(out_dir: Path, status: dict) -> None:
+    """Say what the render in `out_dir` does (`{"dfm_job": 1, "total", "todo", "kept", "resumed_at", "started",
+    "pid"}`, then `"finished"` or `"stopped"` with a time): read by a live view, never by a render."""
+    write_atomic(job_path(out_dir), json.dumps({"dfm_job": 1, **status}) + "\n")
+
+
+def read_job_status(out_dir: Path) -> dict | None:
+    """The folder's job status, or None when there is none (or it is not dfm's)."""
+    try:
+        data = json.loads(job_path(out_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("dfm_job") == 1 else None
 
 
 def record_path(out_dir: Path) -> Path:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the files of a render that say when it ran, so differ between two renders of the same frames
+TIMED = ("manifest.json", ".dfm-state/job.json")
+
 
 class Boom(RuntimeError):
     """A crash injected into a render through its progress callback."""

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from render_outputs import Boom, stop_at
 
 from dfm.api import compile_text
 from dfm.runtime import job, resume
 from dfm.runtime.actor import RenderWorker, SceneTask
 from dfm.runtime.frame import RenderState
+from dfm.runtime.record import read_job_status
 from dfm.runtime.render import render
 from dfm.scaleout.cluster import LocalPool
 from dfm.scaleout.shard import render_sharded
@@ -76,6 +78,23 @@ def test_every_render_path_runs_the_one_job(path, stills, reference, tmp_path, m
     report = PATHS[path](stills, tmp_path / path)
     assert sources == [tmp_path / path]  # the job decided the start, once
     assert report.frames == 4 and frames(tmp_path / path) == reference
+    # what a live view of the folder reads (`dfm studio`): the job's size, and that it finished
+    status = read_job_status(tmp_path / path)
+    assert status["total"] == 4 and status["todo"] == 4 and status["kept"] is None
+    assert status["pid"] == os.getpid() and status["finished"] >= status["started"] and "stopped" not in status
+
+
+def test_the_job_status_says_what_an_edit_keeps_and_when_a_render_stopped(stills, tmp_path):
+    out = tmp_path / "out"
+    local(stills, out)
+    edited = compile_text(STILLS.format(model=stills.settings.model).replace('"a cat"', '"a cat"\nprompt 3 "a dog"'))
+    local(edited, out)
+    status = read_job_status(out)
+    assert 0 < status["todo"] < status["total"] and "kept" in status["kept"], status
+    with pytest.raises(Boom):
+        render(stills, tmp_path / "stopped", device="cpu", progress=stop_at(2))
+    status = read_job_status(tmp_path / "stopped")
+    assert status["todo"] == 4 and status["stopped"] >= status["started"] and "finished" not in status
 
 
 @pytest.mark.parametrize("path", list(PATHS))

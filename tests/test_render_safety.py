@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from render_outputs import Boom, snapshot, stop_at
+from render_outputs import TIMED, Boom, snapshot, stop_at
 from tiny_models import make_table
 
 from dfm.runtime import resume
@@ -102,7 +102,7 @@ def test_a_rerender_with_fewer_frames_removes_only_dfm_s_frames(finished, tiny_m
     assert not resume.state_path(out).exists() and not resume.owner_path(out).exists()
     ref = tmp_path / "ref"
     render(table, ref, device="cpu")
-    want = {n: d for n, d in snapshot(ref).items() if n != "manifest.json"}
+    want = {n: d for n, d in snapshot(ref).items() if n not in TIMED}
     assert {n: files.get(n) for n in want} == want
 
 
@@ -139,7 +139,7 @@ def test_a_damaged_frame_before_the_checkpoint_is_rendered_again(finished, tiny_
     assert any("00002.png" in w and "frame 0" in w for w in report.warnings)
     got = snapshot(out)
     assert sorted(got) == sorted(want)
-    assert [n for n in want if n != "manifest.json" and got[n] != want[n]] == []
+    assert [n for n in want if n not in TIMED and got[n] != want[n]] == []
 
 
 def test_a_frame_damaged_after_the_checkpoint_is_simply_rewritten(finished, tiny_models, tmp_path):
@@ -151,7 +151,7 @@ def test_a_frame_damaged_after_the_checkpoint_is_simply_rewritten(finished, tiny
     report = render(table, out, device="cpu")
     assert report.resumed_at == 3
     got = snapshot(out)
-    assert [n for n in want if n != "manifest.json" and got[n] != want[n]] == []
+    assert [n for n in want if n not in TIMED and got[n] != want[n]] == []
 
 
 def _read_only(out: Path, monkeypatch) -> None:
@@ -243,7 +243,7 @@ def test_stills_render_again_from_the_damaged_frame(tiny_models, tmp_path, damag
     assert any("00002.png" in w and "from frame 2" in w for w in report.warnings)
     got = snapshot(out)
     assert sorted(got) == sorted(want)
-    assert [n for n in want if n != "manifest.json" and got[n] != want[n]] == []
+    assert [n for n in want if n not in TIMED and got[n] != want[n]] == []
 
 
 # ---- a frame damaged inside (its size and PNG end intact) -------------------------------------------------

@@ -1,0 +1,435 @@
+"""The studio's web server (aiohttp): the page and its assets, the scene as JSON, exact values per frame,
+the preview frames, the output folder's state, the sweep grid, a render started and stopped from the page,
+and one server-sent event stream that tells the page what changed.
+
+watchfiles (`awatch`, on aiohttp's event loop) watches the scene's folder (a save, even an editor's
+write-to-temp-then-rename, recompiles the scene off the loop and rebuilds the preview), the output folder
+(a frame landed, the job file changed, the video was finished) and a sweep folder.
+
+What it serves is limited to the page's own assets and files inside the scene's folder, the output folder
+and the sweep's variant folders (files.py); requests whose Host is not this server's are refused (another
+site cannot reach it through DNS rebinding), and the only request that changes anything, starting a render,
+must come from the page itself (same Origin and a header a cross-site form cannot send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .files import plain_relative, safe_file
+from .preview import PreviewBuilder
+from .render_watch import output_state
+from .renders import RenderRunner
+from .scene import SceneView, frame_values, load_scene
+from .sweep import find_sweep
+
+STATIC = Path(__file__).parent / "static"
+KEEPALIVE_S = 15.0
+WATCH_DEBOUNCE_MS = 150  # a save is on the page well within a second, and a burst of frames is one update
+PAGE_HEADER = "X-Dfm-Studio"  # sent by the page's POSTs: a cross-site form or image cannot add a header
+FRAME_INDEX = re.compile(r"^\d{1,9}$")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Config:
+    scene: Path
+    out: Path
+    sweep: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+
+class Studio:
+    """The server's state: the scene's latest compile, the preview, the render, the event subscribers."""
+
+    def __init__(self, config: Config, state_dir: Path, view: SceneView | None = None) -> None:
+        self.config = config
+        self.scene = config.scene.resolve()
+        self.out = config.out.resolve() if config.out.exists() else config.out.absolute()
+        self.view = view
+        self.generation = 1 if view is not None else 0
+        self.compiled = asyncio.Event()
+        self.subscribers: set[asyncio.Queue] = set()
+        self.preview = PreviewBuilder(self.scene, state_dir / "preview", lambda info: self.publish("preview", info))
+        self.render = RenderRunner(self.scene, self.out, lambda: self.publish("render", self.render.state()))
+        self.sweep_root: Path | None = None
+        self.sweep: dict | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    # ---- events ---------------------------------------------------------------------------------------
+
+    def publish(self, event: str, data: object) -> None:
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait((event, data))
+            except asyncio.QueueFull:  # a stalled page: it refetches everything when it reconnects
+                pass
+
+    # ---- what changes ---------------------------------------------------------------------------------
+
+    async def recompile(self) -> None:
+        """Compile the scene off the loop; a save that arrives meanwhile wins (its generation is newer)."""
+        self.generation += 1
+        generation = self.generation
+        view = await asyncio.get_running_loop().run_in_executor(None, load_scene, self.scene)
+        if generation != self.generation:
+            return
+        self.view = view
+        self.compiled.set()
+        self.publish("scene", {"generation": generation, "ok": view.payload["ok"]})
+        if view.payload["ok"]:
+            self.preview.rebuild()
+            await self.refresh_output()
+
+    def total_frames(self) -> int | None:
+        return self.view.payload.get("frames") if self.view is not None else None
+
+    async def output_now(self) -> dict:
+        state = await asyncio.get_running_loop().run_in_executor(None, output_state, self.out, self.total_frames())
+        return {**state, "folder": str(self.out), "runner": self.render.state()}
+
+    async def refresh_output(self) -> None:
+        self.publish("output", await self.output_now())
+
+    async def refresh_sweep(self) -> None:
+        found = await asyncio.get_running_loop().run_in_executor(None, find_sweep, self.sweep_candidates(),
+                                                                 self.scene.stem)
+        self.sweep_root, self.sweep = found if found is not None else (None, None)
+        self.publish("sweep", {"present": self.sweep is not None})
+
+    def sweep_candidates(self) -> list[Path]:
+        """--sweep DIR; else the output folder, and its parent when a batch summary is there (`dfm batch`'s
+        default OUT holds batch.json and OUT/<scene>/<variant>/)."""
+        if self.config.sweep is not None:
+            return [self.config.sweep.resolve()]
+        parent = self.out.parent
+        return [self.out] + ([parent] if (parent / "batch.json").is_file() else [])
+
+    # ---- watching -------------------------------------------------------------------------------------
+
+    async def watch_scene(self) -> None:
+        from watchfiles import awatch
+
+        async for changes in awatch(self.scene.parent, recursive=False, debounce=WATCH_DEBOUNCE_MS, step=50):
+            if any(Path(p).name == self.scene.name for _, p in changes):
+                await self.recompile()
+
+    async def watch_folder(self, folder: Path, refresh) -> None:
+        """Refresh on each change under `folder`, waiting for it to exist (a first render makes it) and
+        starting again when it is removed and made again."""
+        from watchfiles import awatch
+
+        while True:
+            if not folder.is_dir():
+                await asyncio.sleep(0.5)
+                continue
+            await refresh()
+            stop = asyncio.Event()
+            watcher = asyncio.get_running_loop().create_task(self._gone(folder, stop))
+            try:
+                async for _ in awatch(folder, debounce=WATCH_DEBOUNCE_MS, step=50, stop_event=stop):
+                    await refresh()
+            except (FileNotFoundError, RuntimeError):  # the folder went away under the watcher
+                pass
+            finally:
+                watcher.cancel()
+            await refresh()
+
+    @staticmethod
+    async def _gone(folder: Path, stop: asyncio.Event) -> None:
+        while folder.is_dir():
+            await asyncio.sleep(1.0)
+        stop.set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.view is None:
+            self.tasks.append(loop.create_task(self.recompile()))
+        else:
+            self.compiled.set()
+            if self.view.payload["ok"]:
+                self.preview.rebuild()
+        self.tasks.append(loop.create_task(self.watch_scene()))
+        self.tasks.append(loop.create_task(self.watch_folder(self.out, self.refresh_output)))
+        await self.refresh_sweep()
+        if self.sweep_root is not None and self.sweep_root != self.out:
+            self.tasks.append(loop.create_task(self.watch_folder(self.sweep_root, self.refresh_sweep)))
+        elif self.sweep_root is None and self.config.sweep is not None:
+            self.tasks.append(loop.create_task(self.watch_folder(self.config.sweep.resolve(), self.refresh_sweep)))
+
+    async def close(self) -> None:
+        for q in list(self.subscribers):
+            q.put_nowait(None)  # ends each event stream, so the server can shut down
+        for t in self.tasks:
+            t.cancel()
+        await self.preview.close()
+        await self.render.close()
+
+
+# ---- handlers -----------------------------------------------------------------------------------------------
+
+
+def studio_of(request: web.Request) -> Studio:
+    return request.app["studio"]
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    path = safe_file(STATIC, request.match_info["path"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+async def scene_json(request: web.Request) -> web.Response:
+    studio = studio_of(request)
+    await studio.compiled.wait()
+    assert studio.view is not None
+    payload = {**studio.view.payload, "generation": studio.generation, "name": studio.scene.name,
+               "out": str(studio.out)}
+    return web.json_response(payload, dumps=compact_json)
+
+
+def compact_json(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def frame_index(request: web.Request, frames: int | None) -> int:
+    """The frame of the URL: digits only, inside the scene; else 404."""
+    text = request.match_info["k"]
+    if frames is None or not FRAME_INDEX.match(text) or int(text) >= frames:
+        raise web.HTTPNotFound()
+    return int(text)
+
+
+async def frame_json(request: web.Request) -> web.Response:
+    studio = studio_of(request)
+    await studio.compiled.wait()
+    view = studio.view
+    if view is None or view.table is None:
+        raise web.HTTPNotFound()
+    k = frame_index(request, len(view.table))
+    return web.json_response({"frame": k, "generation": studio.generation, "values": frame_values(view.table, k)},
+                             dumps=compact_json)
+
+
+async def preview_frame(request: web.Request) -> web.StreamResponse:
+    studio = studio_of(request)
+    info = studio.preview.info
+    k = frame_index(request, info["frames"] if info else None)
+    path = studio.preview.frame(k)
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+async def preview_json(request: web.Request) -> web.Response:
+    return web.json_response(studio_of(request).preview.info)
+
+
+async def output_json(request: web.Request) -> web.Response:
+    return web.json_response(await studio_of(request).output_now())
+
+
+async def sweep_json(request: web.Request) -> web.Response:
+    studio = studio_of(request)
+    await studio.refresh_sweep()
+    return web.json_response(studio.sweep)
+
+
+def served_root(studio: Studio, root: str, relative: str) -> Path | None:
+    """The folder a /files/ROOT/… request reads from, or None. Hidden names (.git, .ssh, .dfm-state) are
+    never served; under the sweep root only the variants' own folders are."""
+    if any(part.startswith(".") for part in relative.split("/")):
+        return None
+    if root == "scene":
+        return studio.scene.parent
+    if root == "out":
+        return studio.out
+    if root == "sweep" and studio.sweep is not None and studio.sweep_root is not None:
+        keys = {c["key"] for c in studio.sweep["cells"]}
+        return studio.sweep_root if any(relative.startswith(k + "/") for k in keys) else None
+    return None
+
+
+async def user_file(request: web.Request) -> web.StreamResponse:
+    studio = studio_of(request)
+    relative = request.match_info["path"]
+    if not plain_relative(relative):
+        raise web.HTTPNotFound()
+    path = safe_file(served_root(studio, request.match_info["root"], relative), relative)
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+async def render_start(request: web.Request) -> web.Response:
+    studio = studio_of(request)
+    if studio.render.running:
+        return web.json_response({"error": "a render started from this page is running; stop it first"}, status=409)
+    state = await studio.output_now()
+    if state["progress"]["running"]:
+        return web.json_response({"error": f"a render is already writing into {studio.out} (pid {state['pid']})"},
+                                 status=409)
+    await studio.render.start()
+    return web.json_response(studio.render.state())
+
+
+async def render_stop(request: web.Request) -> web.Response:
+    studio = studio_of(request)
+    if not studio.render.stop():
+        return web.json_response({"error": "no render started from this page is running"}, status=409)
+    return web.json_response(studio.render.state())
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `scene`, `preview`, `output`, `render`, `sweep`, each when it changes."""
+    studio = studio_of(request)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    studio.subscribers.add(queue)
+    try:
+        await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                await resp.write(b": keepalive\n\n")
+                continue
+            if item is None:
+                break
+            event, data = item
+            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        studio.subscribers.discard(queue)
+    return resp
+
+
+# ---- guards -----------------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def guard(request: web.Request, handler) -> web.StreamResponse:
+    """Refuse a Host that is not this server (DNS rebinding) and a POST that is not the page's own."""
+    app = request.app
+    if app["loopback"] and request.host.rsplit(":", 1)[0].strip("[]") not in LOOPBACK:
+        raise web.HTTPForbidden(text="dfm studio answers to its own address only\n")
+    if request.method != "GET" and request.method != "HEAD":
+        origin = request.headers.get("Origin")
+        if request.headers.get(PAGE_HEADER) != "1" or (origin is not None and origin != f"http://{request.host}"):
+            raise web.HTTPForbidden(text="dfm studio accepts changes from its own page only\n")
+    return await handler(request)
+
+
+def make_app(studio: Studio) -> web.Application:
+    app = web.Application(middlewares=[guard])
+    app["studio"] = studio
+    app["loopback"] = studio.config.host in LOOPBACK
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{path:.+}", static)
+    app.router.add_get("/api/scene", scene_json)
+    app.router.add_get("/api/frame/{k}", frame_json)
+    app.router.add_get("/api/preview", preview_json)
+    app.router.add_get("/api/preview/{k}.jpg", preview_frame)
+    app.router.add_get("/api/output", output_json)
+    app.router.add_get("/api/sweep", sweep_json)
+    app.router.add_get("/api/events", events)
+    app.router.add_post("/api/render", render_start)
+    app.router.add_post("/api/render/stop", render_stop)
+    app.router.add_get("/files/{root}/{path:.+}", user_file)
+
+    async def on_startup(app: web.Application) -> None:
+        await studio.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await studio.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+# ---- running ------------------------------------------------------------------------------------------------
+
+
+class PortTaken(OSError):
+    """The port is in use (or the address cannot be bound); the command turns it into a one-line error."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: any free one); PortTaken when that is not possible."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise PortTaken(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT, not one in use
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise PortTaken(str(exc.strerror or exc)) from None
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+async def serve_async(config: Config, sock: socket.socket, view: SceneView | None, on_ready) -> None:
+    """Serve until SIGINT or SIGTERM; `on_ready(url)` once the server answers."""
+    state_dir = Path(tempfile.mkdtemp(prefix="dfm-studio-"))  # the preview's frames: the studio's own files
+    studio = Studio(config, state_dir, view)
+    runner = web.AppRunner(make_app(studio), handle_signals=False, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        on_ready(url_of(config.host, sock))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def serve(config: Config, sock: socket.socket, view: SceneView | None, open_browser: bool) -> None:
+    started = time.perf_counter()
+
+    def ready(url: str) -> None:
+        print(f"dfm studio: {url} (ready in {time.perf_counter() - started:.2f} s; Ctrl-C stops)", flush=True)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    asyncio.run(serve_async(config, sock, view, ready))
+    print("dfm studio: stopped", file=sys.stderr)
+
+
+__all__ = ["Config", "PortTaken", "Studio", "bind", "make_app", "serve", "serve_async", "url_of"]
