@@ -90,6 +90,25 @@ SD3_VARIANTS: dict[str, dict[str, object]] = {
     "3.5-medium": {"cfg_scale": 4.5, "steps": 40},  # stabilityai/stable-diffusion-3.5-medium's card
     "3-medium": {"cfg_scale": 7.0, "steps": 28},  # stabilityai/stable-diffusion-3-medium-diffusers' card
 }
+# where a single-file SD3 / Flux checkpoint (the transformer alone, as BFL and Stability ship them) finds its
+# text encoders, tokenizers, VAE and scheduler when no model folder lies beside it: the family's own repo
+FLOW_PARTS_REPOS: dict[str, str] = {
+    "flux-dev": "black-forest-labs/FLUX.1-dev",
+    "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+    "sd35-turbo": "stabilityai/stable-diffusion-3.5-large-turbo",
+    "sd3/3.5-large": "stabilityai/stable-diffusion-3.5-large",
+    "sd3/3.5-medium": "stabilityai/stable-diffusion-3.5-medium",
+    "sd3/3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
+}
+
+
+def flow_parts_repo(fam: Family) -> str:
+    """The hub repo whose components a single-file checkpoint of flow family `fam` loads beside its transformer
+    (SD3 of no known variant: SD3.5 Large's, whose encoders and VAE every SD3 / SD3.5 model shares)."""
+    return FLOW_PARTS_REPOS.get(fam.name) or FLOW_PARTS_REPOS.get(f"sd3/{fam.variant}") \
+        or FLOW_PARTS_REPOS["sd3/3.5-large"]
+
+
 SD3_VARIANT_TITLES = {"3.5-large": "SD3.5 Large", "3.5-medium": "SD3.5 Medium", "3-medium": "SD3 Medium"}
 LCM_SDXL_SIZE = (1024, 1024)  # an LCM distilled from SDXL keeps SDXL's size
 
@@ -547,6 +566,6 @@ def source_family(spec: str, base_dir: Path | None = None) -> Family:
     return family_from_name(Path(spec).stem, f"a guess from the name `{spec}` (not found)")
 
 
-__all__ = ["BASES", "DEFAULTS", "FAMILIES", "FLOW_BASES", "FLOW_SAMPLER", "Family", "UnsupportedModel",
-           "family_from_keys", "family_from_name", "file_family", "folder_family", "hub_family", "safetensors_header",
-           "source_family"]
+__all__ = ["BASES", "DEFAULTS", "FAMILIES", "FLOW_BASES", "FLOW_PARTS_REPOS", "FLOW_SAMPLER", "Family",
+           "UnsupportedModel", "family_from_keys", "family_from_name", "file_family", "flow_parts_repo",
+           "folder_family", "hub_family", "safetensors_header", "source_family"]

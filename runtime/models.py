@@ -165,16 +165,42 @@ class StableDiffusion:
     def check_folder(self) -> None:
         """A diffusers folder has every component's subfolder, or one error names all that are missing
         (a missing text_encoder/ would otherwise surface later as a "broken tokenizer")."""
-        if self.folder is None:
-            return
         if self.is_flow:
-            parts = FLOW_PARTS
+            folder = self.parts_folder
+            # a single file brings its own transformer: the folder beside it needs the rest only
+            parts = tuple(n for n in FLOW_PARTS if self.folder is not None or n != "transformer")
+        elif self.folder is None:
+            return
         else:
-            parts = FOLDER_PARTS + (SDXL_PARTS if self.family == "sdxl" else ())
-        missing = [n for n in parts if not (self.folder / n).is_dir()]
+            folder, parts = self.folder, FOLDER_PARTS + (SDXL_PARTS if self.family == "sdxl" else ())
+        missing = [n for n in parts if not (folder / n).is_dir()]
         if missing:
-            raise RenderError(f"{self.source.describe()} has no {', '.join(m + '/' for m in missing)} folder"
+            where = (self.source.describe() if folder == self.folder
+                     else f"{folder} (the parts beside {self.source.path.name})")
+            raise RenderError(f"{where} has no {', '.join(m + '/' for m in missing)} folder"
                               + ("s" if len(missing) > 1 else ""), LOAD_HELP)
+
+    @cached_property
+    def parts_folder(self) -> Path:
+        """The diffusers folder a flow model's components load from. A single-file SD3 / Flux checkpoint holds
+        the transformer only (as BFL's and Stability's files do): its text encoders, tokenizers, VAE and
+        scheduler come from the model's folder beside it (model_index.json), else from the family's own hub
+        repo (contract/families.py FLOW_PARTS_REPOS), without its transformer weights."""
+        if self.folder is not None:
+            return self.folder
+        here = self.source.path.parent
+        if (here / "model_index.json").is_file():
+            return here
+        fam = self.model_family
+        repo = families.flow_parts_repo(fam)
+        return fetch_snapshot(
+            repo, ["model_index.json", "scheduler/*", "tokenizer*/*", "text_encoder*/*", "vae/*",
+                   "transformer/config.json"],
+            f"the text encoders and VAE of {fam.title} ({self.source.path.name} holds its transformer only): "
+            "hub model",
+            f"put {self.source.path.name} in a folder beside its model's model_index.json and component "
+            f"folders (a diffusers download of {repo}: {repo} is gated, so accept its licence on the hub and "
+            "log in with `huggingface-cli login` first)")
 
     @cached_property
     def model_family(self) -> families.Family:
@@ -182,11 +208,11 @@ class StableDiffusion:
         model_index.json and configs (a hub id's name helps tell a turbo model), or a single file's keys;
         cheap: no weights read. A pipeline dfm cannot render is a RenderError naming it."""
         if self.folder is None:
-            if self.source.path.suffix.lower() == ".safetensors":
-                flow = flow_file_family(self.source.path)
-                if flow is not None:
-                    raise RenderError(f"{self.source.path.name} is a single-file {flow} checkpoint, which dfm does not "
-                                      "load yet", f"use the model's diffusers folder (or its hub id) for {flow}")
+            if self.source.path.suffix.lower() == ".safetensors" and flow_file_family(self.source.path) is not None:
+                try:  # a transformer-only file: its keys tell the family (a Fill or Redux model is refused)
+                    return families.file_family(self.source.path)
+                except UserError as e:
+                    raise RenderError(e.message, e.help) from None
             here = self.source.path.parent
             if (here / "model_index.json").is_file():  # the file's own config folder says
                 return folder_model_family(here, self.source.describe(), self.source.path.stem)
@@ -248,7 +274,7 @@ class StableDiffusion:
 
     def _component(self, name: str):
         with quiet_loading():
-            if self.source.kind == "file":
+            if self.source.kind == "file" and not self.is_flow:
                 module = getattr(self._single_file_pipeline, name)
             else:
                 module = self._load_from_folder(name)
@@ -262,8 +288,8 @@ class StableDiffusion:
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-        folder = self.folder
-        if not (folder / name).is_dir():
+        folder = self.parts_folder if self.is_flow else self.folder
+        if not (folder / name).is_dir() and not (self.is_flow and name == "transformer" and self.folder is None):
             raise RenderError(f"{self.source.describe()} has no {name}/ folder", LOAD_HELP)
         common = {"local_files_only": True}
         safetensors = None if self.allow_pickle else True
@@ -318,7 +344,7 @@ class StableDiffusion:
             T5TokenizerFast,
         )
 
-        folder, sd3 = str(self.folder), self.family == "sd3"
+        folder, sd3 = str(self.parts_folder), self.family == "sd3"
         common = {"local_files_only": True}
         t5_tok, t5_enc = ("tokenizer_3", "text_encoder_3") if sd3 else ("tokenizer_2", "text_encoder_2")
         if name == t5_tok:
@@ -332,6 +358,11 @@ class StableDiffusion:
             cls = CLIPTextModelWithProjection if sd3 else CLIPTextModel
             return cls.from_pretrained(folder, subfolder=name, dtype=self.placement.dtype, **weights)
         cls = {"transformer": SD3Transformer2DModel if sd3 else FluxTransformer2DModel, "vae": AutoencoderKL}[name]
+        if name == "transformer" and self.folder is None:
+            # a single file, in diffusers' layout or the original one (BFL's, Stability's: diffusers converts
+            # it), configured by the parts folder's transformer/config.json
+            return cls.from_single_file(str(self.source.path), config=folder, subfolder=name,
+                                        torch_dtype=self.placement.dtype, **common)
         return cls.from_pretrained(folder, subfolder=name, torch_dtype=self.placement.dtype, **weights)
 
     @cached_property
@@ -363,7 +394,7 @@ class StableDiffusion:
     def t5_tokenizer(self):
         """The T5 tokenizer of a flow model (SD3's tokenizer_3, Flux's tokenizer_2); None for SD3 without one."""
         name = "tokenizer_3" if self.family == "sd3" else "tokenizer_2"
-        if self.family == "sd3" and self.folder is not None and not (self.folder / name).is_dir():
+        if self.family == "sd3" and not (self.parts_folder / name).is_dir():
             return None
         return self._component(name)
 
@@ -373,7 +404,7 @@ class StableDiffusion:
         without one (diffusers then gives zeros for the T5 tokens)."""
         if self.family == "flux":
             return self.text_encoder_2
-        if self.folder is not None and not (self.folder / "text_encoder_3").is_dir():
+        if not (self.parts_folder / "text_encoder_3").is_dir():
             return None
         return self._component("text_encoder_3")
 
@@ -432,9 +463,9 @@ class StableDiffusion:
 
     @cached_property
     def scheduler_config(self) -> dict:
-        if self.source.kind == "file":
+        if self.source.kind == "file" and not self.is_flow:
             return dict(self._single_file_pipeline.scheduler.config)
-        path = self.folder / "scheduler" / "scheduler_config.json"
+        path = (self.parts_folder if self.is_flow else self.folder) / "scheduler" / "scheduler_config.json"
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:

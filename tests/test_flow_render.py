@@ -6,6 +6,8 @@ deterministically, byte for byte. What these models cannot do yet is refused bef
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,14 +309,87 @@ def test_what_a_flow_model_ignores_is_said(flow_models):
     assert not any("negative" in w for w in prompt_warnings(flow_table(flow_models["sd3_folder"], n=3), sd3))
 
 
-def test_a_single_file_flow_checkpoint_is_refused_by_name(tmp_path):
+def single_file(folder: Path, where: Path, *, beside: bool) -> Path:
+    """The transformer of the model in `folder` as one .safetensors file in `where` (diffusers' layout), with
+    the model's other parts beside it (`beside`: model_index.json and its folders, the transformer's config
+    only) or nothing."""
     from safetensors.torch import save_file
 
-    path = tmp_path / "flux1-dev.safetensors"
-    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2)}, str(path))
+    where.mkdir(parents=True)
+    if beside:
+        shutil.copytree(folder, where, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors"))
+        for part in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+            for f in (folder / part).glob("*.safetensors"):
+                shutil.copy(f, where / part / f.name)
+    sd = load(folder)
+    state = {k: v.contiguous() for k, v in sd.unet.state_dict().items()}
+    path = where / "model.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+def cached_hub_snapshot(repo: str, folder: Path) -> Path:
+    """`folder` (its transformer weights left out) placed in the local Hugging Face cache as `repo`'s snapshot,
+    as a download of it would be."""
+    from huggingface_hub import constants
+
+    root = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    snap = root / "snapshots" / commit
+    shutil.copytree(folder, snap, ignore=lambda d, names: [n for n in names if Path(d).name == "transformer"
+                                                            and n.endswith(".safetensors")])
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    return snap
+
+
+def frames_of(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").iterdir())}
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_a_single_file_transformer_beside_its_model_folder_renders_as_the_folder(flow_models, name, tmp_path):
+    folder = flow_models[f"{name}_folder"]
+    path = single_file(folder, tmp_path / "single", beside=True)
     sd = load(path)
-    with pytest.raises(RenderError, match="single-file Flux"):
-        _ = sd.model_family
+    assert (sd.model_family.name, sd.parts_folder) == (FAMILIES[name][0], path.parent)
+    table = flow_table(folder, n=3)
+    want = render(table, tmp_path / "want", model=str(folder), device="cpu")
+    got = render(table, tmp_path / "got", model=str(path), device="cpu")
+    assert got.frames == want.frames == 3 and frames_of(tmp_path / "got") == frames_of(tmp_path / "want")
+
+
+def test_a_lone_single_file_takes_its_parts_from_the_familys_hub_repo(flow_models, tmp_path):
+    """BFL ship flux1-dev.safetensors as the transformer alone: its encoders and VAE come from
+    black-forest-labs/FLUX.1-dev (here a cached snapshot, as after a download); not cached and offline, the
+    error names the repo and how to get it."""
+    folder = flow_models["flux_folder"]
+    path = single_file(folder, tmp_path / "alone", beside=False)
+    snap = cached_hub_snapshot("black-forest-labs/FLUX.1-dev", folder)
+    try:
+        sd = load(path)
+        assert sd.model_family.name == "flux-dev" and sd.parts_folder.resolve() == snap.resolve()
+        table = flow_table(folder, n=2)
+        render(table, tmp_path / "want", model=str(folder), device="cpu")
+        render(table, tmp_path / "got", model=str(path), device="cpu")
+        assert frames_of(tmp_path / "got") == frames_of(tmp_path / "want")
+    finally:
+        shutil.rmtree(snap.parents[1])
+    schnell = single_file(flow_models["flux_schnell_folder"], tmp_path / "schnell", beside=False)
+    with pytest.raises(RenderError) as e:
+        render(flow_table(folder, n=2, cfg_scale=0.0), tmp_path / "no", model=str(schnell), device="cpu")
+    assert "black-forest-labs/FLUX.1-schnell" in str(e.value) and "holds its transformer only" in str(e.value)
+    assert "model_index.json" in e.value.help and not (tmp_path / "no").exists()
+
+
+def test_a_single_file_flux_fill_model_is_refused_by_name(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux1-fill-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2), "img_in.weight": torch.zeros(4, 384)},
+              str(path))
+    with pytest.raises(RenderError, match="Fill"):
+        _ = load(path).model_family
 
 
 @pytest.mark.parametrize("name", ["sd3", "flux"])
