@@ -272,6 +272,44 @@ class StableDiffusion:
                 ) from None
         return pipe
 
+    # the parts `offload group` keeps in CPU memory (speedups.offload_in_groups): the denoiser, and a flow
+    # model's T5 encoder (9.5 GB in bf16); set by the render's load stage (speedups.resolve_offload) before
+    # anything loads
+    offload = "off"
+
+    @property
+    def offloaded_parts(self) -> tuple[str, ...]:
+        if self.offload != "group":
+            return ()
+        return {"flux": ("transformer", "text_encoder_2"), "sd3": ("transformer", "text_encoder_3")}.get(
+            self.family, ("unet",))
+
+    def weight_bytes(self) -> int:
+        """The bytes of the weights a render loads, in the placement's precision, from the .safetensors headers
+        (no weight read): what `offload auto` compares with the free GPU memory. 0 where nothing tells."""
+        itemsize = torch.empty((), dtype=self.placement.dtype).element_size()
+        if self.folder is None and not self.is_flow:
+            files = [self.source.path]
+        else:
+            root = self.parts_folder if self.is_flow else self.folder
+            files = sorted(p for p in root.glob("*/*.safetensors") if p.parent.name != "safety_checker")
+            if self.folder is None:  # a single flow file: its own transformer, not a folder's
+                files = [p for p in files if p.parent.name != "transformer"] + [self.source.path]
+        total = 0
+        for path in files:
+            if path.suffix.lower() != ".safetensors":
+                continue
+            try:
+                shapes, _ = families.safetensors_header(path)
+            except UserError:
+                continue
+            for shape in shapes.values():
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                total += n * itemsize
+        return total
+
     def _component(self, name: str):
         with quiet_loading():
             if self.source.kind == "file" and not self.is_flow:
@@ -279,7 +317,9 @@ class StableDiffusion:
             else:
                 module = self._load_from_folder(name)
         if isinstance(module, torch.nn.Module):
-            module = module.to(self.placement.device).eval().requires_grad_(False)
+            module = module.eval().requires_grad_(False)
+            if name not in self.offloaded_parts:  # offloaded: moved block by block once the LoRAs are in
+                module = module.to(self.placement.device)
             if name == "vae" and module.dtype != self.vae_dtype:
                 module = module.to(self.vae_dtype)
         return module

@@ -151,6 +151,8 @@ def manifest(
         "text_encoder_calls": report.text_encoder_calls,
         # the speed-up switches the frames were made under, as the resume fingerprint compares them
         "speedups": speedups.recorded(sd) or speedups.describe(None, sd.placement.device.type, (s.width, s.height)),
+        # the parts kept in CPU memory and moved to the GPU a block at a time (`--offload`): [] when none
+        "offloaded": list(sd.offloaded_parts),
         "depth_calls": report.depth_calls,
         "depth_maps": report.depth_maps,
         "resumed_at": report.resumed_at,

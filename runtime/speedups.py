@@ -10,7 +10,12 @@
 - vae_tiling: the VAE encodes and decodes in overlapping tiles (diffusers' enable_tiling), which bounds
   its memory at large sizes but blends the tiles' seams (`auto`: above TILING_AUTO_PIXELS only);
 - compile: torch.compile of the UNet, opt-in; its warm-up (the compilation, at the first calls) runs
-  in `apply`, timed as the stage `compile`, so the frame loop's figures are the compiled model's.
+  in `apply`, timed as the stage `compile`, so the frame loop's figures are the compiled model's;
+- offload: `group` keeps the denoiser (and a flow model's T5 encoder) in CPU memory and moves it to the GPU a
+  block at a time as it runs (diffusers' group offloading, on a side stream so the copies overlap the
+  compute): Flux.1 in bf16 (33 GB of weights) on a 24 GB card. `auto` offloads only where the model's weights
+  would not fit in 85 % of the free GPU memory. The arithmetic is the same, so it is not in the fingerprint;
+  the manifest records it.
 
 The dtype (fp16/bf16/fp32) is the placement's: runtime/device.py. VAE slicing is not offered: it splits a
 batch into single images, and dfm decodes one image at a time already.
@@ -30,6 +35,8 @@ from .errors import RenderError
 
 ATTENTION = ("sdpa", "math")
 SWITCH = ("auto", "on", "off")
+OFFLOAD = ("auto", "off", "group")
+OFFLOAD_AUTO_FRACTION = 0.85  # offload auto: the weights must fit in this share of the free GPU memory
 TILING_AUTO_PIXELS = 1024 * 1024  # vae_tiling auto: tiles for frames with more pixels than 1024²
 DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")  # runtime/device.py resolves them
 
@@ -42,9 +49,11 @@ class Speedups:
     channels_last: str = "auto"
     vae_tiling: str = "auto"
     compile: bool = False
+    offload: str = "auto"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("attention", ATTENTION), ("channels_last", SWITCH), ("vae_tiling", SWITCH)):
+        for name, allowed in (("attention", ATTENTION), ("channels_last", SWITCH), ("vae_tiling", SWITCH),
+                              ("offload", OFFLOAD)):
             value = getattr(self, name)
             if value not in allowed:
                 raise RenderError(f"{name.replace('_', '-')} {value!r} is not known",
@@ -104,6 +113,37 @@ def resolve_tiling(value: str, size: tuple[int, int] | None) -> bool:
     if value == "auto":
         return size is not None and size[0] * size[1] > TILING_AUTO_PIXELS
     return value == "on"
+
+
+def resolve_offload(options: Speedups | None, sd) -> str:
+    """"group" or "off" for `sd` on its device: `auto` offloads on CUDA when the weights its render loads
+    (`sd.weight_bytes()`, from the files' headers) exceed OFFLOAD_AUTO_FRACTION of the free memory."""
+    value = (options or Speedups()).offload
+    if value != "auto":
+        return value
+    device = sd.placement.device
+    if device.type != "cuda":
+        return "off"
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return "group" if sd.weight_bytes() > free * OFFLOAD_AUTO_FRACTION else "off"
+
+
+def offload_in_groups(module, device, leaf: bool = False) -> None:
+    """Keep `module` in CPU memory and move it to `device` a block (`leaf`: a layer) at a time as it runs;
+    once per module."""
+    if getattr(module, "_dfm_offloaded", False):
+        return
+    from diffusers.hooks import apply_group_offloading
+
+    stream = device.type == "cuda"  # copies on a side stream overlap the compute (CUDA only)
+    if leaf:
+        apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=stream)
+    else:
+        apply_group_offloading(module, onload_device=device, offload_type="block_level", num_blocks_per_group=1,
+                               use_stream=stream)
+    module._dfm_offloaded = True
 
 
 def attention_processors(*modules) -> str:
@@ -202,6 +242,10 @@ def apply(sd, options: Speedups | None = None, *, size: tuple[int, int] | None =
         _memory_format(m, cl)
     _set_tiling(vae, tiling)
     _compile_unet(unet, options.compile)
+    for name in sd.offloaded_parts:  # after the LoRAs' layers are in: they are offloaded with their blocks
+        module = sd.unet if name in ("unet", "transformer") else sd.t5_encoder
+        if module is not None:  # (an SD3 folder without its T5)
+            offload_in_groups(module, sd.placement.device, leaf=module is not sd.unet)
     warm = 0.0
     if options.compile and size is not None:
         if timer is not None:
@@ -232,6 +276,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"VAE in tiles (less memory, faint seams); auto = above {TILING_AUTO_PIXELS:,} pixels")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the UNet (a warm-up before the first frame, timed as the stage compile)")
+    g.add_argument("--offload", choices=OFFLOAD, default="auto",
+                   help="group: keep the UNet/transformer (and T5) in CPU memory, moved to the GPU a block at a "
+                        "time (Flux on a 24 GB card); auto = where the weights would not fit in the free GPU memory")
 
 
 def from_args(args: argparse.Namespace) -> Speedups:
@@ -245,5 +292,6 @@ def switches_from_args(args: argparse.Namespace) -> dict:
     return {"dtype": getattr(args, "dtype", "auto"), **from_args(args).__dict__}
 
 
-__all__ = ["ATTENTION", "Applied", "DTYPE_CHOICES", "SWITCH", "Speedups", "add_arguments", "apply",
-           "attention_processors", "describe", "record", "recorded", "from_args", "switches_from_args"]
+__all__ = ["ATTENTION", "Applied", "DTYPE_CHOICES", "OFFLOAD", "SWITCH", "Speedups", "add_arguments", "apply",
+           "attention_processors", "describe", "from_args", "offload_in_groups", "record", "recorded",
+           "resolve_offload", "switches_from_args"]

@@ -429,3 +429,48 @@ def test_auto_precision_is_bf16_for_flow_models_on_a_gpu_that_has_it(monkeypatch
     assert wants_bf16("stabilityai/stable-diffusion-3.5-large", "")
     assert not wants_bf16("stable-diffusion-v1-5/stable-diffusion-v1-5", "")
     assert not wants_bf16(str(tmp_path / "missing-sd15-model"), "")
+
+
+# ---- memory: the transformer and T5 offloaded -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_group_offloading_keeps_the_frames_bytes_and_is_recorded(flow_models, name, tmp_path):
+    """`--offload group`: the transformer and the T5 encoder stay in CPU memory and run a block at a time (on a
+    GPU, moved to it as they run); the arithmetic is the same, so the frames are byte-identical."""
+    from dfm.runtime.speedups import Speedups
+
+    folder = flow_models[f"{name}_folder"]
+    table = flow_table(folder, n=3)
+    render(table, tmp_path / "plain", model=str(folder), device="cpu")
+    models: dict = {}
+    render(table, tmp_path / "offloaded", model=str(folder), device="cpu", speed=Speedups(offload="group"),
+           models=models)
+    assert frames_of(tmp_path / "offloaded") == frames_of(tmp_path / "plain")
+    (sd,) = [m for k, m in models.items() if k[0] == "sd"]
+    t5 = "text_encoder_3" if name == "sd3" else "text_encoder_2"
+    assert sd.offloaded_parts == ("transformer", t5)
+    assert getattr(sd.unet, "_dfm_offloaded", False) and getattr(sd.t5_encoder, "_dfm_offloaded", False)
+    assert json.loads((tmp_path / "offloaded" / "manifest.json").read_text())["offloaded"] == ["transformer", t5]
+    assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["offloaded"] == []
+
+
+def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flow_models, monkeypatch):
+    from dfm.runtime import speedups
+
+    sd = load(flow_models["flux_folder"])
+    need = sd.weight_bytes()
+    pipe = flow_models["flux"]
+    params = sum(p.numel() for m in (pipe.transformer, pipe.text_encoder, pipe.text_encoder_2, pipe.vae)
+                 for p in m.parameters())
+    assert need == params * 4  # fp32 on the CPU: every weight of the four parts, read from the headers
+    assert speedups.resolve_offload(speedups.Speedups(), sd) == "off"  # the CPU: nothing to offload to
+    assert speedups.resolve_offload(speedups.Speedups(offload="group"), sd) == "group"
+
+    class Cuda:
+        type = "cuda"
+
+    monkeypatch.setattr(sd, "placement", type("P", (), {"device": Cuda(), "dtype": torch.float32})())
+    for free, want in ((need * 2, "off"), (need, "group")):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, free * 2))
+        assert speedups.resolve_offload(speedups.Speedups(), sd) == want
