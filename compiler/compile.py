@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import families
+from ..contract.errors import UserError
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable, Settings
 from ..dsl import ir
@@ -195,6 +197,18 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
         unreached_edits(ctx, prompts.keys, cols, str(result.settings.sampler))
 
 
+def uncond_rule(model: str, base_dir) -> str:
+    """When the scene's model runs an unconditional pass (lower.unet_evals): never for Flux and guidance-
+    embedded LCMs, above cfg 1 only for SD3 / SD3.5, else A1111's rule. A model that cannot be told: A1111's."""
+    try:
+        fam = families.source_family(model, base_dir)
+    except UserError:
+        return "sd"
+    if fam.base == "flux" or fam.guidance_embedded:
+        return "never"
+    return "cfg" if fam.flow else "sd"
+
+
 def _lower(ctx: CompileContext, result: CompileResult, stmts: Statements, prompts: Prompts,
            nets: networks.Networks, env: dict, features: dict[str, np.ndarray], frames: int) -> None:
     """The FrameTable of a scene that checked clean, with the audio features and network columns, and the
@@ -202,7 +216,8 @@ def _lower(ctx: CompileContext, result: CompileResult, stmts: Statements, prompt
     with np.errstate(all="ignore"):
         try:
             table = lower_table(result.settings, result.values, result.prompts, result.negatives,
-                                source=ctx.scene.source, path=ctx.path, env=env)
+                                source=ctx.scene.source, path=ctx.path, env=env,
+                                uncond=uncond_rule(str(result.settings.model or ""), ctx.base_dir))
         except PromptValueError as e:
             _prompt_value_error(ctx, prompts, e)
             return

@@ -6,8 +6,6 @@ Errors, where the render could not do what the scene says:
 - the sampler: a flow family samples with `flow_euler` only, and an SD family never with it (DFM107);
 - the size: each side a multiple of 16 (the VAE's 8 times the transformer's 2x2 patches), the nearest named
   (DFM104);
-- composable prompts (`AND`, or the native `"a" weight 2 and "b"`): not supported with these families yet
-  (DFM405), so no sub-prompt is dropped;
 - ControlNet units: diffusers' Flux / SD3 ControlNets are not wired yet (DFM407).
 
 Warnings, where the family ignores what the scene sets:
@@ -132,24 +130,13 @@ def _negative_ignored(fam: families.Family) -> str:
 
 def _check_prompt(ctx: CompileContext, kind: str, st: ir.Statement, fam: families.Family) -> None:
     text = st.args[-1] if st.args else None
-    if isinstance(text, ir.Composite):
-        ctx.err("DFM405", f"composable prompts (sub-prompts joined with `and`) are not supported with {fam.title} "
-                "yet", text.span, parameter=kind, help="write one text, or blend prompts over time with "
-                "`prompt_crossfade`")
-        return
-    if not isinstance(text, ir.String):
+    if not isinstance(text, ir.String):  # (a composable prompt's parts: each as the model reads it)
         return
     if kind == "negative" and fam.name in NO_NEGATIVE:
         ctx.warn("DFM304", _negative_ignored(fam), text.span, parameter=kind, help="remove the statement")
         return
     value = text.value
     if kind == "prompt":
-        found = prompt_syntax.AND.search(value)
-        if found is not None:
-            ctx.err("DFM405", f"composable prompts (`AND`) are not supported with {fam.title} yet",
-                    string_span(ctx.scene.source, text, found.start(), found.end()), parameter=kind,
-                    help="write one text, or blend prompts over time with `prompt_crossfade`")
-            return
         neg = NEG_MARKER.search(value)
         if neg is not None and fam.name in NO_NEGATIVE:
             ctx.warn("DFM304", f"`--neg`: {_negative_ignored(fam)}",

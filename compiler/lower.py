@@ -272,19 +272,25 @@ def sampler_evaluations(sampler: str, steps: np.ndarray, effective: np.ndarray) 
     return n
 
 
+UNCOND_RULES = ("sd", "cfg", "never")
+
+
 def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] | None = None,
-               sampler: str = "euler") -> np.ndarray:
+               sampler: str = "euler", uncond: str = "sd") -> np.ndarray:
     """UNet batch items per row (docs/frametable.md): the sampler's evaluations of the row
     (`sampler_evaluations` of its effective_steps) × (conditional parts evaluated per step + 1 when the
     unconditional pass is needed); 0 on rows that are not diffused. `parts`: what `pieces_columns` found of
-    each composite value (else each is read from its JSON)."""
+    each composite value (else each is read from its JSON). `uncond`, when the model runs the unconditional
+    pass: "sd" above cfg 1 or for a weighted composite prompt (A1111's rule), "cfg" above cfg 1 only (SD3 /
+    SD3.5: below it the parts are a blend), "never" (Flux, a guidance-embedded LCM: the scale is an input)."""
     parts = parts or {}
     eff = np.where(cols["diffused"], cols["effective_steps"], 0).astype(np.int64)
     eff = sampler_evaluations(sampler, cols["steps"], eff)
     cfg = cols["cfg_scale"].astype(np.float64)
+    guided = (cfg > 1.0) & (uncond != "never")
     pos, frm = cols["prompt_pieces"], cols["prompt_from_pieces"]
     if not any(ps.is_composite(v) for v in set(pos.tolist()) | set(frm.tolist())):  # plain prompts: 1 part
-        return eff * (1 + (cfg > 1.0)).astype(np.int64)
+        return eff * (1 + guided).astype(np.int64)
     info: dict[str, tuple[int, bool, bool]] = {}
 
     def read(v: str) -> tuple[int, bool, bool]:
@@ -304,16 +310,17 @@ def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] |
             guides = guides or fguides
         elif not composite:
             n = 1
-        per_step[i] = n + int(cfg[i] > 1.0 or guides)
+        per_step[i] = n + int(guided[i] or (guides and uncond == "sd"))
     return eff * per_step
 
 
 def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed, *,
-                source: str = "", path: str = "", env: Mapping[str, float | np.ndarray] | None = None
-                ) -> FrameTable:
+                source: str = "", path: str = "", env: Mapping[str, float | np.ndarray] | None = None,
+                uncond: str = "sd") -> FrameTable:
     """The FrameTable of a scene from plain inputs: resolved settings, every schedule's per-frame values
     (one array per catalogue schedule, `settings.frames` long) and the prompt keys. `env`: what backtick
-    expressions in prompts may read (the compiler's; by default the scene's constants)."""
+    expressions in prompts may read (the compiler's; by default the scene's constants). `uncond`: when the
+    model family runs an unconditional pass (`unet_evals`)."""
     mode = mode_of(settings.mode)
     if not mode.animated:  # stills: a row per image
         cols = _stills(settings, values, prompts, negatives)
@@ -326,7 +333,7 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
         env = environment(settings.frames, settings.fps, settings.bpm, settings.seed)
     parts: dict[str, tuple[int, bool]] = {}
     cols.update(pieces_columns(cols, env, parts, cat.step_multiplier(settings.sampler)))
-    cols["unet_evals"] = unet_evals(cols, parts, settings.sampler)
+    cols["unet_evals"] = unet_evals(cols, parts, settings.sampler, uncond)
     order = ["frame", "time", *[p.name for p in cat.SCHEDULES], *COLUMN_ORDER]
     ordered = {k: cols[k] for k in order if k in cols}  # a ControlNet unit's columns only when it is active
     ordered.update({k: v for k, v in cols.items() if k not in ordered})

@@ -80,8 +80,7 @@ CODES: dict[str, tuple[str, str]] = {
                "`bpm auto` can detect."),
     "DFM405": ("model cannot be rendered", "The scene's `model` is of a family dfm does not render (an "
                "inpainting model, Flux Kontext/Fill/Redux, Stable Cascade, an SDXL refiner alone) or its file cannot "
-               "be read, or the scene uses what its family does not support yet (composable `AND` prompts with "
-               "Flux or SD3). A warning at check time for the model, since `dfm render --model` may replace it; "
+               "be read. A warning at check time for the model, since `dfm render --model` may replace it; "
                "the render refuses it."),
     "DFM406": ("a frame runs no steps", "With few steps, Deforum's int((1 - strength) × steps) rounds to 0 for a "
                "strength below 1 (4 steps at strength 0.8 → int(0.8) = 0): the frame keeps the warped previous "

@@ -37,6 +37,9 @@ class FlowCond:
 
 # (latents (B, C, H, W), t: a scheduler timestep on the 0..1000 scale, cond, guidance) -> velocity (B, C, H, W)
 VelocityFn = Callable[[Tensor, Tensor, FlowCond, "float | None"], Tensor]
+# step k of the frame (from 0, counted from the first step it runs) -> ((weight, cond) per prompt part, uncond):
+# prompt editing changes the texts between steps, a composable prompt (AND) has several parts
+StepConds = Callable[[int], "tuple[tuple[tuple[float, FlowCond], ...], FlowCond | None]"]
 
 
 # ---- the schedule ------------------------------------------------------------------------------------------
@@ -119,12 +122,34 @@ def cfg_velocity(velocity_fn: VelocityFn, latents: Tensor, t: Tensor, cond: Flow
     return v_u + cfg_scale * (v_c - v_u)
 
 
+def composed_velocity(velocity_fn: VelocityFn, latents: Tensor, t: Tensor,
+                      parts: Sequence[tuple[float, FlowCond]], uncond: FlowCond | None, cfg_scale: float,
+                      guidance: float | None = None) -> Tensor:
+    """The velocity of one step for a prompt of one or more weighted parts (A1111's AND). One part of weight 1
+    is `cfg_velocity`'s, bit for bit. Several: with an unconditional pass `v_u + cfg * sum(w_i (v_i - v_u))`
+    (A1111's composable guidance), without one (Flux, or no CFG) the blend `sum(w_i v_i)`, the weights then
+    summing to 1 (prompts.RowConditioning). The passes go in one batch where the embeddings' shapes agree."""
+    if len(parts) == 1 and parts[0][0] == 1.0:
+        return cfg_velocity(velocity_fn, latents, t, parts[0][1], uncond, cfg_scale, guidance)
+    conds = ([uncond] if uncond is not None else []) + [c for _, c in parts]
+    same = all(c.embeds.shape == conds[0].embeds.shape and c.pooled.shape == conds[0].pooled.shape for c in conds)
+    if same:
+        both = FlowCond(torch.cat([c.embeds for c in conds]), torch.cat([c.pooled for c in conds]))
+        vs = velocity_fn(torch.cat([latents] * len(conds)), t, both, guidance).chunk(len(conds))
+    else:
+        vs = tuple(velocity_fn(latents, t, c, guidance) for c in conds)
+    if uncond is None:
+        return sum(w * v for (w, _), v in zip(parts, vs, strict=True))
+    v_u = vs[0]
+    return v_u + cfg_scale * sum(w * (v - v_u) for (w, _), v in zip(parts, vs[1:], strict=True))
+
+
 @torch.no_grad()
 def flow_denoise(
     velocity_fn: VelocityFn,
     scheduler,
     *,
-    cond: FlowCond,
+    cond: FlowCond | None,
     uncond: FlowCond | None,
     cfg_scale: float,
     steps: int,
@@ -138,8 +163,12 @@ def flow_denoise(
     subseed: int = 0,
     subseed_strength: float = 0.0,
     resize_from: tuple[int, int] | None = None,
+    step_conds: StepConds | None = None,
 ) -> Tensor:
     """Sample one frame's latents (B, C, H, W) with a flow-matching scheduler.
+
+    `step_conds(k)`, where given, is step k's conditioning instead of `cond` and `uncond` (prompt editing,
+    composable prompts: `composed_velocity`).
 
     txt2img (`init_latents` None): noise of `shape` is the sample at sigma 1, then all `steps` steps.
     img2img: `init_latents` (VAE latents, shifted and scaled) moved to the first kept sigma by
@@ -153,7 +182,11 @@ def flow_denoise(
     `samplers.denoise`), and the noise of a stochastic scheduler's steps.
     """
     device = generator.device
-    uncond = uncond if uncond is not None and cfg_scale > 1 else None
+    if step_conds is None:
+        fixed = ((1.0, cond),), uncond
+
+        def step_conds(k: int):
+            return fixed
     if init_latents is None:
         if shape is None:
             raise ValueError("flow_denoise needs `init_latents` or `shape`")
@@ -168,8 +201,10 @@ def flow_denoise(
         noise = initial_noise(init.shape, generator, subseed=subseed, subseed_strength=subseed_strength,
                               resize_from=resize_from)
         latents = scheduler.scale_noise(init, timesteps[:1].repeat(init.shape[0]), noise)
-    for t in timesteps:
-        v = cfg_velocity(velocity_fn, latents, t, cond, uncond, cfg_scale, guidance)
+    for k, t in enumerate(timesteps):
+        parts, negative = step_conds(k)
+        negative = negative if negative is not None and cfg_scale > 1 else None
+        v = composed_velocity(velocity_fn, latents, t, parts, negative, cfg_scale, guidance)
         latents = scheduler.step(v.float(), t, latents, generator=generator).prev_sample
     return latents
 

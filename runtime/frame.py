@@ -392,10 +392,21 @@ class FrameRenderer:
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
         cfg = float(row["cfg_scale"])
         flux = sd.family == "flux"
-        with self.timer("text"):  # Flux never runs an unconditional pass: its negative is not even encoded
-            step = self.prompts.conditioning(row, cfg, guidance_embedded=flux)(0)
-            cond = sd.flow_cond(step.parts[0][1])
-            uncond = sd.flow_cond(step.uncond) if step.uncond is not None else None
+        # Flux never runs an unconditional pass (its negative is not even encoded), nor SD3 at cfg 1 or below:
+        # a composable prompt's parts are then a blend, their weights summing to 1
+        conditioning = self.prompts.conditioning(row, cfg, guidance_embedded=flux or cfg <= 1.0)
+        conds: dict[int, tuple] = {}
+
+        def step_conds(k: int):
+            step = conditioning(k)  # one StepCond per distinct set of texts: converted once each
+            got = conds.get(id(step))
+            if got is None:
+                got = conds[id(step)] = (tuple((w, sd.flow_cond(e)) for w, e in step.parts),
+                                         sd.flow_cond(step.uncond) if step.uncond is not None else None)
+            return got
+
+        with self.timer("text"):
+            step_conds(0)
         if self._new_scheduler is None:  # the model's config is read once it is loaded
             self._new_scheduler = samplers.scheduler_maker(self.sampler, sd.scheduler_config)
         scale = sd.latent_scale
@@ -418,10 +429,10 @@ class FrameRenderer:
 
         with self.timer("denoise"):
             latents = flow_denoise(
-                velocity, self._new_scheduler(), cond=cond, uncond=uncond, cfg_scale=0.0 if flux else cfg,
+                velocity, self._new_scheduler(), cond=None, uncond=None, cfg_scale=0.0 if flux else cfg,
                 steps=steps, effective_steps=steps_run, generator=gen, init_latents=init_latents, shape=shape,
                 mu=mu, sigmas=sigmas, guidance=cfg if flux else None, subseed=int(row["subseed"]),
-                subseed_strength=float(row["subseed_strength"]), resize_from=resize)
+                subseed_strength=float(row["subseed_strength"]), resize_from=resize, step_conds=step_conds)
         self.unet_evals += evals[0]
         return latents
 

@@ -33,8 +33,9 @@ Rectified-flow models (SD3/SD3.5, Flux) read a prompt as their diffusers pipelin
 pieces' texts joined, CLIP cut at 77 tokens and T5 padded or cut to the family's length (weights and BREAK
 do not apply: `prompt_warnings` says so). SD3: CLIP-L's and CLIP-G's penultimate layers side by side,
 zero-padded to T5's width, then the T5 tokens; pooled, both projections joined. Flux: the T5 tokens; pooled,
-CLIP-L's pooler output. The pooled vector travels as SDXL's does, one extra last row. Composable prompts and
-prompt editing are refused for these models (`flow_refusals`).
+CLIP-L's pooler output. The pooled vector travels as SDXL's does, one extra last row. Prompt editing and
+composable prompts work as for SD (flow_matching.composed_velocity); without an unconditional pass (Flux, SD3
+at cfg 1 or below) a composable prompt's parts are a blend of velocities.
 
 Composable prompts and prompt editing (the table format: docs/frametable.md): a pieces value is either
 the list above (a plain prompt) or an object `{"parts": [{"weight": W, "schedule": [[END, PIECES], ...]},
@@ -568,12 +569,6 @@ def flow_refusals(table: FrameTable, sd) -> None:
     if not flow_sampler:
         raise RenderError(f"sampler {s.sampler} is not a rectified-flow sampler; {name} models sample with flow_euler",
                           "set `sampler flow_euler`, or leave the sampler out to get the family's default")
-    for _, pieces_col in PROMPT_COLUMNS:
-        for f, value in enumerate(table[pieces_col].tolist()):
-            if str(value).lstrip().startswith("{"):
-                raise RenderError(f"frame {f}: a composable prompt (AND) or prompt editing ([from:to:when]) in "
-                                  f"`{pieces_col.removesuffix('_pieces')}`, which dfm does not render on {name} "
-                                  "models yet", "write the prompt without AND and [..:..:..]")
     if s.embedding:
         raise RenderError(f"embeddings are not loaded into {name} models yet",
                           "remove `embedding` from the scene for this model")
@@ -591,7 +586,8 @@ def flow_prompt_warnings(table: FrameTable, sd) -> list[str]:
     out = []
     if np.any(np.asarray(table["clip_skip"]) != 1):
         out.append(f"clip_skip has no effect on a {name} model (its CLIP encoders are read as diffusers reads them)")
-    values = {str(v) for col in ("prompt_pieces", "negative_prompt_pieces") for v in table[col].tolist()}
+    values = {texts for col in ("prompt_pieces", "negative_prompt_pieces") for v in set(table[col].tolist())
+              for texts in read_prompt(str(v)).texts}  # a composite value's texts, each part at each step
     if any(p is None or p[1] != 1.0 for v in values for p in read_pieces(v)):
         out.append(f"attention weights ((word:1.2)) and BREAK have no effect on a {name} model: T5 reads the "
                    "prompt's text as written")
@@ -604,16 +600,12 @@ def flow_prompt_warnings(table: FrameTable, sd) -> list[str]:
             out.append("FLUX.1-schnell takes no guidance scale: cfg_scale is ignored")
     n, tok = int(sd.t5_max_length), sd.t5_tokenizer
     if tok is not None:
-        long = [t for t in dict.fromkeys(map(str, table["prompt"].tolist()))
-                if len(tok(flow_text(_pieces_of(table, t)), truncation=False).input_ids) > n]
+        texts = dict.fromkeys(flow_text(t) for v in set(map(str, table["prompt_pieces"].tolist()))
+                              for t in read_prompt(v).texts)
+        long = [t for t in texts if len(tok(t, truncation=False).input_ids) > n]
         for text in long[:MAX_LONG_NOTED]:
             out.append(f"prompt {text[:40]!r}… is longer than the {n} T5 tokens {name} reads here: the rest is cut")
     return out
-
-
-def _pieces_of(table: FrameTable, text: str) -> str:
-    texts = table["prompt"].tolist()
-    return str(table["prompt_pieces"][texts.index(text)])
 
 
 def prompt_warnings(table: FrameTable, sd) -> list[str]:

@@ -296,12 +296,21 @@ def test_what_each_family_ignores_is_said(tmp_path, monkeypatch):
     assert not codes(plain, "DFM304") and not codes(plain, "DFM502")  # SD honours all of it
 
 
-def test_composable_prompts_are_an_error_not_dropped(tmp_path, monkeypatch):
-    r = compiled('model "black-forest-labs/FLUX.1-dev"\nframes 2\nprompt 1 "a" weight 2 and "b"\n', tmp_path,
-                 monkeypatch, prompt='prompt 0 "a cat AND a dog"')
-    errs = codes(r, "DFM405")
-    assert [(e.span.line, e.parameter, e.is_error) for e in errs] == [(2, "prompt", True), (5, "prompt", True)]
-    assert errs[0].span.col == 17 and "not supported with Flux.1 [dev] yet" in errs[0].message
+def test_composable_prompts_check_clean_and_count_flux_passes_without_an_unconditional_one(tmp_path, monkeypatch):
+    """Composable prompts render on flow models (tests/test_flow_render.py): no DFM405 any more, and the table's
+    unet_evals counts what runs: Flux.1 [dev] embeds its guidance (one pass per part, none unconditional),
+    SD3 adds the unconditional pass above cfg 1."""
+    body = "frames 2\nsize 512x512\nsteps 4\nprompt 1 \"a\" weight 2 and \"b\"\n"
+    dev = compiled('model "black-forest-labs/FLUX.1-dev"\n' + body, tmp_path, monkeypatch,
+                   prompt='prompt 0 "a cat AND a dog"')
+    assert not codes(dev, "DFM405") and dev.ok
+    assert dev.table["unet_evals"].tolist() == [4 * 2, 1 * 2]  # frame 1 at strength 0.65 runs int(0.35 × 4)
+    sd3 = compiled('model "stabilityai/stable-diffusion-3.5-large"\n' + body, tmp_path, monkeypatch,
+                   prompt='prompt 0 "a cat AND a dog"')
+    assert sd3.table["unet_evals"].tolist() == [4 * 3, 1 * 3]  # cfg 3.5: two parts and the unconditional pass
+    plain = compiled('model "black-forest-labs/FLUX.1-dev"\n' + body.replace('"a" weight 2 and "b"', '"b"'),
+                     tmp_path, monkeypatch, prompt='prompt 0 "a cat"')
+    assert plain.table["unet_evals"].tolist() == [4, 1]  # was counted twice: cfg 3.5 is embedded, not CFG
 
 
 def test_controlnet_units_are_refused_with_a_flow_family(tmp_path, monkeypatch):

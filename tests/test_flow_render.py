@@ -9,8 +9,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny_flow_models import save_flow_models
 from tiny_models import make_table, with_prompts
 
@@ -211,13 +213,70 @@ def refused(folder, table, tmp_path) -> str:
     return e.value.message
 
 
-def test_composable_prompts_are_refused(flow_models, tmp_path):
+EDIT_SCENE = """dfm 1
+mode 2d
+frames 2
+size 64x64
+model "{model}"
+steps 4
+strength 0.5
+seed 5
+{cfg}
+prompt 0 "{prompt}"
+"""
+
+
+def scene_render(folder, prompt: str, out: Path, cfg: str = ""):
+    """The scene above compiled (the compiler's own prompt lowering) and rendered: (report, table, frames)."""
+    from dfm.api import compile_text
+
+    table = compile_text(EDIT_SCENE.format(model=folder, prompt=prompt, cfg=cfg))
+    report = render(table, out, model=str(folder), device="cpu")
+    return report, table, [np.asarray(Image.open(p), dtype=np.int16) for p in sorted((out / "frames").iterdir())]
+
+
+@pytest.mark.parametrize("name", ["flux", "sd3"])
+def test_prompt_editing_switches_the_text_between_steps(flow_models, name, tmp_path):
+    folder = flow_models[f"{name}_folder"]
+    _, _, cat = scene_render(folder, "a red cat", tmp_path / "cat")
+    _, _, dog = scene_render(folder, "a red dog", tmp_path / "dog")
+    _, _, never = scene_render(folder, "a red [cat:dog:10]", tmp_path / "never")  # after the last step
+    report, table, edited = scene_render(folder, "a red [cat:dog:2]", tmp_path / "edited")
+    assert all((a == b).all() for a, b in zip(never, cat, strict=True))
+    assert not (edited[0] == cat[0]).all() and not (edited[0] == dog[0]).all()
+    assert report.unet_evals == int(table["unet_evals"].sum())
+
+
+def test_a_composable_prompt_on_flux_is_a_blend_of_its_parts_velocities(flow_models, tmp_path):
+    """Flux runs no unconditional pass: `a AND b` is the blend of the parts' velocities, weights summing to 1,
+    so a prompt ANDed with itself is the prompt (to the last bits of a batch of 2 against 1)."""
     folder = flow_models["flux_folder"]
-    table = flow_table(folder, n=3)
-    parts = json.dumps({"parts": [{"weight": 1.0, "schedule": [[4, [["a cat", 1.0]]]]},
-                                  {"weight": 0.5, "schedule": [[4, [["a dog", 1.0]]]]}]})
-    table = table.with_columns(prompt_pieces=[parts] * 3)
-    assert "composable prompt" in refused(folder, table, tmp_path)
+    _, _, cat = scene_render(folder, "a red cat", tmp_path / "cat")
+    _, _, dog = scene_render(folder, "a red dog", tmp_path / "dog")
+    report, table, twice = scene_render(folder, "a red cat AND a red cat", tmp_path / "twice")
+    assert all(np.abs(a - b).max() <= 1 for a, b in zip(twice, cat, strict=True))
+    assert report.unet_evals == int(table["unet_evals"].sum()) == 2 * (4 + 2)  # two parts a step, no uncond
+    _, _, both = scene_render(folder, "a red cat AND a red dog :0.5", tmp_path / "both")
+    assert not (both[0] == cat[0]).all() and not (both[0] == dog[0]).all()
+
+
+def test_a_composable_prompt_on_sd3_is_a1111s_composable_guidance(flow_models, tmp_path):
+    """SD3 above cfg 1: `v_u + cfg * sum(w_i (v_i - v_u))`, the unconditional pass batched with both parts."""
+    from dfm.runtime.flow_matching import FlowCond, composed_velocity
+
+    folder = flow_models["sd3_folder"]
+    report, table, frames = scene_render(folder, "a red cat AND a red dog :0.5", tmp_path / "both", cfg="cfg_scale 4")
+    assert report.unet_evals == int(table["unet_evals"].sum()) == 3 * (4 + 2)
+    calls = []
+
+    def velocity(latents, t, cond, guidance=None):
+        calls.append(latents.shape[0])
+        return cond.embeds[:, :1, :1].reshape(-1, 1, 1, 1).expand_as(latents) * 1.0
+
+    cond = lambda x: FlowCond(torch.full((1, 2, 3), float(x)), torch.zeros(1, 3))  # noqa: E731
+    v = composed_velocity(velocity, torch.zeros(1, 1, 2, 2), torch.tensor(1.0), [(1.0, cond(3)), (0.5, cond(5))],
+                          cond(1), 4.0)
+    assert calls == [3] and torch.equal(v, torch.full((1, 1, 2, 2), 1 + 4 * (1 * (3 - 1) + 0.5 * (5 - 1))))
 
 
 def test_an_sd_sampler_on_a_flow_model_is_refused(flow_models, tmp_path):
