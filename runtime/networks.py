@@ -415,13 +415,20 @@ def _load_lora(sd, source: str, adapter: str, allow_pickle: bool) -> _Lora:
     return lora
 
 
+# the CLIP encoders a flow model's LoRA may adapt, as diffusers' loaders name them (Flux: CLIP-L; SD3: CLIP-L and
+# CLIP-G); their T5 encoders take no LoRA layers in diffusers
+_FLOW_ENCODERS = {"flux": ("text_encoder",), "sd3": ("text_encoder", "text_encoder_2")}
+
+
 def _load_flow_lora(sd, state: dict, name: str, source: str, adapter: str) -> _Lora:
-    """A Flux or SD3 LoRA (diffusers' `transformer.` keys, or a format diffusers' loader converts) loaded
-    into the transformer through diffusers' loader, off until a frame asks for it. Its weight is the UNet
-    weight of the frame's pair; text-encoder layers (CLIP/T5) are refused."""
+    """A Flux or SD3 LoRA (diffusers' `transformer.` / `text_encoder.` keys, or a format diffusers' loader
+    converts: kohya's, BFL's) loaded through diffusers' loader into the transformer and the CLIP encoders it
+    adapts, off until a frame asks for it. The frame's pair of weights applies as for SD: the first to the
+    transformer, the second to the text encoders."""
     from diffusers.loaders import FluxLoraLoaderMixin, SD3LoraLoaderMixin
 
     flux = sd.family == "flux"
+    mixin = FluxLoraLoaderMixin if flux else SD3LoraLoaderMixin
     try:
         with _quiet():
             if flux:
@@ -432,23 +439,38 @@ def _load_flow_lora(sd, state: dict, name: str, source: str, adapter: str) -> _L
         raise RenderError(f"LoRA {name} cannot be converted: {str(e).splitlines()[0][:200]}",
                           "use a LoRA in diffusers format (`transformer.` keys)") from None
     title = "Flux" if flux else "SD3"
+    allowed = _FLOW_ENCODERS[sd.family]
     encoders = sorted({k.split(".", 1)[0] for k in state if k.startswith("text_encoder")})
-    if encoders:
-        raise RenderError(f"LoRA {name} adapts the text encoders ({', '.join(encoders)}), which dfm does not load "
-                          f"into {title} models yet", "use a LoRA that adapts the transformer only")
+    t5 = [e for e in encoders if e not in allowed]
+    if t5:
+        raise RenderError(f"LoRA {name} adapts {title}'s T5 encoder ({', '.join(t5)}), which diffusers loads no "
+                          "LoRA layers into", "use a LoRA that adapts the transformer and the CLIP encoders only")
     part = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
     transformer = sd.unet
-    if not part or not _check_layers(_peft_keys(part, True, False), transformer, "transformer", name):
+    counted = _check_layers(_peft_keys(part, True, False), transformer, "transformer", name) if part else 0
+    for attr in encoders:
+        layers = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(f"{attr}.")}
+        encoder = _part(sd, attr)
+        counted += _check_layers(_peft_keys(layers, False, not hasattr(encoder, "text_model")), encoder,
+                                 "text encoder", name)
+    if not counted:
         raise RenderError(f"LoRA {name} has no layer this {title} model has",
                           f"use a LoRA made for {title} (diffusers format, `transformer.` keys)")
     try:
         with _quiet():
-            transformer.load_lora_adapter(state, prefix="transformer", network_alphas=alphas, adapter_name=adapter)
+            if part:
+                transformer.load_lora_adapter(state, prefix="transformer", network_alphas=alphas,
+                                              adapter_name=adapter)
+            for attr in encoders:
+                mixin.load_lora_into_text_encoder(state, alphas, _part(sd, attr), prefix=attr, adapter_name=adapter)
     except (ValueError, KeyError, RuntimeError) as e:
         raise RenderError(f"LoRA {name} cannot be loaded into this model: {str(e).splitlines()[0][:200]}",
                           f"use a LoRA made for {title}") from None
-    transformer.disable_lora()  # loaded adapters start active at weight 1: off until a frame asks for them
-    return _Lora(adapter, source, True, ())
+    if part:
+        transformer.disable_lora()  # loaded adapters start active at weight 1: off until a frame asks for them
+    for attr in encoders:
+        _set_text_adapters(_part(sd, attr), [], [])
+    return _Lora(adapter, source, bool(part), tuple(encoders))
 
 
 def _load_embeddings(sd, paths: tuple[str, ...], allow_pickle: bool, into: Installed) -> None:

@@ -47,18 +47,41 @@ def lora_files(flow_models, tmp_path_factory):
         state = lora_state(flow_models[f"{family}_folder"], family, seed=7)
         save_file(state, str(root / f"{family}.safetensors"))
         out[family] = (root / f"{family}.safetensors", state)
-    te = dict(out["flux"][1])
-    te["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = torch.randn(RANK, 8)
-    te["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = torch.randn(8, RANK)
-    save_file(te, str(root / "with_te.safetensors"))
-    out["with_te"] = (root / "with_te.safetensors", te)
+    for family, encoders in (("flux", ("text_encoder",)), ("sd3", ("text_encoder", "text_encoder_2"))):
+        state = dict(out[family][1])
+        for k, attr in enumerate(encoders):
+            state.update(encoder_lora(flow_models[f"{family}_folder"], attr, seed=11 + k))
+        save_file(state, str(root / f"{family}_te.safetensors"))
+        out[f"{family}_te"] = (root / f"{family}_te.safetensors", state)
+    t5 = dict(out["flux"][1])
+    t5["text_encoder_2.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight"] = torch.randn(RANK, 8)
+    t5["text_encoder_2.encoder.block.0.layer.0.SelfAttention.q.lora_B.weight"] = torch.randn(8, RANK)
+    save_file(t5, str(root / "with_t5.safetensors"))
+    out["with_t5"] = (root / "with_t5.safetensors", t5)
     return out
 
 
-def lora_table(folder, path, weights: list[float], **kw):
-    """A scene of len(weights) frames, cadence 1, with one LoRA whose transformer weight per frame is given."""
+def encoder_lora(folder, attr: str, seed: int) -> dict[str, torch.Tensor]:
+    """A random rank-2 LoRA on a CLIP encoder's attention projections, with diffusers' `<attr>.` keys."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    cls = CLIPTextModelWithProjection if (folder / attr / "config.json").read_text().count("WithProjection") \
+        else CLIPTextModel
+    model = cls.from_pretrained(str(folder), subfolder=attr)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=RANK, lora_alpha=RANK, init_lora_weights=False,
+                        target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+    model = inject_adapter_in_model(config, model)
+    return {f"{attr}.{k}": v.contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def lora_table(folder, path, weights: list[float], text: list[float] | None = None, **kw):
+    """A scene of len(weights) frames, cadence 1, with one LoRA whose transformer (and text-encoder: `text`,
+    else 1) weight per frame is given."""
     table = flow_table(folder, n=len(weights), cadence=1, **kw).with_settings(lora=(str(path),))
-    return table.with_columns(lora_weights=[json.dumps([[w, 1.0]]) for w in weights])
+    text = text or [1.0] * len(weights)
+    return table.with_columns(lora_weights=[json.dumps([[w, t]]) for w, t in zip(weights, text, strict=True)])
 
 
 def lora_latents(sd, table, i: int):
@@ -137,10 +160,34 @@ def test_an_sd3_render_with_a_lora_differs_only_where_weighted(flow_models, lora
     assert keyed[0] == none[0] and keyed[1] != none[1] and keyed[2] != none[2]
 
 
-def test_a_text_encoder_lora_is_refused(flow_models, lora_files, tmp_path):
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_a_lora_of_the_transformer_and_the_clip_encoders_equals_diffusers(flow_models, lora_files, family):
+    """A LoRA that adapts the CLIP encoders too (Flux: CLIP-L; SD3: CLIP-L and CLIP-G), both weights 0.7: the
+    frame's latents equal diffusers' pipeline with the LoRA loaded by `load_lora_weights` at 0.7; its
+    text-encoder weight at 0 gives the transformer-only frame, through a prompt cache of its own."""
+    folder = flow_models[f"{family}_folder"]
+    path, state = lora_files[f"{family}_te"]
+    table = lora_table(folder, path, [0.7, 0.7], text=[0.7, 0.0])
+    sd = load(folder)
+    sd.load()
+    got = lora_latents(sd, table, 0)
+    pipe = type(flow_models[family]).from_pretrained(str(folder), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(dict(state), adapter_name="x")
+    pipe.set_adapters(["x"], [0.7])
+    want = pipeline_latents(family, pipe, sd, table.row(0), None)
+    torch.testing.assert_close(got, want, **TOL)
+    transformer_only = lora_table(folder, lora_files[family][0], [0.7, 0.7])
+    other = load(folder)
+    other.load()
+    torch.testing.assert_close(lora_latents(sd, table, 1), lora_latents(other, transformer_only, 1), **TOL)
+    assert (got - lora_latents(sd, table, 1)).abs().max() > 1e-4  # the encoders' layers changed the prompt
+
+
+def test_a_t5_lora_is_refused_naming_the_encoder(flow_models, lora_files, tmp_path):
     folder = flow_models["flux_folder"]
-    with pytest.raises(RenderError, match="text encoders"):
-        render(lora_table(folder, lora_files["with_te"][0], [1, 1]), tmp_path / "out", model=str(folder),
+    with pytest.raises(RenderError, match="T5 encoder"):
+        render(lora_table(folder, lora_files["with_t5"][0], [1, 1]), tmp_path / "out", model=str(folder),
                device="cpu")
 
 
