@@ -6,7 +6,8 @@ Errors, where the render could not do what the scene says:
 - the sampler: a flow family samples with `flow_euler` only, and an SD family never with it (DFM107);
 - the size: each side a multiple of 16 (the VAE's 8 times the transformer's 2x2 patches), the nearest named
   (DFM104);
-- ControlNet units: diffusers' Flux / SD3 ControlNets are not wired yet (DFM407).
+- ControlNet units: diffusers' Flux / SD3 ControlNets are not wired yet (DFM407);
+- textual-inversion embeddings: T5 has no token for them (DFM405).
 
 Warnings, where the family ignores what the scene sets:
 
@@ -56,6 +57,7 @@ def check_flow_family(ctx: CompileContext, stmts: Statements, settings: dict) ->
     _check_size(ctx, stmts, settings, fam, model_span)
     _check_controlnet(ctx, stmts, settings, fam)
     _check_ignored(ctx, stmts, fam)
+    _check_embeddings(ctx, stmts, fam)
     for kind, st in stmts.prompts:
         _check_prompt(ctx, kind, st, fam)
 
@@ -119,6 +121,16 @@ def _check_ignored(ctx: CompileContext, stmts: Statements, fam: families.Family)
         ctx.warn("DFM304", f"`clip_skip` has no effect with {fam.title}: its prompts are encoded as the model "
                  "was trained, with T5 beside CLIP, and no CLIP layer is skipped", clip_skip.span,
                  parameter="clip_skip", help="remove the statement")
+
+
+def _check_embeddings(ctx: CompileContext, stmts: Statements, fam: families.Family) -> None:
+    """Textual-inversion embeddings are made for SD's CLIP encoders; a flow model reads its prompt mostly
+    through T5, which no embedding file covers: refused rather than half-applied."""
+    for st in stmts.networks:
+        if st.name == "embedding":
+            ctx.err("DFM405", f"embeddings are not loaded into {fam.title}: its T5 encoder, which reads most of the "
+                    "prompt, has no token for them", st.span, parameter="embedding",
+                    help="describe the concept in words (T5 reads sentences well), or use a LoRA made for the model")
 
 
 def _negative_ignored(fam: families.Family) -> str:

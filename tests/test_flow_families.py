@@ -336,3 +336,16 @@ def test_the_flux_example_checks_clean_and_is_canonical():
     assert [d for d in r.diagnostics if d.severity.value != "note"] == []
     (n,) = codes(r, "DFM207")
     assert "Flux.1 [schnell]" in n.message and "sampler flow_euler" in n.message
+
+
+def test_an_embedding_with_a_flow_family_is_a_check_error_at_its_statement(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"emb_params": torch.zeros(2, 768)}, str(tmp_path / "style.safetensors"))
+    r = compiled('model "black-forest-labs/FLUX.1-dev"\nframes 2\nembedding "style.safetensors"\n', tmp_path,
+                 monkeypatch, check_only=True)
+    (e,) = codes(r, "DFM405")
+    assert e.is_error and e.parameter == "embedding" and e.span.line == 5 and "T5" in e.message
+    sd = compiled('frames 2\nembedding "style.safetensors"\n', tmp_path, monkeypatch, check_only=True)
+    assert not codes(sd, "DFM405") and sd.ok  # SD 1.x reads it
