@@ -27,6 +27,8 @@ from ..contract.table import FrameTable
 from . import controlnet, incremental, networks, resume, speedups
 from .checks import check_table, mode_warnings
 from .depth import DepthEstimator
+from .errors import RenderError
+from .finishing import check_finished_names
 from .models import StableDiffusion, family_warnings
 from .outdir import (
     Output,
@@ -35,6 +37,7 @@ from .outdir import (
     dfm_manifest,
     open_output,
     owned_frames,
+    record_files,
     remove_if_empty,
     unwritable,
 )
@@ -183,7 +186,11 @@ def prepare_output(table: FrameTable, out: Output, start: Start) -> int:
         owned = owned_frames(root)
         resume.write_owner(root, max(owned, n))
         resume.write_record(root, table, start.fingerprint, kept)
-        if dfm_manifest(root) is not None:
+        previous = dfm_manifest(root)
+        if previous is not None:
+            finished = previous.get("finished")
+            if isinstance(finished, list):  # its finished videos stay dfm's until this render replaces them
+                record_files(root, [n for n in finished if isinstance(n, str) and "/" not in n])
             (root / "manifest.json").unlink()  # it describes frames about to be replaced
         if start.checkpoint is None:
             resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
@@ -295,6 +302,12 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
     and why, before the first frame)."""
     check_table(table)
     made = open_output(out.root)
+    try:
+        check_finished_names(table.settings, out.root)
+    except RenderError:
+        if made:
+            remove_if_empty(out.root)
+        raise
     try:
         start = decide_start(table, fingerprint(), out, restart)
         started = time.time()

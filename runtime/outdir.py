@@ -29,6 +29,7 @@ from .record import STATE_DIR, is_temp_file  # noqa: F401 - STATE_DIR: re-export
 # dfm's record of the files it wrote in a folder outside a render (plot.png, preview.mp4, ...): JSON,
 # {"dfm_files": 1, "files": [names]}
 OWNED_FILE = ".dfm-files.json"
+UPSCALED_VIDEO = "video_upscaled.mp4"  # a render's upscaled video (`upscale_model`), beside its video.mp4
 
 
 def unwritable(root: Path, e: OSError) -> RenderError:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..contract.files import shown, write_atomic
 from .errors import RenderError
+from .outdir import UPSCALED_VIDEO
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")  # what spandrel reads through torch.load (or TorchScript for .pt)
 MODEL_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
@@ -548,7 +549,6 @@ def job_fingerprint(clip, model: Upscaler, scale: float | None) -> dict:
 
 # ---- the finishing step of a render ------------------------------------------------------------------------
 
-UPSCALED_VIDEO = "video_upscaled.mp4"  # beside a render's video.mp4
 
 
 def finish_upscale(render_dir: Path, model: Path, scale: float | None, tile: int | None, allow_pickle: bool, *,

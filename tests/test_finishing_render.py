@@ -53,3 +53,37 @@ def test_asking_for_interpolation_later_keeps_every_frame_and_adds_the_video(tin
     assert report.kept_frames == 4 and [p.name for p in report.finished] == ["video_x3.mp4"]
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == frames
     assert frames_of(out / "video_x3.mp4")[0] == (4 - 1) * 3 + 1
+
+
+def test_a_users_file_of_a_finished_videos_name_is_never_replaced(tiny_models, tmp_path):
+    """Finishing replaces only its own videos: a file of the user's named video_x2.mp4 in the render folder
+    stops the render before anything changes; the video dfm wrote there is replaced by the next render, even
+    after an interrupted one removed the manifest that listed it."""
+    from render_outputs import Boom, snapshot, stop_at
+
+    from dfm.runtime import RenderError
+
+    model = str(tiny_models["folder"])
+    table = make_table(3, mode="2d", model=model, strength=0.5, angle=2.0)
+    out = tmp_path / "out"
+    render(table, out, device="cpu")
+    (out / "video_x2.mp4").write_bytes(b"the user's own cut")
+    before = snapshot(out)
+    asks = table.with_settings(interpolate="flow", interpolate_times=2)
+    try:
+        render(asks, out, device="cpu")
+    except RenderError as e:
+        assert "video_x2.mp4 was not written by dfm" in str(e) and "--out" in e.help
+    else:
+        raise AssertionError("the user's video_x2.mp4 would have been replaced")
+    assert snapshot(out) == before
+    (out / "video_x2.mp4").unlink()
+    render(asks, out, device="cpu")  # dfm's own video_x2.mp4 now
+    edited = asks.with_columns(angle=[2.0, 3.0, 4.0])
+    try:
+        render(edited, out, device="cpu", progress=stop_at(2))  # stopped: the manifest listing it is gone
+    except Boom:
+        pass
+    assert not (out / "manifest.json").exists() and (out / "video_x2.mp4").exists()
+    report = render(edited, out, device="cpu")
+    assert [p.name for p in report.finished] == ["video_x2.mp4"]
