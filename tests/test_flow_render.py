@@ -533,3 +533,17 @@ def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flo
     for free, want in ((need * 2, "off"), (need, "group")):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, free * 2))
         assert speedups.resolve_offload(speedups.Speedups(), sd) == want
+
+
+@pytest.mark.parametrize("mode", ["none", "interpolation"])
+def test_a_sharded_flow_render_is_the_local_render(flow_models, mode, tmp_path):
+    """The Ray worker's code (run here by LocalPool) renders a flow model's rows as a local render does."""
+    from dfm.scaleout.cluster import LocalPool
+    from dfm.scaleout.shard import render_sharded
+
+    folder = flow_models["flux_folder"]
+    table = make_table(4, mode=mode, model=str(folder), sampler="flow_euler", size=(SIZE, SIZE))
+    render(table, tmp_path / "local", model=str(folder), device="cpu")
+    with LocalPool("cpu") as pool:
+        report = render_sharded(table, tmp_path / "sharded", pool, chunk=1)
+    assert report.frames == 4 and frames_of(tmp_path / "sharded") == frames_of(tmp_path / "local")
