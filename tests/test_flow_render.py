@@ -452,11 +452,15 @@ def test_a_single_file_flux_fill_model_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sd3", "flux"])
-@pytest.mark.parametrize("mode", ["3d", "interpolation", "none"])
+@pytest.mark.parametrize("mode", ["3d", "interpolation", "none", "video"])
 def test_every_mode_renders_on_a_flow_model(flow_models, name, mode, tmp_path):
-    """3D (a depth-warped camera), interpolation (blended prompt embeddings, pooled row included) and stills
-    only see images and embeddings: they render on a flow model as on SD."""
+    """3D (a depth-warped camera), interpolation (blended prompt embeddings, pooled row included), stills and
+    video input (each row img2img from its own input frame) only see images and embeddings: they render on a
+    flow model as on SD."""
     extra = {}
+    if mode == "video":
+        clip = Path(__file__).resolve().parents[1] / "examples" / "input.mp4"
+        extra = dict(video_init_path=str(clip), strength=0.5, steps=4)
     if mode == "3d":
         from tiny_models import save_depth_models
 
@@ -466,7 +470,8 @@ def test_every_mode_renders_on_a_flow_model(flow_models, name, mode, tmp_path):
     table = make_table(4, mode=mode, model=str(folder), sampler="flow_euler", size=(SIZE, SIZE), **extra)
     report = render(table, tmp_path / "out", model=str(folder), device="cpu")
     assert report.frames == 4
-    assert report.unet_calls == (4 + 3 * 2 if mode == "3d" else 4 * 4)  # 3D: img2img after frame 0
+    # 3D: img2img after frame 0; video: every row img2img at strength 0.5, int(0.5 × 4) steps
+    assert report.unet_calls == {"3d": 4 + 3 * 2, "video": 4 * 2}.get(mode, 4 * 4)
     assert len(set(p.read_bytes() for p in (tmp_path / "out" / "frames").iterdir())) == 4
 
 
