@@ -97,6 +97,8 @@ class RowsResult:
     """Rendered rows as PNG files (the bytes run_render writes), and what rendering them cost."""
 
     frames: list[tuple[int, bytes]] = field(default_factory=list)
+    # with save_control_frames: each ControlNet unit's control image as PNG, (unit number, frame, bytes)
+    controls: list[tuple[int, int, bytes]] = field(default_factory=list)
     unet_calls: int = 0
     unet_evals: int = 0  # UNet batch items, as RenderReport counts them
     text_encoder_calls: int = 0
@@ -153,6 +155,10 @@ class _Rows:
         self.timer = timer
         self.table = table
         self.row = row_view(table)  # the columns the renderer reads at each row, as the local loop hands them
+        self.controls: list[tuple[int, int, bytes]] = []  # the control images saved since the last call
+        if table.settings.save_control_frames:  # written by the driver, which has the render folder
+            for unit in self.renderer.control_units:
+                unit.images.sink = lambda i, png, n=unit.images.unit.number: self.controls.append((n, i, png))
 
     def close(self) -> None:
         if self.renderer.video is not None:
@@ -361,6 +367,7 @@ class RenderWorker:
                         encoded.append((int(i), png))
                 with timer("write_wait"):
                     out.frames = [(i, png.result()) for i, png in encoded]
+            out.controls, opened.controls = opened.controls, []
             out.unet_calls = sd.unet_calls - unet
             out.unet_evals = renderer.unet_evals - evals
             out.text_encoder_calls = sd.text_encoder_calls - text

@@ -473,6 +473,9 @@ class ControlImages:
         self.device = device
         self.depth = depth
         self.save_dir = Path(save_dir) if save_dir is not None else None
+        # instead of `save_dir`: where each saved map's PNG goes, (frame, bytes) (a Ray worker returns them to
+        # the driver, which writes them into the render folder)
+        self.sink: Callable[[int, bytes], None] | None = None
         self.annotator_dir = settings.annotator_dir
         self.a, self.b = thresholds(unit)
         if not unit.pixel_perfect and not 1 <= unit.processor_res <= MAX_PROCESSOR_RES:
@@ -518,7 +521,7 @@ class ControlImages:
                 # no host round trip for the cheap modules on a frame of the right size
                 img = loopback.float().clamp(0, 1)
                 img = 1.0 - img if self.pre.name == "invert" else img
-                if self.save_dir is not None:
+                if self.save_dir is not None or self.sink is not None:
                     self._save(i, _to_uint8(img))
                 return img.to(self.device)
             host = _to_uint8(loopback)
@@ -634,13 +637,16 @@ class ControlImages:
         return run_detector(self._detector, self.pre, x, res, self.a, self.b, int(digest[:8], 16))
 
     def _save(self, i: int, fitted: np.ndarray) -> None:
-        if self.save_dir is None:
+        if self.save_dir is None and self.sink is None:
             return
         from ..contract.files import write_atomic
         from .output import encode_png
         from .record import frame_name
 
-        write_atomic(self.save_dir / frame_name(i), encode_png(fitted))
+        if self.sink is not None:
+            self.sink(i, encode_png(fitted))
+        else:
+            write_atomic(self.save_dir / frame_name(i), encode_png(fitted))
 
 
 def _to_uint8(frame: Tensor) -> np.ndarray:

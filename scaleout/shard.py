@@ -215,6 +215,10 @@ class _Arrivals:
         for i, png in result.frames:
             write_atomic(self.root / "frames" / frame_name(i), png)
             self.on_disk[i] = True
+        for unit, i, png in getattr(result, "controls", ()):  # save_control_frames: as a local render names them
+            folder = self.root / f"controlnet_{unit}"
+            folder.mkdir(exist_ok=True)
+            write_atomic(folder / frame_name(i), png)
         append_hashes(self.root, [(i, frame_digest(png)) for i, png in result.frames])
         self.unet += result.unet_calls
         self.evals += result.unet_evals

@@ -86,3 +86,23 @@ def test_a_unit_acts_in_video_mode_and_with_cadence(tiny_models, controlnet, tmp
     table = compile_text(import_settings(data).text)
     diffused = [i for i in range(len(table)) if table["diffused"][i]]
     assert diffused and all(with_unit[i] != without[i] for i in diffused)
+
+
+def test_a_sharded_render_saves_the_control_images_a_local_render_saves(tiny_models, controlnet, tmp_path):
+    """With save_control_frames, the Ray workers (their code run here by LocalPool) return each unit's control
+    images with the frames, and the driver writes them where a local render does."""
+    from dfm.scaleout.cluster import LocalPool
+    from dfm.scaleout.shard import render_sharded
+
+    data = dict(deforum_file(controlnet, enabled=True, weight="0:(1)"), animation_mode="Video Input",
+                video_init_path=str(CLIP), extract_nth_frame=3, max_frames=4)
+    table = compile_text(import_settings(data).text + "save_control_frames true\n")
+    render(table, tmp_path / "local", model=str(tiny_models["folder"]), device="cpu")
+    with LocalPool("cpu") as pool:
+        render_sharded(table.with_settings(model=str(tiny_models["folder"])), tmp_path / "sharded", pool, chunk=1)
+
+    def saved(out: Path) -> dict[str, bytes]:
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("controlnet_1/*.png"))}
+
+    local = saved(tmp_path / "local")
+    assert len(local) == len(table) and saved(tmp_path / "sharded") == local
