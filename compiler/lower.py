@@ -314,6 +314,19 @@ def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] |
     return eff * per_step
 
 
+def frame_rows(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed
+               ) -> dict[str, np.ndarray]:
+    """The table's rows as the scene's mode lays them out (stills: a row per image; interpolation: the frames
+    between prompts; else the animation's frames), with the schedules, prompts, seeds, steps and cadence
+    columns: what `build_table` completes, and what the check's render warnings read without building it."""
+    mode = mode_of(settings.mode)
+    if not mode.animated:
+        return _stills(settings, values, prompts, negatives)
+    if mode.between_prompts:
+        return _interpolation(settings, values, prompts, negatives)
+    return _animation(settings, values, prompts, negatives)
+
+
 def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keyed, negatives: Keyed, *,
                 source: str = "", path: str = "", env: Mapping[str, float | np.ndarray] | None = None,
                 uncond: str = "sd") -> FrameTable:
@@ -321,13 +334,7 @@ def build_table(settings: Settings, values: dict[str, np.ndarray], prompts: Keye
     (one array per catalogue schedule, `settings.frames` long) and the prompt keys. `env`: what backtick
     expressions in prompts may read (the compiler's; by default the scene's constants). `uncond`: when the
     model family runs an unconditional pass (`unet_evals`)."""
-    mode = mode_of(settings.mode)
-    if not mode.animated:  # stills: a row per image
-        cols = _stills(settings, values, prompts, negatives)
-    elif mode.between_prompts:
-        cols = _interpolation(settings, values, prompts, negatives)
-    else:
-        cols = _animation(settings, values, prompts, negatives)
+    cols = frame_rows(settings, values, prompts, negatives)
     cols["time"] = cols["frame"] / float(settings.fps)
     if env is None:
         env = environment(settings.frames, settings.fps, settings.bpm, settings.seed)

@@ -18,11 +18,9 @@ from . import prompt_syntax
 from .context import SCENE_START
 from .lower import (
     NEG_MARKER,
-    _animation,
-    _interpolation,
-    _stills,
     cadence_plan,
     effective_steps,
+    frame_rows,
     pieces_columns,
     sampler_evaluations,
 )
@@ -91,9 +89,7 @@ def edit_columns(settings: Settings, values: dict[str, np.ndarray], prompt_keys:
         return None
     prompts = [(f, t) for f, t, _ in prompt_keys.get("prompt", [])]
     negatives = [(f, t) for f, t, _ in prompt_keys.get("negative", [])]
-    mode = mode_of(settings.mode)
-    rows_of = _stills if not mode.animated else _interpolation if mode.between_prompts else _animation
-    cols = rows_of(settings, values, prompts, negatives)
+    cols = frame_rows(settings, values, prompts, negatives)
     n = len(cols["frame"])
     need = np.zeros(n, dtype=bool)
     for column, texts in keyed.items():
