@@ -284,32 +284,6 @@ class StableDiffusion:
         return {"flux": ("transformer", "text_encoder_2"), "sd3": ("transformer", "text_encoder_3")}.get(
             self.family, ("unet",))
 
-    def weight_bytes(self) -> int:
-        """The bytes of the weights a render loads, in the placement's precision, from the .safetensors headers
-        (no weight read): what `offload auto` compares with the free GPU memory. 0 where nothing tells."""
-        itemsize = torch.empty((), dtype=self.placement.dtype).element_size()
-        if self.folder is None and not self.is_flow:
-            files = [self.source.path]
-        else:
-            root = self.parts_folder if self.is_flow else self.folder
-            files = sorted(p for p in root.glob("*/*.safetensors") if p.parent.name != "safety_checker")
-            if self.folder is None:  # a single flow file: its own transformer, not a folder's
-                files = [p for p in files if p.parent.name != "transformer"] + [self.source.path]
-        total = 0
-        for path in files:
-            if path.suffix.lower() != ".safetensors":
-                continue
-            try:
-                shapes, _ = families.safetensors_header(path)
-            except UserError:
-                continue
-            for shape in shapes.values():
-                n = 1
-                for d in shape:
-                    n *= int(d)
-                total += n * itemsize
-        return total
-
     def _component(self, name: str):
         with quiet_loading():
             if self.source.kind == "file" and not self.is_flow:
@@ -546,11 +520,11 @@ class StableDiffusion:
         return sd3_velocity(self.unet) if self.family == "sd3" else flux_velocity(self.unet)
 
     @torch.no_grad()
-    def velocity(self, latents: Tensor, t: Tensor, cond, guidance: float | None = None) -> Tensor:
+    def velocity(self, latents: Tensor, t: Tensor, cond, guidance: float | None = None, control=None) -> Tensor:
         """A flow model's velocity for unpacked latents (B, C, H, W) (flow_matching.VelocityFn); counted as a
-        UNet call. `guidance` is Flux-dev's embedded scale (ignored by Flux-schnell and SD3)."""
+        UNet call. `guidance`: Flux-dev's embedded scale; `control`: a step's Flux ControlNets (FluxControlFn)."""
         self.unet_calls += 1
-        return self._velocity_fn(latents, t, cond, guidance)
+        return self._velocity_fn(latents, t, cond, guidance, control)
 
     def pooled_dim(self) -> int:
         """Width of a flow model's pooled text vector (SD3: both CLIP projections; Flux: CLIP-L's width)."""

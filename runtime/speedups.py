@@ -115,9 +115,41 @@ def resolve_tiling(value: str, size: tuple[int, int] | None) -> bool:
     return value == "on"
 
 
+def weight_bytes(sd) -> int:
+    """The bytes of the weights a render of `sd` (a StableDiffusion) loads, in its placement's precision, from
+    the .safetensors headers (no weight read): what `offload auto` compares with the free GPU memory."""
+    import torch
+
+    from ..contract.errors import UserError
+    from ..contract.families import safetensors_header
+
+    itemsize = torch.empty((), dtype=sd.placement.dtype).element_size()
+    if sd.folder is None and not sd.is_flow:
+        files = [sd.source.path]
+    else:
+        root = sd.parts_folder if sd.is_flow else sd.folder
+        files = sorted(p for p in root.glob("*/*.safetensors") if p.parent.name != "safety_checker")
+        if sd.folder is None:  # a single flow file: its own transformer, not a folder's
+            files = [p for p in files if p.parent.name != "transformer"] + [sd.source.path]
+    total = 0
+    for path in files:
+        if path.suffix.lower() != ".safetensors":
+            continue
+        try:
+            shapes, _ = safetensors_header(path)
+        except UserError:  # unreadable: counted as nothing (the load then says what is wrong)
+            continue
+        for shape in shapes.values():
+            n = 1
+            for d in shape:
+                n *= int(d)
+            total += n * itemsize
+    return total
+
+
 def resolve_offload(options: Speedups | None, sd) -> str:
     """"group" or "off" for `sd` on its device: `auto` offloads on CUDA when the weights its render loads
-    (`sd.weight_bytes()`, from the files' headers) exceed OFFLOAD_AUTO_FRACTION of the free memory."""
+    (`weight_bytes`, from the files' headers) exceed OFFLOAD_AUTO_FRACTION of the free memory."""
     value = (options or Speedups()).offload
     if value != "auto":
         return value
@@ -127,7 +159,7 @@ def resolve_offload(options: Speedups | None, sd) -> str:
     import torch
 
     free, _ = torch.cuda.mem_get_info(device)
-    return "group" if sd.weight_bytes() > free * OFFLOAD_AUTO_FRACTION else "off"
+    return "group" if weight_bytes(sd) > free * OFFLOAD_AUTO_FRACTION else "off"
 
 
 def offload_in_groups(module, device, leaf: bool = False) -> None:
@@ -294,4 +326,4 @@ def switches_from_args(args: argparse.Namespace) -> dict:
 
 __all__ = ["ATTENTION", "Applied", "DTYPE_CHOICES", "OFFLOAD", "SWITCH", "Speedups", "add_arguments", "apply",
            "attention_processors", "describe", "from_args", "offload_in_groups", "record", "recorded",
-           "resolve_offload", "switches_from_args"]
+           "resolve_offload", "switches_from_args", "weight_bytes"]

@@ -523,7 +523,7 @@ def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flo
     from dfm.runtime import speedups
 
     sd = load(flow_models["flux_folder"])
-    need = sd.weight_bytes()
+    need = speedups.weight_bytes(sd)
     pipe = flow_models["flux"]
     params = sum(p.numel() for m in (pipe.transformer, pipe.text_encoder, pipe.text_encoder_2, pipe.vae)
                  for p in m.parameters())
