@@ -570,8 +570,9 @@ def _unit_rows(n: int) -> tuple[Param, ...]:
                  choices=cn.CONTROL_MODES, choice_aliases=cn.CONTROL_ALIASES),
         unit_set("pixel_perfect", "bool", False, "Set processor_res from the frame and source sizes "
                  "(sd-webui-controlnet's pixel perfect)."),
-        unit_set("union_type", "enum", "auto", "For a ControlNet Union (SDXL): which kind of control the image is, "
-                 "one of " + ", ".join(cn.UNION_TYPES) + "; auto: the preprocessor's (canny, lineart and mlsd are "
+        unit_set("union_type", "enum", "auto", "For a ControlNet Union (SDXL, or Flux's Union Pro: "
+                 + ", ".join(cn.FLUX_UNION_MODES) + "): which kind of control the image is, one of "
+                 + ", ".join(cn.UNION_TYPES) + "; auto: the preprocessor's (canny, lineart and mlsd are "
                  "canny; softedge_* softedge; …). No effect on a plain ControlNet.",
                  choices=("auto", *cn.UNION_TYPES), deforum=None),
         unit_sched("weight", 1.0, "ControlNet weight of this unit per frame (its residuals' scale); 0 skips the "

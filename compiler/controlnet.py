@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".pt", ".bin")  # A1111's models/ControlNet holds these
 A1111_NAME = re.compile(r"^(?P<stem>[^/\\]+?)(?:\s*\[(?P<hash>[0-9a-fA-F]{6,64})\])?$")
 MAX_CONFIG_BYTES = 1 << 20
-BASE_TITLES = {"sd15": "SD 1.x", "sd21": "SD 2.x", "sdxl": "SDXL"}
+BASE_TITLES = {"sd15": "SD 1.x", "sd21": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD3"}
+EXAMPLES = {"sdxl": "xinsir/controlnet-canny-sdxl-1.0", "flux": "InstantX/FLUX.1-dev-Controlnet-Canny"}
+UNNAMED = "nothing in the hub id names a family: SD 1.x assumed"  # model_base's weakest answer
 # the cross-attention width of a UNet (and of its ControlNet) tells the architecture
 CROSS_ATTENTION = {768: "sd15", 1024: "sd21", 2048: "sdxl"}
 
@@ -143,9 +145,9 @@ def find_by_stem(folder: Path, stem: str) -> tuple[Path | None, str | None]:
 
 
 def model_base(spec: str) -> tuple[str | None, str]:
-    """(architecture, how it was told) of a ControlNet: "sd15", "sd21", "sdxl", or None when nothing says.
-    A folder's config.json or a file's tensor shapes are read; a hub id is read from the local cache, else
-    guessed from its name."""
+    """(architecture, how it was told) of a ControlNet: "sd15", "sd21", "sdxl", "flux" (a FluxControlNetModel),
+    "sd3" (an SD3ControlNetModel), or None when nothing says. A folder's config.json or a file's tensor names
+    and shapes are read; a hub id is read from the local cache, else guessed from its name."""
     path = Path(spec)
     try:
         kind = kind_of(path) if path.is_absolute() else None
@@ -160,6 +162,9 @@ def model_base(spec: str) -> tuple[str | None, str]:
             shapes, _ = families.safetensors_header(path)
         except UserError:
             return None, ""
+        flow = _flow_keys_base(shapes)
+        if flow is not None:
+            return flow, "its weights' names"
         for key, shape in shapes.items():
             if key.endswith("attn2.to_k.weight") and len(shape) == 2:
                 return CROSS_ATTENTION.get(int(shape[1])), "its weights' cross-attention width"
@@ -173,12 +178,28 @@ def model_base(spec: str) -> tuple[str | None, str]:
         except OSError:
             pass
         n = spec.lower()
+        if "flux" in n:
+            return "flux", f"a guess from the hub id `{spec}`"
+        if re.search(r"sd-?3|stable-diffusion-3", n):
+            return "sd3", f"a guess from the hub id `{spec}`"
         if "xl" in n:
             return "sdxl", f"a guess from the hub id `{spec}`"
         if re.search(r"sd-?2|sd21|v2-1", n):
             return "sd21", f"a guess from the hub id `{spec}`"
-        return "sd15", f"a guess from the hub id `{spec}`"
+        if re.search(r"sd-?1|sd15|v1-5|control_v1", n):
+            return "sd15", f"a guess from the hub id `{spec}`"
+        return "sd15", UNNAMED
     return None, ""
+
+
+def _flow_keys_base(shapes: dict) -> str | None:
+    """"flux" or "sd3" for a transformer ControlNet's tensor names (diffusers' or XLabs' layout), else None."""
+    if any(k.startswith(("single_transformer_blocks.", "controlnet_single_blocks.", "controlnet_x_embedder.",
+                         "double_blocks.")) for k in shapes):
+        return "flux"
+    if any(k.startswith("pos_embed_input.") for k in shapes):
+        return "sd3"
+    return None
 
 
 def _config_base(config: Path) -> tuple[str | None, str]:
@@ -188,6 +209,11 @@ def _config_base(config: Path) -> tuple[str | None, str]:
         return None, ""
     if not isinstance(data, dict):
         return None, ""
+    name = str(data.get("_class_name", ""))
+    if name == "FluxControlNetModel" or "num_single_layers" in data:
+        return "flux", "its config.json"
+    if name == "SD3ControlNetModel":
+        return "sd3", "its config.json"
     if data.get("addition_embed_type") == "text_time" or "Union" in str(data.get("_class_name", "")):
         return "sdxl", "its config.json"
     dim = data.get("cross_attention_dim")
@@ -216,13 +242,14 @@ def is_union(spec: str) -> bool:
             data = json.loads(read_limited(config, MAX_CONFIG_BYTES, "config.json"))
         except (UserError, ValueError, RecursionError):
             return False
-        return isinstance(data, dict) and "Union" in str(data.get("_class_name", ""))
+        return isinstance(data, dict) and ("Union" in str(data.get("_class_name", ""))
+                                           or data.get("num_mode") is not None)  # Flux's Union: its modes
     if kind == "file" and path.suffix.lower() == ".safetensors":
         try:
             shapes, _ = families.safetensors_header(path)
         except UserError:
             return False
-        return "task_embedding" in shapes
+        return "task_embedding" in shapes or "controlnet_mode_embedder.weight" in shapes
     return False
 
 
@@ -246,23 +273,41 @@ def _union_type(ctx: CompileContext, stmts: Statements, values: dict, resolved: 
                     f"preprocessor `{module}` does not say)?", at.statement.span if at else ctx.first_span(),
                     parameter=name, help=f"set `{name}` to one of {', '.join(cn.UNION_TYPES)}")
             return False
+    if model_base(resolved)[0] == "flux" and chosen not in cn.FLUX_UNION_MODES:
+        at = given or stmts.settings.get(cn.column(n, "module")) or stmts.settings.get(cn.column(n, "model"))
+        ctx.err("DFM407", f"ControlNet unit {n} is a Flux.1 ControlNet Union, which has no mode for `{chosen}`",
+                at.statement.span if at else ctx.first_span(), parameter=name,
+                help=f"set `{name}` to one of {', '.join(cn.FLUX_UNION_MODES)} (with a matching preprocessor)")
+        return False
     values[name] = chosen
     return True
 
 
 def _check_family(ctx: CompileContext, values: dict, resolved: str, span: ir.Span, n: int) -> bool:
+    """Unit n's ControlNet is for the scene's family: an error naming both where it is not (an SD ControlNet
+    with Flux.1, a Flux.1 one with SD...). SD3 scenes' units are refused as a whole (flow_family.py)."""
     base, why = model_base(resolved)
     try:
         scene = families.source_family(str(values.get("model") or ""), ctx.base_dir)
     except UserError:
         return True  # the scene's model is itself reported (DFM405)
-    if base is None or scene.base == base or scene.flow:  # a flow family's units are refused (flow_family.py)
+    if scene.base == "sd3":
         return True
-    example = "xinsir/controlnet-canny-sdxl-1.0" if scene.base == "sdxl" else "lllyasviel/control_v11p_sd15_canny"
-    ctx.err("DFM407", f"ControlNet unit {n} is an {BASE_TITLES[base]} ControlNet ({why}), but the scene's model is "
+    if scene.base == "flux" and str(values.get(cn.column(n, "control_mode"))) != "balanced":
+        ctx.warn("DFM407", f"`{cn.column(n, 'control_mode')}` has no effect on a Flux.1 ControlNet: its modes scale a "
+                 "UNet's residuals, and Flux.1 has none (nor an unconditional pass)", span,
+                 parameter=cn.column(n, "control_mode"), help="remove the statement; set the unit's weight instead")
+    if base is None or scene.base == base or (scene.base == "flux" and why == UNNAMED):
+        return True  # (a hub id that names no family may well be a Flux ControlNet: loading it tells)
+    example = EXAMPLES.get(scene.base, "lllyasviel/control_v11p_sd15_canny")
+    ctx.err("DFM407", f"ControlNet unit {n} is {_a(BASE_TITLES[base])} ControlNet ({why}), but the scene's model is "
             f"{scene.title}", span, parameter=cn.column(n, "model"),
-            help=f"use an {BASE_TITLES[scene.base]} ControlNet (e.g. {example})")
+            help=f"use {_a(BASE_TITLES[scene.base])} ControlNet (e.g. {example})")
     return False
+
+
+def _a(title: str) -> str:
+    return ("an " if title.startswith("S") else "a ") + title
 
 
 def _check_source(ctx: CompileContext, stmts: Statements, values: dict, n: int) -> bool:

@@ -6,7 +6,8 @@ Errors, where the render could not do what the scene says:
 - the sampler: a flow family samples with `flow_euler` only, and an SD family never with it (DFM107);
 - the size: each side a multiple of 16 (the VAE's 8 times the transformer's 2x2 patches), the nearest named
   (DFM104);
-- ControlNet units: diffusers' Flux / SD3 ControlNets are not wired yet (DFM407);
+- ControlNet units with SD3 / SD3.5: diffusers has no SD3 ControlNet img2img pipeline (DFM407; Flux.1's units
+  run, their models' family is checked in controlnet.py);
 - textual-inversion embeddings: T5 has no token for them (DFM405).
 
 Warnings, where the family ignores what the scene sets:
@@ -100,14 +101,16 @@ def _check_size(ctx: CompileContext, stmts: Statements, settings: dict, fam: fam
 
 
 def _check_controlnet(ctx: CompileContext, stmts: Statements, settings: dict, fam: families.Family) -> None:
+    if fam.base != "sd3":
+        return
     for n in range(1, cn.MAX_UNITS + 1):
         name = cn.column(n, "model")
         if settings.get(name) is None or not settings.get(cn.column(n, "enabled"), True):
             continue
         given = stmts.settings.get(name)
-        ctx.err("DFM407", f"ControlNet unit {n} cannot run with {fam.title}: ControlNet for Flux and SD3 is not "
-                "wired into dfm yet", given.statement.span if given is not None else ctx.first_span(),
-                parameter=name, help="remove the unit's `cn_…` statements, or render with an SD 1.x or SDXL model")
+        ctx.err("DFM407", f"ControlNet unit {n} cannot run with {fam.title}: {cn.SD3_CONTROLNET_WHY}",
+                given.statement.span if given is not None else ctx.first_span(), parameter=name,
+                help="render ControlNet scenes with Flux.1, SDXL or SD 1.x, or remove the unit's `cn_…` statements")
 
 
 def _check_ignored(ctx: CompileContext, stmts: Statements, fam: families.Family) -> None:

@@ -41,6 +41,12 @@ CONTROL_ALIASES = {
 # ControlNet Union (SDXL, xinsir/controlnet-union-sdxl-1.0): one model for several kinds of control, told which
 # by its control type, in the model's index order
 UNION_TYPES = ("openpose", "depth", "softedge", "canny", "normal", "segment", "tile", "repaint")
+# why a scene with units cannot render on SD3 / SD3.5 (the check's DFM407 and the render's error say it)
+SD3_CONTROLNET_WHY = ("SD3 ControlNet has no img2img pipeline in diffusers (dfm's frames after the first are "
+                      "img2img)")
+# Flux.1 ControlNet Union (InstantX/FLUX.1-dev-Controlnet-Union, Shakker-Labs' Union-Pro): its `controlnet_mode` of
+# each control type it has (blur 3, gray 5 and low quality 6 have no UNION_TYPES name)
+FLUX_UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "openpose": 4}
 # the control type a preprocessor's image is (`cn_N_union_type auto`)
 UNION_FOR_MODULE = {
     "openpose": "openpose", "depth": "depth", "softedge_hed": "softedge", "softedge_pidinet": "softedge",

@@ -130,14 +130,16 @@ FLUX_EDIT_NAMES = {"kontext": "Flux.1 Kontext (an image-editing model)", "fill":
 # pipelines in a model_index.json that dfm cannot render, with the reason (checked before any weight is read)
 UNSUPPORTED_PIPELINES = {
     "StableDiffusion3InpaintPipeline": "an SD3 inpainting pipeline",
-    "StableDiffusion3ControlNetPipeline": "an SD3 ControlNet pipeline (ControlNet with SD3 is not wired yet)",
+    "StableDiffusion3ControlNetPipeline": "an SD3 ControlNet pipeline (diffusers has no SD3 ControlNet img2img "
+                                          "pipeline)",
     "FluxInpaintPipeline": "a Flux inpainting pipeline",
     "FluxFillPipeline": FLUX_EDIT_NAMES["fill"],
     "FluxKontextPipeline": FLUX_EDIT_NAMES["kontext"],
     "FluxKontextInpaintPipeline": FLUX_EDIT_NAMES["kontext"],
     "FluxControlPipeline": "Flux.1 Canny / Depth (a control model)",
     "FluxControlImg2ImgPipeline": "Flux.1 Canny / Depth (a control model)",
-    "FluxControlNetPipeline": "a Flux ControlNet pipeline (ControlNet with Flux is not wired yet)",
+    "FluxControlNetPipeline": "a Flux ControlNet pipeline (render the Flux model, with the ControlNet in a unit: "
+                              "`cn_1_model`)",
     "FluxPriorReduxPipeline": FLUX_EDIT_NAMES["redux"],
     "StableDiffusionXLInpaintPipeline": "an SDXL inpainting model",
     "StableDiffusionInpaintPipeline": "an inpainting model",

@@ -11,11 +11,20 @@ by 0.825^(12 - k), so the deep ones weigh most and the shallow ones about a tent
 zeroes them on the unconditional batch items, so the guidance pushes towards the control. A mask multiplies
 a unit's residuals. A frame whose units are all at weight 0 (or off at every step) calls no ControlNet and
 is the same bytes as a frame without ControlNet.
+
+Flux.1 (diffusers' FluxControlNetModel: InstantX / Shakker-Labs, XLabs with its `input_hint_block`, Union Pro's
+modes) runs inside flow_matching.py's loop as FluxControlNetImg2ImgPipeline runs it: the control image VAE-encoded
+(the posterior mean, shifted and scaled, as `StableDiffusion.encode_image`) and packed, or as pixels in [-1, 1]
+for an `input_hint_block`; each unit on at a step called on the transformer's own inputs (`FluxInputs`) with
+`conditioning_scale` = its weight; the units' block samples summed (FluxMultiControlNetModel) and added inside
+the transformer (`FluxSamples`). A mask multiplies a unit's samples token by token; the control modes are
+UNet residual scalings and leave a Flux unit as it is (the check warns).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +33,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..contract.controlnet import CONTROL_MODES, UNION_TYPES, UnitSettings, active_units, column
+from ..contract.controlnet import CONTROL_MODES, FLUX_UNION_MODES, UNION_TYPES, UnitSettings, active_units, column
 from ..contract.table import FrameTable, Settings
 from .errors import RenderError
+from .flow_matching import FluxInputs, FluxSamples, pack_latents, sum_samples, token_mask
 from .model_source import HUB_ID, PICKLE_SUFFIXES, fetch_snapshot, first_line
 from .models import StableDiffusion, quiet_loading
 from .samplers import Residuals
@@ -37,6 +47,9 @@ SOFT_DEPTH = 12
 LOAD_HELP = ("point the unit's model at a diffusers ControlNet folder (config.json + "
              "diffusion_pytorch_model.safetensors), a ControlNet .safetensors file, or a hub id in the local cache")
 HUB_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+# what a ControlNet is for (`controlnet_family`), as the messages name it
+FAMILY_TITLES = {"flux": "Flux.1", "sd3": "SD3", "sd": "SD 1.x / SDXL (a UNet's)"}
+FLUX_EXAMPLE = "InstantX/FLUX.1-dev-Controlnet-Canny"
 
 
 # ---- loading ----------------------------------------------------------------------------------------------
@@ -88,6 +101,10 @@ def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
 
     kind, path = resolve(spec, n, sd.allow_pickle)
     dtype = sd.placement.dtype
+    made_for = controlnet_family(kind, path)
+    check_family(made_for, sd, spec, n, pickle=kind == "file" and path.suffix.lower() in PICKLE_SUFFIXES)
+    if sd.family == "flux":
+        return LoadedControlNet(spec, kind, path, load_flux_controlnet(sd, kind, path, spec, n))
     union = kind != "file" and _is_union_folder(path)
     if kind == "file" and _is_union_file(path):
         raise RenderError(f"ControlNet unit {n}: {spec} is a ControlNet Union as a single file",
@@ -110,6 +127,149 @@ def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
     return LoadedControlNet(spec, kind, path, net)
 
 
+def controlnet_family(kind: str, path: Path) -> str | None:
+    """What a ControlNet on disk is for: "flux" (diffusers' FluxControlNetModel; "flux-xlabs" for XLabs' own
+    file layout), "sd3" (SD3ControlNetModel) or "sd" (a UNet's: SD 1.x, 2.x, SDXL), from a folder's
+    config.json or a .safetensors file's keys (no weights read); None when neither says (a pickle file)."""
+    if kind != "file":
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        name = str(config.get("_class_name", ""))
+        if name == "FluxControlNetModel" or "num_single_layers" in config:
+            return "flux"
+        if name == "SD3ControlNetModel":
+            return "sd3"
+        return "sd" if name.startswith("ControlNet") or "cross_attention_dim" in config else None
+    if path.suffix.lower() != ".safetensors":
+        return None
+    keys = _file_keys(path)
+    if keys is None:
+        return None
+    if any(k.startswith(("single_transformer_blocks.", "controlnet_single_blocks.", "controlnet_x_embedder."))
+           for k in keys):
+        return "flux"
+    if any(k.startswith("double_blocks.") for k in keys):
+        return "flux-xlabs"
+    if any(k.startswith("pos_embed_input.") for k in keys):
+        return "sd3"
+    return "sd"
+
+
+def _file_keys(path: Path) -> list[str] | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception:  # not a readable safetensors file: its loading says why
+        return None
+
+
+def check_family(made_for: str | None, sd: StableDiffusion, spec: str, n: int, *, pickle: bool = False) -> None:
+    """A RenderError, naming both families, when unit n's ControlNet is not for the model's family: a Flux
+    ControlNet with an SD model, an SD (or SD3) ControlNet with Flux. None (not told) passes: loading says."""
+    flux_net = made_for in ("flux", "flux-xlabs")
+    if sd.family == "flux":
+        if made_for is None and pickle:
+            raise RenderError(f"ControlNet unit {n}: {spec} does not say it is a Flux.1 ControlNet (a pickle file)",
+                              "use a diffusers FluxControlNetModel folder, or its .safetensors file")
+        if made_for is not None and not flux_net:
+            raise RenderError(f"ControlNet unit {n}: {spec} is an {FAMILY_TITLES[made_for]} ControlNet, but the model "
+                              "is Flux.1", f"use a Flux.1 ControlNet (a FluxControlNetModel, e.g. {FLUX_EXAMPLE})")
+        if made_for == "flux-xlabs":
+            raise RenderError(f"ControlNet unit {n}: {spec} is an XLabs Flux ControlNet in XLabs' own file layout, "
+                              "which diffusers does not read", "use its diffusers version (XLabs publishes them, "
+                              "e.g. XLabs-AI/flux-controlnet-canny-diffusers), or a FluxControlNetModel folder")
+        return
+    if flux_net or made_for == "sd3":
+        title = FAMILY_TITLES["flux" if flux_net else "sd3"]
+        raise RenderError(f"ControlNet unit {n}: {spec} is a {title} ControlNet, but the model is {sd.family}",
+                          f"use a ControlNet trained for this model's family ({sd.family})")
+
+
+# the FluxControlNetModel settings a file's keys or the model's transformer give
+FLUX_CONFIG_KEYS = ("patch_size", "in_channels", "num_layers", "num_single_layers", "attention_head_dim",
+                    "num_attention_heads", "joint_attention_dim", "pooled_projection_dim", "guidance_embeds",
+                    "axes_dims_rope", "num_mode", "conditioning_embedding_channels")
+
+
+def flux_file_config(path: Path, transformer_config) -> dict:
+    """The config of a Flux ControlNet file in diffusers' key names (diffusers has no single-file loader for
+    them): its block counts, widths, guidance embedding, modes and control-image embedding read from the
+    header, the rest (heads, rotary axes) from the Flux transformer it is for."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+
+    def count(prefix: str) -> int:
+        return len({k.split(".")[1] for k in shapes if k.startswith(prefix + ".")})
+
+    def width(key: str, axis: int, default=None):
+        return int(shapes[key][axis]) if key in shapes else default
+
+    config = {k: v for k, v in dict(transformer_config).items() if k in FLUX_CONFIG_KEYS}
+    hint = width("input_hint_block.conv_out.weight", 0)
+    if hint:  # the hint's channels in patches: controlnet_x_embedder reads hint x patch^2 features
+        config["patch_size"] = math.isqrt(width("controlnet_x_embedder.weight", 1, hint) // hint)
+    return config | {
+        "num_layers": count("transformer_blocks"), "num_single_layers": count("single_transformer_blocks"),
+        "in_channels": width("x_embedder.weight", 1, config.get("in_channels")),
+        "joint_attention_dim": width("context_embedder.weight", 1, config.get("joint_attention_dim")),
+        "pooled_projection_dim": width("time_text_embed.text_embedder.linear_1.weight", 1,
+                                       config.get("pooled_projection_dim")),
+        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
+        "num_mode": width("controlnet_mode_embedder.weight", 0),
+        "conditioning_embedding_channels": hint,
+    }
+
+
+def load_flux_controlnet(sd: StableDiffusion, kind: str, path: Path, spec: str, n: int) -> torch.nn.Module:
+    """Unit n's FluxControlNetModel: a diffusers folder (or hub snapshot), or a .safetensors file in diffusers'
+    key names (its config from `flux_file_config`), in the transformer's dtype on its device, checked to fit it."""
+    from diffusers import FluxControlNetModel
+    from safetensors.torch import load_file
+
+    dtype = sd.placement.dtype
+    try:
+        with quiet_loading():
+            if kind == "file":
+                with torch.device("meta"):
+                    net = FluxControlNetModel.from_config(flux_file_config(path, sd.unet.config))
+                net.load_state_dict(load_file(str(path)), strict=True, assign=True)
+                net = net.to(dtype)
+            else:
+                net = FluxControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
+                                                          use_safetensors=None if sd.allow_pickle else True)
+    except Exception as e:  # diffusers raises OSError/ValueError/KeyError/RuntimeError here
+        help = f"check that it is a Flux.1 ControlNet (FluxControlNetModel), or {LOAD_HELP}"
+        raise RenderError(f"ControlNet unit {n}: could not load {spec}: {first_line(e)}", help) from None
+    net = net.to(sd.placement.device).eval().requires_grad_(False)
+    check_flux_fits(net, sd, spec, n)
+    return net
+
+
+def check_flux_fits(net, sd: StableDiffusion, spec: str, n: int) -> None:
+    """A Flux ControlNet's samples have the transformer's widths (they are added to its hidden states), and it
+    reads the same latents and text, or a RenderError naming the mismatch."""
+    t = sd.unet.config
+
+    def inner(c) -> int:
+        return int(c.num_attention_heads) * int(c.attention_head_dim)
+
+    for what, want, got in (("width (heads x head dim)", inner(t), inner(net.config)),
+                            ("in_channels", t.in_channels, net.config.in_channels),
+                            ("joint_attention_dim", t.joint_attention_dim, net.config.joint_attention_dim),
+                            ("pooled_projection_dim", t.pooled_projection_dim, net.config.pooled_projection_dim)):
+        if int(want) != int(got):
+            raise RenderError(f"ControlNet unit {n}: {spec} does not fit the model: its {what} is {got}, the Flux "
+                              f"transformer's is {want}", "use a ControlNet trained for this Flux.1 model")
+
+
 def _is_union_folder(path: Path) -> bool:
     try:
         return '"ControlNetUnionModel"' in (path / "config.json").read_text(encoding="utf-8", errors="replace")
@@ -118,15 +278,7 @@ def _is_union_folder(path: Path) -> bool:
 
 
 def _is_union_file(path: Path) -> bool:
-    if path.suffix.lower() != ".safetensors":
-        return False
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return "task_embedding" in f.keys()
-    except Exception:  # not a readable safetensors file: its loading says why
-        return False
+    return path.suffix.lower() == ".safetensors" and "task_embedding" in (_file_keys(path) or ())
 
 
 def is_union(net: torch.nn.Module) -> bool:
@@ -373,27 +525,159 @@ def union_index(unit: UnitSettings, net: torch.nn.Module) -> int | None:
     return index
 
 
-def frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, row: Mapping[str, object],
-                  loopback: Tensor | None) -> FrameControl | None:
-    """The control of diffused row i, or None when no unit acts on it: every unit at weight 0, or without a
-    control image on this frame (then no ControlNet runs and the frame is the one without ControlNet).
-    `loopback` is the frame's img2img source (None for txt2img), what a loopback unit controls with."""
-    inputs = []
+def acting_units(units: Sequence[RendererUnit], i: int, row: Mapping[str, object], loopback: Tensor | None):
+    """(unit, weight, control image, guidance start, guidance end) of each unit acting on row i: not at weight 0
+    (then neither its image nor its model is needed), and with a control image on this frame."""
     for u in units:
         n = u.unit.number
         weight = float(row[column(n, "weight")])
         if weight == 0.0:
-            continue  # neither the image nor the model is needed
+            continue
         image = u.images.image(i, loopback)  # type: ignore[attr-defined]
         if image is None:
             continue
-        start, end = float(row[column(n, "guidance_start")]), float(row[column(n, "guidance_end")])
+        yield u, weight, image, float(row[column(n, "guidance_start")]), float(row[column(n, "guidance_end")])
+
+
+def frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, row: Mapping[str, object],
+                  loopback: Tensor | None) -> FrameControl | FluxFrameControl | None:
+    """The control of diffused row i, or None when no unit acts on it: every unit at weight 0, or without a
+    control image on this frame (then no ControlNet runs and the frame is the one without ControlNet).
+    `loopback` is the frame's img2img source (None for txt2img), what a loopback unit controls with. A Flux
+    model's is a FluxFrameControl (`flux_frame_control`)."""
+    if sd.family == "flux":
+        return flux_frame_control(sd, units, i, row, loopback)
+    inputs = []
+    for u, weight, image, start, end in acting_units(units, i, row, loopback):
         net = controlnet_for(sd, u.unit).net
-        inputs.append(UnitInput(n, net, image, u.images.mask(i),  # type: ignore[attr-defined]
+        inputs.append(UnitInput(u.unit.number, net, image, u.images.mask(i),  # type: ignore[attr-defined]
                                 weight, start, end, u.unit.control_mode, union_index(u.unit, net)))
     return FrameControl(inputs, sd.unet_inputs) if inputs else None
 
 
-__all__ = ["SOFT_DECAY", "FrameControl", "LoadedControlNet", "RendererUnit", "UnitInput", "controlnet_config",
-           "controlnet_for", "describe_units", "frame_control", "load_controlnet", "load_units", "open_images",
-           "renderer_units", "resized_mask", "shape_residuals", "soft_scales", "union_index", "unit_on"]
+# ---- Flux.1: one frame's control --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FluxUnitInput:
+    """One Flux unit on one frame: its model, its control input as the model reads it (`flux_control_input`),
+    its mask per image token (1, tokens, 1), the row's weight and guidance window, a Union's mode."""
+
+    number: int
+    net: torch.nn.Module  # a diffusers FluxControlNetModel
+    cond: Tensor  # (1, tokens, C * 4) packed latents, or (1, 3, H, W) in [-1, 1] for an input_hint_block
+    mask: Tensor | None
+    weight: float
+    start: float
+    end: float
+    mode: int | None = None  # a Union's controlnet_mode (FLUX_UNION_MODES)
+
+
+def flux_control_input(sd: StableDiffusion, net: torch.nn.Module, image: Tensor) -> Tensor:
+    """A [0, 1] control image (1, 3, H, W) as a Flux ControlNet reads it (FluxControlNetImg2ImgPipeline): XLabs'
+    (with an `input_hint_block`) the pixels in [-1, 1]; the others its VAE latents, shifted, scaled and packed
+    (the posterior mean, as the frame's own init: no random draw)."""
+    if net.input_hint_block is not None:
+        return (image * 2 - 1).to(dtype=net.dtype)
+    return pack_latents(sd.encode_image(image)).to(dtype=net.dtype)
+
+
+def flux_union_mode(unit: UnitSettings, net: torch.nn.Module) -> int | None:
+    """A Flux ControlNet Union's `controlnet_mode` for the unit's control type (None for a model without
+    modes); a Union without a type, or with one it has no mode for, is an error."""
+    if net.config.num_mode is None:
+        return None
+    modes = ", ".join(f"{k} ({v})" for k, v in FLUX_UNION_MODES.items())
+    if unit.union_type not in FLUX_UNION_MODES:
+        what = f"has no mode for `{unit.union_type}`" if unit.union_type else "needs a control type"
+        raise RenderError(f"ControlNet unit {unit.number} is a Flux ControlNet Union and {what}",
+                          f"set cn_{unit.number}_union_type to one with a Flux mode: {modes}")
+    mode = FLUX_UNION_MODES[unit.union_type]
+    if mode >= int(net.config.num_mode):
+        raise RenderError(f"ControlNet unit {unit.number}: the model has {net.config.num_mode} modes, not "
+                          f"`{unit.union_type}` ({mode})", "choose another cn_N_union_type")
+    return mode
+
+
+def flux_frame_control(sd: StableDiffusion, units: Sequence[RendererUnit], i: int, row: Mapping[str, object],
+                       loopback: Tensor | None) -> FluxFrameControl | None:
+    """`frame_control` for a Flux model: each acting unit's control image encoded once for the frame."""
+    inputs = []
+    transformer = sd.unet.config
+    for u, weight, image, start, end in acting_units(units, i, row, loopback):
+        net = controlnet_for(sd, u.unit).net
+        mask = token_mask(u.images.mask(i), image.shape[-2], image.shape[-1], sd.latent_scale)  # type: ignore
+        inputs.append(FluxUnitInput(u.unit.number, net, flux_control_input(sd, net, image), mask, weight, start,
+                                    end, flux_union_mode(u.unit, net)))
+    blocks = (int(transformer.num_layers), int(transformer.num_single_layers))
+    return FluxFrameControl(inputs, *blocks) if inputs else None
+
+
+class FluxFrameControl:
+    """The Flux ControlNet units of one frame's denoise: `at(k, n)` is step k's (flow_matching.FluxControlFn),
+    None when no unit is on at that step. Holds each control input and mode repeated to each batch size met."""
+
+    def __init__(self, units: Sequence[FluxUnitInput], blocks: int, single: int) -> None:
+        self.units = tuple(units)
+        self.blocks, self.single = blocks, single  # the transformer's double and single blocks
+        self.calls = 0  # ControlNet calls made
+        self._batched: dict[tuple[int, int], tuple[Tensor, Tensor | None]] = {}
+
+    def at(self, index: int, n: int):
+        live = tuple(u for u in self.units if unit_on(index, n, u.start, u.end))
+        if not live:
+            return None
+        return lambda inputs: self.samples(live, inputs)
+
+    def samples(self, live: Sequence[FluxUnitInput], inputs: FluxInputs) -> FluxSamples:
+        parts = []
+        for u in live:
+            batch = int(inputs.hidden_states.shape[0])
+            cond, mode = self._inputs(u, batch)
+            dtype = u.net.dtype
+            blocks, single = u.net(
+                hidden_states=inputs.hidden_states.to(dtype),
+                controlnet_cond=cond,
+                controlnet_mode=mode,
+                conditioning_scale=u.weight,
+                timestep=inputs.timestep,
+                guidance=self._guidance(u, inputs, batch),
+                pooled_projections=inputs.pooled.to(dtype),
+                encoder_hidden_states=inputs.embeds.to(dtype),
+                txt_ids=inputs.txt_ids,
+                img_ids=inputs.img_ids,
+                return_dict=False,
+            )
+            self.calls += 1
+            if u.mask is not None:
+                m = u.mask.to(device=inputs.hidden_states.device, dtype=dtype)
+                blocks = [b * m for b in blocks] if blocks is not None else None
+                single = [b * m for b in single] if single is not None else None
+            parts.append(FluxSamples(blocks, single, u.net.input_hint_block is not None))
+        return sum_samples(parts, self.blocks, self.single)
+
+    @staticmethod
+    def _guidance(u: FluxUnitInput, inputs: FluxInputs, batch: int) -> Tensor | None:
+        """The guidance scale for a ControlNet that embeds one (its config's guidance_embeds), as the pipeline
+        makes it: float32, one per batch item."""
+        if not u.net.config.guidance_embeds:
+            return None
+        if inputs.guidance is None:  # the flow loop passes the row's cfg_scale for every Flux model
+            raise RuntimeError(f"ControlNet unit {u.number} embeds a guidance scale, and the frame has none")
+        device = inputs.hidden_states.device
+        return torch.full([1], float(inputs.guidance), device=device, dtype=torch.float32).expand(batch)
+
+    def _inputs(self, u: FluxUnitInput, batch: int) -> tuple[Tensor, Tensor | None]:
+        key = (u.number, batch)
+        if key not in self._batched:  # as the pipeline's prepare_image: the one image for every item
+            cond = u.cond.repeat(batch, *([1] * (u.cond.dim() - 1)))
+            mode = None if u.mode is None else torch.full((batch, 1), u.mode, dtype=torch.long, device=cond.device)
+            self._batched[key] = (cond, mode)
+        return self._batched[key]
+
+
+__all__ = ["SOFT_DECAY", "FluxFrameControl", "FluxUnitInput", "FrameControl", "LoadedControlNet", "RendererUnit",
+           "UnitInput", "acting_units", "check_family", "controlnet_config", "controlnet_family", "controlnet_for",
+           "describe_units", "flux_control_input", "flux_file_config", "flux_frame_control", "flux_union_mode",
+           "frame_control", "load_controlnet", "load_flux_controlnet", "load_units", "open_images", "renderer_units",
+           "resized_mask", "shape_residuals", "soft_scales", "union_index", "unit_on"]

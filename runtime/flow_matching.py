@@ -12,6 +12,10 @@ patches packed into a sequence; `flux_velocity` packs and unpacks around the mod
 permutations, and the scheduler's step and `scale_noise` act element by element, so sampling in the
 unpacked layout gives exactly the numbers of diffusers' packed loop, and the renderer's VAE, warps and
 colour code see the same layout for every model family.
+
+Flux ControlNets (runtime/controlnet.py) are called on the transformer's own packed inputs (`FluxInputs`) and
+hand back what diffusers' FluxTransformer2DModel adds after its blocks (`FluxSamples`); `flow_denoise`'s
+`velocity_at` gives each step its own velocity function, since a unit acts on a window of the steps.
 """
 
 from __future__ import annotations
@@ -40,6 +44,37 @@ VelocityFn = Callable[[Tensor, Tensor, FlowCond, "float | None"], Tensor]
 # step k of the frame (from 0, counted from the first step it runs) -> ((weight, cond) per prompt part, uncond):
 # prompt editing changes the texts between steps, a composable prompt (AND) has several parts
 StepConds = Callable[[int], "tuple[tuple[tuple[float, FlowCond], ...], FlowCond | None]"]
+# step k of n (from 0, counted from the first step it runs) -> the velocity function of that step
+VelocityAt = Callable[[int, int], VelocityFn]
+
+
+@dataclass(frozen=True)
+class FluxInputs:
+    """What Flux's transformer is called with on one call, packed and in its dtype: a Flux ControlNet is
+    called on the same (diffusers' FluxControlNetImg2ImgPipeline)."""
+
+    hidden_states: Tensor  # (B, tokens, C * 4)
+    timestep: Tensor  # (B,): sigma, the scheduler's timestep / 1000
+    guidance: float | None  # the embedded guidance scale (Flux-dev), as the scene's row gives it
+    pooled: Tensor  # (B, pooled_projection_dim)
+    embeds: Tensor  # (B, text tokens, joint_attention_dim)
+    txt_ids: Tensor  # (text tokens, 3)
+    img_ids: Tensor  # (tokens, 3)
+
+
+@dataclass(frozen=True)
+class FluxSamples:
+    """What ControlNets add to Flux's transformer: one tensor (B, tokens, inner) per double block and per
+    single block, or fewer spread over them (diffusers' `interval_control`), None for none; `repeat` cycles
+    the double blocks' instead (XLabs' ControlNets, `controlnet_blocks_repeat`)."""
+
+    blocks: Sequence[Tensor] | None
+    single: Sequence[Tensor] | None
+    repeat: bool = False
+
+
+# a step's ControlNet units: the transformer's inputs -> the samples to add (None: no unit acts)
+FluxControlFn = Callable[[FluxInputs], "FluxSamples | None"]
 
 
 # ---- the schedule ------------------------------------------------------------------------------------------
@@ -164,11 +199,13 @@ def flow_denoise(
     subseed_strength: float = 0.0,
     resize_from: tuple[int, int] | None = None,
     step_conds: StepConds | None = None,
+    velocity_at: VelocityAt | None = None,
 ) -> Tensor:
     """Sample one frame's latents (B, C, H, W) with a flow-matching scheduler.
 
     `step_conds(k)`, where given, is step k's conditioning instead of `cond` and `uncond` (prompt editing,
-    composable prompts: `composed_velocity`).
+    composable prompts: `composed_velocity`); `velocity_at(k, n)`, where given, is step k's velocity function
+    of the n run (ControlNet units on a window of the steps) instead of `velocity_fn`.
 
     txt2img (`init_latents` None): noise of `shape` is the sample at sigma 1, then all `steps` steps.
     img2img: `init_latents` (VAE latents, shifted and scaled) moved to the first kept sigma by
@@ -204,9 +241,52 @@ def flow_denoise(
     for k, t in enumerate(timesteps):
         parts, negative = step_conds(k)
         negative = negative if negative is not None and cfg_scale > 1 else None
-        v = composed_velocity(velocity_fn, latents, t, parts, negative, cfg_scale, guidance)
+        fn = velocity_fn if velocity_at is None else velocity_at(k, len(timesteps))
+        v = composed_velocity(fn, latents, t, parts, negative, cfg_scale, guidance)
         latents = scheduler.step(v.float(), t, latents, generator=generator).prev_sample
     return latents
+
+
+def sum_samples(parts: Sequence[FluxSamples], blocks: int, single: int) -> FluxSamples:
+    """The units' samples summed (FluxMultiControlNetModel): tensor by tensor when they share a layout (the
+    same counts and block repeat), else each spread over the transformer's `blocks` and `single` blocks
+    first, as the transformer would spread it, then summed block by block."""
+    def layout(p: FluxSamples):
+        return len(p.blocks or ()), len(p.single or ()), p.repeat
+
+    if len(parts) == 1:
+        return parts[0]
+    if all(layout(p) == layout(parts[0]) for p in parts):
+        return FluxSamples(_sum_lists([p.blocks for p in parts]), _sum_lists([p.single for p in parts]),
+                           parts[0].repeat)
+    spread = [FluxSamples(_spread(p.blocks, blocks, p.repeat), _spread(p.single, single, False)) for p in parts]
+    return FluxSamples(_sum_lists([p.blocks for p in spread]), _sum_lists([p.single for p in spread]))
+
+
+def _spread(samples: Sequence[Tensor] | None, count: int, repeat: bool) -> list[Tensor | None]:
+    """Which sample each of `count` transformer blocks adds (diffusers' FluxTransformer2DModel: cycled when
+    `repeat`, else in runs of ceil(count / len)); None everywhere without samples."""
+    if not samples:
+        return [None] * count
+    if repeat:
+        return [samples[i % len(samples)] for i in range(count)]
+    run = -(-count // len(samples))
+    return [samples[i // run] for i in range(count)]
+
+
+def _sum_lists(lists) -> list[Tensor] | None:
+    """Element-wise sums of equally long lists of tensors, a None entry (or list) counting as nothing."""
+    lists = [x for x in lists if x]
+    if not lists:
+        return None
+    out = []
+    for items in zip(*lists, strict=True):
+        present = [t for t in items if t is not None]
+        total = present[0]
+        for t in present[1:]:
+            total = total + t
+        out.append(total)
+    return out
 
 
 # ---- the models --------------------------------------------------------------------------------------------
@@ -214,9 +294,12 @@ def flow_denoise(
 
 def sd3_velocity(transformer) -> VelocityFn:
     """SD3/SD3.5's MMDiT as a velocity function: the timestep on the 0..1000 scale, one per batch item.
-    SD3 has no guidance embedding, so `guidance` is ignored."""
+    SD3 has no guidance embedding, so `guidance` is ignored, nor ControlNets here (`control` must be None)."""
 
-    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None) -> Tensor:
+    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None,
+                 control: FluxControlFn | None = None) -> Tensor:
+        if control is not None:
+            raise ValueError("SD3 runs no ControlNet in dfm (diffusers has no SD3 ControlNet img2img pipeline)")
         dtype = transformer.dtype
         out = transformer(
             hidden_states=latents.to(dtype),
@@ -244,6 +327,16 @@ def unpack_latents(packed: Tensor, height: int, width: int) -> Tensor:
     return x.reshape(b, d // 4, height, width)
 
 
+def token_mask(mask: Tensor | None, height: int, width: int, latent_scale: int) -> Tensor | None:
+    """A unit's mask (1, 1, H, W) averaged over each image token (a 2x2 patch of latents) of a `height` x
+    `width` frame, in the tokens' order: (1, tokens, 1)."""
+    if mask is None:
+        return None
+    size = (height // latent_scale // 2, width // latent_scale // 2)
+    m = torch.nn.functional.interpolate(mask.float(), size=size, mode="area")
+    return m.reshape(1, -1, 1)
+
+
 def flux_image_ids(height: int, width: int, device: torch.device | str, dtype: torch.dtype) -> Tensor:
     """The positions Flux's rotary embedding gives the image tokens: (row, column) of each 2x2 patch,
     for latent `height`, `width` (diffusers' `_prepare_latent_image_ids`)."""
@@ -256,26 +349,40 @@ def flux_image_ids(height: int, width: int, device: torch.device | str, dtype: t
 def flux_velocity(transformer) -> VelocityFn:
     """Flux's transformer as a velocity function over unpacked latents: pack, the timestep divided by
     1000 (Flux embeds sigma), text tokens at position 0, guidance embedded where the model has it
-    (Flux-dev; Flux-schnell has none and ignores it), unpack."""
+    (Flux-dev; Flux-schnell has none and ignores it), unpack. `control`, where given, is the step's
+    ControlNet units, called on the same inputs; their samples are added inside the transformer."""
     takes_guidance = bool(transformer.config.guidance_embeds)
 
-    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None) -> Tensor:
+    def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None,
+                 control: FluxControlFn | None = None) -> Tensor:
         dtype = transformer.dtype
         b, _, h, w = latents.shape
-        x = pack_latents(latents).to(dtype)
         g = None
         if takes_guidance:
             if guidance is None:
                 raise ValueError("this Flux model embeds a guidance scale: pass `guidance`")
             g = torch.full([1], float(guidance), device=latents.device, dtype=torch.float32).expand(b)
-        out = transformer(
-            hidden_states=x,
+        inputs = FluxInputs(
+            hidden_states=pack_latents(latents).to(dtype),
             timestep=t.expand(b).to(latents.dtype) / 1000,
-            guidance=g,
-            pooled_projections=cond.pooled.to(dtype),
-            encoder_hidden_states=cond.embeds.to(dtype),
+            guidance=guidance,
+            pooled=cond.pooled.to(dtype),
+            embeds=cond.embeds.to(dtype),
             txt_ids=torch.zeros(cond.embeds.shape[1], 3, device=latents.device, dtype=dtype),
             img_ids=flux_image_ids(h, w, latents.device, dtype),
+        )
+        samples = (control(inputs) if control is not None else None) or FluxSamples(None, None)
+        out = transformer(
+            hidden_states=inputs.hidden_states,
+            timestep=inputs.timestep,
+            guidance=g,
+            pooled_projections=inputs.pooled,
+            encoder_hidden_states=inputs.embeds,
+            txt_ids=inputs.txt_ids,
+            img_ids=inputs.img_ids,
+            controlnet_block_samples=samples.blocks,
+            controlnet_single_block_samples=samples.single,
+            controlnet_blocks_repeat=samples.repeat,
             return_dict=False,
         )[0]
         return unpack_latents(out.float(), h, w)
@@ -285,6 +392,10 @@ def flux_velocity(transformer) -> VelocityFn:
 
 __all__ = [
     "FlowCond",
+    "FluxControlFn",
+    "FluxInputs",
+    "FluxSamples",
+    "VelocityAt",
     "VelocityFn",
     "calculate_shift",
     "cfg_velocity",
@@ -297,5 +408,7 @@ __all__ = [
     "image_seq_len",
     "pack_latents",
     "sd3_velocity",
+    "sum_samples",
+    "token_mask",
     "unpack_latents",
 ]

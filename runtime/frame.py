@@ -326,7 +326,7 @@ class FrameRenderer:
         if self._replay is not None:
             return self._replay(i).to(self.device)
         if getattr(self.sd, "is_flow", False):
-            latents = self.flow_latents(row, source)
+            latents = self.flow_latents(i, row, source)
             if self.keeps_latents:
                 self.new_latents = (i, latents)
             return latents
@@ -380,11 +380,12 @@ class FrameRenderer:
             self.new_latents = (i, latents)
         return latents
 
-    def flow_latents(self, row: Mapping[str, object], source: Tensor | None) -> Tensor:
-        """The final latents of a diffused row on a rectified-flow model (SD3/SD3.5, Flux), sampled by
+    def flow_latents(self, i: int, row: Mapping[str, object], source: Tensor | None) -> Tensor:
+        """The final latents of diffused row i on a rectified-flow model (SD3/SD3.5, Flux), sampled by
         runtime/flow_matching.py as the models' own img2img pipelines sample: the row's steps, effective steps,
         seed, subseed and cfg_scale (SD3: classifier-free guidance with the negative prompt above 1; Flux-dev:
-        the scale the transformer embeds, no unconditional pass; Flux-schnell: none)."""
+        the scale the transformer embeds, no unconditional pass; Flux-schnell: none). Flux's ControlNet units
+        act on the steps of their windows (`flow_velocity_at`)."""
         from .flow_matching import flow_denoise
 
         sd = self.sd
@@ -423,22 +424,26 @@ class FrameRenderer:
         mu, sigmas = sd.flow_schedule(steps, *latent_hw)
         evals = [0]
 
-        def velocity(latents: Tensor, t: Tensor, c, guidance: float | None = None) -> Tensor:
+        def velocity(latents: Tensor, t: Tensor, c, guidance: float | None = None, control=None) -> Tensor:
             evals[0] += int(latents.shape[0])
-            return sd.velocity(latents, t, c, guidance)
+            return sd.velocity(latents, t, c, guidance, control)
 
+        control = self.frame_control(i, row, source) if flux else None
         with self.timer("denoise"):
             latents = flow_denoise(
                 velocity, self._new_scheduler(), cond=None, uncond=None, cfg_scale=0.0 if flux else cfg,
                 steps=steps, effective_steps=steps_run, generator=gen, init_latents=init_latents, shape=shape,
                 mu=mu, sigmas=sigmas, guidance=cfg if flux else None, subseed=int(row["subseed"]),
-                subseed_strength=float(row["subseed_strength"]), resize_from=resize, step_conds=step_conds)
+                subseed_strength=float(row["subseed_strength"]), resize_from=resize, step_conds=step_conds,
+                velocity_at=flow_velocity_at(velocity, control))
         self.unet_evals += evals[0]
+        self.controlnet_calls += control.calls if control is not None else 0
         return latents
 
-    def frame_control(self, i: int, row: Mapping[str, object], source: Tensor | None) -> controlnet.FrameControl | None:
-        """The ControlNet control of diffused row i (None without units, or when none acts on this frame);
-        `source` is what the frame img2imgs from, a loopback unit's control image."""
+    def frame_control(self, i: int, row: Mapping[str, object],
+                      source: Tensor | None) -> controlnet.FrameControl | controlnet.FluxFrameControl | None:
+        """The ControlNet control of diffused row i (None without units, or when none acts on this frame; a Flux
+        model's FluxFrameControl); `source` is what the frame img2imgs from, a loopback unit's control image."""
         if not self.control_units:
             return None
         with self.timer("control"):
@@ -520,6 +525,19 @@ class FrameRenderer:
         return estimate_flow(a, b, method, device=self.device)
 
 
+def flow_velocity_at(velocity: Callable, control: controlnet.FluxFrameControl | None):
+    """flow_matching's `velocity_at` for a frame's Flux ControlNet units: step k of n runs the velocity with
+    the units on at that step, or without any (None: no unit on this frame)."""
+    if control is None:
+        return None
+
+    def at(k: int, n: int):
+        step = control.at(k, n)
+        if step is None:
+            return velocity
+        return lambda latents, t, c, guidance=None: velocity(latents, t, c, guidance, step)
+
+    return at
 
 
 # ---- the image effects on the warped previous frame ------------------------------------------------------

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..contract.controlnet import active_units
+from ..contract.controlnet import SD3_CONTROLNET_WHY, active_units
 from ..contract.table import FrameTable
 from .errors import RenderError
 from .models import FLOW_BASES
@@ -554,8 +554,8 @@ FLOW_TITLES = {"sd3": "SD3", "flux": "Flux"}
 
 def flow_refusals(table: FrameTable, sd) -> None:
     """What a render of `table` cannot do on a rectified-flow model (SD3/SD3.5, Flux) yet, as one RenderError
-    naming it, before any weight is read (the model's family is told from its configs): composable prompts and
-    prompt editing, embeddings, ControlNet units, a sampler of another kind. An SD model given a flow
+    naming it, before any weight is read (the model's family is told from its configs): embeddings, ControlNet
+    units on SD3 (Flux runs them: runtime/controlnet.py), a sampler of another kind. An SD model given a flow
     sampler is refused too. Nothing to say for an SD model with an SD sampler."""
     s = table.settings
     flow_sampler = bool(getattr(SAMPLERS.get(str(s.sampler)), "flow", False))
@@ -565,15 +565,15 @@ def flow_refusals(table: FrameTable, sd) -> None:
                               f"{sd.family}", "choose another sampler, e.g. euler")
         return
     name = FLOW_TITLES[sd.family]
-    fix = f"recompile the scene for the {name} model (`dfm compile`), or render it with an SD model"
     if not flow_sampler:
         raise RenderError(f"sampler {s.sampler} is not a rectified-flow sampler; {name} models sample with flow_euler",
                           "set `sampler flow_euler`, or leave the sampler out to get the family's default")
     if s.embedding:
         raise RenderError(f"embeddings are not loaded into {name} models yet",
                           "remove `embedding` from the scene for this model")
-    if active_units(s):
-        raise RenderError(f"ControlNet units are not available for {name} models yet", fix)
+    if active_units(s) and sd.family == "sd3":
+        raise RenderError(f"ControlNet units cannot run with {name} models: {SD3_CONTROLNET_WHY}",
+                          "remove the scene's `cn_…` units, or render ControlNet scenes with Flux.1, SDXL or SD 1.x")
     unit = 16  # the VAE's 8 times the transformer's 2x2 patches (the real models: 1024x1024 is 64x64 tokens)
     if int(s.width) % unit or int(s.height) % unit:
         raise RenderError(f"{name} renders sizes in multiples of {unit}; the scene's is {s.width}x{s.height}",

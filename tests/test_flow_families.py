@@ -314,19 +314,25 @@ def test_composable_prompts_check_clean_and_count_flux_passes_without_an_uncondi
 
 
 def test_controlnet_units_are_refused_with_a_flow_family(tmp_path, monkeypatch):
+    """Flux.1 runs its own ControlNets (tests/test_flow_controlnet.py); SD3 refuses units, saying why."""
     cn_folder = tmp_path / "flux-canny-controlnet"
     cn_folder.mkdir()
     (cn_folder / "config.json").write_text(json.dumps({"_class_name": "FluxControlNetModel", "in_channels": 64}))
-    r = compiled(f'model "black-forest-labs/FLUX.1-dev"\nframes 2\ncn_1_model "{cn_folder}"\n'
-                 "cn_1_loopback_mode true\n", tmp_path, monkeypatch, check_only=True)
-    errs = [e for e in codes(r, "DFM407") if "not wired" in e.message]
-    assert len(errs) == 1 and errs[0].is_error and errs[0].parameter == "cn_1_model" and errs[0].span.line == 5
+    unit = f'frames 2\ncn_1_model "{cn_folder}"\ncn_1_loopback_mode true\n'
+    r = compiled('model "black-forest-labs/FLUX.1-dev"\n' + unit, tmp_path, monkeypatch, check_only=True)
+    assert not [e for e in codes(r, "DFM407") if e.is_error]
+    r = compiled('model "stabilityai/stable-diffusion-3.5-large"\n' + unit, tmp_path, monkeypatch, check_only=True)
+    errs = [e for e in codes(r, "DFM407") if e.is_error]
+    assert len(errs) == 1 and errs[0].parameter == "cn_1_model" and errs[0].span.line == 5
+    assert "SD3 ControlNet has no img2img pipeline in diffusers" in errs[0].message
+    assert "Flux.1, SDXL or SD 1.x" in errs[0].help
 
 
 def test_an_sd_controlnet_with_a_flow_family_is_refused_not_a_crash(tmp_path, monkeypatch):
     r = compiled('model "black-forest-labs/FLUX.1-dev"\nframes 2\ncn_1_model "lllyasviel/control_v11p_sd15_canny"\n'
                  "cn_1_loopback_mode true\n", tmp_path, monkeypatch, check_only=True)
-    assert any("not wired" in e.message for e in codes(r, "DFM407"))
+    (e,) = [e for e in codes(r, "DFM407") if e.is_error]
+    assert "SD 1.x ControlNet" in e.message and "Flux.1 [dev]" in e.message
 
 
 def test_the_flux_example_checks_clean_and_is_canonical():

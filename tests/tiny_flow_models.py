@@ -64,16 +64,16 @@ def _t5_encoder(tok, seed: int):
         decoder_start_token_id=tok.pad_token_id))
 
 
-def tiny_flow_vae():
-    """The VAE of both tiny pipelines: two levels (latents half the frame's size), 16 latent channels, a shift
-    and a scaling factor, no quant convs (as SD3's and Flux's VAEs)."""
+def tiny_flow_vae(levels: int = 2):
+    """The VAE of both tiny pipelines: two levels (latents half the frame's size; 4: an eighth, as the real
+    ones), 16 latent channels, a shift and a scaling factor, no quant convs (as SD3's and Flux's VAEs)."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(1)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(8, 8),
-        layers_per_block=1, norm_num_groups=2, down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2, use_quant_conv=False, use_post_quant_conv=False,
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(8,) * levels,
+        layers_per_block=1, norm_num_groups=2, down_block_types=["DownEncoderBlock2D"] * levels,
+        up_block_types=["UpDecoderBlock2D"] * levels, use_quant_conv=False, use_post_quant_conv=False,
         shift_factor=SHIFT_FACTOR, scaling_factor=SCALING_FACTOR)
 
 
@@ -97,10 +97,11 @@ def build_sd3_pipeline(workdir: Path):
         text_encoder_3=_t5_encoder(tok3, 4), tokenizer_3=tok3)
 
 
-def build_flux_pipeline(workdir: Path, *, guidance_embeds: bool = True):
+def build_flux_pipeline(workdir: Path, *, guidance_embeds: bool = True, vae_levels: int = 2):
     """A tiny FluxPipeline (Flux-dev's shape: guidance embedded when `guidance_embeds`): one CLIP encoder
     whose pooled output conditions the transformer, a T5 encoder for the sequence, a transformer of one
-    double and one single block over 2x2-packed latents, and Flux's dynamically shifted scheduler."""
+    double and one single block over 2x2-packed latents, and Flux's dynamically shifted scheduler. `vae_levels`:
+    `tiny_flow_vae`'s."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     tok = _clip_tokenizer(workdir / "tok")
@@ -114,7 +115,7 @@ def build_flux_pipeline(workdir: Path, *, guidance_embeds: bool = True):
         shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
         max_image_seq_len=4096)
     return FluxPipeline(
-        transformer=transformer, scheduler=scheduler, vae=tiny_flow_vae(),
+        transformer=transformer, scheduler=scheduler, vae=tiny_flow_vae(vae_levels),
         text_encoder=_clip_encoder(tok, 2, 8), tokenizer=tok, text_encoder_2=_t5_encoder(tok2, 4),
         tokenizer_2=tok2)
 
@@ -141,3 +142,43 @@ def save_flow_models(root: Path) -> dict:
         out[name] = saved_and_loaded(build(), folder)
         out[f"{name}_folder"] = folder
     return out
+
+
+def build_flux_controlnet(transformer, *, seed: int = 21, num_mode: int | None = None, hint: bool = False,
+                          num_layers: int = 1, num_single_layers: int = 1):
+    """A tiny FluxControlNetModel of `transformer`'s widths (its config, as diffusers' `from_transformer` takes
+    it), seeded, whose zero-initialised outputs (the blocks' projections and the control-image embedder) get
+    small random weights so the control matters. `num_mode`: a Union with that many modes (Union Pro's 7).
+    `hint`: XLabs' kind, reading the control image's pixels through an `input_hint_block` (it downsamples 8x:
+    it fits a VAE that does too, `tiny_flow_vae(levels=4)`), with 2x2 patches."""
+    from diffusers import FluxControlNetModel
+
+    config = {k: v for k, v in dict(transformer.config).items() if not k.startswith("_")}
+    config |= {"num_layers": num_layers, "num_single_layers": num_single_layers, "num_mode": num_mode}
+    if hint:
+        config |= {"conditioning_embedding_channels": LATENT_CHANNELS, "patch_size": 2}
+    torch.manual_seed(seed)
+    net = FluxControlNetModel.from_config(config)
+    gen = torch.Generator().manual_seed(seed)
+    outputs = [*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder]
+    if hint:
+        outputs.append(net.input_hint_block.conv_out)
+    with torch.no_grad():
+        for layer in outputs:
+            fan_in = layer.weight[0].numel()
+            layer.weight.normal_(0.0, 0.5 * (2.0 / fan_in) ** 0.5, generator=gen)
+            layer.bias.normal_(0.0, 0.05, generator=gen)
+    return net.eval()
+
+
+def save_flux_controlnet(net, folder: Path) -> dict:
+    """`net` saved as a diffusers folder and as one .safetensors file in diffusers' key names beside nothing
+    (as InstantX's diffusion_pytorch_model.safetensors downloaded alone): {"folder", "safetensors", "net"}."""
+    from safetensors.torch import save_file
+
+    net.save_pretrained(str(folder), safe_serialization=True)
+    single = folder.parent / f"{folder.name}-single"
+    single.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().clone() for k, v in net.state_dict().items()},
+              str(single / "flux_controlnet.safetensors"))
+    return {"folder": folder, "safetensors": single / "flux_controlnet.safetensors", "net": net}
