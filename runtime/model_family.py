@@ -72,57 +72,12 @@ def folder_family(folder: Path, what: str) -> str:
 
 
 def folder_model_family(folder: Path, what: str, name: str | None = None) -> families.Family:
-    """The full family of a diffusers folder (`name`, a hub id, helps tell a turbo model). A rectified-flow
-    model (SD3/SD3.5, Flux) is told by the runtime itself from its transformer (`flow_folder_family`); the
-    contract's family (its name, SD3 variant) is taken where it agrees on the base, and its refusals stand."""
-    flow = flow_folder_family(folder, what, name)
+    """The full family of a diffusers folder (`name`, a hub id, helps tell a turbo model): the contract's, from
+    model_index.json and the configs (no weights read); a pipeline dfm does not render is a RenderError."""
     try:
-        fam = families.folder_family(folder, what, name=name)
-    except families.UnsupportedModel as e:  # (a Flux Kontext / Fill told by its name, say)
+        return families.folder_family(folder, what, name=name)
+    except families.UnsupportedModel as e:  # (a Flux Fill told by its configs or its name, say)
         raise RenderError(e.message, e.help) from None
-    if flow is not None and fam.base != flow.base:
-        return flow
-    return fam
-
-
-# the transformer classes of the rectified-flow families dfm renders, and their base architecture
-FLOW_TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
-# pipelines built on those transformers that are not text-to-image models dfm can img2img with
-FLOW_REFUSED = {
-    "FluxKontextPipeline": "Flux Kontext (an image-edit model)",
-    "FluxFillPipeline": "Flux Fill (an inpainting model)",
-    "FluxControlPipeline": "Flux Control (a depth/canny conditioned model)",
-}
-
-
-def flow_folder_family(folder: Path, what: str, name: str | None = None) -> families.Family | None:
-    """The family of a diffusers folder of SD3/SD3.5 or Flux, from model_index.json and the transformer's
-    config (no weights read); None for any other folder. Flux with a guidance embedding is flux-dev, without
-    one flux-schnell; an SD3 folder whose name says turbo is sd35-turbo. A Flux image-edit, fill or control
-    model is a RenderError naming it."""
-    index = _read_json(folder / "model_index.json")
-    transformer = _read_json(folder / "transformer" / "config.json")
-    cls = str(index.get("_class_name", ""))
-    base = FLOW_TRANSFORMERS.get(str(transformer.get("_class_name", "")))
-    if base is None:
-        return None
-    if cls in FLOW_REFUSED:
-        raise RenderError(f"{what} is {FLOW_REFUSED[cls]}; dfm renders Flux dev and schnell text-to-image models",
-                          "point the model at FLUX.1-dev or FLUX.1-schnell")
-    source = f"its transformer ({transformer['_class_name']})"
-    if base == "flux":
-        channels = transformer.get("in_channels", 64)
-        if channels != 64:
-            raise RenderError(f"{what} has a Flux transformer of {channels} input channels (a Fill or Control "
-                              "model); dfm renders Flux text-to-image models", "point the model at FLUX.1-dev or "
-                              "FLUX.1-schnell")
-        if transformer.get("guidance_embeds", False):
-            return families.Family("flux-dev", "flux", f"{source} embeds a guidance scale")
-        return families.Family("flux-schnell", "flux", f"{source} has no guidance embedding")
-    label = str(name or folder.name).lower()
-    if "turbo" in label:
-        return families.Family("sd35-turbo", "sd3", f"{source} and its name `{name or folder.name}`")
-    return families.Family("sd3", "sd3", source)
 
 
 def flow_file_family(path: Path) -> str | None:
@@ -138,16 +93,6 @@ def flow_file_family(path: Path) -> str | None:
         if k.startswith(("double_blocks.", "single_blocks.")):
             return "Flux"
     return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        if path.stat().st_size > 1024 * 1024:  # a config is a few kB
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def load_pickle_weights(path: Path) -> dict:
