@@ -4,8 +4,7 @@ The rules are contract/families.py's, shared with the compiler: an SDXL folder h
 UNet whose `addition_embed_type` is "text_time"); single files are told apart by their keys; a UNet with
 `time_cond_proj_dim` is a guidance-embedded LCM. A single file gets its config folder here (`config_skeleton`),
 and `family_warnings` says where the render's family would have compiled the scene otherwise. SD3/SD3.5 and
-Flux folders are also told here from their transformer's config (`flow_folder_family`), so the runtime loads
-the right classes whatever the contract's name for them; their single files are not loaded yet.
+Flux are told by the same rules (their transformer's config, a single file's keys).
 """
 
 from __future__ import annotations
