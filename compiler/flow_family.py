@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 PATCH = 16  # the VAE's 8 × the transformer's 2x2 patches: each side of a flow model's frame
 NO_GUIDANCE = ("flux-schnell", "sd35-turbo")  # run without guidance: cfg 0, no unconditional pass
-NO_NEGATIVE = ("flux-dev", *NO_GUIDANCE)  # nothing the negative prompt could steer
+NO_NEGATIVE = ("flux-dev", "flux-kontext", *NO_GUIDANCE)  # nothing the negative prompt could steer
 _BACKTICKS = re.compile(r"`[^`]*`")
 
 
@@ -100,15 +100,20 @@ def _check_size(ctx: CompileContext, stmts: Statements, settings: dict, fam: fam
             help="the nearest sizes: " + ", ".join(f"`size {o}`" for o in options))
 
 
+KONTEXT_CONTROLNET_WHY = ("its context image's tokens join the frame's, and Flux ControlNets are trained on the "
+                          "frame's alone")
+
+
 def _check_controlnet(ctx: CompileContext, stmts: Statements, settings: dict, fam: families.Family) -> None:
-    if fam.base != "sd3":
+    if fam.base != "sd3" and fam.name != "flux-kontext":
         return
+    why = cn.SD3_CONTROLNET_WHY if fam.base == "sd3" else KONTEXT_CONTROLNET_WHY
     for n in range(1, cn.MAX_UNITS + 1):
         name = cn.column(n, "model")
         if settings.get(name) is None or not settings.get(cn.column(n, "enabled"), True):
             continue
         given = stmts.settings.get(name)
-        ctx.err("DFM407", f"ControlNet unit {n} cannot run with {fam.title}: {cn.SD3_CONTROLNET_WHY}",
+        ctx.err("DFM407", f"ControlNet unit {n} cannot run with {fam.title}: {why}",
                 given.statement.span if given is not None else ctx.first_span(), parameter=name,
                 help="render ControlNet scenes with Flux.1, SDXL or SD 1.x, or remove the unit's `cn_…` statements")
 
@@ -137,7 +142,7 @@ def _check_embeddings(ctx: CompileContext, stmts: Statements, fam: families.Fami
 
 
 def _negative_ignored(fam: families.Family) -> str:
-    if fam.name == "flux-dev":
+    if fam.name in ("flux-dev", "flux-kontext"):
         return (f"{fam.title} ignores negative prompts: its guidance is embedded in the model, and no "
                 "unconditional pass is run")
     return f"{fam.title} ignores negative prompts: it runs without guidance (cfg 0)"

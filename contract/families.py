@@ -46,14 +46,14 @@ BASES = ("sd15", "sd21", "sdxl", "sd3", "flux")  # the architectures the runtime
 FLOW_BASES = ("sd3", "flux")  # rectified-flow transformers (runtime/flow_matching.py), sampled by FLOW_SAMPLER
 FLOW_SAMPLER = "flow_euler"  # diffusers' FlowMatchEulerDiscreteScheduler (compiler/catalogue.py SAMPLERS)
 FAMILIES = ("sd15", "sd21", "sd21-v", "sdxl", "sdxl-turbo", "sd-turbo", "sdxl-lightning", "lcm",
-            "sd3", "sd35-turbo", "flux-dev", "flux-schnell")
+            "sd3", "sd35-turbo", "flux-dev", "flux-schnell", "flux-kontext")
 TITLES = {
     "sd15": "Stable Diffusion 1.x", "sd21": "Stable Diffusion 2.x (512, epsilon)",
     "sd21-v": "Stable Diffusion 2.x (768, v-prediction)", "sdxl": "Stable Diffusion XL",
     "sdxl-turbo": "SDXL-Turbo", "sd-turbo": "SD-Turbo", "sdxl-lightning": "SDXL-Lightning / Hyper-SDXL",
     "lcm": "a latent consistency model (LCM)",
     "sd3": "Stable Diffusion 3 / 3.5", "sd35-turbo": "SD3.5 Large Turbo",
-    "flux-dev": "Flux.1 [dev]", "flux-schnell": "Flux.1 [schnell]",
+    "flux-dev": "Flux.1 [dev]", "flux-schnell": "Flux.1 [schnell]", "flux-kontext": "Flux.1 Kontext [dev]",
 }
 
 # Compile-time defaults per family, used only where the scene sets none. Sources: the model cards.
@@ -84,6 +84,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "sd35-turbo": {"size": (1024, 1024), "cfg_scale": 0.0, "steps": 4, "sampler": FLOW_SAMPLER},
     "flux-dev": {"size": (1024, 1024), "cfg_scale": 3.5, "steps": 28, "sampler": FLOW_SAMPLER},
     "flux-schnell": {"size": (1024, 1024), "cfg_scale": 0.0, "steps": 4, "sampler": FLOW_SAMPLER},
+    # black-forest-labs/FLUX.1-Kontext-dev's card: guidance_scale=2.5; FluxKontextPipeline's 28 steps
+    "flux-kontext": {"size": (1024, 1024), "cfg_scale": 2.5, "steps": 28, "sampler": FLOW_SAMPLER},
 }
 # sd3's defaults per model (Family.variant; "3.5-large", or "" when nothing tells, takes DEFAULTS["sd3"])
 SD3_VARIANTS: dict[str, dict[str, object]] = {
@@ -95,6 +97,7 @@ SD3_VARIANTS: dict[str, dict[str, object]] = {
 FLOW_PARTS_REPOS: dict[str, str] = {
     "flux-dev": "black-forest-labs/FLUX.1-dev",
     "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+    "flux-kontext": "black-forest-labs/FLUX.1-Kontext-dev",
     "sd35-turbo": "stabilityai/stable-diffusion-3.5-large-turbo",
     "sd3/3.5-large": "stabilityai/stable-diffusion-3.5-large",
     "sd3/3.5-medium": "stabilityai/stable-diffusion-3.5-medium",
@@ -115,16 +118,18 @@ LCM_SDXL_SIZE = (1024, 1024)  # an LCM distilled from SDXL keeps SDXL's size
 MAX_HEADER = 64 * 1024 * 1024  # a .safetensors header larger than this is not a model's (SDXL's is ~200 kB)
 _HELP = ("point the model at a local diffusers folder or a .safetensors file of SD 1.x, 2.x, SDXL, SD3 / SD3.5 or "
          "Flux.1 [dev] / [schnell]")
-RENDERED = "dfm renders SD 1.x, 2.x, SDXL, SD3 / SD3.5 and Flux.1 [dev] / [schnell] text-to-image models"
+RENDERED = ("dfm renders SD 1.x, 2.x, SDXL, SD3 / SD3.5, Flux.1 [dev] / [schnell] text-to-image models and "
+            "Flux.1 Kontext [dev]")
 # the rectified-flow pipelines dfm renders (its own loop follows their img2img variants), by base
 FLOW_PIPELINES = {
     "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
-    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux", "FluxKontextPipeline": "flux",
 }
 FLOW_TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
 FLUX_CHANNELS = 64  # Flux's transformer reads 16 latent channels in 2x2 patches; Fill has 384, Canny/Depth 128
-# Flux models that are not text-to-image (an image goes in beside the prompt): not rendered yet, told by name
-FLUX_EDIT_NAMES = {"kontext": "Flux.1 Kontext (an image-editing model)", "fill": "Flux.1 Fill (an inpainting model)",
+# Flux models that are not text-to-image (an image goes in beside the prompt): not rendered, told by name
+# (Kontext is: each frame's img2img source is its context image, `kontext`)
+FLUX_EDIT_NAMES = {"fill": "Flux.1 Fill (an inpainting model)",
                    "canny": "Flux.1 Canny (a control model)", "depth": "Flux.1 Depth (a control model)",
                    "redux": "Flux.1 Redux (an image-variation adapter)"}
 # pipelines in a model_index.json that dfm cannot render, with the reason (checked before any weight is read)
@@ -134,8 +139,7 @@ UNSUPPORTED_PIPELINES = {
                                           "pipeline)",
     "FluxInpaintPipeline": "a Flux inpainting pipeline",
     "FluxFillPipeline": FLUX_EDIT_NAMES["fill"],
-    "FluxKontextPipeline": FLUX_EDIT_NAMES["kontext"],
-    "FluxKontextInpaintPipeline": FLUX_EDIT_NAMES["kontext"],
+    "FluxKontextInpaintPipeline": "Flux.1 Kontext inpainting",
     "FluxControlPipeline": "Flux.1 Canny / Depth (a control model)",
     "FluxControlImg2ImgPipeline": "Flux.1 Canny / Depth (a control model)",
     "FluxControlNetPipeline": "a Flux ControlNet pipeline (render the Flux model, with the ControlNet in a unit: "
@@ -174,7 +178,7 @@ class Family:
     def guidance_embedded(self) -> bool:
         """The guidance scale is an input of the model (an LCM with time_cond_proj_dim, Flux.1 [dev]): one
         conditional pass per step, never an unconditional one."""
-        return self.name == "flux-dev" or "time_cond_proj_dim" in self.why
+        return self.name in ("flux-dev", "flux-kontext") or "time_cond_proj_dim" in self.why
 
     def defaults(self) -> dict[str, object]:
         """This family's defaults (a copy): what a scene that sets none of them gets."""
@@ -214,7 +218,8 @@ def _flow_from_name(n: str, name: str, why: str, guess: bool = True) -> Family |
         edit = flux_edit_model(n)
         if edit is not None:
             raise UnsupportedModel(f"`{name}` is {edit}; {RENDERED}", _HELP)
-        return Family("flux-schnell" if "schnell" in n else "flux-dev", "flux", why, guess)
+        return Family("flux-kontext" if "kontext" in n else "flux-schnell" if "schnell" in n else "flux-dev", "flux",
+                      why, guess)
     if _SD3_NAME.search(n):
         if "turbo" in n:
             return Family("sd35-turbo", "sd3", why, guess, "3.5-large")
@@ -273,7 +278,8 @@ def folder_family(folder: Path, what: str | None = None, *, name: str | None = N
     transformer = _read_json(folder / "transformer" / "config.json")
     base = FLOW_PIPELINES.get(cls) or FLOW_TRANSFORMERS.get(str(transformer.get("_class_name", "")))
     if base is not None:
-        return _flow_folder(base, transformer, what, name or folder.name, source)
+        kontext = cls == "FluxKontextPipeline"
+        return _flow_folder(base, transformer, what, name or folder.name, source, kontext)
     if "transformer" in index or (folder / "transformer").is_dir():
         known = cls or "no pipeline class"
         raise UnsupportedModel(f"{what} is a transformer-based model dfm does not know ({known}); {RENDERED}",
@@ -293,10 +299,14 @@ def folder_family(folder: Path, what: str | None = None, *, name: str | None = N
     return _refine(base, unet, sched, name or folder.name, source)
 
 
-def _flow_folder(base: str, transformer: dict, what: str, name: str, source: str) -> Family:
+def _flow_folder(base: str, transformer: dict, what: str, name: str, source: str, kontext: bool = False) -> Family:
     """An SD3 or Flux folder's family from its transformer/config.json, then its name (SD3.5 Large Turbo
-    ships Large's configs; Kontext ships Flux.1 [dev]'s)."""
+    ships Large's configs; Kontext ships Flux.1 [dev]'s: its pipeline class or its name tells it)."""
     n = name.lower().replace("_", "-")
+    plain = transformer.get("in_channels", FLUX_CHANNELS) == FLUX_CHANNELS
+    if base == "flux" and (kontext or "kontext" in n) and plain:
+        how = "its FluxKontextPipeline" if kontext else f"its name `{name}`"
+        return Family("flux-kontext", "flux", f"{source} (Flux) and {how}")
     if base == "flux":
         edit = flux_edit_model(n)
         channels = transformer.get("in_channels", FLUX_CHANNELS)
@@ -388,6 +398,8 @@ def _flow_from_keys(shapes: dict[str, list[int]], name: str, metadata: dict) -> 
         if edit is not None:
             raise UnsupportedModel(f"{name} is {edit}; {RENDERED}", _HELP)
         dev = starts("guidance_in." if bfl else "time_text_embed.guidance_embedder.")
+        if dev and "kontext" in n:  # Kontext's weights are [dev]'s in shape: its name tells it
+            return Family("flux-kontext", "flux", f"{told} (Flux, a guidance embedding) and its name")
         return Family("flux-dev" if dev else "flux-schnell", "flux",
                       f"{told} (Flux, {'a' if dev else 'no'} guidance embedding)")
     sai = starts("joint_blocks.")

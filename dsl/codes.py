@@ -79,7 +79,7 @@ CODES: dict[str, tuple[str, str]] = {
                "ffmpeg does not read), holds no audio, starts past its end (`from`), or has no tempo that "
                "`bpm auto` can detect."),
     "DFM405": ("model cannot be rendered", "The scene's `model` is of a family dfm does not render (an "
-               "inpainting model, Flux Kontext/Fill/Redux, Stable Cascade, an SDXL refiner alone) or its file cannot "
+               "inpainting model, Flux Fill/Redux, Stable Cascade, an SDXL refiner alone) or its file cannot "
                "be read. A warning at check time for the model, since `dfm render --model` may replace it; "
                "the render refuses it."),
     "DFM406": ("a frame runs no steps", "With few steps, Deforum's int((1 - strength) × steps) rounds to 0 for a "

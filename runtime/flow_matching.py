@@ -350,11 +350,13 @@ def flux_velocity(transformer) -> VelocityFn:
     """Flux's transformer as a velocity function over unpacked latents: pack, the timestep divided by
     1000 (Flux embeds sigma), text tokens at position 0, guidance embedded where the model has it
     (Flux-dev; Flux-schnell has none and ignores it), unpack. `control`, where given, is the step's
-    ControlNet units, called on the same inputs; their samples are added inside the transformer."""
+    ControlNet units, called on the same inputs; their samples are added inside the transformer. `context`
+    (Flux.1 Kontext), unpacked latents of the context image: their tokens follow the frame's, at position 1
+    of the first rotary axis (diffusers' FluxKontextPipeline), and only the frame's come back."""
     takes_guidance = bool(transformer.config.guidance_embeds)
 
     def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None,
-                 control: FluxControlFn | None = None) -> Tensor:
+                 control: FluxControlFn | None = None, context: Tensor | None = None) -> Tensor:
         dtype = transformer.dtype
         b, _, h, w = latents.shape
         g = None
@@ -362,14 +364,21 @@ def flux_velocity(transformer) -> VelocityFn:
             if guidance is None:
                 raise ValueError("this Flux model embeds a guidance scale: pass `guidance`")
             g = torch.full([1], float(guidance), device=latents.device, dtype=torch.float32).expand(b)
+        hidden, ids = pack_latents(latents).to(dtype), flux_image_ids(h, w, latents.device, dtype)
+        tokens = hidden.shape[1]
+        if context is not None:
+            ctx_ids = flux_image_ids(context.shape[-2], context.shape[-1], latents.device, dtype)
+            ctx_ids[..., 0] = 1
+            packed = pack_latents(context).to(dtype).expand(b, -1, -1)
+            hidden, ids = torch.cat([hidden, packed], dim=1), torch.cat([ids, ctx_ids], dim=0)
         inputs = FluxInputs(
-            hidden_states=pack_latents(latents).to(dtype),
+            hidden_states=hidden,
             timestep=t.expand(b).to(latents.dtype) / 1000,
             guidance=guidance,
             pooled=cond.pooled.to(dtype),
             embeds=cond.embeds.to(dtype),
             txt_ids=torch.zeros(cond.embeds.shape[1], 3, device=latents.device, dtype=dtype),
-            img_ids=flux_image_ids(h, w, latents.device, dtype),
+            img_ids=ids,
         )
         samples = (control(inputs) if control is not None else None) or FluxSamples(None, None)
         out = transformer(
@@ -385,7 +394,7 @@ def flux_velocity(transformer) -> VelocityFn:
             controlnet_blocks_repeat=samples.repeat,
             return_dict=False,
         )[0]
-        return unpack_latents(out.float(), h, w)
+        return unpack_latents(out[:, :tokens].float(), h, w)
 
     return velocity
 

@@ -385,7 +385,8 @@ class FrameRenderer:
         runtime/flow_matching.py as the models' own img2img pipelines sample: the row's steps, effective steps,
         seed, subseed and cfg_scale (SD3: classifier-free guidance with the negative prompt above 1; Flux-dev:
         the scale the transformer embeds, no unconditional pass; Flux-schnell: none). Flux's ControlNet units
-        act on the steps of their windows (`flow_velocity_at`)."""
+        act on the steps of their windows (`flow_velocity_at`). Flux.1 Kontext reads the frame's img2img source
+        as its context image too (the warped previous frame: the edit the prompt asks is made to it)."""
         from .flow_matching import flow_denoise
 
         sd = self.sd
@@ -423,10 +424,11 @@ class FrameRenderer:
                 init_latents = sd.encode_image(source)
         mu, sigmas = sd.flow_schedule(steps, *latent_hw)
         evals = [0]
+        context = init_latents if sd.model_family.name == "flux-kontext" else None
 
         def velocity(latents: Tensor, t: Tensor, c, guidance: float | None = None, control=None) -> Tensor:
             evals[0] += int(latents.shape[0])
-            return sd.velocity(latents, t, c, guidance, control)
+            return sd.velocity(latents, t, c, guidance, control, context)
 
         control = self.frame_control(i, row, source) if flux else None
         with self.timer("denoise"):

@@ -59,7 +59,7 @@ FLOW_BASES = ("sd3", "flux")  # rectified-flow models: a transformer predicts a 
 # it the T5 tokens are zeros), Flux one CLIP (pooled only) and its T5 as text_encoder_2
 FLOW_PARTS = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2", "transformer", "vae", "scheduler")
 # T5 tokens read per prompt: diffusers' defaults (SD3: 256; Flux: 512, which FLUX.1-schnell's card lowers to 256)
-T5_MAX_LENGTH = {"sd3": 256, "sd35-turbo": 256, "flux-dev": 512, "flux-schnell": 256}
+T5_MAX_LENGTH = {"sd3": 256, "sd35-turbo": 256, "flux-dev": 512, "flux-schnell": 256, "flux-kontext": 512}
 
 
 @contextmanager
@@ -520,10 +520,14 @@ class StableDiffusion:
         return sd3_velocity(self.unet) if self.family == "sd3" else flux_velocity(self.unet)
 
     @torch.no_grad()
-    def velocity(self, latents: Tensor, t: Tensor, cond, guidance: float | None = None, control=None) -> Tensor:
+    def velocity(self, latents: Tensor, t: Tensor, cond, guidance: float | None = None, control=None,
+                 context: Tensor | None = None) -> Tensor:
         """A flow model's velocity for unpacked latents (B, C, H, W) (flow_matching.VelocityFn); counted as a
-        UNet call. `guidance`: Flux-dev's embedded scale; `control`: a step's Flux ControlNets (FluxControlFn)."""
+        UNet call. `guidance`: Flux-dev's embedded scale; `control`: a step's Flux ControlNets (FluxControlFn);
+        `context`: Flux.1 Kontext's context image latents."""
         self.unet_calls += 1
+        if context is not None:
+            return self._velocity_fn(latents, t, cond, guidance, control, context)
         return self._velocity_fn(latents, t, cond, guidance, control)
 
     def pooled_dim(self) -> int:

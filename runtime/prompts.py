@@ -574,6 +574,10 @@ def flow_refusals(table: FrameTable, sd) -> None:
     if active_units(s) and sd.family == "sd3":
         raise RenderError(f"ControlNet units cannot run with {name} models: {SD3_CONTROLNET_WHY}",
                           "remove the scene's `cn_…` units, or render ControlNet scenes with Flux.1, SDXL or SD 1.x")
+    if active_units(s) and sd.model_family.name == "flux-kontext":
+        raise RenderError("ControlNet units cannot run with Flux.1 Kontext: its context image's tokens join the "
+                          "frame's, and Flux ControlNets are trained on the frame's alone",
+                          "remove the scene's `cn_…` units, or render with Flux.1 [dev]")
     unit = 16  # the VAE's 8 times the transformer's 2x2 patches (the real models: 1024x1024 is 64x64 tokens)
     if int(s.width) % unit or int(s.height) % unit:
         raise RenderError(f"{name} renders sizes in multiples of {unit}; the scene's is {s.width}x{s.height}",

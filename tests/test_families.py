@@ -58,7 +58,7 @@ def test_turbo_lcm_and_epsilon_sd2_folders(tmp_path):
 
 @pytest.mark.parametrize(("edits", "says"), [
     # SD3 and Flux are families now (tests/test_flow_families.py); their edit and inpainting models are not
-    ({"index": {"_class_name": "FluxKontextPipeline", "transformer": ["a", "b"]}}, "Kontext"),
+    ({"index": {"_class_name": "FluxKontextInpaintPipeline", "transformer": ["a", "b"]}}, "Kontext inpainting"),
     ({"index": {"_class_name": "StableDiffusion3InpaintPipeline"}}, "SD3 inpainting"),
     ({"index": {"_class_name": "SomethingNew", "transformer": ["a", "b"]}}, "transformer-based"),
     ({"unet": {"in_channels": 9}}, "9 input channels"),

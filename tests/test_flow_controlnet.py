@@ -373,4 +373,5 @@ def test_sd3_units_are_refused_with_why(tmp_path, monkeypatch):
     table = with_units(flow_table(tmp_path), {1: {"model": "InstantX/SD3-Controlnet-Canny"}})
     with pytest.raises(RenderError, match="no img2img pipeline in diffusers"):
         flow_refusals(table, SimpleNamespace(family="sd3"))
-    flow_refusals(table, SimpleNamespace(family="flux"))  # Flux runs its units
+    dev = SimpleNamespace(family="flux", model_family=SimpleNamespace(name="flux-dev"))
+    flow_refusals(table, dev)  # Flux runs its units

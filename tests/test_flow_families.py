@@ -90,7 +90,7 @@ def test_folder_variants_img2img_classes_and_names(flow_folders, tmp_path):
 
 
 @pytest.mark.parametrize(("index", "transformer", "says"), [
-    ({"_class_name": "FluxKontextPipeline"}, {}, "Kontext"),
+    ({"_class_name": "FluxKontextInpaintPipeline"}, {}, "Kontext inpainting"),
     ({"_class_name": "FluxFillPipeline"}, {}, "Fill"),
     ({}, {"in_channels": 384}, "384 input channels"),
     ({"_class_name": "FluxControlNetPipeline"}, {}, "ControlNet"),
@@ -102,9 +102,12 @@ def test_flux_edit_models_are_still_refused_by_name(flow_folders, tmp_path, inde
     assert e.value.help
 
 
-def test_kontext_ships_devs_configs_and_is_told_by_its_name(flow_folders, tmp_path):
-    with pytest.raises(UnsupportedModel, match="Kontext"):
-        folder_family(copy_folder(flow_folders["flux"], tmp_path / "FLUX.1-Kontext-dev"))
+def test_kontext_ships_devs_configs_and_is_told_by_its_pipeline_or_its_name(flow_folders, tmp_path):
+    by_name = folder_family(copy_folder(flow_folders["flux"], tmp_path / "FLUX.1-Kontext-dev"))
+    by_class = folder_family(copy_folder(flow_folders["flux"], tmp_path / "k",
+                                         index={"_class_name": "FluxKontextPipeline"}))
+    assert by_name.name == by_class.name == "flux-kontext" and by_class.guidance_embedded
+    assert by_class.title == "Flux.1 Kontext [dev]" and by_class.defaults()["cfg_scale"] == 2.5
 
 
 def test_the_tiny_transformers_weights_alone_tell_their_family(flow_folders, tmp_path):
@@ -146,8 +149,7 @@ def test_single_files_in_the_original_layouts(tmp_path):
     assert (comfy.name, comfy.base, comfy.guess) == ("flux-dev", "flux", False)
     with pytest.raises(UnsupportedModel, match="384 input channels"):
         fam("y.safetensors", flux_bfl(channels=384))
-    with pytest.raises(UnsupportedModel, match="Kontext"):  # Kontext has dev's keys: its name tells
-        fam("flux1-kontext-dev.safetensors", flux_bfl())
+    assert fam("flux1-kontext-dev.safetensors", flux_bfl()).name == "flux-kontext"  # dev's keys: its name tells
     large = fam("a.safetensors", sd3_sai(38))
     assert (large.name, large.variant, large.title) == ("sd3", "3.5-large", "SD3.5 Large")
     medium = fam("b.safetensors", sd3_sai(24, medium35=True))
@@ -185,12 +187,13 @@ def test_hub_ids_not_in_the_cache_are_guessed_from_their_names(tmp_path, monkeyp
     assert "guess" in fam.why and repo in fam.why
 
 
-@pytest.mark.parametrize(("repo", "says"), [("black-forest-labs/FLUX.1-Kontext-dev", "Kontext"),
-                                            ("black-forest-labs/FLUX.1-Fill-dev", "Fill")])
+@pytest.mark.parametrize(("repo", "says"), [("black-forest-labs/FLUX.1-Fill-dev", "Fill"),
+                                            ("black-forest-labs/FLUX.1-Canny-dev", "Canny")])
 def test_flux_edit_hub_ids_are_refused_by_name(tmp_path, monkeypatch, repo, says):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(UnsupportedModel, match=says):
         source_family(repo)
+    assert source_family("black-forest-labs/FLUX.1-Kontext-dev").name == "flux-kontext"
 
 
 def test_a_cached_flux_snapshot_is_read_not_guessed(flow_folders, tmp_path, monkeypatch):

@@ -552,3 +552,55 @@ def test_a_sharded_flow_render_is_the_local_render(flow_models, mode, tmp_path):
     with LocalPool("cpu") as pool:
         report = render_sharded(table, tmp_path / "sharded", pool, chunk=1)
     assert report.frames == 4 and frames_of(tmp_path / "sharded") == frames_of(tmp_path / "local")
+
+
+# ---- Flux.1 Kontext: the frame's source as its context image ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kontext_folder(flow_models, tmp_path_factory):
+    """The tiny Flux pipeline's parts as a FluxKontextPipeline folder (Kontext is [dev]-shaped)."""
+    from diffusers import FluxKontextPipeline
+
+    folder = tmp_path_factory.mktemp("kontext") / "tiny-flux-kontext"
+    FluxKontextPipeline(**flow_models["flux"].components).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def test_kontext_reads_the_source_as_its_context_and_equals_diffusers(flow_models, kontext_folder):
+    """At strength 0 a Kontext frame starts from noise, as FluxKontextPipeline does, with the frame's source
+    (the warped previous frame) as its context image: the latents are the pipeline's for the same seed."""
+    from diffusers import FluxKontextPipeline
+
+    sd = load(kontext_folder)
+    assert sd.model_family.name == "flux-kontext" and sd.model_family.guidance_embedded
+    table = flow_table(kontext_folder, strength=0.0)
+    row = table.row(2)
+    assert int(row["effective_steps"]) == int(row["steps"]) == 4
+    source = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    got = frame_latents(sd, table, 2, source)
+    pipe = FluxKontextPipeline.from_pretrained(str(kontext_folder), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    packed = pipe(image=sd.encode_image(source), prompt=str(row["prompt"]), height=SIZE, width=SIZE,
+                  num_inference_steps=4, guidance_scale=float(row["cfg_scale"]),
+                  generator=torch.Generator("cpu").manual_seed(int(row["seed"])), output_type="latent",
+                  max_sequence_length=sd.t5_max_length, _auto_resize=False, max_area=SIZE * SIZE).images
+    torch.testing.assert_close(got, unpack_latents(packed, SIZE // 2, SIZE // 2), **TOL)
+    dev = frame_latents(load(flow_models["flux_folder"]), flow_table(flow_models["flux_folder"], strength=0.0), 2,
+                        source)
+    assert (got - dev).abs().max() > 1e-3  # the context changed the frame
+
+
+def test_a_kontext_scene_renders_with_its_defaults_and_refuses_controlnet(kontext_folder, tmp_path):
+    from dfm.api import compile_result
+
+    text = f'dfm 1\nmode 2d\nframes 3\nsize 64x64\nmodel "{kontext_folder}"\nprompt 0 "make it night"\n'
+    r = compile_result(text, str(tmp_path / "k.dfm"))
+    assert r.ok and set(r.table["cfg_scale"]) == {2.5} and set(r.table["steps"]) == {28}
+    assert any("Flux.1 Kontext [dev]" in d.message for d in r.diagnostics if d.code == "DFM207")
+    table = compile_result(text + "steps 4\n", str(tmp_path / "k.dfm")).table
+    report = render(table, tmp_path / "out", model=str(kontext_folder), device="cpu")
+    assert report.frames == 3 and report.unet_evals == int(table["unet_evals"].sum())
+    cn = compile_result(text + 'cn_1_model "some/flux-controlnet"\ncn_1_loopback_mode true\n',
+                        str(tmp_path / "k.dfm"))
+    assert any(d.code == "DFM407" and "Kontext" in d.message and d.is_error for d in cn.diagnostics)
