@@ -32,7 +32,14 @@ demo: $(STAMP)
 	$(BIN)/dfm demo $(DEMO) --out outputs/demo
 	@echo "To run dfm yourself: '. $(VENV)/bin/activate' puts it on the PATH (then 'dfm --help'), or run $(BIN)/dfm"
 
+# the browser tests of `dfm studio` (tests/test_studio_browser.py) drive Debian's chromium through Playwright
+CHROMIUM := /usr/bin/chromium
+
 test: $(TEST_STAMP)
+	@test -x $(CHROMIUM) || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the browser tests (apt-get install chromium)"; \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else echo "The browser tests need $(CHROMIUM): install Debian's chromium package (sudo apt-get install chromium)"; fi
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(TEST_STAMP)

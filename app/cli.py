@@ -1,5 +1,5 @@
 """The `dfm` command line: check, fmt, compile, plot, import, export, render, batch, preview, diff, lsp,
-explain, demo, interpolate, upscale. Each command is a module of app/commands/ (its arguments and its
+explain, demo, interpolate, upscale, studio. Each command is a module of app/commands/ (its arguments and its
 handler); this file lists them in help order, parses, and hands the command to app/dispatch.py, which
 prints any error it raises.
 
@@ -28,14 +28,15 @@ from .commands import (
     plot,
     preview,
     render,
+    studio,
     upscale,
 )
 from .commands import compile as compile_command
 from .dispatch import run_command
 from .exit_codes import EXIT_USAGE
 
-COMMANDS = (check, fmt, compile_command, plot, import_, export, render, batch, preview, diff, lsp, explain, demo,
-            interpolate, upscale)
+COMMANDS = (check, fmt, compile_command, plot, import_, export, render, batch, preview, studio, diff, lsp, explain,
+            demo, interpolate, upscale)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,6 +110,7 @@ def output_state(out: Path, total_hint: int | None = None, now: float | None = N
         "kept": job.get("kept") if job else None,
         "resumed_at": job.get("resumed_at") if job else None,
         "pid": job.get("pid") if job else None,
+        "started": job.get("started") if job else None,
         "video": {"file": "video.mp4", "mtime": video.stat().st_mtime} if finished else None,
     }
 

@@ -37,9 +37,11 @@ class RenderRunner:
         """Start the render (the caller has checked that none runs)."""
         self.log.clear()
         self.returncode, self.started, self.stopping = None, time.time(), False
+        # its own session: a Ctrl-C in the studio's terminal reaches the studio only, which then sends the
+        # render exactly one SIGINT (a second one could cut its checkpoint short)
         self.proc = await asyncio.create_subprocess_exec(*self.command(), stdin=asyncio.subprocess.DEVNULL,
                                                          stdout=asyncio.subprocess.PIPE,
-                                                         stderr=asyncio.subprocess.STDOUT)
+                                                         stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         self.log.append("$ dfm render " + " ".join(self.command()[4:]))
         asyncio.get_running_loop().create_task(self._follow(self.proc))
         self.on_change()

@@ -55,7 +55,12 @@ def load_scene(path: Path) -> SceneView:
         text = read_source(str(path))
     except (UsageError, OSError) as exc:
         return SceneView({"ok": False, "path": str(path), "diagnostics": f"{exc}\n", "summary": "cannot read"})
-    result = compile_result(text, str(path))
+    try:
+        result = compile_result(text, str(path))
+    except Exception as exc:  # noqa: BLE001 - a bug in dfm: the page says so, as the command line would
+        return SceneView({"ok": False, "path": str(path), "summary": "internal error",
+                          "diagnostics": f"internal error: {type(exc).__name__}: {exc}\nThis is a bug in dfm; "
+                                         "please report it with the scene.\n"})
     diagnostics = diagnostics_text(result.diagnostics, {str(path): text})
     from ..console import summary
 
@@ -103,6 +108,7 @@ def table_payload(table) -> dict:
         "diffused": marks(table, "diffused"),
         "beats": marks(table, "audio_beat"),
         "audio": str(s.audio) if s.audio else None,
+        "audio_offset": float(getattr(s, "audio_offset", 0.0) or 0.0),
     }
 
 
@@ -149,20 +155,18 @@ def sample_positions(n: int) -> tuple[list[int], list[tuple[int, int]] | None]:
 
 
 def sampled(values: np.ndarray, buckets: list[tuple[int, int]] | None) -> list[float | None]:
-    """`values` at the chart's points: all of them, or each bucket's min and max (in the order they occur)."""
+    """`values` at the chart's points: all of them, or each bucket's min then max (NaN ignored), so a spike
+    one frame wide still shows however long the scene."""
     if buckets is None:
         return json_floats(values)
-    out: list[float] = []
-    for lo, hi in buckets:
-        part = values[lo:hi]
-        if hi - lo == 1:
-            out.append(float(part[0]))
-            continue
-        with np.errstate(invalid="ignore"):
-            i, j = (int(np.nanargmin(part)), int(np.nanargmax(part))) if not np.all(np.isnan(part)) else (0, 0)
-        first, second = (part[i], part[j]) if i <= j else (part[j], part[i])
-        out += [float(first), float(second)]
-    return [None if math.isnan(v) else v for v in out]
+    starts = np.array([lo for lo, _ in buckets])
+    wide = np.array([hi - lo > 1 for lo, hi in buckets])
+    with np.errstate(invalid="ignore"):
+        lows, highs = np.fmin.reduceat(values, starts), np.fmax.reduceat(values, starts)
+    pairs = np.stack([lows, highs], axis=1)
+    out = np.concatenate([pairs[i] if w else pairs[i, :1] for i, w in enumerate(wide)]) if not wide.all() \
+        else pairs.reshape(-1)
+    return json_floats(out)
 
 
 def json_floats(values: np.ndarray) -> list[float | None]:
@@ -179,7 +183,8 @@ def prompt_bands(table, column: str) -> list[dict]:
     cuts = np.flatnonzero(a[1:] != a[:-1]) + 1
     starts = [0, *cuts.tolist()]
     ends = [*(c - 1 for c in cuts.tolist()), len(a) - 1]
-    return [{"start": s, "end": e, "text": str(a[s])} for s, e in zip(starts[:MAX_BANDS], ends[:MAX_BANDS], strict=True)]
+    runs = zip(starts[:MAX_BANDS], ends[:MAX_BANDS], strict=True)
+    return [{"start": s, "end": e, "text": str(a[s])} for s, e in runs]
 
 
 def marks(table, column: str) -> list[int]:

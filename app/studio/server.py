@@ -15,6 +15,7 @@ must come from the page itself (same Origin and a header a cross-site form canno
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import shutil
@@ -37,6 +38,7 @@ from .sweep import find_sweep
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
+RESCAN_MS = 2000  # the watched folders are read again this often even without an event
 WATCH_DEBOUNCE_MS = 150  # a save is on the page well within a second, and a burst of frames is one update
 PAGE_HEADER = "X-Dfm-Studio"  # sent by the page's POSTs: a cross-site form or image cannot add a header
 FRAME_INDEX = re.compile(r"^\d{1,9}$")
@@ -57,17 +59,21 @@ class Studio:
 
     def __init__(self, config: Config, state_dir: Path, view: SceneView | None = None) -> None:
         self.config = config
+        self.scene_given = config.scene  # compiled as given, so diagnostics name it as `dfm check FILE` does
         self.scene = config.scene.resolve()
         self.out = config.out.resolve() if config.out.exists() else config.out.absolute()
         self.view = view
-        self.generation = 1 if view is not None else 0
+        self.generation = 1 if view is not None else 0  # of the newest compile started
+        self.shown = self.generation  # of `view`, the newest compile finished: what the page is given
         self.compiled = asyncio.Event()
         self.subscribers: set[asyncio.Queue] = set()
-        self.preview = PreviewBuilder(self.scene, state_dir / "preview", lambda info: self.publish("preview", info))
-        self.render = RenderRunner(self.scene, self.out, lambda: self.publish("render", self.render.state()))
+        self.preview = PreviewBuilder(self.scene_given, state_dir / "preview",
+                                      lambda info: self.publish("preview", info))
+        self.render = RenderRunner(self.scene_given, self.out, lambda: self.publish("render", self.render.state()))
         self.sweep_root: Path | None = None
         self.sweep: dict | None = None
         self.tasks: list[asyncio.Task] = []
+        self.last_output: dict | None = None
 
     # ---- events ---------------------------------------------------------------------------------------
 
@@ -84,10 +90,10 @@ class Studio:
         """Compile the scene off the loop; a save that arrives meanwhile wins (its generation is newer)."""
         self.generation += 1
         generation = self.generation
-        view = await asyncio.get_running_loop().run_in_executor(None, load_scene, self.scene)
+        view = await asyncio.get_running_loop().run_in_executor(None, load_scene, self.scene_given)
         if generation != self.generation:
             return
-        self.view = view
+        self.view, self.shown = view, generation
         self.compiled.set()
         self.publish("scene", {"generation": generation, "ok": view.payload["ok"]})
         if view.payload["ok"]:
@@ -102,13 +108,30 @@ class Studio:
         return {**state, "folder": str(self.out), "runner": self.render.state()}
 
     async def refresh_output(self) -> None:
-        self.publish("output", await self.output_now())
+        """Tell the page the output folder's state when it changed (the watcher also calls this on a timer)."""
+        state = await self.output_now()
+        if state != self.last_output:
+            self.last_output = state
+            self.publish("output", state)
 
-    async def refresh_sweep(self) -> None:
+    async def read_sweep(self) -> None:
         found = await asyncio.get_running_loop().run_in_executor(None, find_sweep, self.sweep_candidates(),
                                                                  self.scene.stem)
         self.sweep_root, self.sweep = found if found is not None else (None, None)
-        self.publish("sweep", {"present": self.sweep is not None})
+
+    async def refresh_sweep(self) -> None:
+        """Read the sweep again and tell the page when it changed (the page then asks for it: /api/sweep
+        reads, never tells)."""
+        had = self.sweep
+        await self.read_sweep()
+        if self.sweep != had:
+            self.publish("sweep", {"present": self.sweep is not None})
+
+    async def refresh_out_folder(self) -> None:
+        """The output folder changed: its render state, and the sweep when one lives there (or starts to)."""
+        await self.refresh_output()
+        if self.config.sweep is None and (self.sweep_root in (None, self.out)):
+            await self.refresh_sweep()
 
     def sweep_candidates(self) -> list[Path]:
         """--sweep DIR; else the output folder, and its parent when a batch summary is there (`dfm batch`'s
@@ -130,23 +153,34 @@ class Studio:
     async def watch_folder(self, folder: Path, refresh) -> None:
         """Refresh on each change under `folder`, waiting for it to exist (a first render makes it) and
         starting again when it is removed and made again."""
+        while True:
+            try:
+                await self._watch_once(folder, refresh)
+            except (OSError, ValueError) as exc:  # an unreadable file mid-write: say so, and watch on
+                print(f"dfm studio: warning: {folder}: {exc}", file=sys.stderr)
+                await asyncio.sleep(1.0)
+
+    async def _watch_once(self, folder: Path, refresh) -> None:
+        """Watch `folder` until it is removed (returns at once while it does not exist)."""
         from watchfiles import awatch
 
-        while True:
-            if not folder.is_dir():
-                await asyncio.sleep(0.5)
-                continue
-            await refresh()
-            stop = asyncio.Event()
-            watcher = asyncio.get_running_loop().create_task(self._gone(folder, stop))
-            try:
-                async for _ in awatch(folder, debounce=WATCH_DEBOUNCE_MS, step=50, stop_event=stop):
-                    await refresh()
-            except (FileNotFoundError, RuntimeError):  # the folder went away under the watcher
-                pass
-            finally:
-                watcher.cancel()
-            await refresh()
+        if not folder.is_dir():
+            await asyncio.sleep(0.5)
+            return
+        await refresh()
+        stop = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(self._gone(folder, stop))
+        try:
+            # a timeout yields too (an empty set): a change made while the watcher started is still seen,
+            # and a running render's ETA counts down
+            async for _ in awatch(folder, debounce=WATCH_DEBOUNCE_MS, step=50, stop_event=stop,
+                                  rust_timeout=RESCAN_MS, yield_on_timeout=True):
+                await refresh()
+        except (FileNotFoundError, RuntimeError):  # the folder went away under the watcher
+            pass
+        finally:
+            watcher.cancel()
+        await refresh()
 
     @staticmethod
     async def _gone(folder: Path, stop: asyncio.Event) -> None:
@@ -163,8 +197,8 @@ class Studio:
             if self.view.payload["ok"]:
                 self.preview.rebuild()
         self.tasks.append(loop.create_task(self.watch_scene()))
-        self.tasks.append(loop.create_task(self.watch_folder(self.out, self.refresh_output)))
-        await self.refresh_sweep()
+        self.tasks.append(loop.create_task(self.watch_folder(self.out, self.refresh_out_folder)))
+        await self.read_sweep()
         if self.sweep_root is not None and self.sweep_root != self.out:
             self.tasks.append(loop.create_task(self.watch_folder(self.sweep_root, self.refresh_sweep)))
         elif self.sweep_root is None and self.config.sweep is not None:
@@ -172,7 +206,11 @@ class Studio:
 
     async def close(self) -> None:
         for q in list(self.subscribers):
-            q.put_nowait(None)  # ends each event stream, so the server can shut down
+            try:
+                q.put_nowait(None)  # ends each event stream, so the server can shut down
+            except asyncio.QueueFull:
+                q.get_nowait()
+                q.put_nowait(None)
         for t in self.tasks:
             t.cancel()
         await self.preview.close()
@@ -201,9 +239,21 @@ async def scene_json(request: web.Request) -> web.Response:
     studio = studio_of(request)
     await studio.compiled.wait()
     assert studio.view is not None
-    payload = {**studio.view.payload, "generation": studio.generation, "name": studio.scene.name,
-               "out": str(studio.out)}
+    payload = {**studio.view.payload, "generation": studio.shown, "name": studio.scene.name,
+               "out": str(studio.out), "audio_url": audio_url(studio)}
     return web.json_response(payload, dumps=compact_json)
+
+
+def audio_url(studio: Studio) -> str | None:
+    """The soundtrack as a path under /files/scene/ when it lies in the scene's folder (Play plays it along)."""
+    track = studio.view.payload.get("audio") if studio.view is not None else None
+    if not track:
+        return None
+    try:
+        relative = Path(track).resolve().relative_to(studio.scene.parent)
+    except (ValueError, OSError):
+        return None
+    return relative.as_posix() if safe_file(studio.scene.parent, relative.as_posix()) else None
 
 
 def compact_json(data: object) -> str:
@@ -225,7 +275,7 @@ async def frame_json(request: web.Request) -> web.Response:
     if view is None or view.table is None:
         raise web.HTTPNotFound()
     k = frame_index(request, len(view.table))
-    return web.json_response({"frame": k, "generation": studio.generation, "values": frame_values(view.table, k)},
+    return web.json_response({"frame": k, "generation": studio.shown, "values": frame_values(view.table, k)},
                              dumps=compact_json)
 
 
@@ -249,7 +299,7 @@ async def output_json(request: web.Request) -> web.Response:
 
 async def sweep_json(request: web.Request) -> web.Response:
     studio = studio_of(request)
-    await studio.refresh_sweep()
+    await studio.read_sweep()
     return web.json_response(studio.sweep)
 
 
@@ -372,7 +422,12 @@ def make_app(studio: Studio) -> web.Application:
 
 
 class PortTaken(OSError):
-    """The port is in use (or the address cannot be bound); the command turns it into a one-line error."""
+    """host:port cannot be listened on (`in_use`: another program has the port); the command turns it into
+    a one-line error."""
+
+    def __init__(self, reason: str, in_use: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.in_use = reason, in_use
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -381,14 +436,14 @@ def bind(host: str, port: int) -> socket.socket:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise PortTaken(f"cannot listen on {host}: {exc.strerror or exc}") from None
+        raise PortTaken(str(exc.strerror or exc), in_use=False) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT, not one in use
         sock.bind(address)
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise PortTaken(str(exc.strerror or exc)) from None
+        raise PortTaken(str(exc.strerror or exc), in_use=exc.errno == errno.EADDRINUSE) from None
     sock.setblocking(False)
     return sock
 
