@@ -57,6 +57,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_flow.py
 	$(BIN)/python benchmarks/bench_interpolate.py
 	$(BIN)/python benchmarks/bench_upscale.py
+	$(BIN)/python benchmarks/bench_studio.py
 	$(BIN)/python benchmarks/bench_checkpoints.py
 	$(BIN)/python benchmarks/bench_lora.py
 
