@@ -95,6 +95,16 @@ def lora_latents(sd, table, i: int):
     return renderer.latents(i, row, None)
 
 
+def pipeline_with_lora(flow_models, family: str, state: dict, weight: float):
+    """diffusers' own pipeline of the tiny model with the LoRA `state` loaded by its `load_lora_weights`, at
+    `weight` on every part it adapts."""
+    pipe = type(flow_models[family]).from_pretrained(str(flow_models[f"{family}_folder"]), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(dict(state), adapter_name="x")
+    pipe.set_adapters(["x"], [weight])
+    return pipe
+
+
 def frames_of(table, folder, out):
     report = render(table, out, model=str(folder), device="cpu")
     return [p.read_bytes() for p in sorted((out / "frames").iterdir())], report
@@ -141,11 +151,7 @@ def test_frame_latents_equal_diffusers_with_the_lora(flow_models, lora_files, fa
     sd.load()  # loaded: the renderer installs the LoRA itself
     got = lora_latents(sd, table, 0)
     plain = pipeline_latents(family, flow_models[family], sd, table.row(0), None)
-    pipe = type(flow_models[family]).from_pretrained(str(folder), local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.load_lora_weights(dict(state), adapter_name="x")
-    pipe.set_adapters(["x"], [0.7])
-    want = pipeline_latents(family, pipe, sd, table.row(0), None)
+    want = pipeline_latents(family, pipeline_with_lora(flow_models, family, state, 0.7), sd, table.row(0), None)
     torch.testing.assert_close(got, want, **TOL)
     assert (got - plain).abs().max() > 1e-3  # the LoRA really changed the frame
     without = pipeline_latents(family, flow_models[family], sd, table.row(1), None)
@@ -171,11 +177,7 @@ def test_a_lora_of_the_transformer_and_the_clip_encoders_equals_diffusers(flow_m
     sd = load(folder)
     sd.load()
     got = lora_latents(sd, table, 0)
-    pipe = type(flow_models[family]).from_pretrained(str(folder), local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.load_lora_weights(dict(state), adapter_name="x")
-    pipe.set_adapters(["x"], [0.7])
-    want = pipeline_latents(family, pipe, sd, table.row(0), None)
+    want = pipeline_latents(family, pipeline_with_lora(flow_models, family, state, 0.7), sd, table.row(0), None)
     torch.testing.assert_close(got, want, **TOL)
     transformer_only = lora_table(folder, lora_files[family][0], [0.7, 0.7])
     other = load(folder)
