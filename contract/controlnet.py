@@ -149,6 +149,18 @@ class UnitSettings:
         )
 
 
+def control_folder(n: int) -> str:
+    """Where `save_control_frames` puts unit n's control images in a render folder (NNNNN.png inside)."""
+    return f"controlnet_{int(n)}"
+
+
+def saved_control_folders(settings: Mapping[str, object]) -> list[str]:
+    """The folders a render of these settings writes control images into (none without save_control_frames)."""
+    if not settings.get("save_control_frames"):
+        return []
+    return [control_folder(u.number) for u in active_units(settings)]
+
+
 def active_units(settings: Mapping[str, object]) -> tuple[UnitSettings, ...]:
     """The table's active units, in number order; () for a scene without ControlNet."""
     return tuple(UnitSettings.from_settings(settings, int(n)) for n in settings.get(UNITS_SETTING, ()) or ())

@@ -33,7 +33,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..contract.controlnet import CONTROL_MODES, FLUX_UNION_MODES, UNION_TYPES, UnitSettings, active_units, column
+from ..contract.controlnet import (
+    CONTROL_MODES,
+    FLUX_UNION_MODES,
+    UNION_TYPES,
+    UnitSettings,
+    active_units,
+    column,
+    control_folder,
+)
 from ..contract.table import FrameTable, Settings
 from .errors import RenderError
 from .flow_matching import FluxInputs, FluxSamples, pack_latents, sum_samples, token_mask
@@ -507,7 +515,7 @@ def renderer_units(table: FrameTable, device: torch.device, *, depth=None,
                           "with this dfm (`dfm compile`)")
     s = table.settings
     return tuple(RendererUnit(u, open_images(u, s, s.width, s.height, device, depth=depth,
-                                             save_dir=save_dir / f"controlnet_{u.number}" if save_dir else None,
+                                             save_dir=save_dir / control_folder(u.number) if save_dir else None,
                                              frame_count=len(table))) for u in units)
 
 

@@ -9,33 +9,19 @@ from pathlib import Path
 
 from ..contract.table import FrameTable, Settings
 from .clips import output_name
-from .errors import RenderError
-from .outdir import UPSCALED_VIDEO, dfm_manifest, owned_files
+from .outdir import UPSCALED_VIDEO
 
 
-def finished_names(settings: Settings) -> list[str]:
-    """The videos `finish_video` writes for these settings, by name, in the render folder."""
-    names = []
+def finished_names(settings: Settings) -> dict[str, str]:
+    """The videos `finish_video` writes for these settings, by name in the render folder: what writes each."""
+    names = {}
     if settings.upscale_model:
-        names.append(UPSCALED_VIDEO)
+        names[UPSCALED_VIDEO] = "finishing step (upscale)"
     if settings.interpolate != "none":
         base = Path(UPSCALED_VIDEO).stem if settings.interpolate_upscaled and settings.upscale_model else "video"
-        names.append(f"{base}{output_name(int(settings.interpolate_times), bool(settings.interpolate_slow_mo))}.mp4")
+        times, slow_mo = int(settings.interpolate_times), bool(settings.interpolate_slow_mo)
+        names[f"{base}{output_name(times, slow_mo)}.mp4"] = "finishing step (interpolation)"
     return names
-
-
-def check_finished_names(settings: Settings, root: Path) -> None:
-    """Refuse, before anything renders, a finished video's name held in the folder by a file dfm did not
-    write (neither the last render's manifest nor dfm's record of its files lists it): finishing replaces
-    only its own videos."""
-    manifest = dfm_manifest(root) or {}
-    listed = manifest.get("finished")
-    ours = owned_files(root) | ({n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set())
-    for name in finished_names(settings):
-        if (root / name).exists() and name not in ours:
-            raise RenderError(f"{root / name} was not written by dfm, and this scene's finishing step "
-                              f"({'upscale' if name == UPSCALED_VIDEO else 'interpolation'}) writes a video of that "
-                              "name", "move or rename that file, or render into another folder (--out)")
 
 
 def finish_video(table: FrameTable, root: Path, *, allow_pickle: bool = False, device: str = "auto") -> list[Path]:

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..contract.controlnet import saved_control_folders
 from ..contract.files import file_mode
 from ..contract.modes import mode as mode_of
 from ..contract.table import FrameTable
@@ -28,10 +29,11 @@ from . import controlnet, incremental, networks, resume, speedups
 from .checks import check_table, mode_warnings
 from .depth import DepthEstimator
 from .errors import RenderError
-from .finishing import check_finished_names
+from .finishing import finished_names
 from .models import StableDiffusion, family_warnings
 from .outdir import (
     Output,
+    check_names_are_dfms,
     clear_old_frames,
     clear_temp_files,
     dfm_manifest,
@@ -186,11 +188,13 @@ def prepare_output(table: FrameTable, out: Output, start: Start) -> int:
         owned = owned_frames(root)
         resume.write_owner(root, max(owned, n))
         resume.write_record(root, table, start.fingerprint, kept)
-        previous = dfm_manifest(root)
-        if previous is not None:
-            finished = previous.get("finished")
-            if isinstance(finished, list):  # its finished videos stay dfm's until this render replaces them
-                record_files(root, [n for n in finished if isinstance(n, str) and "/" not in n])
+        previous = dfm_manifest(root) or {}
+        for key in ("finished", "control_frames"):  # they stay dfm's until this render replaces them
+            listed = previous.get(key)
+            if isinstance(listed, list):
+                record_files(root, [n for n in listed if isinstance(n, str) and "/" not in n])
+        record_files(root, saved_control_folders(table.settings))  # before this render writes into them
+        if previous:
             (root / "manifest.json").unlink()  # it describes frames about to be replaced
         if start.checkpoint is None:
             resume.state_path(root).unlink(missing_ok=True)  # never continue, nor later mix in, another state
@@ -303,7 +307,7 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
     check_table(table)
     made = open_output(out.root)
     try:
-        check_finished_names(table.settings, out.root)
+        check_names_are_dfms(out.root, dfm_names(table.settings))
     except RenderError:
         if made:
             remove_if_empty(out.root)
@@ -360,6 +364,13 @@ def run_job(table: FrameTable, out: Output, frames: FrameSource, *, fingerprint:
         except OSError as e:
             raise unwritable(out.root, e) from None
     return report
+
+
+def dfm_names(settings) -> dict[str, str]:
+    """What a render of these settings writes in its folder beside the frames, video and state: the finished
+    videos and the folders of saved control images (name -> what writes it)."""
+    return {**finished_names(settings),
+            **{name: "save_control_frames" for name in saved_control_folders(settings)}}
 
 
 def job_status(table: FrameTable, start: Start, started: float) -> dict:

@@ -80,6 +80,22 @@ def record_files(folder: Path, names: Iterable[str]) -> None:
     write_atomic(folder / OWNED_FILE, json.dumps(data, indent=1) + "\n")
 
 
+def check_names_are_dfms(root: Path, names: dict[str, str]) -> None:
+    """Refuse, before anything renders, a name this render writes (name -> what writes it) that a file or
+    folder of the user's holds: neither the last render's manifest (`finished`, `control_frames`) nor dfm's
+    record of its files lists it. A render replaces only what dfm wrote."""
+    manifest = dfm_manifest(root) or {}
+    ours = owned_files(root)
+    for key in ("finished", "control_frames"):
+        listed = manifest.get(key)
+        if isinstance(listed, list):
+            ours |= {n for n in listed if isinstance(n, str)}
+    for name, what in names.items():
+        if (root / name).exists() and name not in ours:
+            raise RenderError(f"{root / name} was not written by dfm, and this scene's {what} writes there",
+                              "move or rename it, or render into another folder (--out)")
+
+
 def foreign_files(root: Path) -> list[str]:
     """The names in `root` that are not dfm's: everything when it holds no dfm render, less the record of
     dfm's files, the files it lists and their temporary files (a write cut short)."""

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from ..contract.controlnet import saved_control_folders
 from ..contract.table import FrameTable, Settings
 from . import controlnet, resume, speedups
 from .checks import check_table, needs_depth
@@ -167,6 +168,9 @@ def manifest(
     units = controlnet.describe_units(table, sd)
     if units:  # what each ControlNet unit used (a scene without units has no such key)
         out["controlnet"] = units
+        saved = saved_control_folders(s)
+        if saved:  # dfm's folders of control images: a later render may replace them
+            out["control_frames"] = saved
     if depth is not None:
         out["depth_model"] = {"spec": depth.spec, "path": str(depth.folder), "kind": depth.kind}
         if report.depth_maps:

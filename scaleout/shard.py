@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..contract.controlnet import control_folder
 from ..contract.files import write_atomic
 from ..contract.table import FrameTable
 from .cluster import Queue, WorkerLost, run_queue
@@ -216,7 +217,7 @@ class _Arrivals:
             write_atomic(self.root / "frames" / frame_name(i), png)
             self.on_disk[i] = True
         for unit, i, png in getattr(result, "controls", ()):  # save_control_frames: as a local render names them
-            folder = self.root / f"controlnet_{unit}"
+            folder = self.root / control_folder(unit)
             folder.mkdir(exist_ok=True)
             write_atomic(folder / frame_name(i), png)
         append_hashes(self.root, [(i, frame_digest(png)) for i, png in result.frames])

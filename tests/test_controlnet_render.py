@@ -106,3 +106,34 @@ def test_a_sharded_render_saves_the_control_images_a_local_render_saves(tiny_mod
 
     local = saved(tmp_path / "local")
     assert len(local) == len(table) and saved(tmp_path / "sharded") == local
+
+
+def test_a_users_folder_of_a_control_folders_name_is_never_written_into(tiny_models, controlnet, tmp_path):
+    """save_control_frames writes controlnet_N/ only where it is dfm's: a user's folder of that name in the
+    render folder stops the render before anything changes; dfm's own is rewritten by the next render."""
+    from render_outputs import snapshot
+
+    from dfm.runtime import RenderError
+
+    data = deforum_file(controlnet, enabled=True, weight="0:(1)")
+    plain = compile_text(import_settings(dict(data, cn_1_enabled=False)).text)
+    out = tmp_path / "out"
+    render(plain, out, model=str(tiny_models["folder"]), device="cpu")
+    (out / "controlnet_1").mkdir()
+    (out / "controlnet_1" / "00000.png").write_bytes(b"the user's own image")
+    before = snapshot(out)
+    saving = compile_text(import_settings(data).text + "save_control_frames true\n")
+    try:
+        render(saving, out, model=str(tiny_models["folder"]), device="cpu")
+    except RenderError as e:
+        assert "controlnet_1 was not written by dfm" in str(e) and "save_control_frames" in str(e)
+    else:
+        raise AssertionError("the user's controlnet_1/ would have been written into")
+    assert snapshot(out) == before
+    (out / "controlnet_1" / "00000.png").unlink()
+    (out / "controlnet_1").rmdir()
+    render(saving, out, model=str(tiny_models["folder"]), device="cpu")
+    assert json.loads((out / "manifest.json").read_text())["control_frames"] == ["controlnet_1"]
+    again = saving.with_columns(zoom=[1.02, 1.03, 1.04])
+    render(again, out, model=str(tiny_models["folder"]), device="cpu")  # dfm's own folder: rewritten
+    assert sorted(p.name for p in (out / "controlnet_1").iterdir()) == ["00000.png", "00001.png", "00002.png"]
