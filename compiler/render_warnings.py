@@ -23,6 +23,7 @@ from .lower import (
     frame_rows,
     pieces_columns,
     sampler_evaluations,
+    split_neg,
 )
 from .string_spans import string_span
 
@@ -78,13 +79,20 @@ def _step_fixes(strength: float, steps: int) -> tuple[int | None, float]:
 _PROMPT_COLUMNS = (("prompt", "prompt", "prompt_pieces"), ("negative", "negative_prompt", "negative_prompt_pieces"))
 
 
+def _in_column(name: str, text: str) -> str:
+    """A statement's text as its column holds it: a prompt's part before `--neg` (the rest goes to the negative
+    column, joined with the negative in force)."""
+    return split_neg(text)[0] if name == "prompt" else text
+
+
 def edit_columns(settings: Settings, values: dict[str, np.ndarray], prompt_keys: dict[str, list[PromptKey]],
                  env: Mapping[str, float | np.ndarray]) -> dict[str, np.ndarray] | None:
     """What `unreached_edits` reads of the FrameTable, without building it (`dfm check`): the rows from
     lower.py's own functions, and the pieces only of the diffused rows whose prompt text has a bracket
     (elsewhere ""). None when no prompt text has one: nothing can switch, and nothing is computed. Raises
     lower.PromptValueError as the lowering does."""
-    keyed = {column: {t for _, t, _ in prompt_keys.get(name, []) if "[" in t} for name, column, _ in _PROMPT_COLUMNS}
+    keyed = {column: {_in_column(name, t) for _, t, _ in prompt_keys.get(name, []) if "[" in t}
+             for name, column, _ in _PROMPT_COLUMNS}
     if not any(keyed.values()):
         return None
     prompts = [(f, t) for f, t, _ in prompt_keys.get("prompt", [])]
@@ -109,57 +117,73 @@ def unreached_edits(ctx: CompileContext, prompt_keys: dict[str, list[PromptKey]]
                     sampler: str) -> None:
     """A prompt whose editing or alternation never switches on some diffused frames it is in force
     (DFM504): A1111 counts the edit from the first step a frame runs, so an img2img frame that runs 8 of
-    25 steps never reaches `[a:b:0.5]`. Said once per statement, with the first such frame, at the bracket
-    that switches first. `cols`: the FrameTable's columns, or `edit_columns`."""
+    25 steps never reaches `[a:b:0.5]`. Said once per statement and part (a prompt's `--neg` part is read
+    from the negative column on the prompt's rows), with the first such frame, at the bracket that switches
+    first. `cols`: the FrameTable's columns, or `edit_columns`."""
     diffused = np.asarray(cols["diffused"], dtype=bool)
     evals = sampler_evaluations(sampler, cols["steps"], cols["effective_steps"])
     for name, column, pieces in _PROMPT_COLUMNS:
         # no bracket, no editing or alternation (a backtick's number never makes one); the diffused rows of
         # each text found in one pass, not one pass per statement
-        wanted = {text for _, text, _ in prompt_keys.get(name, []) if "[" in text}
+        wanted = {_in_column(name, text) for _, text, _ in prompt_keys.get(name, []) if "[" in text}
         rows_of: dict[str, list[int]] = {}
         for i in np.flatnonzero(diffused).tolist() if wanted else ():
             text = cols[column][i]
             if text in wanted:
                 rows_of.setdefault(text, []).append(i)
         for _, text, st in prompt_keys.get(name, []):
-            rows = np.asarray(rows_of.get(text, ()), dtype=np.int64)
+            rows = np.asarray(rows_of.get(_in_column(name, text), ()), dtype=np.int64)
             if not len(rows):
                 continue
-            values = cols[pieces][rows].tolist()
-            switch = {v: prompt_syntax.first_switch(v) for v in set(values)}
-            firsts = np.array([switch[v] if switch[v] is not None else -1 for v in values])
-            edits = firsts >= 0
-            never = edits & (firsts + 1 > evals[rows] - 1)  # evaluation first+1 is past the last one run
-            if not never.any():
-                continue
-            f = int(rows[np.argmax(never)])
-            steps = int(cols["steps"][f]) * cat.step_multiplier(sampler)
-            ctx.warn("DFM504", f"the prompt's editing or alternation never switches on {int(never.sum())} of "
-                     f"its {int(edits.sum())} diffused frame(s), the first at frame {f}: it runs "
-                     f"{int(evals[f])} sampler evaluation(s) and the first switch comes after evaluation "
-                     f"{int(firsts[np.argmax(never)])} (A1111 counts from the first step a frame runs)",
-                     _bracket_span(ctx.scene.source, name, st, steps), parameter=name, frame=f,
-                     help="write the `when` as a step within what runs (`[a:b:2]`), or lower `strength` so "
-                     "that more steps run")
+            parts = [(pieces, False)]
+            if name == "prompt" and "[" in split_neg(text)[1]:
+                parts.append(("negative_prompt_pieces", True))
+            for part_pieces, negative in parts:
+                _warn_unreached(ctx, name, st, cols, part_pieces, rows, evals, sampler, negative)
 
 
-def _bracket_span(source: str, name: str, st: ir.Statement, steps: int) -> ir.Span:
+def _warn_unreached(ctx: CompileContext, name: str, st: ir.Statement, cols: Mapping[str, np.ndarray], pieces: str,
+                    rows: np.ndarray, evals: np.ndarray, sampler: str, negative: bool) -> None:
+    values = cols[pieces][rows].tolist()
+    switch = {v: prompt_syntax.first_switch(v) for v in set(values)}
+    firsts = np.array([switch[v] if switch[v] is not None else -1 for v in values])
+    edits = firsts >= 0
+    never = edits & (firsts + 1 > evals[rows] - 1)  # evaluation first+1 is past the last one run
+    if not never.any():
+        return
+    f = int(rows[np.argmax(never)])
+    steps = int(cols["steps"][f]) * cat.step_multiplier(sampler)
+    what = "the `--neg` part's" if negative else "the prompt's"
+    ctx.warn("DFM504", f"{what} editing or alternation never switches on {int(never.sum())} of "
+             f"its {int(edits.sum())} diffused frame(s), the first at frame {f}: it runs "
+             f"{int(evals[f])} sampler evaluation(s) and the first switch comes after evaluation "
+             f"{int(firsts[np.argmax(never)])} (A1111 counts from the first step a frame runs)",
+             _bracket_span(ctx.scene.source, name, st, steps, negative), parameter=name, frame=f,
+             help="write the `when` as a step within what runs (`[a:b:2]`), or lower `strength` so "
+             "that more steps run")
+
+
+def _bracket_span(source: str, name: str, st: ir.Statement, steps: int, negative: bool = False) -> ir.Span:
     """The bracket of the statement's text whose switch comes first at `steps` steps (over the sub-prompts
-    of the native form), else the statement."""
+    of the native form; in a prompt's `--neg` part with `negative`), else the statement."""
     text = st.args[-1]
     strings = [p.text for p in text.parts] if isinstance(text, ir.Composite) else [text]
     best = None
     for s in strings:
         if not isinstance(s, ir.String):
             continue
-        value = s.value
-        if name == "prompt":  # the prompt column is the part before `--neg`
+        value, offset = s.value, 0
+        if name == "prompt":  # the prompt column is the part before `--neg`, the negative column the rest
             marker = NEG_MARKER.search(value)
-            value = value if marker is None else value[:marker.start()]
+            if negative:
+                if marker is None:
+                    continue
+                value, offset = value[marker.end():], marker.end()
+            elif marker is not None:
+                value = value[:marker.start()]
         found = prompt_syntax.first_switch_bracket(value, steps)
         if found is not None and (best is None or found[2] < best[0][2]):
-            best = (found, s)
+            best = ((found[0] + offset, found[1] + offset, found[2]), s)
     if best is None:
         return st.span
     (start, end, _), s = best

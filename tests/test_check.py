@@ -229,10 +229,14 @@ def test_a_deforum_only_key_with_deforum_syntax_says_what_it_is():
     assert src[d[0].span.start:d[0].span.end] == "sampler_schedule"
 
 
-def _unreached(prompt: str, head: str = "dfm 1\nmode 2d\nframes 6\nsteps 10\nstrength 0.8\n"):
-    """The DFM504 of a scene whose img2img frames run int(0.2 × 10) = 1 step, and the scene."""
+def _unreached_all(prompt: str, head: str = "dfm 1\nmode 2d\nframes 6\nsteps 10\nstrength 0.8\n"):
+    """The DFM504s of a scene whose img2img frames run int(0.2 × 10) = 1 step, and the scene."""
     text = head + prompt + "\n"
-    (d,) = [d for d in check_text(text) if d.code == "DFM504"]
+    return [d for d in check_text(text) if d.code == "DFM504"], text
+
+
+def _unreached(prompt: str, head: str = "dfm 1\nmode 2d\nframes 6\nsteps 10\nstrength 0.8\n"):
+    (d,), text = _unreached_all(prompt, head)
     return d, text
 
 
@@ -256,6 +260,13 @@ def test_an_unreached_edit_in_a_sub_prompt_or_a_negative_points_at_its_bracket()
     assert text[d.span.start:d.span.end] == "[red:blue:0.5]"
     d, text = _unreached('prompt "a boat"\nnegative "blurry, [grain:noise:4]"')
     assert text[d.span.start:d.span.end] == "[grain:noise:4]" and d.parameter == "negative"
+
+
+def test_an_unreached_edit_in_a_prompts_neg_part_is_said_apart_from_its_positive_part():
+    """Deforum's `positive --neg negative`: each part's edit is read from its own column and pointed at."""
+    ds, text = _unreached_all('prompt "a [cat:dog:5] here --neg [ugly:blurry:5]"')
+    assert [text[d.span.start:d.span.end] for d in ds] == ["[cat:dog:5]", "[ugly:blurry:5]"]
+    assert "`--neg` part" in ds[1].message and ds[1].parameter == "prompt"
 
 
 def test_an_edit_whose_when_is_a_backtick_points_at_the_statement():

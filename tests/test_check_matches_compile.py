@@ -48,6 +48,9 @@ UNREACHED = {
     # 3D, a scheduled strength and a second-order sampler (twice the steps in A1111's count)
     "3d": 'dfm 1\nmode 3d\nframes 12\nsteps 8\nsampler heun\nstrength 0:(0.5), 6:(0.8)\n'
           'prompt "a [forest:desert:0.75] road"\n',
+    # Deforum's inline negative: the edit is in the `--neg` part, read from the negative column
+    "inline-negative": 'dfm 1\nmode 2d\nframes 6\nsteps 10\nstrength 0.8\nnegative "lowres"\n'
+                       'prompt "a calm lake --neg [fog:haze:5]"\n',
 }
 # a stills scene whose weight is infinite on an image past `frames` (the rows are the images)
 STILLS_WEIGHT = 'dfm 1\nmode none\nframes 2\nimages_per_prompt 5\nprompt "a cat :`1/(t-3)`"\n'
