@@ -78,7 +78,7 @@ def summary(diags, files: int) -> str:
     return f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} in {files} file{'s' * (files != 1)}{also}"
 
 
-def compile_file(path: str, *, notes: bool = False):
+def compile_file(path: str, *, notes: bool = False, preview: bool = False):
     """The compile result of a file; prints diagnostics and returns None on errors. Notes (a detected tempo,
     the model family's defaults: DFM206/DFM207) only with `notes`: `check` and `render` say them, the
     commands run again and again while editing (compile, plot, preview, export) would repeat them."""
@@ -86,7 +86,7 @@ def compile_file(path: str, *, notes: bool = False):
     from ..dsl.diagnostics import Severity
 
     text = read_source(path)
-    result = compile_result(text, path)
+    result = compile_result(text, path, preview=preview)
     shown = [d for d in result.diagnostics if notes or d.severity is not Severity.NOTE]
     if shown:
         print_diagnostics(shown, {path: text}, "full", sys.stderr)

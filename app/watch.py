@@ -43,8 +43,9 @@ class Watcher:
     cancelled first). `results` holds what each job returned or raised, in order."""
 
     def __init__(self, path: Path, job: Job, *, echo: Callable[[str], None] = _say,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, preview: bool = False) -> None:
         self.path = Path(path)
+        self.preview = preview  # compiled for a preview: what only a render needs is a warning
         self.job = job
         self.echo = echo
         self.stop = stop or threading.Event()  # set: the default watcher returns
@@ -69,7 +70,7 @@ class Watcher:
         from ..api import compile_result
         from ..dsl.diagnostics import render_full
 
-        result = compile_result(text, str(self.path))
+        result = compile_result(text, str(self.path), preview=self.preview)
         colored = color(sys.stderr)
         for d in result.diagnostics:
             self.echo(render_full(d, text, colored) + "\n")
@@ -250,7 +251,7 @@ def preview_watcher(args, echo: Callable[[str], None] = _say) -> Watcher:
         echo(f"wrote {path} and {strip_path(path)}; waiting for the next save")
         return path
 
-    return Watcher(Path(args.file), job, echo=echo)
+    return Watcher(Path(args.file), job, echo=echo, preview=True)
 
 
 def watch_preview(args) -> int:

@@ -71,9 +71,11 @@ class CompileResult:
 
 
 def compile_source(text: str, path: str = "<string>", *, base_dir: str | os.PathLike | None = None,
-                   build_table: bool = True) -> CompileResult:
+                   build_table: bool = True, preview: bool = False) -> CompileResult:
+    """`text` compiled; with `preview`, for a preview without a model (CompileContext.preview)."""
     parsed = parse(text, path)
-    result = compile_scene(parsed.scene, base_dir=base_dir, build_table=build_table and not parsed.diagnostics)
+    result = compile_scene(parsed.scene, base_dir=base_dir, build_table=build_table and not parsed.diagnostics,
+                           preview=preview)
     syntax = [_deforum_key_instead(d, text) for d in parsed.diagnostics]
     result.diagnostics = sorted(syntax + result.diagnostics, key=Diagnostic.sort_key)
     return result
@@ -111,10 +113,10 @@ class _NetworksContext(CompileContext):
 
 
 def compile_scene(scene: ir.Scene, base_dir: str | os.PathLike | None = None, *,
-                  build_table: bool = True) -> CompileResult:
+                  build_table: bool = True, preview: bool = False) -> CompileResult:
     if base_dir is None and scene.path not in ("<string>", "<stdin>", "<schedule>"):
         base_dir = Path(scene.path).resolve().parent
-    ctx = _NetworksContext(scene, Path(base_dir) if base_dir else None)
+    ctx = _NetworksContext(scene, Path(base_dir) if base_dir else None, preview=preview)
     result = CompileResult(diagnostics=ctx.diags, scene=scene)
     _compile(ctx, result, build_table=build_table)
     return result

@@ -37,6 +37,9 @@ class CompileContext:
     env: dict = field(default_factory=dict)
     path: str = field(init=False)  # the scene's, on every diagnostic
     has_audio: bool = field(init=False)  # an `audio` statement makes `bass`, `onset`… legal in expressions
+    # a compile for a preview without a model (`dfm preview`): what only a render needs (a preprocessor's
+    # weights) is a warning, since the preview shows a placeholder instead
+    preview: bool = False
 
     def __post_init__(self) -> None:
         self.path = self.scene.path

@@ -366,11 +366,13 @@ def _check_preprocessor(ctx: CompileContext, stmts: Statements, values: dict, n:
     if missing:
         where = f"`annotator_dir` ({shown(values['annotator_dir'])})" if values.get("annotator_dir") else \
             "the Hugging Face cache"
-        ctx.err("DFM407", f"ControlNet unit {n}'s preprocessor `{pre.name}` needs {', '.join(missing)}, not in "
-                f"{where}", span, parameter=name,
-                help=f"huggingface-cli download {cn.ANNOTATOR_REPO} {' '.join(missing)} (or put the files in the "
-                     "folder `annotator_dir` names)")
-        return False
+        # a preview draws a placeholder for the unit instead: only a render needs the weights
+        say = ctx.warn if ctx.preview else ctx.err
+        say("DFM407", f"ControlNet unit {n}'s preprocessor `{pre.name}` needs {', '.join(missing)}, not in "
+            f"{where}" + ("; the preview shows a placeholder" if ctx.preview else ""), span, parameter=name,
+            help=f"huggingface-cli download {cn.ANNOTATOR_REPO} {' '.join(missing)} (or put the files in the "
+                 "folder `annotator_dir` names)")
+        return ctx.preview
     return True
 
 

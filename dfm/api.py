@@ -31,8 +31,11 @@ def check_text(text: str, path: str = "<string>", *, base_dir: str | Path | None
     return compile_source(text, path, base_dir=base_dir, build_table=False).diagnostics
 
 
-def compile_result(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> CompileResult:
-    return compile_source(text, path, base_dir=base_dir)
+def compile_result(text: str, path: str = "<string>", *, base_dir: str | Path | None = None,
+                   preview: bool = False) -> CompileResult:
+    """The whole compile result (diagnostics, settings, table); `preview`: for a preview without a model, where
+    what only a render needs (a ControlNet preprocessor's weights) is a warning."""
+    return compile_source(text, path, base_dir=base_dir, preview=preview)
 
 
 def compile_text(text: str, path: str = "<string>", *, base_dir: str | Path | None = None) -> FrameTable:

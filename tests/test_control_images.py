@@ -510,3 +510,24 @@ def test_a_scene_without_units_previews_as_before(tmp_path):
 def test_unit_settings_round_trip_through_dataclasses():
     u = unit("/x.png")
     assert dataclasses.replace(u, module="canny").module == "canny"
+
+
+def test_missing_preprocessor_weights_stop_a_render_but_not_a_preview(tmp_path, capsys):
+    """Only a render needs a preprocessor's weights: `dfm check` says DFM407 as an error, `dfm preview` as a
+    warning, and previews the unit as a placeholder panel."""
+    from dfm.app.cli import main
+    from dfm.runtime.preview import PANEL_GREY
+
+    sq = write_png(tmp_path / "sq.png", square())
+    empty = tmp_path / "annotators"
+    empty.mkdir()
+    src = tmp_path / "s.dfm"
+    src.write_text(preview_scene(tmp_path, f'cn_1_module lineart\ncn_1_vid_path "{sq}"\nannotator_dir "{empty}"\n'))
+    assert main(["check", str(src)]) != 0
+    said = capsys.readouterr()
+    assert "error[DFM407]" in said.out + said.err
+    assert main(["preview", str(src), "-o", str(tmp_path / "p.mp4"), "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "warning[DFM407]" in said.out + said.err and "the preview shows a placeholder" in said.out + said.err
+    strip = cv2.imread(str(tmp_path / "p_strip.png"))
+    assert (tmp_path / "p.mp4").stat().st_size > 0 and (strip == PANEL_GREY).all(axis=2).sum() > 100  # the panel

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         from ..watch import watch_preview
 
         return watch_preview(args)
-    result = compile_file(args.file)
+    result = compile_file(args.file, preview=True)  # missing preprocessor weights: a placeholder panel
     if result is None:
         return EXIT_ERRORS
     from ...runtime.preview import render_preview, strip_path

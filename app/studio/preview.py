@@ -35,7 +35,7 @@ def build(scene: Path, folder: Path) -> int:
     from ...runtime.preview import with_control_panels
     from ..console import read_source
 
-    result = compile_result(read_source(str(scene)), str(scene))
+    result = compile_result(read_source(str(scene)), str(scene), preview=True)
     if result.errors or result.table is None:
         return 1
     table = result.table
