@@ -208,3 +208,16 @@ def test_embeddings_stay_refused(flow_models):
     with pytest.raises(RenderError, match="embeddings"):
         flow_refusals(flow_table(folder, n=2).with_settings(embedding=("x.safetensors",)), load(folder))
     flow_refusals(flow_table(folder, n=2).with_settings(lora=("x.safetensors",)), load(folder))  # not refused
+
+
+def test_a_lora_on_an_offloaded_transformer_renders_the_same_bytes(flow_models, lora_files, tmp_path):
+    """`--offload group` applies after the LoRA's layers are in: they move with their blocks, and the frames
+    are those of the render without offloading."""
+    from dfm.runtime.speedups import Speedups
+
+    folder = flow_models["flux_folder"]
+    table = lora_table(folder, lora_files["flux_te"][0], [0.0, 1.0, 0.5], text=[1.0, 0.0, 1.0])
+    plain, _ = frames_of(table, folder, tmp_path / "plain")
+    render(table, tmp_path / "offloaded", model=str(folder), device="cpu", speed=Speedups(offload="group"))
+    offloaded = [p.read_bytes() for p in sorted((tmp_path / "offloaded" / "frames").iterdir())]
+    assert offloaded == plain and len(set(plain)) == 3
