@@ -407,6 +407,10 @@ PARAMS: tuple[Param, ...] = (
            "becomes its negative)", deforum="contrast_schedule", read=Read.INIT),
     _sched("cfg_scale", 7.0, "Classifier-free guidance scale.", "generation", aliases=("scale",),
            parseq="scale", min=0, max=100, deforum="cfg_scale_schedule", read=Read.DIFFUSED, feeds=("unet_evals",)),
+    _sched("true_cfg_scale", 1.0, "Flux.1 only: classifier-free guidance with the negative prompt above 1 "
+           "(diffusers' true_cfg_scale: a second pass per step), beside the guidance `cfg_scale` embeds; 1 leaves "
+           "the negative prompt unused, as Flux is distilled to run.", "generation", min=1, max=100,
+           deforum=None, parseq=None, read=Read.DIFFUSED, feeds=("unet_evals",)),
     _sched("steps", 25, "Sampler steps of a full denoise; img2img runs int((1 - strength) × steps).",
            "generation", type="int", min=1, max=1000, deforum="steps_schedule", parseq=None, read=Read.DIFFUSED,
            feeds=STEPS_RUN),

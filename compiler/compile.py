@@ -200,13 +200,16 @@ def _compile(ctx: CompileContext, result: CompileResult, *, build_table: bool) -
 
 
 def uncond_rule(model: str, base_dir) -> str:
-    """When the scene's model runs an unconditional pass (lower.unet_evals): never for Flux and guidance-
-    embedded LCMs, above cfg 1 only for SD3 / SD3.5, else A1111's rule. A model that cannot be told: A1111's."""
+    """When the scene's model runs an unconditional pass (lower.unet_evals): with a negative prompt above
+    true_cfg_scale 1 for Flux, never for guidance-embedded LCMs, above cfg 1 only for SD3 / SD3.5, else
+    A1111's rule. A model that cannot be told: A1111's."""
     try:
         fam = families.source_family(model, base_dir)
     except UserError:
         return "sd"
-    if fam.base == "flux" or fam.guidance_embedded:
+    if fam.base == "flux":
+        return "flux"
+    if fam.guidance_embedded:
         return "never"
     return "cfg" if fam.flow else "sd"
 

@@ -53,14 +53,16 @@ def check_flow_family(ctx: CompileContext, stmts: Statements, settings: dict) ->
     model = stmts.settings.get("model")
     model_span = model.statement.span if model is not None else ctx.first_span()
     _check_sampler(ctx, stmts, settings, fam, model_span)
+    _check_true_cfg(ctx, stmts, fam)
     if not fam.flow:
         return
     _check_size(ctx, stmts, settings, fam, model_span)
     _check_controlnet(ctx, stmts, settings, fam)
     _check_ignored(ctx, stmts, fam)
     _check_embeddings(ctx, stmts, fam)
+    true_cfg = fam.base == "flux" and stmts.schedules.get("true_cfg_scale") is not None  # Flux reads its negative
     for kind, st in stmts.prompts:
-        _check_prompt(ctx, kind, st, fam)
+        _check_prompt(ctx, kind, st, fam, true_cfg)
 
 
 def _check_sampler(ctx: CompileContext, stmts: Statements, settings: dict, fam: families.Family,
@@ -131,6 +133,23 @@ def _check_ignored(ctx: CompileContext, stmts: Statements, fam: families.Family)
                  parameter="clip_skip", help="remove the statement")
 
 
+def _check_true_cfg(ctx: CompileContext, stmts: Statements, fam: families.Family) -> None:
+    """`true_cfg_scale` is Flux's: said where it does nothing (another family, or no negative prompt)."""
+    st = stmts.schedules.get("true_cfg_scale")
+    if st is None:
+        return
+    if fam.base != "flux":
+        ctx.warn("DFM304", f"`true_cfg_scale` has no effect with {fam.title}: it is Flux's guidance with the "
+                 "negative prompt (for this model, `cfg_scale` guides)", st.span, parameter="true_cfg_scale",
+                 help="remove the statement")
+    elif not any(kind == "negative" for kind, _ in stmts.prompts) and not any(
+            isinstance(p.args[-1], ir.String) and NEG_MARKER.search(p.args[-1].value) for _, p in stmts.prompts
+            if p.args):
+        ctx.warn("DFM304", "`true_cfg_scale` has no effect without a negative prompt: its second pass steers "
+                 "away from the negative", st.span, parameter="true_cfg_scale",
+                 help='add `negative "…"` (or a `--neg` part), or remove the statement')
+
+
 def _check_embeddings(ctx: CompileContext, stmts: Statements, fam: families.Family) -> None:
     """Textual-inversion embeddings are made for SD's CLIP encoders; a flow model reads its prompt mostly
     through T5, which no embedding file covers: refused rather than half-applied."""
@@ -148,17 +167,17 @@ def _negative_ignored(fam: families.Family) -> str:
     return f"{fam.title} ignores negative prompts: it runs without guidance (cfg 0)"
 
 
-def _check_prompt(ctx: CompileContext, kind: str, st: ir.Statement, fam: families.Family) -> None:
+def _check_prompt(ctx: CompileContext, kind: str, st: ir.Statement, fam: families.Family, true_cfg: bool) -> None:
     text = st.args[-1] if st.args else None
     if not isinstance(text, ir.String):  # (a composable prompt's parts: each as the model reads it)
         return
-    if kind == "negative" and fam.name in NO_NEGATIVE:
+    if kind == "negative" and fam.name in NO_NEGATIVE and not true_cfg:
         ctx.warn("DFM304", _negative_ignored(fam), text.span, parameter=kind, help="remove the statement")
         return
     value = text.value
     if kind == "prompt":
         neg = NEG_MARKER.search(value)
-        if neg is not None and fam.name in NO_NEGATIVE:
+        if neg is not None and fam.name in NO_NEGATIVE and not true_cfg:
             ctx.warn("DFM304", f"`--neg`: {_negative_ignored(fam)}",
                      string_span(ctx.scene.source, text, neg.start(), neg.end()), parameter=kind,
                      help="remove the negative part of the prompt")

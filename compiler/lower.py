@@ -272,7 +272,7 @@ def sampler_evaluations(sampler: str, steps: np.ndarray, effective: np.ndarray) 
     return n
 
 
-UNCOND_RULES = ("sd", "cfg", "never")
+UNCOND_RULES = ("sd", "cfg", "never", "flux")
 
 
 def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] | None = None,
@@ -282,12 +282,17 @@ def unet_evals(cols: dict[str, np.ndarray], parts: dict[str, tuple[int, bool]] |
     unconditional pass is needed); 0 on rows that are not diffused. `parts`: what `pieces_columns` found of
     each composite value (else each is read from its JSON). `uncond`, when the model runs the unconditional
     pass: "sd" above cfg 1 or for a weighted composite prompt (A1111's rule), "cfg" above cfg 1 only (SD3 /
-    SD3.5: below it the parts are a blend), "never" (Flux, a guidance-embedded LCM: the scale is an input)."""
+    SD3.5: below it the parts are a blend), "never" (a guidance-embedded LCM: the scale is an input), "flux"
+    (the scale is an input; a negative prompt runs a pass above `true_cfg_scale` 1)."""
     parts = parts or {}
     eff = np.where(cols["diffused"], cols["effective_steps"], 0).astype(np.int64)
     eff = sampler_evaluations(sampler, cols["steps"], eff)
     cfg = cols["cfg_scale"].astype(np.float64)
-    guided = (cfg > 1.0) & (uncond != "never")
+    if uncond == "flux":
+        true_cfg = np.asarray(cols["true_cfg_scale"], dtype=np.float64)
+        guided = (true_cfg > 1.0) & (np.asarray(cols["negative_prompt"], dtype=object) != "")
+    else:
+        guided = (cfg > 1.0) & (uncond != "never")
     pos, frm = cols["prompt_pieces"], cols["prompt_from_pieces"]
     if not any(ps.is_composite(v) for v in set(pos.tolist()) | set(frm.tolist())):  # plain prompts: 1 part
         return eff * (1 + guided).astype(np.int64)

@@ -394,9 +394,12 @@ class FrameRenderer:
         steps, steps_run = int(row["steps"]), int(row["effective_steps"])
         cfg = float(row["cfg_scale"])
         flux = sd.family == "flux"
-        # Flux never runs an unconditional pass (its negative is not even encoded), nor SD3 at cfg 1 or below:
-        # a composable prompt's parts are then a blend, their weights summing to 1
-        conditioning = self.prompts.conditioning(row, cfg, guidance_embedded=flux or cfg <= 1.0)
+        # Flux runs a negative pass only above true_cfg_scale 1 (diffusers' "true CFG"; else its negative is not
+        # even encoded), SD3 only above cfg 1: without one, a composable prompt's parts are a blend, their
+        # weights summing to 1
+        true_cfg = float(row["true_cfg_scale"]) if flux else 0.0
+        guide = (true_cfg if true_cfg > 1.0 and str(row["negative_prompt"]) else 0.0) if flux else cfg
+        conditioning = self.prompts.conditioning(row, guide, guidance_embedded=guide <= 1.0)
         conds: dict[int, tuple] = {}
 
         def step_conds(k: int):
@@ -433,7 +436,7 @@ class FrameRenderer:
         control = self.frame_control(i, row, source) if flux else None
         with self.timer("denoise"):
             latents = flow_denoise(
-                velocity, self._new_scheduler(), cond=None, uncond=None, cfg_scale=0.0 if flux else cfg,
+                velocity, self._new_scheduler(), cond=None, uncond=None, cfg_scale=guide,
                 steps=steps, effective_steps=steps_run, generator=gen, init_latents=init_latents, shape=shape,
                 mu=mu, sigmas=sigmas, guidance=cfg if flux else None, subseed=int(row["subseed"]),
                 subseed_strength=float(row["subseed_strength"]), resize_from=resize, step_conds=step_conds,

@@ -597,9 +597,9 @@ def flow_prompt_warnings(table: FrameTable, sd) -> list[str]:
                    "prompt's text as written")
     if sd.family == "flux":
         negatives = {str(v) for v in table["negative_prompt"].tolist()} - {""}
-        if negatives:
+        if negatives and not np.any(np.asarray(table["true_cfg_scale"], dtype=float) > 1.0):
             out.append(f"{sd.model_family.name} ignores negative prompts (guidance-distilled: no unconditional "
-                       "pass); the scene's negative prompt is not used")
+                       "pass); the scene's negative prompt is not used (true_cfg_scale above 1 uses it)")
         if not sd.unet.config.guidance_embeds and np.any(np.asarray(table["cfg_scale"], dtype=float) != 0):
             out.append("FLUX.1-schnell takes no guidance scale: cfg_scale is ignored")
     n, tok = int(sd.t5_max_length), sd.t5_tokenizer

@@ -40,6 +40,8 @@ PINNED: dict[str, tuple[tuple[float, ...], tuple[float, ...], str]] = {
     "noise": ((0, 0.5, -0.2, 20), (), "2d"),
     "contrast": ((0, 1, 3, -1, -0.5), (), "2d"),
     "cfg_scale": ((0, 30, 100), (-1, 101), "2d"),
+    # dfm's own (diffusers' FluxPipeline true_cfg_scale): 1 is off, below it would steer towards the negative
+    "true_cfg_scale": ((1, 4, 100), (0.5, 101), "2d"),
     "steps": ((1, 1000), (0, 1001), "2d"),  # 0 steps cannot denoise; the schedulers hold 1000 timesteps
     "seed_schedule": ((-1, 0, 2**32 - 1), (-2, 2**32), "2d"),
     "subseed": ((0, 2**32 - 1), (-1, 2**32), "2d"),

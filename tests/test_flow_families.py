@@ -358,3 +358,15 @@ def test_an_embedding_with_a_flow_family_is_a_check_error_at_its_statement(tmp_p
     assert e.is_error and e.parameter == "embedding" and e.span.line == 5 and "T5" in e.message
     sd = compiled('frames 2\nembedding "style.safetensors"\n', tmp_path, monkeypatch, check_only=True)
     assert not codes(sd, "DFM405") and sd.ok  # SD 1.x reads it
+
+
+def test_true_cfg_scale_is_flux_s_and_its_pass_is_counted(tmp_path, monkeypatch):
+    body = "frames 2\nsize 512x512\nsteps 4\ntrue_cfg_scale 0:(3)\n"
+    dev = compiled('model "black-forest-labs/FLUX.1-dev"\n' + body + 'negative "blurry"\n', tmp_path, monkeypatch)
+    assert dev.table["unet_evals"].tolist() == [4 * 2, 1 * 2]  # the negative's pass above true_cfg_scale 1
+    assert not [d for d in codes(dev, "DFM304") if d.parameter in ("negative", "true_cfg_scale")]  # it is read
+    alone = compiled('model "black-forest-labs/FLUX.1-dev"\n' + body, tmp_path, monkeypatch)
+    assert alone.table["unet_evals"].tolist() == [4, 1]
+    assert any("without a negative prompt" in d.message for d in codes(alone, "DFM304"))
+    sd = compiled(body + 'negative "blurry"\n', tmp_path, monkeypatch)
+    assert any(d.parameter == "true_cfg_scale" and "no effect" in d.message for d in codes(sd, "DFM304"))

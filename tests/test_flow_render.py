@@ -604,3 +604,25 @@ def test_a_kontext_scene_renders_with_its_defaults_and_refuses_controlnet(kontex
     cn = compile_result(text + 'cn_1_model "some/flux-controlnet"\ncn_1_loopback_mode true\n',
                         str(tmp_path / "k.dfm"))
     assert any(d.code == "DFM407" and "Kontext" in d.message and d.is_error for d in cn.diagnostics)
+
+
+def test_true_cfg_makes_flux_read_its_negative_prompt_as_diffusers_does(flow_models):
+    """`true_cfg_scale` above 1: a second pass with the negative prompt, `v_neg + s·(v − v_neg)`, beside the
+    embedded guidance (FluxImg2ImgPipeline's true_cfg_scale); at 1, Flux as before."""
+    from diffusers import FluxImg2ImgPipeline
+
+    folder = flow_models["flux_folder"]
+    sd = load(folder)
+    table = flow_table(folder, true_cfg_scale=3.0)
+    row = table.row(2)
+    source = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    got = frame_latents(sd, table, 2, source)
+    steps, run = int(row["steps"]), int(row["effective_steps"])
+    packed = FluxImg2ImgPipeline(**flow_models["flux"].components)(
+        image=sd.encode_image(source), strength=run / steps, num_inference_steps=steps, height=SIZE, width=SIZE,
+        prompt=str(row["prompt"]), negative_prompt=str(row["negative_prompt"]), true_cfg_scale=3.0,
+        guidance_scale=float(row["cfg_scale"]), generator=torch.Generator("cpu").manual_seed(int(row["seed"])),
+        output_type="latent", max_sequence_length=sd.t5_max_length).images
+    torch.testing.assert_close(got, unpack_latents(packed, SIZE // 2, SIZE // 2), **TOL)
+    plain = frame_latents(sd, flow_table(folder), 2, source)
+    assert (got - plain).abs().max() > 1e-3
