@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contract.controlnet import control_folder
 from ..contract.errors import UserError
 from ..contract.files import read_limited, write_atomic
 from .encoder import temp_paths
@@ -90,10 +91,25 @@ def check_names_are_dfms(root: Path, names: dict[str, str]) -> None:
         listed = manifest.get(key)
         if isinstance(listed, list):
             ours |= {n for n in listed if isinstance(n, str)}
+    units = manifest.get("controlnet")
+    if "control_frames" not in manifest and isinstance(units, list):  # a manifest from before `control_frames`:
+        for u in units:  # its units' folders, where they hold only dfm's frames
+            if isinstance(u, dict) and isinstance(u.get("unit"), int):
+                folder = control_folder(u["unit"])
+                if _only_frames(root / folder):
+                    ours.add(folder)
     for name, what in names.items():
         if (root / name).exists() and name not in ours:
             raise RenderError(f"{root / name} was not written by dfm, and this scene's {what} writes there",
                               "move or rename it, or render into another folder (--out)")
+
+
+def _only_frames(folder: Path) -> bool:
+    """Whether `folder` holds nothing but files named as dfm names frames (NNNNN.png)."""
+    try:
+        return all(re.fullmatch(r"\d{5,}\.png", p.name) and p.is_file() for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def foreign_files(root: Path) -> list[str]:

@@ -5,6 +5,7 @@ model."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -301,3 +302,18 @@ def test_the_digest_log_is_read_within_its_bound(tmp_path, monkeypatch):
     assert record.read_hashes(tmp_path) == {0: "a" * 64, 1: "b" * 64}
     monkeypatch.setattr(record, "HASHES_BYTES", 70)  # the first line and a torn part of the second
     assert record.read_hashes(tmp_path) == {0: "a" * 64}
+
+
+def test_a_control_folder_of_a_render_from_before_the_manifest_listed_them_stays_dfms(tmp_path):
+    """A manifest written before `control_frames` names its units: their folders holding only frames are dfm's;
+    a folder holding anything else is the user's."""
+    from dfm.runtime.errors import RenderError
+    from dfm.runtime.outdir import check_names_are_dfms
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"dfm_manifest": 1, "controlnet": [{"unit": 1}]}))
+    (tmp_path / "controlnet_1").mkdir()
+    (tmp_path / "controlnet_1" / "00000.png").write_bytes(b"frame")
+    check_names_are_dfms(tmp_path, {"controlnet_1": "save_control_frames"})
+    (tmp_path / "controlnet_1" / "notes.txt").write_text("mine")
+    with pytest.raises(RenderError, match="not written by dfm"):
+        check_names_are_dfms(tmp_path, {"controlnet_1": "save_control_frames"})
