@@ -9,6 +9,7 @@ import argparse
 import json
 import wave
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,6 +353,16 @@ class Stop(Exception):
     pass
 
 
+def noise_frames(tmp_path: Path, n: int, name: str = "{}.png") -> tuple[Path, list[np.ndarray]]:
+    """A folder `frames/` of `n` 32x24 noise PNGs (frame i named `name.format(i)`), and the frames."""
+    src = tmp_path / "frames"
+    src.mkdir()
+    frames = [noise(24, 32, seed=i) for i in range(n)]
+    for i, f in enumerate(frames):
+        save_png(src / name.format(i), f)
+    return src, frames
+
+
 def stop_after(n: int):
     def progress(done: int, total: int) -> None:
         if done >= n and done < total:
@@ -361,11 +372,7 @@ def stop_after(n: int):
 
 
 def test_an_interrupted_run_continues_where_it_stopped(model2, tmp_path):
-    src = tmp_path / "frames"
-    src.mkdir()
-    frames = [noise(24, 32, seed=i) for i in range(5)]
-    for i, f in enumerate(frames):
-        save_png(src / f"{i:03d}.png", f)
+    src, frames = noise_frames(tmp_path, 5, "{:03d}.png")
     out = tmp_path / "big"
     with pytest.raises(Stop):
         upscale.upscale_clip(model2, clips.open_clip(src), out, tile=None, progress=stop_after(2))
@@ -382,10 +389,7 @@ def test_an_interrupted_run_continues_where_it_stopped(model2, tmp_path):
 
 
 def test_another_job_in_the_work_folder_starts_over(model2, tmp_path):
-    src = tmp_path / "frames"
-    src.mkdir()
-    for i in range(3):
-        save_png(src / f"{i}.png", noise(24, 32, seed=i))
+    src, _ = noise_frames(tmp_path, 3)
     out = tmp_path / "big.mp4"
     with pytest.raises(Stop):
         upscale.upscale_clip(model2, clips.open_clip(src), out, tile=None, progress=stop_after(1))
@@ -395,11 +399,7 @@ def test_another_job_in_the_work_folder_starts_over(model2, tmp_path):
 
 
 def test_a_frame_cut_short_in_the_work_folder_is_redone(model2, tmp_path):
-    src = tmp_path / "frames"
-    src.mkdir()
-    frames = [noise(24, 32, seed=i) for i in range(4)]
-    for i, f in enumerate(frames):
-        save_png(src / f"{i}.png", f)
+    src, frames = noise_frames(tmp_path, 4)
     out = tmp_path / "big"
     with pytest.raises(Stop):
         upscale.upscale_clip(model2, clips.open_clip(src), out, tile=None, progress=stop_after(3))
