@@ -191,11 +191,12 @@ def test_the_defaults_table_covers_every_family_with_catalogue_names():
 # ---- the compiler: the family's defaults where the scene sets none ---------------------------------------------
 
 
-def compiled(body: str, tmp_path: Path, monkeypatch, *, check_only: bool = False):
+def compiled(body: str, tmp_path: Path, monkeypatch, *, check_only: bool = False, prompt: str = 'prompt 0 "a cat"'):
+    """A scene of `prompt` and `body` compiled in `tmp_path`, with no Hugging Face cache to read."""
     from dfm.compiler.compile import compile_source
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))  # hub ids are guessed from their names
-    return compile_source(f'dfm 1\nprompt 0 "a cat"\n{body}', str(tmp_path / "s.dfm"), base_dir=tmp_path,
+    return compile_source(f"dfm 1\n{prompt}\n{body}", str(tmp_path / "s.dfm"), base_dir=tmp_path,
                           build_table=not check_only)
 
 

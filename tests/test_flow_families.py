@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from test_families import codes, compiled
 
 from dfm.compiler import catalogue as cat
 from dfm.compiler.compile import compile_source
@@ -218,16 +219,6 @@ def test_the_defaults_table_has_the_flow_families():
 
 
 # ---- the compiler ----------------------------------------------------------------------------------------------------
-
-
-def compiled(body: str, tmp_path: Path, monkeypatch, *, check_only: bool = False, prompt: str = 'prompt 0 "a cat"'):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))  # hub ids are guessed from their names
-    return compile_source(f"dfm 1\n{prompt}\n{body}", str(tmp_path / "s.dfm"), base_dir=tmp_path,
-                          build_table=not check_only)
-
-
-def codes(result, code):
-    return [d for d in result.diagnostics if d.code == code]
 
 
 def test_flux_dev_defaults_are_applied_and_listed(tmp_path, monkeypatch):
