@@ -51,3 +51,15 @@ def median_seconds(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def release_memory(device=None) -> None:
+    """Free what dropped modules held: Python's garbage, then CUDA's cached blocks (on `device`'s kind, or
+    wherever CUDA is available), so the next figures count only what is loaded then."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if (device.type == "cuda") if device is not None else torch.cuda.is_available():
+        torch.cuda.empty_cache()

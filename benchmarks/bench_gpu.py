@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -336,9 +335,7 @@ def flow_case(kind: str, plan: Plan, device_spec: str, work: Path) -> dict:
     t = time.perf_counter()
     with quiet_loading():
         folder = build_flow(kind, work / kind, work / f"build_{kind}", dev, placement.dtype, full)
-    gc.collect()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    _common.release_memory(dev)
     phases["build_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sd = StableDiffusion(resolve_source(str(folder)), placement)
@@ -358,9 +355,7 @@ def flow_case(kind: str, plan: Plan, device_spec: str, work: Path) -> dict:
     shutil.rmtree(folder, ignore_errors=True)  # tens of GB: the next model needs the disk
     family = sd.model_family.name
     del sd
-    gc.collect()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    _common.release_memory(dev)
     return {"family": family, "size": size, "frames": frames, "steps": steps, "strength": FLOW_STRENGTH,
             "cfg": FLOW_CFG, "dtype": str(placement.dtype).replace("torch.", ""), "dfm": dfm,
             "unet_calls_exact": dfm["unet_calls"] == dfm["expected_unet_calls"],
@@ -654,9 +649,7 @@ def benchmark(plan: Plan, device_spec: str, work: Path, *, dtype: str = "auto", 
 
     t = time.perf_counter()
     model_dir, depth_dir = build_models(plan, work / "models", dev, placement.dtype)
-    gc.collect()  # the built modules are saved and gone: only what dfm loads counts in the VRAM figures
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    _common.release_memory(dev)  # the built modules are saved and gone: only what dfm loads counts in VRAM
     phases["build_models_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -836,9 +829,7 @@ def main(argv: list[str] | None = None) -> int:
                            ablate=not args.no_switches, ablate_compile=args.ablate_compile,
                            controlnet=args.controlnet if args.controlnet is not None else plan.shapes == "full")
         if args.flow if args.flow is not None else plan.shapes == "full":
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            _common.release_memory()
             result["flow"] = {kind: flow_case(kind, plan, args.device, work) for kind in ("flux", "sd3")}
     result["verdicts"] = verdicts(result)
     if result.get("flow"):
