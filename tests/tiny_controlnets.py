@@ -27,14 +27,20 @@ def lively_controlnet(unet, seed: int, cond_channels: tuple[int, ...] = TINY_CON
 
     torch.manual_seed(seed)
     net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
-    gen = torch.Generator().manual_seed(seed)
     outputs = [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]
-    with torch.no_grad():
-        for conv in outputs:
-            fan_in = conv.weight[0].numel()
-            conv.weight.normal_(0.0, 0.5 * (2.0 / fan_in) ** 0.5, generator=gen)
-            conv.bias.normal_(0.0, 0.05, generator=gen)
+    wake_zero_layers(outputs, seed)
     return net.eval()
+
+
+def wake_zero_layers(layers, seed: int) -> None:
+    """Small random weights in a ControlNet's zero-initialised output layers (seeded), so that a tiny one
+    changes what it feeds: He-scaled by half, biases of 0.05."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in layers:
+            fan_in = layer.weight[0].numel()
+            layer.weight.normal_(0.0, 0.5 * (2.0 / fan_in) ** 0.5, generator=gen)
+            layer.bias.normal_(0.0, 0.05, generator=gen)
 
 
 def controlnet_to_ldm(net) -> dict[str, torch.Tensor]:

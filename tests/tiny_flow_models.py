@@ -14,6 +14,7 @@ import string
 from pathlib import Path
 
 import torch
+from tiny_controlnets import wake_zero_layers
 from tiny_models import write_tokenizer
 
 # the tiny VAE's latent statistics; Flux's real VAE has (0.1159, 0.3611), SD3's (0.0609, 1.5305)
@@ -159,15 +160,10 @@ def build_flux_controlnet(transformer, *, seed: int = 21, num_mode: int | None =
         config |= {"conditioning_embedding_channels": LATENT_CHANNELS, "patch_size": 2}
     torch.manual_seed(seed)
     net = FluxControlNetModel.from_config(config)
-    gen = torch.Generator().manual_seed(seed)
     outputs = [*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder]
     if hint:
         outputs.append(net.input_hint_block.conv_out)
-    with torch.no_grad():
-        for layer in outputs:
-            fan_in = layer.weight[0].numel()
-            layer.weight.normal_(0.0, 0.5 * (2.0 / fan_in) ** 0.5, generator=gen)
-            layer.bias.normal_(0.0, 0.05, generator=gen)
+    wake_zero_layers(outputs, seed)
     return net.eval()
 
 
