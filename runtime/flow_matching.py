@@ -263,11 +263,11 @@ def sum_samples(parts: Sequence[FluxSamples], blocks: int, single: int) -> FluxS
     return FluxSamples(_sum_lists([p.blocks for p in spread]), _sum_lists([p.single for p in spread]))
 
 
-def _spread(samples: Sequence[Tensor] | None, count: int, repeat: bool) -> list[Tensor | None]:
+def _spread(samples: Sequence[Tensor] | None, count: int, repeat: bool) -> list[Tensor] | None:
     """Which sample each of `count` transformer blocks adds (diffusers' FluxTransformer2DModel: cycled when
-    `repeat`, else in runs of ceil(count / len)); None everywhere without samples."""
+    `repeat`, else in runs of ceil(count / len)); None without samples (nothing to add anywhere)."""
     if not samples:
-        return [None] * count
+        return None
     if repeat:
         return [samples[i % len(samples)] for i in range(count)]
     run = -(-count // len(samples))

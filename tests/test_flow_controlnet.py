@@ -303,6 +303,10 @@ def test_two_layouts_sum_block_by_block():
     assert [float(t[0, 0, 0]) for t in total.single] == [100, 100]
     same = sum_samples([instantx, instantx], blocks=4, single=2)
     assert len(same.blocks) == 1 and float(same.blocks[0][0, 0, 0]) == 200
+    # two layouts, neither with single-block samples (XLabs beside a shallower XLabs): no single samples at all
+    deep, shallow = FluxSamples([a, b], None, repeat=True), FluxSamples([c], None, repeat=False)
+    total = sum_samples([deep, shallow], blocks=4, single=2)
+    assert [float(t[0, 0, 0]) for t in total.blocks] == [101, 110, 101, 110] and total.single is None
 
 
 # ---- families: render-time and check-time refusals -------------------------------------------------------------
