@@ -162,7 +162,7 @@ def model_base(spec: str) -> tuple[str | None, str]:
             shapes, _ = families.safetensors_header(path)
         except UserError:
             return None, ""
-        flow = _flow_keys_base(shapes)
+        flow = cn.transformer_controlnet_base(shapes)
         if flow is not None:
             return flow, "its weights' names"
         for key, shape in shapes.items():
@@ -190,16 +190,6 @@ def model_base(spec: str) -> tuple[str | None, str]:
             return "sd15", f"a guess from the hub id `{spec}`"
         return "sd15", UNNAMED
     return None, ""
-
-
-def _flow_keys_base(shapes: dict) -> str | None:
-    """"flux" or "sd3" for a transformer ControlNet's tensor names (diffusers' or XLabs' layout), else None."""
-    if any(k.startswith(("single_transformer_blocks.", "controlnet_single_blocks.", "controlnet_x_embedder.",
-                         "double_blocks.")) for k in shapes):
-        return "flux"
-    if any(k.startswith("pos_embed_input.") for k in shapes):
-        return "sd3"
-    return None
 
 
 def _config_base(config: Path) -> tuple[str | None, str]:
@@ -297,6 +287,10 @@ def _check_family(ctx: CompileContext, values: dict, resolved: str, span: ir.Spa
         ctx.warn("DFM407", f"`{cn.column(n, 'control_mode')}` has no effect on a Flux.1 ControlNet: its modes scale a "
                  "UNet's residuals, and Flux.1 has none (nor an unconditional pass)", span,
                  parameter=cn.column(n, "control_mode"), help="remove the statement; set the unit's weight instead")
+    if base == "flux-xlabs":
+        ctx.err("DFM407", f"ControlNet unit {n} is {cn.XLABS_LAYOUT_WHY}", span, parameter=cn.column(n, "model"),
+                help=cn.XLABS_LAYOUT_HELP)
+        return False
     if base is None or scene.base == base or (scene.base == "flux" and why == UNNAMED):
         return True  # (a hub id that names no family may well be a Flux ControlNet: loading it tells)
     example = EXAMPLES.get(scene.base, "lllyasviel/control_v11p_sd15_canny")

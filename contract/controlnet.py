@@ -149,6 +149,26 @@ class UnitSettings:
         )
 
 
+# XLabs' own Flux ControlNet files (`double_blocks.*`): diffusers reads only their diffusers versions
+XLABS_LAYOUT_WHY = "an XLabs Flux ControlNet in XLabs' own file layout, which diffusers does not read"
+XLABS_LAYOUT_HELP = ("use its diffusers version (XLabs publishes them, e.g. XLabs-AI/flux-controlnet-canny-diffusers), "
+                     "or a FluxControlNetModel folder")
+
+
+def transformer_controlnet_base(keys) -> str | None:
+    """What a transformer ControlNet's tensor names say it is for: "flux" (diffusers' FluxControlNetModel),
+    "flux-xlabs" (XLabs' own layout), "sd3" (SD3ControlNetModel), else None (a UNet's, or nothing known)."""
+    keys = list(keys)
+    if any(k.startswith(("single_transformer_blocks.", "controlnet_single_blocks.", "controlnet_x_embedder."))
+           for k in keys):
+        return "flux"
+    if any(k.startswith("double_blocks.") for k in keys):
+        return "flux-xlabs"
+    if any(k.startswith("pos_embed_input.") for k in keys):
+        return "sd3"
+    return None
+
+
 def control_folder(n: int) -> str:
     """Where `save_control_frames` puts unit n's control images in a render folder (NNNNN.png inside)."""
     return f"controlnet_{int(n)}"

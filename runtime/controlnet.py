@@ -37,10 +37,13 @@ from ..contract.controlnet import (
     CONTROL_MODES,
     FLUX_UNION_MODES,
     UNION_TYPES,
+    XLABS_LAYOUT_HELP,
+    XLABS_LAYOUT_WHY,
     UnitSettings,
     active_units,
     column,
     control_folder,
+    transformer_controlnet_base,
 )
 from ..contract.table import FrameTable, Settings
 from .errors import RenderError
@@ -157,14 +160,7 @@ def controlnet_family(kind: str, path: Path) -> str | None:
     keys = _file_keys(path)
     if keys is None:
         return None
-    if any(k.startswith(("single_transformer_blocks.", "controlnet_single_blocks.", "controlnet_x_embedder."))
-           for k in keys):
-        return "flux"
-    if any(k.startswith("double_blocks.") for k in keys):
-        return "flux-xlabs"
-    if any(k.startswith("pos_embed_input.") for k in keys):
-        return "sd3"
-    return "sd"
+    return transformer_controlnet_base(keys) or "sd"
 
 
 def _file_keys(path: Path) -> list[str] | None:
@@ -189,9 +185,7 @@ def check_family(made_for: str | None, sd: StableDiffusion, spec: str, n: int, *
             raise RenderError(f"ControlNet unit {n}: {spec} is an {FAMILY_TITLES[made_for]} ControlNet, but the model "
                               "is Flux.1", f"use a Flux.1 ControlNet (a FluxControlNetModel, e.g. {FLUX_EXAMPLE})")
         if made_for == "flux-xlabs":
-            raise RenderError(f"ControlNet unit {n}: {spec} is an XLabs Flux ControlNet in XLabs' own file layout, "
-                              "which diffusers does not read", "use its diffusers version (XLabs publishes them, "
-                              "e.g. XLabs-AI/flux-controlnet-canny-diffusers), or a FluxControlNetModel folder")
+            raise RenderError(f"ControlNet unit {n}: {spec} is {XLABS_LAYOUT_WHY}", XLABS_LAYOUT_HELP)
         return
     if flux_net or made_for == "sd3":
         title = FAMILY_TITLES["flux" if flux_net else "sd3"]

@@ -379,3 +379,15 @@ def test_sd3_units_are_refused_with_why(tmp_path, monkeypatch):
         flow_refusals(table, SimpleNamespace(family="sd3"))
     dev = SimpleNamespace(family="flux", model_family=SimpleNamespace(name="flux-dev"))
     flow_refusals(table, dev)  # Flux runs its units
+
+
+def test_an_xlabs_file_in_xlabs_own_layout_is_a_check_error_not_a_render_one(tmp_path, monkeypatch):
+    """The check reads a unit's file as the render does (contract.controlnet.transformer_controlnet_base): XLabs'
+    own layout is refused before any model loads, with the diffusers version to use."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux-canny-controlnet-v3.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2)}, str(path))
+    (e,) = check(tmp_path, monkeypatch, "black-forest-labs/FLUX.1-dev", str(path))
+    assert "XLabs' own file layout" in e.message and "-diffusers" in e.help
+    assert controlnet_family("file", path) == "flux-xlabs"
