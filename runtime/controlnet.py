@@ -45,6 +45,8 @@ from ..contract.controlnet import (
     control_folder,
     transformer_controlnet_base,
 )
+from ..contract.errors import UserError
+from ..contract.families import safetensors_header
 from ..contract.table import FrameTable, Settings
 from .errors import RenderError
 from .flow_matching import FluxInputs, FluxSamples, pack_latents, sum_samples, token_mask
@@ -164,12 +166,9 @@ def controlnet_family(kind: str, path: Path) -> str | None:
 
 
 def _file_keys(path: Path) -> list[str] | None:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception:  # not a readable safetensors file: its loading says why
+        return list(safetensors_header(path)[0])
+    except UserError:  # not a readable safetensors file: its loading says why
         return None
 
 
@@ -203,10 +202,7 @@ def flux_file_config(path: Path, transformer_config) -> dict:
     """The config of a Flux ControlNet file in diffusers' key names (diffusers has no single-file loader for
     them): its block counts, widths, guidance embedding, modes and control-image embedding read from the
     header, the rest (heads, rotary axes) from the Flux transformer it is for."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    shapes, _ = safetensors_header(path)
 
     def count(prefix: str) -> int:
         return len({k.split(".")[1] for k in shapes if k.startswith(prefix + ".")})
@@ -310,11 +306,8 @@ def cond_embedding_widths(path: Path) -> list[int] | None:
     the only ones diffusers' converter reads)."""
     if path.suffix.lower() != ".safetensors":
         return None
-    from safetensors import safe_open
-
     prefix = "controlnet_cond_embedding."
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: f.get_slice(k).get_shape() for k in f.keys() if k.startswith(prefix) and k.endswith(".weight")}
+    shapes = {k: v for k, v in safetensors_header(path)[0].items() if k.startswith(prefix) and k.endswith(".weight")}
     if prefix + "conv_in.weight" not in shapes:
         return None
     # blocks come in pairs (a conv at the width, then a stride-2 conv to the next): each pair's second is a width
