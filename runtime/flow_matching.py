@@ -354,6 +354,22 @@ def flux_velocity(transformer) -> VelocityFn:
     (Flux.1 Kontext), unpacked latents of the context image: their tokens follow the frame's, at position 1
     of the first rotary axis (diffusers' FluxKontextPipeline), and only the frame's come back."""
     takes_guidance = bool(transformer.config.guidance_embeds)
+    # what stays the same over a frame's steps (the rotary positions, the packed context image), built at its
+    # first step: (key, context, (image ids, packed context or None, text ids))
+    last: list = [None, None, None]
+
+    def positions(latents: Tensor, context: Tensor | None, text_tokens: int, dtype: torch.dtype):
+        key = (tuple(latents.shape[-2:]), latents.device, dtype, text_tokens)
+        if last[0] != key or last[1] is not context:
+            ids = flux_image_ids(latents.shape[-2], latents.shape[-1], latents.device, dtype)
+            packed = None
+            if context is not None:
+                ctx_ids = flux_image_ids(context.shape[-2], context.shape[-1], latents.device, dtype)
+                ctx_ids[..., 0] = 1
+                packed, ids = pack_latents(context).to(dtype), torch.cat([ids, ctx_ids], dim=0)
+            txt_ids = torch.zeros(text_tokens, 3, device=latents.device, dtype=dtype)
+            last[:] = [key, context, (ids, packed, txt_ids)]  # (the context is kept: `is` compares it)
+        return last[2]
 
     def velocity(latents: Tensor, t: Tensor, cond: FlowCond, guidance: float | None = None,
                  control: FluxControlFn | None = None, context: Tensor | None = None) -> Tensor:
@@ -364,20 +380,18 @@ def flux_velocity(transformer) -> VelocityFn:
             if guidance is None:
                 raise ValueError("this Flux model embeds a guidance scale: pass `guidance`")
             g = torch.full([1], float(guidance), device=latents.device, dtype=torch.float32).expand(b)
-        hidden, ids = pack_latents(latents).to(dtype), flux_image_ids(h, w, latents.device, dtype)
+        ids, packed, txt_ids = positions(latents, context, cond.embeds.shape[1], dtype)
+        hidden = pack_latents(latents).to(dtype)
         tokens = hidden.shape[1]
-        if context is not None:
-            ctx_ids = flux_image_ids(context.shape[-2], context.shape[-1], latents.device, dtype)
-            ctx_ids[..., 0] = 1
-            packed = pack_latents(context).to(dtype).expand(b, -1, -1)
-            hidden, ids = torch.cat([hidden, packed], dim=1), torch.cat([ids, ctx_ids], dim=0)
+        if packed is not None:
+            hidden = torch.cat([hidden, packed.expand(b, -1, -1)], dim=1)
         inputs = FluxInputs(
             hidden_states=hidden,
             timestep=t.expand(b).to(latents.dtype) / 1000,
             guidance=guidance,
             pooled=cond.pooled.to(dtype),
             embeds=cond.embeds.to(dtype),
-            txt_ids=torch.zeros(cond.embeds.shape[1], 3, device=latents.device, dtype=dtype),
+            txt_ids=txt_ids,
             img_ids=ids,
         )
         samples = (control(inputs) if control is not None else None) or FluxSamples(None, None)
