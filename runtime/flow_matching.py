@@ -141,34 +141,19 @@ def flow_timesteps(scheduler, steps: int, effective_steps: int, device: torch.de
 # ---- the loop ----------------------------------------------------------------------------------------------
 
 
-def cfg_velocity(velocity_fn: VelocityFn, latents: Tensor, t: Tensor, cond: FlowCond, uncond: FlowCond | None,
-                 cfg_scale: float, guidance: float | None = None) -> Tensor:
-    """The guided velocity of one step: `v_u + cfg * (v_c - v_u)` with an unconditional (negative) pass,
-    the conditional velocity alone without one. SD3's pipeline sends both in one batch, unconditional
-    first; so does this wherever the two embeddings have the same shape (else one call each)."""
-    if uncond is None:
-        return velocity_fn(latents, t, cond, guidance)
-    if cond.embeds.shape == uncond.embeds.shape and cond.pooled.shape == uncond.pooled.shape:
-        both = FlowCond(torch.cat([uncond.embeds, cond.embeds]), torch.cat([uncond.pooled, cond.pooled]))
-        v_u, v_c = velocity_fn(torch.cat([latents] * 2), t, both, guidance).chunk(2)
-    else:
-        v_c = velocity_fn(latents, t, cond, guidance)
-        v_u = velocity_fn(latents, t, uncond, guidance)
-    return v_u + cfg_scale * (v_c - v_u)
-
-
 def composed_velocity(velocity_fn: VelocityFn, latents: Tensor, t: Tensor,
                       parts: Sequence[tuple[float, FlowCond]], uncond: FlowCond | None, cfg_scale: float,
                       guidance: float | None = None) -> Tensor:
-    """The velocity of one step for a prompt of one or more weighted parts (A1111's AND). One part of weight 1
-    is `cfg_velocity`'s, bit for bit. Several: with an unconditional pass `v_u + cfg * sum(w_i (v_i - v_u))`
-    (A1111's composable guidance), without one (Flux, or no CFG) the blend `sum(w_i v_i)`, the weights then
-    summing to 1 (prompts.RowConditioning). The passes go in one batch where the embeddings' shapes agree."""
-    if len(parts) == 1 and parts[0][0] == 1.0:
-        return cfg_velocity(velocity_fn, latents, t, parts[0][1], uncond, cfg_scale, guidance)
+    """The velocity of one step for a prompt of one or more weighted parts (A1111's AND): with an unconditional
+    pass `v_u + cfg * sum(w_i (v_i - v_u))` (A1111's composable guidance; one part of weight 1 is plain CFG,
+    `v_u + cfg * (v_c - v_u)`), without one (Flux, or no CFG) the blend `sum(w_i v_i)`, the weights then summing
+    to 1 (prompts.RowConditioning). The passes go in one batch where the embeddings' shapes agree, unconditional
+    first, as SD3's pipeline batches them."""
     conds = ([uncond] if uncond is not None else []) + [c for _, c in parts]
     same = all(c.embeds.shape == conds[0].embeds.shape and c.pooled.shape == conds[0].pooled.shape for c in conds)
-    if same:
+    if len(conds) == 1:
+        vs = (velocity_fn(latents, t, conds[0], guidance),)
+    elif same:
         both = FlowCond(torch.cat([c.embeds for c in conds]), torch.cat([c.pooled for c in conds]))
         vs = velocity_fn(torch.cat([latents] * len(conds)), t, both, guidance).chunk(len(conds))
     else:
@@ -421,7 +406,6 @@ __all__ = [
     "VelocityAt",
     "VelocityFn",
     "calculate_shift",
-    "cfg_velocity",
     "flow_denoise",
     "flow_mu",
     "flow_timesteps",
