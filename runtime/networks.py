@@ -40,6 +40,7 @@ from ..contract import changes
 from ..contract.table import FrameTable
 from .errors import RenderError
 from .fingerprint import network_files
+from .model_source import first_line
 from .prompts import CHUNK_TOKENS
 
 WEIGHTS_COLUMN = "lora_weights"
@@ -94,7 +95,7 @@ def read_tensors(path: Path, allow_pickle: bool, what: str) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise RenderError(f"{what} {path.name} cannot be read: {str(e).splitlines()[0][:200]}",
+        raise RenderError(f"{what} {path.name} cannot be read: {first_line(e)[:200]}",
                           "re-download the file; it should be a .safetensors file") from None
 
 
@@ -372,7 +373,7 @@ def _load_lora(sd, source: str, adapter: str, allow_pickle: bool) -> _Lora:
     try:
         state, alphas = mixin.lora_state_dict(dict(state), unet_config=sd.unet.config)
     except (ValueError, KeyError, RuntimeError, IndexError) as e:
-        raise RenderError(f"LoRA {name} cannot be converted: {str(e).splitlines()[0][:200]}",
+        raise RenderError(f"LoRA {name} cannot be converted: {first_line(e)[:200]}",
                           "use a LoRA in kohya/A1111 or diffusers format") from None
     if not any(k.startswith(("unet.", "text_encoder")) for k in state):  # diffusers' older, unprefixed UNet form
         state = {f"unet.{k}": v for k, v in state.items()}
@@ -404,7 +405,7 @@ def _load_lora(sd, source: str, adapter: str, allow_pickle: bool) -> _Lora:
             for attr in encoders:
                 mixin.load_lora_into_text_encoder(state, alphas, _part(sd, attr), prefix=attr, adapter_name=adapter)
     except (ValueError, KeyError, RuntimeError) as e:
-        raise RenderError(f"LoRA {name} cannot be loaded into this model: {str(e).splitlines()[0][:200]}",
+        raise RenderError(f"LoRA {name} cannot be loaded into this model: {first_line(e)[:200]}",
                           "use a LoRA made for this model's family") from None
     lora = _Lora(adapter, source, bool(parts["unet"]), tuple(encoders))
     # loaded adapters start active at weight 1: off until a frame asks for them
@@ -436,7 +437,7 @@ def _load_flow_lora(sd, state: dict, name: str, source: str, adapter: str) -> _L
             else:
                 state, alphas = SD3LoraLoaderMixin.lora_state_dict(dict(state)), None
     except (ValueError, KeyError, RuntimeError, IndexError) as e:
-        raise RenderError(f"LoRA {name} cannot be converted: {str(e).splitlines()[0][:200]}",
+        raise RenderError(f"LoRA {name} cannot be converted: {first_line(e)[:200]}",
                           "use a LoRA in diffusers format (`transformer.` keys)") from None
     title = "Flux" if flux else "SD3"
     allowed = _FLOW_ENCODERS[sd.family]
@@ -464,7 +465,7 @@ def _load_flow_lora(sd, state: dict, name: str, source: str, adapter: str) -> _L
             for attr in encoders:
                 mixin.load_lora_into_text_encoder(state, alphas, _part(sd, attr), prefix=attr, adapter_name=adapter)
     except (ValueError, KeyError, RuntimeError) as e:
-        raise RenderError(f"LoRA {name} cannot be loaded into this model: {str(e).splitlines()[0][:200]}",
+        raise RenderError(f"LoRA {name} cannot be loaded into this model: {first_line(e)[:200]}",
                           f"use a LoRA made for {title}") from None
     if part:
         transformer.disable_lora()  # loaded adapters start active at weight 1: off until a frame asks for them
