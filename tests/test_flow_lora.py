@@ -212,7 +212,9 @@ def test_embeddings_stay_refused(flow_models):
 
 def test_a_lora_on_an_offloaded_transformer_renders_the_same_bytes(flow_models, lora_files, tmp_path):
     """`--offload group` applies after the LoRA's layers are in: they move with their blocks, and the frames
-    are those of the render without offloading."""
+    are those of the render without offloading. On this CPU the hooks run but move nothing (onload and offload
+    devices are both the CPU): a device-move bug shows only on a GPU (`make bench-gpu`'s flow case with
+    `--offload group`)."""
     from dfm.runtime.speedups import Speedups
 
     folder = flow_models["flux_folder"]
