@@ -107,6 +107,15 @@ def resolve(spec: str, n: int, allow_pickle: bool) -> tuple[str, Path]:
     return "hub", fetch_snapshot(spec, patterns, f"ControlNet (unit {n})", LOAD_HELP)
 
 
+def unit_weight_files(table: FrameTable, allow_pickle: bool) -> list[Path]:
+    """The .safetensors files of the table's units' models (what `offload auto` counts beside the model)."""
+    files = []
+    for u in active_units(table.settings):
+        kind, path = resolve(u.model, u.number, allow_pickle)
+        files += [path] if kind == "file" else sorted(path.glob("*.safetensors"))
+    return files
+
+
 def load_controlnet(sd: StableDiffusion, spec: str, n: int) -> LoadedControlNet:
     """Unit n's model `spec` read from disk, in the UNet's dtype on its device, checked to fit the UNet; any
     failure is a RenderError naming the unit, the model and what to do."""

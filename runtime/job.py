@@ -240,7 +240,8 @@ def load_models(sd: StableDiffusion, depth: DepthEstimator | None, timer: StageT
 
     flow_refusals(table, sd)  # from the configs alone: what Flux/SD3 cannot render yet, before any weight loads
     if "unet" not in sd.__dict__:  # before anything loads: the offloaded parts stay on the CPU (a loaded model,
-        sd.offload = speedups.resolve_offload(options, sd)  # reused by watch mode, keeps how it was loaded)
+        sd.offload = speedups.resolve_offload(  # reused by watch mode, keeps how it was loaded)
+            options, sd, lambda: controlnet.unit_weight_files(table, sd.allow_pickle))
     with timer("load"):
         if depth is not None:
             depth.load()

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from .errors import RenderError
 
@@ -115,9 +117,12 @@ def resolve_tiling(value: str, size: tuple[int, int] | None) -> bool:
     return value == "on"
 
 
-def weight_bytes(sd) -> int:
+def weight_bytes(sd, others: Iterable[Path] = ()) -> int:
     """The bytes of the weights a render of `sd` (a StableDiffusion) loads, in its placement's precision, from
-    the .safetensors headers (no weight read): what `offload auto` compares with the free GPU memory."""
+    the .safetensors headers (no weight read): what `offload auto` compares with the free GPU memory. `others`:
+    weight files loaded beside the model that stay on the GPU (its ControlNets)."""
+    import math
+
     import torch
 
     from ..contract.errors import UserError
@@ -132,24 +137,21 @@ def weight_bytes(sd) -> int:
         if sd.folder is None:  # a single flow file: its own transformer, not a folder's
             files = [p for p in files if p.parent.name != "transformer"] + [sd.source.path]
     total = 0
-    for path in files:
+    for path in [*files, *others]:
         if path.suffix.lower() != ".safetensors":
             continue
         try:
             shapes, _ = safetensors_header(path)
         except UserError:  # unreadable: counted as nothing (the load then says what is wrong)
             continue
-        for shape in shapes.values():
-            n = 1
-            for d in shape:
-                n *= int(d)
-            total += n * itemsize
+        total += sum(math.prod(int(d) for d in shape) for shape in shapes.values()) * itemsize
     return total
 
 
-def resolve_offload(options: Speedups | None, sd) -> str:
+def resolve_offload(options: Speedups | None, sd, others: Callable[[], Iterable[Path]] = tuple) -> str:
     """"group" or "off" for `sd` on its device: `auto` offloads on CUDA when the weights its render loads
-    (`weight_bytes`, from the files' headers) exceed OFFLOAD_AUTO_FRACTION of the free memory."""
+    (`weight_bytes`, from the files' headers; `others()`: the files of what loads beside it, asked only on CUDA)
+    exceed OFFLOAD_AUTO_FRACTION of the free memory."""
     value = (options or Speedups()).offload
     if value != "auto":
         return value
@@ -159,7 +161,7 @@ def resolve_offload(options: Speedups | None, sd) -> str:
     import torch
 
     free, _ = torch.cuda.mem_get_info(device)
-    return "group" if weight_bytes(sd) > free * OFFLOAD_AUTO_FRACTION else "off"
+    return "group" if weight_bytes(sd, others()) > free * OFFLOAD_AUTO_FRACTION else "off"
 
 
 def offload_in_groups(module, device, leaf: bool = False) -> None:

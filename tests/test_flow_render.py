@@ -520,7 +520,7 @@ def test_group_offloading_keeps_the_frames_bytes_and_is_recorded(flow_models, na
     assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["offloaded"] == []
 
 
-def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flow_models, monkeypatch):
+def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flow_models, monkeypatch, tmp_path):
     from dfm.runtime import speedups
 
     sd = load(flow_models["flux_folder"])
@@ -539,6 +539,14 @@ def test_auto_offloads_only_where_the_weights_do_not_fit_the_free_gpu_memory(flo
     for free, want in ((need * 2, "off"), (need, "group")):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, free * 2))
         assert speedups.resolve_offload(speedups.Speedups(), sd) == want
+    # a ControlNet stays on the GPU beside it: its weights count too (asked for only on CUDA)
+    from safetensors.torch import save_file
+
+    unit = tmp_path / "cn.safetensors"
+    save_file({"w": torch.zeros(need // 4 + 1)}, str(unit))  # as many fp32 bytes again
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (need * 1.5, need * 3))
+    assert speedups.resolve_offload(speedups.Speedups(), sd) == "off"
+    assert speedups.resolve_offload(speedups.Speedups(), sd, lambda: [unit]) == "group"
 
 
 @pytest.mark.parametrize("mode", ["none", "interpolation"])
