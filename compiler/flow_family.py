@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .context import CompileContext
     from .statements import Statements
 
-PATCH = 16  # the VAE's 8 × the transformer's 2x2 patches: each side of a flow model's frame
+PATCH = families.FLOW_PATCH
 NO_GUIDANCE = ("flux-schnell", "sd35-turbo")  # run without guidance: cfg 0, no unconditional pass
 NO_NEGATIVE = ("flux-dev", "flux-kontext", *NO_GUIDANCE)  # nothing the negative prompt could steer
 _BACKTICKS = re.compile(r"`[^`]*`")
@@ -102,14 +102,12 @@ def _check_size(ctx: CompileContext, stmts: Statements, settings: dict, fam: fam
             help="the nearest sizes: " + ", ".join(f"`size {o}`" for o in options))
 
 
-KONTEXT_CONTROLNET_WHY = ("its context image's tokens join the frame's, and Flux ControlNets are trained on the "
-                          "frame's alone")
 
 
 def _check_controlnet(ctx: CompileContext, stmts: Statements, settings: dict, fam: families.Family) -> None:
     if fam.base != "sd3" and fam.name != "flux-kontext":
         return
-    why = cn.SD3_CONTROLNET_WHY if fam.base == "sd3" else KONTEXT_CONTROLNET_WHY
+    why = cn.SD3_CONTROLNET_WHY if fam.base == "sd3" else cn.KONTEXT_CONTROLNET_WHY
     for n in range(1, cn.MAX_UNITS + 1):
         name = cn.column(n, "model")
         if settings.get(name) is None or not settings.get(cn.column(n, "enabled"), True):

@@ -44,6 +44,8 @@ UNION_TYPES = ("openpose", "depth", "softedge", "canny", "normal", "segment", "t
 # why a scene with units cannot render on SD3 / SD3.5 (the check's DFM407 and the render's error say it)
 SD3_CONTROLNET_WHY = ("SD3 ControlNet has no img2img pipeline in diffusers (dfm's frames after the first are "
                       "img2img)")
+KONTEXT_CONTROLNET_WHY = ("its context image's tokens join the frame's, and Flux ControlNets are trained on the "
+                          "frame's alone")
 # Flux.1 ControlNet Union (InstantX/FLUX.1-dev-Controlnet-Union, Shakker-Labs' Union-Pro): its `controlnet_mode` of
 # each control type it has (blur 3, gray 5 and low quality 6 have no UNION_TYPES name)
 FLUX_UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "openpose": 4}

@@ -126,6 +126,7 @@ FLOW_PIPELINES = {
     "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux", "FluxKontextPipeline": "flux",
 }
 FLOW_TRANSFORMERS = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux"}
+FLOW_PATCH = 16  # the VAE's 8 × the transformer's 2x2 patches: each side of a flow model's frame is a multiple
 FLUX_CHANNELS = 64  # Flux's transformer reads 16 latent channels in 2x2 patches; Fill has 384, Canny/Depth 128
 # Flux models that are not text-to-image (an image goes in beside the prompt): not rendered, told by name
 # (Kontext is: each frame's img2img source is its context image, `kontext`)

@@ -58,7 +58,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..contract.controlnet import SD3_CONTROLNET_WHY, active_units
+from ..contract.controlnet import KONTEXT_CONTROLNET_WHY, SD3_CONTROLNET_WHY, active_units
+from ..contract.families import FLOW_PATCH
 from ..contract.table import FrameTable
 from .errors import RenderError
 from .models import FLOW_BASES
@@ -575,10 +576,9 @@ def flow_refusals(table: FrameTable, sd) -> None:
         raise RenderError(f"ControlNet units cannot run with {name} models: {SD3_CONTROLNET_WHY}",
                           "remove the scene's `cn_…` units, or render ControlNet scenes with Flux.1, SDXL or SD 1.x")
     if active_units(s) and sd.model_family.name == "flux-kontext":
-        raise RenderError("ControlNet units cannot run with Flux.1 Kontext: its context image's tokens join the "
-                          "frame's, and Flux ControlNets are trained on the frame's alone",
+        raise RenderError(f"ControlNet units cannot run with Flux.1 Kontext: {KONTEXT_CONTROLNET_WHY}",
                           "remove the scene's `cn_…` units, or render with Flux.1 [dev]")
-    unit = 16  # the VAE's 8 times the transformer's 2x2 patches (the real models: 1024x1024 is 64x64 tokens)
+    unit = FLOW_PATCH  # the VAE's 8 times the transformer's 2x2 patches (1024x1024 is 64x64 tokens)
     if int(s.width) % unit or int(s.height) % unit:
         raise RenderError(f"{name} renders sizes in multiples of {unit}; the scene's is {s.width}x{s.height}",
                           f"set a size whose width and height divide by {unit}, e.g. 1024x1024")
@@ -614,8 +614,8 @@ def flow_prompt_warnings(table: FrameTable, sd) -> list[str]:
 
 def prompt_warnings(table: FrameTable, sd) -> list[str]:
     """Checked once the model is loaded, before the first frame: a clip_skip deeper than the text encoder
-    is a RenderError; a clip_skip on an SD 2.x model and a prompt longer than one chunk are warnings."""
-    flow_refusals(table, sd)
+    is a RenderError; a clip_skip on an SD 2.x model and a prompt longer than one chunk are warnings. (What a flow
+    model cannot render was refused by the load stage: `flow_refusals`.)"""
     if sd.family in FLOW_BASES:
         return flow_prompt_warnings(table, sd)
     config = sd.text_encoder_config
