@@ -21,11 +21,20 @@ def render_out(args: argparse.Namespace, table) -> Path:
     (app/watch.py prints a job's RenderError only from the render)."""
     from ..runtime.outdir import check_output  # no torch
 
-    s = table.settings
-    out = Path(args.out) if args.out else Path(s.output_dir) if s.output_dir else scene_folder(args.file)
+    out = out_folder(args, table)
     if not getattr(args, "watch", False):
         check_output(out)
     return out
+
+
+def out_folder(args: argparse.Namespace, table) -> Path:
+    """The folder `dfm render` writes, unchecked: --out, else the scene's output_dir, else outputs/<scene
+    name>/. `dfm studio` shows this folder; `table` None (a scene that does not compile yet) has no
+    output_dir."""
+    if args.out:
+        return Path(args.out)
+    s = table.settings if table is not None else None
+    return Path(s.output_dir) if s is not None and s.output_dir else scene_folder(args.file)
 
 
 def scene_folder(scene: str) -> Path:
@@ -81,5 +90,5 @@ def check_ray_options(args: argparse.Namespace) -> None:
         raise UsageError("--workers and --cpus-per-worker apply with --ray only")
 
 
-__all__ = ["check_ray_options", "default_output", "preview_out", "ray_arguments", "render_out", "scene_folder",
-           "scene_table", "speedups"]
+__all__ = ["check_ray_options", "default_output", "out_folder", "preview_out", "ray_arguments", "render_out",
+           "scene_folder", "scene_table", "speedups"]

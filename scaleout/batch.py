@@ -332,15 +332,19 @@ def _now() -> str:
 def check_summary(path: Path) -> None:
     """A BatchError when `path` (OUT/batch.json) is a file of the user's, not an earlier batch's summary:
     the batch would replace it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (OSError, ValueError):
-        data = None
-    if not (isinstance(data, dict) and "dfm_batch" in data):
+    if (path.exists() or path.is_symlink()) and read_summary(path) is None:
         raise BatchError(f"{path} exists and is not a dfm batch summary; the batch would replace it",
                          "choose another output folder (--out), or move the file")
+
+
+def read_summary(path: Path) -> dict | None:
+    """A summary as write_summary wrote it (`{"dfm_batch": 1, "scenes": [...]}`), or None when `path` is
+    missing, unreadable or not one. json only, no torch: `dfm studio` reads sweeps with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "dfm_batch" in data else None
 
 
 def write_summary(path: Path, results: Sequence[SceneResult], started: str) -> None:
@@ -451,5 +455,5 @@ def summary_lines(results: Sequence[SceneResult], out: Path) -> list[str]:
 
 
 __all__ = ["BatchError", "BatchInterrupted", "BatchObserver", "Job", "Plan", "ProgressView", "SceneResult",
-           "Variation", "check_summary", "parse_vary", "plan", "run_batch", "summary_lines", "vary_text",
-           "variation_label", "write_summary"]
+           "Variation", "check_summary", "parse_vary", "plan", "read_summary", "run_batch", "summary_lines",
+           "vary_text", "variation_label", "write_summary"]

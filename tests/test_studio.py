@@ -1,9 +1,12 @@
 """`dfm studio` without a browser: the scene's JSON and exact per-frame values equal the compiled table, a
-scene with errors shows what `dfm check` prints, an edit reaches the server, only the scene's folder, the
-output folder and the page's assets are served (traversal, absolute and encoded paths: 404), a POST from
+scene with errors shows what `dfm check` prints, an edit reaches the server, only the soundtrack, the
+output folder and the page's assets are served (traversal, absolute and encoded paths, links into hidden
+folders: 404), a POST from
 another site is refused, a port in use is a one-line error (exit 2), the studio never imports torch, the
 output folder's state (frames, job.json progress and ETA, the finished video), the sweep grid of a
-`dfm batch --vary` folder, bounded chart data for a very long scene, and a render started from the page.
+`dfm batch --vary` folder, bounded chart data for a very long scene, and a render started from the page
+(one at a time however many POSTs arrive together). Some tests run the server in this process (aiohttp's
+test client), to replace the render command or look at the event queues.
 
 The studio runs as `python -m dfm studio FILE --port 0 --no-browser` (a real server on a free port);
 tests/test_studio_browser.py drives the page in Chromium with the same helper.
@@ -11,6 +14,8 @@ tests/test_studio_browser.py drives the page in Chromium with the same helper.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -24,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import wave
 import zlib
 from pathlib import Path
 
@@ -32,9 +38,12 @@ import pytest
 
 from dfm.api import compile_result
 from dfm.app.cli import main
+from dfm.app.render_args import out_folder
 from dfm.app.studio.files import plain_relative, safe_file
 from dfm.app.studio.render_watch import output_state
-from dfm.app.studio.scene import MAX_POINTS, sample_positions, sampled
+from dfm.app.studio.renders import MAX_LINE, RenderRunner
+from dfm.app.studio.scene import MAX_POINTS, load_scene, sample_positions, sampled, waveform
+from dfm.app.studio.server import MAX_SUBSCRIBERS, Config, Studio, make_app
 from dfm.app.studio.sweep import parse_label, sweep_grid
 from dfm.scaleout.batch import parse_vary, plan
 
@@ -152,6 +161,9 @@ def scene_dir(tmp_path_factory) -> Path:
     (folder / "secret.txt").write_text("not for the page", encoding="utf-8")
     (folder / "scene" / "link.txt").symlink_to(folder / "secret.txt")
     (folder / "scene" / ".hidden").write_text("dot file", encoding="utf-8")
+    (folder / "out" / ".git").mkdir(parents=True)  # a link with a plain name into a hidden folder
+    (folder / "out" / ".git" / "config").write_text("[remote] url = secret", encoding="utf-8")
+    (folder / "out" / "notes").symlink_to(Path(".git") / "config")
     return folder
 
 
@@ -198,18 +210,53 @@ def test_frame_values_are_the_tables_row(studio):
     "/files/scene/%2e%2e%2fsecret.txt", "/files/scene/%252e%252e/secret.txt", "/files/scene//etc/passwd",
     "/files/scene/%2Fetc%2Fpasswd", "/files/scene/link.txt", "/files/scene/.hidden", "/files/scene/s.dfm%00",
     "/files/scene/..\\secret.txt", "/files/out/../scene/s.dfm", "/files/elsewhere/s.dfm", "/static/../s.dfm",
-    "/static/%2e%2e/server.py", "/files/sweep/anything.png", "/etc/passwd", "/../../etc/passwd",
+    "/static/%2e%2e/server.py", "/files/sweep/anything.png", "/files/out/..%2f..%2fetc/passwd",
+    "/files/out/%2fetc%2fpasswd", "/files/out/notes", "/files/out/.git/config", "/files/out/..%2fscene/s.dfm",
+    "/files/scene/s.dfm", "/files/audio/s.dfm",
 ])
 def test_nothing_outside_the_served_folders_is_served(studio, path):
     assert studio.raw(path) == 404, path
 
 
-def test_the_scene_folder_and_the_pages_assets_are_served(studio, scene_dir):
-    assert studio.get("/files/scene/s.dfm") == (200, SCENE.encode())
+def test_the_pages_assets_are_served(studio, scene_dir):
     for asset in ("/", "/static/studio.js", "/static/studio.css", "/static/vendor/uPlot.iife.min.js"):
         assert studio.get(asset)[0] == 200, asset
     assert plain_relative("frames/00001.png") and not plain_relative("/abs") and not plain_relative("a/../b")
     assert safe_file(scene_dir / "scene", "link.txt") is None and safe_file(scene_dir / "scene", "s.dfm")
+    assert safe_file(scene_dir / "out", "notes") is None  # resolved into .git
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 22050) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_of_the_scene_folder_only_the_soundtrack_is_served(tmp_path):
+    write_wav(tmp_path / "track.wav", np.full(22050 * 2, 0.1))
+    (tmp_path / "s.dfm").write_text(SCENE + 'audio "track.wav"\n', encoding="utf-8")
+    (tmp_path / "other.txt").write_text("not for the page", encoding="utf-8")
+    s = StudioProcess(Path("s.dfm"), "--out", "out", cwd=tmp_path)
+    try:
+        assert s.json("/api/scene")["audio_url"] == "track.wav"
+        assert s.get("/files/audio/track.wav") == (200, (tmp_path / "track.wav").read_bytes())
+        for path in ("/files/audio/s.dfm", "/files/audio/other.txt", "/files/scene/track.wav", "/files/scene/s.dfm"):
+            assert s.raw(path) == 404, path
+    finally:
+        s.close()
+
+
+def test_the_waveform_ends_with_the_scene(tmp_path):
+    """A track longer than the scene: a spike after the scene's last frame is not drawn on it."""
+    samples = np.full(22050 * 4, 0.1)  # the scene is 2 s (24 frames at 12 fps)
+    samples[22050 * 3] = 1.0
+    track = write_wav(tmp_path / "long.wav", samples)
+    peaks = waveform(compile_result(SCENE + f'audio "{track}"\n', "s.dfm").table)
+    assert peaks is not None and len(peaks) == 24
+    assert peaks.min() > 0.9, peaks  # all frames alike: the spike would make them 0.1 against the last
 
 
 def test_a_request_from_another_site_is_refused(studio):
@@ -352,13 +399,77 @@ def test_the_output_folder_state(tmp_path):
     assert output_state(out, 24)["status"] == "interrupted"  # a job file whose render is gone
 
 
+def read_events(url: str, found: queue.Queue) -> None:
+    """Each (event, data) of the studio's event stream into `found`, until the stream ends."""
+    with urllib.request.urlopen(url + "/api/events", timeout=30) as r:
+        event = None
+        for raw in r:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                found.put((event, json.loads(line[6:])))
+
+
 def test_a_frame_written_into_the_output_folder_is_pushed(studio, scene_dir):
+    """The page hears of the frame on the event stream (/api/output reads the disk on every request)."""
+    found: queue.Queue = queue.Queue()
+    threading.Thread(target=read_events, args=(studio.url, found), daemon=True).start()
+    assert found.get(timeout=10)[0] == "hello"
     out = scene_dir / "out" / "frames"
     out.mkdir(parents=True, exist_ok=True)
     (out / "00005.png").write_bytes(PNG)
-    state = wait_for(lambda: (s := studio.json("/api/output"))["newest"] and s, 10)
-    assert state["newest"]["index"] == 5 and state["frames_on_disk"] == 1
+    deadline = time.monotonic() + 10
+    while True:
+        event, data = found.get(timeout=max(0.1, deadline - time.monotonic()))
+        if event == "output" and data["newest"] and data["newest"]["index"] == 5:
+            break
+    assert data["newest"]["file"] == "frames/00005.png" and data["frames_on_disk"] == 1
     assert studio.get("/files/out/frames/00005.png") == (200, PNG)
+
+
+def test_only_a_change_of_the_scenes_text_recompiles(tmp_path):
+    """Other files of the scene's folder (frames, an editor's swap file) and a save of the same text leave
+    the scene as it was: no new generation, no preview rebuilt."""
+    path = tmp_path / "s.dfm"
+    path.write_text(SCENE, encoding="utf-8")
+    s = StudioProcess(Path("s.dfm"), "--out", "outputs/s", cwd=tmp_path)
+    try:
+        first = s.json("/api/scene")["generation"]
+        (tmp_path / ".s.dfm.swp").write_bytes(b"swap")
+        (tmp_path / "outputs" / "s" / "frames").mkdir(parents=True)
+        (tmp_path / "outputs" / "s" / "frames" / "00000.png").write_bytes(PNG)
+        path.write_text(SCENE, encoding="utf-8")
+        time.sleep(1.5)
+        assert s.json("/api/scene")["generation"] == first
+        path.write_text(SCENE.replace("strength 0.6", "strength 0.5"), encoding="utf-8")
+        wait_for(lambda: s.json("/api/scene")["generation"] > first, 10)
+    finally:
+        assert s.close() == 0
+
+
+def test_the_output_folder_is_the_one_dfm_render_picks(tmp_path):
+    """Without --out: the scene's output_dir, followed across edits (and a start with errors); the render
+    is then started without --out, so it picks the folder itself, exactly as `dfm render FILE`."""
+    table = compile_result(SCENE + 'output_dir "renders/a"\n', "s.dfm").table
+    plain = argparse.Namespace(out=None, file="scenes/s.dfm")
+    assert out_folder(plain, table) == Path(table.settings.output_dir) and out_folder(plain, table).name == "a"
+    assert out_folder(plain, None) == Path("outputs/s")
+    assert out_folder(argparse.Namespace(out="x", file="s.dfm"), table) == Path("x")
+    assert "--out" not in RenderRunner(Path("s.dfm"), None, lambda: None).command()
+    assert "--out" in RenderRunner(Path("s.dfm"), Path("x"), lambda: None).command()
+    path = tmp_path / "s.dfm"
+    path.write_text(SCENE.replace("strength 0.6", "strength 1.6") + 'output_dir "first"\n', encoding="utf-8")
+    s = StudioProcess(Path("s.dfm"), cwd=tmp_path)
+    try:
+        assert s.json("/api/output")["folder"] == str(tmp_path / "outputs" / "s")  # errors: no output_dir yet
+        path.write_text(SCENE + 'output_dir "first"\n', encoding="utf-8")
+        wait_for(lambda: s.json("/api/output")["folder"] == str(tmp_path / "first"), 10)
+        path.write_text(SCENE + 'output_dir "second"\n', encoding="utf-8")
+        wait_for(lambda: s.json("/api/output")["folder"] == str(tmp_path / "second"), 10)
+        assert s.json("/api/scene")["out"] == str(tmp_path / "second")
+    finally:
+        assert s.close() == 0
 
 
 def make_sweep(root: Path, with_summary: bool = True) -> list:
@@ -417,6 +528,71 @@ def test_a_very_long_scene_sends_bounded_chart_data():
     ys = sampled(values, buckets)
     assert len(x) == len(ys) <= MAX_POINTS and x[0] == 0 and x[-1] == n - 1 and x == sorted(x)
     assert max(ys) == 5.0 and min(ys) == -3.0
+
+
+def in_process(scene: Path, tmp_path: Path, body):
+    """body(studio, client) against a studio served in this process (aiohttp's test server, 127.0.0.1)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def run():
+        studio = Studio(Config(scene, tmp_path / "out"), tmp_path / "state", load_scene(scene))
+        async with TestClient(TestServer(make_app(studio))) as client:
+            return await body(studio, client)
+
+    return asyncio.run(run())
+
+
+SLOW = [sys.executable, "-c", "import time; time.sleep(30)"]  # a render that runs until stopped
+
+
+def test_renders_started_at_once_start_one(tmp_path, monkeypatch):
+    (tmp_path / "s.dfm").write_text(SCENE, encoding="utf-8")
+    monkeypatch.setattr(RenderRunner, "command", lambda self: SLOW)
+
+    async def body(studio, client):
+        posts = [client.post("/api/render", headers={"X-Dfm-Studio": "1"}) for _ in range(5)]
+        return sorted(r.status for r in await asyncio.gather(*posts))
+
+    assert in_process(tmp_path / "s.dfm", tmp_path, body) == [200, 409, 409, 409, 409]
+
+
+def test_a_stalled_page_is_sent_away_and_the_pages_are_capped(tmp_path):
+    (tmp_path / "s.dfm").write_text(SCENE, encoding="utf-8")
+
+    async def body(studio, client):
+        stalled: asyncio.Queue = asyncio.Queue(maxsize=2)
+        studio.subscribers.add(stalled)
+        for n in range(3):
+            studio.publish("output", n)
+        ended = (stalled.get_nowait(), stalled.empty(), stalled in studio.subscribers)
+        studio.subscribers.update(asyncio.Queue() for _ in range(MAX_SUBSCRIBERS))
+        r = await client.get("/api/events")
+        return ended, r.status
+
+    ended, status = in_process(tmp_path / "s.dfm", tmp_path, body)
+    assert ended == (None, True, False)  # the stream ends (the page reconnects, refetches), nothing stale waits
+    assert status == 503
+
+
+def test_a_render_printing_a_very_long_line_is_followed_to_its_end(monkeypatch):
+    """A line longer than asyncio's 64 KiB line limit is cut, the output read to its end; the page hears of
+    100 lines in a few events, not 100."""
+    script = "import sys; print('x' * 100_000); [print(i) for i in range(100)]; print('last', end='')"
+    monkeypatch.setattr(RenderRunner, "command", lambda self: [sys.executable, "-c", script])
+    calls = []
+
+    async def run():
+        runner = RenderRunner(Path("s.dfm"), None, lambda: calls.append(1))
+        await runner.start()
+        for _ in range(300):
+            if runner.returncode is not None:
+                return runner
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the render's output was not followed to its end: {list(runner.log)[-3:]}")
+
+    runner = asyncio.run(run())
+    assert runner.returncode == 0 and list(runner.log)[-2:] == ["last", "(dfm render exited with 0)"]
+    assert "x" * MAX_LINE in runner.log and len(calls) < 10
 
 
 def test_a_render_started_stopped_and_continued_from_the_page(tiny_models, tmp_path):

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from ..console import UsageError
 from ..exit_codes import EXIT_OK
-
-DEFAULT_PORT = 8765
+from ..studio import DEFAULT_PORT, LOOPBACK
 
 
 def add_parser(sub) -> None:
@@ -29,18 +28,6 @@ def add_parser(sub) -> None:
                    "127.0.0.1, this machine only; the page has no authentication)")
     p.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
     p.set_defaults(func=run)
-
-
-def output_folder(args: argparse.Namespace, view) -> Path:
-    """The folder `dfm render FILE` would write: --out, else the scene's output_dir, else outputs/<name>/."""
-    from ..render_args import scene_folder
-
-    if args.out:
-        return Path(args.out)
-    table = view.table
-    if table is not None and table.settings.output_dir:
-        return Path(table.settings.output_dir)
-    return scene_folder(args.file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
                              "studio); choose another with --port P, or --port 0 for any free port") from None
         raise UsageError(f"cannot listen on {args.host} port {args.port}: {exc.reason}; check --host, or choose "
                          "another port with --port P (--port 0: any free port)") from None
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK:
         print(f"warning: listening on {args.host}: anyone who can reach this address sees the page and can start "
               "renders; it has no authentication", file=sys.stderr)
     view = load_scene(Path(args.file))
-    config = Config(scene=Path(args.file), out=output_folder(args, view),
-                    sweep=Path(args.sweep) if args.sweep else None, host=args.host, port=args.port)
+    config = Config(scene=Path(args.file), out=Path(args.out) if args.out else None,
+                    sweep=Path(args.sweep) if args.sweep else None, host=args.host)
     serve(config, sock, view, open_browser=not args.no_browser)
     return EXIT_OK

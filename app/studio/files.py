@@ -1,8 +1,8 @@
-"""Which files the studio page may read: a file inside one of a few roots (the scene's folder, the output
-folder, a sweep folder, the page's own assets), resolved through symlinks, and nothing else. Any other
-request (`..`, an absolute path, a percent-encoded separator or dot left in the path, a NUL, a link that
-leads out) gets no file, which the server answers with 404: the page cannot be used to read a user's
-other files."""
+"""Which files the studio page may read: a file inside one of a few roots (the output folder, a sweep
+folder, the page's own assets; from the scene's folder, its soundtrack only), resolved through symlinks, and
+nothing else. Any other request (`..`, an absolute path, a percent-encoded separator or dot left in the path,
+a NUL, a link that leads out, a hidden name such as .git, as written or once resolved) gets no file, which
+the server answers with 404: the page cannot be used to read a user's other files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path, PurePosixPath
 
 def safe_file(root: Path | None, relative: str) -> Path | None:
     """The file `relative` (a URL path, already percent-decoded once by the server) names inside `root`, or
-    None when it is not a plain relative path to an existing file whose real location is inside `root`."""
-    if root is None or not plain_relative(relative):
+    None when it is not a plain relative path to an existing file whose real location is inside `root` and
+    outside its hidden folders (.git, .ssh, .dfm-state), as named and once links are resolved."""
+    if root is None or not plain_relative(relative) or any(p.startswith(".") for p in relative.split("/")):
         return None
     try:
         base = root.resolve(strict=True)
@@ -21,6 +22,9 @@ def safe_file(root: Path | None, relative: str) -> Path | None:
     except (OSError, RuntimeError):  # missing, a symlink loop, a name the OS refuses
         return None
     if not target.is_relative_to(base) or not target.is_file():
+        return None
+    # the resolved path too: a symlink with an ordinary name may lead into .git or .dfm-state
+    if any(part.startswith(".") for part in target.relative_to(base).parts):
         return None
     return target
 
@@ -37,12 +41,4 @@ def plain_relative(relative: str) -> bool:
     return all(part not in (".", "..", "") for part in parts) and ".." not in relative.split("/")
 
 
-def inside(root: Path, path: Path) -> bool:
-    """Whether `path`'s real location is inside `root`'s (both resolved; a missing path is not inside)."""
-    try:
-        return path.resolve(strict=True).is_relative_to(root.resolve(strict=True))
-    except (OSError, RuntimeError):
-        return False
-
-
-__all__ = ["inside", "plain_relative", "safe_file"]
+__all__ = ["plain_relative", "safe_file"]

@@ -14,13 +14,17 @@ import re
 import time
 from pathlib import Path
 
+from ...runtime.outdir import Output  # both json and paths only: no torch
+from ...runtime.record import frame_name, read_job_status
+
 FRAME = re.compile(r"^(\d{5,})\.png$")  # runtime/record.py frame_name: 00012.png
 STRIP = 12  # the newest frames the page shows as thumbnails
 
 
 def frames_folder(out: Path) -> Path:
     """Where the frames are: `<out>/frames/` (dfm render), else `<out>` itself (frames copied flat)."""
-    return out / "frames" if (out / "frames").is_dir() else out
+    frames = Output(out, False).frames
+    return frames if frames.is_dir() else out
 
 
 def scan_frames(folder: Path) -> list[tuple[int, float]]:
@@ -38,12 +42,6 @@ def scan_frames(folder: Path) -> list[tuple[int, float]]:
     except OSError:
         return []
     return sorted(found)
-
-
-def read_job(out: Path) -> dict | None:
-    from ...runtime.record import read_job_status  # json only: no torch
-
-    return read_job_status(out)
 
 
 def alive(pid: object) -> bool:
@@ -91,27 +89,27 @@ def output_state(out: Path, total_hint: int | None = None, now: float | None = N
     now = time.time() if now is None else now
     folder = frames_folder(out)
     frames = scan_frames(folder)
-    job = read_job(out)
+    job = read_job_status(out)
     prog = progress(job, frames, total_hint, now)
-    prefix = "" if folder == out else "frames/"
+    prefix = "" if folder == out else f"{folder.name}/"
     by_time = sorted(frames, key=lambda f: (f[1], f[0]))
     newest = by_time[-1] if by_time else None
-    video = out / "video.mp4"
+    video = Output(out, False).video
     finished = video.is_file() and (out / "manifest.json").is_file() and not prog["running"]
     return {
         "exists": out.is_dir(),
         "status": status_word(job, prog),
         "frames_on_disk": len(frames),
         "last_index": frames[-1][0] if frames else None,
-        "newest": {"index": newest[0], "file": f"{prefix}{newest[0]:05d}.png", "mtime": newest[1]} if newest else None,
-        "strip": [{"index": i, "file": f"{prefix}{i:05d}.png", "mtime": t} for i, t in by_time[-STRIP:]],
+        "newest": {"index": newest[0], "file": prefix + frame_name(newest[0]), "mtime": newest[1]} if newest else None,
+        "strip": [{"index": i, "file": prefix + frame_name(i), "mtime": t} for i, t in by_time[-STRIP:]],
         "frame_prefix": prefix,
         "progress": prog,
         "kept": job.get("kept") if job else None,
         "resumed_at": job.get("resumed_at") if job else None,
         "pid": job.get("pid") if job else None,
         "started": job.get("started") if job else None,
-        "video": {"file": "video.mp4", "mtime": video.stat().st_mtime} if finished else None,
+        "video": {"file": video.name, "mtime": video.stat().st_mtime} if finished else None,
     }
 
 

@@ -1,4 +1,4 @@
-"""A render started from the studio page: `python -m dfm render SCENE --out OUT --quiet` in a subprocess, so
+"""A render started from the studio page: `python -m dfm render SCENE [--out OUT] --quiet` in a subprocess, so
 it follows exactly the rules of `dfm render` typed in a terminal (the output folder's checks, resume from a
 checkpoint, the incremental re-render that keeps what an edit cannot change, never overwriting a user's
 file) and torch loads in that process, never in the studio's. Stop sends SIGINT, as Ctrl-C would: the
@@ -15,23 +15,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 LOG_LINES = 200  # what the page shows of the render's messages
+MAX_LINE = 4096  # bytes of one message kept: a longer line (a dumped array) is cut, never held whole
+CHUNK = 65536
+PUBLISH_S = 0.2  # the log is sent to the page at most this often: a chatty render is a few events a second
 
 
 class RenderRunner:
-    def __init__(self, scene: Path, out: Path, on_change: Callable[[], None]) -> None:
-        self.scene, self.out, self.on_change = scene, out, on_change
+    def __init__(self, scene: Path, out: Path | None, on_change: Callable[[], None]) -> None:
+        self.scene, self.out, self.on_change = scene, out, on_change  # out: the user's --out, or None
         self.proc: asyncio.subprocess.Process | None = None
         self.log: deque[str] = deque(maxlen=LOG_LINES)
         self.returncode: int | None = None
         self.started: float | None = None
         self.stopping = False
+        self._flush: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "dfm", "render", str(self.scene), "--out", str(self.out), "--quiet"]
+        out = ["--out", str(self.out)] if self.out is not None else []
+        return [sys.executable, "-m", "dfm", "render", str(self.scene), *out, "--quiet"]
 
     async def start(self) -> None:
         """Start the render (the caller has checked that none runs)."""
@@ -47,12 +52,31 @@ class RenderRunner:
         self.on_change()
 
     async def _follow(self, proc: asyncio.subprocess.Process) -> None:
+        """Read the render's output to its end in chunks (a line iterator raises on a line over 64 KiB, and
+        a reader that stops leaves the pipe full and the render blocked)."""
         assert proc.stdout is not None
-        async for raw in proc.stdout:
-            self.log.append(raw.decode("utf-8", "replace").rstrip())
-            self.on_change()
+        pending = b""
+        while chunk := await proc.stdout.read(CHUNK):
+            lines, pending = split_lines(pending, chunk)
+            self.log.extend(line.decode("utf-8", "replace").rstrip() for line in lines)
+            if lines:
+                self._log_changed()
+        if pending:
+            self.log.append(pending.decode("utf-8", "replace").rstrip())
         self.returncode = await proc.wait()
         self.log.append(f"(dfm render exited with {self.returncode})")
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self.on_change()
+
+    def _log_changed(self) -> None:
+        """New lines: tell the page within PUBLISH_S (with the state it then has), not once per line."""
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(PUBLISH_S, self._publish_log)
+
+    def _publish_log(self) -> None:
+        self._flush = None
         self.on_change()
 
     def stop(self) -> bool:
@@ -80,4 +104,11 @@ class RenderRunner:
                 self.proc.kill()
 
 
-__all__ = ["RenderRunner"]
+def split_lines(pending: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of `pending + chunk` and the unfinished rest, each cut to MAX_LINE bytes (so what
+    is held between chunks stays bounded however long a line is)."""
+    *lines, rest = (pending + chunk).split(b"\n")
+    return [line[:MAX_LINE] for line in lines], rest[:MAX_LINE]
+
+
+__all__ = ["RenderRunner", "split_lines"]

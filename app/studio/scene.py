@@ -213,7 +213,9 @@ def waveform(table) -> np.ndarray | None:
     peaks = np.zeros(len(table))
     filled = starts[1:] > starts[:-1]  # frames past the track's end (or before it starts) stay silent
     if filled.any():
-        peaks[filled] = np.maximum.reduceat(np.abs(samples), starts[:-1][filled])[: int(filled.sum())]
+        # cut at the scene's end: reduceat runs the last segment to the end of the array it is given, and
+        # the track may go on past the scene
+        peaks[filled] = np.maximum.reduceat(np.abs(samples[: starts[-1]]), starts[:-1][filled])
     top = peaks.max()
     return peaks / top if top > 0 else peaks
 

@@ -6,14 +6,16 @@ watchfiles (`awatch`, on aiohttp's event loop) watches the scene's folder (a sav
 write-to-temp-then-rename, recompiles the scene off the loop and rebuilds the preview), the output folder
 (a frame landed, the job file changed, the video was finished) and a sweep folder.
 
-What it serves is limited to the page's own assets and files inside the scene's folder, the output folder
-and the sweep's variant folders (files.py); requests whose Host is not this server's are refused (another
-site cannot reach it through DNS rebinding), and the only request that changes anything, starting a render,
-must come from the page itself (same Origin and a header a cross-site form cannot send).
+What it serves is limited to the page's own assets, the scene's soundtrack, files inside the output folder
+and the sweep's variant folders (files.py); on a loopback address, requests whose Host is not a loopback name
+are refused (another site cannot reach it through DNS rebinding), and the only request that changes
+anything, starting a render, must come from the page itself (same Origin and a header a cross-site form
+cannot send).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import errno
 import json
@@ -29,7 +31,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .files import plain_relative, safe_file
+from ...scaleout.batch import SUMMARY_FILE
+from ..render_args import out_folder
+from . import LOOPBACK
+from .files import safe_file
 from .preview import PreviewBuilder
 from .render_watch import output_state
 from .renders import RenderRunner
@@ -38,20 +43,20 @@ from .sweep import find_sweep
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
-RESCAN_MS = 2000  # the watched folders are read again this often even without an event
+RESCAN_MS = 2000  # while a render runs, the output folder is read again this often (its ETA counts down)
 WATCH_DEBOUNCE_MS = 150  # a save is on the page well within a second, and a burst of frames is one update
 PAGE_HEADER = "X-Dfm-Studio"  # sent by the page's POSTs: a cross-site form or image cannot add a header
 FRAME_INDEX = re.compile(r"^\d{1,9}$")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_SUBSCRIBERS = 32  # open pages (event streams); more is a runaway script, answered 503
+QUEUE_SIZE = 256  # events waiting for one page; a page this far behind is sent away to reconnect
 
 
 @dataclass(frozen=True)
 class Config:
     scene: Path
-    out: Path
+    out: Path | None = None  # --out; None: the folder `dfm render FILE` picks, again after each compile
     sweep: Path | None = None
     host: str = "127.0.0.1"
-    port: int = 8765
 
 
 class Studio:
@@ -61,15 +66,18 @@ class Studio:
         self.config = config
         self.scene_given = config.scene  # compiled as given, so diagnostics name it as `dfm check FILE` does
         self.scene = config.scene.resolve()
-        self.out = config.out.resolve() if config.out.exists() else config.out.absolute()
+        self.scene_text: bytes | None = None  # as last compiled: a save of the same text compiles nothing
         self.view = view
+        self.out = self.folder_for(view)
         self.generation = 1 if view is not None else 0  # of the newest compile started
         self.shown = self.generation  # of `view`, the newest compile finished: what the page is given
         self.compiled = asyncio.Event()
         self.subscribers: set[asyncio.Queue] = set()
         self.preview = PreviewBuilder(self.scene_given, state_dir / "preview",
                                       lambda info: self.publish("preview", info))
-        self.render = RenderRunner(self.scene_given, self.out, lambda: self.publish("render", self.render.state()))
+        self.render = RenderRunner(self.scene_given, config.out, lambda: self.publish("render", self.render.state()))
+        self.render_lock = asyncio.Lock()  # one POST /api/render at a time: its checks and the start are one step
+        self.out_watch: asyncio.Task | None = None
         self.sweep_root: Path | None = None
         self.sweep: dict | None = None
         self.tasks: list[asyncio.Task] = []
@@ -81,8 +89,16 @@ class Studio:
         for q in list(self.subscribers):
             try:
                 q.put_nowait((event, data))
-            except asyncio.QueueFull:  # a stalled page: it refetches everything when it reconnects
-                pass
+            except asyncio.QueueFull:
+                self.end_stream(q)
+
+    def end_stream(self, q: asyncio.Queue) -> None:
+        """End one page's event stream (the page is stalled, or the studio closes). A stalled page would
+        otherwise miss events for good; ended, its EventSource reconnects and `hello` refetches everything."""
+        while not q.empty():
+            q.get_nowait()
+        q.put_nowait(None)
+        self.subscribers.discard(q)
 
     # ---- what changes ---------------------------------------------------------------------------------
 
@@ -98,7 +114,31 @@ class Studio:
         self.publish("scene", {"generation": generation, "ok": view.payload["ok"]})
         if view.payload["ok"]:
             self.preview.rebuild()
+            await self.follow_out(self.folder_for(view))
             await self.refresh_output()
+
+    def folder_for(self, view: SceneView | None) -> Path:
+        """The output folder shown: --out, else what `dfm render FILE` writes for this compile (the scene's
+        output_dir may change with an edit; a scene with errors has none, so outputs/<name>/ until it
+        compiles)."""
+        args = argparse.Namespace(out=self.config.out, file=str(self.scene_given))
+        out = out_folder(args, view.table if view is not None else None)
+        return out.resolve() if out.exists() else out.absolute()
+
+    async def follow_out(self, out: Path) -> None:
+        """Show and watch `out` from now on when it is not the folder shown (an edit changed output_dir)."""
+        if out == self.out:
+            return
+        self.out, self.last_output = out, None
+        if self.out_watch is not None:  # else start() has not run yet: it watches self.out
+            self.out_watch.cancel()
+            self.out_watch = asyncio.get_running_loop().create_task(self.watch_folder(out, self.refresh_out_folder,
+                                                                                      self.rendering))
+        await self.refresh_sweep()
+
+    def rendering(self) -> bool:
+        """Whether a render writes into the output folder (the timer then reads it again: the ETA counts)."""
+        return self.render.running or bool(self.last_output and self.last_output["progress"]["running"])
 
     def total_frames(self) -> int | None:
         return self.view.payload.get("frames") if self.view is not None else None
@@ -139,28 +179,43 @@ class Studio:
         if self.config.sweep is not None:
             return [self.config.sweep.resolve()]
         parent = self.out.parent
-        return [self.out] + ([parent] if (parent / "batch.json").is_file() else [])
+        return [self.out] + ([parent] if (parent / SUMMARY_FILE).is_file() else [])
 
     # ---- watching -------------------------------------------------------------------------------------
 
     async def watch_scene(self) -> None:
+        """Recompile on a save of the scene file, not on other files of its folder (frames landing in an
+        outputs/ beside it, an editor's swap file), and not when a save leaves the text as it was."""
         from watchfiles import awatch
 
-        async for changes in awatch(self.scene.parent, recursive=False, debounce=WATCH_DEBOUNCE_MS, step=50):
-            if any(Path(p).name == self.scene.name for _, p in changes):
+        name = self.scene.name
+        async for _ in awatch(self.scene.parent, recursive=False, debounce=WATCH_DEBOUNCE_MS, step=50,
+                              watch_filter=lambda _change, path: Path(path).name == name):
+            if self.text_changed():
                 await self.recompile()
 
-    async def watch_folder(self, folder: Path, refresh) -> None:
+    def text_changed(self) -> bool:
+        """Whether the scene file's bytes differ from the last compiled ones (a missing file counts as
+        changed: the page says it cannot be read)."""
+        try:
+            text = self.scene.read_bytes()
+        except OSError:
+            text = None
+        changed = text is None or text != self.scene_text
+        self.scene_text = text
+        return changed
+
+    async def watch_folder(self, folder: Path, refresh, busy=lambda: False) -> None:
         """Refresh on each change under `folder`, waiting for it to exist (a first render makes it) and
-        starting again when it is removed and made again."""
+        starting again when it is removed and made again; also every RESCAN_MS while `busy()`."""
         while True:
             try:
-                await self._watch_once(folder, refresh)
+                await self._watch_once(folder, refresh, busy)
             except (OSError, ValueError) as exc:  # an unreadable file mid-write: say so, and watch on
                 print(f"dfm studio: warning: {folder}: {exc}", file=sys.stderr)
                 await asyncio.sleep(1.0)
 
-    async def _watch_once(self, folder: Path, refresh) -> None:
+    async def _watch_once(self, folder: Path, refresh, busy) -> None:
         """Watch `folder` until it is removed (returns at once while it does not exist)."""
         from watchfiles import awatch
 
@@ -170,12 +225,16 @@ class Studio:
         await refresh()
         stop = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(self._gone(folder, stop))
+        first = True
         try:
-            # a timeout yields too (an empty set): a change made while the watcher started is still seen,
-            # and a running render's ETA counts down
-            async for _ in awatch(folder, debounce=WATCH_DEBOUNCE_MS, step=50, stop_event=stop,
-                                  rust_timeout=RESCAN_MS, yield_on_timeout=True):
-                await refresh()
+            # a timeout yields too (an empty set): the first one catches a change made while the watcher
+            # started, later ones count a running render's ETA down; an idle folder is not read again
+            # (a scan stats every frame: most of a second for 100,000 frames)
+            async for changes in awatch(folder, debounce=WATCH_DEBOUNCE_MS, step=50, stop_event=stop,
+                                        rust_timeout=RESCAN_MS, yield_on_timeout=True):
+                if changes or first or busy():
+                    await refresh()
+                first = False
         except (FileNotFoundError, RuntimeError):  # the folder went away under the watcher
             pass
         finally:
@@ -190,6 +249,7 @@ class Studio:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.text_changed()  # the text `view` was compiled from (or is about to be)
         if self.view is None:
             self.tasks.append(loop.create_task(self.recompile()))
         else:
@@ -197,7 +257,7 @@ class Studio:
             if self.view.payload["ok"]:
                 self.preview.rebuild()
         self.tasks.append(loop.create_task(self.watch_scene()))
-        self.tasks.append(loop.create_task(self.watch_folder(self.out, self.refresh_out_folder)))
+        self.out_watch = loop.create_task(self.watch_folder(self.out, self.refresh_out_folder, self.rendering))
         await self.read_sweep()
         if self.sweep_root is not None and self.sweep_root != self.out:
             self.tasks.append(loop.create_task(self.watch_folder(self.sweep_root, self.refresh_sweep)))
@@ -206,22 +266,22 @@ class Studio:
 
     async def close(self) -> None:
         for q in list(self.subscribers):
-            try:
-                q.put_nowait(None)  # ends each event stream, so the server can shut down
-            except asyncio.QueueFull:
-                q.get_nowait()
-                q.put_nowait(None)
-        for t in self.tasks:
-            t.cancel()
+            self.end_stream(q)  # so the server can shut down
+        for t in [*self.tasks, self.out_watch]:
+            if t is not None:
+                t.cancel()
         await self.preview.close()
         await self.render.close()
 
 
 # ---- handlers -----------------------------------------------------------------------------------------------
 
+STUDIO = web.AppKey("studio", Studio)
+ON_LOOPBACK = web.AppKey("loopback", bool)  # the Host check applies: every name of this machine is known
+
 
 def studio_of(request: web.Request) -> Studio:
-    return request.app["studio"]
+    return request.app[STUDIO]
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -241,11 +301,11 @@ async def scene_json(request: web.Request) -> web.Response:
     assert studio.view is not None
     payload = {**studio.view.payload, "generation": studio.shown, "name": studio.scene.name,
                "out": str(studio.out), "audio_url": audio_url(studio)}
-    return web.json_response(payload, dumps=compact_json)
+    return json_reply(payload)
 
 
 def audio_url(studio: Studio) -> str | None:
-    """The soundtrack as a path under /files/scene/ when it lies in the scene's folder (Play plays it along)."""
+    """The soundtrack's path under /files/audio/ when it lies in the scene's folder (Play plays it along)."""
     track = studio.view.payload.get("audio") if studio.view is not None else None
     if not track:
         return None
@@ -258,6 +318,10 @@ def audio_url(studio: Studio) -> str | None:
 
 def compact_json(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def json_reply(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=compact_json)
 
 
 def frame_index(request: web.Request, frames: int | None) -> int:
@@ -275,8 +339,7 @@ async def frame_json(request: web.Request) -> web.Response:
     if view is None or view.table is None:
         raise web.HTTPNotFound()
     k = frame_index(request, len(view.table))
-    return web.json_response({"frame": k, "generation": studio.shown, "values": frame_values(view.table, k)},
-                             dumps=compact_json)
+    return json_reply({"frame": k, "generation": studio.shown, "values": frame_values(view.table, k)})
 
 
 async def preview_frame(request: web.Request) -> web.StreamResponse:
@@ -290,26 +353,23 @@ async def preview_frame(request: web.Request) -> web.StreamResponse:
 
 
 async def preview_json(request: web.Request) -> web.Response:
-    return web.json_response(studio_of(request).preview.info)
+    return json_reply(studio_of(request).preview.info)
 
 
 async def output_json(request: web.Request) -> web.Response:
-    return web.json_response(await studio_of(request).output_now())
+    return json_reply(await studio_of(request).output_now())
 
 
 async def sweep_json(request: web.Request) -> web.Response:
-    studio = studio_of(request)
-    await studio.read_sweep()
-    return web.json_response(studio.sweep)
+    """The sweep as last read: the watchers read it again when its folder changes, a request never does."""
+    return json_reply(studio_of(request).sweep)
 
 
 def served_root(studio: Studio, root: str, relative: str) -> Path | None:
-    """The folder a /files/ROOT/… request reads from, or None. Hidden names (.git, .ssh, .dfm-state) are
-    never served; under the sweep root only the variants' own folders are."""
-    if any(part.startswith(".") for part in relative.split("/")):
-        return None
-    if root == "scene":
-        return studio.scene.parent
+    """The folder a /files/ROOT/… request reads from, or None: the output folder, and under the sweep root
+    only the variants' own folders (safe_file refuses hidden names and paths that lead out)."""
+    if root == "audio":  # the soundtrack only, not the rest of the scene's folder
+        return studio.scene.parent if relative == audio_url(studio) else None
     if root == "out":
         return studio.out
     if root == "sweep" and studio.sweep is not None and studio.sweep_root is not None:
@@ -321,8 +381,6 @@ def served_root(studio: Studio, root: str, relative: str) -> Path | None:
 async def user_file(request: web.Request) -> web.StreamResponse:
     studio = studio_of(request)
     relative = request.match_info["path"]
-    if not plain_relative(relative):
-        raise web.HTTPNotFound()
     path = safe_file(served_root(studio, request.match_info["root"], relative), relative)
     if path is None:
         raise web.HTTPNotFound()
@@ -331,29 +389,31 @@ async def user_file(request: web.Request) -> web.StreamResponse:
 
 async def render_start(request: web.Request) -> web.Response:
     studio = studio_of(request)
-    if studio.render.running:
-        return web.json_response({"error": "a render started from this page is running; stop it first"}, status=409)
-    state = await studio.output_now()
-    if state["progress"]["running"]:
-        return web.json_response({"error": f"a render is already writing into {studio.out} (pid {state['pid']})"},
-                                 status=409)
-    await studio.render.start()
-    return web.json_response(studio.render.state())
+    async with studio.render_lock:  # the checks await: without the lock, POSTs at once would all pass them
+        if studio.render.running:
+            return json_reply({"error": "a render started from this page is running; stop it first"}, 409)
+        state = await studio.output_now()
+        if state["progress"]["running"]:
+            return json_reply({"error": f"a render is already writing into {studio.out} (pid {state['pid']})"}, 409)
+        await studio.render.start()
+        return json_reply(studio.render.state())
 
 
 async def render_stop(request: web.Request) -> web.Response:
     studio = studio_of(request)
     if not studio.render.stop():
-        return web.json_response({"error": "no render started from this page is running"}, status=409)
-    return web.json_response(studio.render.state())
+        return json_reply({"error": "no render started from this page is running"}, 409)
+    return json_reply(studio.render.state())
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `scene`, `preview`, `output`, `render`, `sweep`, each when it changes."""
     studio = studio_of(request)
+    if len(studio.subscribers) >= MAX_SUBSCRIBERS:
+        raise web.HTTPServiceUnavailable(text=f"dfm studio: {MAX_SUBSCRIBERS} pages are open already\n")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
     studio.subscribers.add(queue)
     try:
         await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
@@ -366,7 +426,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if item is None:
                 break
             event, data = item
-            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+            await resp.write(f"event: {event}\ndata: {compact_json(data)}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -381,7 +441,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def guard(request: web.Request, handler) -> web.StreamResponse:
     """Refuse a Host that is not this server (DNS rebinding) and a POST that is not the page's own."""
     app = request.app
-    if app["loopback"] and request.host.rsplit(":", 1)[0].strip("[]") not in LOOPBACK:
+    if app[ON_LOOPBACK] and request.host.rsplit(":", 1)[0].strip("[]") not in LOOPBACK:
         raise web.HTTPForbidden(text="dfm studio answers to its own address only\n")
     if request.method != "GET" and request.method != "HEAD":
         origin = request.headers.get("Origin")
@@ -392,8 +452,8 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
 
 def make_app(studio: Studio) -> web.Application:
     app = web.Application(middlewares=[guard])
-    app["studio"] = studio
-    app["loopback"] = studio.config.host in LOOPBACK
+    app[STUDIO] = studio
+    app[ON_LOOPBACK] = studio.config.host in LOOPBACK
     app.router.add_get("/", index)
     app.router.add_get("/static/{path:.+}", static)
     app.router.add_get("/api/scene", scene_json)

@@ -9,23 +9,24 @@ running (no summary yet) is read from its folder names. Read-only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ...runtime.outdir import Output
+from ...scaleout.batch import SUMMARY_FILE, read_summary
 from .render_watch import frames_folder, scan_frames
 
 SUMMARY_LIMIT = 64 << 20  # a summary lists up to 10,000 variants with their warnings: megabytes, never this
 
 
-def read_summary(path: Path) -> list[dict] | None:
-    """The scene records of a batch summary (`{"dfm_batch": 1, "scenes": [...]}`), or None."""
+def summary_records(path: Path) -> list[dict] | None:
+    """The scene records of a batch summary that name their folder, or None without a summary."""
     try:
         if path.stat().st_size > SUMMARY_LIMIT:
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except OSError:
         return None
-    if not (isinstance(data, dict) and "dfm_batch" in data and isinstance(data.get("scenes"), list)):
+    data = read_summary(path)
+    if data is None or not isinstance(data.get("scenes"), list):
         return None
     return [r for r in data["scenes"] if isinstance(r, dict) and isinstance(r.get("out"), str)]
 
@@ -59,7 +60,7 @@ def records_from_folders(root: Path, stem: str | None) -> list[dict]:
 
 def sweep_records(root: Path, stem: str | None) -> list[dict]:
     """The variants of the sweep at `root`, the ones of scene `stem` when the batch had several scenes."""
-    records = read_summary(root / "batch.json")
+    records = summary_records(root / SUMMARY_FILE)
     if records is None:
         return records_from_folders(root, stem)
     records = [r for r in records if isinstance(r.get("variation"), dict) and r["variation"]]
@@ -85,14 +86,14 @@ def cell(root: Path, record: dict) -> dict:
     folder = root / record["out"]
     frames = frames_folder(folder)
     found = scan_frames(frames)
-    video = folder / "video.mp4"
+    video = Output(folder, False).video
     return {
         "key": record["out"],
         "values": {str(k): str(v) for k, v in record["variation"].items()},
         "status": str(record.get("status", "")),
         "frames": [i for i, _ in found],
-        "frame_prefix": f"{record['out']}/" + ("frames/" if frames != folder else ""),
-        "video": f"{record['out']}/video.mp4" if video.is_file() else None,
+        "frame_prefix": f"{record['out']}/" + (f"{frames.name}/" if frames != folder else ""),
+        "video": f"{record['out']}/{video.name}" if video.is_file() else None,
     }
 
 
@@ -117,4 +118,4 @@ def find_sweep(candidates: list[Path], stem: str | None) -> tuple[Path, dict] | 
     return None
 
 
-__all__ = ["axes_of", "find_sweep", "parse_label", "read_summary", "sweep_grid", "sweep_records"]
+__all__ = ["axes_of", "find_sweep", "parse_label", "summary_records", "sweep_grid", "sweep_records"]

@@ -331,7 +331,7 @@
 
   function setAudio(scene) {
     var audio = $('preview-audio');
-    var url = scene.audio_url ? '/files/scene/' + scene.audio_url.split('/').map(encodeURIComponent).join('/') : '';
+    var url = scene.audio_url ? '/files/audio/' + scene.audio_url.split('/').map(encodeURIComponent).join('/') : '';
     if (audio.dataset.url !== url) {
       audio.dataset.url = url;
       if (url) audio.src = url; else audio.removeAttribute('src');
