@@ -307,10 +307,7 @@ class PromptEncoder:
         if per_encoder[0].shape[1] != per_encoder[1].shape[1]:
             raise RenderError("the two SDXL tokenizers split a prompt into different chunk counts",
                               "use a model whose tokenizer/ and tokenizer_2/ share one vocabulary")
-        hidden = torch.cat(per_encoder, dim=2)
-        row = torch.zeros(1, 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
-        row[0, 0, : pooled.shape[-1]] = pooled[0]
-        return torch.cat([hidden, row], dim=1)
+        return with_pooled_row(torch.cat(per_encoder, dim=2), pooled)
 
     def encode_flow(self, pieces: str) -> Tensor:
         """(1, tokens + 1, D) of an SD3 or Flux model: the token sequence its transformer reads, then the pooled
@@ -339,9 +336,7 @@ class PromptEncoder:
         if pooled.shape[-1] > hidden.shape[-1]:
             raise RenderError(f"a pooled text embedding of {pooled.shape[-1]} is wider than the token features "
                               f"({hidden.shape[-1]})", "use an SD3 / Flux model as diffusers saves it")
-        row = torch.zeros(1, 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
-        row[0, 0, : pooled.shape[-1]] = pooled[0]
-        return torch.cat([hidden, row], dim=1)
+        return with_pooled_row(hidden, pooled)
 
     def _clip_ids(self, tok, text: str) -> Tensor:
         return tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True,
@@ -380,6 +375,14 @@ class PromptEncoder:
             weighted = z * w[None, :, None]
             z = weighted * (z.mean() / weighted.mean())
         return (z, out) if explicit else z
+
+
+def with_pooled_row(hidden: Tensor, pooled: Tensor) -> Tensor:
+    """`hidden` (1, tokens, D) with one last row holding `pooled` (its first features, zeros after): how a pooled
+    vector (SDXL's, SD3's, Flux's) travels with the token embeddings through the prompt caches and blends."""
+    row = torch.zeros(1, 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
+    row[0, 0, : pooled.shape[-1]] = pooled[0]
+    return torch.cat([hidden, row], dim=1)
 
 
 def flow_text(pieces: str) -> str:
